@@ -1,0 +1,43 @@
+# Stratus: `make dev` serves a homeserver on 127.0.0.1:$(PORT); `make test` runs every test.
+# Override PORT, SERVER_NAME and STATE_DIR to run instances side by side:
+#   make dev PORT=8788 STATE_DIR=.state/b
+
+PORT ?= 8787
+SERVER_NAME ?= localhost:$(PORT)
+PUBLIC_BASEURL ?= http://127.0.0.1:$(PORT)
+STATE_DIR ?= .wrangler/state
+
+export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+export WRANGLER_SEND_METRICS := false
+WRANGLER := node_modules/.bin/wrangler
+
+.PHONY: dev test install build migrate unit integration clean
+
+install:
+	sh scripts/install.sh
+
+build: install
+	sh scripts/build.sh
+	@gzip -9 -c build/index_bg.wasm | wc -c | awk '{ printf "wasm bundle: %.2f MB gzipped (budget 3 MB)\n", $$1 / 1000000 }'
+
+.dev.vars:
+	sh scripts/dev-vars.sh
+
+migrate: install .dev.vars
+	$(WRANGLER) d1 migrations apply stratus --local --persist-to $(STATE_DIR)
+
+dev: build migrate
+	STRATUS_SKIP_BUILD=1 $(WRANGLER) dev --ip 127.0.0.1 --port $(PORT) --persist-to $(STATE_DIR) \
+		--var SERVER_NAME:$(SERVER_NAME) --var PUBLIC_BASEURL:$(PUBLIC_BASEURL)
+
+unit:
+	cargo test --locked
+
+integration: build .dev.vars
+	sh scripts/install.sh test
+	STRATUS_SKIP_BUILD=1 .venv/bin/python -m pytest tests/integration -q -p no:cacheprovider
+
+test: unit integration
+
+clean:
+	rm -rf build target/wasm32-unknown-unknown .wrangler .state

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Installs whatever the build, `make dev` and `make test` need and is missing. Idempotent:
+# every step checks first. Only registry packages (crates.io, npm, PyPI) are used.
+#   scripts/install.sh          build tools (Rust target, wasm-bindgen, worker-build, npm)
+#   scripts/install.sh test     also the Python test environment in .venv
+set -eu
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    echo "install: rust target wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+fi
+
+# wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
+WBG=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WBG" ]; then
+    echo "install: wasm-bindgen-cli $WBG"
+    cargo install wasm-bindgen-cli --version "$WBG" --force
+fi
+
+# worker-build matches the worker crate.
+WB=$(awk '/^name = "worker"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WB" ]; then
+    echo "install: worker-build $WB"
+    cargo install worker-build --version "$WB" --force
+fi
+
+# wrangler, esbuild, binaryen (wasm-opt) and Node 22 for wrangler, from package-lock.json.
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "install: npm packages"
+    npm ci --no-audit --no-fund
+fi
+
+if [ "${1:-}" = "test" ]; then
+    if [ ! -x .venv/bin/python ]; then
+        echo "install: python venv"
+        python3 -m venv .venv
+    fi
+    if [ ! -f .venv/.installed ] || [ tests/requirements.txt -nt .venv/.installed ]; then
+        echo "install: python test packages"
+        .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+        touch .venv/.installed
+    fi
+fi

@@ -1,0 +1,3 @@
+//! Synapse-compatible admin endpoints that scripts and tools expect.
+
+pub mod register;

@@ -1,0 +1,218 @@
+//! Authentication shared by the handlers: access tokens, passwords (with failed-login rate
+//! limiting), and user-interactive auth sessions.
+
+use ruma::{OwnedUserId, UserId};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::core::crypto::{ct_eq, hash_password, verify_password};
+use crate::core::ids::local_user_from_input;
+use crate::core::ratelimit::retry_after;
+use crate::core::time::now_ms;
+use crate::core::uia::{self, Flows};
+use crate::ctx::Ctx;
+use crate::err;
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{parse_json, Request};
+use crate::store::{accounts, tokens, uia as uia_store};
+
+/// The caller of an authenticated endpoint.
+pub struct Authed {
+    pub user_id: OwnedUserId,
+    pub device_id: String,
+    pub token: tokens::AccessToken,
+}
+
+/// Resolves the request's access token (spec: client-server-api, "Client Authentication").
+pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
+    let token = req.access_token().ok_or_else(|| err!(MissingToken, "Missing access token"))?;
+    let Some(t) = tokens::lookup_access(&ctx.db, token).await? else {
+        return Err(err!(ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token"));
+    };
+    if let Some(exp) = t.expires_ts {
+        if (exp as u64) <= now_ms() {
+            // Refreshable: the client keeps its session and refreshes (soft logout).
+            return Err(err!(ErrorKind::UnknownToken { soft_logout: true }, "Access token has expired"));
+        }
+    }
+    if t.used == 0 && t.refresh_hash.is_some() {
+        tokens::mark_used(&ctx.db, &t).await?;
+    }
+    let user_id = UserId::parse(&t.user_id).map_err(|e| Error::internal(format!("stored user id: {e}")))?;
+    Ok(Authed { user_id, device_id: t.device_id.clone(), token: t })
+}
+
+/// A fixed hash to verify against when the user does not exist, so that a wrong user name
+/// takes as long as a wrong password.
+const DUMMY_HASH: &str = "$pbkdf2-sha256$i=100000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// Checks a password for `user_id`, counting failures per account and per client address;
+/// while either is over its limit every attempt gets `M_LIMIT_EXCEEDED`.
+pub async fn check_password(ctx: &Ctx, req: &Request, user_id: Option<&UserId>, password: &str) -> Result<accounts::User> {
+    let cfg = &ctx.config;
+    let now = now_ms();
+    let mut keys = Vec::new();
+    if let Some(u) = user_id {
+        keys.push(format!("acct:{u}"));
+    }
+    if let Some(ip) = &req.client_ip {
+        keys.push(format!("ip:{ip}"));
+    }
+    let since = now.saturating_sub(cfg.login_failures_window_ms);
+    let failures = accounts::login_failures(&ctx.db, &keys, since).await?;
+    for key in &keys {
+        let max = if key.starts_with("acct:") { cfg.login_failures_account_max } else { cfg.login_failures_ip_max };
+        let ts: Vec<u64> = failures.iter().filter(|(k, _)| k == key).map(|(_, t)| *t).collect();
+        if let Some(ms) = retry_after(ts, max, cfg.login_failures_window_ms, now) {
+            return Err(err!(ErrorKind::LimitExceeded { retry_after_ms: ms }, "Too many failed login attempts"));
+        }
+    }
+    let user = match user_id {
+        Some(u) => accounts::get_user(&ctx.db, u.as_str()).await?,
+        None => None,
+    };
+    let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
+        Some(hash) => verify_password(password, hash),
+        None => {
+            let _ = verify_password(password, DUMMY_HASH);
+            false
+        }
+    };
+    match user {
+        Some(user) if ok => {
+            if user.deactivated != 0 {
+                return Err(err!(UserDeactivated, "This account has been deactivated"));
+            }
+            Ok(user)
+        }
+        Some(user) if user.deactivated != 0 => Err(err!(UserDeactivated, "This account has been deactivated")),
+        _ => {
+            accounts::record_login_failure(&ctx.db, &keys, since).await?;
+            Err(err!(Forbidden, "Invalid username or password"))
+        }
+    }
+}
+
+/// `identifier: {type: "m.id.user", user}` or the deprecated top-level `user`.
+#[derive(Deserialize, Default)]
+pub struct Identifier {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub user: Option<String>,
+}
+
+/// Resolves the user named by a login or UIA body. Only `m.id.user` is supported.
+pub fn identified_user(ctx: &Ctx, identifier: Option<&Identifier>, legacy_user: Option<&str>) -> Result<Option<OwnedUserId>> {
+    let name = match identifier {
+        Some(id) => {
+            match id.kind.as_deref() {
+                Some("m.id.user") => {}
+                Some(_) => return Err(err!(Unknown, "Only m.id.user identifiers are supported")),
+                None => return Err(err!(BadJson, "identifier.type is required")),
+            }
+            id.user.as_deref().ok_or_else(|| err!(BadJson, "identifier.user is required"))?
+        }
+        None => legacy_user.ok_or_else(|| err!(BadJson, "identifier is required"))?,
+    };
+    Ok(local_user_from_input(name, &ctx.config.server_name))
+}
+
+#[derive(Deserialize)]
+struct AuthDict {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    session: Option<String>,
+    identifier: Option<Identifier>,
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+}
+
+/// Runs one step of user-interactive auth for `operation` with the body's `auth` dict.
+/// `Ok(())` once a flow is complete; otherwise the 401 body as [`Error::Uia`].
+/// `user` is the logged-in user for whom the operation runs (`None` for registration).
+pub async fn user_interactive_auth(
+    ctx: &Ctx,
+    req: &Request,
+    body: &Value,
+    operation: &str,
+    flows: &Flows,
+    user: Option<&UserId>,
+) -> Result<()> {
+    let db = &ctx.db;
+    let auth = match body.get("auth") {
+        None | Some(Value::Null) => {
+            let session = uia_store::create(db, operation, user.map(|u| u.as_str())).await?;
+            return Err(Error::Uia(flows.challenge(&session, &[], None)));
+        }
+        Some(a) => parse_json::<AuthDict>(a.clone())?,
+    };
+
+    let session = match &auth.session {
+        Some(id) => {
+            let s = uia_store::get(db, id).await?.ok_or_else(|| err!(Unknown, "Unknown or expired session ID"))?;
+            if s.operation != operation || s.user_id.as_deref() != user.map(|u| u.as_str()) {
+                return Err(err!(Forbidden, "This session belongs to another operation"));
+            }
+            s.session_id
+        }
+        None => uia_store::create(db, operation, user.map(|u| u.as_str())).await?,
+    };
+    let stored = uia_store::get(db, &session).await?;
+    let mut completed = stored.map(|s| s.completed()).unwrap_or_default();
+
+    let Some(kind) = auth.kind.as_deref() else {
+        // No stage attempted: report progress.
+        return Err(Error::Uia(flows.challenge(&session, &completed, None)));
+    };
+    if !flows.offers(kind) {
+        return Err(Error::Uia(flows.challenge(&session, &completed, Some(("M_UNRECOGNIZED", "Unsupported stage")))));
+    }
+
+    let fail = |code: &str, msg: &str| Error::Uia(flows.challenge(&session, &completed, Some((code, msg))));
+    match kind {
+        uia::DUMMY => {}
+        uia::REGISTRATION_TOKEN => {
+            let given = auth.token.as_deref().unwrap_or("");
+            if !ctx.config.registration_tokens.iter().any(|t| ct_eq(t.as_bytes(), given.as_bytes())) {
+                return Err(fail("M_FORBIDDEN", "Invalid registration token"));
+            }
+        }
+        uia::PASSWORD => {
+            let me = user.ok_or_else(|| Error::internal("password stage without a user"))?;
+            let named = identified_user(ctx, auth.identifier.as_ref(), auth.user.as_deref())?;
+            if named.as_deref() != Some(me) {
+                return Err(fail("M_FORBIDDEN", "You can only authenticate as yourself"));
+            }
+            let password = auth.password.as_deref().unwrap_or("");
+            match check_password(ctx, req, Some(me), password).await {
+                Ok(_) => {}
+                Err(Error::Matrix(ErrorKind::Forbidden, msg)) => return Err(fail("M_FORBIDDEN", &msg)),
+                Err(e) => return Err(e),
+            }
+        }
+        _ => return Err(fail("M_UNRECOGNIZED", "Unsupported stage")),
+    }
+
+    if !completed.iter().any(|c| c == kind) {
+        completed.push(kind.to_owned());
+    }
+    if flows.is_complete(&completed) {
+        uia_store::delete(db, &session).await?;
+        Ok(())
+    } else {
+        uia_store::set_completed(db, &session, &completed).await?;
+        Err(Error::Uia(flows.challenge(&session, &completed, None)))
+    }
+}
+
+/// Hashes a new password with the configured cost; refuses absurd lengths.
+pub fn new_password_hash(ctx: &Ctx, password: &str) -> Result<String> {
+    if password.is_empty() {
+        return Err(err!(MissingParam, "A password is required"));
+    }
+    if password.len() > 512 {
+        return Err(err!(InvalidParam, "Password too long"));
+    }
+    Ok(hash_password(password, ctx.config.pbkdf2_iterations))
+}

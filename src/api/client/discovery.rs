@@ -1,0 +1,59 @@
+//! Server discovery and capabilities.
+
+use serde_json::json;
+
+use crate::api::auth::authenticate;
+use crate::ctx::Ctx;
+use crate::error::Result;
+use crate::http::{Request, Response};
+
+/// Room versions this server can host and join (ruma implements the rules for each).
+pub const ROOM_VERSIONS: &[&str] = &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
+
+/// # `GET /_matrix/client/versions`
+/// Spec: client-server-api, "GET /_matrix/client/versions".
+pub async fn versions_route(_ctx: &Ctx, _req: &Request) -> Result<Response> {
+    Ok(Response::ok(json!({
+        "versions": [
+            "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6",
+            "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12"
+        ],
+        "unstable_features": {
+            "org.matrix.msc2432": true,
+            "org.matrix.msc3882": true
+        }
+    })))
+}
+
+/// # `GET /.well-known/matrix/client`
+/// Spec: client-server-api, "Well-known URIs".
+pub async fn well_known_client_route(ctx: &Ctx, _req: &Request) -> Result<Response> {
+    Ok(Response::ok(json!({ "m.homeserver": { "base_url": ctx.config.public_baseurl } })))
+}
+
+/// # `GET /.well-known/matrix/server`
+/// Spec: server-server-api, "Server discovery". The Worker serves federation on the same
+/// HTTPS origin as the client API, so a server name without a port delegates to port 443.
+pub async fn well_known_server_route(ctx: &Ctx, _req: &Request) -> Result<Response> {
+    let name = &ctx.config.server_name;
+    let target = if name.port().is_some() { name.to_string() } else { format!("{name}:443") };
+    Ok(Response::ok(json!({ "m.server": target })))
+}
+
+/// # `GET /_matrix/client/v3/capabilities`
+/// Spec: client-server-api, "Capabilities negotiation".
+pub async fn capabilities_route(ctx: &Ctx, req: &Request) -> Result<Response> {
+    authenticate(ctx, req).await?;
+    let available: serde_json::Map<String, serde_json::Value> =
+        ROOM_VERSIONS.iter().map(|v| (v.to_string(), json!("stable"))).collect();
+    Ok(Response::ok(json!({
+        "capabilities": {
+            "m.change_password": { "enabled": true },
+            "m.room_versions": { "default": ctx.config.default_room_version, "available": available },
+            "m.set_displayname": { "enabled": true },
+            "m.set_avatar_url": { "enabled": true },
+            "m.3pid_changes": { "enabled": false },
+            "m.get_login_token": { "enabled": true }
+        }
+    })))
+}

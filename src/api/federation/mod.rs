@@ -1,0 +1,3 @@
+//! Server-server API handlers.
+
+pub mod key;

@@ -1,0 +1,59 @@
+//! HTTP handlers, one file per API area (the Conduit layout), and the dispatch from a
+//! [`Route`](crate::router::Route) to its handler.
+
+pub mod admin;
+pub mod auth;
+pub mod client;
+pub mod federation;
+pub mod health;
+
+use crate::ctx::Ctx;
+use crate::http::{Method, Request, Response};
+use crate::router::{resolve, Route};
+
+/// Serves one request. Never panics on bad input: every failure is a Matrix error.
+pub async fn handle(ctx: &Ctx, req: Request) -> Response {
+    if req.method == Method::Options {
+        // CORS preflight: the headers are added by the caller.
+        return Response::ok(serde_json::json!({}));
+    }
+    let (route, params) = match resolve(req.method, &req.path) {
+        Ok(r) => r,
+        Err(e) => return Response::from_error(&e),
+    };
+    dispatch(ctx, route, &params, &req).await.into()
+}
+
+async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate::Result<Response> {
+    use client::*;
+    match route {
+        Route::Versions => discovery::versions_route(ctx, req).await,
+        Route::WellKnownClient => discovery::well_known_client_route(ctx, req).await,
+        Route::WellKnownServer => discovery::well_known_server_route(ctx, req).await,
+        Route::Capabilities => discovery::capabilities_route(ctx, req).await,
+        Route::KeyServer => federation::key::server_keys_route(ctx, req).await,
+        Route::Register => register::register_route(ctx, req).await,
+        Route::RegisterAvailable => register::available_route(ctx, req).await,
+        Route::RegistrationTokenValidity => register::token_validity_route(ctx, req).await,
+        Route::LoginFlows => login::login_flows_route(ctx, req).await,
+        Route::Login => login::login_route(ctx, req).await,
+        Route::LoginGetToken => login::get_login_token_route(ctx, req).await,
+        Route::Logout => login::logout_route(ctx, req).await,
+        Route::LogoutAll => login::logout_all_route(ctx, req).await,
+        Route::Refresh => login::refresh_route(ctx, req).await,
+        Route::Whoami => account::whoami_route(ctx, req).await,
+        Route::ChangePassword => account::change_password_route(ctx, req).await,
+        Route::Deactivate => account::deactivate_route(ctx, req).await,
+        Route::Devices => devices::devices_route(ctx, req).await,
+        Route::GetDevice => devices::get_device_route(ctx, req, &p[0]).await,
+        Route::UpdateDevice => devices::update_device_route(ctx, req, &p[0]).await,
+        Route::DeleteDevice => devices::delete_device_route(ctx, req, &p[0]).await,
+        Route::DeleteDevices => devices::delete_devices_route(ctx, req).await,
+        Route::Profile => profile::profile_route(ctx, req, &p[0]).await,
+        Route::GetProfileField => profile::get_field_route(ctx, req, &p[0], &p[1]).await,
+        Route::SetProfileField => profile::set_field_route(ctx, req, &p[0], &p[1]).await,
+        Route::AdminRegisterNonce => admin::register::nonce_route(ctx, req).await,
+        Route::AdminRegister => admin::register::register_route(ctx, req).await,
+        Route::Health => health::health_route(ctx, req).await,
+    }
+}

@@ -1,0 +1,142 @@
+//! Server configuration, read from Worker vars and secrets (`wrangler.toml` `[vars]`,
+//! `.dev.vars` in development, `wrangler secret put` in production).
+//!
+//! Parsing takes a lookup function so it is tested natively without a Worker `Env`.
+
+use ruma::{OwnedServerName, ServerName};
+
+use super::signing::ServerSigningKey;
+
+/// Who may create accounts through `/register`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistrationMode {
+    /// Anyone (UIA stage `m.login.dummy`).
+    Open,
+    /// Only with a registration token (UIA stage `m.login.registration_token`).
+    Token,
+    /// Nobody; accounts come from the admin API.
+    Closed,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server_name: OwnedServerName,
+    /// Where clients reach us, for `/.well-known/matrix/client`.
+    pub public_baseurl: String,
+    pub registration_mode: RegistrationMode,
+    pub registration_tokens: Vec<String>,
+    pub registration_shared_secret: Option<String>,
+    /// Localparts only the admin API may register.
+    pub reserved_localparts: Vec<String>,
+    pub signing_key: ServerSigningKey,
+    pub default_room_version: String,
+    /// Lifetime of access tokens issued together with a refresh token.
+    pub access_token_lifetime_ms: u64,
+    pub login_failures_account_max: u32,
+    pub login_failures_ip_max: u32,
+    pub login_failures_window_ms: u64,
+    pub pbkdf2_iterations: u32,
+    /// Largest JSON request body accepted.
+    pub max_json_body_bytes: usize,
+}
+
+pub const DEFAULT_RESERVED: &[&str] = &[
+    "admin", "administrator", "root", "system", "server", "matrix", "support", "abuse",
+    "postmaster", "hostmaster", "webmaster", "security", "noreply", "stratus",
+];
+
+impl Config {
+    /// Reads the configuration; `get` returns a var or secret by name.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let var = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let num = |k: &str, default: u64| -> Result<u64, String> {
+            match var(k) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| format!("{k} must be a whole number, got {v:?}")),
+            }
+        };
+
+        let server_name_str = var("SERVER_NAME").ok_or("SERVER_NAME is not set")?;
+        let server_name = ServerName::parse(&server_name_str)
+            .map_err(|e| format!("SERVER_NAME {server_name_str:?} is not a valid server name: {e}"))?;
+        let public_baseurl = var("PUBLIC_BASEURL")
+            .unwrap_or_else(|| format!("https://{server_name}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let registration_mode = match var("REGISTRATION_MODE").as_deref().unwrap_or("closed") {
+            "open" => RegistrationMode::Open,
+            "token" => RegistrationMode::Token,
+            "closed" => RegistrationMode::Closed,
+            other => return Err(format!("REGISTRATION_MODE must be open, token or closed, got {other:?}")),
+        };
+        let list = |k: &str| -> Vec<String> {
+            var(k)
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default()
+        };
+        let registration_tokens = list("REGISTRATION_TOKENS");
+        if registration_mode == RegistrationMode::Token && registration_tokens.is_empty() {
+            return Err("REGISTRATION_MODE is token but REGISTRATION_TOKENS is empty".into());
+        }
+        let reserved_localparts = match var("RESERVED_LOCALPARTS") {
+            Some(_) => list("RESERVED_LOCALPARTS"),
+            None => DEFAULT_RESERVED.iter().map(|s| s.to_string()).collect(),
+        };
+        let signing_key = ServerSigningKey::parse(&var("SIGNING_KEY").ok_or("SIGNING_KEY is not set")?)?;
+
+        Ok(Config {
+            server_name,
+            public_baseurl,
+            registration_mode,
+            registration_tokens,
+            registration_shared_secret: var("REGISTRATION_SHARED_SECRET"),
+            reserved_localparts,
+            signing_key,
+            default_room_version: var("DEFAULT_ROOM_VERSION").unwrap_or_else(|| "12".into()),
+            access_token_lifetime_ms: num("ACCESS_TOKEN_LIFETIME_SECS", 300)?.max(1) * 1000,
+            login_failures_account_max: num("LOGIN_FAILURES_ACCOUNT_MAX", 5)? as u32,
+            login_failures_ip_max: num("LOGIN_FAILURES_IP_MAX", 20)? as u32,
+            login_failures_window_ms: num("LOGIN_FAILURES_WINDOW_SECS", 60)?.max(1) * 1000,
+            pbkdf2_iterations: num("PASSWORD_PBKDF2_ITERATIONS", super::crypto::DEFAULT_PBKDF2_ITERATIONS as u64)?
+                .clamp(1000, 10_000_000) as u32,
+            max_json_body_bytes: num("MAX_JSON_BODY_BYTES", 1024 * 1024)? as usize,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        let mut m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        m.entry("SIGNING_KEY".into()).or_insert_with(|| ServerSigningKey::generate().to_config_string());
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[("SERVER_NAME", "localhost:8787")]).unwrap();
+        assert_eq!(c.server_name.as_str(), "localhost:8787");
+        assert_eq!(c.public_baseurl, "https://localhost:8787");
+        assert_eq!(c.registration_mode, RegistrationMode::Closed);
+        assert!(c.reserved_localparts.contains(&"admin".to_string()));
+        assert_eq!(c.default_room_version, "12");
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(cfg(&[]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "bad name")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "maybe")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "token")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("LOGIN_FAILURES_IP_MAX", "many")]).is_err());
+    }
+
+    #[test]
+    fn token_mode_lists() {
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "token"), ("REGISTRATION_TOKENS", "a, b,,")]).unwrap();
+        assert_eq!(c.registration_tokens, vec!["a", "b"]);
+    }
+}

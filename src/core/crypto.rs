@@ -1,0 +1,148 @@
+//! Secrets: random tokens, token hashes, password hashes, constant-time comparison.
+
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// `n` bytes from the platform CSPRNG (crypto.getRandomValues on Workers).
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).expect("the platform has a CSPRNG");
+    buf
+}
+
+/// A random token with a readable prefix, e.g. `syt_…` (Synapse's style, so that leaked
+/// tokens are recognisable by secret scanners). 32 random bytes = 256 bits.
+pub fn random_token(prefix: &str) -> String {
+    format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(random_bytes(32)))
+}
+
+/// A random string of `len` characters from `A-Z`, for device IDs and session IDs.
+pub fn random_alpha(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    // 256 % 26 != 0: reject the top bytes so every letter is equally likely.
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for b in random_bytes(len * 2) {
+            if (b as usize) < 26 * 9 && out.len() < len {
+                out.push(ALPHABET[b as usize % 26] as char);
+            }
+        }
+    }
+    out
+}
+
+/// The stored form of a bearer token: its SHA-256, unpadded base64. Tokens have 256 bits
+/// of entropy, so a fast hash is enough; the database never holds a usable token.
+pub fn token_hash(token: &str) -> String {
+    STANDARD_NO_PAD.encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// Constant-time equality of two byte strings.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Default PBKDF2 iteration count for new password hashes.
+pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 100_000;
+
+/// Hashes a password as `$pbkdf2-sha256$i=ITER$SALT$HASH` (salt and hash unpadded base64):
+/// the parameters live in the string, so the cost can be raised without breaking old hashes.
+pub fn hash_password(password: &str, iterations: u32) -> String {
+    let salt = random_bytes(16);
+    let out = pbkdf2_sha256(password.as_bytes(), &salt, iterations);
+    format!(
+        "$pbkdf2-sha256$i={iterations}${}${}",
+        STANDARD_NO_PAD.encode(&salt),
+        STANDARD_NO_PAD.encode(out)
+    )
+}
+
+fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2::<Hmac<Sha256>>(password, salt, iterations, &mut out)
+        .expect("HMAC accepts any key length");
+    out
+}
+
+/// Checks a password against a stored hash. An unparsable hash never matches.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    let parts: Vec<&str> = stored.split('$').collect();
+    // ["", "pbkdf2-sha256", "i=N", salt, hash]
+    if parts.len() != 5 || !parts[0].is_empty() || parts[1] != "pbkdf2-sha256" {
+        return false;
+    }
+    let Some(iterations) = parts[2].strip_prefix("i=").and_then(|i| i.parse::<u32>().ok()) else {
+        return false;
+    };
+    if iterations == 0 || iterations > 10_000_000 {
+        return false;
+    }
+    let (Ok(salt), Ok(expected)) = (STANDARD_NO_PAD.decode(parts[3]), STANDARD_NO_PAD.decode(parts[4])) else {
+        return false;
+    };
+    ct_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iterations), &expected)
+}
+
+/// Lower-case hex HMAC-SHA1, as Synapse's shared-secret registration uses.
+pub fn hmac_sha1_hex(key: &[u8], msg: &[u8]) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(msg);
+    hex(&mac.finalize().into_bytes())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_round_trip_and_parameters_in_string() {
+        let h = hash_password("correct horse", 1000);
+        assert!(h.starts_with("$pbkdf2-sha256$i=1000$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("correct horsf", &h));
+        assert!(!verify_password("", &h));
+        // Salted: the same password hashes differently.
+        assert_ne!(h, hash_password("correct horse", 1000));
+    }
+
+    #[test]
+    fn garbage_hashes_never_match() {
+        for bad in ["", "$", "$pbkdf2-sha256$i=x$a$b", "$md5$i=1$a$b", "$pbkdf2-sha256$i=0$$"] {
+            assert!(!verify_password("x", bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pbkdf2_matches_rfc7914_vector() {
+        // RFC 7914 section 11: PBKDF2-HMAC-SHA256, P="passwd", S="salt", c=1, dkLen=64 (first 32).
+        let out = pbkdf2_sha256(b"passwd", b"salt", 1);
+        assert_eq!(hex(&out), "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc");
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashes_stable() {
+        let a = random_token("syt");
+        assert!(a.starts_with("syt_") && a.len() > 40);
+        assert_ne!(a, random_token("syt"));
+        assert_eq!(token_hash(&a), token_hash(&a));
+        let d = random_alpha(10);
+        assert_eq!(d.len(), 10);
+        assert!(d.chars().all(|c| c.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn hmac_sha1_matches_rfc2202() {
+        assert_eq!(hmac_sha1_hex(b"Jefe", b"what do ya want for nothing?"), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+    }
+}

@@ -1,0 +1,192 @@
+//! One error type for the whole server, and the one table that maps a Matrix
+//! `errcode` to its HTTP status (spec: client-server-api, "Standard error response").
+//!
+//! Build errors with the [`err!`](crate::err) macro: `err!(Forbidden, "not allowed")`.
+//! Remote and storage failures never reach the client raw: they become
+//! `M_UNKNOWN` with a generic message and are logged instead.
+
+use serde_json::{json, Value};
+
+/// The Matrix error codes the server emits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    Forbidden,
+    UnknownToken { soft_logout: bool },
+    MissingToken,
+    BadJson,
+    NotJson,
+    NotFound,
+    LimitExceeded { retry_after_ms: u64 },
+    Unrecognized,
+    /// 405: a known path with a method it does not support.
+    MethodNotAllowed,
+    Unknown,
+    Unauthorized,
+    UserDeactivated,
+    UserInUse,
+    InvalidUsername,
+    Exclusive,
+    GuestAccessForbidden,
+    MissingParam,
+    InvalidParam,
+    TooLarge,
+    UserLocked,
+    WeakPassword,
+    ServerNotTrusted,
+    UnsupportedRoomVersion,
+    /// Anything the server did wrong; the message is generic.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The `errcode` string.
+    pub fn errcode(&self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            Forbidden => "M_FORBIDDEN",
+            UnknownToken { .. } => "M_UNKNOWN_TOKEN",
+            MissingToken => "M_MISSING_TOKEN",
+            BadJson => "M_BAD_JSON",
+            NotJson => "M_NOT_JSON",
+            NotFound => "M_NOT_FOUND",
+            LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
+            Unrecognized | MethodNotAllowed => "M_UNRECOGNIZED",
+            Unknown | Internal => "M_UNKNOWN",
+            Unauthorized => "M_UNAUTHORIZED",
+            UserDeactivated => "M_USER_DEACTIVATED",
+            UserInUse => "M_USER_IN_USE",
+            InvalidUsername => "M_INVALID_USERNAME",
+            Exclusive => "M_EXCLUSIVE",
+            GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
+            MissingParam => "M_MISSING_PARAM",
+            InvalidParam => "M_INVALID_PARAM",
+            TooLarge => "M_TOO_LARGE",
+            UserLocked => "M_USER_LOCKED",
+            WeakPassword => "M_WEAK_PASSWORD",
+            ServerNotTrusted => "M_SERVER_NOT_TRUSTED",
+            UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+        }
+    }
+
+    /// The HTTP status for this errcode: the one table.
+    pub fn status(&self) -> u16 {
+        use ErrorKind::*;
+        match self {
+            Forbidden | UserDeactivated | GuestAccessForbidden | Exclusive | ServerNotTrusted => 403,
+            UnknownToken { .. } | MissingToken | Unauthorized | UserLocked => 401,
+            NotFound | Unrecognized => 404,
+            MethodNotAllowed => 405,
+            LimitExceeded { .. } => 429,
+            TooLarge => 413,
+            Internal => 500,
+            BadJson | NotJson | Unknown | UserInUse | InvalidUsername | MissingParam | InvalidParam
+            | WeakPassword | UnsupportedRoomVersion => 400,
+        }
+    }
+}
+
+/// The server's error type.
+#[derive(Debug)]
+pub enum Error {
+    /// A Matrix error for the client.
+    Matrix(ErrorKind, String),
+    /// User-interactive auth must continue: HTTP 401 with this body (spec: "User-interactive
+    /// authentication API").
+    Uia(Value),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `err!(Forbidden, "message {}", x)` builds an [`Error::Matrix`].
+#[macro_export]
+macro_rules! err {
+    ($kind:ident, $($fmt:tt)+) => {
+        $crate::error::Error::Matrix($crate::error::ErrorKind::$kind, format!($($fmt)+))
+    };
+    ($kind:expr, $($fmt:tt)+) => {
+        $crate::error::Error::Matrix($kind, format!($($fmt)+))
+    };
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Matrix(k, _) => k.clone(),
+            Error::Uia(_) => ErrorKind::Unauthorized,
+        }
+    }
+
+    /// HTTP status and JSON body.
+    pub fn to_response(&self) -> (u16, Value) {
+        match self {
+            Error::Uia(body) => (401, body.clone()),
+            Error::Matrix(kind, msg) => {
+                let mut body = json!({ "errcode": kind.errcode(), "error": msg });
+                match kind {
+                    ErrorKind::UnknownToken { soft_logout } => {
+                        body["soft_logout"] = json!(soft_logout);
+                    }
+                    ErrorKind::LimitExceeded { retry_after_ms } => {
+                        body["retry_after_ms"] = json!(retry_after_ms);
+                    }
+                    _ => {}
+                }
+                (kind.status(), body)
+            }
+        }
+    }
+
+    /// An internal failure: the detail is for the log, the client gets a generic message.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        log_error(&format!("internal error: {detail}"));
+        Error::Matrix(ErrorKind::Internal, "Internal server error".into())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::internal(format!("json: {e}"))
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Matrix(k, m) => write!(f, "{}: {}", k.errcode(), m),
+            Error::Uia(_) => write!(f, "user-interactive auth required"),
+        }
+    }
+}
+
+/// Logs to the Worker console on wasm, stderr natively.
+pub fn log_error(msg: &str) {
+    #[cfg(target_arch = "wasm32")]
+    worker::console_error!("{}", msg);
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_table() {
+        assert_eq!(err!(Forbidden, "x").to_response().0, 403);
+        assert_eq!(err!(NotJson, "x").to_response().0, 400);
+        assert_eq!(err!(TooLarge, "x").to_response().0, 413);
+        assert_eq!(err!(MethodNotAllowed, "x").to_response().1["errcode"], "M_UNRECOGNIZED");
+        assert_eq!(err!(MethodNotAllowed, "x").to_response().0, 405);
+        let (s, b) = err!(ErrorKind::LimitExceeded { retry_after_ms: 1500 }, "slow").to_response();
+        assert_eq!((s, b["retry_after_ms"].as_u64()), (429, Some(1500)));
+        let (s, b) = err!(ErrorKind::UnknownToken { soft_logout: true }, "t").to_response();
+        assert_eq!((s, b["soft_logout"].as_bool()), (401, Some(true)));
+    }
+
+    #[test]
+    fn internal_errors_hide_detail() {
+        let (s, b) = Error::internal("db exploded: secret path").to_response();
+        assert_eq!(s, 500);
+        assert!(!b["error"].as_str().unwrap().contains("secret"));
+    }
+}

@@ -1,0 +1,218 @@
+//! Plain request/response types, so routing, body parsing and error rendering are tested
+//! natively. `entry.rs` converts from and to the Worker's types.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::err;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Other,
+}
+
+impl Method {
+    pub fn parse(m: &str) -> Method {
+        match m.to_ascii_uppercase().as_str() {
+            // HEAD is answered like GET; the runtime drops the body.
+            "GET" | "HEAD" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: Method,
+    /// The path as sent (still percent-encoded).
+    pub path: String,
+    /// Decoded query parameters, in order.
+    pub query: Vec<(String, String)>,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The client's address as the edge saw it (`CF-Connecting-IP`).
+    pub client_ip: Option<String>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The access token from `Authorization: Bearer` or the deprecated `access_token`
+    /// query parameter (spec: client-server-api, "Using access tokens").
+    pub fn access_token(&self) -> Option<&str> {
+        if let Some(h) = self.header("authorization") {
+            let h = h.trim();
+            if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") {
+                return Some(h[7..].trim());
+            }
+            return None;
+        }
+        self.query("access_token")
+    }
+
+    /// The body as a JSON object. An empty body counts as `{}` (clients send none to
+    /// `/logout` and friends). Not JSON: `M_NOT_JSON`; JSON but not an object: `M_BAD_JSON`.
+    pub fn json_value(&self) -> Result<Value> {
+        if self.body.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(Value::Object(Default::default()));
+        }
+        let v: Value = serde_json::from_slice(&self.body).map_err(|_| err!(NotJson, "Content not JSON."))?;
+        if !v.is_object() {
+            return Err(err!(BadJson, "Content must be a JSON object."));
+        }
+        Ok(v)
+    }
+
+    /// The body deserialised into `T`; shape errors are `M_BAD_JSON` naming the problem.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        parse_json(self.json_value()?)
+    }
+}
+
+/// Deserialises a JSON value, mapping shape errors to `M_BAD_JSON`.
+pub fn parse_json<T: DeserializeOwned>(v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| err!(BadJson, "Invalid request body: {e}"))
+}
+
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The headers the spec asks for so that browser clients can call any endpoint
+/// (spec: client-server-api, "Web Browser Clients").
+pub const CORS_HEADERS: &[(&str, &str)] = &[
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    ("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date"),
+    ("Access-Control-Expose-Headers", "ETag, Retry-After"),
+];
+
+impl Response {
+    pub fn json(status: u16, body: &Value) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: serde_json::to_vec(body).expect("a Value serialises"),
+        }
+    }
+
+    pub fn ok(body: Value) -> Response {
+        Response::json(200, &body)
+    }
+
+    pub fn from_error(e: &Error) -> Response {
+        let (status, body) = e.to_response();
+        let mut r = Response::json(status, &body);
+        if let Some(ms) = body.get("retry_after_ms").and_then(Value::as_u64) {
+            r.headers.push(("Retry-After".into(), ms.div_ceil(1000).to_string()));
+        }
+        r
+    }
+
+    pub fn html(status: u16, body: String) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+            body: body.into_bytes(),
+        }
+    }
+
+    pub fn with_cors(mut self) -> Response {
+        for (k, v) in CORS_HEADERS {
+            if !self.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                self.headers.push((k.to_string(), v.to_string()));
+            }
+        }
+        self
+    }
+}
+
+impl From<Result<Response>> for Response {
+    fn from(r: Result<Response>) -> Response {
+        r.unwrap_or_else(|e| Response::from_error(&e))
+    }
+}
+
+/// Parses a query string into decoded pairs (`+` is a space, as in forms).
+pub fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(body: &str) -> Request {
+        Request {
+            method: Method::Post,
+            path: "/".into(),
+            query: vec![],
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+            client_ip: None,
+        }
+    }
+
+    #[test]
+    fn json_errors() {
+        assert_eq!(req("{bad").json_value().unwrap_err().kind().errcode(), "M_NOT_JSON");
+        assert_eq!(req("[1]").json_value().unwrap_err().kind().errcode(), "M_BAD_JSON");
+        assert_eq!(req("").json_value().unwrap(), serde_json::json!({}));
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct B {
+            x: u32,
+        }
+        assert_eq!(req(r#"{"x":"s"}"#).json::<B>().unwrap_err().kind().errcode(), "M_BAD_JSON");
+        assert_eq!(req(r#"{}"#).json::<B>().unwrap_err().kind().errcode(), "M_BAD_JSON");
+    }
+
+    #[test]
+    fn tokens_from_header_or_query() {
+        let mut r = req("");
+        r.query = parse_query("access_token=abc%2B1&x=y+z");
+        assert_eq!(r.access_token(), Some("abc+1"));
+        assert_eq!(r.query("x"), Some("y z"));
+        r.headers.push(("authorization".into(), "Bearer tok".into()));
+        assert_eq!(r.access_token(), Some("tok"));
+    }
+
+    #[test]
+    fn errors_carry_retry_after_and_cors() {
+        let e = crate::err!(crate::ErrorKind::LimitExceeded { retry_after_ms: 1500 }, "slow");
+        let r = Response::from_error(&e).with_cors();
+        assert_eq!(r.status, 429);
+        assert!(r.headers.iter().any(|(k, v)| k == "Retry-After" && v == "2"));
+        assert!(r.headers.iter().any(|(k, v)| k == "Access-Control-Allow-Origin" && v == "*"));
+    }
+}

@@ -1,0 +1,25 @@
+//! Stratus: a Matrix homeserver for Cloudflare Workers.
+//!
+//! - [`core`] and [`error`]: protocol and domain logic, no `worker` import, tested natively.
+//! - [`http`] and [`router`]: request/response types and the route table, also native.
+//! - `api`, `store`, `ctx`, `durable_objects` (wasm32 only): handlers, D1 storage, the
+//!   per-request context and the Durable Object classes.
+
+pub mod core;
+pub mod error;
+pub mod http;
+pub mod router;
+
+#[cfg(target_arch = "wasm32")]
+pub mod api;
+#[cfg(target_arch = "wasm32")]
+pub mod ctx;
+#[cfg(target_arch = "wasm32")]
+pub mod store;
+#[cfg(target_arch = "wasm32")]
+mod entry;
+#[cfg(target_arch = "wasm32")]
+#[path = "../durable_objects/mod.rs"]
+pub mod durable_objects;
+
+pub use error::{Error, ErrorKind, Result};

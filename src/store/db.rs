@@ -1,0 +1,86 @@
+//! A thin, typed wrapper over the D1 binding. Parameters are `serde_json::Value`s (use the
+//! [`params!`](crate::params) macro); rows deserialise into any `serde` type.
+//!
+//! D1 has no interactive transactions: [`Db::batch`] is the atomic unit, so multi-row
+//! changes that must stand or fall together go through it.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement};
+
+use crate::error::{Error, Result};
+
+/// `params![a, b, c]` → `Vec<serde_json::Value>`.
+#[macro_export]
+macro_rules! params {
+    ($($v:expr),* $(,)?) => { vec![$(serde_json::json!($v)),*] };
+}
+
+pub struct Db(D1Database);
+
+fn to_js(v: &Value) -> JsValue {
+    match v {
+        Value::Null => JsValue::NULL,
+        Value::Bool(b) => JsValue::from_f64(if *b { 1.0 } else { 0.0 }),
+        Value::Number(n) => JsValue::from_f64(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => JsValue::from_str(s),
+        // Nested JSON is stored as its text.
+        other => JsValue::from_str(&other.to_string()),
+    }
+}
+
+fn db_err(sql: &str, e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("D1 error in `{sql}`: {e}"))
+}
+
+impl Db {
+    pub fn new(d1: D1Database) -> Self {
+        Db(d1)
+    }
+
+    /// Prepares a statement with bound parameters (for [`Db::batch`]).
+    pub fn stmt(&self, sql: &str, params: Vec<Value>) -> Result<D1PreparedStatement> {
+        let args: Vec<JsValue> = params.iter().map(to_js).collect();
+        self.0.prepare(sql).bind(&args).map_err(|e| db_err(sql, e))
+    }
+
+    /// All rows.
+    pub async fn all<T: DeserializeOwned>(&self, sql: &str, params: Vec<Value>) -> Result<Vec<T>> {
+        let res = self.stmt(sql, params)?.all().await.map_err(|e| db_err(sql, e))?;
+        res.results::<T>().map_err(|e| db_err(sql, e))
+    }
+
+    /// The first row, if any.
+    pub async fn first<T: DeserializeOwned>(&self, sql: &str, params: Vec<Value>) -> Result<Option<T>> {
+        Ok(self.all(sql, params).await?.into_iter().next())
+    }
+
+    /// Runs a statement; returns the number of rows changed.
+    pub async fn run(&self, sql: &str, params: Vec<Value>) -> Result<usize> {
+        let res = self.stmt(sql, params)?.run().await.map_err(|e| db_err(sql, e))?;
+        Ok(res.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
+    }
+
+    /// Runs statements atomically (all or none); returns the rows changed by each.
+    pub async fn batch(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<usize>> {
+        let res = self.0.batch(stmts).await.map_err(|e| db_err("batch", e))?;
+        Ok(res.iter().map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0)).collect())
+    }
+
+    /// Runs an `INSERT` that may hit a unique constraint: `Ok(false)` when it did.
+    /// This is the atomic guard for single-use things (nonces, codes).
+    pub async fn insert_unique(&self, sql: &str, params: Vec<Value>) -> Result<bool> {
+        match self.stmt(sql, params)?.run().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let msg = e.to_string();
+                if msg.contains("UNIQUE constraint failed") || msg.contains("PRIMARY KEY") {
+                    Ok(false)
+                } else {
+                    Err(db_err(sql, msg))
+                }
+            }
+        }
+    }
+}

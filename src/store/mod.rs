@@ -1,0 +1,7 @@
+//! D1 storage, one module per table group. Handlers call these small async functions so
+//! they read like the spec; SQL stays here.
+
+pub mod accounts;
+pub mod db;
+pub mod tokens;
+pub mod uia;

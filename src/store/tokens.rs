@@ -1,0 +1,154 @@
+//! Access tokens, refresh tokens (with rotation) and `m.login.token` login tokens.
+//! Only SHA-256 hashes of tokens are stored.
+
+use serde::Deserialize;
+use worker::D1PreparedStatement;
+
+use crate::core::crypto::{ct_eq, random_token, token_hash};
+use crate::core::time::now_ms;
+use crate::error::Result;
+use crate::params;
+use crate::store::db::Db;
+
+#[derive(Debug, Deserialize)]
+pub struct AccessToken {
+    pub token_hash: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub expires_ts: Option<f64>,
+    pub refresh_hash: Option<String>,
+    pub used: i64,
+}
+
+/// Finds the stored token for a presented bearer token.
+pub async fn lookup_access(db: &Db, token: &str) -> Result<Option<AccessToken>> {
+    let hash = token_hash(token);
+    let row: Option<AccessToken> = db
+        .first(
+            "SELECT token_hash, user_id, device_id, expires_ts, refresh_hash, used FROM access_tokens WHERE token_hash = ?",
+            params![hash],
+        )
+        .await?;
+    // The index lookup is by hash; compare again in constant time for good measure.
+    Ok(row.filter(|r| ct_eq(r.token_hash.as_bytes(), hash.as_bytes())))
+}
+
+/// First use of an access token that came from a refresh: the refresh token it replaced is
+/// no longer needed by the client, so it dies now (spec: "Refreshing access tokens").
+pub async fn mark_used(db: &Db, t: &AccessToken) -> Result<()> {
+    let mut stmts = vec![db.stmt("UPDATE access_tokens SET used = 1 WHERE token_hash = ?", params![t.token_hash])?];
+    if let Some(r) = &t.refresh_hash {
+        stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE next_hash = ?", params![r])?);
+    }
+    db.batch(stmts).await?;
+    Ok(())
+}
+
+/// Tokens handed to a client.
+#[derive(Debug)]
+pub struct Issued {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in_ms: Option<u64>,
+}
+
+/// Statements that issue a new access token (and refresh token if `refreshable`) for a device.
+pub fn issue(db: &Db, user_id: &str, device_id: &str, refreshable: bool, lifetime_ms: u64) -> Result<(Vec<D1PreparedStatement>, Issued)> {
+    let now = now_ms();
+    let access = random_token("syt");
+    let mut stmts = Vec::new();
+    let (refresh, expires_ts, refresh_hash) = if refreshable {
+        let r = random_token("syr");
+        let rh = token_hash(&r);
+        stmts.push(db.stmt(
+            "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts) VALUES (?, ?, ?, ?)",
+            params![rh, user_id, device_id, now],
+        )?);
+        (Some(r), Some(now + lifetime_ms), Some(rh))
+    } else {
+        (None, None, None)
+    };
+    stmts.push(db.stmt(
+        "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts, refresh_hash) VALUES (?, ?, ?, ?, ?, ?)",
+        params![token_hash(&access), user_id, device_id, now, expires_ts, refresh_hash],
+    )?);
+    Ok((stmts, Issued { access_token: access, refresh_token: refresh, expires_in_ms: refreshable.then_some(lifetime_ms) }))
+}
+
+/// Statements that remove every token of a device (a re-login with the same device ID).
+pub fn revoke_device_tokens(db: &Db, user_id: &str, device_id: &str) -> Result<Vec<D1PreparedStatement>> {
+    Ok(vec![
+        db.stmt("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", params![user_id, device_id])?,
+        db.stmt("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?", params![user_id, device_id])?,
+    ])
+}
+
+#[derive(Debug, Deserialize)]
+struct RefreshRow {
+    user_id: String,
+    device_id: String,
+    next_hash: Option<String>,
+}
+
+/// Rotates a refresh token: a new access and refresh token replace it. The presented token
+/// stays usable until the new pair is used (so a lost response is not fatal), and any pair
+/// issued earlier from the same token is dropped. `None` for an unknown token.
+pub async fn refresh(db: &Db, refresh_token: &str, lifetime_ms: u64) -> Result<Option<(String, Issued)>> {
+    let rh = token_hash(refresh_token);
+    let Some(row) = db
+        .first::<RefreshRow>("SELECT user_id, device_id, next_hash FROM refresh_tokens WHERE token_hash = ?", params![rh])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (mut stmts, issued) = issue(db, &row.user_id, &row.device_id, true, lifetime_ms)?;
+    let new_rh = token_hash(issued.refresh_token.as_deref().expect("refreshable"));
+    if let Some(prev_next) = &row.next_hash {
+        stmts.push(db.stmt("DELETE FROM access_tokens WHERE refresh_hash = ?", params![prev_next])?);
+        stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE token_hash = ?", params![prev_next])?);
+    }
+    stmts.push(db.stmt("DELETE FROM access_tokens WHERE refresh_hash = ?", params![rh])?);
+    stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE next_hash = ?", params![rh])?);
+    stmts.push(db.stmt("UPDATE refresh_tokens SET next_hash = ? WHERE token_hash = ?", params![new_rh, rh])?);
+    db.batch(stmts).await?;
+    Ok(Some((row.user_id, issued)))
+}
+
+/// Deletes one access token (and its refresh token).
+pub async fn revoke_access(db: &Db, t: &AccessToken) -> Result<()> {
+    let mut stmts = vec![db.stmt("DELETE FROM access_tokens WHERE token_hash = ?", params![t.token_hash])?];
+    if let Some(r) = &t.refresh_hash {
+        stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE token_hash = ?", params![r])?);
+    }
+    db.batch(stmts).await?;
+    Ok(())
+}
+
+// ---- m.login.token ----
+
+pub async fn create_login_token(db: &Db, user_id: &str, lifetime_ms: u64) -> Result<String> {
+    let token = random_token("syl");
+    let now = now_ms();
+    db.batch(vec![
+        db.stmt("DELETE FROM login_tokens WHERE expires_ts < ?", params![now])?,
+        db.stmt(
+            "INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES (?, ?, ?)",
+            params![token_hash(&token), user_id, now + lifetime_ms],
+        )?,
+    ])
+    .await?;
+    Ok(token)
+}
+
+/// Consumes a login token atomically (`DELETE … RETURNING`): only one caller gets the user.
+pub async fn consume_login_token(db: &Db, token: &str) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        user_id: String,
+        expires_ts: f64,
+    }
+    let row: Option<Row> = db
+        .first("DELETE FROM login_tokens WHERE token_hash = ? RETURNING user_id, expires_ts", params![token_hash(token)])
+        .await?;
+    Ok(row.filter(|r| r.expires_ts as u64 > now_ms()).map(|r| r.user_id))
+}

@@ -1,0 +1,138 @@
+"""Refresh tokens: POST /refresh, rotation, soft logout on expiry."""
+
+import time
+
+import pytest
+
+from matrix_helpers import (
+    CLIENT_V3,
+    assert_error,
+    assert_ok,
+    assert_token_works,
+    assert_unknown_token,
+    call,
+    login,
+    new_user,
+    whoami,
+)
+
+REFRESH = f"{CLIENT_V3}/refresh"
+
+
+def refresh(base, token):
+    return call(base, "POST", REFRESH, {"refresh_token": token})
+
+
+def assert_refreshed(r):
+    body = assert_ok(r)
+    assert isinstance(body.get("access_token"), str) and body["access_token"], body
+    assert isinstance(body.get("refresh_token"), str) and body["refresh_token"], body
+    assert isinstance(body.get("expires_in_ms"), int) and body["expires_in_ms"] > 0, body
+    return body
+
+
+@pytest.fixture
+def ruser(base):
+    return new_user(base, refresh_token=True)
+
+
+def test_refresh_rotates(base, ruser):
+    new = assert_refreshed(refresh(base, ruser["refresh_token"]))
+    assert new["access_token"] != ruser["access_token"]
+    assert new["refresh_token"] != ruser["refresh_token"]
+    me = assert_token_works(base, new["access_token"], ruser["user_id"])
+    assert me["device_id"] == ruser["device_id"], me
+
+
+def test_old_refresh_token_dies_once_new_access_token_used(base, ruser):
+    new = assert_refreshed(refresh(base, ruser["refresh_token"]))
+    assert_token_works(base, new["access_token"], ruser["user_id"])
+    assert_error(refresh(base, ruser["refresh_token"]), 401, "M_UNKNOWN_TOKEN")
+    # The new refresh token still works.
+    newer = assert_refreshed(refresh(base, new["refresh_token"]))
+    assert_token_works(base, newer["access_token"], ruser["user_id"])
+
+
+def test_old_refresh_token_dies_once_new_refresh_token_used(base, ruser):
+    new = assert_refreshed(refresh(base, ruser["refresh_token"]))
+    assert_refreshed(refresh(base, new["refresh_token"]))
+    assert_error(refresh(base, ruser["refresh_token"]), 401, "M_UNKNOWN_TOKEN")
+
+
+def test_refresh_chain(base, ruser):
+    tokens = ruser
+    for _ in range(3):
+        tokens = assert_refreshed(refresh(base, tokens["refresh_token"]))
+        assert_token_works(base, tokens["access_token"], ruser["user_id"])
+
+
+def test_refresh_from_login(base, user):
+    out = login(base, user["username"], user["password"], refresh_token=True)
+    new = assert_refreshed(refresh(base, out["refresh_token"]))
+    me = assert_token_works(base, new["access_token"], user["user_id"])
+    assert me["device_id"] == out["device_id"]
+
+
+def test_garbage_refresh_token(base):
+    assert_error(refresh(base, "definitely-not-a-refresh-token"), 401, "M_UNKNOWN_TOKEN")
+
+
+def test_access_token_is_not_a_refresh_token(base, ruser):
+    assert_error(refresh(base, ruser["access_token"]), 401, "M_UNKNOWN_TOKEN")
+
+
+def test_refresh_after_logout(base, ruser):
+    assert_ok(call(base, "POST", f"{CLIENT_V3}/logout", {}, token=ruser["access_token"]))
+    assert_error(refresh(base, ruser["refresh_token"]), 401, "M_UNKNOWN_TOKEN")
+
+
+def test_refresh_missing_field(base):
+    assert_error(call(base, "POST", REFRESH, {}), 400, "M_BAD_JSON")
+
+
+def test_refresh_wrong_type(base):
+    assert_error(call(base, "POST", REFRESH, {"refresh_token": 42}), 400, "M_BAD_JSON")
+
+
+def test_refresh_not_json(base):
+    assert_error(call(base, "POST", REFRESH, data="{bad"), 400, "M_NOT_JSON")
+
+
+# ---------------------------------------------------------------- expiry / soft logout
+
+LIFETIME_VARS = {"ACCESS_TOKEN_LIFETIME_SECS": "2"}
+
+
+@pytest.fixture(scope="module")
+def short_server(stratus_factory):
+    return stratus_factory(LIFETIME_VARS)
+
+
+def test_expired_token_soft_logout(short_server):
+    base = short_server.base
+    u = new_user(base, refresh_token=True)
+    assert 0 < u["expires_in_ms"] <= 2000, u
+    assert_token_works(base, u["access_token"], u["user_id"])
+    time.sleep(2.6)
+    assert_unknown_token(whoami(base, u["access_token"]), soft_logout=True)
+    new = assert_refreshed(refresh(base, u["refresh_token"]))
+    me = assert_token_works(base, new["access_token"], u["user_id"])
+    assert me["device_id"] == u["device_id"]
+
+
+def test_expired_login_token_soft_logout(short_server):
+    base = short_server.base
+    u = new_user(base)
+    out = login(base, u["username"], u["password"], refresh_token=True)
+    assert 0 < out["expires_in_ms"] <= 2000, out
+    time.sleep(2.6)
+    assert_unknown_token(whoami(base, out["access_token"]), soft_logout=True)
+    new = assert_refreshed(refresh(base, out["refresh_token"]))
+    assert_token_works(base, new["access_token"], u["user_id"])
+
+
+def test_logged_out_token_is_hard_logout_even_on_short_lifetime(short_server):
+    base = short_server.base
+    u = new_user(base, refresh_token=True)
+    assert_ok(call(base, "POST", f"{CLIENT_V3}/logout", {}, token=u["access_token"]))
+    assert_unknown_token(whoami(base, u["access_token"]), soft_logout=False)
