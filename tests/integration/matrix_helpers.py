@@ -21,6 +21,24 @@ HTTP_TIMEOUT = 30
 CLIENT_V3 = "/_matrix/client/v3"
 CLIENT_V1 = "/_matrix/client/v1"
 
+# Localparts that /register refuses with M_EXCLUSIVE (the admin API may still use them).
+RESERVED = [
+    "admin",
+    "administrator",
+    "root",
+    "system",
+    "server",
+    "matrix",
+    "support",
+    "abuse",
+    "postmaster",
+    "hostmaster",
+    "webmaster",
+    "security",
+    "noreply",
+    "stratus",
+]
+
 _session = requests.Session()
 
 

@@ -8,6 +8,7 @@ from matrix_helpers import (
     CLIENT_V1,
     CLIENT_V3,
     DEFAULT_PASSWORD,
+    RESERVED,
     assert_error,
     assert_error_free_uia,
     assert_ok,
@@ -22,22 +23,6 @@ from matrix_helpers import (
     unique_username,
 )
 
-RESERVED = [
-    "admin",
-    "administrator",
-    "root",
-    "system",
-    "server",
-    "matrix",
-    "support",
-    "abuse",
-    "postmaster",
-    "hostmaster",
-    "webmaster",
-    "security",
-    "noreply",
-    "stratus",
-]
 
 LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+$")
 

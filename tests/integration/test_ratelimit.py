@@ -1,0 +1,83 @@
+"""Failed-login rate limiting, per account and per client address."""
+
+import pytest
+
+from matrix_helpers import assert_error, assert_ok, describe, login, login_raw, new_user, whoami
+
+
+def pw_login(base, user, password):
+    return login_raw(
+        base,
+        {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password},
+    )
+
+
+def assert_limited(r):
+    body = assert_error(r, 429, "M_LIMIT_EXCEEDED")
+    retry = body.get("retry_after_ms")
+    assert isinstance(retry, int) and not isinstance(retry, bool), describe(r)
+    assert retry > 0, describe(r)
+    return body
+
+
+def test_account_lockout_after_repeated_failures(base):
+    """Default LOGIN_FAILURES_ACCOUNT_MAX is 5: the 6th or 7th bad attempt is refused with 429."""
+    u = new_user(base, prefix="rl")
+    limited_at = None
+    for attempt in range(1, 8):
+        r = pw_login(base, u["username"], f"wrong-{attempt}")
+        if r.status_code == 429:
+            limited_at = attempt
+            assert_limited(r)
+            break
+        assert_error(r, 403, "M_FORBIDDEN")
+    assert limited_at in (6, 7), f"no 429 after {attempt} failed logins"
+    # Now even the right password is refused...
+    assert_limited(pw_login(base, u["username"], u["password"]))
+    # ... also via the full user ID ...
+    assert_limited(pw_login(base, u["user_id"], u["password"]))
+    # ... but the existing session is untouched and other accounts are unaffected.
+    assert_ok(whoami(base, u["access_token"]))
+    other = new_user(base, prefix="rl")
+    login(base, other["username"], other["password"])
+
+
+def test_successful_logins_do_not_count(base):
+    u = new_user(base, prefix="rl")
+    for _ in range(8):
+        login(base, u["username"], u["password"])
+
+
+def test_few_failures_do_not_lock(base):
+    u = new_user(base, prefix="rl")
+    for attempt in range(3):
+        assert_error(pw_login(base, u["username"], f"wrong-{attempt}"), 403, "M_FORBIDDEN")
+    login(base, u["username"], u["password"])
+
+
+IP_VARS = {"LOGIN_FAILURES_IP_MAX": "4"}
+
+
+@pytest.fixture(scope="module")
+def ip_server(stratus_factory):
+    return stratus_factory(IP_VARS)
+
+
+def test_ip_lockout(ip_server):
+    """With LOGIN_FAILURES_IP_MAX=4, failures spread over several accounts trip the address limit."""
+    base = ip_server.base
+    victims = [new_user(base, prefix="ip") for _ in range(6)]
+    bystander = new_user(base, prefix="ip")
+    limited_at = None
+    for attempt, v in enumerate(victims, start=1):
+        r = pw_login(base, v["username"], "wrong-password")
+        if r.status_code == 429:
+            limited_at = attempt
+            assert_limited(r)
+            break
+        assert_error(r, 403, "M_FORBIDDEN")
+    assert limited_at in (5, 6), f"no 429 after {attempt} failed logins from one address"
+    # Every login from this address is refused now, even a correct one for an untouched account.
+    assert_limited(pw_login(base, bystander["username"], bystander["password"]))
+    # Existing sessions keep working.
+    assert_ok(whoami(base, bystander["access_token"]))
