@@ -72,14 +72,14 @@ impl ErrorKind {
     pub fn status(&self) -> u16 {
         use ErrorKind::*;
         match self {
-            Forbidden | UserDeactivated | GuestAccessForbidden | Exclusive | ServerNotTrusted => 403,
+            Forbidden | UserDeactivated | GuestAccessForbidden | ServerNotTrusted => 403,
             UnknownToken { .. } | MissingToken | Unauthorized | UserLocked => 401,
             NotFound | Unrecognized => 404,
             MethodNotAllowed => 405,
             LimitExceeded { .. } => 429,
             TooLarge => 413,
             Internal => 500,
-            BadJson | NotJson | Unknown | UserInUse | InvalidUsername | MissingParam | InvalidParam
+            BadJson | NotJson | Unknown | UserInUse | InvalidUsername | Exclusive | MissingParam | InvalidParam
             | WeakPassword | UnsupportedRoomVersion => 400,
         }
     }

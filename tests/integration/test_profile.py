@@ -54,6 +54,10 @@ def test_profile_unencoded_user_id_in_path(base, user):
     assert body["displayname"] == user["username"], body
 
 
+def test_empty_localpart_is_unknown_not_malformed(base, server_name):
+    assert_error(call(base, "GET", profile_path(f"@:{server_name}")), 404, "M_NOT_FOUND")
+
+
 def test_unknown_user_profile(base, server_name):
     ghost = f"@{unique_username('ghost')}:{server_name}"
     assert_error(call(base, "GET", profile_path(ghost)), 404, "M_NOT_FOUND")
@@ -61,7 +65,9 @@ def test_unknown_user_profile(base, server_name):
     assert_error(call(base, "GET", profile_path(ghost, "avatar_url")), 404, "M_NOT_FOUND")
 
 
-@pytest.mark.parametrize("bad", ["notauserid", "@nocolon", "alice:example.org", "@:example.org", "#room:example.org"])
+# Note: "@:example.org" is *not* malformed: the spec (appendices, historical user IDs)
+# says servers MUST accept an empty localpart, so it is an unknown user (404).
+@pytest.mark.parametrize("bad", ["notauserid", "@nocolon", "alice:example.org", "#room:example.org", "!room:example.org"])
 def test_malformed_user_id(base, bad):
     assert_error(call(base, "GET", profile_path(bad)), 400, "M_INVALID_PARAM")
 

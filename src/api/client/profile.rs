@@ -12,6 +12,9 @@ use crate::store::accounts::{self, ProfileField, User};
 
 fn parse_user(ctx: &Ctx, user_id: &str) -> Result<ruma::OwnedUserId> {
     let id = UserId::parse(user_id).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
+    if id.localpart().is_empty() {
+        return Err(err!(InvalidParam, "Invalid user ID"));
+    }
     if id.server_name() != ctx.config.server_name {
         // Federation queries come with the federation issue.
         return Err(err!(NotFound, "Profile not found"));
