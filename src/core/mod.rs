@@ -6,4 +6,5 @@ pub mod ids;
 pub mod ratelimit;
 pub mod signing;
 pub mod time;
+pub mod room;
 pub mod uia;

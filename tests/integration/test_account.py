@@ -247,3 +247,64 @@ def test_deactivate_wrong_password(base, user):
 def test_deactivate_requires_auth(base):
     assert_error(call(base, "POST", DEACTIVATE_PATH, {}), 401, "M_MISSING_TOKEN")
 
+
+
+def test_password_change_logout_devices_wrong_type(base, user):
+    uia = uia_start(base, "POST", PASSWORD_PATH, {"new_password": "ok-pass"}, user["access_token"])
+    body = {
+        "new_password": "ok-pass",
+        "logout_devices": "yes",
+        "auth": password_auth(user["user_id"], user["password"], uia["session"]),
+    }
+    assert_error(call(base, "POST", PASSWORD_PATH, body, token=user["access_token"]), 400, "M_BAD_JSON")
+    login(base, user["username"], user["password"])
+
+
+def test_deactivate_with_erase(base, user):
+    assert assert_ok(deactivate(base, user, erase=True)) == {"id_server_unbind_result": "no-support"}
+    assert_token_dead(base, user["access_token"])
+
+
+def test_uia_session_not_reusable_after_completion(base, user):
+    """A completed UIA session must not authorise a second, different operation."""
+    s2 = login(base, user["username"], user["password"])
+    s3 = login(base, user["username"], user["password"])
+    path2 = f"{CLIENT_V3}/devices/{s2['device_id']}"
+    uia = uia_start(base, "DELETE", path2, {}, user["access_token"])
+    r = call(
+        base,
+        "DELETE",
+        path2,
+        {"auth": password_auth(user["user_id"], user["password"], uia["session"])},
+        token=user["access_token"],
+    )
+    assert_ok(r)
+    r = call(
+        base,
+        "DELETE",
+        f"{CLIENT_V3}/devices/{s3['device_id']}",
+        {"auth": {"session": uia["session"]}},
+        token=user["access_token"],
+    )
+    assert r.status_code in (400, 401, 403), r.text
+    assert_token_works(base, s3["access_token"], user["user_id"])
+    r = call(base, "POST", DEACTIVATE_PATH, {"auth": {"session": uia["session"]}}, token=user["access_token"])
+    assert r.status_code in (400, 401, 403), r.text
+    assert_token_works(base, user["access_token"], user["user_id"])
+
+
+def test_uia_other_users_session_not_usable(base, user, user2):
+    """User B can't ride on a UIA session that user A completed."""
+    uia = uia_start(base, "POST", PASSWORD_PATH, {"new_password": "a-new-pass"}, user["access_token"])
+    body = {"new_password": "a-new-pass", "auth": password_auth(user["user_id"], user["password"], uia["session"])}
+    assert_ok(call(base, "POST", PASSWORD_PATH, body, token=user["access_token"]))
+    r = call(
+        base,
+        "POST",
+        PASSWORD_PATH,
+        {"new_password": "hijacked", "auth": {"session": uia["session"]}},
+        token=user2["access_token"],
+    )
+    assert r.status_code in (400, 401, 403), r.text
+    login(base, user2["username"], user2["password"])
+    assert_error(pw_login_raw(base, user2["username"], "hijacked"), 403, "M_FORBIDDEN")

@@ -176,3 +176,24 @@ def test_admin_register_reserved_in_closed_mode(stratus_factory):
     server = stratus_factory({"REGISTRATION_MODE": "closed"})
     r = admin_register_raw(server.base, server.shared_secret, "postmaster", admin=True)
     assert_admin_registered(server, r, "postmaster")
+
+
+def test_admin_field_omitted(stratus, shared_secret):
+    """Synapse treats a missing "admin" as false (mac over "notadmin")."""
+    base = stratus.base
+    name = unique_username("adm")
+    nonce = admin_nonce(base)
+    body = {
+        "nonce": nonce,
+        "username": name,
+        "password": DEFAULT_PASSWORD,
+        "mac": admin_mac(shared_secret, nonce, name, DEFAULT_PASSWORD, False),
+    }
+    assert_admin_registered(stratus, call(base, "POST", ADMIN, body), name)
+
+
+def test_password_too_long(base, shared_secret):
+    name = unique_username("adm")
+    r = admin_register_raw(base, shared_secret, name, "p" * 513)
+    assert r.status_code == 400, r.text
+    assert_ok(call(base, "GET", f"{CLIENT_V3}/register/available", params={"username": name}))

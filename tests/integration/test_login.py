@@ -235,3 +235,45 @@ def test_get_token_other_users_password(base, user, user2):
     )
     assert r.status_code in (401, 403), r.text
     assert "login_token" not in r.json()
+
+
+def test_login_with_other_users_device_id(base, user, user2):
+    """Device IDs are per user: reusing another user's device ID must not touch their session."""
+    out = login(base, user2["username"], user2["password"], device_id=user["device_id"])
+    assert out["device_id"] == user["device_id"]
+    assert out["user_id"] == user2["user_id"]
+    assert_token_works(base, user["access_token"], user["user_id"])
+    assert_token_works(base, out["access_token"], user2["user_id"])
+    assert_token_works(base, user2["access_token"], user2["user_id"])
+    # And logging that one out leaves the first user's device alone.
+    assert_ok(call(base, "POST", f"{CLIENT_V3}/logout", {}, token=out["access_token"]))
+    assert_token_works(base, user["access_token"], user["user_id"])
+    assert user["device_id"] in device_ids(base, user["access_token"])
+
+
+def test_login_token_with_device_id(base, user):
+    out = get_login_token(base, user)
+    r = login_raw(
+        base,
+        {
+            "type": "m.login.token",
+            "token": out["login_token"],
+            "device_id": "TOKENDEV",
+            "initial_device_display_name": "via login token",
+        },
+    )
+    logged = assert_ok(r)
+    assert logged["device_id"] == "TOKENDEV"
+    d = assert_ok(call(base, "GET", f"{CLIENT_V3}/devices/TOKENDEV", token=logged["access_token"]))
+    assert d["display_name"] == "via login token"
+
+
+def test_login_token_of_deactivated_user(base, user):
+    out = get_login_token(base, user)
+    r = uia_password(
+        base, "POST", f"{CLIENT_V3}/account/deactivate", {}, user["access_token"], user["user_id"], user["password"]
+    )
+    assert_ok(r)
+    r = login_raw(base, {"type": "m.login.token", "token": out["login_token"]})
+    assert r.status_code == 403, r.text
+    assert r.json()["errcode"] in ("M_FORBIDDEN", "M_USER_DEACTIVATED"), r.text

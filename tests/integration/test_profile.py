@@ -167,3 +167,15 @@ def test_set_avatar_requires_auth(base, user):
 def test_set_avatar_bad_body(base, user, body):
     r = call(base, "PUT", profile_path(user["user_id"], "avatar_url"), body, token=user["access_token"])
     assert_error(r, 400, "M_BAD_JSON")
+
+
+def test_profile_of_user_with_slash_in_localpart(base):
+    """'/' is legal in a localpart; percent-encoded as %2F it must not split the path."""
+    from matrix_helpers import register
+
+    name = "slash/" + unique_username("p")
+    u = register(base, name)
+    body = assert_ok(call(base, "GET", profile_path(u["user_id"], "displayname")))
+    assert body == {"displayname": name}, body
+    assert_ok(call(base, "PUT", profile_path(u["user_id"], "displayname"), {"displayname": "S"}, token=u["access_token"]))
+    assert assert_ok(call(base, "GET", profile_path(u["user_id"])))["displayname"] == "S"

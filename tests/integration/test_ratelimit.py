@@ -14,6 +14,7 @@ def pw_login(base, user, password):
 
 def assert_limited(r):
     body = assert_error(r, 429, "M_LIMIT_EXCEEDED")
+    assert r.headers.get("Access-Control-Allow-Origin") == "*", dict(r.headers)
     retry = body.get("retry_after_ms")
     assert isinstance(retry, int) and not isinstance(retry, bool), describe(r)
     assert retry > 0, describe(r)
@@ -81,3 +82,53 @@ def test_ip_lockout(ip_server):
     assert_limited(pw_login(base, bystander["username"], bystander["password"]))
     # Existing sessions keep working.
     assert_ok(whoami(base, bystander["access_token"]))
+
+
+def test_forwarded_for_header_does_not_bypass_ip_limit(ip_server):
+    """After the address limit trips, a client-supplied X-Forwarded-For must not reset it.
+
+    The loop trips the limit itself (test_ip_lockout may already have tripped it).
+    """
+    base = ip_server.base
+    u = new_user(base, prefix="ip")
+    for _ in range(6):
+        r = pw_login(base, u["username"], "wrong")
+        if r.status_code == 429:
+            break
+    r = login_raw(
+        base,
+        {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": u["username"]}, "password": u["password"]},
+    )
+    assert_limited(r)
+    import requests
+
+    spoofed = requests.post(
+        f"{base}/_matrix/client/v3/login",
+        json={"type": "m.login.password", "identifier": {"type": "m.id.user", "user": u["username"]}, "password": u["password"]},
+        headers={"X-Forwarded-For": "203.0.113.77", "X-Real-IP": "203.0.113.77"},
+        timeout=30,
+    )
+    assert_limited(spoofed)
+
+
+WINDOW_VARS = {"LOGIN_FAILURES_ACCOUNT_MAX": "2", "LOGIN_FAILURES_WINDOW_SECS": "3"}
+
+
+def test_lockout_expires_after_window(stratus_factory):
+    import time
+
+    server = stratus_factory(WINDOW_VARS)
+    base = server.base
+    u = new_user(base, prefix="win")
+    limited = None
+    for attempt in range(1, 5):
+        r = pw_login(base, u["username"], "wrong")
+        if r.status_code == 429:
+            limited = assert_limited(r)
+            break
+        assert_error(r, 403, "M_FORBIDDEN")
+    assert limited is not None and attempt in (3, 4), attempt
+    assert limited["retry_after_ms"] <= 3000, limited
+    assert_limited(pw_login(base, u["username"], u["password"]))
+    time.sleep(limited["retry_after_ms"] / 1000 + 0.5)
+    login(base, u["username"], u["password"])

@@ -136,3 +136,73 @@ def test_logged_out_token_is_hard_logout_even_on_short_lifetime(short_server):
     u = new_user(base, refresh_token=True)
     assert_ok(call(base, "POST", f"{CLIENT_V3}/logout", {}, token=u["access_token"]))
     assert_unknown_token(whoami(base, u["access_token"]), soft_logout=False)
+
+
+# ---------------------------------------------------------------- refresh tokens die with their session
+
+
+def test_refresh_token_dies_on_password_change(base, user):
+    from matrix_helpers import uia_password
+
+    other = login(base, user["username"], user["password"], refresh_token=True)
+    r = uia_password(
+        base,
+        "POST",
+        f"{CLIENT_V3}/account/password",
+        {"new_password": "rotated-password"},
+        user["access_token"],
+        user["user_id"],
+        user["password"],
+    )
+    assert_ok(r)
+    assert_error(refresh(base, other["refresh_token"]), 401, "M_UNKNOWN_TOKEN")
+
+
+def test_refresh_token_dies_on_logout_all(base, user):
+    other = login(base, user["username"], user["password"], refresh_token=True)
+    assert_ok(call(base, "POST", f"{CLIENT_V3}/logout/all", {}, token=user["access_token"]))
+    assert_error(refresh(base, other["refresh_token"]), 401, "M_UNKNOWN_TOKEN")
+
+
+def test_refresh_token_dies_on_device_delete(base, user):
+    from matrix_helpers import uia_password
+
+    other = login(base, user["username"], user["password"], refresh_token=True)
+    r = uia_password(
+        base,
+        "DELETE",
+        f"{CLIENT_V3}/devices/{other['device_id']}",
+        {},
+        user["access_token"],
+        user["user_id"],
+        user["password"],
+    )
+    assert_ok(r)
+    assert_error(refresh(base, other["refresh_token"]), 401, "M_UNKNOWN_TOKEN")
+
+
+def test_refresh_token_dies_on_deactivate(base):
+    from matrix_helpers import uia_password
+
+    u = new_user(base, refresh_token=True)
+    r = uia_password(
+        base, "POST", f"{CLIENT_V3}/account/deactivate", {}, u["access_token"], u["user_id"], u["password"]
+    )
+    assert_ok(r)
+    assert_error(refresh(base, u["refresh_token"]), 401, "M_UNKNOWN_TOKEN")
+
+
+def test_relogin_same_device_kills_old_refresh_token(base, user):
+    first = login(base, user["username"], user["password"], refresh_token=True, device_id="RELOGINDEV")
+    login(base, user["username"], user["password"], device_id="RELOGINDEV")
+    assert_error(refresh(base, first["refresh_token"]), 401, "M_UNKNOWN_TOKEN")
+
+
+def test_old_refresh_token_valid_until_new_tokens_used(base, ruser):
+    """Spec: the old refresh token stays valid until the new access or refresh token is used,
+    so a client that lost the first /refresh response can repeat it."""
+    first = assert_refreshed(refresh(base, ruser["refresh_token"]))
+    again = assert_refreshed(refresh(base, ruser["refresh_token"]))
+    assert again["access_token"] != first["access_token"]
+    me = assert_token_works(base, again["access_token"], ruser["user_id"])
+    assert me["device_id"] == ruser["device_id"]

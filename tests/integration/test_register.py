@@ -400,3 +400,32 @@ def test_closed_mode_register_forbidden(closed_server):
 def test_closed_mode_still_serves_login_flows(closed_server):
     body = assert_ok(call(closed_server.base, "GET", f"{CLIENT_V3}/login"))
     assert {"type": "m.login.password"} in [{"type": f["type"]} for f in body["flows"]]
+
+
+# ---------------------------------------------------------------- races
+
+
+def test_concurrent_registration_same_name(base):
+    """Five simultaneous registrations of one name: exactly one wins, the rest get M_USER_IN_USE."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    name = unique_username("race")
+
+    def attempt(i):
+        return requests.post(
+            f"{base}{CLIENT_V3}/register",
+            json={"username": name, "password": f"pw-{i}", "auth": {"type": "m.login.dummy"}},
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(attempt, range(5)))
+    ok = [r for r in results if r.status_code == 200]
+    assert len(ok) == 1, [describe(r) for r in results]
+    for r in results:
+        if r.status_code != 200:
+            assert_error(r, 400, "M_USER_IN_USE")
+    winner = results.index(ok[0])
+    login(base, name, f"pw-{winner}")

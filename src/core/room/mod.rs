@@ -1,0 +1,39 @@
+//! The room graph: building PDUs, authorising them with ruma's auth rules, state maps and
+//! state resolution, history visibility, and the plan of events `createRoom` sends.
+//! All native; the storage and the per-room serialisation live in `service::timeline`.
+
+pub mod auth;
+pub mod create;
+pub mod pdu;
+pub mod state;
+pub mod visibility;
+
+use ruma::{room_version_rules::RoomVersionRules, RoomVersionId};
+
+use crate::err;
+use crate::error::Result;
+
+/// Room versions new rooms may use, with their stability for `/capabilities`. Versions 1 and 2
+/// use a different event-ID format and state resolution v1, which ruma does not implement.
+pub const SUPPORTED_VERSIONS: &[(&str, &str)] = &[
+    ("3", "unstable"),
+    ("4", "unstable"),
+    ("5", "unstable"),
+    ("6", "stable"),
+    ("7", "stable"),
+    ("8", "stable"),
+    ("9", "stable"),
+    ("10", "stable"),
+    ("11", "stable"),
+    ("12", "stable"),
+];
+
+/// The rules of a supported room version, or `M_UNSUPPORTED_ROOM_VERSION`.
+pub fn version_rules(version: &str) -> Result<(RoomVersionId, RoomVersionRules)> {
+    if !SUPPORTED_VERSIONS.iter().any(|(v, _)| *v == version) {
+        return Err(err!(UnsupportedRoomVersion, "Room version {version} is not supported"));
+    }
+    let id = RoomVersionId::try_from(version).map_err(|_| err!(UnsupportedRoomVersion, "Bad room version"))?;
+    let rules = id.rules().ok_or_else(|| err!(UnsupportedRoomVersion, "Unknown room version"))?;
+    Ok((id, rules))
+}

@@ -1,0 +1,113 @@
+//! Room state maps, the deltas stored between state snapshots, and state resolution v2
+//! (ruma) where two state sets meet (spec: rooms/v2 "State resolution").
+
+use std::collections::{BTreeMap, HashSet};
+
+use ruma::events::StateEventType;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::state_res::{self, utils::event_id_set::EventIdSet};
+use ruma::{EventId, OwnedEventId};
+use serde::{Deserialize, Serialize};
+
+use super::pdu::Pdu;
+use crate::err;
+use crate::error::Result;
+
+/// `(event type, state key) → event ID`.
+pub type StateMap = BTreeMap<(String, String), OwnedEventId>;
+
+/// One change to a state map: the event now at `(kind, state_key)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry(pub String, pub String, pub OwnedEventId);
+
+/// Applies deltas, oldest first, to a base map.
+pub fn apply(base: &mut StateMap, delta: &[StateEntry]) {
+    for StateEntry(t, k, e) in delta {
+        base.insert((t.clone(), k.clone()), e.clone());
+    }
+}
+
+/// The entries of `after` that differ from `before`.
+pub fn diff(before: &StateMap, after: &StateMap) -> Vec<StateEntry> {
+    after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|((t, s), e)| StateEntry(t.clone(), s.clone(), e.clone()))
+        .collect()
+}
+
+/// The state after `pdu`, given the state before it.
+pub fn state_after(before: &StateMap, pdu: &Pdu) -> StateMap {
+    let mut after = before.clone();
+    if let Some(k) = &pdu.state_key {
+        after.insert((pdu.kind.to_string(), k.clone()), pdu.event_id.clone());
+    }
+    after
+}
+
+/// The full auth chain of the given events: every event reachable through `auth_events`.
+pub fn auth_chain(start: &[OwnedEventId], fetch: &impl Fn(&EventId) -> Option<Pdu>) -> HashSet<OwnedEventId> {
+    let mut seen = HashSet::new();
+    let mut todo: Vec<OwnedEventId> = start.to_vec();
+    while let Some(id) = todo.pop() {
+        if let Some(p) = fetch(&id) {
+            for a in &p.auth_events {
+                if seen.insert(a.clone()) {
+                    todo.push(a.clone());
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// Resolves several state maps into one with state resolution v2 (ruma). `fetch` must know
+/// every event in the maps and their auth chains.
+pub fn resolve(rules: &RoomVersionRules, maps: &[StateMap], fetch: impl Fn(&EventId) -> Option<Pdu>) -> Result<StateMap> {
+    if maps.len() == 1 {
+        return Ok(maps[0].clone());
+    }
+    let to_ruma = |m: &StateMap| -> state_res::StateMap<OwnedEventId> {
+        m.iter().map(|((t, k), e)| ((StateEventType::from(t.as_str()), k.clone()), e.clone())).collect()
+    };
+    let ruma_maps: Vec<_> = maps.iter().map(to_ruma).collect();
+    let auth_chains: Vec<EventIdSet<OwnedEventId>> = maps
+        .iter()
+        .map(|m| {
+            let ids: Vec<OwnedEventId> = m.values().cloned().collect();
+            auth_chain(&ids, &fetch).into_iter().collect()
+        })
+        .collect();
+    let state_res_rules = rules.state_res.v2_rules().ok_or_else(|| err!(UnsupportedRoomVersion, "state resolution v1 is not supported"))?;
+    // Since v12 the conflicted state subgraph is needed: every event on an auth path between
+    // two conflicted events. The full auth chains of the conflicted events contain it; the
+    // algorithm only uses it to widen the set it considers.
+    let subgraph = |conflicted: &state_res::StateMap<Vec<OwnedEventId>>| -> Option<EventIdSet<OwnedEventId>> {
+        let ids: Vec<OwnedEventId> = conflicted.values().flatten().cloned().collect();
+        let mut set: HashSet<OwnedEventId> = auth_chain(&ids, &fetch);
+        set.extend(ids);
+        Some(set.into_iter().collect())
+    };
+    let resolved = state_res::resolve(&rules.authorization, state_res_rules, &ruma_maps, auth_chains, &fetch, subgraph)
+        .map_err(|e| err!(Unknown, "state resolution failed: {e}"))?;
+    Ok(resolved.into_iter().map(|((t, k), e)| ((t.to_string(), k), e)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_and_apply_round_trip() {
+        let e = |s: &str| EventId::parse(format!("${s}")).unwrap();
+        let mut a = StateMap::new();
+        a.insert(("m.room.create".into(), "".into()), e("c"));
+        let mut b = a.clone();
+        b.insert(("m.room.member".into(), "@a:x".into()), e("m"));
+        let d = diff(&a, &b);
+        assert_eq!(d.len(), 1);
+        let mut c = a.clone();
+        apply(&mut c, &d);
+        assert_eq!(c, b);
+    }
+}
