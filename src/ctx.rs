@@ -14,8 +14,8 @@ pub struct Ctx {
     pub env: Env,
     pub db: Db,
     pub config: Rc<Config>,
-    /// Lets a handler finish work after the response (`waitUntil`).
-    pub wctx: worker::Context,
+    /// Lets a handler finish work after the response (`waitUntil`); absent in Durable Objects.
+    pub wctx: Option<worker::Context>,
 }
 
 thread_local! {
@@ -23,21 +23,22 @@ thread_local! {
     static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
 }
 
+/// The configuration from the environment, parsed once per isolate.
+pub fn load_config(env: &Env) -> Result<Rc<Config>> {
+    if let Some(c) = CONFIG.with(|c| c.borrow().clone()) {
+        return Ok(c);
+    }
+    let c = Rc::new(
+        Config::from_lookup(|k| env.secret(k).ok().map(|s| s.to_string()).or_else(|| env.var(k).ok().map(|v| v.to_string())))
+            .map_err(|e| Error::internal(format!("configuration: {e}")))?,
+    );
+    CONFIG.with(|slot| *slot.borrow_mut() = Some(c.clone()));
+    Ok(c)
+}
+
 impl Ctx {
-    pub fn new(env: Env, wctx: worker::Context) -> Result<Ctx> {
-        let config = match CONFIG.with(|c| c.borrow().clone()) {
-            Some(c) => c,
-            None => {
-                let c = Rc::new(
-                    Config::from_lookup(|k| {
-                        env.secret(k).ok().map(|s| s.to_string()).or_else(|| env.var(k).ok().map(|v| v.to_string()))
-                    })
-                    .map_err(|e| Error::internal(format!("configuration: {e}")))?,
-                );
-                CONFIG.with(|slot| *slot.borrow_mut() = Some(c.clone()));
-                c
-            }
-        };
+    pub fn new(env: Env, wctx: Option<worker::Context>) -> Result<Ctx> {
+        let config = load_config(&env)?;
         let db = Db::new(env.d1("DB").map_err(|e| Error::internal(format!("D1 binding DB: {e}")))?);
         Ok(Ctx { env, db, config, wctx })
     }

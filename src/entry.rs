@@ -10,7 +10,7 @@ use crate::http::{parse_query, Method, Request, Response};
 
 #[event(fetch)]
 pub async fn fetch(req: worker::Request, env: Env, wctx: worker::Context) -> worker::Result<worker::Response> {
-    let resp = match Ctx::new(env, wctx) {
+    let resp = match Ctx::new(env, Some(wctx)) {
         Ok(ctx) => match read_request(req, ctx.config.max_json_body_bytes).await {
             Ok(r) => api::handle(&ctx, r).await,
             Err(resp) => resp,

@@ -34,6 +34,10 @@ pub enum ErrorKind {
     WeakPassword,
     ServerNotTrusted,
     UnsupportedRoomVersion,
+    RoomInUse,
+    BadAlias,
+    /// 409: e.g. a room alias that already exists (`M_UNKNOWN`, as Synapse).
+    Conflict,
     /// Anything the server did wrong; the message is generic.
     Internal,
 }
@@ -65,6 +69,9 @@ impl ErrorKind {
             WeakPassword => "M_WEAK_PASSWORD",
             ServerNotTrusted => "M_SERVER_NOT_TRUSTED",
             UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            RoomInUse => "M_ROOM_IN_USE",
+            BadAlias => "M_BAD_ALIAS",
+            Conflict => "M_UNKNOWN",
         }
     }
 
@@ -76,11 +83,12 @@ impl ErrorKind {
             UnknownToken { .. } | MissingToken | Unauthorized | UserLocked => 401,
             NotFound | Unrecognized => 404,
             MethodNotAllowed => 405,
+            Conflict => 409,
             LimitExceeded { .. } => 429,
             TooLarge => 413,
             Internal => 500,
             BadJson | NotJson | Unknown | UserInUse | InvalidUsername | Exclusive | MissingParam | InvalidParam
-            | WeakPassword | UnsupportedRoomVersion => 400,
+            | WeakPassword | UnsupportedRoomVersion | RoomInUse | BadAlias => 400,
         }
     }
 }
@@ -134,6 +142,29 @@ impl Error {
                 (kind.status(), body)
             }
         }
+    }
+
+    /// Rebuilds an error from one of our own components' JSON error responses (the Durable
+    /// Objects). Never used for other servers' errors, which are not relayed.
+    pub fn from_response(status: u16, body: &Value) -> Self {
+        if status == 401 && body.get("flows").is_some() {
+            return Error::Uia(body.clone());
+        }
+        let msg = body["error"].as_str().unwrap_or("Unknown error").to_owned();
+        let kind = match body["errcode"].as_str().unwrap_or("") {
+            "M_FORBIDDEN" => ErrorKind::Forbidden,
+            "M_NOT_FOUND" => ErrorKind::NotFound,
+            "M_BAD_JSON" => ErrorKind::BadJson,
+            "M_NOT_JSON" => ErrorKind::NotJson,
+            "M_TOO_LARGE" => ErrorKind::TooLarge,
+            "M_INVALID_PARAM" => ErrorKind::InvalidParam,
+            "M_MISSING_PARAM" => ErrorKind::MissingParam,
+            "M_UNSUPPORTED_ROOM_VERSION" => ErrorKind::UnsupportedRoomVersion,
+            "M_LIMIT_EXCEEDED" => ErrorKind::LimitExceeded { retry_after_ms: body["retry_after_ms"].as_u64().unwrap_or(1000) },
+            _ if status >= 500 => return Error::Matrix(ErrorKind::Internal, "Internal server error".into()),
+            _ => ErrorKind::Unknown,
+        };
+        Error::Matrix(kind, msg)
     }
 
     /// An internal failure: the detail is for the log, the client gets a generic message.

@@ -17,6 +17,8 @@ pub mod ctx;
 #[cfg(target_arch = "wasm32")]
 pub mod store;
 #[cfg(target_arch = "wasm32")]
+pub mod service;
+#[cfg(target_arch = "wasm32")]
 mod entry;
 #[cfg(target_arch = "wasm32")]
 #[path = "../durable_objects/mod.rs"]

@@ -4,4 +4,5 @@
 pub mod accounts;
 pub mod db;
 pub mod tokens;
+pub mod rooms;
 pub mod uia;

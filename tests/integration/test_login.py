@@ -277,3 +277,14 @@ def test_login_token_of_deactivated_user(base, user):
     r = login_raw(base, {"type": "m.login.token", "token": out["login_token"]})
     assert r.status_code == 403, r.text
     assert r.json()["errcode"] in ("M_FORBIDDEN", "M_USER_DEACTIVATED"), r.text
+
+
+def test_relogin_keeps_existing_device_display_name(base, user):
+    """Spec (POST /login): initial_device_display_name is "Ignored if device_id corresponds
+    to a known device"."""
+    dev = "KEEPNAME" + unique_username("").replace("-", "").upper()[:8]
+    first = login(base, user["username"], user["password"], device_id=dev, initial_device_display_name="original")
+    assert_ok(call(base, "PUT", f"{CLIENT_V3}/devices/{dev}", {"display_name": "renamed"}, token=first["access_token"]))
+    again = login(base, user["username"], user["password"], device_id=dev, initial_device_display_name="clobbered")
+    d = assert_ok(call(base, "GET", f"{CLIENT_V3}/devices/{dev}", token=again["access_token"]))
+    assert d["display_name"] == "renamed", d

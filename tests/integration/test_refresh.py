@@ -11,6 +11,7 @@ from matrix_helpers import (
     assert_token_works,
     assert_unknown_token,
     call,
+    describe,
     login,
     new_user,
     whoami,
@@ -206,3 +207,31 @@ def test_old_refresh_token_valid_until_new_tokens_used(base, ruser):
     assert again["access_token"] != first["access_token"]
     me = assert_token_works(base, again["access_token"], ruser["user_id"])
     assert me["device_id"] == ruser["device_id"]
+
+
+def test_repeated_refresh_revokes_earlier_pair(base, ruser):
+    """Synapse: refreshing the same token again replaces (deletes) the pair issued before,
+    so one refresh token never has two live descendants."""
+    first = assert_refreshed(refresh(base, ruser["refresh_token"]))
+    again = assert_refreshed(refresh(base, ruser["refresh_token"]))
+    assert_unknown_token(whoami(base, first["access_token"]), soft_logout=False)
+    assert_error(refresh(base, first["refresh_token"]), 401, "M_UNKNOWN_TOKEN")
+    assert_token_works(base, again["access_token"], ruser["user_id"])
+
+
+def test_concurrent_refresh_leaves_one_live_session(base, ruser):
+    """Racing the same refresh token must not fork the session: whatever the parallel
+    /refresh calls return, afterwards at most one of the issued access tokens works."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    def attempt(_):
+        return requests.post(f"{base}{REFRESH}", json={"refresh_token": ruser["refresh_token"]}, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(attempt, range(6)))
+    issued = [r.json()["access_token"] for r in results if r.status_code == 200]
+    assert issued, [describe(r) for r in results]
+    live = [t for t in issued if whoami(base, t).status_code == 200]
+    assert len(live) <= 1, f"{len(live)} of {len(issued)} access tokens from one refresh token are live"

@@ -6,3 +6,8 @@ pub mod discovery;
 pub mod login;
 pub mod profile;
 pub mod register;
+pub mod directory;
+pub mod membership;
+pub mod message;
+pub mod rooms;
+pub mod state;

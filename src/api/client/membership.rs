@@ -1,0 +1,219 @@
+//! Room membership: join, invite, leave, forget, kick, ban, unban, knock (spec:
+//! client-server-api, "Room membership"). Each is an `m.room.member` event that the auth
+//! rules judge; a refused change is `403` and changes nothing.
+
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::auth::{authenticate, Authed};
+use crate::api::client::directory::resolve_room;
+use crate::api::client::rooms::parse_room_id;
+use crate::core::room::pdu::NewEvent;
+use crate::ctx::Ctx;
+use crate::err;
+use crate::error::Result;
+use crate::http::{Request, Response};
+use crate::service::timeline::{append_via_room, user_level};
+use crate::store::{accounts, rooms};
+
+#[derive(Deserialize, Default)]
+struct Reason {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    user_id: String,
+    reason: Option<String>,
+}
+
+fn member_event(sender: &UserId, target: &str, membership: &str, reason: Option<&str>) -> NewEvent {
+    let mut content = json!({ "membership": membership });
+    if let Some(r) = reason {
+        content["reason"] = json!(r);
+    }
+    NewEvent { kind: "m.room.member".into(), state_key: Some(target.into()), content, sender: sender.to_owned(), redacts: None }
+}
+
+async fn ensure_room(ctx: &Ctx, room_id: &RoomId) -> Result<()> {
+    if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
+        // Joining rooms on other servers needs federation.
+        return Err(err!(NotFound, "Room not found"));
+    }
+    Ok(())
+}
+
+async fn send_member(ctx: &Ctx, room_id: &RoomId, ev: NewEvent) -> Result<()> {
+    append_via_room(ctx, room_id, &[ev], None).await?;
+    Ok(())
+}
+
+/// Joins with the user's profile in the member event; for `restricted` rooms, finds a local
+/// member with invite power to authorise the join when the user is in an allowed room.
+async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<String>) -> Result<Response> {
+    ensure_room(ctx, &room_id).await?;
+    let mut ev = member_event(&me.user_id, me.user_id.as_str(), "join", reason.as_deref());
+    if let Some(u) = accounts::get_user(&ctx.db, me.user_id.as_str()).await? {
+        if let Some(d) = u.displayname {
+            ev.content["displayname"] = json!(d);
+        }
+        if let Some(a) = u.avatar_url {
+            ev.content["avatar_url"] = json!(a);
+        }
+    }
+    let current = rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?;
+    if !matches!(current.as_deref(), Some("join") | Some("invite")) {
+        if let Some(authoriser) = restricted_authoriser(ctx, &room_id, &me.user_id).await? {
+            ev.content["join_authorised_via_users_server"] = json!(authoriser);
+        }
+    }
+    send_member(ctx, &room_id, ev).await?;
+    Ok(Response::ok(json!({ "room_id": room_id })))
+}
+
+/// For `restricted`/`knock_restricted` rooms: a joined local user with invite power, if the
+/// joining user is joined to one of the rooms the join rules allow.
+async fn restricted_authoriser(ctx: &Ctx, room_id: &RoomId, user: &UserId) -> Result<Option<String>> {
+    let keys = [("m.room.join_rules".to_owned(), String::new()), ("m.room.power_levels".to_owned(), String::new())];
+    let state = rooms::current_state_keys(&ctx.db, room_id.as_str(), &keys).await?;
+    let pdus = rooms::get_pdus(&ctx.db, &state.values().cloned().collect::<Vec<_>>()).await?;
+    let content = |t: &str| state.get(&(t.to_owned(), String::new())).and_then(|e| pdus.get(e)).map(|p| p.content_value()).unwrap_or(Value::Null);
+    let jr = content("m.room.join_rules");
+    if !matches!(jr["join_rule"].as_str(), Some("restricted") | Some("knock_restricted")) {
+        return Ok(None);
+    }
+    let mut allowed = false;
+    for a in jr["allow"].as_array().into_iter().flatten() {
+        if a["type"] == "m.room_membership" {
+            if let Some(r) = a["room_id"].as_str() {
+                if rooms::membership(&ctx.db, r, user.as_str()).await?.as_deref() == Some("join") {
+                    allowed = true;
+                    break;
+                }
+            }
+        }
+    }
+    if !allowed {
+        return Ok(None);
+    }
+    let pl = content("m.room.power_levels");
+    let invite_level = pl["invite"].as_i64().unwrap_or(0);
+    let room = rooms::get_room(&ctx.db, room_id.as_str()).await?;
+    for m in rooms::members_with(&ctx.db, room_id.as_str(), "join").await? {
+        let is_local = UserId::parse(m.as_str()).is_ok_and(|u| u.server_name() == ctx.config.server_name);
+        let is_creator = room.as_ref().is_some_and(|r| r.creator == m);
+        if is_local && (user_level(&pl, &m, is_creator) >= invite_level || (is_creator && room.as_ref().is_some_and(|r| r.room_version == "12"))) {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
+}
+
+/// # `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+pub async fn join_by_id_or_alias_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let body: Reason = req.json()?;
+    let room_id = resolve_room(ctx, target).await?;
+    join(ctx, &me, room_id, body.reason).await
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/join`
+pub async fn join_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let body: Reason = req.json()?;
+    join(ctx, &me, parse_room_id(room_id)?, body.reason).await
+}
+
+/// # `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
+pub async fn knock_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let body: Reason = req.json()?;
+    let room_id = resolve_room(ctx, target).await?;
+    ensure_room(ctx, &room_id).await?;
+    send_member(ctx, &room_id, member_event(&me.user_id, me.user_id.as_str(), "knock", body.reason.as_deref())).await?;
+    Ok(Response::ok(json!({ "room_id": room_id })))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/leave`
+/// Also rejects an invite or withdraws a knock.
+pub async fn leave_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let body: Reason = req.json()?;
+    let room_id = parse_room_id(room_id)?;
+    ensure_room(ctx, &room_id).await?;
+    match rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?.as_deref() {
+        Some("join") | Some("invite") | Some("knock") => {}
+        _ => return Err(err!(Forbidden, "You are not in this room")),
+    }
+    send_member(ctx, &room_id, member_event(&me.user_id, me.user_id.as_str(), "leave", body.reason.as_deref())).await?;
+    Ok(Response::ok(json!({})))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/forget`
+pub async fn forget_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let room_id = parse_room_id(room_id)?;
+    match rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?.as_deref() {
+        Some("join") => return Err(err!(Unknown, "You must leave the room before forgetting it")),
+        Some(_) => rooms::forget(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?,
+        None => return Err(err!(NotFound, "You have never been in this room")),
+    }
+    Ok(Response::ok(json!({})))
+}
+
+async fn act_on(ctx: &Ctx, req: &Request, room_id: &str, membership: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let body: Target = req.json()?;
+    let target = UserId::parse(body.user_id.as_str()).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
+    let room_id = parse_room_id(room_id)?;
+    ensure_room(ctx, &room_id).await?;
+    let current = rooms::membership(&ctx.db, room_id.as_str(), target.as_str()).await?;
+    match membership {
+        "invite" => {
+            if target.server_name() != ctx.config.server_name {
+                return Err(err!(Unknown, "Inviting users of other servers needs federation, which is not available yet"));
+            }
+            if current.as_deref() == Some("join") {
+                return Err(err!(Forbidden, "{target} is already in the room"));
+            }
+        }
+        "kick" => {
+            if !matches!(current.as_deref(), Some("join") | Some("invite") | Some("knock")) {
+                return Err(err!(Forbidden, "{target} is not in the room"));
+            }
+        }
+        "unban" => {
+            if current.as_deref() != Some("ban") {
+                return Err(err!(Forbidden, "{target} is not banned"));
+            }
+        }
+        _ => {}
+    }
+    let event_membership = match membership {
+        "kick" | "unban" => "leave",
+        m => m,
+    };
+    send_member(ctx, &room_id, member_event(&me.user_id, target.as_str(), event_membership, body.reason.as_deref())).await?;
+    Ok(Response::ok(json!({})))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/invite`
+pub async fn invite_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    act_on(ctx, req, room_id, "invite").await
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/kick`
+pub async fn kick_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    act_on(ctx, req, room_id, "kick").await
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/ban`
+pub async fn ban_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    act_on(ctx, req, room_id, "ban").await
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/unban`
+pub async fn unban_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    act_on(ctx, req, room_id, "unban").await
+}

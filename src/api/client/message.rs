@@ -1,0 +1,240 @@
+//! Sending, redacting and reading room events (spec: client-server-api, "Room events",
+//! "Redactions", "GET /messages", "GET /context").
+
+use ruma::{EventId, RoomId};
+use serde_json::{json, Value};
+
+use crate::api::auth::authenticate;
+use crate::api::client::rooms::parse_room_id;
+use crate::core::filter::RoomEventFilter;
+use crate::core::room::pdu::NewEvent;
+use crate::ctx::Ctx;
+use crate::err;
+use crate::error::Result;
+use crate::http::{Request, Response};
+use crate::service::events::{check_can_read, filter_visible, to_client, Reader};
+use crate::service::timeline::{append_via_room, Txn};
+use crate::store::rooms::{self, EventRow};
+
+fn parse_event_id(s: &str) -> Result<ruma::OwnedEventId> {
+    EventId::parse(s).map_err(|_| err!(InvalidParam, "Invalid event ID"))
+}
+
+/// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+/// The same transaction ID from the same device returns the same event, stored once.
+pub async fn send_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str, txn_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let room_id = parse_room_id(room_id)?;
+    if let Some(e) = rooms::txn_event(&ctx.db, me.user_id.as_str(), &me.device_id, txn_id).await? {
+        return Ok(Response::ok(json!({ "event_id": e })));
+    }
+    let content = req.json_value()?;
+    if kind == "m.room.redaction" {
+        return Err(err!(Forbidden, "Use the /redact endpoint to redact events"));
+    }
+    let ev = NewEvent { kind: kind.to_owned(), state_key: None, content, sender: me.user_id.clone(), redacts: None };
+    let txn = Txn { user_id: me.user_id.to_string(), device_id: me.device_id.clone(), txn_id: txn_id.to_owned() };
+    let ids = append_via_room(ctx, &room_id, &[ev], Some(txn)).await?;
+    Ok(Response::ok(json!({ "event_id": ids[0] })))
+}
+
+/// # `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
+pub async fn redact_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &str, txn_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let room_id = parse_room_id(room_id)?;
+    let target = parse_event_id(event_id)?;
+    if let Some(e) = rooms::txn_event(&ctx.db, me.user_id.as_str(), &me.device_id, txn_id).await? {
+        return Ok(Response::ok(json!({ "event_id": e })));
+    }
+    let body = req.json_value()?;
+    let mut content = json!({});
+    if let Some(r) = body.get("reason") {
+        if !r.is_string() {
+            return Err(err!(BadJson, "reason must be a string"));
+        }
+        content["reason"] = r.clone();
+    }
+    let ev = NewEvent { kind: "m.room.redaction".into(), state_key: None, content, sender: me.user_id.clone(), redacts: Some(target) };
+    let txn = Txn { user_id: me.user_id.to_string(), device_id: me.device_id.clone(), txn_id: txn_id.to_owned() };
+    let ids = append_via_room(ctx, &room_id, &[ev], Some(txn)).await?;
+    Ok(Response::ok(json!({ "event_id": ids[0] })))
+}
+
+/// A stream position token: `s<N>` (the position after the event with stream ordering N).
+pub fn parse_token(t: &str) -> Result<u64> {
+    t.strip_prefix('s')
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| err!(InvalidParam, "Invalid pagination token"))
+}
+
+fn limit_param(req: &Request, default: u32) -> Result<u32> {
+    match req.query("limit") {
+        Some(l) => Ok(l.parse::<u32>().map_err(|_| err!(InvalidParam, "limit must be a non-negative integer"))?.min(1000)),
+        None => Ok(default),
+    }
+}
+
+/// Pages through a room in one direction, keeping visible events that match the filter,
+/// until `limit` or the end. Returns the events and the position reached.
+async fn paginate(
+    ctx: &Ctx,
+    reader: &Reader<'_>,
+    room_id: &str,
+    from: u64,
+    to: Option<u64>,
+    backwards: bool,
+    limit: u32,
+    filter: &RoomEventFilter,
+) -> Result<(Vec<EventRow>, u64, bool)> {
+    let mut out = Vec::new();
+    let mut pos = from;
+    let mut exhausted = false;
+    // Bounded work per request: at most 10 pages of storage reads.
+    for _ in 0..10 {
+        if out.len() as u32 >= limit {
+            break;
+        }
+        let batch = (limit - out.len() as u32).max(20).min(500);
+        let (after, up_to) = if backwards {
+            (to.unwrap_or(0), pos)
+        } else {
+            (pos, to.unwrap_or(u64::MAX >> 12))
+        };
+        if after >= up_to {
+            exhausted = true;
+            break;
+        }
+        let rows = rooms::events_page(&ctx.db, room_id, after, up_to, backwards, batch).await?;
+        let n = rows.len() as u32;
+        let visible = filter_visible(ctx, reader, room_id, rows.clone()).await?;
+        let mut consumed_all = true;
+        for row in rows {
+            if out.len() as u32 >= limit {
+                consumed_all = false;
+                break;
+            }
+            // The token just past this event, in the direction of travel.
+            pos = if backwards { row.stream() - 1 } else { row.stream() };
+            if visible.iter().any(|v| v.event_id == row.event_id) {
+                let content: Value = serde_json::from_str::<Value>(&row.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
+                if filter.matches(&row.kind, &row.sender, &content) {
+                    out.push(row);
+                }
+            }
+        }
+        if consumed_all && n < batch {
+            exhausted = true;
+            break;
+        }
+    }
+    Ok((out, pos, exhausted))
+}
+
+/// Member events of the senders, for lazy-loading filters.
+async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, events: &[EventRow]) -> Result<Vec<Value>> {
+    let mut senders: Vec<(String, String)> = events.iter().map(|e| ("m.room.member".to_owned(), e.sender.clone())).collect();
+    senders.sort();
+    senders.dedup();
+    let state = rooms::current_state_keys(&ctx.db, room_id, &senders).await?;
+    let ids: Vec<String> = state.values().map(|e| e.to_string()).collect();
+    let rows = rooms::get_events(&ctx.db, &ids).await?;
+    to_client(ctx, reader, &rows).await
+}
+
+/// # `GET /_matrix/client/v3/rooms/{roomId}/messages`
+/// Both directions, with filters; tokens are stable stream positions (`s<N>`), so paging
+/// through hundreds of events loses and repeats nothing.
+pub async fn messages_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let room_id = parse_room_id(room_id)?;
+    check_can_read(ctx, &me.user_id, room_id.as_str()).await?;
+    let backwards = match req.query("dir") {
+        Some("b") => true,
+        Some("f") => false,
+        Some(_) => return Err(err!(InvalidParam, "dir must be b or f")),
+        None => return Err(err!(MissingParam, "dir is required")),
+    };
+    let filter = RoomEventFilter::from_param(req.query("filter")).map_err(|e| err!(BadJson, "{e}"))?;
+    let limit = filter.limit.unwrap_or(limit_param(req, 10)?).min(1000);
+    let from = match req.query("from") {
+        Some(t) => parse_token(t)?,
+        None if backwards => rooms::max_stream(&ctx.db).await?,
+        None => 0,
+    };
+    let to = req.query("to").map(parse_token).transpose()?;
+    let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
+    let (rows, end, exhausted) = paginate(ctx, &reader, room_id.as_str(), from, to, backwards, limit, &filter).await?;
+    let chunk = to_client(ctx, &reader, &rows).await?;
+    let mut resp = json!({ "start": format!("s{from}"), "chunk": chunk });
+    // No `end` once there is nothing more in this direction (spec).
+    if !exhausted {
+        resp["end"] = json!(format!("s{end}"));
+    }
+    if filter.lazy_load_members {
+        resp["state"] = json!(lazy_members(ctx, &reader, room_id.as_str(), &rows).await?);
+    }
+    Ok(Response::ok(resp))
+}
+
+async fn visible_event(ctx: &Ctx, reader: &Reader<'_>, room_id: &RoomId, event_id: &str) -> Result<EventRow> {
+    let row = rooms::get_event(&ctx.db, event_id).await?.filter(|r| r.room_id == room_id.as_str());
+    let Some(row) = row else {
+        return Err(err!(NotFound, "Event not found"));
+    };
+    let visible = filter_visible(ctx, reader, room_id.as_str(), vec![row]).await?;
+    visible.into_iter().next().ok_or_else(|| err!(NotFound, "Event not found"))
+}
+
+/// # `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
+pub async fn get_event_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let room_id = parse_room_id(room_id)?;
+    parse_event_id(event_id)?;
+    check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| err!(NotFound, "Event not found"))?;
+    let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
+    let row = visible_event(ctx, &reader, &room_id, event_id).await?;
+    let ev = to_client(ctx, &reader, &[row]).await?;
+    Ok(Response::ok(ev.into_iter().next().unwrap_or(Value::Null)))
+}
+
+/// # `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
+/// Events around one event, and the room state at the last event returned.
+pub async fn context_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let room_id = parse_room_id(room_id)?;
+    parse_event_id(event_id)?;
+    check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| err!(NotFound, "Event not found"))?;
+    let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
+    let row = visible_event(ctx, &reader, &room_id, event_id).await?;
+    let filter = RoomEventFilter::from_param(req.query("filter")).map_err(|e| err!(BadJson, "{e}"))?;
+    let limit = filter.limit.unwrap_or(limit_param(req, 10)?);
+    let before_n = limit / 2;
+    let after_n = limit - before_n;
+    let s = row.stream();
+    let (before, start, _) = paginate(ctx, &reader, room_id.as_str(), s - 1, None, true, before_n, &filter).await?;
+    let (after, end, _) = paginate(ctx, &reader, room_id.as_str(), s, None, false, after_n, &filter).await?;
+    let last = after.last().unwrap_or(&row);
+    let state_rows = match &last.state_after {
+        Some(g) => {
+            let (map, _) = rooms::load_state_group(&ctx.db, g).await?;
+            let ids: Vec<String> = if filter.lazy_load_members {
+                let senders: std::collections::HashSet<&str> =
+                    before.iter().chain(after.iter()).chain(std::iter::once(&row)).map(|r| r.sender.as_str()).collect();
+                map.iter().filter(|((t, k), _)| t != "m.room.member" || senders.contains(k.as_str())).map(|(_, e)| e.to_string()).collect()
+            } else {
+                map.values().map(|e| e.to_string()).collect()
+            };
+            rooms::get_events(&ctx.db, &ids).await?
+        }
+        None => vec![],
+    };
+    Ok(Response::ok(json!({
+        "event": to_client(ctx, &reader, std::slice::from_ref(&row)).await?.into_iter().next(),
+        "events_before": to_client(ctx, &reader, &before).await?,
+        "events_after": to_client(ctx, &reader, &after).await?,
+        "start": format!("s{start}"),
+        "end": format!("s{end}"),
+        "state": to_client(ctx, &reader, &state_rows).await?,
+    })))
+}

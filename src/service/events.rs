@@ -1,0 +1,122 @@
+//! Serving stored events to a client: history visibility on every read path, redacted
+//! events served redacted (with `redacted_because`), the sender's transaction ID echoed to
+//! the device that sent it, and `age`.
+
+use std::collections::HashMap;
+
+use ruma::UserId;
+use serde_json::{json, Value};
+
+use crate::core::room::version_rules;
+use crate::core::room::visibility::{may_see, HistoryVisibility};
+use crate::core::time::now_ms;
+use crate::ctx::Ctx;
+use crate::err;
+use crate::error::Result;
+use crate::store::rooms::{self, EventRow};
+
+/// Who is reading: the user and, for transaction-ID echo, their device.
+pub struct Reader<'a> {
+    pub user_id: &'a UserId,
+    pub device_id: Option<&'a str>,
+}
+
+/// Keeps the events (all of one room) the user may see, in the given order.
+pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows: Vec<EventRow>) -> Result<Vec<EventRow>> {
+    if rows.is_empty() {
+        return Ok(rows);
+    }
+    let up_to = rows.iter().map(|r| r.stream()).max().unwrap_or(0);
+    let history = rooms::visibility_history(&ctx.db, room_id, reader.user_id.as_str(), up_to).await?;
+    let now = rooms::membership(&ctx.db, room_id, reader.user_id.as_str()).await?;
+    let me = reader.user_id.as_str();
+    // Local rooms are linear (one writer per room), so "the state before event X" is the
+    // result of the history entries with a lower stream position.
+    let at = |stream: u64| -> (HistoryVisibility, Option<String>) {
+        let mut vis = HistoryVisibility::Shared;
+        let mut membership = None;
+        for h in history.iter().take_while(|h| h.stream() < stream) {
+            if h.kind == "m.room.history_visibility" {
+                let content: Value = serde_json::from_str::<Value>(&h.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
+                vis = HistoryVisibility::parse(content["history_visibility"].as_str());
+            } else {
+                membership = h.membership.clone();
+            }
+        }
+        (vis, membership)
+    };
+    Ok(rows
+        .into_iter()
+        .filter(|row| {
+            let (mut vis, mut membership) = at(row.stream());
+            if row.kind == "m.room.history_visibility" {
+                // Both sides of a visibility change see the change itself.
+                let content: Value = serde_json::from_str::<Value>(&row.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
+                vis = vis.most_open(HistoryVisibility::parse(content["history_visibility"].as_str()));
+            }
+            if row.kind == "m.room.member" && row.state_key.as_deref() == Some(me) {
+                // A user always sees their own membership changes.
+                membership = row.membership.clone().or(membership);
+                if matches!(membership.as_deref(), Some("join") | Some("invite") | Some("knock") | Some("leave") | Some("ban")) {
+                    return true;
+                }
+            }
+            may_see(vis, membership.as_deref(), now.as_deref())
+        })
+        .collect())
+}
+
+/// Client format of stored events, with redactions applied.
+pub async fn to_client(ctx: &Ctx, reader: &Reader<'_>, rows: &[EventRow]) -> Result<Vec<Value>> {
+    // Load the redaction events of redacted events in one query.
+    let redaction_ids: Vec<String> = rows.iter().filter_map(|r| r.redacted_by.clone()).collect();
+    let redactions: HashMap<String, EventRow> = if redaction_ids.is_empty() {
+        HashMap::new()
+    } else {
+        rooms::get_events(&ctx.db, &redaction_ids).await?.into_iter().map(|r| (r.event_id.clone(), r)).collect()
+    };
+    let mut versions: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut pdu = row.pdu()?;
+        let mut unsigned = json!({ "age": now_ms().saturating_sub(row.origin_server_ts as u64) });
+        if let (Some(t), Some(d)) = (&row.txn_id, &row.txn_device) {
+            if row.sender == reader.user_id.as_str() && reader.device_id == Some(d.as_str()) {
+                unsigned["transaction_id"] = json!(t);
+            }
+        }
+        if let Some(r) = row.redacted_by.as_ref().and_then(|id| redactions.get(id)) {
+            if !versions.contains_key(&row.room_id) {
+                let v = rooms::get_room(&ctx.db, &row.room_id).await?.map(|r| r.room_version).unwrap_or_else(|| "10".into());
+                versions.insert(row.room_id.clone(), v);
+            }
+            let (_, rules) = version_rules(&versions[&row.room_id])?;
+            pdu = pdu.redacted(&rules)?;
+            let because = r.pdu()?.to_client(None);
+            unsigned["redacted_because"] = because;
+        }
+        out.push(pdu.to_client(Some(unsigned)));
+    }
+    Ok(out)
+}
+
+/// The user may read this room's history at all: a member now or before, or a
+/// `world_readable` room. Otherwise `403` (spec: the user must have been in the room).
+pub async fn check_can_read(ctx: &Ctx, user_id: &UserId, room_id: &str) -> Result<()> {
+    if rooms::get_room(&ctx.db, room_id).await?.is_none() {
+        return Err(err!(Forbidden, "You are not in this room"));
+    }
+    if rooms::membership(&ctx.db, room_id, user_id.as_str()).await?.is_some() {
+        return Ok(());
+    }
+    let hv = rooms::current_state_keys(&ctx.db, room_id, &[("m.room.history_visibility".into(), String::new())]).await?;
+    if let Some(e) = hv.values().next() {
+        if let Some(row) = rooms::get_event(&ctx.db, e.as_str()).await? {
+            let v: Value = serde_json::from_str(&row.json)?;
+            if v["content"]["history_visibility"] == "world_readable" {
+                return Ok(());
+            }
+        }
+    }
+    Err(err!(Forbidden, "You are not in this room"))
+}

@@ -1,0 +1,5 @@
+//! Services shared by handlers and Durable Objects (wasm32 only): the timeline writer and
+//! the per-room serialisation through the `Room` Durable Object.
+
+pub mod events;
+pub mod timeline;

@@ -1,0 +1,363 @@
+//! Appending events to a room: load the room head and the state the auth rules need, build
+//! and authorise each event (ruma), record its state group, and write everything in one D1
+//! batch. Runs inside the room's `Room` Durable Object (one writer per room), except for
+//! `createRoom`, whose room nobody else can know yet.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{EventId, OwnedEventId, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::core::config::Config;
+use crate::core::room::auth::{auth_types, prepare_event, RoomHead};
+use crate::core::room::pdu::{NewEvent, Pdu};
+use crate::core::room::state::{StateEntry, StateMap};
+use crate::core::room::version_rules;
+use crate::core::time::now_ms;
+use crate::err;
+use crate::error::{Error, Result};
+use crate::params;
+use crate::store::db::Db;
+use crate::store::rooms;
+
+/// A full state snapshot every this many links, so loading a group reads at most 33 rows.
+const SNAPSHOT_EVERY: u32 = 32;
+
+/// The wire form of a [`NewEvent`] between the Worker and the Room Durable Object.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewEventWire {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub content: Value,
+    pub sender: String,
+    pub redacts: Option<String>,
+}
+
+impl NewEventWire {
+    pub fn from_new(n: &NewEvent) -> Self {
+        NewEventWire {
+            kind: n.kind.clone(),
+            state_key: n.state_key.clone(),
+            content: n.content.clone(),
+            sender: n.sender.to_string(),
+            redacts: n.redacts.as_ref().map(|r| r.to_string()),
+        }
+    }
+
+    pub fn into_new(self) -> Result<NewEvent> {
+        Ok(NewEvent {
+            kind: self.kind,
+            state_key: self.state_key,
+            content: self.content,
+            sender: UserId::parse(&self.sender).map_err(|_| err!(BadJson, "bad sender"))?,
+            redacts: match self.redacts {
+                Some(r) => Some(EventId::parse(&r).map_err(|_| err!(BadJson, "bad redacts"))?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// A client transaction: `(user, device, txn_id)`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Txn {
+    pub user_id: String,
+    pub device_id: String,
+    pub txn_id: String,
+}
+
+struct Head {
+    room_id: Option<ruma::OwnedRoomId>,
+    rules: Option<RoomVersionRules>,
+    version: String,
+    extremities: Vec<OwnedEventId>,
+    depth: u64,
+    group: Option<String>,
+    group_len: u32,
+    /// The known part of the current state (what the auth rules have needed so far).
+    state: StateMap,
+    /// Keys already looked up in D1 (present or known absent).
+    loaded: HashSet<(String, String)>,
+    events: BTreeMap<OwnedEventId, Pdu>,
+    /// State keys written by earlier events of this batch.
+    pending: Vec<(String, String)>,
+}
+
+/// Appends events to `room_id` (or creates the room when `room_id` is `None` and the first
+/// event is `m.room.create`). All events are written in one batch; if any is refused,
+/// nothing is written.
+pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Vec<NewEvent>, txn: Option<Txn>) -> Result<Vec<Pdu>> {
+    let mut head = match room_id {
+        Some(r) => {
+            let row = rooms::get_room(db, r.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
+            let (_, rules) = version_rules(&row.room_version)?;
+            let group_len = match &row.state_group {
+                Some(g) => rooms::state_group_len(db, g).await?,
+                None => 0,
+            };
+            Head {
+                room_id: Some(r.to_owned()),
+                rules: Some(rules),
+                version: row.room_version.clone(),
+                extremities: row.head_event.iter().filter_map(|e| EventId::parse(e).ok()).collect(),
+                depth: row.head_depth as u64,
+                group: row.state_group.clone(),
+                group_len,
+                state: StateMap::new(),
+                loaded: HashSet::new(),
+                events: BTreeMap::new(),
+                pending: vec![],
+            }
+        }
+        None => Head {
+            room_id: None,
+            rules: None,
+            version: String::new(),
+            extremities: vec![],
+            depth: 0,
+            group: None,
+            group_len: 0,
+            state: StateMap::new(),
+            loaded: HashSet::new(),
+            events: BTreeMap::new(),
+            pending: vec![],
+        },
+    };
+
+    if let Some(t) = &txn {
+        if let Some(existing) = rooms::txn_event(db, &t.user_id, &t.device_id, &t.txn_id).await? {
+            // Same transaction again: the same event, stored once.
+            let row = rooms::get_event(db, &existing).await?.ok_or_else(|| Error::internal("txn without event"))?;
+            return Ok(vec![row.pdu()?]);
+        }
+    }
+
+    let mut stmts = Vec::new();
+    let mut out = Vec::new();
+    let created = room_id.is_none();
+    for new in news {
+        if head.rules.is_none() {
+            if new.kind != "m.room.create" {
+                return Err(Error::internal("a new room must start with m.room.create"));
+            }
+            let version = new.content["room_version"].as_str().unwrap_or("1").to_owned();
+            let (_, rules) = version_rules(&version)?;
+            if !rules.authorization.room_create_event_id_as_room_id {
+                // Before v12 the room ID is chosen by the creating server.
+                head.room_id = Some(ruma::RoomId::new_v1(&config.server_name));
+            }
+            head.rules = Some(rules);
+            head.version = version;
+        }
+        let rules = head.rules.clone().expect("set above");
+        if !created {
+            load_needed(db, &mut head, &rules, &new).await?;
+        }
+        if let Some(target) = &new.redacts {
+            check_redaction(db, &mut head, &new, target).await?;
+        }
+        let fetch = |id: &EventId| head.events.get(id).cloned();
+        let pdu = prepare_event(
+            &RoomHead {
+                rules: &rules,
+                room_id: head.room_id.as_deref(),
+                state: &head.state,
+                extremities: &head.extremities,
+                max_depth: head.depth,
+            },
+            &new,
+            now_ms(),
+            config.server_name.as_str(),
+            &config.signing_key,
+            &fetch,
+        )?;
+        if head.room_id.is_none() {
+            head.room_id = Some(pdu.room_id.clone());
+        }
+
+        // State groups: a state event starts a new group linked to the previous one.
+        let before = head.group.clone();
+        let after = if let Some(k) = &pdu.state_key {
+            let id = pdu.event_id.to_string();
+            let entry = StateEntry(pdu.kind.to_string(), k.clone(), pdu.event_id.clone());
+            let room = pdu.room_id.as_str();
+            if head.group_len + 1 >= SNAPSHOT_EVERY || before.is_none() {
+                // Full snapshot: the whole state after this event.
+                let mut full = match &before {
+                    Some(g) => rooms::load_state_group(db, g).await?.0,
+                    None => StateMap::new(),
+                };
+                // Earlier events of this batch are not in D1 yet.
+                full.extend(head.pending_state());
+                full.insert((entry.0.clone(), entry.1.clone()), entry.2.clone());
+                let delta: Vec<StateEntry> = full.iter().map(|((t, k), e)| StateEntry(t.clone(), k.clone(), e.clone())).collect();
+                stmts.push(rooms::insert_state_group(db, &id, room, None, &delta, 0)?);
+                head.group_len = 0;
+            } else {
+                stmts.push(rooms::insert_state_group(db, &id, room, before.as_deref(), &[entry], head.group_len + 1)?);
+                head.group_len += 1;
+            }
+            head.state.insert((pdu.kind.to_string(), k.clone()), pdu.event_id.clone());
+            head.loaded.insert((pdu.kind.to_string(), k.clone()));
+            head.pending.push((pdu.kind.to_string(), k.clone()));
+            Some(id)
+        } else {
+            before.clone()
+        };
+        let t = txn.as_ref().map(|t| (t.user_id.as_str(), t.device_id.as_str(), t.txn_id.as_str()));
+        stmts.extend(rooms::append_stmts(
+            db,
+            &rooms::EventWrite { pdu: &pdu, state_before: before.as_deref(), state_after: after.as_deref(), txn: t },
+        )?);
+        head.group = after;
+        head.extremities = vec![pdu.event_id.clone()];
+        head.depth = pdu.depth;
+        head.events.insert(pdu.event_id.clone(), pdu.clone());
+        out.push(pdu);
+    }
+
+    let room = head.room_id.as_ref().ok_or_else(|| Error::internal("no events"))?.to_string();
+    let last = out.last().ok_or_else(|| Error::internal("no events"))?;
+    if created {
+        stmts.insert(
+            0,
+            db.stmt(
+                "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?, ?, ?, ?)",
+                params![room, head.version, last.sender.as_str(), now_ms()],
+            )?,
+        );
+    }
+    stmts.push(db.stmt(
+        "UPDATE rooms SET head_event = ?, head_depth = ?, state_group = ? WHERE room_id = ?",
+        params![last.event_id.as_str(), last.depth, head.group, room],
+    )?);
+    db.batch(stmts).await?;
+    Ok(out)
+}
+
+impl Head {
+    fn pending_state(&self) -> Vec<((String, String), OwnedEventId)> {
+        self.pending.iter().filter_map(|k| self.state.get(k).map(|e| (k.clone(), e.clone()))).collect()
+    }
+}
+
+/// Loads (once) the current-state entries and events the auth rules need for `new`.
+async fn load_needed(db: &Db, head: &mut Head, rules: &RoomVersionRules, new: &NewEvent) -> Result<()> {
+    let room = head.room_id.clone().expect("loaded room");
+    let mut keys: Vec<(String, String)> = auth_types(rules, new)?;
+    keys.push(("m.room.create".into(), String::new()));
+    keys.push(("m.room.power_levels".into(), String::new()));
+    keys.push(("m.room.join_rules".into(), String::new()));
+    keys.push(("m.room.member".into(), new.sender.to_string()));
+    if let Some(k) = &new.state_key {
+        if new.kind == "m.room.member" {
+            keys.push(("m.room.member".into(), k.clone()));
+        }
+    }
+    let missing: Vec<(String, String)> = keys.into_iter().filter(|k| !head.loaded.contains(k)).collect::<HashSet<_>>().into_iter().collect();
+    if !missing.is_empty() {
+        let found = rooms::current_state_keys(db, room.as_str(), &missing).await?;
+        for k in missing {
+            head.loaded.insert(k.clone());
+            if let Some(e) = found.get(&k) {
+                head.state.insert(k, e.clone());
+            }
+        }
+    }
+    let want: Vec<OwnedEventId> = head.state.values().filter(|e| !head.events.contains_key(*e)).cloned().collect();
+    if !want.is_empty() {
+        head.events.extend(rooms::get_pdus(db, &want).await?);
+        // Their auth events too: the state-independent rules look at them.
+        let auth: Vec<OwnedEventId> = head
+            .events
+            .values()
+            .flat_map(|p| p.auth_events.clone())
+            .filter(|e| !head.events.contains_key(e))
+            .collect();
+        if !auth.is_empty() {
+            head.events.extend(rooms::get_pdus(db, &auth).await?);
+        }
+    }
+    Ok(())
+}
+
+/// A redaction is allowed for the original sender, or for users at or above the room's
+/// `redact` power level (spec: client-server-api, "Redactions"; the auth rules leave this
+/// check to the server from room v3 on).
+async fn check_redaction(db: &Db, head: &mut Head, new: &NewEvent, target: &EventId) -> Result<()> {
+    let room = head.room_id.clone().ok_or_else(|| err!(NotFound, "Unknown room"))?;
+    let row = rooms::get_event(db, target.as_str()).await?.filter(|r| r.room_id == room.as_str());
+    let Some(row) = row else {
+        return Err(err!(NotFound, "Event not found"));
+    };
+    if row.sender == new.sender.as_str() {
+        return Ok(());
+    }
+    let creators_infinite = head.rules.as_ref().is_some_and(|r| r.authorization.explicitly_privilege_room_creators);
+    let pl = power_levels(head);
+    let create = head.state.get(&("m.room.create".into(), String::new())).and_then(|e| head.events.get(e));
+    let is_creator = create.is_some_and(|c| {
+        c.sender == new.sender
+            || c.content_value()["additional_creators"].as_array().is_some_and(|a| a.iter().any(|u| u == new.sender.as_str()))
+    });
+    if creators_infinite && is_creator {
+        return Ok(());
+    }
+    let level = user_level(&pl, new.sender.as_str(), !creators_infinite && is_creator && pl.is_null());
+    let needed = pl["redact"].as_i64().unwrap_or(50);
+    if level >= needed {
+        Ok(())
+    } else {
+        Err(err!(Forbidden, "You don't have permission to redact this event"))
+    }
+}
+
+fn power_levels(head: &Head) -> Value {
+    head.state
+        .get(&("m.room.power_levels".into(), String::new()))
+        .and_then(|e| head.events.get(e))
+        .map(|p| p.content_value())
+        .unwrap_or(Value::Null)
+}
+
+/// A user's power level from power-levels content (no event: the creator has 100).
+pub fn user_level(pl: &Value, user: &str, creator_without_pl: bool) -> i64 {
+    if pl.is_null() {
+        return if creator_without_pl { 100 } else { 0 };
+    }
+    pl["users"][user].as_i64().unwrap_or_else(|| pl["users_default"].as_i64().unwrap_or(0))
+}
+
+/// Appends events to an existing room through its `Room` Durable Object (the room's single
+/// writer). Returns the new event IDs (for a repeated transaction, the original one).
+pub async fn append_via_room(
+    ctx: &crate::ctx::Ctx,
+    room_id: &RoomId,
+    news: &[NewEvent],
+    txn: Option<Txn>,
+) -> Result<Vec<OwnedEventId>> {
+    let fail = |e: worker::Error| Error::internal(format!("Room object: {e}"));
+    let ns = ctx.env.durable_object("ROOM").map_err(fail)?;
+    let stub = ns.id_from_name(room_id.as_str()).map_err(fail)?.get_stub().map_err(fail)?;
+    let body = serde_json::json!({
+        "room_id": room_id,
+        "events": news.iter().map(NewEventWire::from_new).collect::<Vec<_>>(),
+        "txn": txn,
+    });
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post).with_body(Some(wasm_bindgen::JsValue::from_str(&body.to_string())));
+    let req = worker::Request::new_with_init("https://room/append", &init).map_err(fail)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(fail)?;
+    let status = resp.status_code();
+    let json: Value = resp.json().await.map_err(fail)?;
+    if status != 200 {
+        return Err(Error::from_response(status, &json));
+    }
+    json["event_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).filter_map(|s| EventId::parse(s).ok()).collect())
+        .ok_or_else(|| Error::internal("Room object returned no event IDs"))
+}

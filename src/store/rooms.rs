@@ -1,0 +1,357 @@
+//! Rooms, events, state groups, current state, memberships, transaction IDs, aliases.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ruma::{EventId, OwnedEventId, RoomId};
+use serde::Deserialize;
+use serde_json::Value;
+use worker::D1PreparedStatement;
+
+use crate::core::room::pdu::{parse_stored, to_json_string, Pdu};
+use crate::core::room::state::{apply, StateEntry, StateMap};
+use crate::core::time::now_ms;
+use crate::error::{Error, Result};
+use crate::params;
+use crate::store::db::Db;
+
+/// D1 allows 100 bound parameters per statement; stay under it.
+const MAX_PARAMS: usize = 90;
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct RoomRow {
+    pub room_id: String,
+    pub room_version: String,
+    pub creator: String,
+    pub is_public: i64,
+    pub head_event: Option<String>,
+    pub head_depth: f64,
+    pub state_group: Option<String>,
+}
+
+pub async fn get_room(db: &Db, room_id: &str) -> Result<Option<RoomRow>> {
+    db.first(
+        "SELECT room_id, room_version, creator, is_public, head_event, head_depth, state_group FROM rooms WHERE room_id = ?",
+        params![room_id],
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct EventRow {
+    pub event_id: String,
+    pub room_id: String,
+    pub stream: f64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_server_ts: f64,
+    pub json: String,
+    pub state_before: Option<String>,
+    pub state_after: Option<String>,
+    pub membership: Option<String>,
+    pub redacted_by: Option<String>,
+    pub txn_id: Option<String>,
+    pub txn_device: Option<String>,
+    pub relates_to: Option<String>,
+    pub rel_type: Option<String>,
+}
+
+pub const EVENT_COLUMNS: &str = "event_id, room_id, stream, type, state_key, sender, origin_server_ts, json, \
+     state_before, state_after, membership, redacted_by, txn_id, txn_device, relates_to, rel_type";
+
+impl EventRow {
+    pub fn stream(&self) -> u64 {
+        self.stream as u64
+    }
+
+    pub fn pdu(&self) -> Result<Pdu> {
+        let id = EventId::parse(&self.event_id).map_err(Error::internal)?;
+        let room = RoomId::parse(&self.room_id).map_err(Error::internal)?;
+        Pdu::from_json(id, parse_stored(&self.json)?, Some(&room))
+    }
+}
+
+/// Events by ID (any order; missing ones are left out).
+pub async fn get_events(db: &Db, ids: &[String]) -> Result<Vec<EventRow>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({marks})");
+        out.extend(db.all::<EventRow>(&sql, chunk.iter().map(|s| Value::String(s.clone())).collect()).await?);
+    }
+    Ok(out)
+}
+
+pub async fn get_event(db: &Db, id: &str) -> Result<Option<EventRow>> {
+    db.first(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?"), params![id]).await
+}
+
+#[derive(Deserialize)]
+struct StateRow {
+    #[serde(rename = "type")]
+    kind: String,
+    state_key: String,
+    event_id: String,
+}
+
+fn rows_to_map(rows: Vec<StateRow>) -> StateMap {
+    rows.into_iter()
+        .filter_map(|r| EventId::parse(&r.event_id).ok().map(|e| ((r.kind, r.state_key), e)))
+        .collect()
+}
+
+/// Some keys of the current state (the ones the auth rules need).
+pub async fn current_state_keys(db: &Db, room_id: &str, keys: &[(String, String)]) -> Result<StateMap> {
+    let mut map = StateMap::new();
+    for chunk in keys.chunks(MAX_PARAMS / 2 - 1) {
+        let cond = vec!["(type = ? AND state_key = ?)"; chunk.len()].join(" OR ");
+        let mut p = params![room_id];
+        for (t, k) in chunk {
+            p.push(Value::String(t.clone()));
+            p.push(Value::String(k.clone()));
+        }
+        let sql = format!("SELECT type, state_key, event_id FROM current_state WHERE room_id = ? AND ({cond})");
+        map.extend(rows_to_map(db.all(&sql, p).await?));
+    }
+    Ok(map)
+}
+
+/// The whole current state.
+pub async fn current_state(db: &Db, room_id: &str) -> Result<StateMap> {
+    Ok(rows_to_map(
+        db.all("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", params![room_id]).await?,
+    ))
+}
+
+/// The current state events of one type (e.g. all members).
+pub async fn current_state_of_type(db: &Db, room_id: &str, kind: &str) -> Result<StateMap> {
+    Ok(rows_to_map(
+        db.all("SELECT type, state_key, event_id FROM current_state WHERE room_id = ? AND type = ?", params![room_id, kind])
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct GroupRow {
+    delta: String,
+    chain_len: f64,
+}
+
+/// The state map of a state group: one recursive query walks the delta chain back to its
+/// full snapshot.
+pub async fn load_state_group(db: &Db, group: &str) -> Result<(StateMap, u32)> {
+    let rows: Vec<GroupRow> = db
+        .all(
+            "WITH RECURSIVE chain(id, prev_id, delta, chain_len) AS (
+                 SELECT id, prev_id, delta, chain_len FROM state_groups WHERE id = ?
+                 UNION ALL
+                 SELECT g.id, g.prev_id, g.delta, g.chain_len FROM state_groups g JOIN chain c ON g.id = c.prev_id
+             ) SELECT delta, chain_len FROM chain ORDER BY chain_len ASC",
+            params![group],
+        )
+        .await?;
+    let len = rows.last().map(|r| r.chain_len as u32).unwrap_or(0);
+    let mut map = StateMap::new();
+    for r in rows {
+        let delta: Vec<StateEntry> = serde_json::from_str(&r.delta)?;
+        apply(&mut map, &delta);
+    }
+    Ok((map, len))
+}
+
+/// Statement storing a state group.
+pub fn insert_state_group(db: &Db, id: &str, room_id: &str, prev: Option<&str>, delta: &[StateEntry], chain_len: u32) -> Result<D1PreparedStatement> {
+    db.stmt(
+        "INSERT OR IGNORE INTO state_groups (id, room_id, prev_id, delta, chain_len) VALUES (?, ?, ?, ?, ?)",
+        params![id, room_id, prev, serde_json::to_string(delta)?, chain_len],
+    )
+}
+
+pub async fn state_group_len(db: &Db, group: &str) -> Result<u32> {
+    #[derive(Deserialize)]
+    struct R {
+        chain_len: f64,
+    }
+    Ok(db.first::<R>("SELECT chain_len FROM state_groups WHERE id = ?", params![group]).await?.map(|r| r.chain_len as u32).unwrap_or(0))
+}
+
+/// Where an event goes in the append batch.
+pub struct EventWrite<'a> {
+    pub pdu: &'a Pdu,
+    pub state_before: Option<&'a str>,
+    pub state_after: Option<&'a str>,
+    pub txn: Option<(&'a str, &'a str, &'a str)>, // (user, device, txn_id)
+}
+
+fn relation(content: &Value) -> (Option<String>, Option<String>) {
+    let r = &content["m.relates_to"];
+    let id = r["event_id"].as_str().map(str::to_owned);
+    let t = r["rel_type"].as_str().map(str::to_owned);
+    match (id, t) {
+        (Some(i), Some(t)) => (Some(i), Some(t)),
+        _ => (None, None),
+    }
+}
+
+/// Statements appending one event: the event row with the next stream position, the
+/// current state and membership projections, the redaction mark and the transaction ID.
+pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStatement>> {
+    let p = w.pdu;
+    let content = p.content_value();
+    let membership = if p.kind.to_string() == "m.room.member" { content["membership"].as_str().map(str::to_owned) } else { None };
+    let (relates_to, rel_type) = relation(&content);
+    let (txn_user, txn_device, txn_id) = match w.txn {
+        Some((u, d, t)) => (Some(u), Some(d), Some(t)),
+        None => (None, None, None),
+    };
+    let room = p.room_id.as_str();
+    let mut stmts = vec![db.stmt(
+        "INSERT INTO events (event_id, room_id, stream, depth, type, state_key, sender, origin_server_ts, json,
+             state_before, state_after, membership, relates_to, rel_type, txn_id, txn_device)
+         VALUES (?1, ?2, (SELECT COALESCE(MAX(stream), 0) + 1 FROM events), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        params![
+            p.event_id.as_str(), room, p.depth, p.kind.to_string(), p.state_key, p.sender.as_str(),
+            u64::from(p.origin_server_ts.0), to_json_string(p), w.state_before, w.state_after, membership,
+            relates_to, rel_type, txn_id, txn_device
+        ],
+    )?];
+    if let Some(k) = &p.state_key {
+        stmts.push(db.stmt(
+            "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?, ?, ?, ?)
+             ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
+            params![room, p.kind.to_string(), k, p.event_id.as_str()],
+        )?);
+        if let Some(m) = &membership {
+            stmts.push(db.stmt(
+                "INSERT INTO memberships (room_id, user_id, membership, event_id, stream)
+                 VALUES (?1, ?2, ?3, ?4, (SELECT stream FROM events WHERE event_id = ?4))
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                   event_id = excluded.event_id, stream = excluded.stream, forgotten = 0",
+                params![room, k, m, p.event_id.as_str()],
+            )?);
+        }
+    }
+    if let Some(r) = &p.redacts {
+        if p.kind.to_string() == "m.room.redaction" {
+            stmts.push(db.stmt(
+                "UPDATE events SET redacted_by = ? WHERE event_id = ? AND room_id = ? AND redacted_by IS NULL",
+                params![p.event_id.as_str(), r.as_str(), room],
+            )?);
+        }
+    }
+    if let (Some(u), Some(d), Some(t)) = (txn_user, txn_device, txn_id) {
+        stmts.push(db.stmt(
+            "INSERT OR IGNORE INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES (?, ?, ?, ?, ?)",
+            params![u, d, t, p.event_id.as_str(), now_ms()],
+        )?);
+    }
+    Ok(stmts)
+}
+
+pub async fn txn_event(db: &Db, user: &str, device: &str, txn: &str) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        event_id: String,
+    }
+    Ok(db
+        .first::<R>("SELECT event_id FROM txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?", params![user, device, txn])
+        .await?
+        .map(|r| r.event_id))
+}
+
+pub async fn membership(db: &Db, room_id: &str, user_id: &str) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        membership: String,
+    }
+    Ok(db
+        .first::<R>("SELECT membership FROM memberships WHERE room_id = ? AND user_id = ?", params![room_id, user_id])
+        .await?
+        .map(|r| r.membership))
+}
+
+pub async fn rooms_with_membership(db: &Db, user_id: &str, membership: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        room_id: String,
+    }
+    Ok(db
+        .all::<R>("SELECT room_id FROM memberships WHERE user_id = ? AND membership = ?", params![user_id, membership])
+        .await?
+        .into_iter()
+        .map(|r| r.room_id)
+        .collect())
+}
+
+/// Members of a room with a given membership (user IDs).
+pub async fn members_with(db: &Db, room_id: &str, membership: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        user_id: String,
+    }
+    Ok(db
+        .all::<R>("SELECT user_id FROM memberships WHERE room_id = ? AND membership = ?", params![room_id, membership])
+        .await?
+        .into_iter()
+        .map(|r| r.user_id)
+        .collect())
+}
+
+pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<()> {
+    db.run("UPDATE memberships SET forgotten = 1 WHERE room_id = ? AND user_id = ?", params![room_id, user_id]).await?;
+    Ok(())
+}
+
+/// A page of events of a room between stream positions (exclusive `after`, inclusive
+/// `up_to`), in the given direction.
+pub async fn events_page(db: &Db, room_id: &str, after: u64, up_to: u64, backwards: bool, limit: u32) -> Result<Vec<EventRow>> {
+    let order = if backwards { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND stream > ? AND stream <= ? ORDER BY stream {order} LIMIT ?"
+    );
+    db.all(&sql, params![room_id, after, up_to, limit]).await
+}
+
+pub async fn max_stream(db: &Db) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct R {
+        m: Option<f64>,
+    }
+    Ok(db.first::<R>("SELECT MAX(stream) AS m FROM events", vec![]).await?.and_then(|r| r.m).unwrap_or(0.0) as u64)
+}
+
+/// The membership changes of one user in a room, and the room's history-visibility changes,
+/// in stream order: what history visibility needs for a page of events.
+pub async fn visibility_history(db: &Db, room_id: &str, user_id: &str, up_to: u64) -> Result<Vec<EventRow>> {
+    db.all(
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND stream <= ? AND
+               ((type = 'm.room.member' AND state_key = ?) OR type = 'm.room.history_visibility')
+             ORDER BY stream ASC"
+        ),
+        params![room_id, up_to, user_id],
+    )
+    .await
+}
+
+/// Events by ID, parsed, keyed by ID.
+pub async fn get_pdus(db: &Db, ids: &[OwnedEventId]) -> Result<BTreeMap<OwnedEventId, Pdu>> {
+    let uniq: Vec<String> = ids.iter().map(|e| e.to_string()).collect::<HashSet<_>>().into_iter().collect();
+    let mut out = BTreeMap::new();
+    for row in get_events(db, &uniq).await? {
+        let p = row.pdu()?;
+        out.insert(p.event_id.clone(), p);
+    }
+    Ok(out)
+}
+
+// ---- aliases ----
+
+pub async fn alias_room(db: &Db, alias: &str) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        room_id: String,
+    }
+    Ok(db.first::<R>("SELECT room_id FROM room_aliases WHERE alias = ?", params![alias]).await?.map(|r| r.room_id))
+}
