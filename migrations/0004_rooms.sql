@@ -87,3 +87,15 @@ CREATE TABLE room_aliases (
     created_ts INTEGER NOT NULL
 );
 CREATE INDEX room_aliases_room ON room_aliases (room_id);
+
+-- Reports of events, rooms and users, for the server's admins.
+CREATE TABLE reports (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    reporter   TEXT NOT NULL,
+    room_id    TEXT,
+    event_id   TEXT,
+    user_id    TEXT,
+    reason     TEXT,
+    score      INTEGER,
+    created_ts INTEGER NOT NULL
+);

@@ -66,6 +66,18 @@ pub enum Route {
     SetDirectoryVisibility,
     PublicRoomsGet,
     PublicRoomsPost,
+    Relations,
+    RelationsType,
+    RelationsTypeEvent,
+    Threads,
+    Upgrade,
+    TimestampToEvent,
+    RoomSummary,
+    RoomSummaryUnstable,
+    ReportEvent,
+    ReportRoom,
+    ReportUser,
+    UserDirectorySearch,
 }
 
 /// `{}` matches one path segment, which is captured (percent-decoded).
@@ -130,6 +142,19 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Put, "/_matrix/client/v3/directory/list/room/{}", Route::SetDirectoryVisibility),
     (Get, "/_matrix/client/v3/publicRooms", Route::PublicRoomsGet),
     (Post, "/_matrix/client/v3/publicRooms", Route::PublicRoomsPost),
+    (Get, "/_matrix/client/v1/rooms/{}/relations/{}", Route::Relations),
+    (Get, "/_matrix/client/v1/rooms/{}/relations/{}/{}", Route::RelationsType),
+    (Get, "/_matrix/client/v1/rooms/{}/relations/{}/{}/{}", Route::RelationsTypeEvent),
+    (Get, "/_matrix/client/v1/rooms/{}/threads", Route::Threads),
+    (Post, "/_matrix/client/v3/rooms/{}/upgrade", Route::Upgrade),
+    (Get, "/_matrix/client/v1/rooms/{}/timestamp_to_event", Route::TimestampToEvent),
+    (Get, "/_matrix/client/v1/room_summary/{}", Route::RoomSummary),
+    (Get, "/_matrix/client/unstable/im.nheko.summary/summary/{}", Route::RoomSummaryUnstable),
+    (Get, "/_matrix/client/unstable/im.nheko.summary/rooms/{}/summary", Route::RoomSummaryUnstable),
+    (Post, "/_matrix/client/v3/rooms/{}/report/{}", Route::ReportEvent),
+    (Post, "/_matrix/client/v3/rooms/{}/report", Route::ReportRoom),
+    (Post, "/_matrix/client/v3/users/{}/report", Route::ReportUser),
+    (Post, "/_matrix/client/v3/user_directory/search", Route::UserDirectorySearch),
 ];
 
 /// Finds the route for `method` and `path`: unknown path 404, known path with another

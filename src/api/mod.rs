@@ -86,5 +86,16 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::SetDirectoryVisibility => directory::set_visibility_route(ctx, req, &p[0]).await,
         Route::PublicRoomsGet => directory::public_rooms_get_route(ctx, req).await,
         Route::PublicRoomsPost => directory::public_rooms_post_route(ctx, req).await,
+        Route::Relations => relations::relations_route(ctx, req, &p[0], &p[1], None, None).await,
+        Route::RelationsType => relations::relations_route(ctx, req, &p[0], &p[1], Some(&p[2]), None).await,
+        Route::RelationsTypeEvent => relations::relations_route(ctx, req, &p[0], &p[1], Some(&p[2]), Some(&p[3])).await,
+        Route::Threads => relations::threads_route(ctx, req, &p[0]).await,
+        Route::Upgrade => upgrade::upgrade_route(ctx, req, &p[0]).await,
+        Route::TimestampToEvent => room_info::timestamp_to_event_route(ctx, req, &p[0]).await,
+        Route::RoomSummary | Route::RoomSummaryUnstable => room_info::room_summary_route(ctx, req, &p[0]).await,
+        Route::ReportEvent => room_info::report_event_route(ctx, req, &p[0], &p[1]).await,
+        Route::ReportRoom => room_info::report_room_route(ctx, req, &p[0]).await,
+        Route::ReportUser => room_info::report_user_route(ctx, req, &p[0]).await,
+        Route::UserDirectorySearch => room_info::user_directory_search_route(ctx, req).await,
     }
 }

@@ -50,8 +50,13 @@ def test_capabilities(base, user):
     assert caps["m.change_password"]["enabled"] is True, caps
     rv = caps["m.room_versions"]
     assert rv["default"] == "12", rv
-    for v in range(1, 13):
+    # ruma implements state resolution v2 only: versions 1 and 2 are not offered, and 3-5
+    # (best effort in ruma) are "unstable".
+    for v in range(6, 13):
         assert rv["available"].get(str(v)) == "stable", rv
+    for v in range(3, 6):
+        assert rv["available"].get(str(v)) == "unstable", rv
+    assert "1" not in rv["available"] and "2" not in rv["available"], rv
     assert caps["m.set_displayname"]["enabled"] is True, caps
     assert caps["m.set_avatar_url"]["enabled"] is True, caps
     assert caps["m.3pid_changes"]["enabled"] is False, caps

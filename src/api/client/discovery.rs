@@ -3,12 +3,11 @@
 use serde_json::json;
 
 use crate::api::auth::authenticate;
+use crate::core::room::SUPPORTED_VERSIONS;
 use crate::ctx::Ctx;
 use crate::error::Result;
 use crate::http::{Request, Response};
 
-/// Room versions this server can host and join (ruma implements the rules for each).
-pub const ROOM_VERSIONS: &[&str] = &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
 
 /// # `GET /_matrix/client/versions`
 /// Spec: client-server-api, "GET /_matrix/client/versions".
@@ -45,7 +44,7 @@ pub async fn well_known_server_route(ctx: &Ctx, _req: &Request) -> Result<Respon
 pub async fn capabilities_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     authenticate(ctx, req).await?;
     let available: serde_json::Map<String, serde_json::Value> =
-        ROOM_VERSIONS.iter().map(|v| (v.to_string(), json!("stable"))).collect();
+        SUPPORTED_VERSIONS.iter().map(|(v, s)| (v.to_string(), json!(s))).collect();
     Ok(Response::ok(json!({
         "capabilities": {
             "m.change_password": { "enabled": true },

@@ -165,7 +165,8 @@ pub async fn messages_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<R
     let to = req.query("to").map(parse_token).transpose()?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let (rows, end, exhausted) = paginate(ctx, &reader, room_id.as_str(), from, to, backwards, limit, &filter).await?;
-    let chunk = to_client(ctx, &reader, &rows).await?;
+    let mut chunk = to_client(ctx, &reader, &rows).await?;
+    crate::api::client::relations::bundle_thread_summaries(ctx, &reader, &mut chunk).await?;
     let mut resp = json!({ "start": format!("s{from}"), "chunk": chunk });
     // No `end` once there is nothing more in this direction (spec).
     if !exhausted {
@@ -194,7 +195,8 @@ pub async fn get_event_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: 
     check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| err!(NotFound, "Event not found"))?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let row = visible_event(ctx, &reader, &room_id, event_id).await?;
-    let ev = to_client(ctx, &reader, &[row]).await?;
+    let mut ev = to_client(ctx, &reader, &[row]).await?;
+    crate::api::client::relations::bundle_thread_summaries(ctx, &reader, &mut ev).await?;
     Ok(Response::ok(ev.into_iter().next().unwrap_or(Value::Null)))
 }
 

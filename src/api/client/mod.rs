@@ -11,3 +11,6 @@ pub mod membership;
 pub mod message;
 pub mod rooms;
 pub mod state;
+pub mod relations;
+pub mod room_info;
+pub mod upgrade;

@@ -1,0 +1,195 @@
+//! Smaller room APIs: jump to a date, room summaries (MSC3266, spec v1.15), reporting.
+
+use ruma::UserId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::auth::{authenticate, Authed};
+use crate::api::client::directory::{resolve_room, room_summary};
+use crate::api::client::rooms::parse_room_id;
+use crate::core::time::now_ms;
+use crate::ctx::Ctx;
+use crate::err;
+use crate::error::Result;
+use crate::http::{Request, Response};
+use crate::params;
+use crate::service::events::{check_can_read, filter_visible, Reader};
+use crate::store::rooms::{self, EventRow, EVENT_COLUMNS};
+
+/// # `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
+/// The closest visible event at or after (`dir=f`) or at or before (`dir=b`) `ts`.
+pub async fn timestamp_to_event_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let room_id = parse_room_id(room_id)?;
+    check_can_read(ctx, &me.user_id, room_id.as_str()).await?;
+    let ts: u64 = req.query("ts").ok_or_else(|| err!(MissingParam, "ts is required"))?.parse().map_err(|_| err!(InvalidParam, "ts must be an integer"))?;
+    let forward = match req.query("dir") {
+        Some("f") => true,
+        Some("b") => false,
+        None => return Err(err!(MissingParam, "dir is required")),
+        Some(_) => return Err(err!(InvalidParam, "dir must be f or b")),
+    };
+    let sql = if forward {
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND origin_server_ts >= ? ORDER BY origin_server_ts ASC, stream ASC LIMIT 50")
+    } else {
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND origin_server_ts <= ? ORDER BY origin_server_ts DESC, stream DESC LIMIT 50")
+    };
+    let rows: Vec<EventRow> = ctx.db.all(&sql, params![room_id.as_str(), ts]).await?;
+    let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
+    let visible = filter_visible(ctx, &reader, room_id.as_str(), rows).await?;
+    let ev = visible.first().ok_or_else(|| err!(NotFound, "No event found in that direction"))?;
+    Ok(Response::ok(json!({ "event_id": ev.event_id, "origin_server_ts": ev.origin_server_ts as u64 })))
+}
+
+/// # `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`
+/// For members (and invitees, knockers), and for anyone when the room is public, knockable
+/// or world-readable — also without authentication, as the spec allows.
+pub async fn room_summary_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Response> {
+    let me = if req.access_token().is_some() { Some(authenticate(ctx, req).await?) } else { None };
+    let room_id = resolve_room(ctx, target).await?;
+    if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
+        return Err(err!(NotFound, "Room not found"));
+    }
+    let joined = rooms::members_with(&ctx.db, room_id.as_str(), "join").await?.len() as u64;
+    let mut s = room_summary(ctx, room_id.as_str(), joined).await?;
+    let membership = match &me {
+        Some(m) => rooms::membership(&ctx.db, room_id.as_str(), m.user_id.as_str()).await?,
+        None => None,
+    };
+    let open = matches!(s["join_rule"].as_str(), Some("public") | Some("knock") | Some("knock_restricted"))
+        || s["world_readable"] == true;
+    let member = matches!(membership.as_deref(), Some("join") | Some("invite") | Some("knock"));
+    let restricted_ok = match (&me, s["join_rule"].as_str()) {
+        (Some(m), Some("restricted")) => allowed_by_restriction(ctx, room_id.as_str(), m).await?,
+        _ => false,
+    };
+    if !(open || member || restricted_ok) {
+        return Err(err!(NotFound, "Room not found"));
+    }
+    if let Some(m) = membership {
+        s["membership"] = json!(m);
+    } else if me.is_some() {
+        s["membership"] = json!("leave");
+    }
+    Ok(Response::ok(s))
+}
+
+async fn allowed_by_restriction(ctx: &Ctx, room_id: &str, me: &Authed) -> Result<bool> {
+    let jr = rooms::current_state_keys(&ctx.db, room_id, &[("m.room.join_rules".into(), String::new())]).await?;
+    let Some(e) = jr.values().next() else { return Ok(false) };
+    let Some(row) = rooms::get_event(&ctx.db, e.as_str()).await? else { return Ok(false) };
+    let v: Value = serde_json::from_str(&row.json)?;
+    for a in v["content"]["allow"].as_array().into_iter().flatten() {
+        if let Some(r) = a["room_id"].as_str() {
+            if rooms::membership(&ctx.db, r, me.user_id.as_str()).await?.as_deref() == Some("join") {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+#[derive(Deserialize, Default)]
+struct ReportBody {
+    reason: Option<String>,
+    score: Option<i64>,
+}
+
+async fn store_report(ctx: &Ctx, me: &Authed, room: Option<&str>, event: Option<&str>, user: Option<&str>, body: ReportBody) -> Result<()> {
+    if body.reason.as_ref().is_some_and(|r| r.len() > 2000) {
+        return Err(err!(InvalidParam, "reason too long"));
+    }
+    ctx.db
+        .run(
+            "INSERT INTO reports (reporter, room_id, event_id, user_id, reason, score, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            params![me.user_id.as_str(), room, event, user, body.reason, body.score, now_ms()],
+        )
+        .await?;
+    Ok(())
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}`
+/// The reporter must be able to see the event.
+pub async fn report_event_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let room_id = parse_room_id(room_id)?;
+    let body: ReportBody = req.json()?;
+    let not_found = || err!(NotFound, "Event not found");
+    check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| not_found())?;
+    let row = rooms::get_event(&ctx.db, event_id).await?.filter(|r| r.room_id == room_id.as_str()).ok_or_else(not_found)?;
+    let reader = Reader { user_id: &me.user_id, device_id: None };
+    if filter_visible(ctx, &reader, room_id.as_str(), vec![row]).await?.is_empty() {
+        return Err(not_found());
+    }
+    store_report(ctx, &me, Some(room_id.as_str()), Some(event_id), None, body).await?;
+    Ok(Response::ok(json!({})))
+}
+
+/// # `POST /_matrix/client/v3/rooms/{roomId}/report`
+pub async fn report_room_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let room_id = parse_room_id(room_id)?;
+    let body: ReportBody = req.json()?;
+    if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
+        return Err(err!(NotFound, "Room not found"));
+    }
+    store_report(ctx, &me, Some(room_id.as_str()), None, None, body).await?;
+    Ok(Response::ok(json!({})))
+}
+
+/// # `POST /_matrix/client/v3/users/{userId}/report`
+pub async fn report_user_route(ctx: &Ctx, req: &Request, user_id: &str) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let target = UserId::parse(user_id).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
+    let body: ReportBody = req.json()?;
+    if target.server_name() == ctx.config.server_name && crate::store::accounts::get_user(&ctx.db, target.as_str()).await?.is_none() {
+        return Err(err!(NotFound, "User not found"));
+    }
+    store_report(ctx, &me, None, None, Some(target.as_str()), body).await?;
+    Ok(Response::ok(json!({})))
+}
+
+#[derive(Deserialize)]
+struct SearchBody {
+    search_term: String,
+    limit: Option<u32>,
+}
+
+/// # `POST /_matrix/client/v3/user_directory/search`
+/// Users who share a room with the searcher or are in a public room (Synapse's default),
+/// matched on user ID or display name.
+pub async fn user_directory_search_route(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let me = authenticate(ctx, req).await?;
+    let body: SearchBody = req.json()?;
+    let limit = body.limit.unwrap_or(10).clamp(1, 100);
+    let term = body.search_term.trim().to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let pattern = format!("%{term}%");
+    #[derive(Deserialize)]
+    struct U {
+        user_id: String,
+        displayname: Option<String>,
+        avatar_url: Option<String>,
+    }
+    let rows: Vec<U> = ctx
+        .db
+        .all(
+            "SELECT u.user_id, u.displayname, u.avatar_url FROM users u
+             WHERE u.deactivated = 0
+               AND (lower(u.user_id) LIKE ?1 ESCAPE '\\' OR lower(COALESCE(u.displayname, '')) LIKE ?1 ESCAPE '\\')
+               AND (u.user_id = ?2
+                 OR u.user_id IN (SELECT m2.user_id FROM memberships m1 JOIN memberships m2 ON m1.room_id = m2.room_id
+                                  WHERE m1.user_id = ?2 AND m1.membership = 'join' AND m2.membership = 'join')
+                 OR u.user_id IN (SELECT m.user_id FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+                                  WHERE r.is_public = 1 AND m.membership = 'join'))
+             ORDER BY u.displayname IS NULL, u.user_id LIMIT ?3",
+            params![pattern, me.user_id.as_str(), limit + 1],
+        )
+        .await?;
+    let limited = rows.len() > limit as usize;
+    let results: Vec<Value> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|u| json!({ "user_id": u.user_id, "display_name": u.displayname, "avatar_url": u.avatar_url }))
+        .collect();
+    Ok(Response::ok(json!({ "results": results, "limited": limited })))
+}
