@@ -14,14 +14,14 @@ fi
 
 # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
 WBG=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WBG" ]; then
+if ! wasm-bindgen --version 2>/dev/null | grep -qw "$WBG"; then
     echo "install: wasm-bindgen-cli $WBG"
     cargo install wasm-bindgen-cli --version "$WBG" --force
 fi
 
 # worker-build matches the worker crate.
 WB=$(awk '/^name = "worker"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
-if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WB" ]; then
+if ! worker-build --version 2>/dev/null | grep -qw "$WB"; then
     echo "install: worker-build $WB"
     cargo install worker-build --version "$WB" --force
 fi
