@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 WRANGLER := node_modules/.bin/wrangler
 
-.PHONY: dev test install build migrate unit integration clean
+.PHONY: dev test install build migrate unit integration deploy-check clean
 
 install:
 	sh scripts/install.sh
@@ -37,7 +37,11 @@ integration: build .dev.vars
 	sh scripts/install.sh test
 	STRATUS_SKIP_BUILD=1 .venv/bin/python -m pytest tests/integration -q -p no:cacheprovider
 
-test: unit integration
+# wrangler validates wrangler.toml and the bundle exactly as `wrangler deploy` would.
+deploy-check: build
+	STRATUS_SKIP_BUILD=1 $(WRANGLER) deploy --dry-run --outdir build/dry-run
+
+test: unit deploy-check integration
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown .wrangler .state
