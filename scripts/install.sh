@@ -29,7 +29,9 @@ fi
 # wrangler, esbuild, binaryen (wasm-opt) and Node 22 for wrangler, from package-lock.json.
 if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "install: npm packages"
-    npm ci --no-audit --no-fund
+    # `npm install` (not `ci`): it keeps the pinned versions and tolerates lockfiles written
+    # without other platforms' optional packages.
+    npm install --no-audit --no-fund
 fi
 
 if [ "${1:-}" = "test" ]; then
