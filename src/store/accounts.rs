@@ -96,8 +96,8 @@ pub async fn get_device(db: &Db, user_id: &str, device_id: &str) -> Result<Optio
     .await
 }
 
-/// Statement creating a device or, if it exists, keeping it (a re-login with the same
-/// `device_id` keeps its display name unless a new one is given).
+/// Statement creating a device or, if it exists, keeping it: a re-login with a known
+/// `device_id` ignores `initial_device_display_name` (spec: `POST /login`).
 pub fn upsert_device_stmt(
     db: &Db,
     user_id: &str,
@@ -110,7 +110,7 @@ pub fn upsert_device_stmt(
         "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT (user_id, device_id) DO UPDATE SET
-           display_name = COALESCE(?3, display_name), last_seen_ip = ?4, last_seen_ts = ?5",
+           last_seen_ip = ?4, last_seen_ts = ?5",
         params![user_id, device_id, display_name, ip, now],
     )
 }

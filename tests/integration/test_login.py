@@ -288,3 +288,9 @@ def test_relogin_keeps_existing_device_display_name(base, user):
     again = login(base, user["username"], user["password"], device_id=dev, initial_device_display_name="clobbered")
     d = assert_ok(call(base, "GET", f"{CLIENT_V3}/devices/{dev}", token=again["access_token"]))
     assert d["display_name"] == "renamed", d
+
+
+def test_login_username_case_insensitive(base, user):
+    """Synapse matches the user part of a login case-insensitively (user IDs are lowercase)."""
+    out = login(base, user["username"].upper(), user["password"])
+    assert out["user_id"] == user["user_id"]
