@@ -239,3 +239,7 @@ def test_concurrent_refresh_leaves_one_live_session(base, ruser):
     assert issued, [describe(r) for r in results]
     live = [t for t in issued if whoami(base, t).status_code == 200]
     assert len(live) <= 1, f"{len(live)} of {len(issued)} access tokens from one refresh token are live"
+
+
+def test_refresh_token_is_not_an_access_token(base, ruser):
+    assert_unknown_token(whoami(base, ruser["refresh_token"]), soft_logout=False)
