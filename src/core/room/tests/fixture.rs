@@ -189,11 +189,12 @@ impl Run {
         }
         self.steps += 1;
         let what = format!(
-            "{} {}{} by {}",
+            "{} {}{} by {}{}",
             step.label.as_deref().unwrap_or("step"),
             step.kind,
             step.state_key.as_ref().map(|k| format!(" [{k}]")).unwrap_or_default(),
-            step.sender
+            step.sender,
+            step.comment.as_ref().map(|c| format!(" ({c})")).unwrap_or_default(),
         );
         let new = self.to_new_event(step);
         let before = self.room.events.len();
