@@ -222,3 +222,23 @@ fn engine_builds_a_room_and_forks() {
         assert_eq!(m.prev_events.len(), 2);
     }
 }
+
+#[test]
+fn conflicted_subgraph_is_the_paths_between_conflicted_events() {
+    use serde_json::json;
+    let mut room = TestRoom::new("12");
+    let mut b = Branch::default();
+    let send = |room: &mut TestRoom, b: &mut Branch, e: NewEvent| {
+        let (p, next) = room.send(b, &e, None).unwrap();
+        *b = next;
+        p.event_id
+    };
+    let create = send(&mut room, &mut b, new_event("alice", "m.room.create", Some(""), json!({"room_version": "12"})));
+    let join = send(&mut room, &mut b, new_event("alice", "m.room.member", Some("@alice"), json!({"membership": "join"})));
+    let pl1 = send(&mut room, &mut b, new_event("alice", "m.room.power_levels", Some(""), json!({"users": {}})));
+    let pl2 = send(&mut room, &mut b, new_event("alice", "m.room.power_levels", Some(""), json!({"users": {"@bob": 10}})));
+    let topic = send(&mut room, &mut b, new_event("alice", "m.room.topic", Some(""), json!({"topic": "t"})));
+    let sub = state::conflicted_subgraph(&[pl1.clone(), topic.clone()], &room.fetch());
+    let want: std::collections::HashSet<_> = [pl1, pl2, topic].into_iter().collect();
+    assert_eq!(sub, want, "create {create} and join {join} are ancestors only");
+}
