@@ -3,7 +3,10 @@
 pub mod config;
 pub mod crypto;
 pub mod ids;
+pub mod media;
+pub mod preview;
 pub mod ratelimit;
 pub mod signing;
+pub mod thumbnail;
 pub mod time;
 pub mod uia;
