@@ -34,6 +34,10 @@ pub enum ErrorKind {
     WeakPassword,
     ServerNotTrusted,
     UnsupportedRoomVersion,
+    /// 409: `PUT /upload/{serverName}/{mediaId}` for media that already has content.
+    CannotOverwriteMedia,
+    /// 504: media created but not uploaded within the client's `timeout_ms`.
+    NotYetUploaded,
     /// Anything the server did wrong; the message is generic.
     Internal,
 }
@@ -65,6 +69,8 @@ impl ErrorKind {
             WeakPassword => "M_WEAK_PASSWORD",
             ServerNotTrusted => "M_SERVER_NOT_TRUSTED",
             UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
+            NotYetUploaded => "M_NOT_YET_UPLOADED",
         }
     }
 
@@ -78,6 +84,8 @@ impl ErrorKind {
             MethodNotAllowed => 405,
             LimitExceeded { .. } => 429,
             TooLarge => 413,
+            CannotOverwriteMedia => 409,
+            NotYetUploaded => 504,
             Internal => 500,
             BadJson | NotJson | Unknown | UserInUse | InvalidUsername | MissingParam | InvalidParam
             | WeakPassword | UnsupportedRoomVersion => 400,

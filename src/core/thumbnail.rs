@@ -70,6 +70,16 @@ pub fn format_for(content_type: &str) -> Option<ImageFormat> {
     }
 }
 
+/// The content type of an original served as its own thumbnail.
+pub fn content_type_of(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "image/jpeg",
+        ImageFormat::Gif => "image/gif",
+        ImageFormat::WebP => "image/webp",
+        _ => "image/png",
+    }
+}
+
 /// What to produce for a request of `req` (width, height) from an image of `orig` size:
 /// `None` means serve the original (it is not larger than the request), `Some` the size of
 /// the thumbnail.

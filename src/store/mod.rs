@@ -3,5 +3,6 @@
 
 pub mod accounts;
 pub mod db;
+pub mod media;
 pub mod tokens;
 pub mod uia;
