@@ -12,6 +12,7 @@ import io
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -287,7 +288,7 @@ def test_unknown_and_malformed_media(base, server_name, alice):
 
 # --------------------------------------------------------------------------- size limit
 
-SMALL = {"MAX_UPLOAD_BYTES": "1000"}
+SMALL = {"MAX_UPLOAD_BYTES": "1000", "MAX_PENDING_UPLOADS": "2", "UNUSED_MEDIA_LIFETIME_SECS": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -323,6 +324,30 @@ def test_oversize_uploads_refused(small):
     created = assert_ok(requests.post(base + CREATE, headers=auth(tok), json={}, timeout=HTTP_TIMEOUT))
     s, m = created["content_uri"][6:].split("/")
     assert_error(upload_raw(base, tok, b"e" * 5000, path=f"{UPLOAD}/{s}/{m}", method="PUT"), 413, "M_TOO_LARGE")
+
+
+def test_pending_uploads_are_limited_and_expire(small):
+    server, _ = small
+    base = server.base
+    u = new_user(base, prefix="pend")
+    tok = u["access_token"]
+    first = assert_ok(requests.post(base + CREATE, headers=auth(tok), json={}, timeout=HTTP_TIMEOUT))
+    assert_ok(requests.post(base + CREATE, headers=auth(tok), json={}, timeout=HTTP_TIMEOUT))
+    r = requests.post(base + CREATE, headers=auth(tok), json={}, timeout=HTTP_TIMEOUT)
+    body = assert_error(r, 429, "M_LIMIT_EXCEEDED")
+    assert body["retry_after_ms"] > 0
+    # Another user is not affected.
+    other = new_user(base, prefix="pend")
+    assert_ok(requests.post(base + CREATE, headers=auth(other["access_token"]), json={}, timeout=HTTP_TIMEOUT))
+    # UNUSED_MEDIA_LIFETIME_SECS=2: after that the IDs are dead and no longer count.
+    time.sleep(2.5)
+    s, m = first["content_uri"][6:].split("/")
+    assert_error(upload_raw(base, tok, b"late", path=f"{UPLOAD}/{s}/{m}", method="PUT"), 404, "M_NOT_FOUND")
+    assert_error(download(base, tok, s, m, params={"timeout_ms": 100}), 404, "M_NOT_FOUND")
+    again = assert_ok(requests.post(base + CREATE, headers=auth(tok), json={}, timeout=HTTP_TIMEOUT))
+    s, m = again["content_uri"][6:].split("/")
+    assert assert_ok(upload_raw(base, tok, b"on time", path=f"{UPLOAD}/{s}/{m}", method="PUT")) == {}
+    assert download(base, tok, s, m).content == b"on time"
 
 
 # --------------------------------------------------------------------------- safe serving
