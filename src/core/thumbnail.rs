@@ -247,16 +247,30 @@ mod tests {
         }
     }
 
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
     #[test]
     fn bounded_decode() {
         assert_eq!(check_bounds((4000, 3000)), Ok(()));
         assert_eq!(check_bounds((5000, 5000)), Err(ThumbError::TooLarge));
         assert_eq!(check_bounds((20_000, 10)), Err(ThumbError::TooLarge));
-        // A PNG whose header claims 20000x20000 is refused before decoding pixels.
+        // A valid PNG whose header claims 12000x12000 is refused before decoding pixels.
         let mut png = encode(2, 2, ImageFormat::Png);
-        png[16..20].copy_from_slice(&20_000u32.to_be_bytes());
-        png[20..24].copy_from_slice(&20_000u32.to_be_bytes());
-        assert!(matches!(generate(&png, ImageFormat::Png, (10, 10), Method::Crop), Err(ThumbError::TooLarge) | Err(ThumbError::Unsupported(_))));
+        png[16..20].copy_from_slice(&12_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&12_000u32.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(dimensions(&png, ImageFormat::Png), Ok((12_000, 12_000)));
+        assert_eq!(generate(&png, ImageFormat::Png, (10, 10), Method::Crop).unwrap_err(), ThumbError::TooLarge);
         assert!(matches!(generate(b"not an image", ImageFormat::Png, (10, 10), Method::Crop), Err(ThumbError::Unsupported(_))));
     }
 }

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from pathlib import Path
 from urllib.parse import quote
 
@@ -288,7 +289,12 @@ def test_unknown_and_malformed_media(base, server_name, alice):
 
 # --------------------------------------------------------------------------- size limit
 
-SMALL = {"MAX_UPLOAD_BYTES": "1000", "MAX_PENDING_UPLOADS": "2", "UNUSED_MEDIA_LIFETIME_SECS": "2"}
+SMALL = {
+    "MAX_UPLOAD_BYTES": "1000",
+    "MAX_PENDING_UPLOADS": "2",
+    "UNUSED_MEDIA_LIFETIME_SECS": "2",
+    "MAX_THUMBNAIL_SOURCE_BYTES": "600",
+}
 
 
 @pytest.fixture(scope="module")
@@ -481,14 +487,40 @@ def test_thumbnail_errors(base, alice):
     # Claims to be a PNG but is not one.
     s, m = upload(base, tok, b"\x89PNG garbage", "image/png")
     assert_error(thumbnail(base, tok, s, m, 32, 32, "crop"), 400, "M_UNKNOWN")
-    # A header claiming 20000x20000 pixels: refused before decoding.
+    # A valid header claiming 12000x12000 pixels (a decompression bomb): refused before decoding.
+    s, m = upload(base, tok, png_claiming(12000, 12000), "image/png")
+    assert_error(thumbnail(base, tok, s, m, 32, 32, "crop"), 413, "M_TOO_LARGE")
+
+
+def noise_png(width, height):
+    """A PNG of random pixels (does not compress: its size is predictable)."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def png_claiming(width, height):
+    """A small PNG whose IHDR (with a correct CRC) claims width x height."""
     png = bytearray(image_bytes("PNG", (2, 2)))
-    png[16:20] = (20000).to_bytes(4, "big")
-    png[20:24] = (20000).to_bytes(4, "big")
-    s, m = upload(base, tok, bytes(png), "image/png")
-    r = thumbnail(base, tok, s, m, 32, 32, "crop")
-    assert r.status_code in (400, 413), describe(r)
-    assert r.json()["errcode"] in ("M_TOO_LARGE", "M_UNKNOWN")
+    png[16:20] = width.to_bytes(4, "big")
+    png[20:24] = height.to_bytes(4, "big")
+    png[29:33] = zlib.crc32(bytes(png[12:29])).to_bytes(4, "big")
+    return bytes(png)
+
+
+def test_thumbnail_source_size_limit(small):
+    server, u = small
+    # MAX_THUMBNAIL_SOURCE_BYTES=600 there: a larger original is not thumbnailed.
+    big = noise_png(16, 16)
+    assert 600 < len(big) <= 1000, len(big)
+    s, m = upload(server.base, u["access_token"], big, "image/png")
+    assert_error(thumbnail(server.base, u["access_token"], s, m, 8, 8, "crop"), 413, "M_TOO_LARGE")
+    tiny = noise_png(12, 12)
+    assert len(tiny) <= 600, len(tiny)
+    s, m = upload(server.base, u["access_token"], tiny, "image/png")
+    r = thumbnail(server.base, u["access_token"], s, m, 8, 8, "crop")
+    assert r.status_code == 200, describe(r)
+    assert Image.open(io.BytesIO(r.content)).size == (8, 8)
 
 
 # --------------------------------------------------------------------------- quarantine
