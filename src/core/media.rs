@@ -4,7 +4,9 @@
 //! URIs", "Security considerations" and "Serving inline content"; and the
 //! `Content-Disposition` rules of `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`.
 
-use super::crypto::random_alpha;
+use sha2::{Digest, Sha256};
+
+use super::crypto::{hex, random_alpha};
 
 /// R2 key of content: the hex SHA-256 of the bytes, so identical uploads are stored once.
 pub fn content_key(sha256_hex: &str) -> String {
@@ -182,6 +184,51 @@ pub fn serving_headers(content_type: &str, disposition: String, len: Option<u64>
     h
 }
 
+/// Counts, hashes and splits an upload as its chunks arrive (used by
+/// `store::media::store_content`). Parts are exactly `part_bytes` long, as R2 multipart
+/// uploads want every part but the last to be the same size; a part is only cut once more
+/// than `part_bytes` are buffered, so a body of at most one part never becomes multipart and
+/// the last part is never empty.
+pub struct UploadSplitter {
+    hasher: Sha256,
+    total: u64,
+    limit: u64,
+    part_bytes: usize,
+    buf: Vec<u8>,
+}
+
+/// More than the limit has arrived.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OverLimit;
+
+impl UploadSplitter {
+    pub fn new(limit: u64, part_bytes: usize) -> Self {
+        UploadSplitter { hasher: Sha256::new(), total: 0, limit, part_bytes: part_bytes.max(1), buf: Vec::new() }
+    }
+
+    /// Takes a chunk; returns the parts now complete. `Err` as soon as the bytes received
+    /// exceed the limit (whatever `Content-Length` said).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Vec<u8>>, OverLimit> {
+        self.total += chunk.len() as u64;
+        if self.total > self.limit {
+            return Err(OverLimit);
+        }
+        self.hasher.update(chunk);
+        self.buf.extend_from_slice(chunk);
+        let mut parts = Vec::new();
+        while self.buf.len() > self.part_bytes {
+            let rest = self.buf.split_off(self.part_bytes);
+            parts.push(std::mem::replace(&mut self.buf, rest));
+        }
+        Ok(parts)
+    }
+
+    /// Ends the upload: the hex SHA-256, the total size and the bytes not yet in a part.
+    pub fn finish(self) -> (String, u64, Vec<u8>) {
+        (hex(&self.hasher.finalize()), self.total, self.buf)
+    }
+}
+
 /// Whether a header value is safe to send (no CR, LF or other control characters).
 pub fn header_safe(v: &str) -> bool {
     !v.chars().any(|c| c.is_control())
@@ -243,6 +290,31 @@ mod tests {
         let d = content_disposition("image/png", Some("kätzchen \"1\".png"));
         assert_eq!(d, "inline; filename*=utf-8''k%C3%A4tzchen%201.png");
         assert!(d.is_ascii());
+    }
+
+    #[test]
+    fn upload_splitting() {
+        // Within one part: no part is cut; the hash is of all bytes.
+        let mut s = UploadSplitter::new(100, 10);
+        assert!(s.push(b"01234").unwrap().is_empty());
+        assert!(s.push(b"56789").unwrap().is_empty());
+        let (h, n, rest) = s.finish();
+        assert_eq!((n, rest.as_slice()), (10, &b"0123456789"[..]));
+        assert_eq!(h, hex(&Sha256::digest(b"0123456789")));
+        // Past one part: equal parts, a non-empty remainder.
+        let mut s = UploadSplitter::new(100, 10);
+        let mut parts = s.push(&[7u8; 25]).unwrap();
+        parts.extend(s.push(&[8u8; 5]).unwrap());
+        let (_, n, rest) = s.finish();
+        assert_eq!(parts.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10]);
+        assert_eq!((n, rest.len()), (30, 10));
+        // The limit counts bytes received, chunk by chunk.
+        let mut s = UploadSplitter::new(12, 10);
+        assert!(s.push(&[0; 12]).is_ok());
+        assert_eq!(s.push(&[0; 1]), Err(OverLimit));
+        let mut s = UploadSplitter::new(0, 10);
+        assert!(s.push(b"").is_ok());
+        assert_eq!(s.finish().1, 0);
     }
 
     #[test]

@@ -13,11 +13,9 @@
 
 use futures_util::StreamExt;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use worker::{Bucket, ByteStream, Data, FixedLengthStream, HttpMetadata, ResponseBody};
 
-use crate::core::crypto::hex;
-use crate::core::media::content_key;
+use crate::core::media::{content_key, UploadSplitter};
 use crate::core::time::now_ms;
 use crate::err;
 use crate::error::{Error, Result};
@@ -132,29 +130,19 @@ pub async fn store_content(bucket: &Bucket, body: Body, limit: u64) -> Result<St
         Body::Bytes(b) => Box::pin(futures_util::stream::iter(std::iter::once(Ok(b)))),
         Body::Stream(s) => Box::pin(ByteStream::from(s.0)),
     };
-    let mut hasher = Sha256::new();
-    let mut total: u64 = 0;
-    let mut buf: Vec<u8> = Vec::new();
+    let mut split = UploadSplitter::new(limit, PART_BYTES);
     let mut multipart: Option<(worker::MultipartUpload, String, Vec<worker::UploadedPart>)> = None;
 
     let result: Result<()> = async {
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|e| err!(Unknown, "Could not read the upload: {e}"))?;
-            total += chunk.len() as u64;
-            if total > limit {
-                return Err(too_large(limit));
-            }
-            hasher.update(&chunk);
-            buf.extend_from_slice(&chunk);
-            while buf.len() > PART_BYTES {
+            for part in split.push(&chunk).map_err(|_| too_large(limit))? {
                 if multipart.is_none() {
                     let key = format!("tmp/{}", uuid::Uuid::new_v4());
                     let up = bucket.create_multipart_upload(key.clone()).execute().await.map_err(|e| r2_err("create multipart", e))?;
                     multipart = Some((up, key, Vec::new()));
                 }
                 let (up, _, parts) = multipart.as_mut().expect("just set");
-                let rest = buf.split_off(PART_BYTES);
-                let part = std::mem::replace(&mut buf, rest);
                 let n = parts.len() as u16 + 1;
                 parts.push(up.upload_part(n, part).await.map_err(|e| r2_err("upload part", e))?);
             }
@@ -170,19 +158,18 @@ pub async fn store_content(bucket: &Bucket, body: Body, limit: u64) -> Result<St
         return Err(e);
     }
 
-    let sha256 = hex(&hasher.finalize());
+    let (sha256, total, rest) = split.finish();
     let key = content_key(&sha256);
     match multipart {
         None => {
             if bucket.head(key.clone()).await.map_err(|e| r2_err("head", e))?.is_none() {
-                bucket.put(key, buf).execute().await.map_err(|e| r2_err("put", e))?;
+                bucket.put(key, rest).execute().await.map_err(|e| r2_err("put", e))?;
             }
         }
         Some((up, tmp, mut parts)) => {
-            if !buf.is_empty() {
-                let n = parts.len() as u16 + 1;
-                parts.push(up.upload_part(n, std::mem::take(&mut buf)).await.map_err(|e| r2_err("upload part", e))?);
-            }
+            // The splitter never leaves an empty last part.
+            let n = parts.len() as u16 + 1;
+            parts.push(up.upload_part(n, rest).await.map_err(|e| r2_err("upload part", e))?);
             up.complete(parts).await.map_err(|e| r2_err("complete multipart", e))?;
             let copied = async {
                 if bucket.head(key.clone()).await.map_err(|e| r2_err("head", e))?.is_none() {

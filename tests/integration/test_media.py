@@ -181,6 +181,17 @@ def test_inline_types_and_no_filename(base, alice):
     assert r.headers["Content-Disposition"] == "attachment"
 
 
+def test_head_request(base, alice):
+    data = os.urandom(1234)
+    server, media_id = upload(base, alice["access_token"], data, "image/png")
+    r = requests.head(f"{base}{V1}/download/{server}/{media_id}", headers=auth(alice["access_token"]), timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200, describe(r)
+    assert r.content == b""
+    assert r.headers["Content-Type"] == "image/png"
+    assert r.headers["Content-Length"] == "1234"
+    assert_safe_headers(r)
+
+
 def test_empty_upload(base, alice):
     server, media_id = upload(base, alice["access_token"], b"", "text/plain")
     r = download(base, alice["access_token"], server, media_id)
@@ -664,6 +675,16 @@ def test_preview_reads_opengraph_and_refuses_redirects_to_loopback(stratus_facto
     r = preview(server.base, tok, site.url + "/loop")
     assert r.status_code >= 400, describe(r)
     assert site.hits.count("/loop") <= 6
+    # An og:image on a refused address is not fetched: the preview has no image.
+    site.pages["/private-image"] = (
+        200,
+        {"Content-Type": "text/html"},
+        f'<meta property="og:title" content="t"><meta property="og:image" content="http://127.0.0.2:{site.port}/logo.png">'.encode(),
+    )
+    hits = len(site.hits)
+    body = assert_ok(preview(server.base, tok, site.url + "/private-image"))
+    assert body == {"og:title": "t"}, body
+    assert site.hits[hits:] == ["/private-image"]
     # A page bigger than the cap is cut, not refused: the head still parses.
     site.pages["/huge"] = (200, {"Content-Type": "text/html"}, b"<title>huge</title>" + b"x" * (3 * 1024 * 1024))
     assert assert_ok(preview(server.base, tok, site.url + "/huge"))["og:title"] == "huge"
