@@ -30,14 +30,14 @@ pub enum ErrorKind {
     MissingParam,
     InvalidParam,
     TooLarge,
-    UserLocked,
-    WeakPassword,
-    ServerNotTrusted,
-    UnsupportedRoomVersion,
     /// 409: `PUT /upload/{serverName}/{mediaId}` for media that already has content.
     CannotOverwriteMedia,
     /// 504: media created but not uploaded within the client's `timeout_ms`.
     NotYetUploaded,
+    UserLocked,
+    WeakPassword,
+    ServerNotTrusted,
+    UnsupportedRoomVersion,
     /// Anything the server did wrong; the message is generic.
     Internal,
 }
@@ -65,12 +65,12 @@ impl ErrorKind {
             MissingParam => "M_MISSING_PARAM",
             InvalidParam => "M_INVALID_PARAM",
             TooLarge => "M_TOO_LARGE",
+            CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
+            NotYetUploaded => "M_NOT_YET_UPLOADED",
             UserLocked => "M_USER_LOCKED",
             WeakPassword => "M_WEAK_PASSWORD",
             ServerNotTrusted => "M_SERVER_NOT_TRUSTED",
             UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
-            CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
-            NotYetUploaded => "M_NOT_YET_UPLOADED",
         }
     }
 
@@ -81,11 +81,11 @@ impl ErrorKind {
             Forbidden | UserDeactivated | GuestAccessForbidden | Exclusive | ServerNotTrusted => 403,
             UnknownToken { .. } | MissingToken | Unauthorized | UserLocked => 401,
             NotFound | Unrecognized => 404,
+            CannotOverwriteMedia => 409,
+            NotYetUploaded => 504,
             MethodNotAllowed => 405,
             LimitExceeded { .. } => 429,
             TooLarge => 413,
-            CannotOverwriteMedia => 409,
-            NotYetUploaded => 504,
             Internal => 500,
             BadJson | NotJson | Unknown | UserInUse | InvalidUsername | MissingParam | InvalidParam
             | WeakPassword | UnsupportedRoomVersion => 400,

@@ -32,9 +32,6 @@ pub enum Route {
     Profile,
     GetProfileField,
     SetProfileField,
-    AdminRegisterNonce,
-    AdminRegister,
-    Health,
     MediaUpload,
     MediaCreate,
     MediaUploadTo,
@@ -45,6 +42,9 @@ pub enum Route {
     LegacyMediaDownload,
     LegacyMediaThumbnail,
     AdminQuarantineMedia,
+    AdminRegisterNonce,
+    AdminRegister,
+    Health,
 }
 
 /// `{}` matches one path segment, which is captured (percent-decoded).
@@ -75,9 +75,6 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Get, "/_matrix/client/v3/profile/{}", Route::Profile),
     (Get, "/_matrix/client/v3/profile/{}/{}", Route::GetProfileField),
     (Put, "/_matrix/client/v3/profile/{}/{}", Route::SetProfileField),
-    (Get, "/_synapse/admin/v1/register", Route::AdminRegisterNonce),
-    (Post, "/_synapse/admin/v1/register", Route::AdminRegister),
-    (Get, "/_stratus/health", Route::Health),
     // Media (spec: "Content repository"). Upload and create stay under /_matrix/media.
     (Post, "/_matrix/media/v3/upload", Route::MediaUpload),
     (Put, "/_matrix/media/v3/upload/{}/{}", Route::MediaUploadTo),
@@ -95,13 +92,10 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Get, "/_matrix/media/v3/download/{}/{}/{}", Route::LegacyMediaDownload),
     (Get, "/_matrix/media/v3/thumbnail/{}/{}", Route::LegacyMediaThumbnail),
     (Post, "/_synapse/admin/v1/media/quarantine/{}/{}", Route::AdminQuarantineMedia),
+    (Get, "/_synapse/admin/v1/register", Route::AdminRegisterNonce),
+    (Post, "/_synapse/admin/v1/register", Route::AdminRegister),
+    (Get, "/_stratus/health", Route::Health),
 ];
-
-/// Whether the route's request body is streamed to the handler instead of read into memory
-/// first (media uploads: the size limit is enforced on the bytes as they arrive).
-pub fn streams_body(method: Method, path: &str) -> bool {
-    matches!(resolve(method, path), Ok((Route::MediaUpload | Route::MediaUploadTo, _)))
-}
 
 /// Finds the route for `method` and `path`: unknown path 404, known path with another
 /// method 405, both `M_UNRECOGNIZED` (spec: client-server-api, "Common error codes").
@@ -153,6 +147,12 @@ fn match_pattern(pattern: &str, segments: &[&str]) -> Option<Vec<String>> {
         }
     }
     Some(params)
+}
+
+/// Whether the route's request body is streamed to the handler instead of read into memory
+/// first (media uploads: the size limit is enforced on the bytes as they arrive).
+pub fn streams_body(method: Method, path: &str) -> bool {
+    matches!(resolve(method, path), Ok((Route::MediaUpload | Route::MediaUploadTo, _)))
 }
 
 #[cfg(test)]

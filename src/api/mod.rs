@@ -53,9 +53,6 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::Profile => profile::profile_route(ctx, req, &p[0]).await,
         Route::GetProfileField => profile::get_field_route(ctx, req, &p[0], &p[1]).await,
         Route::SetProfileField => profile::set_field_route(ctx, req, &p[0], &p[1]).await,
-        Route::AdminRegisterNonce => admin::register::nonce_route(ctx, req).await,
-        Route::AdminRegister => admin::register::register_route(ctx, req).await,
-        Route::Health => health::health_route(ctx, req).await,
         Route::MediaUpload => media::upload::upload_route(ctx, req).await,
         Route::MediaCreate => media::upload::create_route(ctx, req).await,
         Route::MediaUploadTo => media::upload::upload_to_route(ctx, req, &p[0], &p[1]).await,
@@ -68,5 +65,8 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::LegacyMediaThumbnail => media::thumbnail::legacy_thumbnail_route(ctx, req, &p[0], &p[1]).await,
         Route::MediaPreviewUrl => media::preview::preview_url_route(ctx, req).await,
         Route::AdminQuarantineMedia => media::admin::quarantine_route(ctx, req, &p[0], &p[1]).await,
+        Route::AdminRegisterNonce => admin::register::nonce_route(ctx, req).await,
+        Route::AdminRegister => admin::register::register_route(ctx, req).await,
+        Route::Health => health::health_route(ctx, req).await,
     }
 }
