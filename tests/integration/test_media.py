@@ -198,15 +198,26 @@ def test_empty_upload(base, alice):
     assert r.status_code == 200 and r.content == b"", describe(r)
 
 
-def test_large_streamed_upload_round_trip(base, alice):
-    """20 MiB: past one R2 part (8 MiB), so the multipart + copy path is used."""
+def test_large_streamed_upload_round_trip(stratus, alice, bob):
+    """20 MiB: past one R2 part (8 MiB), so the multipart + copy path is used; the same
+    bytes again are deduplicated on that path too, and no temporary object is left."""
+    base = stratus.base
     data = os.urandom(20 * 1024 * 1024 + 123)
+    digest = hashlib.sha256(data).hexdigest()
     server, media_id = upload(base, alice["access_token"], data, "video/mp4", "big.mp4")
     r = download(base, alice["access_token"], server, media_id)
     assert r.status_code == 200, describe(r)
-    assert hashlib.sha256(r.content).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert hashlib.sha256(r.content).hexdigest() == digest
     assert len(r.content) == len(data)
     assert r.headers["Content-Disposition"] == 'inline; filename="big.mp4"'
+    server2, media_id2 = upload(base, bob["access_token"], data, "application/octet-stream")
+    assert media_id2 != media_id
+    r = download(base, bob["access_token"], server2, media_id2)
+    assert hashlib.sha256(r.content).hexdigest() == digest
+    keys = r2_keys(stratus)
+    if keys is not None:
+        assert keys.count(f"sha256/{digest}") == 1, keys
+        assert not any(k.startswith("tmp/") for k in keys), keys
 
 
 def test_chunked_upload_without_content_length(base, alice):
