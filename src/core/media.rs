@@ -229,6 +229,53 @@ impl UploadSplitter {
     }
 }
 
+/// A download's `Range` request (RFC 9110 §14), resolved against the content's size.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No (usable) range: the whole content, 200.
+    Full,
+    /// Bytes `start..=end`, 206.
+    Partial { start: u64, end: u64 },
+    /// A well-formed range outside the content, 416.
+    Unsatisfiable,
+}
+
+/// Parses a single `bytes=` range. Several ranges, other units and malformed values are
+/// ignored (the whole content is served), as RFC 9110 allows.
+pub fn parse_range(header: Option<&str>, size: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else { return ByteRange::Full };
+    if spec.contains(',') {
+        return ByteRange::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return ByteRange::Full };
+    let (a, b) = (a.trim(), b.trim());
+    let num = |s: &str| -> Option<u64> { (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok()).flatten() };
+    match (a.is_empty(), b.is_empty()) {
+        (true, true) => ByteRange::Full,
+        (true, false) => match num(b) {
+            None => ByteRange::Full,
+            Some(0) => ByteRange::Unsatisfiable,
+            Some(_) if size == 0 => ByteRange::Unsatisfiable,
+            Some(n) => ByteRange::Partial { start: size.saturating_sub(n), end: size - 1 },
+        },
+        (false, _) => {
+            let Some(start) = num(a) else { return ByteRange::Full };
+            let end = if b.is_empty() {
+                None
+            } else {
+                match num(b) {
+                    Some(e) if e >= start => Some(e),
+                    _ => return ByteRange::Full,
+                }
+            };
+            if start >= size {
+                return ByteRange::Unsatisfiable;
+            }
+            ByteRange::Partial { start, end: end.unwrap_or(size - 1).min(size - 1) }
+        }
+    }
+}
+
 /// Whether a header value is safe to send (no CR, LF or other control characters).
 pub fn header_safe(v: &str) -> bool {
     !v.chars().any(|c| c.is_control())
@@ -315,6 +362,25 @@ mod tests {
         let mut s = UploadSplitter::new(0, 10);
         assert!(s.push(b"").is_ok());
         assert_eq!(s.finish().1, 0);
+    }
+
+    #[test]
+    fn ranges() {
+        use ByteRange::*;
+        assert_eq!(parse_range(None, 10), Full);
+        assert_eq!(parse_range(Some("bytes=0-4"), 10), Partial { start: 0, end: 4 });
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Partial { start: 5, end: 9 });
+        assert_eq!(parse_range(Some("bytes=5-100"), 10), Partial { start: 5, end: 9 });
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Partial { start: 7, end: 9 });
+        assert_eq!(parse_range(Some("bytes=-30"), 10), Partial { start: 0, end: 9 });
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-"), 0), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=4-2"), 10), Full);
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Full);
+        assert_eq!(parse_range(Some("items=0-1"), 10), Full);
+        assert_eq!(parse_range(Some("bytes=x-1"), 10), Full);
+        assert_eq!(parse_range(Some("bytes=+1-2"), 10), Full);
     }
 
     #[test]

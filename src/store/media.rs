@@ -197,9 +197,14 @@ async fn copy_object(bucket: &Bucket, from: &str, to: &str, size: u64) -> Result
     Ok(())
 }
 
-/// The content under `key` as a stream for a response, if it exists.
-pub async fn open(bucket: &Bucket, key: &str) -> Result<Option<(BodyStream, u64)>> {
-    let Some(obj) = bucket.get(key).execute().await.map_err(|e| r2_err("get", e))? else { return Ok(None) };
+/// The content under `key` (or bytes `start..=end` of it) as a stream for a response, if it
+/// exists; with the object's full size.
+pub async fn open(bucket: &Bucket, key: &str, range: Option<(u64, u64)>) -> Result<Option<(BodyStream, u64)>> {
+    let mut get = bucket.get(key);
+    if let Some((start, end)) = range {
+        get = get.range(worker::Range::OffsetWithLength { offset: start, length: end - start + 1 });
+    }
+    let Some(obj) = get.execute().await.map_err(|e| r2_err("get", e))? else { return Ok(None) };
     let size = obj.size();
     let body = obj.body().ok_or_else(|| Error::internal("R2 object without body"))?;
     match body.response_body().map_err(|e| r2_err("body", e))? {

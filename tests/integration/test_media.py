@@ -192,6 +192,35 @@ def test_head_request(base, alice):
     assert_safe_headers(r)
 
 
+def test_range_requests(base, alice):
+    tok = alice["access_token"]
+    data = os.urandom(100_000)
+    server, media_id = upload(base, tok, data, "video/mp4")
+    url = f"{base}{V1}/download/{server}/{media_id}"
+
+    def get(rng):
+        return requests.get(url, headers={**auth(tok), "Range": rng}, timeout=HTTP_TIMEOUT)
+
+    r = get("bytes=10-19")
+    assert r.status_code == 206, describe(r)
+    assert r.content == data[10:20]
+    assert r.headers["Content-Range"] == "bytes 10-19/100000"
+    assert r.headers["Content-Length"] == "10"
+    assert_safe_headers(r)
+    r = get("bytes=99990-")
+    assert r.status_code == 206 and r.content == data[99990:], describe(r)
+    r = get("bytes=-5")
+    assert r.status_code == 206 and r.content == data[-5:], describe(r)
+    r = get("bytes=100000-")
+    assert r.status_code == 416, describe(r)
+    assert r.headers["Content-Range"] == "bytes */100000"
+    # Several ranges or nonsense: the whole content.
+    for rng in ["bytes=0-1,5-6", "bytes=9-3", "pages=1-2"]:
+        r = get(rng)
+        assert r.status_code == 200 and r.content == data, (rng, describe(r))
+    assert requests.get(url, headers=auth(tok), timeout=HTTP_TIMEOUT).headers["Accept-Ranges"] == "bytes"
+
+
 def test_empty_upload(base, alice):
     server, media_id = upload(base, alice["access_token"], b"", "text/plain")
     r = download(base, alice["access_token"], server, media_id)
