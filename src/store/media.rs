@@ -169,7 +169,13 @@ pub async fn store_content(bucket: &Bucket, body: Body, limit: u64) -> Result<St
         Some((up, tmp, mut parts)) => {
             // The splitter never leaves an empty last part.
             let n = parts.len() as u16 + 1;
-            parts.push(up.upload_part(n, rest).await.map_err(|e| r2_err("upload part", e))?);
+            match up.upload_part(n, rest).await {
+                Ok(p) => parts.push(p),
+                Err(e) => {
+                    let _ = up.abort().await;
+                    return Err(r2_err("upload part", e));
+                }
+            }
             up.complete(parts).await.map_err(|e| r2_err("complete multipart", e))?;
             let copied = async {
                 if bucket.head(key.clone()).await.map_err(|e| r2_err("head", e))?.is_none() {
