@@ -32,6 +32,16 @@ pub enum Route {
     Profile,
     GetProfileField,
     SetProfileField,
+    MediaUpload,
+    MediaCreate,
+    MediaUploadTo,
+    MediaConfig,
+    MediaDownload,
+    MediaThumbnail,
+    MediaPreviewUrl,
+    LegacyMediaDownload,
+    LegacyMediaThumbnail,
+    AdminQuarantineMedia,
     AdminRegisterNonce,
     AdminRegister,
     Health,
@@ -108,6 +118,23 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Get, "/_matrix/client/v3/profile/{}", Route::Profile),
     (Get, "/_matrix/client/v3/profile/{}/{}", Route::GetProfileField),
     (Put, "/_matrix/client/v3/profile/{}/{}", Route::SetProfileField),
+    // Media (spec: "Content repository"). Upload and create stay under /_matrix/media.
+    (Post, "/_matrix/media/v3/upload", Route::MediaUpload),
+    (Put, "/_matrix/media/v3/upload/{}/{}", Route::MediaUploadTo),
+    (Post, "/_matrix/media/v1/create", Route::MediaCreate),
+    (Get, "/_matrix/client/v1/media/config", Route::MediaConfig),
+    (Get, "/_matrix/client/v1/media/download/{}/{}", Route::MediaDownload),
+    (Get, "/_matrix/client/v1/media/download/{}/{}/{}", Route::MediaDownload),
+    (Get, "/_matrix/client/v1/media/thumbnail/{}/{}", Route::MediaThumbnail),
+    (Get, "/_matrix/client/v1/media/preview_url", Route::MediaPreviewUrl),
+    // The deprecated /_matrix/media/v3 forms: download and thumbnail are unauthenticated
+    // (frozen by default); config and preview_url always required a token.
+    (Get, "/_matrix/media/v3/config", Route::MediaConfig),
+    (Get, "/_matrix/media/v3/preview_url", Route::MediaPreviewUrl),
+    (Get, "/_matrix/media/v3/download/{}/{}", Route::LegacyMediaDownload),
+    (Get, "/_matrix/media/v3/download/{}/{}/{}", Route::LegacyMediaDownload),
+    (Get, "/_matrix/media/v3/thumbnail/{}/{}", Route::LegacyMediaThumbnail),
+    (Post, "/_synapse/admin/v1/media/quarantine/{}/{}", Route::AdminQuarantineMedia),
     (Get, "/_synapse/admin/v1/register", Route::AdminRegisterNonce),
     (Post, "/_synapse/admin/v1/register", Route::AdminRegister),
     (Get, "/_stratus/health", Route::Health),
@@ -181,8 +208,11 @@ pub fn resolve(method: Method, path: &str) -> Result<(Route, Vec<String>)> {
 /// `r0` is the old name of `v3`; some clients still use it.
 fn normalise(path: &str) -> String {
     let p = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    match p.strip_prefix("/_matrix/client/r0/") {
-        Some(rest) => format!("/_matrix/client/v3/{rest}"),
+    if let Some(rest) = p.strip_prefix("/_matrix/client/r0/") {
+        return format!("/_matrix/client/v3/{rest}");
+    }
+    match p.strip_prefix("/_matrix/media/r0/") {
+        Some(rest) => format!("/_matrix/media/v3/{rest}"),
         None => p.to_owned(),
     }
 }
@@ -204,6 +234,12 @@ fn match_pattern(pattern: &str, segments: &[&str]) -> Option<Vec<String>> {
         }
     }
     Some(params)
+}
+
+/// Whether the route's request body is streamed to the handler instead of read into memory
+/// first (media uploads: the size limit is enforced on the bytes as they arrive).
+pub fn streams_body(method: Method, path: &str) -> bool {
+    matches!(resolve(method, path), Ok((Route::MediaUpload | Route::MediaUploadTo, _)))
 }
 
 #[cfg(test)]
@@ -229,5 +265,18 @@ mod tests {
         assert_eq!(e.to_response().1["errcode"], "M_UNRECOGNIZED");
         assert!(resolve(Get, "/_matrix/client/v3/devices/").is_ok()); // trailing slash = list
         assert!(resolve(Get, "/_matrix/client/v3/profile//x").is_err());
+    }
+
+    #[test]
+    fn media_routes() {
+        let (r, p) = resolve(Get, "/_matrix/client/v1/media/download/example.org/abc/my%20file.txt").unwrap();
+        assert_eq!((r, p.len()), (Route::MediaDownload, 3));
+        assert_eq!(p[2], "my file.txt");
+        assert_eq!(resolve(Get, "/_matrix/media/r0/download/a/b").unwrap().0, Route::LegacyMediaDownload);
+        assert!(streams_body(Post, "/_matrix/media/v3/upload"));
+        assert!(streams_body(Put, "/_matrix/media/v3/upload/a/b"));
+        assert!(!streams_body(Post, "/_matrix/media/v1/create"));
+        assert!(!streams_body(Get, "/_matrix/media/v3/upload"));
+        assert_eq!(resolve(Get, "/_matrix/media/v3/upload").unwrap_err().to_response().0, 405);
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod federation;
 pub mod health;
+pub mod media;
 
 use crate::ctx::Ctx;
 use crate::http::{Method, Request, Response};
@@ -52,6 +53,18 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::Profile => profile::profile_route(ctx, req, &p[0]).await,
         Route::GetProfileField => profile::get_field_route(ctx, req, &p[0], &p[1]).await,
         Route::SetProfileField => profile::set_field_route(ctx, req, &p[0], &p[1]).await,
+        Route::MediaUpload => media::upload::upload_route(ctx, req).await,
+        Route::MediaCreate => media::upload::create_route(ctx, req).await,
+        Route::MediaUploadTo => media::upload::upload_to_route(ctx, req, &p[0], &p[1]).await,
+        Route::MediaConfig => media::upload::config_route(ctx, req).await,
+        Route::MediaDownload => media::download::download_route(ctx, req, &p[0], &p[1], p.get(2).map(String::as_str)).await,
+        Route::LegacyMediaDownload => {
+            media::download::legacy_download_route(ctx, req, &p[0], &p[1], p.get(2).map(String::as_str)).await
+        }
+        Route::MediaThumbnail => media::thumbnail::thumbnail_route(ctx, req, &p[0], &p[1]).await,
+        Route::LegacyMediaThumbnail => media::thumbnail::legacy_thumbnail_route(ctx, req, &p[0], &p[1]).await,
+        Route::MediaPreviewUrl => media::preview::preview_url_route(ctx, req).await,
+        Route::AdminQuarantineMedia => media::admin::quarantine_route(ctx, req, &p[0], &p[1]).await,
         Route::AdminRegisterNonce => admin::register::nonce_route(ctx, req).await,
         Route::AdminRegister => admin::register::register_route(ctx, req).await,
         Route::Health => health::health_route(ctx, req).await,

@@ -38,6 +38,35 @@ pub struct Config {
     pub pbkdf2_iterations: u32,
     /// Largest JSON request body accepted.
     pub max_json_body_bytes: usize,
+    /// Media (issue 6): see [`MediaConfig`].
+    pub media: MediaConfig,
+}
+
+/// What the deprecated unauthenticated `/_matrix/media/v3/download` and `/thumbnail` serve
+/// (spec v1.11+, "Content repository" → "Client behaviour": servers SHOULD freeze them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyMedia {
+    /// Only media created before `freeze_ts` (ms) is served; the rest is 404 `M_NOT_FOUND`.
+    Freeze { freeze_ts: u64 },
+    /// Everything is served without authentication, as before v1.11.
+    Serve,
+}
+
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    /// Largest upload, checked on the bytes actually received (`m.upload.size`).
+    pub max_upload_bytes: u64,
+    pub legacy: LegacyMedia,
+    /// Largest original we thumbnail (bytes).
+    pub max_thumbnail_source_bytes: u64,
+    /// Whether `/preview_url` fetches pages at all.
+    pub url_previews: bool,
+    /// IP literals exempt from the preview address checks (tests, private deployments).
+    pub url_preview_ip_allowlist: Vec<std::net::IpAddr>,
+    /// Most pending (created, not uploaded, unexpired) media IDs per user.
+    pub max_pending_uploads: u32,
+    /// How long a created media ID waits for its upload.
+    pub unused_media_lifetime_ms: u64,
 }
 
 pub const DEFAULT_RESERVED: &[&str] = &[
@@ -100,6 +129,24 @@ impl Config {
             pbkdf2_iterations: num("PASSWORD_PBKDF2_ITERATIONS", super::crypto::DEFAULT_PBKDF2_ITERATIONS as u64)?
                 .clamp(1000, 10_000_000) as u32,
             max_json_body_bytes: num("MAX_JSON_BODY_BYTES", 1024 * 1024)? as usize,
+            media: MediaConfig {
+                max_upload_bytes: num("MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
+                legacy: match var("LEGACY_MEDIA").as_deref().unwrap_or("freeze") {
+                    "freeze" => LegacyMedia::Freeze { freeze_ts: num("LEGACY_MEDIA_FREEZE_TS", 0)? },
+                    "serve" => LegacyMedia::Serve,
+                    other => return Err(format!("LEGACY_MEDIA must be freeze or serve, got {other:?}")),
+                },
+                max_thumbnail_source_bytes: num("MAX_THUMBNAIL_SOURCE_BYTES", 20 * 1024 * 1024)?,
+                url_previews: match var("URL_PREVIEWS").as_deref().unwrap_or("on") {
+                    "on" | "true" | "1" => true,
+                    "off" | "false" | "0" => false,
+                    other => return Err(format!("URL_PREVIEWS must be on or off, got {other:?}")),
+                },
+                url_preview_ip_allowlist: super::preview::parse_ip_list(&var("URL_PREVIEW_IP_ALLOWLIST").unwrap_or_default())
+                    .map_err(|e| format!("URL_PREVIEW_IP_ALLOWLIST: {e}"))?,
+                max_pending_uploads: num("MAX_PENDING_UPLOADS", 10)? as u32,
+                unused_media_lifetime_ms: num("UNUSED_MEDIA_LIFETIME_SECS", 24 * 3600)?.max(1) * 1000,
+            },
         })
     }
 }
@@ -123,6 +170,31 @@ mod tests {
         assert_eq!(c.registration_mode, RegistrationMode::Closed);
         assert!(c.reserved_localparts.contains(&"admin".to_string()));
         assert_eq!(c.default_room_version, "12");
+        assert_eq!(c.media.max_upload_bytes, 50 * 1024 * 1024);
+        assert_eq!(c.media.legacy, LegacyMedia::Freeze { freeze_ts: 0 });
+        assert!(c.media.url_previews);
+        assert!(c.media.url_preview_ip_allowlist.is_empty());
+    }
+
+    #[test]
+    fn media_settings() {
+        let c = cfg(&[
+            ("SERVER_NAME", "a.org"),
+            ("MAX_UPLOAD_BYTES", "1000"),
+            ("LEGACY_MEDIA", "serve"),
+            ("URL_PREVIEWS", "off"),
+            ("URL_PREVIEW_IP_ALLOWLIST", "127.0.0.1,::1"),
+        ])
+        .unwrap();
+        assert_eq!(c.media.max_upload_bytes, 1000);
+        assert_eq!(c.media.legacy, LegacyMedia::Serve);
+        assert!(!c.media.url_previews);
+        assert_eq!(c.media.url_preview_ip_allowlist.len(), 2);
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("LEGACY_MEDIA_FREEZE_TS", "1700000000000")]).unwrap();
+        assert_eq!(c.media.legacy, LegacyMedia::Freeze { freeze_ts: 1_700_000_000_000 });
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("LEGACY_MEDIA", "sometimes")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("MAX_UPLOAD_BYTES", "lots")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("URL_PREVIEW_IP_ALLOWLIST", "localhost")]).is_err());
     }
 
     #[test]

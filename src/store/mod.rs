@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod db;
+pub mod media;
 pub mod tokens;
 pub mod rooms;
 pub mod uia;
