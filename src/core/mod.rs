@@ -3,6 +3,7 @@
 pub mod config;
 pub mod crypto;
 pub mod ids;
+pub mod oauth;
 pub mod ratelimit;
 pub mod signing;
 pub mod time;
