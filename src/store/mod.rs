@@ -3,5 +3,6 @@
 
 pub mod accounts;
 pub mod db;
+pub mod oauth;
 pub mod tokens;
 pub mod uia;
