@@ -21,7 +21,8 @@ fi
 
 # worker-build matches the worker crate.
 WB=$(awk '/^name = "worker"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
-if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WB" ]; then
+# (`worker-build --version` prints the bare version, so take the first version-shaped word.)
+if [ "$(worker-build --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)" != "$WB" ]; then
     echo "install: worker-build $WB"
     cargo install worker-build --version "$WB" --force
 fi
