@@ -616,3 +616,38 @@ def test_oauth_only_mode(stratus_factory):
     assert r.status_code == 303, r.text[:500]
     f.callback = r.headers["Location"]
     assert assert_ok(whoami(b, f.exchange()["access_token"]))["user_id"].startswith(f"@{username}:")
+
+
+# --------------------------------------------------------------------------- key rotation
+
+
+def test_key_rotation_publishes_old_key(base: str, stratus_factory):
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from conftest import read_dev_vars
+
+    old_kids = [k["kid"] for k in requests.get(f"{base}/.well-known/jwks.json", timeout=30).json()["keys"]]
+    new_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    srv = stratus_factory(
+        {
+            "OAUTH_SIGNING_KEY": base64.b64encode(new_pem).decode(),
+            "OAUTH_PREVIOUS_SIGNING_KEYS": read_dev_vars()["OAUTH_SIGNING_KEY"],
+            "LOGIN_FAILURES_IP_MAX": "100000",
+        }
+    )
+    keys = requests.get(f"{srv.base}/.well-known/jwks.json", timeout=30).json()["keys"]
+    kids = [k["kid"] for k in keys]
+    assert len(kids) == 2 and kids[1] == old_kids[0] and kids[0] != old_kids[0], kids
+    # New tokens are signed with the new key.
+    c = register_client(srv.base)
+    user = new_user(srv.base, prefix="rot")
+    f = Flow(srv.base, c["client_id"])
+    f.authorize(user["username"])
+    at = f.exchange()["access_token"]
+    assert jwt.decode(at, JsonWebKey.import_key_set({"keys": keys})).header["kid"] == kids[0]
+    assert_ok(whoami(srv.base, at))
