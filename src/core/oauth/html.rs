@@ -95,6 +95,7 @@ pub fn login_page(server: &str, action: &str, fields: &[(&str, &str)], client: &
 }
 
 /// The registration form (`prompt=create`). `token` asks for a registration token.
+#[allow(clippy::too_many_arguments)]
 pub fn register_page(server: &str, action: &str, fields: &[(&str, &str)], client: &ClientInfo, error: Option<&str>, username: &str, token: bool, login_url: &str) -> String {
     let token_field = if token {
         "<label for=\"token\">Registration token</label><input type=\"text\" id=\"token\" name=\"registration_token\" required>"
