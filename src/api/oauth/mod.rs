@@ -82,7 +82,7 @@ pub async fn verify_access_token(ctx: &Ctx, token: &str) -> Result<std::result::
     let Some(o) = ctx.config.oauth.as_ref() else { return Ok(Err(BearerError::Invalid)) };
     let claims = match o.keys.verify_access(token, &o.issuer, &ctx.config.public_baseurl, now_ms() / 1000) {
         Ok(c) => c,
-        Err(JwtError::Expired(_)) => return Ok(Err(BearerError::Expired)),
+        Err(JwtError::Expired) => return Ok(Err(BearerError::Expired)),
         Err(JwtError::Invalid(_)) => return Ok(Err(BearerError::Invalid)),
     };
     let Some(session) = store::get_session(&ctx.db, &claims.sid).await? else { return Ok(Err(BearerError::Invalid)) };

@@ -180,7 +180,7 @@ impl OAuthKeys {
     pub fn verify_access(&self, token: &str, issuer: &str, audience: &str, now_secs: u64) -> Result<AccessClaims, JwtError> {
         let c: AccessClaims = self.verify(token, ACCESS_TOKEN_TYP, issuer, audience).map_err(JwtError::Invalid)?;
         if c.exp <= now_secs {
-            return Err(JwtError::Expired(c));
+            return Err(JwtError::Expired);
         }
         Ok(c)
     }
@@ -195,7 +195,7 @@ impl OAuthKeys {
 #[derive(Debug)]
 pub enum JwtError {
     /// Well signed, but past `exp` (the client should refresh: soft logout).
-    Expired(AccessClaims),
+    Expired,
     Invalid(String),
 }
 
@@ -277,7 +277,7 @@ pub(crate) mod tests {
         assert!(!looks_like_jwt("syt_abc"));
         let c = k.verify_access(&t, "https://hs.example/", "https://hs.example", 999).unwrap();
         assert_eq!(c, claims(1000));
-        assert!(matches!(k.verify_access(&t, "https://hs.example/", "https://hs.example", 1000), Err(JwtError::Expired(_))));
+        assert!(matches!(k.verify_access(&t, "https://hs.example/", "https://hs.example", 1000), Err(JwtError::Expired)));
         assert!(matches!(k.verify_access(&t, "https://other/", "https://hs.example", 1), Err(JwtError::Invalid(_))));
         assert!(matches!(k.verify_access(&t, "https://hs.example/", "c1", 1), Err(JwtError::Invalid(_))));
         // A tampered payload fails.
