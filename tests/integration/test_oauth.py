@@ -651,3 +651,42 @@ def test_key_rotation_publishes_old_key(base: str, stratus_factory):
     at = f.exchange()["access_token"]
     assert jwt.decode(at, JsonWebKey.import_key_set({"keys": keys})).header["kid"] == kids[0]
     assert_ok(whoami(srv.base, at))
+
+
+# --------------------------------------------------------------------------- expiry, closed registration
+
+
+def test_expired_jwt_is_soft_logout_then_refresh(stratus_factory):
+    import time
+
+    srv = stratus_factory({"ACCESS_TOKEN_LIFETIME_SECS": "2"})  # shared with test_refresh.py
+    c = register_client(srv.base)
+    user = new_user(srv.base, prefix="oauthexp")
+    f = Flow(srv.base, c["client_id"])
+    f.authorize(user["username"])
+    token = f.exchange()
+    assert token["expires_in"] == 2
+    assert_ok(whoami(srv.base, token["access_token"]))
+    time.sleep(3.2)
+    assert_unknown_token(whoami(srv.base, token["access_token"]), soft_logout=True)
+    fresh = f.refresh(token["refresh_token"])
+    assert_ok(whoami(srv.base, fresh["access_token"]))
+
+
+def test_closed_registration_has_no_prompt_create(stratus_factory):
+    srv = stratus_factory({"REGISTRATION_MODE": "closed"})  # shared with test_register.py
+    m = assert_ok(call(srv.base, "GET", "/_matrix/client/v1/auth_metadata"))
+    assert "prompt_values_supported" not in m
+    c = register_client(srv.base)
+    f = Flow(srv.base, c["client_id"])
+    f.url += "&prompt=create"
+    page = f.login_page()
+    assert 'value="register"' not in page and 'value="login"' in page
+    r = f.browser.post(
+        f"{srv.base}/oauth/authorize",
+        data={"req": hidden(page, "req"), "username": "sneaky", "password": "pw", "password2": "pw", "action": "register"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert r.status_code == 403 and "Location" not in r.headers
+    assert requests.get(f"{srv.base}/_matrix/client/v3/profile/@sneaky:{srv.server_name}", timeout=30).status_code == 404
