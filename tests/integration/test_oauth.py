@@ -183,7 +183,6 @@ def test_discovery_documents(base: str):
         ({"redirect_uris": ["example:/callback"]}, "invalid_redirect_uri"),
         ({"application_type": "web"}, "invalid_redirect_uri"),  # web clients need https
         ({"redirect_uris": []}, "invalid_redirect_uri"),
-        ({"logo_uri": "https://cdn.other.net/logo.png"}, "invalid_client_metadata"),
         ({"token_endpoint_auth_method": "client_secret_basic"}, "invalid_client_metadata"),
     ],
 )
@@ -202,6 +201,17 @@ def test_registration_web_client(base: str):
     )
     assert out["application_type"] == "web"
     assert out["grant_types"] == ["authorization_code", "refresh_token"]  # unknown grant dropped
+    # Links off the client's host are dropped, not refused (RFC 7591 lets the server
+    # replace metadata); links on it are kept.
+    out = register_client(
+        base,
+        logo_uri="https://cdn.other.net/logo.png",
+        tos_uri="https://client.example.org/tos",
+        policy_uri="https://legal.client.example.org/policy",
+    )
+    assert "logo_uri" not in out
+    assert out["tos_uri"] == "https://client.example.org/tos"
+    assert out["policy_uri"] == "https://legal.client.example.org/policy"
 
 
 # --------------------------------------------------------------------------- the whole flow
@@ -428,6 +438,12 @@ def test_signed_in_browser_continues_and_cancel(base: str, client: dict):
     assert r.status_code == 303
     g.callback = r.headers["Location"]
     assert assert_ok(whoami(base, g.exchange()["access_token"]))["user_id"] == user["user_id"]
+    # prompt=login asks for the password again.
+    p = Flow(base, client["client_id"])
+    p.browser = f.browser
+    p.url += "&prompt=login"
+    page = p.login_page()
+    assert 'name="password"' in page and 'value="consent"' not in page
     # Cancel: access_denied with the state.
     h = Flow(base, client["client_id"])
     page = h.login_page()

@@ -111,9 +111,10 @@ pub async fn authorize_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let (csrf, set) = csrf_cookie(ctx, req);
     let create = r.create && registration_open(ctx);
     let query = query_string(&req.query, false);
+    let login_forced = r.login;
     let sealed = seal(&o.form_key, &Pending { req: r, csrf: token_hash(&csrf), exp: now_ms() / 1000 + PENDING_SECS, query: query.clone() });
     let headers: Vec<(String, String)> = set.into_iter().collect();
-    let view_user = if create { None } else { browser_user(ctx, req).await?.map(|(_, u)| u) };
+    let view_user = if create || login_forced { None } else { browser_user(ctx, req).await?.map(|(_, u)| u) };
     let view = match (&view_user, create) {
         (_, true) => View::Register(None, ""),
         (Some(u), false) => View::Consent(u),

@@ -22,6 +22,9 @@ pub struct AuthRequest {
     pub nonce: Option<String>,
     /// `prompt=create`: the user wants to register (OIDC "prompt=create").
     pub create: bool,
+    /// `prompt=login`: sign in again even if the browser is signed in (OIDC Core 3.1.2.1).
+    #[serde(default)]
+    pub login: bool,
 }
 
 /// Why a request is refused.
@@ -91,6 +94,7 @@ pub fn validate(q: &[(String, String)], client_id: &str, client: &ClientMetadata
         code_challenge: code_challenge.to_owned(),
         nonce: param(q, "nonce").map(str::to_owned),
         create: prompt.contains(&"create"),
+        login: prompt.contains(&"login"),
     })
 }
 
@@ -197,7 +201,8 @@ mod tests {
         let r = validate(&q("&nonce=n1&response_mode=fragment&prompt=create"), "c", &client()).unwrap();
         assert_eq!(r.redirect_uri, "http://127.0.0.1:4000/cb");
         assert_eq!(r.device_id, "DEV1");
-        assert!(r.openid && r.create);
+        assert!(r.openid && r.create && !r.login);
+        assert!(validate(&q("&prompt=login"), "c", &client()).unwrap().login);
         assert_eq!(r.response_mode, "fragment");
         assert_eq!(r.nonce.as_deref(), Some("n1"));
     }

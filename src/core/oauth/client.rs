@@ -168,10 +168,13 @@ pub fn validate(v: &Value) -> Result<ClientMetadata, MetadataError> {
         "native" => true,
         _ => return Err(meta_err("application_type must be web or native")),
     };
+    // Human-readable links that break the rules (https, on the client URI's host or a
+    // subdomain) are dropped rather than refused: RFC 7591 section 2 lets the server
+    // replace metadata, the response shows what was kept, and clients such as web apps
+    // whose terms live on a parent domain can still register.
     let uris = |key: &str| -> Result<Option<String>, MetadataError> {
         let Some(u) = opt_str(v, key)? else { return Ok(None) };
-        https_within(&u, Some(&client_host)).map_err(|e| meta_err(format!("{key} {e}")))?;
-        Ok(Some(u))
+        Ok(https_within(&u, Some(&client_host)).is_ok().then_some(u))
     };
     let logo_uri = uris("logo_uri")?;
     let tos_uri = uris("tos_uri")?;
@@ -328,7 +331,10 @@ mod tests {
         assert_eq!(validate(&v).unwrap_err().0, "invalid_redirect_uri");
         let mut v = base();
         v["logo_uri"] = json!("https://cdn.other.org/logo.png");
-        assert_eq!(validate(&v).unwrap_err().0, "invalid_client_metadata");
+        v["policy_uri"] = json!("http://example.com/policy");
+        v["tos_uri"] = json!("https://example.com/tos");
+        let m = validate(&v).unwrap();
+        assert_eq!((m.logo_uri, m.policy_uri, m.tos_uri.as_deref()), (None, None, Some("https://example.com/tos")));
         let mut v = base();
         v["tos_uri"] = json!("https://legal.example.com/tos");
         assert!(validate(&v).is_ok());
