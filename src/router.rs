@@ -88,6 +88,17 @@ pub enum Route {
     ReportRoom,
     ReportUser,
     UserDirectorySearch,
+    AuthMetadata,
+    OpenIdConfiguration,
+    Jwks,
+    OAuthRegister,
+    OAuthAuthorize,
+    OAuthAuthorizePost,
+    OAuthToken,
+    OAuthRevoke,
+    OAuthUserinfo,
+    Account,
+    AccountPost,
 }
 
 /// `{}` matches one path segment, which is captured (percent-decoded).
@@ -182,6 +193,20 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Post, "/_matrix/client/v3/rooms/{}/report", Route::ReportRoom),
     (Post, "/_matrix/client/v3/users/{}/report", Route::ReportUser),
     (Post, "/_matrix/client/v3/user_directory/search", Route::UserDirectorySearch),
+    // OAuth 2.0 / OIDC provider (MSC3861).
+    (Get, "/_matrix/client/v1/auth_metadata", Route::AuthMetadata),
+    (Get, "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata", Route::AuthMetadata),
+    (Get, "/.well-known/openid-configuration", Route::OpenIdConfiguration),
+    (Get, "/.well-known/jwks.json", Route::Jwks),
+    (Post, "/oauth/register", Route::OAuthRegister),
+    (Get, "/oauth/authorize", Route::OAuthAuthorize),
+    (Post, "/oauth/authorize", Route::OAuthAuthorizePost),
+    (Post, "/oauth/token", Route::OAuthToken),
+    (Post, "/oauth/revoke", Route::OAuthRevoke),
+    (Get, "/oauth/userinfo", Route::OAuthUserinfo),
+    (Post, "/oauth/userinfo", Route::OAuthUserinfo),
+    (Get, "/account", Route::Account),
+    (Post, "/account", Route::AccountPost),
 ];
 
 /// Finds the route for `method` and `path`: unknown path 404, known path with another
@@ -253,6 +278,10 @@ mod tests {
         assert_eq!(p, vec!["@alice:example.org", "displayname"]);
         assert_eq!(resolve(Get, "/_matrix/client/r0/account/whoami").unwrap().0, Route::Whoami);
         assert_eq!(resolve(Get, "/_matrix/client/versions/").unwrap().0, Route::Versions);
+        assert_eq!(resolve(Get, "/_matrix/client/v1/auth_metadata").unwrap().0, Route::AuthMetadata);
+        assert_eq!(resolve(Post, "/oauth/authorize").unwrap().0, Route::OAuthAuthorizePost);
+        assert_eq!(resolve(Get, "/oauth/authorize").unwrap().0, Route::OAuthAuthorize);
+        assert_eq!(resolve(Get, "/oauth/token").unwrap_err().to_response().0, 405);
     }
 
     #[test]

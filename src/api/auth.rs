@@ -5,7 +5,9 @@ use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::api::oauth::{verify_access_token, BearerError};
 use crate::core::crypto::{ct_eq, hash_password, verify_password};
+use crate::core::oauth::jwt::{looks_like_jwt, AccessClaims};
 use crate::core::ids::local_user_from_input;
 use crate::core::ratelimit::retry_after;
 use crate::core::time::now_ms;
@@ -20,12 +22,32 @@ use crate::store::{accounts, tokens, uia as uia_store};
 pub struct Authed {
     pub user_id: OwnedUserId,
     pub device_id: String,
-    pub token: tokens::AccessToken,
+    pub token: AuthToken,
+}
+
+/// How the caller authenticated.
+pub enum AuthToken {
+    /// A legacy opaque token from `/login` or `/register`.
+    Legacy(tokens::AccessToken),
+    /// An OAuth 2.0 JWT access token (MSC3861) and its verified claims.
+    OAuth(AccessClaims),
 }
 
 /// Resolves the request's access token (spec: client-server-api, "Client Authentication").
+/// A token shaped like a JWT is an OAuth 2.0 access token: signature, `iss`, `aud` and
+/// `exp`, then its session and device in D1 (revocation and device deletion act at once).
 pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
     let token = req.access_token().ok_or_else(|| err!(MissingToken, "Missing access token"))?;
+    if looks_like_jwt(token) {
+        return match verify_access_token(ctx, token).await? {
+            Ok((claims, _)) => {
+                let user_id = UserId::parse(&claims.sub).map_err(|e| Error::internal(format!("JWT sub: {e}")))?;
+                Ok(Authed { user_id, device_id: claims.device_id.clone(), token: AuthToken::OAuth(claims) })
+            }
+            Err(BearerError::Expired) => Err(err!(ErrorKind::UnknownToken { soft_logout: true }, "Access token has expired")),
+            Err(BearerError::Invalid) => Err(err!(ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token")),
+        };
+    }
     let Some(t) = tokens::lookup_access(&ctx.db, token).await? else {
         return Err(err!(ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token"));
     };
@@ -39,7 +61,7 @@ pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
         tokens::mark_used(&ctx.db, &t).await?;
     }
     let user_id = UserId::parse(&t.user_id).map_err(|e| Error::internal(format!("stored user id: {e}")))?;
-    Ok(Authed { user_id, device_id: t.device_id.clone(), token: t })
+    Ok(Authed { user_id, device_id: t.device_id.clone(), token: AuthToken::Legacy(t) })
 }
 
 /// A fixed hash to verify against when the user does not exist, so that a wrong user name

@@ -7,6 +7,7 @@ pub mod client;
 pub mod federation;
 pub mod health;
 pub mod media;
+pub mod oauth;
 
 use crate::ctx::Ctx;
 use crate::http::{Method, Request, Response};
@@ -27,6 +28,12 @@ pub async fn handle(ctx: &Ctx, req: Request) -> Response {
 
 async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate::Result<Response> {
     use client::*;
+    // AUTH_MODE=oauth: the legacy login API is off (spec: "Authentication API discovery").
+    if !ctx.config.legacy_login()
+        && matches!(route, Route::Login | Route::Register | Route::Refresh | Route::LoginGetToken)
+    {
+        return Err(crate::err!(Unrecognized, "This server uses OAuth 2.0 for login: see /_matrix/client/v1/auth_metadata"));
+    }
     match route {
         Route::Versions => discovery::versions_route(ctx, req).await,
         Route::WellKnownClient => discovery::well_known_client_route(ctx, req).await,
@@ -110,5 +117,16 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::ReportRoom => room_info::report_room_route(ctx, req, &p[0]).await,
         Route::ReportUser => room_info::report_user_route(ctx, req, &p[0]).await,
         Route::UserDirectorySearch => room_info::user_directory_search_route(ctx, req).await,
+        Route::AuthMetadata => oauth::metadata::auth_metadata_route(ctx, req).await,
+        Route::OpenIdConfiguration => oauth::metadata::openid_configuration_route(ctx, req).await,
+        Route::Jwks => oauth::metadata::jwks_route(ctx, req).await,
+        Route::OAuthRegister => oauth::register::register_route(ctx, req).await,
+        Route::OAuthAuthorize => oauth::authorize::authorize_route(ctx, req).await,
+        Route::OAuthAuthorizePost => oauth::authorize::authorize_post_route(ctx, req).await,
+        Route::OAuthToken => oauth::token::token_route(ctx, req).await,
+        Route::OAuthRevoke => oauth::token::revoke_route(ctx, req).await,
+        Route::OAuthUserinfo => oauth::token::userinfo_route(ctx, req).await,
+        Route::Account => oauth::account::account_route(ctx, req).await,
+        Route::AccountPost => oauth::account::account_post_route(ctx, req).await,
     }
 }

@@ -5,7 +5,31 @@
 
 use ruma::{OwnedServerName, ServerName};
 
+use super::oauth::jwt::OAuthKeys;
 use super::signing::ServerSigningKey;
+
+/// Which login APIs are on (`AUTH_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Both the legacy API (`/login`, `/register`) and OAuth 2.0, when a key is configured.
+    Both,
+    /// OAuth 2.0 only: `/login` offers no flows and `POST /login`, `/register` and
+    /// `/refresh` answer 404 `M_UNRECOGNIZED` (spec: "Authentication API discovery").
+    OAuth,
+    /// The legacy API only: `auth_metadata` answers 404 `M_UNRECOGNIZED`.
+    Legacy,
+}
+
+/// The OAuth 2.0 provider's settings; present when `OAUTH_SIGNING_KEY` is set.
+#[derive(Clone, Debug)]
+pub struct OAuthConfig {
+    pub keys: OAuthKeys,
+    /// `PUBLIC_BASEURL/`: the `iss` of every token and the metadata's `issuer`.
+    pub issuer: String,
+    /// HMAC key for the login forms' sealed state and CSRF tokens, derived from the
+    /// signing key.
+    pub form_key: [u8; 32],
+}
 
 /// Who may create accounts through `/register`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +62,18 @@ pub struct Config {
     pub pbkdf2_iterations: u32,
     /// Largest JSON request body accepted.
     pub max_json_body_bytes: usize,
+    pub auth_mode: AuthMode,
+    /// `None` when OAuth is off (no key, or `AUTH_MODE=legacy`).
+    pub oauth: Option<OAuthConfig>,
     /// Media (issue 6): see [`MediaConfig`].
     pub media: MediaConfig,
+}
+
+impl Config {
+    /// Password login and registration through the legacy API are allowed.
+    pub fn legacy_login(&self) -> bool {
+        self.auth_mode != AuthMode::OAuth
+    }
 }
 
 /// What the deprecated unauthenticated `/_matrix/media/v3/download` and `/thumbnail` serve
@@ -112,6 +146,21 @@ impl Config {
             None => DEFAULT_RESERVED.iter().map(|s| s.to_string()).collect(),
         };
         let signing_key = ServerSigningKey::parse(&var("SIGNING_KEY").ok_or("SIGNING_KEY is not set")?)?;
+        let auth_mode = match var("AUTH_MODE").as_deref().unwrap_or("both") {
+            "both" => AuthMode::Both,
+            "oauth" => AuthMode::OAuth,
+            "legacy" => AuthMode::Legacy,
+            other => return Err(format!("AUTH_MODE must be both, oauth or legacy, got {other:?}")),
+        };
+        let oauth = match (auth_mode, var("OAUTH_SIGNING_KEY")) {
+            (AuthMode::Legacy, _) | (AuthMode::Both, None) => None,
+            (AuthMode::OAuth, None) => return Err("AUTH_MODE is oauth but OAUTH_SIGNING_KEY is not set".into()),
+            (_, Some(key)) => Some(OAuthConfig {
+                keys: OAuthKeys::parse(&key, var("OAUTH_PREVIOUS_SIGNING_KEYS").as_deref())?,
+                issuer: format!("{public_baseurl}/"),
+                form_key: super::crypto::sha256(format!("stratus oauth forms\0{key}").as_bytes()),
+            }),
+        };
 
         Ok(Config {
             server_name,
@@ -147,6 +196,8 @@ impl Config {
                 max_pending_uploads: num("MAX_PENDING_UPLOADS", 10)? as u32,
                 unused_media_lifetime_ms: num("UNUSED_MEDIA_LIFETIME_SECS", 24 * 3600)?.max(1) * 1000,
             },
+            auth_mode,
+            oauth,
         })
     }
 }
@@ -204,6 +255,25 @@ mod tests {
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "maybe")]).is_err());
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "token")]).is_err());
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("LOGIN_FAILURES_IP_MAX", "many")]).is_err());
+    }
+
+    #[test]
+    fn auth_modes_and_oauth_keys() {
+        let key = crate::core::oauth::jwt::tests::KEY1;
+        let c = cfg(&[("SERVER_NAME", "a.org")]).unwrap();
+        assert_eq!(c.auth_mode, AuthMode::Both);
+        assert!(c.oauth.is_none() && c.legacy_login());
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("OAUTH_SIGNING_KEY", key), ("PUBLIC_BASEURL", "https://m.a.org/")]).unwrap();
+        let o = c.oauth.as_ref().unwrap();
+        assert_eq!(o.issuer, "https://m.a.org/");
+        assert!(c.legacy_login());
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("OAUTH_SIGNING_KEY", key), ("AUTH_MODE", "oauth")]).unwrap();
+        assert!(c.oauth.is_some() && !c.legacy_login());
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("OAUTH_SIGNING_KEY", key), ("AUTH_MODE", "legacy")]).unwrap();
+        assert!(c.oauth.is_none() && c.legacy_login());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("AUTH_MODE", "oauth")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("AUTH_MODE", "sometimes")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("OAUTH_SIGNING_KEY", "nope")]).is_err());
     }
 
     #[test]

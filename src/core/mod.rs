@@ -6,6 +6,7 @@ pub mod filter;
 pub mod ids;
 pub mod media;
 pub mod preview;
+pub mod oauth;
 pub mod ratelimit;
 pub mod signing;
 pub mod thumbnail;

@@ -67,6 +67,8 @@ pub async fn deactivate(db: &Db, user_id: &str) -> Result<()> {
         db.stmt("DELETE FROM refresh_tokens WHERE user_id = ?", params![user_id])?,
         db.stmt("DELETE FROM devices WHERE user_id = ?", params![user_id])?,
         db.stmt("DELETE FROM login_tokens WHERE user_id = ?", params![user_id])?,
+        db.stmt("UPDATE oauth_sessions SET revoked_ts = ? WHERE user_id = ? AND revoked_ts IS NULL", params![now_ms(), user_id])?,
+        db.stmt("DELETE FROM oauth_browser_sessions WHERE user_id = ?", params![user_id])?,
     ])
     .await?;
     Ok(())
@@ -129,6 +131,11 @@ pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Re
         stmts.push(db.stmt("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", params![user_id, d])?);
         stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?", params![user_id, d])?);
         stmts.push(db.stmt("DELETE FROM devices WHERE user_id = ? AND device_id = ?", params![user_id, d])?);
+        // OAuth sessions of the device: its JWTs and refresh tokens die with it.
+        stmts.push(db.stmt(
+            "UPDATE oauth_sessions SET revoked_ts = ? WHERE user_id = ? AND device_id = ? AND revoked_ts IS NULL",
+            params![now_ms(), user_id, d],
+        )?);
     }
     if !stmts.is_empty() {
         db.batch(stmts).await?;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod db;
 pub mod media;
+pub mod oauth;
 pub mod tokens;
 pub mod rooms;
 pub mod uia;

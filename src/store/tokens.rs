@@ -75,11 +75,16 @@ pub fn issue(db: &Db, user_id: &str, device_id: &str, refreshable: bool, lifetim
     Ok((stmts, Issued { access_token: access, refresh_token: refresh, expires_in_ms: refreshable.then_some(lifetime_ms) }))
 }
 
-/// Statements that remove every token of a device (a re-login with the same device ID).
+/// Statements that remove every token of a device (a re-login with the same device ID),
+/// legacy tokens and OAuth sessions alike.
 pub fn revoke_device_tokens(db: &Db, user_id: &str, device_id: &str) -> Result<Vec<D1PreparedStatement>> {
     Ok(vec![
         db.stmt("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", params![user_id, device_id])?,
         db.stmt("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?", params![user_id, device_id])?,
+        db.stmt(
+            "UPDATE oauth_sessions SET revoked_ts = ? WHERE user_id = ? AND device_id = ? AND revoked_ts IS NULL",
+            params![now_ms(), user_id, device_id],
+        )?,
     ])
 }
 
