@@ -292,6 +292,8 @@ def test_lazy_load_members_both_senders(base, filter_room):
 
 
 def test_lazy_load_members_shows_profile_at_the_time(base, user, user2):
+    """`state` is "relevant to showing the chunk": the sender's member event as of the chunk
+    (Synapse: state at the chunk's last event), so old messages render with the old name."""
     tok = user["access_token"]
     room_id = create_room(base, tok, preset="public_chat")
     join(base, user2["access_token"], room_id)

@@ -268,3 +268,18 @@ def test_threads_errors(base, user, user2):
     assert r.status_code in (403, 404), r.text
     r = threads_raw(base, tok, room_id, include="some")
     assert_error(r, 400, "M_INVALID_PARAM")
+
+
+def test_relations_respect_history_visibility(base, user, user2):
+    """Children the user may not see (sent after they left) are not listed."""
+    tok = user["access_token"]
+    room_id = create_room(base, tok, preset="public_chat")
+    join(base, user2["access_token"], room_id)
+    root = send_text(base, tok, room_id, "root")
+    seen = reply(base, tok, room_id, root, "while member")
+    assert_ok(call(base, "POST", rpath(room_id, "leave"), {}, token=user2["access_token"]))
+    hidden = reply(base, tok, room_id, root, "after leave")
+    got = [e["event_id"] for e in relations(base, user2["access_token"], room_id, root)["chunk"]]
+    assert got == [seen], got
+    got = [e["event_id"] for e in relations(base, tok, room_id, root)["chunk"]]
+    assert got == [hidden, seen], got

@@ -424,3 +424,17 @@ def test_malformed_ids_in_path(base, user):
     assert r.status_code in (400, 404), r.text
     r = get_event_raw(base, tok, room_id, "not-an-event-id")
     assert r.status_code in (400, 404), r.text
+
+
+def test_context_state_is_at_last_returned_event(base, user):
+    """event_context.yaml: `state` is "the state of the room at the last event returned"."""
+    tok = user["access_token"]
+    room_id = create_room(base, tok, name="Early")
+    target = send_text(base, tok, room_id, "target")
+    for i in range(3):
+        send_text(base, tok, room_id, f"after {i}")
+    put_state(base, tok, room_id, "m.room.name", {"name": "Later"})
+    ctx = assert_ok(context_raw(base, tok, room_id, target, limit=2))
+    assert all(e["type"] == "m.room.message" for e in ctx["events_after"]), ctx["events_after"]
+    names = [e["content"].get("name") for e in ctx["state"] if e["type"] == "m.room.name"]
+    assert names == ["Early"], names
