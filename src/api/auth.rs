@@ -81,11 +81,16 @@ pub async fn check_password(ctx: &Ctx, req: &Request, user_id: Option<&UserId>, 
         keys.push(format!("ip:{ip}"));
     }
     let since = now.saturating_sub(cfg.login_failures_window_ms);
+    // Count this attempt *before* checking the password, so that parallel guesses cannot all
+    // pass the limit check first; a correct password takes its record back afterwards.
+    let attempt = accounts::record_login_attempt(&ctx.db, &keys, since).await?;
     let failures = accounts::login_failures(&ctx.db, &keys, since).await?;
     for key in &keys {
         let max = if key.starts_with("acct:") { cfg.login_failures_account_max } else { cfg.login_failures_ip_max };
         let ts: Vec<u64> = failures.iter().filter(|(k, _)| k == key).map(|(_, t)| *t).collect();
-        if let Some(ms) = retry_after(ts, max, cfg.login_failures_window_ms, now) {
+        // `ts` includes this attempt: over the limit means more than `max` of them.
+        let limit = if max == 0 { 0 } else { max + 1 }; // 0 turns the limit off
+        if let Some(ms) = retry_after(ts, limit, cfg.login_failures_window_ms, now) {
             return Err(err!(ErrorKind::LimitExceeded { retry_after_ms: ms }, "Too many failed login attempts"));
         }
     }
@@ -102,16 +107,14 @@ pub async fn check_password(ctx: &Ctx, req: &Request, user_id: Option<&UserId>, 
     };
     match user {
         Some(user) if ok => {
+            accounts::forget_login_attempt(&ctx.db, &attempt).await?;
             if user.deactivated != 0 {
                 return Err(err!(UserDeactivated, "This account has been deactivated"));
             }
             Ok(user)
         }
         Some(user) if user.deactivated != 0 => Err(err!(UserDeactivated, "This account has been deactivated")),
-        _ => {
-            accounts::record_login_failure(&ctx.db, &keys, since).await?;
-            Err(err!(Forbidden, "Invalid username or password"))
-        }
+        _ => Err(err!(Forbidden, "Invalid username or password")),
     }
 }
 

@@ -173,14 +173,29 @@ pub async fn login_failures(db: &Db, keys: &[String], since: u64) -> Result<Vec<
     Ok(out)
 }
 
-pub async fn record_login_failure(db: &Db, keys: &[String], expire_before: u64) -> Result<()> {
-    let now = now_ms();
-    let mut stmts = Vec::new();
-    for key in keys {
-        stmts.push(db.stmt("INSERT INTO login_failures (key, ts) VALUES (?, ?)", params![key, now])?);
-        stmts.push(db.stmt("DELETE FROM login_failures WHERE key = ? AND ts < ?", params![key, expire_before])?);
+/// Records a login attempt for each key (and drops records older than the window). Returns
+/// the row IDs, so that a successful attempt can be taken back.
+pub async fn record_login_attempt(db: &Db, keys: &[String], expire_before: u64) -> Result<Vec<i64>> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: i64,
     }
-    db.batch(stmts).await?;
+    let now = now_ms();
+    let mut ids = Vec::new();
+    for key in keys {
+        db.run("DELETE FROM login_failures WHERE key = ? AND ts < ?", params![key, expire_before]).await?;
+        if let Some(r) = db.first::<Id>("INSERT INTO login_failures (key, ts) VALUES (?, ?) RETURNING rowid AS id", params![key, now]).await? {
+            ids.push(r.id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Takes back the records of a successful attempt.
+pub async fn forget_login_attempt(db: &Db, ids: &[i64]) -> Result<()> {
+    for id in ids {
+        db.run("DELETE FROM login_failures WHERE rowid = ?", params![id]).await?;
+    }
     Ok(())
 }
 
