@@ -87,10 +87,11 @@ pub async fn check_password(ctx: &Ctx, req: &Request, user_id: Option<&UserId>, 
     let failures = accounts::login_failures(&ctx.db, &keys, since).await?;
     for key in &keys {
         let max = if key.starts_with("acct:") { cfg.login_failures_account_max } else { cfg.login_failures_ip_max };
-        let ts: Vec<u64> = failures.iter().filter(|(k, _)| k == key).map(|(_, t)| *t).collect();
-        // `ts` includes this attempt: over the limit means more than `max` of them.
-        let limit = if max == 0 { 0 } else { max + 1 }; // 0 turns the limit off
-        if let Some(ms) = retry_after(ts, limit, cfg.login_failures_window_ms, now) {
+        // Everyone else's records: finished failures and attempts still being checked.
+        let ts: Vec<u64> = failures.iter().filter(|(k, _, id)| k == key && !attempt.contains(id)).map(|(_, t, _)| *t).collect();
+        if let Some(ms) = retry_after(ts, max, cfg.login_failures_window_ms, now) {
+            // A refused attempt is not counted, so `retry_after_ms` stays exact.
+            accounts::forget_login_attempt(&ctx.db, &attempt).await?;
             return Err(err!(ErrorKind::LimitExceeded { retry_after_ms: ms }, "Too many failed login attempts"));
         }
     }

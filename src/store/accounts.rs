@@ -158,17 +158,19 @@ pub async fn touch_device(db: &Db, user_id: &str, device_id: &str, ip: Option<&s
 // ---- failed logins ----
 
 /// Timestamps of the failures recorded for `keys` since `since`, per key.
-pub async fn login_failures(db: &Db, keys: &[String], since: u64) -> Result<Vec<(String, u64)>> {
+/// `(key, ts, row id)` of each record for `keys` since `since`.
+pub async fn login_failures(db: &Db, keys: &[String], since: u64) -> Result<Vec<(String, u64, i64)>> {
     #[derive(Deserialize)]
     struct Row {
         key: String,
         ts: f64,
+        id: i64,
     }
     let mut out = Vec::new();
     for key in keys {
         let rows: Vec<Row> =
-            db.all("SELECT key, ts FROM login_failures WHERE key = ? AND ts > ?", params![key, since]).await?;
-        out.extend(rows.into_iter().map(|r| (r.key, r.ts as u64)));
+            db.all("SELECT key, ts, rowid AS id FROM login_failures WHERE key = ? AND ts > ?", params![key, since]).await?;
+        out.extend(rows.into_iter().map(|r| (r.key, r.ts as u64, r.id)));
     }
     Ok(out)
 }
