@@ -78,6 +78,31 @@ pub enum Route {
     ReportRoom,
     ReportUser,
     UserDirectorySearch,
+    Sync,
+    CreateFilter,
+    GetFilter,
+    GetAccountData,
+    PutAccountData,
+    GetRoomAccountData,
+    PutRoomAccountData,
+    GetTags,
+    PutTag,
+    DeleteTag,
+    Typing,
+    Receipt,
+    ReadMarkers,
+    GetPresence,
+    SetPresence,
+    PushRules,
+    PushRulesGlobal,
+    GetPushRule,
+    PutPushRule,
+    DeletePushRule,
+    GetPushRuleAttr,
+    PutPushRuleAttr,
+    Notifications,
+    Pushers,
+    SetPusher,
 }
 
 /// `{}` matches one path segment, which is captured (percent-decoded).
@@ -155,6 +180,31 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Post, "/_matrix/client/v3/rooms/{}/report", Route::ReportRoom),
     (Post, "/_matrix/client/v3/users/{}/report", Route::ReportUser),
     (Post, "/_matrix/client/v3/user_directory/search", Route::UserDirectorySearch),
+    (Get, "/_matrix/client/v3/sync", Route::Sync),
+    (Post, "/_matrix/client/v3/user/{}/filter", Route::CreateFilter),
+    (Get, "/_matrix/client/v3/user/{}/filter/{}", Route::GetFilter),
+    (Get, "/_matrix/client/v3/user/{}/account_data/{}", Route::GetAccountData),
+    (Put, "/_matrix/client/v3/user/{}/account_data/{}", Route::PutAccountData),
+    (Get, "/_matrix/client/v3/user/{}/rooms/{}/account_data/{}", Route::GetRoomAccountData),
+    (Put, "/_matrix/client/v3/user/{}/rooms/{}/account_data/{}", Route::PutRoomAccountData),
+    (Get, "/_matrix/client/v3/user/{}/rooms/{}/tags", Route::GetTags),
+    (Put, "/_matrix/client/v3/user/{}/rooms/{}/tags/{}", Route::PutTag),
+    (Delete, "/_matrix/client/v3/user/{}/rooms/{}/tags/{}", Route::DeleteTag),
+    (Put, "/_matrix/client/v3/rooms/{}/typing/{}", Route::Typing),
+    (Post, "/_matrix/client/v3/rooms/{}/receipt/{}/{}", Route::Receipt),
+    (Post, "/_matrix/client/v3/rooms/{}/read_markers", Route::ReadMarkers),
+    (Get, "/_matrix/client/v3/presence/{}/status", Route::GetPresence),
+    (Put, "/_matrix/client/v3/presence/{}/status", Route::SetPresence),
+    (Get, "/_matrix/client/v3/pushrules", Route::PushRules),
+    (Get, "/_matrix/client/v3/pushrules/{}", Route::PushRulesGlobal),
+    (Get, "/_matrix/client/v3/pushrules/{}/{}/{}", Route::GetPushRule),
+    (Put, "/_matrix/client/v3/pushrules/{}/{}/{}", Route::PutPushRule),
+    (Delete, "/_matrix/client/v3/pushrules/{}/{}/{}", Route::DeletePushRule),
+    (Get, "/_matrix/client/v3/pushrules/{}/{}/{}/{}", Route::GetPushRuleAttr),
+    (Put, "/_matrix/client/v3/pushrules/{}/{}/{}/{}", Route::PutPushRuleAttr),
+    (Get, "/_matrix/client/v3/notifications", Route::Notifications),
+    (Get, "/_matrix/client/v3/pushers", Route::Pushers),
+    (Post, "/_matrix/client/v3/pushers/set", Route::SetPusher),
 ];
 
 /// Finds the route for `method` and `path`: unknown path 404, known path with another
@@ -229,5 +279,8 @@ mod tests {
         assert_eq!(e.to_response().1["errcode"], "M_UNRECOGNIZED");
         assert!(resolve(Get, "/_matrix/client/v3/devices/").is_ok()); // trailing slash = list
         assert!(resolve(Get, "/_matrix/client/v3/profile//x").is_err());
+        assert_eq!(resolve(Get, "/_matrix/client/v3/pushrules/").unwrap().0, Route::PushRules);
+        assert_eq!(resolve(Get, "/_matrix/client/v3/pushrules/global/").unwrap().0, Route::PushRulesGlobal);
+        assert_eq!(resolve(Put, "/_matrix/client/v3/pushrules/global/room/%21r%3Ax/enabled").unwrap().0, Route::PutPushRuleAttr);
     }
 }

@@ -68,6 +68,13 @@ impl Db {
         Ok(res.iter().map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0)).collect())
     }
 
+    /// Runs statements in one batch (one transaction, so the reads see one snapshot) and
+    /// returns each statement's rows.
+    pub async fn batch_rows(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<Vec<Value>>> {
+        let res = self.0.batch(stmts).await.map_err(|e| db_err("batch", e))?;
+        res.iter().map(|r| r.results::<Value>().map_err(|e| db_err("batch", e))).collect()
+    }
+
     /// Runs an `INSERT` that may hit a unique constraint: `Ok(false)` when it did.
     /// This is the atomic guard for single-use things (nonces, codes).
     pub async fn insert_unique(&self, sql: &str, params: Vec<Value>) -> Result<bool> {

@@ -5,4 +5,5 @@ pub mod accounts;
 pub mod db;
 pub mod tokens;
 pub mod rooms;
+pub mod sync;
 pub mod uia;

@@ -1,0 +1,258 @@
+//! Wake-ups and notifications after a write commits.
+//!
+//! Every writer calls [`notify_users`] for the users whose `/sync` could change (after its
+//! D1 write has committed); each user's `UserSync` Durable Object wakes that user's waiting
+//! syncs. [`after_append`] does this for new room events, after recording what each member's
+//! push rules say about them (unread counts, `/notifications`) and handing pushes to the
+//! members' push gateways in the background.
+
+use std::collections::{BTreeSet, HashMap};
+
+use futures_util::future::join_all;
+use ruma::{OwnedUserId, RoomId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::Env;
+
+use crate::core::config::Config;
+use crate::core::push::{self, RoomFacts};
+use crate::core::room::pdu::Pdu;
+use crate::core::time::now_ms;
+use crate::error::{Error, Result};
+use crate::params;
+use crate::store::db::Db;
+use crate::store::sync as sstore;
+
+fn fail(e: worker::Error) -> Error {
+    Error::internal(format!("UserSync object: {e}"))
+}
+
+fn stub(env: &Env, user: &str) -> Result<worker::Stub> {
+    let ns = env.durable_object("USER_SYNC").map_err(fail)?;
+    ns.id_from_name(user).map_err(fail)?.get_stub().map_err(fail)
+}
+
+async fn call(env: &Env, user: &str, method: worker::Method, path: &str) -> Result<Value> {
+    let mut init = worker::RequestInit::new();
+    init.with_method(method);
+    let req = worker::Request::new_with_init(&format!("https://user-sync{path}"), &init).map_err(fail)?;
+    let mut resp = stub(env, user)?.fetch_with_request(req).await.map_err(fail)?;
+    resp.json().await.map_err(fail)
+}
+
+/// Wakes the waiting syncs of these users (local users only; duplicates are skipped). One
+/// Durable Object call per user, all in flight at once. Failures are ignored: a missed
+/// wake-up only delays a sync to its timeout.
+pub async fn notify_users<I: IntoIterator<Item = String>>(env: &Env, config: &Config, users: I) {
+    let local: BTreeSet<String> = users
+        .into_iter()
+        .filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name))
+        .collect();
+    join_all(local.iter().map(|u| call(env, u, worker::Method::Post, "/notify"))).await;
+}
+
+/// The user's change counter, read before a sync checks the stores.
+pub async fn sync_version(env: &Env, user: &str) -> Result<String> {
+    Ok(call(env, user, worker::Method::Get, "/version").await?["v"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Waits until the user's counter moves past `seen` or `timeout_ms` passes. True if woken.
+pub async fn wait(env: &Env, user: &str, seen: &str, timeout_ms: u64) -> Result<bool> {
+    let path = format!("/wait?v={}&timeout={timeout_ms}", percent_encoding::utf8_percent_encode(seen, percent_encoding::NON_ALPHANUMERIC));
+    Ok(call(env, user, worker::Method::Get, &path).await?["woken"].as_bool().unwrap_or(false))
+}
+
+#[derive(Deserialize)]
+struct Member {
+    user_id: String,
+    membership: String,
+}
+
+/// After events were appended to a room: record push actions for the joined members, wake
+/// everyone the events concern (joined, invited, knocking, and the targets of membership
+/// changes), and send pushes in the background (`spawn`).
+pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> Result<()> {
+    let Some(first) = pdus.first() else { return Ok(()) };
+    let room_id = first.room_id.clone();
+    let members: Vec<Member> = db
+        .all(
+            "SELECT user_id, membership FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite', 'knock')",
+            params![room_id.as_str()],
+        )
+        .await?;
+    let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
+    let mut affected: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
+    for p in pdus {
+        if p.kind.to_string() == "m.room.member" {
+            if let Some(k) = &p.state_key {
+                affected.push(k.clone());
+            }
+        }
+    }
+    let pushes = match record_push_actions(db, config, &room_id, pdus, &joined).await {
+        Ok(p) => p,
+        Err(e) => {
+            worker::console_error!("push actions for {room_id}: {e}");
+            vec![]
+        }
+    };
+    notify_users(env, config, affected).await;
+    if !pushes.is_empty() {
+        let db2 = Db::new(env.d1("DB").map_err(Error::internal)?);
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = send_pushes(&db2, pushes).await {
+                worker::console_error!("push gateway: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// One notification to send to a user's pushers.
+pub struct PendingPush {
+    user_id: String,
+    event: Value,
+    unread: u64,
+    highlight: bool,
+}
+
+/// Evaluates each member's push rules on each event and stores the ones that notify.
+async fn record_push_actions(db: &Db, config: &Config, room_id: &RoomId, pdus: &[Pdu], joined: &[String]) -> Result<Vec<PendingPush>> {
+    let local: Vec<String> = joined
+        .iter()
+        .filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name))
+        .cloned()
+        .collect();
+    let quiet = |p: &Pdu| p.state_key.is_some() && !matches!(p.kind.to_string().as_str(), "m.room.member" | "m.room.tombstone");
+    if local.is_empty() || pdus.iter().all(quiet) {
+        return Ok(vec![]);
+    }
+    let stored: HashMap<String, Value> = sstore::push_rules_of(db, &local).await?.into_iter().collect();
+    // Power levels, create event (creators) and display names from the current state.
+    #[derive(Deserialize)]
+    struct S {
+        #[serde(rename = "type")]
+        kind: String,
+        state_key: String,
+        json: String,
+    }
+    let state: Vec<S> = db
+        .all(
+            "SELECT c.type, c.state_key, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
+             WHERE c.room_id = ? AND (c.type IN ('m.room.power_levels', 'm.room.create') OR (c.type = 'm.room.member' AND e.membership = 'join'))",
+            params![room_id.as_str()],
+        )
+        .await?;
+    let mut pl = None;
+    let mut creators: Option<Vec<OwnedUserId>> = None;
+    let mut names: HashMap<String, String> = HashMap::new();
+    for s in &state {
+        let v: Value = serde_json::from_str(&s.json).unwrap_or(Value::Null);
+        match s.kind.as_str() {
+            "m.room.power_levels" => pl = Some(v["content"].clone()),
+            "m.room.create" => {
+                let version = v["content"]["room_version"].as_str().unwrap_or("1");
+                if crate::core::room::version_rules(version).is_ok_and(|(_, r)| r.authorization.explicitly_privilege_room_creators) {
+                    let mut c: Vec<OwnedUserId> = v["sender"].as_str().and_then(|s| OwnedUserId::try_from(s).ok()).into_iter().collect();
+                    for a in v["content"]["additional_creators"].as_array().into_iter().flatten() {
+                        if let Some(u) = a.as_str().and_then(|s| OwnedUserId::try_from(s).ok()) {
+                            c.push(u);
+                        }
+                    }
+                    creators = Some(c);
+                }
+            }
+            _ => {
+                let name = v["content"]["displayname"].as_str().unwrap_or("").to_owned();
+                names.insert(s.state_key.clone(), name);
+            }
+        }
+    }
+    let facts = RoomFacts { room_id, member_count: joined.len() as u64, power_levels: pl.as_ref(), privileged_creators: creators };
+    let mut stmts = Vec::new();
+    let mut pushes = Vec::new();
+    for user in &local {
+        let Ok(uid) = UserId::parse(user.as_str()) else { continue };
+        let rs = push::load_ruleset(stored.get(user), &uid);
+        let display = names.get(user).cloned().unwrap_or_else(|| uid.localpart().to_owned());
+        for p in pdus {
+            if p.sender.as_str() == user {
+                continue;
+            }
+            let ev = p.to_client(None);
+            let o = push::evaluate(&rs, &ev, &facts, &uid, &display).await;
+            if !o.notify {
+                continue;
+            }
+            let thread = push::thread_of(&p.content_value());
+            stmts.push(db.stmt(
+                "INSERT OR IGNORE INTO push_actions (user_id, event_id, room_id, stream, thread_id, highlight, actions, ts)
+                 VALUES (?1, ?2, ?3, (SELECT stream FROM events WHERE event_id = ?2), ?4, ?5, ?6, ?7)",
+                params![user, p.event_id.as_str(), room_id.as_str(), thread, o.highlight as i64, serde_json::to_string(&o.actions)?, now_ms()],
+            )?);
+            pushes.push(PendingPush { user_id: user.clone(), event: ev, unread: 0, highlight: o.highlight });
+        }
+    }
+    if !stmts.is_empty() {
+        db.batch(stmts).await?;
+    }
+    Ok(pushes)
+}
+
+/// Posts notifications to the users' HTTP pushers (spec: push-gateway API,
+/// `POST /_matrix/push/v1/notify`). Runs in the background, never on the send path.
+async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>) -> Result<()> {
+    let users: Vec<String> = pushes.iter().map(|p| p.user_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let pushers = sstore::pushers_of(db, &users).await?;
+    if pushers.is_empty() {
+        return Ok(());
+    }
+    let mut unread: HashMap<String, u64> = HashMap::new();
+    for u in &users {
+        if pushers.iter().any(|p| &p.user_id == u) {
+            let n: u64 = sstore::unread_counts(db, u).await?.iter().map(|c| c.2).sum();
+            unread.insert(u.clone(), n);
+        }
+    }
+    for p in pushes.iter_mut() {
+        p.unread = unread.get(&p.user_id).copied().unwrap_or(0);
+    }
+    let mut sends = Vec::new();
+    for p in &pushes {
+        for pusher in pushers.iter().filter(|x| x.user_id == p.user_id && x.kind == "http") {
+            let data: Value = serde_json::from_str(&pusher.data).unwrap_or(Value::Null);
+            let Some(url) = data["url"].as_str() else { continue };
+            let format = data["format"].as_str();
+            let mut notification = json!({
+                "event_id": p.event["event_id"], "room_id": p.event["room_id"],
+                "counts": { "unread": p.unread },
+                "devices": [{
+                    "app_id": pusher.app_id, "pushkey": pusher.pushkey,
+                    "tweaks": if p.highlight { json!({"highlight": true}) } else { json!({}) },
+                    "data": data.as_object().map(|o| o.iter().filter(|(k, _)| *k != "url").map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>()).unwrap_or_default(),
+                }],
+                "prio": if p.highlight { "high" } else { "low" },
+            });
+            if format != Some("event_id_only") {
+                notification["type"] = p.event["type"].clone();
+                notification["sender"] = p.event["sender"].clone();
+                notification["content"] = p.event["content"].clone();
+            }
+            let body = json!({ "notification": notification }).to_string();
+            let url = url.to_owned();
+            sends.push(async move {
+                let headers = worker::Headers::new();
+                let _ = headers.set("Content-Type", "application/json");
+                let mut init = worker::RequestInit::new();
+                init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.into()));
+                if let Ok(req) = worker::Request::new_with_init(&url, &init) {
+                    if let Err(e) = worker::Fetch::Request(req).send().await {
+                        worker::console_error!("push to {url}: {e}");
+                    }
+                }
+            });
+        }
+    }
+    join_all(sends).await;
+    Ok(())
+}
