@@ -127,8 +127,12 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     let f = &p.filter;
     let limit = f.timeline_limit();
 
-    let active: HashSet<String> =
-        if initial { HashSet::new() } else { sstore::rooms_with_events(&ctx.db, user, since.rooms, now.rooms).await?.into_iter().collect() };
+    // A stream whose position has not moved since the token is not read at all.
+    let active: HashSet<String> = if initial || now.rooms <= since.rooms {
+        HashSet::new()
+    } else {
+        sstore::rooms_with_events(&ctx.db, user, since.rooms, now.rooms).await?.into_iter().collect()
+    };
 
     let mut rooms: BTreeMap<String, RoomOut> = BTreeMap::new();
     let mut invites = Vec::new();
@@ -142,8 +146,9 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
             "join" => {
                 let full = initial || p.full_state || m.stream() > since.rooms;
                 if !(full || active.contains(&m.room_id)) {
-                    // Maybe ephemeral or account data only: filled in below.
-                    (None, false)
+                    // No new events: the room may still appear for ephemeral events or
+                    // account data (added below).
+                    continue;
                 } else {
                     (Some(Range { room_id: m.room_id.clone(), after: since.rooms, up_to: now.rooms }), full)
                 }
@@ -177,13 +182,23 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
 
     // Timelines: the last `limit` events of each room, plus one to learn `limited`.
     let ranges: Vec<Range> = rooms.values().filter_map(|r| r.range.clone()).collect();
+    // With a type/sender filter, look further back so filtered-out events do not empty it.
+    let tf = &f.room.timeline;
+    let narrowed = tf.types.is_some() || !tf.not_types.is_empty() || tf.senders.is_some() || !tf.not_senders.is_empty() || tf.contains_url.is_some();
+    let window = if narrowed { (limit * 10).min(500) + 1 } else { limit + 1 };
     let mut by_room: HashMap<String, Vec<EventRow>> = HashMap::new();
-    for row in sstore::timeline_windows(&ctx.db, &ranges, limit + 1).await? {
+    for row in sstore::timeline_windows(&ctx.db, &ranges, window).await? {
         by_room.entry(row.room_id.clone()).or_default().push(row);
     }
     for (room_id, r) in rooms.iter_mut() {
         let Some(range) = &r.range else { continue };
         let mut rows = by_room.remove(room_id).unwrap_or_default();
+        let raw_len = rows.len() as u32;
+        rows.retain(|e| {
+            let c: Value = serde_json::from_str::<Value>(&e.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
+            tf.matches(&e.kind, &e.sender, &c)
+        });
+        r.limited = raw_len >= window;
         if rows.len() as u32 > limit {
             rows.drain(..rows.len() - limit as usize);
             r.limited = true;
@@ -223,11 +238,6 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         if needs_check && !r.timeline.is_empty() {
             r.timeline = filter_visible(ctx, &reader, room_id, std::mem::take(&mut r.timeline)).await?;
         }
-        // The timeline filter (types, senders, URLs).
-        r.timeline.retain(|e| {
-            let c: Value = serde_json::from_str::<Value>(&e.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
-            f.room.timeline.matches(&e.kind, &e.sender, &c)
-        });
         r.state.retain(|e| {
             let c: Value = serde_json::from_str::<Value>(&e.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
             f.room.state.matches(&e.kind, &e.sender, &c)
@@ -272,7 +282,8 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     let joined: HashSet<&str> = memberships.iter().filter(|m| m.membership == "join" && f.room.room_allowed(&m.room_id)).map(|m| m.room_id.as_str()).collect();
     let mut ephemeral: HashMap<String, Vec<Value>> = HashMap::new();
     let typing_after = if initial { 0 } else { since.typing };
-    for (room_id, users) in sstore::typing_since(&ctx.db, user, typing_after, now.typing).await? {
+    let typing = if initial || now.typing > since.typing { sstore::typing_since(&ctx.db, user, typing_after, now.typing).await? } else { vec![] };
+    for (room_id, users) in typing {
         if initial && users.is_empty() {
             continue;
         }
@@ -280,7 +291,8 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     }
     let receipts_after = if initial { 0 } else { since.receipts };
     let mut receipts: HashMap<String, Value> = HashMap::new();
-    for rc in sstore::receipts_since(&ctx.db, user, receipts_after, now.receipts).await? {
+    let rcs = if initial || now.receipts > since.receipts { sstore::receipts_since(&ctx.db, user, receipts_after, now.receipts).await? } else { vec![] };
+    for rc in rcs {
         let content = receipts.entry(rc.room_id.clone()).or_insert_with(|| json!({}));
         let mut r = json!({ "ts": rc.ts as u64 });
         if !rc.thread_id.is_empty() {
@@ -294,7 +306,8 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     let ad_after = if initial { 0 } else { since.account_data };
     let mut global_ad = Vec::new();
     let mut room_ad: HashMap<String, Vec<Value>> = HashMap::new();
-    for a in sstore::account_data_since(&ctx.db, user, ad_after, now.account_data).await? {
+    let ads = if initial || now.account_data > since.account_data { sstore::account_data_since(&ctx.db, user, ad_after, now.account_data).await? } else { vec![] };
+    for a in ads {
         let ev = json!({ "type": a.kind, "content": serde_json::from_str::<Value>(&a.content).unwrap_or(json!({})) });
         if a.room_id.is_empty() {
             if f.account_data.matches(&a.kind, user, &ev["content"]) {
@@ -443,8 +456,8 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     // Presence of the user and of everyone sharing a room with them.
     let presence_after = if initial { 0 } else { since.presence };
     let now_ts = now_ms();
-    let presence: Vec<Value> = sstore::presence_since(&ctx.db, user, presence_after, now.presence)
-        .await?
+    let presence_rows = if initial || now.presence > since.presence { sstore::presence_since(&ctx.db, user, presence_after, now.presence).await? } else { vec![] };
+    let presence: Vec<Value> = presence_rows
         .into_iter()
         .map(|pr| {
             let mut c = json!({
