@@ -62,8 +62,8 @@ def test_push_rule_api_and_effect(base, user, user2):
     assert counts(base, tok2, room)["notification_count"] == 1
     assert_ok(call(base, "DELETE", rp, token=tok2))
     assert_error(call(base, "DELETE", rp, token=tok2), 404, "M_NOT_FOUND")
-    # Actions of a default rule.
-    mp = f"{CLIENT_V3}/pushrules/global/underride/.m.rule.message/actions"
+    # Actions of a default rule (a two-member room matches the one-to-one rule first).
+    mp = f"{CLIENT_V3}/pushrules/global/underride/.m.rule.room_one_to_one/actions"
     assert_ok(call(base, "PUT", mp, {"actions": ["notify", {"set_tweak": "highlight"}]}, token=tok2))
     assert assert_ok(call(base, "GET", mp, token=tok2))["actions"] == ["notify", {"set_tweak": "highlight"}]
     send(base, user["access_token"], room, "loud")
@@ -74,7 +74,7 @@ def test_push_rule_api_and_effect(base, user, user2):
     # The rules reach sync as account data.
     body = sync(base, tok2)
     pr = [e for e in body["account_data"]["events"] if e["type"] == "m.push_rules"][0]
-    assert any(r["rule_id"] == ".m.rule.message" and r["actions"][-1] == {"set_tweak": "highlight"} for r in pr["content"]["global"]["underride"])
+    assert any(r["rule_id"] == ".m.rule.room_one_to_one" and r["actions"][-1] == {"set_tweak": "highlight"} for r in pr["content"]["global"]["underride"])
 
 
 def test_notifications_endpoint(base, user, user2):
