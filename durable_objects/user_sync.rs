@@ -58,7 +58,7 @@ impl DurableObject for UserSync {
                 let seen = q("v").unwrap_or_default();
                 let timeout = q("timeout").and_then(|t| t.parse::<u64>().ok()).unwrap_or(0).min(MAX_WAIT_MS);
                 if seen != self.current() {
-                    return Response::from_json(&serde_json::json!({ "woken": true }));
+                    return Response::from_json(&serde_json::json!({ "woken": true, "v": self.current() }));
                 }
                 let (tx, rx) = oneshot::channel();
                 self.waiters.borrow_mut().push(tx);
@@ -69,7 +69,9 @@ impl DurableObject for UserSync {
                 };
                 // Drop our sender if we timed out (the receiver is gone; notify skips it).
                 self.waiters.borrow_mut().retain(|w| !w.is_canceled());
-                Response::from_json(&serde_json::json!({ "woken": woken }))
+                // `v` is the counter as of the wake-up: a caller that looks again and then waits
+                // with it misses nothing committed after this point.
+                Response::from_json(&serde_json::json!({ "woken": woken, "v": self.current() }))
             }
             _ => Response::error("Not found", 404),
         }

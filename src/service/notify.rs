@@ -56,10 +56,21 @@ pub async fn sync_version(env: &Env, user: &str) -> Result<String> {
     Ok(call(env, user, worker::Method::Get, "/version").await?["v"].as_str().unwrap_or_default().to_owned())
 }
 
-/// Waits until the user's counter moves past `seen` or `timeout_ms` passes. True if woken.
-pub async fn wait(env: &Env, user: &str, seen: &str, timeout_ms: u64) -> Result<bool> {
+/// Waits until the user's counter moves past `seen` or `timeout_ms` passes. Returns the
+/// counter when woken (the value to wait on next), `None` on timeout.
+pub async fn wait(env: &Env, user: &str, seen: &str, timeout_ms: u64) -> Result<Option<String>> {
     let path = format!("/wait?v={}&timeout={timeout_ms}", percent_encoding::utf8_percent_encode(seen, percent_encoding::NON_ALPHANUMERIC));
-    Ok(call(env, user, worker::Method::Get, &path).await?["woken"].as_bool().unwrap_or(false))
+    let r = call(env, user, worker::Method::Get, &path).await?;
+    Ok(if r["woken"].as_bool().unwrap_or(false) { Some(r["v"].as_str().unwrap_or_default().to_owned()) } else { None })
+}
+
+/// A current-state row the push rules need (power levels, create, joined members).
+#[derive(Deserialize)]
+struct S {
+    #[serde(rename = "type")]
+    kind: String,
+    state_key: String,
+    json: String,
 }
 
 #[derive(Deserialize)]
@@ -74,12 +85,33 @@ struct Member {
 pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> Result<()> {
     let Some(first) = pdus.first() else { return Ok(()) };
     let room_id = first.room_id.clone();
-    let members: Vec<Member> = db
-        .all(
-            "SELECT user_id, membership FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite', 'knock')",
-            params![room_id.as_str()],
-        )
+    // Members, their stored push rules and the room state the rules look at: one batch.
+    let rows = db
+        .batch_rows(vec![
+            db.stmt(
+                "SELECT user_id, membership FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite', 'knock')",
+                params![room_id.as_str()],
+            )?,
+            db.stmt(
+                "SELECT user_id, content FROM account_data WHERE room_id = '' AND type = 'm.push_rules'
+                   AND user_id IN (SELECT user_id FROM memberships WHERE room_id = ? AND membership = 'join')",
+                params![room_id.as_str()],
+            )?,
+            db.stmt(
+                "SELECT c.type, c.state_key, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
+                 WHERE c.room_id = ? AND (c.type IN ('m.room.power_levels', 'm.room.create')
+                   OR (c.type = 'm.room.member' AND e.membership = 'join'))",
+                params![room_id.as_str()],
+            )?,
+        ])
         .await?;
+    let parse = |i: usize| rows.get(i).cloned().unwrap_or_default();
+    let members: Vec<Member> = parse(0).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
+    let stored: HashMap<String, Value> = parse(1)
+        .into_iter()
+        .filter_map(|v| Some((v["user_id"].as_str()?.to_owned(), serde_json::from_str(v["content"].as_str()?).ok()?)))
+        .collect();
+    let state: Vec<S> = parse(2).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
     let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
     let mut affected: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
     for p in pdus {
@@ -89,7 +121,7 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
             }
         }
     }
-    let pushes = match record_push_actions(db, config, &room_id, pdus, &joined).await {
+    let pushes = match record_push_actions(db, config, &room_id, pdus, &joined, &stored, &state).await {
         Ok(p) => p,
         Err(e) => {
             worker::console_error!("push actions for {room_id}: {e}");
@@ -117,7 +149,15 @@ pub struct PendingPush {
 }
 
 /// Evaluates each member's push rules on each event and stores the ones that notify.
-async fn record_push_actions(db: &Db, config: &Config, room_id: &RoomId, pdus: &[Pdu], joined: &[String]) -> Result<Vec<PendingPush>> {
+async fn record_push_actions(
+    db: &Db,
+    config: &Config,
+    room_id: &RoomId,
+    pdus: &[Pdu],
+    joined: &[String],
+    stored: &HashMap<String, Value>,
+    state: &[S],
+) -> Result<Vec<PendingPush>> {
     let local: Vec<String> = joined
         .iter()
         .filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name))
@@ -127,26 +167,10 @@ async fn record_push_actions(db: &Db, config: &Config, room_id: &RoomId, pdus: &
     if local.is_empty() || pdus.iter().all(quiet) {
         return Ok(vec![]);
     }
-    let stored: HashMap<String, Value> = sstore::push_rules_of(db, &local).await?.into_iter().collect();
-    // Power levels, create event (creators) and display names from the current state.
-    #[derive(Deserialize)]
-    struct S {
-        #[serde(rename = "type")]
-        kind: String,
-        state_key: String,
-        json: String,
-    }
-    let state: Vec<S> = db
-        .all(
-            "SELECT c.type, c.state_key, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
-             WHERE c.room_id = ? AND (c.type IN ('m.room.power_levels', 'm.room.create') OR (c.type = 'm.room.member' AND e.membership = 'join'))",
-            params![room_id.as_str()],
-        )
-        .await?;
     let mut pl = None;
     let mut creators: Option<Vec<OwnedUserId>> = None;
     let mut names: HashMap<String, String> = HashMap::new();
-    for s in &state {
+    for s in state {
         let v: Value = serde_json::from_str(&s.json).unwrap_or(Value::Null);
         match s.kind.as_str() {
             "m.room.power_levels" => pl = Some(v["content"].clone()),

@@ -85,17 +85,19 @@ pub async fn sync_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 
     let deadline = now_ms() + timeout;
     let waits = p.since.is_some() && timeout > 0 && !p.full_state;
+    // Read the wake-up counter before looking, so nothing committed after the look is missed;
+    // after a wake-up, the counter the wake-up reported plays that part.
+    let mut seen = if waits { Some(notify::sync_version(&ctx.env, me.user_id.as_str()).await?) } else { None };
     for _ in 0..20 {
-        // Read the wake-up counter before looking, so nothing committed after the look is missed.
-        let seen = if waits { Some(notify::sync_version(&ctx.env, me.user_id.as_str()).await?) } else { None };
         let (body, found) = compute(ctx, &me, &p).await?;
         let now = now_ms();
-        let Some(seen) = seen.filter(|_| !found && now < deadline) else {
+        let Some(v) = seen.take().filter(|_| !found && now < deadline) else {
             return Ok(Response::ok(body));
         };
-        if !notify::wait(&ctx.env, me.user_id.as_str(), &seen, deadline - now).await? {
+        match notify::wait(&ctx.env, me.user_id.as_str(), &v, deadline - now).await? {
+            Some(next) => seen = Some(next),
             // Timed out with nothing new: the same positions back.
-            return Ok(Response::ok(body));
+            None => return Ok(Response::ok(body)),
         }
     }
     let (body, _) = compute(ctx, &me, &p).await?;
