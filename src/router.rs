@@ -103,6 +103,7 @@ pub enum Route {
     Notifications,
     Pushers,
     SetPusher,
+    SendToDevice,
 }
 
 /// `{}` matches one path segment, which is captured (percent-decoded).
@@ -205,6 +206,7 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Get, "/_matrix/client/v3/notifications", Route::Notifications),
     (Get, "/_matrix/client/v3/pushers", Route::Pushers),
     (Post, "/_matrix/client/v3/pushers/set", Route::SetPusher),
+    (Put, "/_matrix/client/v3/sendToDevice/{}/{}", Route::SendToDevice),
 ];
 
 /// Finds the route for `method` and `path`: unknown path 404, known path with another

@@ -127,5 +127,6 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::Notifications => push::notifications_route(ctx, req).await,
         Route::Pushers => push::pushers_route(ctx, req).await,
         Route::SetPusher => push::set_pusher_route(ctx, req).await,
+        Route::SendToDevice => to_device::send_to_device_route(ctx, req, &p[0], &p[1]).await,
     }
 }

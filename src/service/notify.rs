@@ -40,6 +40,35 @@ async fn call(env: &Env, user: &str, method: worker::Method, path: &str) -> Resu
     resp.json().await.map_err(fail)
 }
 
+async fn post(env: &Env, user: &str, path: &str, body: &Value) -> Result<Value> {
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post).with_body(Some(wasm_bindgen::JsValue::from_str(&body.to_string())));
+    let req = worker::Request::new_with_init(&format!("https://user-sync{path}"), &init).map_err(fail)?;
+    let mut resp = stub(env, user)?.fetch_with_request(req).await.map_err(fail)?;
+    resp.json().await.map_err(fail)
+}
+
+/// Queues to-device messages for a user's devices (`[{"device_id", "message"}]`) in their
+/// `UserSync` object, which wakes their syncs.
+pub async fn queue_to_device(env: &Env, user: &str, messages: Vec<Value>) -> Result<()> {
+    post(env, user, "/to_device", &json!({ "messages": messages })).await?;
+    Ok(())
+}
+
+/// Records a `/sendToDevice` transaction; false if the device used it before.
+pub async fn new_send_txn(env: &Env, user: &str, device: &str, txn: &str) -> Result<bool> {
+    Ok(post(env, user, "/txn", &json!({ "device_id": device, "txn_id": txn })).await?["new"].as_bool().unwrap_or(true))
+}
+
+/// The device's to-device messages after position `since` (which acknowledges, and so
+/// deletes, everything up to it). Returns the events and the new position.
+pub async fn take_to_device(env: &Env, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
+    let path = format!("/to_device?device_id={}&since={since}", percent_encoding::utf8_percent_encode(device, percent_encoding::NON_ALPHANUMERIC));
+    let r = call(env, user, worker::Method::Get, &path).await?;
+    let events = r["events"].as_array().cloned().unwrap_or_default();
+    Ok((events, r["position"].as_f64().unwrap_or(since as f64) as u64))
+}
+
 /// Wakes the waiting syncs of these users (local users only; duplicates are skipped). One
 /// Durable Object call per user, all in flight at once. Failures are ignored: a missed
 /// wake-up only delays a sync to its timeout.

@@ -115,3 +115,27 @@ def test_no_lost_wakeup_under_repeated_sends(base, user, user2):
             got = [e["event_id"] for e in joined(body, room)["timeline"]["events"]]
         assert eid in got
         since = body["next_batch"]
+
+
+def test_to_device_wakes_sync_and_is_acknowledged(base, user, user2):
+    since = settle(base, user2["access_token"])
+    bg = BackgroundSync(base, user2["access_token"], since, TIMEOUT_MS, set_presence="offline")
+    time.sleep(0.5)
+    path = f"{CLIENT_V3}/sendToDevice/org.example.ping/txn1"
+    msg = {"messages": {user2["user_id"]: {user2["device_id"]: {"n": 1}}}}
+    assert_ok(call(base, "PUT", path, msg, token=user["access_token"]))
+    body, took = bg.result()
+    assert took < FAST, took
+    evs = body["to_device"]["events"]
+    assert evs == [{"type": "org.example.ping", "sender": user["user_id"], "content": {"n": 1}}]
+    # The same transaction again is not delivered twice; `*` reaches every device.
+    assert_ok(call(base, "PUT", path, msg, token=user["access_token"]))
+    assert_ok(call(base, "PUT", f"{CLIENT_V3}/sendToDevice/org.example.ping/txn2",
+                   {"messages": {user2["user_id"]: {"*": {"n": 2}}}}, token=user["access_token"]))
+    nxt = sync(base, user2["access_token"], body["next_batch"], set_presence="offline")
+    assert [e["content"] for e in nxt["to_device"]["events"]] == [{"n": 2}]
+    # Until a later token is used the messages are kept: retrying the same token replays them.
+    again = sync(base, user2["access_token"], body["next_batch"], set_presence="offline")
+    assert [e["content"] for e in again["to_device"]["events"]] == [{"n": 2}]
+    # Using next_batch acknowledges them: gone afterwards.
+    assert sync(base, user2["access_token"], nxt["next_batch"], set_presence="offline")["to_device"]["events"] == []

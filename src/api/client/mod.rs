@@ -20,3 +20,4 @@ pub mod typing;
 pub mod receipts;
 pub mod presence;
 pub mod push;
+pub mod to_device;

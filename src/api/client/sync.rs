@@ -475,14 +475,25 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         .filter(|e| f.presence.matches("m.presence", e["sender"].as_str().unwrap_or(""), &e["content"]))
         .collect();
 
-    let found = !join.is_empty() || !leave.is_empty() || !invite.is_empty() || !knock.is_empty() || !global_ad.is_empty() || !presence.is_empty();
+    // To-device messages for this device, from the user's UserSync object (its own stream).
+    let (to_device, td_pos) = notify::take_to_device(&ctx.env, user, &me.device_id, since.to_device).await?;
+    let mut now = now;
+    now.to_device = td_pos;
+
+    let found = !join.is_empty()
+        || !leave.is_empty()
+        || !invite.is_empty()
+        || !knock.is_empty()
+        || !global_ad.is_empty()
+        || !presence.is_empty()
+        || !to_device.is_empty();
     let next = if initial || found { now.max(&since) } else { since };
     let body = json!({
         "next_batch": next.encode(),
         "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
         "presence": { "events": presence },
         "account_data": { "events": global_ad },
-        "to_device": { "events": [] },
+        "to_device": { "events": to_device },
         "device_lists": { "changed": [], "left": [] },
         "device_one_time_keys_count": {},
     });
