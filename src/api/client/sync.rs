@@ -54,7 +54,14 @@ struct Params {
 }
 
 /// # `GET /_matrix/client/v3/sync`
+/// The response carries `X-Stratus-D1-Round-Trips`: the D1 calls this request made.
 pub async fn sync_route(ctx: &Ctx, req: &Request) -> Result<Response> {
+    let mut resp = sync_inner(ctx, req).await?;
+    resp.headers.push(("X-Stratus-D1-Round-Trips".into(), ctx.db.round_trips().to_string()));
+    Ok(resp)
+}
+
+async fn sync_inner(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let since = match req.query("since") {
         Some(s) => Some(SyncToken::decode(s).ok_or_else(|| err!(InvalidParam, "Invalid since token"))?),
@@ -225,18 +232,39 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         }
     }
 
-    // History visibility: events before the user's current membership need the full check
-    // unless the room's history is shared (the default) throughout the window.
+    // History visibility: a currently joined user sees events from before their membership
+    // when the visibility in effect at each of them is `shared` or `world_readable`. The
+    // full per-event check (two queries for the room) runs only when that is not known.
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
+    let open_vis = |json: &str| {
+        let c: Value = serde_json::from_str::<Value>(json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
+        matches!(HistoryVisibility::parse(c["history_visibility"].as_str()), HistoryVisibility::Shared | HistoryVisibility::WorldReadable)
+    };
     for (room_id, r) in rooms.iter_mut() {
-        let before_membership = r.timeline.first().is_some_and(|e| e.stream() < r.my_membership_stream);
-        let hv_change = r.timeline.iter().any(|e| e.kind == "m.room.history_visibility");
-        let shared = r.full
-            && r.state.iter().find(|e| e.kind == "m.room.history_visibility").is_none_or(|e| {
-                let c: Value = serde_json::from_str::<Value>(&e.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
-                matches!(HistoryVisibility::parse(c["history_visibility"].as_str()), HistoryVisibility::Shared | HistoryVisibility::WorldReadable)
-            });
-        let needs_check = r.membership != "join" || (before_membership && (hv_change || !shared));
+        let before: Vec<&EventRow> = r.timeline.iter().filter(|e| e.stream() < r.my_membership_stream).collect();
+        let hv_in_timeline = r.timeline.iter().any(|e| e.kind == "m.room.history_visibility");
+        // The visibility at the start of the timeline, when the state tells it.
+        let start_vis: Option<bool> = if r.full && (!p.state_after || !hv_in_timeline) {
+            Some(r.state.iter().find(|e| e.kind == "m.room.history_visibility").is_none_or(|e| open_vis(&e.json)))
+        } else {
+            None
+        };
+        let needs_check = r.membership != "join"
+            || (!before.is_empty()
+                && match start_vis {
+                    None => true,
+                    Some(mut open) => {
+                        let mut all_open = true;
+                        for e in &before {
+                            // A visibility change is seen by both sides of it.
+                            all_open &= open || (e.kind == "m.room.history_visibility" && open_vis(&e.json));
+                            if e.kind == "m.room.history_visibility" {
+                                open = open_vis(&e.json);
+                            }
+                        }
+                        !all_open
+                    }
+                });
         if needs_check && !r.timeline.is_empty() {
             r.timeline = filter_visible(ctx, &reader, room_id, std::mem::take(&mut r.timeline)).await?;
         }
