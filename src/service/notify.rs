@@ -193,7 +193,8 @@ async fn record_push_actions(
         .cloned()
         .collect();
     let quiet = |p: &Pdu| p.state_key.is_some() && !matches!(p.kind.to_string().as_str(), "m.room.member" | "m.room.tombstone");
-    if local.is_empty() || pdus.iter().all(quiet) {
+    let invites = pdus.iter().any(|p| p.kind.to_string() == "m.room.member" && p.content_value()["membership"] == "invite");
+    if (local.is_empty() && !invites) || pdus.iter().all(quiet) {
         return Ok(vec![]);
     }
     let mut pl = None;
@@ -224,7 +225,19 @@ async fn record_push_actions(
     let facts = RoomFacts { room_id, member_count: joined.len() as u64, power_levels: pl.as_ref(), privileged_creators: creators };
     let mut stmts = Vec::new();
     let mut pushes = Vec::new();
-    for user in &local {
+    // Invited local users are not members yet, but an invite may notify them
+    // (`.m.rule.invite_for_me`).
+    let mut targets: Vec<String> = local.clone();
+    for p in pdus {
+        if p.kind.to_string() == "m.room.member" && p.content_value()["membership"] == "invite" {
+            if let Some(k) = p.state_key.as_ref().filter(|k| UserId::parse(k.as_str()).is_ok_and(|u| u.server_name() == config.server_name)) {
+                if !targets.contains(k) {
+                    targets.push(k.clone());
+                }
+            }
+        }
+    }
+    for user in &targets {
         let Ok(uid) = UserId::parse(user.as_str()) else { continue };
         let rs = push::load_ruleset(stored.get(user), &uid);
         let display = names.get(user).cloned().unwrap_or_else(|| uid.localpart().to_owned());

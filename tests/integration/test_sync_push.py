@@ -155,3 +155,10 @@ def test_http_pusher_receives_notification(base, user, user2):
         assert n["content"]["body"] == "push me"
     finally:
         srv.shutdown()
+
+
+def test_invite_notifies_the_invitee(base, user, user2):
+    room = create_room(base, user["access_token"], invite=[user2["user_id"]])
+    body = assert_ok(call(base, "GET", f"{CLIENT_V3}/notifications", token=user2["access_token"]))
+    inv = [n for n in body["notifications"] if n["room_id"] == room]
+    assert inv and inv[0]["event"]["type"] == "m.room.member" and inv[0]["event"]["content"]["membership"] == "invite"

@@ -179,3 +179,18 @@ def test_history_visibility_joined_hides_earlier_events(base, user, user2):
     body = sync(base, user2["access_token"])
     ids = timeline_ids(body, room)
     assert after in ids and secret not in ids
+
+
+def test_knock_section(base, user, user2):
+    room = create_room(base, user["access_token"], name="Knock here")
+    put_state(base, user["access_token"], room, "m.room.join_rules", {"join_rule": "knock"})
+    since = sync(base, user2["access_token"])["next_batch"]
+    assert_ok(call(base, "POST", f"{CLIENT_V3}/knock/{qid(room)}", {"reason": "let me in"}, token=user2["access_token"]))
+    body = sync(base, user2["access_token"], since)
+    ks = body["rooms"]["knock"][room]["knock_state"]["events"]
+    assert any(e["type"] == "m.room.name" for e in ks)
+    me = [e for e in ks if e["type"] == "m.room.member" and e["state_key"] == user2["user_id"]][0]
+    assert me["content"]["membership"] == "knock"
+    # The room's members see the knock in their timeline.
+    body = sync(base, user["access_token"])
+    assert any(e["type"] == "m.room.member" and e["content"]["membership"] == "knock" for e in joined(body, room)["timeline"]["events"])
