@@ -173,6 +173,25 @@ pub fn thread_of(content: &Value) -> String {
     }
 }
 
+/// `unread_notifications` (and, when the filter asks for per-thread counts,
+/// `unread_thread_notifications`) from per-thread `(thread, notifications, highlights)`
+/// counts (spec: client-server-api, "Receiving notifications"; sync.yaml). Without
+/// per-thread counts every thread adds to the room's totals; with them, the totals are the
+/// main timeline's only and each thread root gets its own entry.
+pub fn unread_json(counts: &[(String, u64, u64)], per_thread: bool) -> (Value, Option<Value>) {
+    let (mut n, mut h) = (0, 0);
+    let mut threads = serde_json::Map::new();
+    for (thread, tn, th) in counts {
+        if per_thread && thread != "main" {
+            threads.insert(thread.clone(), json!({ "notification_count": tn, "highlight_count": th }));
+        } else {
+            n += tn;
+            h += th;
+        }
+    }
+    (json!({ "notification_count": n, "highlight_count": h }), per_thread.then_some(Value::Object(threads)))
+}
+
 /// Runs a future that never waits on I/O (ruma's rule evaluation) to completion.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
@@ -249,6 +268,18 @@ mod tests {
         assert_eq!(serde_json::to_value(&back).unwrap(), stored["global"]);
         assert!(put_rule(&mut rs, RuleKind::Override, ".x", &json!({"actions": []}), None, None).is_err());
         assert!(put_rule(&mut rs, RuleKind::Content, "c", &json!({"actions": ["notify"]}), None, None).is_err());
+    }
+
+    #[test]
+    fn unread_counts_by_thread() {
+        let c = vec![("main".to_owned(), 2, 1), ("$t".to_owned(), 3, 0)];
+        let (total, threads) = unread_json(&c, false);
+        assert_eq!(total, json!({"notification_count": 5, "highlight_count": 1}));
+        assert!(threads.is_none());
+        let (total, threads) = unread_json(&c, true);
+        assert_eq!(total, json!({"notification_count": 2, "highlight_count": 1}));
+        assert_eq!(threads.unwrap(), json!({"$t": {"notification_count": 3, "highlight_count": 0}}));
+        assert_eq!(unread_json(&[], false).0, json!({"notification_count": 0, "highlight_count": 0}));
     }
 
     #[test]

@@ -431,19 +431,10 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         if r.membership == "join" {
             out["ephemeral"] = json!({ "events": r.ephemeral });
             let counts = unread.get(&room_id).cloned().unwrap_or_default();
-            let (mut n, mut h) = (0, 0);
-            let mut threads = Map::new();
-            for (thread, tn, th) in counts {
-                if f.room.timeline.unread_thread_notifications && thread != "main" {
-                    threads.insert(thread, json!({ "notification_count": tn, "highlight_count": th }));
-                } else {
-                    n += tn;
-                    h += th;
-                }
-            }
-            out["unread_notifications"] = json!({ "notification_count": n, "highlight_count": h });
-            if f.room.timeline.unread_thread_notifications {
-                out["unread_thread_notifications"] = Value::Object(threads);
+            let (total, threads) = crate::core::push::unread_json(&counts, f.room.timeline.unread_thread_notifications);
+            out["unread_notifications"] = total;
+            if let Some(t) = threads {
+                out["unread_thread_notifications"] = t;
             }
             if let Some(s) = summaries.get(&room_id) {
                 out["summary"] = s.clone();
