@@ -436,13 +436,14 @@ pub async fn users_sharing_rooms(db: &Db, user: &str) -> Result<Vec<String>> {
 
 /// `(room_id, thread_id, notifications, highlights)` after the user's read receipts, for
 /// every joined room with any. A read receipt (unthreaded, or of the event's thread) covers
-/// everything up to its event.
+/// everything up to its event; nothing from before the user's join counts (their invite).
 pub async fn unread_counts(db: &Db, user: &str) -> Result<Vec<(String, String, u64, u64)>> {
     let rows: Vec<Value> = db
         .all(
             "SELECT p.room_id AS room_id, p.thread_id AS thread_id, COUNT(*) AS n, SUM(p.highlight) AS h FROM push_actions p
+             JOIN memberships m ON m.room_id = p.room_id AND m.user_id = ?1 AND m.membership = 'join'
              WHERE p.user_id = ?1
-               AND p.room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join')
+               AND p.stream > m.stream
                AND p.stream > COALESCE((SELECT MAX(r.event_stream) FROM receipts r
                    WHERE r.room_id = p.room_id AND r.user_id = ?1 AND r.receipt_type IN ('m.read', 'm.read.private')
                      AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)

@@ -162,3 +162,6 @@ def test_invite_notifies_the_invitee(base, user, user2):
     body = assert_ok(call(base, "GET", f"{CLIENT_V3}/notifications", token=user2["access_token"]))
     inv = [n for n in body["notifications"] if n["room_id"] == room]
     assert inv and inv[0]["event"]["type"] == "m.room.member" and inv[0]["event"]["content"]["membership"] == "invite"
+    # Once joined, the invite does not count as unread.
+    join(base, user2["access_token"], room)
+    assert counts(base, user2["access_token"], room) == {"notification_count": 0, "highlight_count": 0}
