@@ -404,7 +404,8 @@ pub async fn set_presence(db: &Db, user: &str, presence: &str, status_msg: Optio
             params![user, presence, msg, now_ms(), active as i64],
         )
         .await?;
-    } else if active {
+    } else if active && old.as_ref().is_some_and(|o| now_ms().saturating_sub(o.last_active_ts as u64) > 60_000) {
+        // Steady state (every sync of an online user): refresh last activity at most once a minute.
         db.run("UPDATE presence SET last_active_ts = ? WHERE user_id = ?", params![now_ms(), user]).await?;
     }
     Ok(changed)
