@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 WRANGLER := node_modules/.bin/wrangler
 
-.PHONY: dev test install build migrate unit integration clean
+.PHONY: dev test install build migrate unit integration deploy-check clean dev-vars
 
 install:
 	sh scripts/install.sh
@@ -20,10 +20,10 @@ build: install
 	sh scripts/build.sh
 	@gzip -9 -c build/index_bg.wasm | wc -c | awk '{ printf "wasm bundle: %.2f MB gzipped (budget 3 MB)\n", $$1 / 1000000 }'
 
-.dev.vars:
+dev-vars:
 	sh scripts/dev-vars.sh
 
-migrate: install .dev.vars
+migrate: install dev-vars
 	$(WRANGLER) d1 migrations apply stratus --local --persist-to $(STATE_DIR)
 
 dev: build migrate
@@ -33,11 +33,15 @@ dev: build migrate
 unit:
 	cargo test --locked
 
-integration: build .dev.vars
+integration: build dev-vars
 	sh scripts/install.sh test
 	STRATUS_SKIP_BUILD=1 .venv/bin/python -m pytest tests/integration -q -p no:cacheprovider
 
-test: unit integration
+# wrangler validates wrangler.toml and the bundle exactly as `wrangler deploy` would.
+deploy-check: build
+	STRATUS_SKIP_BUILD=1 $(WRANGLER) deploy --dry-run --outdir build/dry-run
+
+test: unit deploy-check integration
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown .wrangler .state

@@ -38,8 +38,10 @@ CREATE TABLE refresh_tokens (
     user_id    TEXT NOT NULL,
     device_id  TEXT NOT NULL,
     created_ts INTEGER NOT NULL,
-    next_hash  TEXT                          -- the token it was rotated into
+    next_hash  TEXT,                         -- the token it was rotated into
+    parent_hash TEXT                         -- the token it was rotated from
 );
+CREATE INDEX refresh_tokens_parent ON refresh_tokens (parent_hash);
 CREATE INDEX refresh_tokens_device ON refresh_tokens (user_id, device_id);
 CREATE INDEX refresh_tokens_next ON refresh_tokens (next_hash);
 

@@ -14,14 +14,14 @@ fi
 
 # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
 WBG=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WBG" ]; then
+if ! wasm-bindgen --version 2>/dev/null | grep -qw "$WBG"; then
     echo "install: wasm-bindgen-cli $WBG"
     cargo install wasm-bindgen-cli --version "$WBG" --force
 fi
 
 # worker-build matches the worker crate.
 WB=$(awk '/^name = "worker"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
-if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$WB" ]; then
+if ! worker-build --version 2>/dev/null | grep -qw "$WB"; then
     echo "install: worker-build $WB"
     cargo install worker-build --version "$WB" --force
 fi
@@ -29,7 +29,9 @@ fi
 # wrangler, esbuild, binaryen (wasm-opt) and Node 22 for wrangler, from package-lock.json.
 if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "install: npm packages"
-    npm ci --no-audit --no-fund
+    # `npm install` (not `ci`): it keeps the pinned versions and tolerates lockfiles written
+    # without other platforms' optional packages.
+    npm install --no-audit --no-fund
 fi
 
 if [ "${1:-}" = "test" ]; then

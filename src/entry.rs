@@ -1,12 +1,13 @@
 //! The Worker's fetch entry point: converts the runtime's request into [`crate::http::Request`],
 //! hands it to [`crate::api::handle`], and converts the answer back.
 
-use worker::{event, Env, Headers};
+use worker::{event, Env, Headers, ResponseBody};
 
 use crate::api;
 use crate::ctx::Ctx;
 use crate::err;
-use crate::http::{parse_query, Method, Request, Response};
+use crate::http::{parse_query, BodyStream, Method, Request, Response};
+use crate::router::streams_body;
 
 #[event(fetch)]
 pub async fn fetch(req: worker::Request, env: Env, wctx: worker::Context) -> worker::Result<worker::Response> {
@@ -27,14 +28,18 @@ async fn read_request(mut req: worker::Request, max_body: usize) -> Result<Reque
     let method = Method::parse(req.method().as_ref());
     let headers: Vec<(String, String)> = req.headers().entries().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     let too_large = || Response::from_error(&err!(TooLarge, "Request body too large"));
+    // Media uploads are streamed to the handler, which enforces its own limit
+    // (MAX_UPLOAD_BYTES) on the bytes received (store::media::store_content).
+    let streamed = streams_body(method, url.path());
     if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok()) {
-        if len > max_body {
+        if len > max_body && !streamed {
             return Err(too_large());
         }
     }
-    let body = match method {
-        Method::Get | Method::Options => Vec::new(),
-        _ => req.bytes().await.map_err(|_| Response::from_error(&err!(BadJson, "Could not read body")))?,
+    let (body, body_stream) = match method {
+        _ if streamed => (Vec::new(), req.inner().body().map(BodyStream)),
+        Method::Get | Method::Options => (Vec::new(), None),
+        _ => (req.bytes().await.map_err(|_| Response::from_error(&err!(BadJson, "Could not read body")))?, None),
     };
     if body.len() > max_body {
         return Err(too_large());
@@ -47,6 +52,7 @@ async fn read_request(mut req: worker::Request, max_body: usize) -> Result<Reque
         headers,
         body,
         client_ip,
+        body_stream,
     })
 }
 
@@ -55,5 +61,10 @@ fn to_worker(resp: Response) -> worker::Result<worker::Response> {
     for (k, v) in &resp.headers {
         headers.append(k, v)?;
     }
-    Ok(worker::Response::from_bytes(resp.body)?.with_status(resp.status).with_headers(headers))
+    let body = match resp.stream {
+        // Media downloads: the R2 object's stream goes straight to the client.
+        Some(BodyStream(s)) => ResponseBody::Stream(s),
+        None => ResponseBody::Body(resp.body),
+    };
+    Ok(worker::Response::from_body(body)?.with_status(resp.status).with_headers(headers))
 }

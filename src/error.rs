@@ -30,6 +30,10 @@ pub enum ErrorKind {
     MissingParam,
     InvalidParam,
     TooLarge,
+    /// 409: `PUT /upload/{serverName}/{mediaId}` for media that already has content.
+    CannotOverwriteMedia,
+    /// 504: media created but not uploaded within the client's `timeout_ms`.
+    NotYetUploaded,
     UserLocked,
     WeakPassword,
     ServerNotTrusted,
@@ -65,6 +69,8 @@ impl ErrorKind {
             MissingParam => "M_MISSING_PARAM",
             InvalidParam => "M_INVALID_PARAM",
             TooLarge => "M_TOO_LARGE",
+            CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
+            NotYetUploaded => "M_NOT_YET_UPLOADED",
             UserLocked => "M_USER_LOCKED",
             WeakPassword => "M_WEAK_PASSWORD",
             ServerNotTrusted => "M_SERVER_NOT_TRUSTED",
@@ -82,6 +88,8 @@ impl ErrorKind {
             Forbidden | UserDeactivated | GuestAccessForbidden | ServerNotTrusted => 403,
             UnknownToken { .. } | MissingToken | Unauthorized | UserLocked => 401,
             NotFound | Unrecognized => 404,
+            CannotOverwriteMedia => 409,
+            NotYetUploaded => 504,
             MethodNotAllowed => 405,
             Conflict => 409,
             LimitExceeded { .. } => 429,

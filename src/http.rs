@@ -43,7 +43,18 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The client's address as the edge saw it (`CF-Connecting-IP`).
     pub client_ip: Option<String>,
+    /// Media uploads only: the body, not yet read (then `body` is empty). See
+    /// [`crate::router::streams_body`].
+    pub body_stream: Option<BodyStream>,
 }
+
+/// A body that is streamed instead of held in memory: on wasm32 a JS `ReadableStream` (an
+/// upload's request body, or an R2 object served as a response); natively it cannot be built.
+#[derive(Clone, Debug)]
+pub struct BodyStream(
+    #[cfg(target_arch = "wasm32")] pub worker::web_sys::ReadableStream,
+    #[cfg(not(target_arch = "wasm32"))] std::convert::Infallible,
+);
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -96,6 +107,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When set, the body is this stream and `body` is ignored (media downloads).
+    pub stream: Option<BodyStream>,
 }
 
 /// The headers the spec asks for so that browser clients can call any endpoint
@@ -113,6 +126,7 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: serde_json::to_vec(body).expect("a Value serialises"),
+            stream: None,
         }
     }
 
@@ -134,7 +148,13 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
             body: body.into_bytes(),
+            stream: None,
         }
+    }
+
+    /// A byte body with the given headers (media).
+    pub fn bytes(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
+        Response { status, headers, body, stream: None }
     }
 
     pub fn with_cors(mut self) -> Response {
@@ -180,6 +200,7 @@ mod tests {
             headers: vec![],
             body: body.as_bytes().to_vec(),
             client_ip: None,
+            body_stream: None,
         }
     }
 

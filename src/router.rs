@@ -32,6 +32,16 @@ pub enum Route {
     Profile,
     GetProfileField,
     SetProfileField,
+    MediaUpload,
+    MediaCreate,
+    MediaUploadTo,
+    MediaConfig,
+    MediaDownload,
+    MediaThumbnail,
+    MediaPreviewUrl,
+    LegacyMediaDownload,
+    LegacyMediaThumbnail,
+    AdminQuarantineMedia,
     AdminRegisterNonce,
     AdminRegister,
     Health,
@@ -104,6 +114,17 @@ pub enum Route {
     Pushers,
     SetPusher,
     SendToDevice,
+    AuthMetadata,
+    OpenIdConfiguration,
+    Jwks,
+    OAuthRegister,
+    OAuthAuthorize,
+    OAuthAuthorizePost,
+    OAuthToken,
+    OAuthRevoke,
+    OAuthUserinfo,
+    Account,
+    AccountPost,
 }
 
 /// `{}` matches one path segment, which is captured (percent-decoded).
@@ -134,6 +155,23 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Get, "/_matrix/client/v3/profile/{}", Route::Profile),
     (Get, "/_matrix/client/v3/profile/{}/{}", Route::GetProfileField),
     (Put, "/_matrix/client/v3/profile/{}/{}", Route::SetProfileField),
+    // Media (spec: "Content repository"). Upload and create stay under /_matrix/media.
+    (Post, "/_matrix/media/v3/upload", Route::MediaUpload),
+    (Put, "/_matrix/media/v3/upload/{}/{}", Route::MediaUploadTo),
+    (Post, "/_matrix/media/v1/create", Route::MediaCreate),
+    (Get, "/_matrix/client/v1/media/config", Route::MediaConfig),
+    (Get, "/_matrix/client/v1/media/download/{}/{}", Route::MediaDownload),
+    (Get, "/_matrix/client/v1/media/download/{}/{}/{}", Route::MediaDownload),
+    (Get, "/_matrix/client/v1/media/thumbnail/{}/{}", Route::MediaThumbnail),
+    (Get, "/_matrix/client/v1/media/preview_url", Route::MediaPreviewUrl),
+    // The deprecated /_matrix/media/v3 forms: download and thumbnail are unauthenticated
+    // (frozen by default); config and preview_url always required a token.
+    (Get, "/_matrix/media/v3/config", Route::MediaConfig),
+    (Get, "/_matrix/media/v3/preview_url", Route::MediaPreviewUrl),
+    (Get, "/_matrix/media/v3/download/{}/{}", Route::LegacyMediaDownload),
+    (Get, "/_matrix/media/v3/download/{}/{}/{}", Route::LegacyMediaDownload),
+    (Get, "/_matrix/media/v3/thumbnail/{}/{}", Route::LegacyMediaThumbnail),
+    (Post, "/_synapse/admin/v1/media/quarantine/{}/{}", Route::AdminQuarantineMedia),
     (Get, "/_synapse/admin/v1/register", Route::AdminRegisterNonce),
     (Post, "/_synapse/admin/v1/register", Route::AdminRegister),
     (Get, "/_stratus/health", Route::Health),
@@ -207,6 +245,20 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Get, "/_matrix/client/v3/pushers", Route::Pushers),
     (Post, "/_matrix/client/v3/pushers/set", Route::SetPusher),
     (Put, "/_matrix/client/v3/sendToDevice/{}/{}", Route::SendToDevice),
+    // OAuth 2.0 / OIDC provider (MSC3861).
+    (Get, "/_matrix/client/v1/auth_metadata", Route::AuthMetadata),
+    (Get, "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata", Route::AuthMetadata),
+    (Get, "/.well-known/openid-configuration", Route::OpenIdConfiguration),
+    (Get, "/.well-known/jwks.json", Route::Jwks),
+    (Post, "/oauth/register", Route::OAuthRegister),
+    (Get, "/oauth/authorize", Route::OAuthAuthorize),
+    (Post, "/oauth/authorize", Route::OAuthAuthorizePost),
+    (Post, "/oauth/token", Route::OAuthToken),
+    (Post, "/oauth/revoke", Route::OAuthRevoke),
+    (Get, "/oauth/userinfo", Route::OAuthUserinfo),
+    (Post, "/oauth/userinfo", Route::OAuthUserinfo),
+    (Get, "/account", Route::Account),
+    (Post, "/account", Route::AccountPost),
 ];
 
 /// Finds the route for `method` and `path`: unknown path 404, known path with another
@@ -233,8 +285,11 @@ pub fn resolve(method: Method, path: &str) -> Result<(Route, Vec<String>)> {
 /// `r0` is the old name of `v3`; some clients still use it.
 fn normalise(path: &str) -> String {
     let p = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
-    match p.strip_prefix("/_matrix/client/r0/") {
-        Some(rest) => format!("/_matrix/client/v3/{rest}"),
+    if let Some(rest) = p.strip_prefix("/_matrix/client/r0/") {
+        return format!("/_matrix/client/v3/{rest}");
+    }
+    match p.strip_prefix("/_matrix/media/r0/") {
+        Some(rest) => format!("/_matrix/media/v3/{rest}"),
         None => p.to_owned(),
     }
 }
@@ -258,6 +313,12 @@ fn match_pattern(pattern: &str, segments: &[&str]) -> Option<Vec<String>> {
     Some(params)
 }
 
+/// Whether the route's request body is streamed to the handler instead of read into memory
+/// first (media uploads: the size limit is enforced on the bytes as they arrive).
+pub fn streams_body(method: Method, path: &str) -> bool {
+    matches!(resolve(method, path), Ok((Route::MediaUpload | Route::MediaUploadTo, _)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +330,10 @@ mod tests {
         assert_eq!(p, vec!["@alice:example.org", "displayname"]);
         assert_eq!(resolve(Get, "/_matrix/client/r0/account/whoami").unwrap().0, Route::Whoami);
         assert_eq!(resolve(Get, "/_matrix/client/versions/").unwrap().0, Route::Versions);
+        assert_eq!(resolve(Get, "/_matrix/client/v1/auth_metadata").unwrap().0, Route::AuthMetadata);
+        assert_eq!(resolve(Post, "/oauth/authorize").unwrap().0, Route::OAuthAuthorizePost);
+        assert_eq!(resolve(Get, "/oauth/authorize").unwrap().0, Route::OAuthAuthorize);
+        assert_eq!(resolve(Get, "/oauth/token").unwrap_err().to_response().0, 405);
     }
 
     #[test]
@@ -284,5 +349,18 @@ mod tests {
         assert_eq!(resolve(Get, "/_matrix/client/v3/pushrules/").unwrap().0, Route::PushRules);
         assert_eq!(resolve(Get, "/_matrix/client/v3/pushrules/global/").unwrap().0, Route::PushRulesGlobal);
         assert_eq!(resolve(Put, "/_matrix/client/v3/pushrules/global/room/%21r%3Ax/enabled").unwrap().0, Route::PutPushRuleAttr);
+    }
+
+    #[test]
+    fn media_routes() {
+        let (r, p) = resolve(Get, "/_matrix/client/v1/media/download/example.org/abc/my%20file.txt").unwrap();
+        assert_eq!((r, p.len()), (Route::MediaDownload, 3));
+        assert_eq!(p[2], "my file.txt");
+        assert_eq!(resolve(Get, "/_matrix/media/r0/download/a/b").unwrap().0, Route::LegacyMediaDownload);
+        assert!(streams_body(Post, "/_matrix/media/v3/upload"));
+        assert!(streams_body(Put, "/_matrix/media/v3/upload/a/b"));
+        assert!(!streams_body(Post, "/_matrix/media/v1/create"));
+        assert!(!streams_body(Get, "/_matrix/media/v3/upload"));
+        assert_eq!(resolve(Get, "/_matrix/media/v3/upload").unwrap_err().to_response().0, 405);
     }
 }

@@ -5,7 +5,9 @@ use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::api::oauth::{verify_access_token, BearerError};
 use crate::core::crypto::{ct_eq, hash_password, verify_password};
+use crate::core::oauth::jwt::{looks_like_jwt, AccessClaims};
 use crate::core::ids::local_user_from_input;
 use crate::core::ratelimit::retry_after;
 use crate::core::time::now_ms;
@@ -20,12 +22,32 @@ use crate::store::{accounts, tokens, uia as uia_store};
 pub struct Authed {
     pub user_id: OwnedUserId,
     pub device_id: String,
-    pub token: tokens::AccessToken,
+    pub token: AuthToken,
+}
+
+/// How the caller authenticated.
+pub enum AuthToken {
+    /// A legacy opaque token from `/login` or `/register`.
+    Legacy(tokens::AccessToken),
+    /// An OAuth 2.0 JWT access token (MSC3861) and its verified claims.
+    OAuth(AccessClaims),
 }
 
 /// Resolves the request's access token (spec: client-server-api, "Client Authentication").
+/// A token shaped like a JWT is an OAuth 2.0 access token: signature, `iss`, `aud` and
+/// `exp`, then its session and device in D1 (revocation and device deletion act at once).
 pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
     let token = req.access_token().ok_or_else(|| err!(MissingToken, "Missing access token"))?;
+    if looks_like_jwt(token) {
+        return match verify_access_token(ctx, token).await? {
+            Ok((claims, _)) => {
+                let user_id = UserId::parse(&claims.sub).map_err(|e| Error::internal(format!("JWT sub: {e}")))?;
+                Ok(Authed { user_id, device_id: claims.device_id.clone(), token: AuthToken::OAuth(claims) })
+            }
+            Err(BearerError::Expired) => Err(err!(ErrorKind::UnknownToken { soft_logout: true }, "Access token has expired")),
+            Err(BearerError::Invalid) => Err(err!(ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token")),
+        };
+    }
     let Some(t) = tokens::lookup_access(&ctx.db, token).await? else {
         return Err(err!(ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token"));
     };
@@ -39,7 +61,7 @@ pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
         tokens::mark_used(&ctx.db, &t).await?;
     }
     let user_id = UserId::parse(&t.user_id).map_err(|e| Error::internal(format!("stored user id: {e}")))?;
-    Ok(Authed { user_id, device_id: t.device_id.clone(), token: t })
+    Ok(Authed { user_id, device_id: t.device_id.clone(), token: AuthToken::Legacy(t) })
 }
 
 /// A fixed hash to verify against when the user does not exist, so that a wrong user name
@@ -59,11 +81,16 @@ pub async fn check_password(ctx: &Ctx, req: &Request, user_id: Option<&UserId>, 
         keys.push(format!("ip:{ip}"));
     }
     let since = now.saturating_sub(cfg.login_failures_window_ms);
+    // Count this attempt *before* checking the password, so that parallel guesses cannot all
+    // pass the limit check first; a correct password takes its record back afterwards.
+    let attempt = accounts::record_login_attempt(&ctx.db, &keys, since).await?;
     let failures = accounts::login_failures(&ctx.db, &keys, since).await?;
     for key in &keys {
         let max = if key.starts_with("acct:") { cfg.login_failures_account_max } else { cfg.login_failures_ip_max };
         let ts: Vec<u64> = failures.iter().filter(|(k, _)| k == key).map(|(_, t)| *t).collect();
-        if let Some(ms) = retry_after(ts, max, cfg.login_failures_window_ms, now) {
+        // `ts` includes this attempt: over the limit means more than `max` of them.
+        let limit = if max == 0 { 0 } else { max + 1 }; // 0 turns the limit off
+        if let Some(ms) = retry_after(ts, limit, cfg.login_failures_window_ms, now) {
             return Err(err!(ErrorKind::LimitExceeded { retry_after_ms: ms }, "Too many failed login attempts"));
         }
     }
@@ -80,16 +107,14 @@ pub async fn check_password(ctx: &Ctx, req: &Request, user_id: Option<&UserId>, 
     };
     match user {
         Some(user) if ok => {
+            accounts::forget_login_attempt(&ctx.db, &attempt).await?;
             if user.deactivated != 0 {
                 return Err(err!(UserDeactivated, "This account has been deactivated"));
             }
             Ok(user)
         }
         Some(user) if user.deactivated != 0 => Err(err!(UserDeactivated, "This account has been deactivated")),
-        _ => {
-            accounts::record_login_failure(&ctx.db, &keys, since).await?;
-            Err(err!(Forbidden, "Invalid username or password"))
-        }
+        _ => Err(err!(Forbidden, "Invalid username or password")),
     }
 }
 

@@ -6,6 +6,8 @@ pub mod auth;
 pub mod client;
 pub mod federation;
 pub mod health;
+pub mod media;
+pub mod oauth;
 
 use crate::ctx::Ctx;
 use crate::http::{Method, Request, Response};
@@ -26,6 +28,12 @@ pub async fn handle(ctx: &Ctx, req: Request) -> Response {
 
 async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate::Result<Response> {
     use client::*;
+    // AUTH_MODE=oauth: the legacy login API is off (spec: "Authentication API discovery").
+    if !ctx.config.legacy_login()
+        && matches!(route, Route::Login | Route::Register | Route::Refresh | Route::LoginGetToken)
+    {
+        return Err(crate::err!(Unrecognized, "This server uses OAuth 2.0 for login: see /_matrix/client/v1/auth_metadata"));
+    }
     match route {
         Route::Versions => discovery::versions_route(ctx, req).await,
         Route::WellKnownClient => discovery::well_known_client_route(ctx, req).await,
@@ -52,6 +60,18 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::Profile => profile::profile_route(ctx, req, &p[0]).await,
         Route::GetProfileField => profile::get_field_route(ctx, req, &p[0], &p[1]).await,
         Route::SetProfileField => profile::set_field_route(ctx, req, &p[0], &p[1]).await,
+        Route::MediaUpload => media::upload::upload_route(ctx, req).await,
+        Route::MediaCreate => media::upload::create_route(ctx, req).await,
+        Route::MediaUploadTo => media::upload::upload_to_route(ctx, req, &p[0], &p[1]).await,
+        Route::MediaConfig => media::upload::config_route(ctx, req).await,
+        Route::MediaDownload => media::download::download_route(ctx, req, &p[0], &p[1], p.get(2).map(String::as_str)).await,
+        Route::LegacyMediaDownload => {
+            media::download::legacy_download_route(ctx, req, &p[0], &p[1], p.get(2).map(String::as_str)).await
+        }
+        Route::MediaThumbnail => media::thumbnail::thumbnail_route(ctx, req, &p[0], &p[1]).await,
+        Route::LegacyMediaThumbnail => media::thumbnail::legacy_thumbnail_route(ctx, req, &p[0], &p[1]).await,
+        Route::MediaPreviewUrl => media::preview::preview_url_route(ctx, req).await,
+        Route::AdminQuarantineMedia => media::admin::quarantine_route(ctx, req, &p[0], &p[1]).await,
         Route::AdminRegisterNonce => admin::register::nonce_route(ctx, req).await,
         Route::AdminRegister => admin::register::register_route(ctx, req).await,
         Route::Health => health::health_route(ctx, req).await,
@@ -128,5 +148,16 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::Pushers => push::pushers_route(ctx, req).await,
         Route::SetPusher => push::set_pusher_route(ctx, req).await,
         Route::SendToDevice => to_device::send_to_device_route(ctx, req, &p[0], &p[1]).await,
+        Route::AuthMetadata => oauth::metadata::auth_metadata_route(ctx, req).await,
+        Route::OpenIdConfiguration => oauth::metadata::openid_configuration_route(ctx, req).await,
+        Route::Jwks => oauth::metadata::jwks_route(ctx, req).await,
+        Route::OAuthRegister => oauth::register::register_route(ctx, req).await,
+        Route::OAuthAuthorize => oauth::authorize::authorize_route(ctx, req).await,
+        Route::OAuthAuthorizePost => oauth::authorize::authorize_post_route(ctx, req).await,
+        Route::OAuthToken => oauth::token::token_route(ctx, req).await,
+        Route::OAuthRevoke => oauth::token::revoke_route(ctx, req).await,
+        Route::OAuthUserinfo => oauth::token::userinfo_route(ctx, req).await,
+        Route::Account => oauth::account::account_route(ctx, req).await,
+        Route::AccountPost => oauth::account::account_post_route(ctx, req).await,
     }
 }

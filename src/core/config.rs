@@ -5,7 +5,31 @@
 
 use ruma::{OwnedServerName, ServerName};
 
+use super::oauth::jwt::OAuthKeys;
 use super::signing::ServerSigningKey;
+
+/// Which login APIs are on (`AUTH_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Both the legacy API (`/login`, `/register`) and OAuth 2.0, when a key is configured.
+    Both,
+    /// OAuth 2.0 only: `/login` offers no flows and `POST /login`, `/register` and
+    /// `/refresh` answer 404 `M_UNRECOGNIZED` (spec: "Authentication API discovery").
+    OAuth,
+    /// The legacy API only: `auth_metadata` answers 404 `M_UNRECOGNIZED`.
+    Legacy,
+}
+
+/// The OAuth 2.0 provider's settings; present when `OAUTH_SIGNING_KEY` is set.
+#[derive(Clone, Debug)]
+pub struct OAuthConfig {
+    pub keys: OAuthKeys,
+    /// `PUBLIC_BASEURL/`: the `iss` of every token and the metadata's `issuer`.
+    pub issuer: String,
+    /// HMAC key for the login forms' sealed state and CSRF tokens, derived from the
+    /// signing key.
+    pub form_key: [u8; 32],
+}
 
 /// Who may create accounts through `/register`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +62,45 @@ pub struct Config {
     pub pbkdf2_iterations: u32,
     /// Largest JSON request body accepted.
     pub max_json_body_bytes: usize,
+    pub auth_mode: AuthMode,
+    /// `None` when OAuth is off (no key, or `AUTH_MODE=legacy`).
+    pub oauth: Option<OAuthConfig>,
+    /// Media (issue 6): see [`MediaConfig`].
+    pub media: MediaConfig,
+}
+
+impl Config {
+    /// Password login and registration through the legacy API are allowed.
+    pub fn legacy_login(&self) -> bool {
+        self.auth_mode != AuthMode::OAuth
+    }
+}
+
+/// What the deprecated unauthenticated `/_matrix/media/v3/download` and `/thumbnail` serve
+/// (spec v1.11+, "Content repository" → "Client behaviour": servers SHOULD freeze them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegacyMedia {
+    /// Only media created before `freeze_ts` (ms) is served; the rest is 404 `M_NOT_FOUND`.
+    Freeze { freeze_ts: u64 },
+    /// Everything is served without authentication, as before v1.11.
+    Serve,
+}
+
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    /// Largest upload, checked on the bytes actually received (`m.upload.size`).
+    pub max_upload_bytes: u64,
+    pub legacy: LegacyMedia,
+    /// Largest original we thumbnail (bytes).
+    pub max_thumbnail_source_bytes: u64,
+    /// Whether `/preview_url` fetches pages at all.
+    pub url_previews: bool,
+    /// IP literals exempt from the preview address checks (tests, private deployments).
+    pub url_preview_ip_allowlist: Vec<std::net::IpAddr>,
+    /// Most pending (created, not uploaded, unexpired) media IDs per user.
+    pub max_pending_uploads: u32,
+    /// How long a created media ID waits for its upload.
+    pub unused_media_lifetime_ms: u64,
 }
 
 pub const DEFAULT_RESERVED: &[&str] = &[
@@ -83,6 +146,21 @@ impl Config {
             None => DEFAULT_RESERVED.iter().map(|s| s.to_string()).collect(),
         };
         let signing_key = ServerSigningKey::parse(&var("SIGNING_KEY").ok_or("SIGNING_KEY is not set")?)?;
+        let auth_mode = match var("AUTH_MODE").as_deref().unwrap_or("both") {
+            "both" => AuthMode::Both,
+            "oauth" => AuthMode::OAuth,
+            "legacy" => AuthMode::Legacy,
+            other => return Err(format!("AUTH_MODE must be both, oauth or legacy, got {other:?}")),
+        };
+        let oauth = match (auth_mode, var("OAUTH_SIGNING_KEY")) {
+            (AuthMode::Legacy, _) | (AuthMode::Both, None) => None,
+            (AuthMode::OAuth, None) => return Err("AUTH_MODE is oauth but OAUTH_SIGNING_KEY is not set".into()),
+            (_, Some(key)) => Some(OAuthConfig {
+                keys: OAuthKeys::parse(&key, var("OAUTH_PREVIOUS_SIGNING_KEYS").as_deref())?,
+                issuer: format!("{public_baseurl}/"),
+                form_key: super::crypto::sha256(format!("stratus oauth forms\0{key}").as_bytes()),
+            }),
+        };
 
         Ok(Config {
             server_name,
@@ -100,6 +178,26 @@ impl Config {
             pbkdf2_iterations: num("PASSWORD_PBKDF2_ITERATIONS", super::crypto::DEFAULT_PBKDF2_ITERATIONS as u64)?
                 .clamp(1000, 10_000_000) as u32,
             max_json_body_bytes: num("MAX_JSON_BODY_BYTES", 1024 * 1024)? as usize,
+            media: MediaConfig {
+                max_upload_bytes: num("MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
+                legacy: match var("LEGACY_MEDIA").as_deref().unwrap_or("freeze") {
+                    "freeze" => LegacyMedia::Freeze { freeze_ts: num("LEGACY_MEDIA_FREEZE_TS", 0)? },
+                    "serve" => LegacyMedia::Serve,
+                    other => return Err(format!("LEGACY_MEDIA must be freeze or serve, got {other:?}")),
+                },
+                max_thumbnail_source_bytes: num("MAX_THUMBNAIL_SOURCE_BYTES", 20 * 1024 * 1024)?,
+                url_previews: match var("URL_PREVIEWS").as_deref().unwrap_or("on") {
+                    "on" | "true" | "1" => true,
+                    "off" | "false" | "0" => false,
+                    other => return Err(format!("URL_PREVIEWS must be on or off, got {other:?}")),
+                },
+                url_preview_ip_allowlist: super::preview::parse_ip_list(&var("URL_PREVIEW_IP_ALLOWLIST").unwrap_or_default())
+                    .map_err(|e| format!("URL_PREVIEW_IP_ALLOWLIST: {e}"))?,
+                max_pending_uploads: num("MAX_PENDING_UPLOADS", 10)? as u32,
+                unused_media_lifetime_ms: num("UNUSED_MEDIA_LIFETIME_SECS", 24 * 3600)?.max(1) * 1000,
+            },
+            auth_mode,
+            oauth,
         })
     }
 }
@@ -123,6 +221,31 @@ mod tests {
         assert_eq!(c.registration_mode, RegistrationMode::Closed);
         assert!(c.reserved_localparts.contains(&"admin".to_string()));
         assert_eq!(c.default_room_version, "12");
+        assert_eq!(c.media.max_upload_bytes, 50 * 1024 * 1024);
+        assert_eq!(c.media.legacy, LegacyMedia::Freeze { freeze_ts: 0 });
+        assert!(c.media.url_previews);
+        assert!(c.media.url_preview_ip_allowlist.is_empty());
+    }
+
+    #[test]
+    fn media_settings() {
+        let c = cfg(&[
+            ("SERVER_NAME", "a.org"),
+            ("MAX_UPLOAD_BYTES", "1000"),
+            ("LEGACY_MEDIA", "serve"),
+            ("URL_PREVIEWS", "off"),
+            ("URL_PREVIEW_IP_ALLOWLIST", "127.0.0.1,::1"),
+        ])
+        .unwrap();
+        assert_eq!(c.media.max_upload_bytes, 1000);
+        assert_eq!(c.media.legacy, LegacyMedia::Serve);
+        assert!(!c.media.url_previews);
+        assert_eq!(c.media.url_preview_ip_allowlist.len(), 2);
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("LEGACY_MEDIA_FREEZE_TS", "1700000000000")]).unwrap();
+        assert_eq!(c.media.legacy, LegacyMedia::Freeze { freeze_ts: 1_700_000_000_000 });
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("LEGACY_MEDIA", "sometimes")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("MAX_UPLOAD_BYTES", "lots")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("URL_PREVIEW_IP_ALLOWLIST", "localhost")]).is_err());
     }
 
     #[test]
@@ -132,6 +255,25 @@ mod tests {
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "maybe")]).is_err());
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "token")]).is_err());
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("LOGIN_FAILURES_IP_MAX", "many")]).is_err());
+    }
+
+    #[test]
+    fn auth_modes_and_oauth_keys() {
+        let key = crate::core::oauth::jwt::tests::KEY1;
+        let c = cfg(&[("SERVER_NAME", "a.org")]).unwrap();
+        assert_eq!(c.auth_mode, AuthMode::Both);
+        assert!(c.oauth.is_none() && c.legacy_login());
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("OAUTH_SIGNING_KEY", key), ("PUBLIC_BASEURL", "https://m.a.org/")]).unwrap();
+        let o = c.oauth.as_ref().unwrap();
+        assert_eq!(o.issuer, "https://m.a.org/");
+        assert!(c.legacy_login());
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("OAUTH_SIGNING_KEY", key), ("AUTH_MODE", "oauth")]).unwrap();
+        assert!(c.oauth.is_some() && !c.legacy_login());
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("OAUTH_SIGNING_KEY", key), ("AUTH_MODE", "legacy")]).unwrap();
+        assert!(c.oauth.is_none() && c.legacy_login());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("AUTH_MODE", "oauth")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("AUTH_MODE", "sometimes")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("OAUTH_SIGNING_KEY", "nope")]).is_err());
     }
 
     #[test]

@@ -28,8 +28,9 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
     }
     let up_to = rows.iter().map(|r| r.stream()).max().unwrap_or(0);
     let history = rooms::visibility_history(&ctx.db, room_id, reader.user_id.as_str(), up_to).await?;
-    let now = rooms::membership(&ctx.db, room_id, reader.user_id.as_str()).await?;
     let me = reader.user_id.as_str();
+    // Rule 3 of the spec looks forward: did the user join at any point after the event?
+    let joins: Vec<u64> = history.iter().filter(|h| h.kind == "m.room.member" && h.membership.as_deref() == Some("join")).map(|h| h.stream()).collect();
     // Local rooms are linear (one writer per room), so "the state before event X" is the
     // result of the history entries with a lower stream position.
     let at = |stream: u64| -> (HistoryVisibility, Option<String>) {
@@ -61,7 +62,8 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
                     return true;
                 }
             }
-            may_see(vis, membership.as_deref(), now.as_deref())
+            let joined_after = joins.iter().any(|j| *j > row.stream());
+            may_see(vis, membership.as_deref(), joined_after)
         })
         .collect())
 }

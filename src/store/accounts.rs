@@ -67,6 +67,8 @@ pub async fn deactivate(db: &Db, user_id: &str) -> Result<()> {
         db.stmt("DELETE FROM refresh_tokens WHERE user_id = ?", params![user_id])?,
         db.stmt("DELETE FROM devices WHERE user_id = ?", params![user_id])?,
         db.stmt("DELETE FROM login_tokens WHERE user_id = ?", params![user_id])?,
+        db.stmt("UPDATE oauth_sessions SET revoked_ts = ? WHERE user_id = ? AND revoked_ts IS NULL", params![now_ms(), user_id])?,
+        db.stmt("DELETE FROM oauth_browser_sessions WHERE user_id = ?", params![user_id])?,
     ])
     .await?;
     Ok(())
@@ -96,8 +98,8 @@ pub async fn get_device(db: &Db, user_id: &str, device_id: &str) -> Result<Optio
     .await
 }
 
-/// Statement creating a device or, if it exists, keeping it (a re-login with the same
-/// `device_id` keeps its display name unless a new one is given).
+/// Statement creating a device or, if it exists, keeping it: a re-login with a known
+/// `device_id` ignores `initial_device_display_name` (spec: `POST /login`).
 pub fn upsert_device_stmt(
     db: &Db,
     user_id: &str,
@@ -110,7 +112,7 @@ pub fn upsert_device_stmt(
         "INSERT INTO devices (user_id, device_id, display_name, last_seen_ip, last_seen_ts, created_ts)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT (user_id, device_id) DO UPDATE SET
-           display_name = COALESCE(?3, display_name), last_seen_ip = ?4, last_seen_ts = ?5",
+           last_seen_ip = ?4, last_seen_ts = ?5",
         params![user_id, device_id, display_name, ip, now],
     )
 }
@@ -129,6 +131,11 @@ pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Re
         stmts.push(db.stmt("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", params![user_id, d])?);
         stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?", params![user_id, d])?);
         stmts.push(db.stmt("DELETE FROM devices WHERE user_id = ? AND device_id = ?", params![user_id, d])?);
+        // OAuth sessions of the device: its JWTs and refresh tokens die with it.
+        stmts.push(db.stmt(
+            "UPDATE oauth_sessions SET revoked_ts = ? WHERE user_id = ? AND device_id = ? AND revoked_ts IS NULL",
+            params![now_ms(), user_id, d],
+        )?);
     }
     if !stmts.is_empty() {
         db.batch(stmts).await?;
@@ -166,14 +173,29 @@ pub async fn login_failures(db: &Db, keys: &[String], since: u64) -> Result<Vec<
     Ok(out)
 }
 
-pub async fn record_login_failure(db: &Db, keys: &[String], expire_before: u64) -> Result<()> {
-    let now = now_ms();
-    let mut stmts = Vec::new();
-    for key in keys {
-        stmts.push(db.stmt("INSERT INTO login_failures (key, ts) VALUES (?, ?)", params![key, now])?);
-        stmts.push(db.stmt("DELETE FROM login_failures WHERE key = ? AND ts < ?", params![key, expire_before])?);
+/// Records a login attempt for each key (and drops records older than the window). Returns
+/// the row IDs, so that a successful attempt can be taken back.
+pub async fn record_login_attempt(db: &Db, keys: &[String], expire_before: u64) -> Result<Vec<i64>> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: i64,
     }
-    db.batch(stmts).await?;
+    let now = now_ms();
+    let mut ids = Vec::new();
+    for key in keys {
+        db.run("DELETE FROM login_failures WHERE key = ? AND ts < ?", params![key, expire_before]).await?;
+        if let Some(r) = db.first::<Id>("INSERT INTO login_failures (key, ts) VALUES (?, ?) RETURNING rowid AS id", params![key, now]).await? {
+            ids.push(r.id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Takes back the records of a successful attempt.
+pub async fn forget_login_attempt(db: &Db, ids: &[i64]) -> Result<()> {
+    for id in ids {
+        db.run("DELETE FROM login_failures WHERE rowid = ?", params![id]).await?;
+    }
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod db;
+pub mod media;
+pub mod oauth;
 pub mod tokens;
 pub mod rooms;
 pub mod sync;

@@ -321,16 +321,17 @@ pub async fn max_stream(db: &Db) -> Result<u64> {
     Ok(db.first::<R>("SELECT MAX(stream) AS m FROM events", vec![]).await?.and_then(|r| r.m).unwrap_or(0.0) as u64)
 }
 
-/// The membership changes of one user in a room, and the room's history-visibility changes,
-/// in stream order: what history visibility needs for a page of events.
+/// All membership changes of one user in a room, and the room's history-visibility changes
+/// up to `up_to`, in stream order: what history visibility needs for a page of events (the
+/// user's later joins matter too: spec rule 3 for `shared`).
 pub async fn visibility_history(db: &Db, room_id: &str, user_id: &str, up_to: u64) -> Result<Vec<EventRow>> {
     db.all(
         &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND stream <= ? AND
-               ((type = 'm.room.member' AND state_key = ?) OR type = 'm.room.history_visibility')
+            "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND
+               ((type = 'm.room.member' AND state_key = ?) OR (type = 'm.room.history_visibility' AND stream <= ?))
              ORDER BY stream ASC"
         ),
-        params![room_id, up_to, user_id],
+        params![room_id, user_id, up_to],
     )
     .await
 }

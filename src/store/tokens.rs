@@ -75,11 +75,16 @@ pub fn issue(db: &Db, user_id: &str, device_id: &str, refreshable: bool, lifetim
     Ok((stmts, Issued { access_token: access, refresh_token: refresh, expires_in_ms: refreshable.then_some(lifetime_ms) }))
 }
 
-/// Statements that remove every token of a device (a re-login with the same device ID).
+/// Statements that remove every token of a device (a re-login with the same device ID),
+/// legacy tokens and OAuth sessions alike.
 pub fn revoke_device_tokens(db: &Db, user_id: &str, device_id: &str) -> Result<Vec<D1PreparedStatement>> {
     Ok(vec![
         db.stmt("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", params![user_id, device_id])?,
         db.stmt("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?", params![user_id, device_id])?,
+        db.stmt(
+            "UPDATE oauth_sessions SET revoked_ts = ? WHERE user_id = ? AND device_id = ? AND revoked_ts IS NULL",
+            params![now_ms(), user_id, device_id],
+        )?,
     ])
 }
 
@@ -87,7 +92,6 @@ pub fn revoke_device_tokens(db: &Db, user_id: &str, device_id: &str) -> Result<V
 struct RefreshRow {
     user_id: String,
     device_id: String,
-    next_hash: Option<String>,
 }
 
 /// Rotates a refresh token: a new access and refresh token replace it. The presented token
@@ -96,20 +100,38 @@ struct RefreshRow {
 pub async fn refresh(db: &Db, refresh_token: &str, lifetime_ms: u64) -> Result<Option<(String, Issued)>> {
     let rh = token_hash(refresh_token);
     let Some(row) = db
-        .first::<RefreshRow>("SELECT user_id, device_id, next_hash FROM refresh_tokens WHERE token_hash = ?", params![rh])
+        .first::<RefreshRow>("SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = ?", params![rh])
         .await?
     else {
         return Ok(None);
     };
     let (mut stmts, issued) = issue(db, &row.user_id, &row.device_id, true, lifetime_ms)?;
     let new_rh = token_hash(issued.refresh_token.as_deref().expect("refreshable"));
-    if let Some(prev_next) = &row.next_hash {
-        stmts.push(db.stmt("DELETE FROM access_tokens WHERE refresh_hash = ?", params![prev_next])?);
-        stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE token_hash = ?", params![prev_next])?);
-    }
+    // Record where the new token came from. Any other token rotated from the same parent
+    // (an earlier unused rotation, or a racing request) dies in this same batch: batches run
+    // one at a time, so after N racing refreshes exactly the last session is alive.
+    stmts.push(db.stmt("UPDATE refresh_tokens SET parent_hash = ? WHERE token_hash = ?", params![rh, new_rh])?);
+    stmts.push(db.stmt(
+        "DELETE FROM access_tokens WHERE refresh_hash IN
+           (SELECT token_hash FROM refresh_tokens WHERE parent_hash = ? AND token_hash != ?)",
+        params![rh, new_rh],
+    )?);
+    stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE parent_hash = ? AND token_hash != ?", params![rh, new_rh])?);
+    // The access token issued with the presented refresh token, and the presented token's own
+    // parent (using this token proves the client has it).
     stmts.push(db.stmt("DELETE FROM access_tokens WHERE refresh_hash = ?", params![rh])?);
     stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE next_hash = ?", params![rh])?);
     stmts.push(db.stmt("UPDATE refresh_tokens SET next_hash = ? WHERE token_hash = ?", params![new_rh, rh])?);
+    // If the presented token was itself deleted meanwhile (its family was replaced by a
+    // racing request), undo: the new tokens must not outlive it.
+    stmts.push(db.stmt(
+        "DELETE FROM access_tokens WHERE refresh_hash = ?1 AND NOT EXISTS (SELECT 1 FROM refresh_tokens WHERE token_hash = ?2)",
+        params![new_rh, rh],
+    )?);
+    stmts.push(db.stmt(
+        "DELETE FROM refresh_tokens WHERE token_hash = ?1 AND NOT EXISTS (SELECT 1 FROM refresh_tokens WHERE token_hash = ?2)",
+        params![new_rh, rh],
+    )?);
     db.batch(stmts).await?;
     Ok(Some((row.user_id, issued)))
 }

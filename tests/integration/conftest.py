@@ -256,6 +256,24 @@ def start_worker(extra_vars: dict[str, str] | None = None) -> Server:
 _STARTED: list[Server] = []
 
 
+def _stop_all() -> None:
+    for s in _STARTED:
+        s.stop()
+
+
+# Never leave wrangler/workerd behind: stop every instance at interpreter exit, and turn
+# SIGTERM (e.g. from `timeout`) into a normal exit so that fixtures' finalizers and atexit run.
+atexit.register(_stop_all)
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - only on external termination
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+if hasattr(signal, "SIGTERM") and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 @pytest.fixture(scope="session")
 def stratus() -> Server:
     """The main server for the session."""

@@ -308,3 +308,16 @@ def test_uia_other_users_session_not_usable(base, user, user2):
     assert r.status_code in (400, 401, 403), r.text
     login(base, user2["username"], user2["password"])
     assert_error(pw_login_raw(base, user2["username"], "hijacked"), 403, "M_FORBIDDEN")
+
+
+def test_password_change_keeps_callers_refresh_token(base, user):
+    me = login(base, user["username"], user["password"], refresh_token=True)
+    r = uia_password(
+        base, "POST", PASSWORD_PATH, {"new_password": "rotated-pass-2"}, me["access_token"], user["user_id"], user["password"]
+    )
+    assert_ok(r)
+    r = call(base, "POST", f"{CLIENT_V3}/refresh", {"refresh_token": me["refresh_token"]})
+    body = assert_ok(r)
+    assert_token_works(base, body["access_token"], user["user_id"])
+    # The registration session (another device) was logged out.
+    assert_token_dead(base, user["access_token"])

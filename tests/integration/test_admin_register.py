@@ -197,3 +197,27 @@ def test_password_too_long(base, shared_secret):
     r = admin_register_raw(base, shared_secret, name, "p" * 513)
     assert r.status_code == 400, r.text
     assert_ok(call(base, "GET", f"{CLIENT_V3}/register/available", params={"username": name}))
+
+
+def test_nonce_single_use_under_concurrency(base, shared_secret):
+    """Eight simultaneous registrations with one nonce: exactly one succeeds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    nonce = admin_nonce(base)
+    names = [unique_username("adm") for _ in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda n: admin_register_raw(base, shared_secret, n, nonce=nonce), names))
+    assert sorted(r.status_code for r in results) == [200] + [400] * 7, [r.text for r in results]
+    for r in results:
+        if r.status_code == 400:
+            assert r.json()["errcode"] == "M_UNKNOWN", r.text
+
+
+def test_deactivated_name_stays_taken(base, shared_secret, user):
+    from matrix_helpers import uia_password
+
+    r = uia_password(
+        base, "POST", f"{CLIENT_V3}/account/deactivate", {}, user["access_token"], user["user_id"], user["password"]
+    )
+    assert_ok(r)
+    assert_error(admin_register_raw(base, shared_secret, user["username"]), 400, "M_USER_IN_USE")

@@ -288,3 +288,32 @@ def test_relogin_keeps_existing_device_display_name(base, user):
     again = login(base, user["username"], user["password"], device_id=dev, initial_device_display_name="clobbered")
     d = assert_ok(call(base, "GET", f"{CLIENT_V3}/devices/{dev}", token=again["access_token"]))
     assert d["display_name"] == "renamed", d
+
+
+def test_login_username_case_insensitive(base, user):
+    """Synapse matches the user part of a login case-insensitively (user IDs are lowercase)."""
+    out = login(base, user["username"].upper(), user["password"])
+    assert out["user_id"] == user["user_id"]
+
+
+def test_login_token_single_use_under_concurrency(base, user):
+    """Eight simultaneous logins with one m.login.token: exactly one succeeds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    token = get_login_token(base, user)["login_token"]
+
+    def attempt(_):
+        return requests.post(f"{base}{CLIENT_V3}/login", json={"type": "m.login.token", "token": token}, timeout=60)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(attempt, range(8)))
+    assert sorted(r.status_code for r in results) == [200] + [403] * 7, [r.text for r in results]
+
+
+def test_login_token_is_not_an_access_token(base, user):
+    out = get_login_token(base, user)
+    assert_token_dead(base, out["login_token"])
+    # ... and probing with it did not consume it.
+    assert_ok(login_raw(base, {"type": "m.login.token", "token": out["login_token"]}))

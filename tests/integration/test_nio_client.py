@@ -145,13 +145,6 @@ async def _register_with_token(base, server_name):
         await client.close()
 
 
-@pytest.mark.xfail(
-    reason="nio's register_with_token hard-codes Synapse's two-stage flow "
-    "[m.login.registration_token, m.login.dummy] and re-sends the dummy stage after the "
-    "token stage; with the contract's single-stage flow the token stage already registers "
-    "the user, so nio's final dummy call gets M_USER_IN_USE",
-    strict=False,
-)
 def test_nio_register_with_token(stratus_factory):
     """nio's register_with_token drives Synapse's token flow (token stage, then dummy)."""
     server = stratus_factory({"REGISTRATION_MODE": "token", "REGISTRATION_TOKENS": "tok1,tok2"})

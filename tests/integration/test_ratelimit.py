@@ -132,3 +132,16 @@ def test_lockout_expires_after_window(stratus_factory):
     assert_limited(pw_login(base, u["username"], u["password"]))
     time.sleep(limited["retry_after_ms"] / 1000 + 0.5)
     login(base, u["username"], u["password"])
+
+
+def test_parallel_guesses_cannot_pass_the_limit_together(base):
+    """Each attempt is counted before its password is checked, so 20 simultaneous wrong
+    passwords for one account (limit 5) get at most 5 answers of 403; the rest are 429."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    u = new_user(base, prefix="rlp")
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        codes = list(pool.map(lambda i: pw_login(base, u["username"], f"guess-{i}").status_code, range(20)))
+    assert set(codes) <= {403, 429}, codes
+    assert codes.count(403) <= 5, codes
+    assert codes.count(429) >= 15, codes

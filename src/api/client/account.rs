@@ -57,5 +57,21 @@ pub async fn deactivate_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let value = req.json_value()?;
     user_interactive_auth(ctx, req, &value, "deactivate", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
     accounts::deactivate(&ctx.db, me.user_id.as_str()).await?;
+    // Like Synapse, a deactivated user leaves every room (and rejects pending invites).
+    for membership in ["join", "invite", "knock"] {
+        for room in crate::store::rooms::rooms_with_membership(&ctx.db, me.user_id.as_str(), membership).await? {
+            let Ok(room_id) = ruma::RoomId::parse(&room) else { continue };
+            let ev = crate::core::room::pdu::NewEvent {
+                kind: "m.room.member".into(),
+                state_key: Some(me.user_id.to_string()),
+                content: json!({ "membership": "leave" }),
+                sender: me.user_id.clone(),
+                redacts: None,
+            };
+            if let Err(e) = crate::service::timeline::append_via_room(ctx, &room_id, &[ev], None).await {
+                crate::error::log_error(&format!("leaving {room} on deactivation: {e}"));
+            }
+        }
+    }
     Ok(Response::ok(json!({ "id_server_unbind_result": "no-support" })))
 }

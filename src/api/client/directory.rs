@@ -317,6 +317,11 @@ pub async fn room_summary(ctx: &Ctx, room_id: &str, joined: u64) -> Result<Value
             s[key] = json!(v);
         }
     }
+    let jr = c("m.room.join_rules");
+    if matches!(jr["join_rule"].as_str(), Some("restricted") | Some("knock_restricted")) {
+        let allowed: Vec<&str> = jr["allow"].as_array().into_iter().flatten().filter(|a| a["type"] == "m.room_membership").filter_map(|a| a["room_id"].as_str()).collect();
+        s["allowed_room_ids"] = json!(allowed);
+    }
     let create = c("m.room.create");
     if let Some(t) = create["type"].as_str() {
         s["room_type"] = json!(t);

@@ -57,7 +57,11 @@ pub async fn create_session(ctx: &Ctx, req: &Request, user_id: &UserId, s: Sessi
 }
 
 /// # `GET /_matrix/client/v3/login`
-pub async fn login_flows_route(_ctx: &Ctx, _req: &Request) -> Result<Response> {
+/// No flows when `AUTH_MODE=oauth`: clients log in through the OAuth 2.0 API.
+pub async fn login_flows_route(ctx: &Ctx, _req: &Request) -> Result<Response> {
+    if !ctx.config.legacy_login() {
+        return Ok(Response::ok(json!({ "flows": [] })));
+    }
     Ok(Response::ok(json!({
         "flows": [ { "type": "m.login.password" }, { "type": "m.login.token" } ]
     })))

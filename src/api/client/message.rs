@@ -131,15 +131,38 @@ async fn paginate(
     Ok((out, pos, exhausted))
 }
 
-/// Member events of the senders, for lazy-loading filters.
+/// Member events of the senders, for lazy-loading filters: each sender's member event as
+/// of their latest event in the chunk (the name shown next to what they said).
 async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, events: &[EventRow]) -> Result<Vec<Value>> {
-    let mut senders: Vec<(String, String)> = events.iter().map(|e| ("m.room.member".to_owned(), e.sender.clone())).collect();
-    senders.sort();
-    senders.dedup();
-    let state = rooms::current_state_keys(&ctx.db, room_id, &senders).await?;
-    let ids: Vec<String> = state.values().map(|e| e.to_string()).collect();
-    let rows = rooms::get_events(&ctx.db, &ids).await?;
-    to_client(ctx, reader, &rows).await
+    let mut latest: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for e in events {
+        let s = latest.entry(e.sender.clone()).or_insert(0);
+        *s = (*s).max(e.stream());
+    }
+    let mut out_rows = Vec::new();
+    let senders: Vec<String> = latest.keys().cloned().collect();
+    for chunk in senders.chunks(80) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let mut p: Vec<Value> = vec![json!(room_id)];
+        p.extend(chunk.iter().map(|s| json!(s)));
+        let rows: Vec<EventRow> = ctx
+            .db
+            .all(
+                &format!(
+                    "SELECT {} FROM events WHERE room_id = ? AND type = 'm.room.member' AND state_key IN ({marks}) ORDER BY stream ASC",
+                    rooms::EVENT_COLUMNS
+                ),
+                p,
+            )
+            .await?;
+        for sender in chunk {
+            let at = latest[sender];
+            if let Some(r) = rows.iter().filter(|r| r.state_key.as_deref() == Some(sender.as_str()) && r.stream() <= at).last() {
+                out_rows.push(r.clone());
+            }
+        }
+    }
+    to_client(ctx, reader, &out_rows).await
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/messages`

@@ -94,5 +94,34 @@ pub async fn set_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str)
         }
     }
     accounts::set_profile_field(&ctx.db, me.user_id.as_str(), f, value.as_deref()).await?;
+    propagate_to_rooms(ctx, &me.user_id).await?;
     Ok(Response::ok(json!({})))
+}
+
+/// Like Synapse, a profile change updates the user's member event in every joined room, so
+/// that other members see the new name (bounded: the first 100 rooms).
+async fn propagate_to_rooms(ctx: &Ctx, user_id: &UserId) -> Result<()> {
+    let Some(user) = accounts::get_user(&ctx.db, user_id.as_str()).await? else { return Ok(()) };
+    for room in crate::store::rooms::rooms_with_membership(&ctx.db, user_id.as_str(), "join").await?.into_iter().take(100) {
+        let Ok(room_id) = ruma::RoomId::parse(&room) else { continue };
+        let mut content = json!({ "membership": "join" });
+        if let Some(d) = &user.displayname {
+            content["displayname"] = json!(d);
+        }
+        if let Some(a) = &user.avatar_url {
+            content["avatar_url"] = json!(a);
+        }
+        let ev = crate::core::room::pdu::NewEvent {
+            kind: "m.room.member".into(),
+            state_key: Some(user_id.to_string()),
+            content,
+            sender: user_id.to_owned(),
+            redacts: None,
+        };
+        // A room that refuses the update (e.g. power levels) keeps the old name.
+        if let Err(e) = crate::service::timeline::append_via_room(ctx, &room_id, &[ev], None).await {
+            crate::error::log_error(&format!("profile update in {room}: {e}"));
+        }
+    }
+    Ok(())
 }

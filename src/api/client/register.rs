@@ -29,7 +29,8 @@ struct RegisterBody {
 
 fn flows(ctx: &Ctx) -> Flows {
     match ctx.config.registration_mode {
-        RegistrationMode::Token => Flows::single(uia::REGISTRATION_TOKEN),
+        // Synapse's flow (token, then dummy), which clients such as matrix-nio expect.
+        RegistrationMode::Token => Flows(vec![vec![uia::REGISTRATION_TOKEN, uia::DUMMY]]),
         _ => Flows::single(uia::DUMMY),
     }
 }

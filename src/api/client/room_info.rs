@@ -156,8 +156,8 @@ struct SearchBody {
 }
 
 /// # `POST /_matrix/client/v3/user_directory/search`
-/// Users who share a room with the searcher or are in a public room (Synapse's default),
-/// matched on user ID or display name.
+/// Users who share a room with the searcher or are in a public room — join rule `public`
+/// or `world_readable` history (Synapse's default) — matched on user ID or display name.
 pub async fn user_directory_search_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let body: SearchBody = req.json()?;
@@ -179,8 +179,11 @@ pub async fn user_directory_search_route(ctx: &Ctx, req: &Request) -> Result<Res
                AND (u.user_id = ?2
                  OR u.user_id IN (SELECT m2.user_id FROM memberships m1 JOIN memberships m2 ON m1.room_id = m2.room_id
                                   WHERE m1.user_id = ?2 AND m1.membership = 'join' AND m2.membership = 'join')
-                 OR u.user_id IN (SELECT m.user_id FROM memberships m JOIN rooms r ON r.room_id = m.room_id
-                                  WHERE r.is_public = 1 AND m.membership = 'join'))
+                 OR u.user_id IN (SELECT m.user_id FROM memberships m WHERE m.membership = 'join' AND m.room_id IN
+                      (SELECT cs.room_id FROM current_state cs JOIN events e ON e.event_id = cs.event_id
+                       WHERE (cs.type = 'm.room.join_rules' AND json_extract(e.json, '$.content.join_rule') = 'public')
+                          OR (cs.type = 'm.room.history_visibility'
+                              AND json_extract(e.json, '$.content.history_visibility') = 'world_readable'))))
              ORDER BY u.displayname IS NULL, u.user_id LIMIT ?3",
             params![pattern, me.user_id.as_str(), limit + 1],
         )

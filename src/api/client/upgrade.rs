@@ -48,6 +48,12 @@ pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
     let old_create = content_of("m.room.create", "").unwrap_or(Value::Null);
 
     let mut create = json!({ "room_version": body.new_version, "predecessor": { "room_id": old } });
+    if !new_rules.authorization.room_create_event_id_as_room_id {
+        // Before v12 the predecessor also names the last known event of the old room.
+        if let Some(head) = &old_row.head_event {
+            create["predecessor"]["event_id"] = json!(head);
+        }
+    }
     if let Some(t) = old_create.get("type") {
         create["type"] = t.clone();
     }

@@ -8,6 +8,9 @@ pub mod pdu;
 pub mod state;
 pub mod visibility;
 
+#[cfg(test)]
+mod tests;
+
 use ruma::{room_version_rules::RoomVersionRules, RoomVersionId};
 
 use crate::err;

@@ -1,7 +1,7 @@
 //! Room state maps, the deltas stored between state snapshots, and state resolution v2
 //! (ruma) where two state sets meet (spec: rooms/v2 "State resolution").
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
@@ -61,6 +61,35 @@ pub fn auth_chain(start: &[OwnedEventId], fetch: &impl Fn(&EventId) -> Option<Pd
     seen
 }
 
+/// The conflicted state subgraph (spec: rooms/v12, "State resolution"): the conflicted events
+/// and every event that is both an auth ancestor of one of them and has one of them among its
+/// own auth ancestors.
+pub fn conflicted_subgraph(conflicted: &[OwnedEventId], fetch: &impl Fn(&EventId) -> Option<Pdu>) -> HashSet<OwnedEventId> {
+    let targets: HashSet<OwnedEventId> = conflicted.iter().cloned().collect();
+    let ancestors = auth_chain(conflicted, fetch);
+    // Whether a conflicted event is among an event's auth ancestors; post-order, no recursion.
+    let mut reaches: HashMap<OwnedEventId, bool> = HashMap::new();
+    for start in &ancestors {
+        let mut stack = vec![(start.clone(), false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if reaches.contains_key(&id) {
+                continue;
+            }
+            let auth = fetch(&id).map(|p| p.auth_events).unwrap_or_default();
+            if expanded {
+                let r = auth.iter().any(|a| targets.contains(a) || reaches.get(a) == Some(&true));
+                reaches.insert(id, r);
+            } else {
+                stack.push((id, true));
+                stack.extend(auth.into_iter().filter(|a| !reaches.contains_key(a)).map(|a| (a, false)));
+            }
+        }
+    }
+    let mut set: HashSet<OwnedEventId> = ancestors.into_iter().filter(|e| reaches.get(e) == Some(&true)).collect();
+    set.extend(targets);
+    set
+}
+
 /// Resolves several state maps into one with state resolution v2 (ruma). `fetch` must know
 /// every event in the maps and their auth chains.
 pub fn resolve(rules: &RoomVersionRules, maps: &[StateMap], fetch: impl Fn(&EventId) -> Option<Pdu>) -> Result<StateMap> {
@@ -79,14 +108,12 @@ pub fn resolve(rules: &RoomVersionRules, maps: &[StateMap], fetch: impl Fn(&Even
         })
         .collect();
     let state_res_rules = rules.state_res.v2_rules().ok_or_else(|| err!(UnsupportedRoomVersion, "state resolution v1 is not supported"))?;
-    // Since v12 the conflicted state subgraph is needed: every event on an auth path between
-    // two conflicted events. The full auth chains of the conflicted events contain it; the
-    // algorithm only uses it to widen the set it considers.
+    // Since v12 the conflicted state subgraph widens the set resolved: every event on an auth
+    // path between two conflicted events. Not their whole auth chains: a common ancestor such
+    // as an older membership would then be re-applied and could win over its descendants.
     let subgraph = |conflicted: &state_res::StateMap<Vec<OwnedEventId>>| -> Option<EventIdSet<OwnedEventId>> {
         let ids: Vec<OwnedEventId> = conflicted.values().flatten().cloned().collect();
-        let mut set: HashSet<OwnedEventId> = auth_chain(&ids, &fetch);
-        set.extend(ids);
-        Some(set.into_iter().collect())
+        Some(conflicted_subgraph(&ids, &fetch).into_iter().collect())
     };
     let resolved = state_res::resolve(&rules.authorization, state_res_rules, &ruma_maps, auth_chains, &fetch, subgraph)
         .map_err(|e| err!(Unknown, "state resolution failed: {e}"))?;

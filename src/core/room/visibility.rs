@@ -42,17 +42,17 @@ impl HistoryVisibility {
     }
 }
 
-/// The spec's algorithm:
+/// The spec's algorithm (client-server-api, "History visibility", "Server behaviour"):
 /// 1. `world_readable`: everyone.
 /// 2. The user was joined at the event: yes.
-/// 3. `shared` and the user is joined now: yes.
-/// 4. `invited` and the user was invited (or joined) at the event: yes.
+/// 3. `shared` and the user joined the room at any point after the event was sent: yes.
+/// 4. `invited` and the user was invited at the event: yes.
 /// 5. Otherwise no.
-pub fn may_see(visibility: HistoryVisibility, membership_at_event: Option<&str>, membership_now: Option<&str>) -> bool {
+pub fn may_see(visibility: HistoryVisibility, membership_at_event: Option<&str>, joined_after: bool) -> bool {
     match visibility {
         HistoryVisibility::WorldReadable => true,
         _ if membership_at_event == Some("join") => true,
-        HistoryVisibility::Shared => membership_now == Some("join"),
+        HistoryVisibility::Shared => joined_after,
         HistoryVisibility::Invited => membership_at_event == Some("invite"),
         HistoryVisibility::Joined => false,
     }
@@ -65,24 +65,25 @@ mod tests {
 
     #[test]
     fn matrix() {
-        // (visibility, at event, now, expected)
+        // (visibility, membership at the event, joined at some point after it, expected)
         let cases = [
-            (WorldReadable, None, None, true),
-            (Shared, None, Some("join"), true),
-            (Shared, None, Some("leave"), false),
-            (Shared, Some("join"), Some("leave"), true),
-            (Shared, Some("leave"), Some("join"), true),
-            (Shared, Some("invite"), Some("invite"), false),
-            (Invited, Some("invite"), Some("join"), true),
-            (Invited, Some("invite"), Some("leave"), true),
-            (Invited, None, Some("join"), false),
-            (Joined, Some("invite"), Some("join"), false),
-            (Joined, Some("join"), Some("leave"), true),
-            (Joined, None, Some("join"), false),
-            (Joined, Some("ban"), None, false),
+            (WorldReadable, None, false, true),
+            (Shared, None, true, true),
+            (Shared, None, false, false),
+            (Shared, Some("join"), false, true),
+            (Shared, Some("leave"), true, true),
+            (Shared, Some("leave"), false, false),
+            (Shared, Some("invite"), false, false),
+            (Invited, Some("invite"), true, true),
+            (Invited, Some("invite"), false, true),
+            (Invited, None, true, false),
+            (Joined, Some("invite"), true, false),
+            (Joined, Some("join"), false, true),
+            (Joined, None, true, false),
+            (Joined, Some("ban"), false, false),
         ];
-        for (v, at, now, want) in cases {
-            assert_eq!(may_see(v, at, now), want, "{v:?} at={at:?} now={now:?}");
+        for (v, at, after, want) in cases {
+            assert_eq!(may_see(v, at, after), want, "{v:?} at={at:?} joined_after={after}");
         }
     }
 

@@ -1,0 +1,250 @@
+//! Media storage: one D1 row per media ID (table `media`, migrations/0002_media.sql) and the
+//! bytes in R2 under the SHA-256 of the content ([`content_key`]), so identical uploads are
+//! stored once.
+//!
+//! Uploads are streamed. The body is read chunk by chunk while it is hashed and counted; the
+//! size limit is enforced on the bytes actually received, so a lying or missing
+//! `Content-Length` does not matter. Memory stays bounded by [`PART_BYTES`]:
+//! - a body that ends within one part is put straight under its hash key;
+//! - a longer body goes to a temporary key (`tmp/<uuid>`) as an R2 multipart upload, one
+//!   part per [`PART_BYTES`]. Once the hash is known the temporary object is copied to the
+//!   hash key (streamed R2 → R2: R2 has no rename) unless that key already exists, and
+//!   deleted. A failed or refused upload aborts the multipart upload, so nothing is left.
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use worker::{Bucket, ByteStream, Data, FixedLengthStream, HttpMetadata, ResponseBody};
+
+use crate::core::media::{content_key, UploadSplitter};
+use crate::core::time::now_ms;
+use crate::err;
+use crate::error::{Error, Result};
+use crate::http::BodyStream;
+use crate::params;
+use crate::store::db::Db;
+
+/// R2 multipart part size: R2 wants at least 5 MiB for every part but the last, all equal.
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+pub struct Media {
+    pub media_id: String,
+    pub user_id: String,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: Option<f64>,
+    pub sha256: Option<String>,
+    pub created_ts: f64,
+    pub uploaded_ts: Option<f64>,
+    pub unused_expires_ts: Option<f64>,
+    pub quarantined: i64,
+}
+
+const COLUMNS: &str =
+    "media_id, user_id, content_type, filename, size, sha256, created_ts, uploaded_ts, unused_expires_ts, quarantined";
+
+pub async fn get(db: &Db, media_id: &str) -> Result<Option<Media>> {
+    db.first(&format!("SELECT {COLUMNS} FROM media WHERE media_id = ?"), params![media_id]).await
+}
+
+/// Records uploaded content under a new media ID.
+pub async fn insert_uploaded(db: &Db, media_id: &str, user_id: &str, stored: &Stored, content_type: &str, filename: Option<&str>) -> Result<()> {
+    let now = now_ms();
+    db.run(
+        "INSERT INTO media (media_id, user_id, content_type, filename, size, sha256, created_ts, uploaded_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        params![media_id, user_id, content_type, filename, stored.size, stored.sha256, now, now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates a media ID whose content comes later (`POST /_matrix/media/v1/create`).
+pub async fn insert_pending(db: &Db, media_id: &str, user_id: &str, expires_ts: u64) -> Result<()> {
+    db.run(
+        "INSERT INTO media (media_id, user_id, created_ts, unused_expires_ts) VALUES (?, ?, ?, ?)",
+        params![media_id, user_id, now_ms(), expires_ts],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Pending (created, not uploaded, unexpired) media IDs of a user.
+pub async fn count_pending(db: &Db, user_id: &str) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct N {
+        n: f64,
+    }
+    let n: Option<N> = db
+        .first(
+            "SELECT COUNT(*) AS n FROM media WHERE user_id = ? AND sha256 IS NULL AND unused_expires_ts > ?",
+            params![user_id, now_ms()],
+        )
+        .await?;
+    Ok(n.map(|n| n.n as u64).unwrap_or(0))
+}
+
+/// Fills in a pending media ID. `Ok(false)` when someone else filled it first (the
+/// `sha256 IS NULL` condition is the atomic guard).
+pub async fn complete_pending(db: &Db, media_id: &str, stored: &Stored, content_type: &str, filename: Option<&str>) -> Result<bool> {
+    let n = db
+        .run(
+            "UPDATE media SET sha256 = ?, size = ?, content_type = ?, filename = ?, uploaded_ts = ? WHERE media_id = ? AND sha256 IS NULL",
+            params![stored.sha256, stored.size, content_type, filename, now_ms(), media_id],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn set_quarantined(db: &Db, media_id: &str, quarantined: bool) -> Result<bool> {
+    let n = db
+        .run("UPDATE media SET quarantined = ? WHERE media_id = ?", params![quarantined as i64, media_id])
+        .await?;
+    Ok(n == 1)
+}
+
+/// Content that is now in R2.
+#[derive(Debug)]
+pub struct Stored {
+    pub sha256: String,
+    pub size: u64,
+}
+
+fn r2_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("R2 {what}: {e}"))
+}
+
+fn too_large(limit: u64) -> Error {
+    err!(TooLarge, "Upload is larger than the limit of {limit} bytes")
+}
+
+/// A body to store: bytes already in memory, or the request's stream.
+pub enum Body {
+    Bytes(Vec<u8>),
+    Stream(BodyStream),
+}
+
+/// Streams `body` into R2 under its SHA-256, refusing it with 413 `M_TOO_LARGE` as soon as
+/// more than `limit` bytes have arrived.
+pub async fn store_content(bucket: &Bucket, body: Body, limit: u64) -> Result<Stored> {
+    let mut chunks: std::pin::Pin<Box<dyn futures_util::Stream<Item = worker::Result<Vec<u8>>>>> = match body {
+        Body::Bytes(b) => Box::pin(futures_util::stream::iter(std::iter::once(Ok(b)))),
+        Body::Stream(s) => Box::pin(ByteStream::from(s.0)),
+    };
+    let mut split = UploadSplitter::new(limit, PART_BYTES);
+    let mut multipart: Option<(worker::MultipartUpload, String, Vec<worker::UploadedPart>)> = None;
+
+    let result: Result<()> = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| err!(Unknown, "Could not read the upload: {e}"))?;
+            for part in split.push(&chunk).map_err(|_| too_large(limit))? {
+                if multipart.is_none() {
+                    let key = format!("tmp/{}", uuid::Uuid::new_v4());
+                    let up = bucket.create_multipart_upload(key.clone()).execute().await.map_err(|e| r2_err("create multipart", e))?;
+                    multipart = Some((up, key, Vec::new()));
+                }
+                let (up, _, parts) = multipart.as_mut().expect("just set");
+                let n = parts.len() as u16 + 1;
+                parts.push(up.upload_part(n, part).await.map_err(|e| r2_err("upload part", e))?);
+            }
+        }
+        Ok(())
+    }
+    .await;
+
+    if let Err(e) = result {
+        if let Some((up, _, _)) = &multipart {
+            let _ = up.abort().await;
+        }
+        return Err(e);
+    }
+
+    let (sha256, total, rest) = split.finish();
+    let key = content_key(&sha256);
+    match multipart {
+        None => {
+            if bucket.head(key.clone()).await.map_err(|e| r2_err("head", e))?.is_none() {
+                bucket.put(key, rest).execute().await.map_err(|e| r2_err("put", e))?;
+            }
+        }
+        Some((up, tmp, mut parts)) => {
+            // The splitter never leaves an empty last part.
+            let n = parts.len() as u16 + 1;
+            match up.upload_part(n, rest).await {
+                Ok(p) => parts.push(p),
+                Err(e) => {
+                    let _ = up.abort().await;
+                    return Err(r2_err("upload part", e));
+                }
+            }
+            up.complete(parts).await.map_err(|e| r2_err("complete multipart", e))?;
+            let copied = async {
+                if bucket.head(key.clone()).await.map_err(|e| r2_err("head", e))?.is_none() {
+                    copy_object(bucket, &tmp, &key, total).await?;
+                }
+                Ok::<_, Error>(())
+            }
+            .await;
+            let _ = bucket.delete(tmp).await;
+            copied?;
+        }
+    }
+    Ok(Stored { sha256, size: total })
+}
+
+/// Copies an object of `size` bytes, streaming (R2 has no rename).
+async fn copy_object(bucket: &Bucket, from: &str, to: &str, size: u64) -> Result<()> {
+    let obj = bucket.get(from).execute().await.map_err(|e| r2_err("get", e))?.ok_or_else(|| Error::internal("temporary upload vanished"))?;
+    let stream = obj.body().ok_or_else(|| Error::internal("temporary upload has no body"))?.stream().map_err(|e| r2_err("stream", e))?;
+    bucket
+        .put(to, Data::Stream(FixedLengthStream::wrap(stream, size)))
+        .execute()
+        .await
+        .map_err(|e| r2_err("copy", e))?;
+    Ok(())
+}
+
+/// The content under `key` (or bytes `start..=end` of it) as a stream for a response, if it
+/// exists; with the object's full size.
+pub async fn open(bucket: &Bucket, key: &str, range: Option<(u64, u64)>) -> Result<Option<(BodyStream, u64)>> {
+    let mut get = bucket.get(key);
+    if let Some((start, end)) = range {
+        get = get.range(worker::Range::OffsetWithLength { offset: start, length: end - start + 1 });
+    }
+    let Some(obj) = get.execute().await.map_err(|e| r2_err("get", e))? else { return Ok(None) };
+    let size = obj.size();
+    let body = obj.body().ok_or_else(|| Error::internal("R2 object without body"))?;
+    match body.response_body().map_err(|e| r2_err("body", e))? {
+        ResponseBody::Stream(s) => Ok(Some((BodyStream(s), size))),
+        _ => Err(Error::internal("R2 body is not a stream")),
+    }
+}
+
+/// The content under `key` in memory (thumbnail sources, bounded by the caller).
+pub async fn read(bucket: &Bucket, key: &str) -> Result<Option<Vec<u8>>> {
+    let Some(obj) = bucket.get(key).execute().await.map_err(|e| r2_err("get", e))? else { return Ok(None) };
+    let body = obj.body().ok_or_else(|| Error::internal("R2 object without body"))?;
+    Ok(Some(body.bytes().await.map_err(|e| r2_err("read", e))?))
+}
+
+/// Stores generated bytes (thumbnails) with their content type.
+pub async fn put_bytes(bucket: &Bucket, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<()> {
+    bucket
+        .put(key, bytes)
+        .http_metadata(HttpMetadata { content_type: Some(content_type.to_owned()), ..Default::default() })
+        .execute()
+        .await
+        .map_err(|e| r2_err("put", e))?;
+    Ok(())
+}
+
+/// A stored object's stream and content type (cached thumbnails).
+pub async fn open_with_type(bucket: &Bucket, key: &str) -> Result<Option<(BodyStream, u64, Option<String>)>> {
+    let Some(obj) = bucket.get(key).execute().await.map_err(|e| r2_err("get", e))? else { return Ok(None) };
+    let size = obj.size();
+    let ct = obj.http_metadata().content_type;
+    let body = obj.body().ok_or_else(|| Error::internal("R2 object without body"))?;
+    match body.response_body().map_err(|e| r2_err("body", e))? {
+        ResponseBody::Stream(s) => Ok(Some((BodyStream(s), size, ct))),
+        _ => Err(Error::internal("R2 body is not a stream")),
+    }
+}
