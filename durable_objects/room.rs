@@ -1,30 +1,46 @@
 //! The `Room` Durable Object: one per room. It is the room's single writer: every event
 //! appended to an existing room goes through [`Room::append`] under a lock, so `prev_events`,
-//! depth and the state the auth rules see are never raced by a concurrent send. Typing and
-//! receipts arrive here with the sync issue.
+//! depth and the state the auth rules see are never raced by a concurrent send. After each
+//! append it records push actions and wakes the members' syncs
+//! ([`crate::service::notify::after_append`]).
+//!
+//! It also keeps who is typing (spec: client-server-api, "Typing Notifications"): each
+//! typing user with the expiry of the timeout they asked for, in the object's SQLite, with an
+//! alarm at the next expiry. Every change is written to D1 `room_typing` (the typing stream
+//! `/sync` reads) and wakes the joined members.
 
 use futures_util::lock::Mutex;
 use ruma::RoomId;
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
+use crate::core::time::now_ms;
 use crate::ctx::load_config;
 use crate::error::Error;
+use crate::service::notify;
 use crate::service::timeline::{self, NewEventWire, Txn};
 use crate::store::db::Db;
+use crate::store::{rooms, sync as sstore};
 
 #[durable_object]
 pub struct Room {
-    #[allow(dead_code)]
     state: State,
     env: Env,
     version: i64,
     /// Held while an append is in flight: D1 calls are real I/O, during which the runtime
     /// would otherwise deliver the next request.
     writer: Mutex<()>,
+    /// Serialises typing changes (read-modify-write of the typing set).
+    typing_lock: Mutex<()>,
 }
 
-const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS typing (user_id TEXT PRIMARY KEY, expires_ts INTEGER NOT NULL)"];
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS typing (user_id TEXT PRIMARY KEY, expires_ts INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+];
+
+/// Typing timeouts are capped (clients send 30 s).
+const MAX_TYPING_MS: u64 = 120_000;
 
 #[derive(Deserialize)]
 struct AppendRequest {
@@ -33,37 +49,129 @@ struct AppendRequest {
     txn: Option<Txn>,
 }
 
+#[derive(Deserialize)]
+struct TypingRequest {
+    room_id: String,
+    user_id: String,
+    typing: bool,
+    timeout: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct TypingRow {
+    user_id: String,
+    expires_ts: f64,
+}
+
 impl DurableObject for Room {
     fn new(state: State, env: Env) -> Self {
         let version = super::migrate(&state.storage().sql(), SCHEMA).unwrap_or(-1);
-        Self { state, env, version, writer: Mutex::new(()) }
+        Self { state, env, version, writer: Mutex::new(()), typing_lock: Mutex::new(()) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let reply = |result: crate::Result<serde_json::Value>| {
+            let (status, json) = match result {
+                Ok(v) => (200, v),
+                Err(e) => e.to_response(),
+            };
+            Ok(Response::from_json(&json)?.with_status(status))
+        };
         match (req.method(), req.path().as_str()) {
             (_, "/health") => super::health("Room", self.version),
             (Method::Post, "/append") => {
                 let body: AppendRequest = req.json().await?;
-                let result = self.append(body).await;
-                let (status, json) = match result {
-                    Ok(ids) => (200, serde_json::json!({ "event_ids": ids })),
-                    Err(e) => e.to_response(),
-                };
-                Ok(Response::from_json(&json)?.with_status(status))
+                reply(self.append(body).await.map(|ids| serde_json::json!({ "event_ids": ids })))
+            }
+            (Method::Post, "/typing") => {
+                let body: TypingRequest = req.json().await?;
+                reply(self.typing(body).await.map(|_| serde_json::json!({})))
             }
             _ => Response::error("Not found", 404),
         }
     }
+
+    async fn alarm(&self) -> Result<Response> {
+        if let Err(e) = self.expire_typing().await {
+            worker::console_error!("typing expiry: {e}");
+        }
+        Response::ok("")
+    }
 }
 
 impl Room {
+    fn db(&self) -> crate::Result<Db> {
+        Ok(Db::new(self.env.d1("DB").map_err(Error::internal)?))
+    }
+
     async fn append(&self, body: AppendRequest) -> crate::Result<Vec<String>> {
         let _writer = self.writer.lock().await;
         let config = load_config(&self.env)?;
-        let db = Db::new(self.env.d1("DB").map_err(Error::internal)?);
+        let db = self.db()?;
         let room_id = RoomId::parse(&body.room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
         let news = body.events.into_iter().map(NewEventWire::into_new).collect::<crate::Result<Vec<_>>>()?;
         let pdus = timeline::append(&db, &config, Some(&room_id), news, body.txn).await?;
+        // The events are committed: count them for the members and wake their syncs.
+        if let Err(e) = notify::after_append(&self.env, &db, &config, &pdus).await {
+            worker::console_error!("after append in {room_id}: {e}");
+        }
         Ok(pdus.iter().map(|p| p.event_id.to_string()).collect())
+    }
+
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn typing_rows(&self) -> crate::Result<Vec<TypingRow>> {
+        self.sql()
+            .exec("SELECT user_id, expires_ts FROM typing ORDER BY user_id", None)
+            .and_then(|c| c.to_array())
+            .map_err(Error::internal)
+    }
+
+    async fn typing(&self, body: TypingRequest) -> crate::Result<()> {
+        let _lock = self.typing_lock.lock().await;
+        let sql = self.sql();
+        sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('room_id', ?)", vec![body.room_id.clone().into()]).map_err(Error::internal)?;
+        let was: Vec<String> = self.typing_rows()?.into_iter().map(|r| r.user_id).collect();
+        if body.typing {
+            let ms = body.timeout.unwrap_or(30_000).min(MAX_TYPING_MS);
+            let expires = (now_ms() + ms) as f64;
+            sql.exec("INSERT OR REPLACE INTO typing (user_id, expires_ts) VALUES (?, ?)", vec![body.user_id.clone().into(), expires.into()])
+                .map_err(Error::internal)?;
+        } else {
+            sql.exec("DELETE FROM typing WHERE user_id = ?", vec![body.user_id.clone().into()]).map_err(Error::internal)?;
+        }
+        self.publish(&body.room_id, was).await
+    }
+
+    async fn expire_typing(&self) -> crate::Result<()> {
+        let _lock = self.typing_lock.lock().await;
+        let room_id: Vec<serde_json::Value> =
+            self.sql().exec("SELECT v FROM meta WHERE k = 'room_id'", None).and_then(|c| c.to_array()).map_err(Error::internal)?;
+        let Some(room_id) = room_id.first().and_then(|r| r["v"].as_str()).map(str::to_owned) else { return Ok(()) };
+        let was: Vec<String> = self.typing_rows()?.into_iter().map(|r| r.user_id).collect();
+        self.publish(&room_id, was).await
+    }
+
+    /// Drops expired entries; if the set of typing users changed, writes it to D1 and wakes
+    /// the joined members. Sets the alarm for the next expiry.
+    async fn publish(&self, room_id: &str, was: Vec<String>) -> crate::Result<()> {
+        let now = now_ms() as f64;
+        self.sql().exec("DELETE FROM typing WHERE expires_ts <= ?", vec![now.into()]).map_err(Error::internal)?;
+        let rows = self.typing_rows()?;
+        let now_typing: Vec<String> = rows.iter().map(|r| r.user_id.clone()).collect();
+        if let Some(next) = rows.iter().map(|r| r.expires_ts).fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.min(b)))) {
+            let wait = (next - now).max(1.0) as i64;
+            self.state.storage().set_alarm(std::time::Duration::from_millis(wait as u64)).await.map_err(Error::internal)?;
+        }
+        if now_typing != was {
+            let db = self.db()?;
+            let config = load_config(&self.env)?;
+            sstore::put_typing(&db, room_id, &now_typing).await?;
+            let members = rooms::members_with(&db, room_id, "join").await?;
+            notify::notify_users(&self.env, &config, members).await;
+        }
+        Ok(())
     }
 }

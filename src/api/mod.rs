@@ -117,6 +117,37 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::ReportRoom => room_info::report_room_route(ctx, req, &p[0]).await,
         Route::ReportUser => room_info::report_user_route(ctx, req, &p[0]).await,
         Route::UserDirectorySearch => room_info::user_directory_search_route(ctx, req).await,
+        Route::Sync => sync::sync_route(ctx, req).await,
+        Route::CreateFilter => sync::create_filter_route(ctx, req, &p[0]).await,
+        Route::GetFilter => sync::get_filter_route(ctx, req, &p[0], &p[1]).await,
+        Route::GetAccountData => account_data::get_global_route(ctx, req, &p[0], &p[1]).await,
+        Route::PutAccountData => account_data::put_global_route(ctx, req, &p[0], &p[1]).await,
+        Route::GetRoomAccountData => account_data::get_room_route(ctx, req, &p[0], &p[1], &p[2]).await,
+        Route::PutRoomAccountData => account_data::put_room_route(ctx, req, &p[0], &p[1], &p[2]).await,
+        Route::GetTags => account_data::get_tags_route(ctx, req, &p[0], &p[1]).await,
+        Route::PutTag => account_data::put_tag_route(ctx, req, &p[0], &p[1], &p[2]).await,
+        Route::DeleteTag => account_data::delete_tag_route(ctx, req, &p[0], &p[1], &p[2]).await,
+        Route::Typing => typing::typing_route(ctx, req, &p[0], &p[1]).await,
+        Route::Receipt => receipts::receipt_route(ctx, req, &p[0], &p[1], &p[2]).await,
+        Route::ReadMarkers => receipts::read_markers_route(ctx, req, &p[0]).await,
+        Route::GetPresence => presence::get_presence_route(ctx, req, &p[0]).await,
+        Route::SetPresence => presence::set_presence_route(ctx, req, &p[0]).await,
+        Route::PushRules => push::get_all_route(ctx, req).await,
+        Route::PushRulesGlobal => {
+            if p[0] != "global" {
+                return Err(crate::err!(InvalidParam, "Only the global scope exists"));
+            }
+            push::get_global_route(ctx, req).await
+        }
+        Route::GetPushRule => push::get_rule_route(ctx, req, &p[0], &p[1], &p[2]).await,
+        Route::PutPushRule => push::put_rule_route(ctx, req, &p[0], &p[1], &p[2]).await,
+        Route::DeletePushRule => push::delete_rule_route(ctx, req, &p[0], &p[1], &p[2]).await,
+        Route::GetPushRuleAttr => push::get_attr_route(ctx, req, &p[0], &p[1], &p[2], &p[3]).await,
+        Route::PutPushRuleAttr => push::put_attr_route(ctx, req, &p[0], &p[1], &p[2], &p[3]).await,
+        Route::Notifications => push::notifications_route(ctx, req).await,
+        Route::Pushers => push::pushers_route(ctx, req).await,
+        Route::SetPusher => push::set_pusher_route(ctx, req).await,
+        Route::SendToDevice => to_device::send_to_device_route(ctx, req, &p[0], &p[1]).await,
         Route::AuthMetadata => oauth::metadata::auth_metadata_route(ctx, req).await,
         Route::OpenIdConfiguration => oauth::metadata::openid_configuration_route(ctx, req).await,
         Route::Jwks => oauth::metadata::jwks_route(ctx, req).await,

@@ -2,4 +2,5 @@
 //! the per-room serialisation through the `Room` Durable Object.
 
 pub mod events;
+pub mod notify;
 pub mod timeline;

@@ -17,7 +17,7 @@ macro_rules! params {
     ($($v:expr),* $(,)?) => { vec![$(serde_json::json!($v)),*] };
 }
 
-pub struct Db(D1Database);
+pub struct Db(D1Database, std::cell::Cell<u32>);
 
 fn to_js(v: &Value) -> JsValue {
     match v {
@@ -36,7 +36,17 @@ fn db_err(sql: &str, e: impl std::fmt::Display) -> Error {
 
 impl Db {
     pub fn new(d1: D1Database) -> Self {
-        Db(d1)
+        Db(d1, std::cell::Cell::new(0))
+    }
+
+    /// How many round trips to D1 this handle has made (each counts against the Worker's
+    /// subrequest limit); `/sync` reports it so tests can check its cost stays bounded.
+    pub fn round_trips(&self) -> u32 {
+        self.1.get()
+    }
+
+    fn count(&self) {
+        self.1.set(self.1.get() + 1);
     }
 
     /// Prepares a statement with bound parameters (for [`Db::batch`]).
@@ -47,6 +57,7 @@ impl Db {
 
     /// All rows.
     pub async fn all<T: DeserializeOwned>(&self, sql: &str, params: Vec<Value>) -> Result<Vec<T>> {
+        self.count();
         let res = self.stmt(sql, params)?.all().await.map_err(|e| db_err(sql, e))?;
         res.results::<T>().map_err(|e| db_err(sql, e))
     }
@@ -58,19 +69,30 @@ impl Db {
 
     /// Runs a statement; returns the number of rows changed.
     pub async fn run(&self, sql: &str, params: Vec<Value>) -> Result<usize> {
+        self.count();
         let res = self.stmt(sql, params)?.run().await.map_err(|e| db_err(sql, e))?;
         Ok(res.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
     }
 
     /// Runs statements atomically (all or none); returns the rows changed by each.
     pub async fn batch(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<usize>> {
+        self.count();
         let res = self.0.batch(stmts).await.map_err(|e| db_err("batch", e))?;
         Ok(res.iter().map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0)).collect())
+    }
+
+    /// Runs statements in one batch (one transaction, so the reads see one snapshot) and
+    /// returns each statement's rows.
+    pub async fn batch_rows(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<Vec<Value>>> {
+        self.count();
+        let res = self.0.batch(stmts).await.map_err(|e| db_err("batch", e))?;
+        res.iter().map(|r| r.results::<Value>().map_err(|e| db_err("batch", e))).collect()
     }
 
     /// Runs an `INSERT` that may hit a unique constraint: `Ok(false)` when it did.
     /// This is the atomic guard for single-use things (nonces, codes).
     pub async fn insert_unique(&self, sql: &str, params: Vec<Value>) -> Result<bool> {
+        self.count();
         match self.stmt(sql, params)?.run().await {
             Ok(_) => Ok(true),
             Err(e) => {

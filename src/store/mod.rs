@@ -7,4 +7,5 @@ pub mod media;
 pub mod oauth;
 pub mod tokens;
 pub mod rooms;
+pub mod sync;
 pub mod uia;

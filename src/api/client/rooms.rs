@@ -54,6 +54,8 @@ pub async fn create_room_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let mut events = vec![p.create];
     events.extend(p.rest);
     let pdus = timeline::append(&ctx.db, &ctx.config, None, events, None).await?;
+    // Wake the creator's and the invitees' syncs (rooms created here skip the Room object).
+    let _ = crate::service::notify::after_append(&ctx.env, &ctx.db, &ctx.config, &pdus).await;
     let room_id = pdus[0].room_id.clone();
     if let Some(a) = &alias {
         if !insert_alias(ctx, a, &room_id, me.user_id.as_str()).await? {

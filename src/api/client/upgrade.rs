@@ -112,6 +112,8 @@ pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
     }
     let canonical = content_of("m.room.canonical_alias", "");
     let created = timeline::append(&ctx.db, &ctx.config, None, events, None).await?;
+    // Wake the creator's and the invitees' syncs (rooms created here skip the Room object).
+    let _ = crate::service::notify::after_append(&ctx.env, &ctx.db, &ctx.config, &created).await;
     let new_room = created[0].room_id.clone();
 
     // Move local aliases, then the canonical alias event.

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Message-delivery latency: user B long-polls /sync, user A sends; the time from the start
+of A's send request to B's /sync returning the event. p50 and p95 over N messages, for the
+local Stratus Worker (`wrangler dev` from build/) and a local Synapse in the same run,
+printed side by side. Everything listens on 127.0.0.1 only.
+
+    python3 bench/sync_latency.py [--messages 100] [--skip-synapse] [--stratus-url URL]
+
+Synapse is installed by this script into bench/.synapse-venv (pip install matrix-synapse)
+and run from a generated config in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = REPO / "bench" / ".synapse-venv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def register(base: str, name: str) -> dict:
+    body = {"username": name, "password": "bench-password-123", "auth": {"type": "m.login.dummy"}, "inhibit_login": False}
+    r = requests.post(f"{base}/_matrix/client/v3/register", json=body, timeout=30)
+    if r.status_code == 401:  # a UIA round first
+        body["auth"]["session"] = r.json().get("session")
+        r = requests.post(f"{base}/_matrix/client/v3/register", json=body, timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def measure(base: str, n: int) -> list[float]:
+    s = requests.Session()
+    a = register(base, f"bencha{uuid.uuid4().hex[:8]}")
+    b = register(base, f"benchb{uuid.uuid4().hex[:8]}")
+    ha = {"Authorization": f"Bearer {a['access_token']}"}
+    hb = {"Authorization": f"Bearer {b['access_token']}"}
+    room = s.post(f"{base}/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=ha, timeout=30).json()["room_id"]
+    s.post(f"{base}/_matrix/client/v3/join/{room}", json={}, headers=hb, timeout=30).raise_for_status()
+    sb = requests.Session()
+    since = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0"}, headers=hb, timeout=60).json()["next_batch"]
+    # Drain anything pending.
+    since = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0", "since": since}, headers=hb, timeout=60).json()["next_batch"]
+    latencies = []
+    for i in range(n):
+        result: dict = {}
+        started = threading.Event()
+
+        def poll() -> None:
+            nonlocal since
+            cur = since
+            started.set()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                r = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "30000", "since": cur, "set_presence": "offline"}, headers=hb, timeout=60)
+                body = r.json()
+                cur = body["next_batch"]
+                evs = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {}).get("events", [])
+                if any(e.get("event_id") == result.get("event_id") or e.get("content", {}).get("body") == f"bench {i}" for e in evs):
+                    result["t1"] = time.perf_counter()
+                    break
+            since = cur
+
+        t = threading.Thread(target=poll)
+        t.start()
+        started.wait()
+        time.sleep(0.15)  # let the long-poll reach the server and park
+        t0 = time.perf_counter()
+        r = s.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}",
+                  json={"msgtype": "m.text", "body": f"bench {i}"}, headers=ha, timeout=30)
+        result["event_id"] = r.json().get("event_id")
+        t.join(40)
+        if "t1" in result:
+            latencies.append((result["t1"] - t0) * 1000)
+    return latencies
+
+
+def start_stratus() -> tuple[str, callable]:
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    import conftest  # noqa: E402  (the integration harness starts wrangler dev from build/)
+
+    server = conftest.start_worker({"LOGIN_FAILURES_IP_MAX": "100000"})
+    return server.base, server.stop
+
+
+def start_synapse() -> tuple[str, callable]:
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    if subprocess.run([str(py), "-c", "import synapse"], capture_output=True).returncode != 0:
+        print("installing matrix-synapse into", VENV, flush=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "matrix-synapse"], check=True)
+    d = Path(tempfile.mkdtemp(prefix="bench-synapse-"))
+    port = free_port()
+    cfg = d / "homeserver.yaml"
+    subprocess.run([str(py), "-m", "synapse.app.homeserver", "--server-name", "localhost", "--config-path", str(cfg),
+                    "--data-directory", str(d), "--generate-config", "--report-stats=no"], check=True, cwd=d, capture_output=True)
+    big = {"per_second": 100000, "burst_count": 100000}
+    overrides = {
+        "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False, "x_forwarded": False,
+                       "resources": [{"names": ["client"], "compress": False}]}],
+        "enable_registration": True,
+        "enable_registration_without_verification": True,
+        "rc_message": big, "rc_registration": big, "rc_invites": {"per_room": big, "per_user": big, "per_issuer": big},
+        "rc_login": {"address": big, "account": big, "failed_attempts": big},
+        "rc_joins": {"local": big, "remote": big},
+        "trusted_key_servers": [],
+        "suppress_key_server_warning": True,
+        "federation_domain_whitelist": [],
+    }
+    # Edit the generated YAML with Synapse's own Python (it has PyYAML).
+    edit = (
+        "import json, sys, yaml; p = sys.argv[1]; c = yaml.safe_load(open(p)); c.update(json.loads(sys.argv[2])); "
+        "open(p, 'w').write(yaml.safe_dump(c))"
+    )
+    subprocess.run([str(py), "-c", edit, str(cfg), json.dumps(overrides)], check=True)
+    log = open(d / "synapse.out", "wb")
+    proc = subprocess.Popen([str(py), "-m", "synapse.app.homeserver", "--config-path", str(cfg)], cwd=d, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if requests.get(f"{base}/_matrix/client/versions", timeout=2).ok:
+                break
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"synapse exited; see {d / 'synapse.out'}")
+        time.sleep(0.5)
+
+    def stop() -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(15)
+        except Exception:
+            pass
+        shutil.rmtree(d, ignore_errors=True)
+
+    return base, stop
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=100)
+    ap.add_argument("--skip-synapse", action="store_true")
+    ap.add_argument("--stratus-url")
+    args = ap.parse_args()
+    results: dict[str, list[float]] = {}
+    stops = []
+    try:
+        base, stop = (args.stratus_url, lambda: None) if args.stratus_url else start_stratus()
+        stops.append(stop)
+        print(f"stratus at {base}: {args.messages} messages", flush=True)
+        results["Stratus (wrangler dev)"] = measure(base, args.messages)
+        if not args.skip_synapse:
+            base, stop = start_synapse()
+            stops.append(stop)
+            print(f"synapse at {base}: {args.messages} messages", flush=True)
+            results["Synapse"] = measure(base, args.messages)
+    finally:
+        for s in stops:
+            s()
+    print()
+    print(f"{'server':<26}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
+    for name, xs in results.items():
+        print(f"{name:<26}{len(xs):>6}{pct(xs, 50):>10.1f}{pct(xs, 95):>10.1f}{statistics.fmean(xs) if xs else float('nan'):>10.1f}")
+    print(json.dumps({k: {"n": len(v), "p50_ms": pct(v, 50), "p95_ms": pct(v, 95)} for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+//! Wake-ups and notifications after a write commits.
+//!
+//! Every writer calls [`notify_users`] for the users whose `/sync` could change (after its
+//! D1 write has committed); each user's `UserSync` Durable Object wakes that user's waiting
+//! syncs. [`after_append`] does this for new room events, after recording what each member's
+//! push rules say about them (unread counts, `/notifications`) and handing pushes to the
+//! members' push gateways in the background.
+
+use std::collections::{BTreeSet, HashMap};
+
+use futures_util::future::join_all;
+use ruma::{OwnedUserId, RoomId, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::Env;
+
+use crate::core::config::Config;
+use crate::core::push::{self, RoomFacts};
+use crate::core::room::pdu::Pdu;
+use crate::core::time::now_ms;
+use crate::error::{Error, Result};
+use crate::params;
+use crate::store::db::Db;
+use crate::store::sync as sstore;
+
+fn fail(e: worker::Error) -> Error {
+    Error::internal(format!("UserSync object: {e}"))
+}
+
+fn stub(env: &Env, user: &str) -> Result<worker::Stub> {
+    let ns = env.durable_object("USER_SYNC").map_err(fail)?;
+    ns.id_from_name(user).map_err(fail)?.get_stub().map_err(fail)
+}
+
+async fn call(env: &Env, user: &str, method: worker::Method, path: &str) -> Result<Value> {
+    let mut init = worker::RequestInit::new();
+    init.with_method(method);
+    let req = worker::Request::new_with_init(&format!("https://user-sync{path}"), &init).map_err(fail)?;
+    let mut resp = stub(env, user)?.fetch_with_request(req).await.map_err(fail)?;
+    resp.json().await.map_err(fail)
+}
+
+async fn post(env: &Env, user: &str, path: &str, body: &Value) -> Result<Value> {
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post).with_body(Some(wasm_bindgen::JsValue::from_str(&body.to_string())));
+    let req = worker::Request::new_with_init(&format!("https://user-sync{path}"), &init).map_err(fail)?;
+    let mut resp = stub(env, user)?.fetch_with_request(req).await.map_err(fail)?;
+    resp.json().await.map_err(fail)
+}
+
+/// Queues to-device messages for a user's devices (`[{"device_id", "message"}]`) in their
+/// `UserSync` object, which wakes their syncs.
+pub async fn queue_to_device(env: &Env, user: &str, messages: Vec<Value>) -> Result<()> {
+    post(env, user, "/to_device", &json!({ "messages": messages })).await?;
+    Ok(())
+}
+
+/// Records a `/sendToDevice` transaction; false if the device used it before.
+pub async fn new_send_txn(env: &Env, user: &str, device: &str, txn: &str) -> Result<bool> {
+    Ok(post(env, user, "/txn", &json!({ "device_id": device, "txn_id": txn })).await?["new"].as_bool().unwrap_or(true))
+}
+
+/// The device's to-device messages after position `since` (which acknowledges, and so
+/// deletes, everything up to it). Returns the events and the new position.
+pub async fn take_to_device(env: &Env, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
+    let path = format!("/to_device?device_id={}&since={since}", percent_encoding::utf8_percent_encode(device, percent_encoding::NON_ALPHANUMERIC));
+    let r = call(env, user, worker::Method::Get, &path).await?;
+    let events = r["events"].as_array().cloned().unwrap_or_default();
+    Ok((events, r["position"].as_f64().unwrap_or(since as f64) as u64))
+}
+
+/// Wakes the waiting syncs of these users (local users only; duplicates are skipped). One
+/// Durable Object call per user, all in flight at once. Failures are ignored: a missed
+/// wake-up only delays a sync to its timeout.
+pub async fn notify_users<I: IntoIterator<Item = String>>(env: &Env, config: &Config, users: I) {
+    let local: BTreeSet<String> = users
+        .into_iter()
+        .filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name))
+        .collect();
+    join_all(local.iter().map(|u| call(env, u, worker::Method::Post, "/notify"))).await;
+}
+
+/// The user's change counter, read before a sync checks the stores.
+pub async fn sync_version(env: &Env, user: &str) -> Result<String> {
+    Ok(call(env, user, worker::Method::Get, "/version").await?["v"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Waits until the user's counter moves past `seen` or `timeout_ms` passes. Returns the
+/// counter when woken (the value to wait on next), `None` on timeout.
+pub async fn wait(env: &Env, user: &str, seen: &str, timeout_ms: u64) -> Result<Option<String>> {
+    let path = format!("/wait?v={}&timeout={timeout_ms}", percent_encoding::utf8_percent_encode(seen, percent_encoding::NON_ALPHANUMERIC));
+    let r = call(env, user, worker::Method::Get, &path).await?;
+    Ok(if r["woken"].as_bool().unwrap_or(false) { Some(r["v"].as_str().unwrap_or_default().to_owned()) } else { None })
+}
+
+/// A current-state row the push rules need (power levels, create, joined members).
+#[derive(Deserialize)]
+struct S {
+    #[serde(rename = "type")]
+    kind: String,
+    state_key: String,
+    json: String,
+}
+
+#[derive(Deserialize)]
+struct Member {
+    user_id: String,
+    membership: String,
+}
+
+/// After events were appended to a room: record push actions for the joined members, wake
+/// everyone the events concern (joined, invited, knocking, and the targets of membership
+/// changes), and send pushes in the background (`spawn`).
+pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> Result<()> {
+    let Some(first) = pdus.first() else { return Ok(()) };
+    let room_id = first.room_id.clone();
+    // Members, their stored push rules and the room state the rules look at: one batch.
+    let rows = db
+        .batch_rows(vec![
+            db.stmt(
+                "SELECT user_id, membership FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite', 'knock')",
+                params![room_id.as_str()],
+            )?,
+            db.stmt(
+                "SELECT user_id, content FROM account_data WHERE room_id = '' AND type = 'm.push_rules'
+                   AND user_id IN (SELECT user_id FROM memberships WHERE room_id = ? AND membership = 'join')",
+                params![room_id.as_str()],
+            )?,
+            db.stmt(
+                "SELECT c.type, c.state_key, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
+                 WHERE c.room_id = ? AND (c.type IN ('m.room.power_levels', 'm.room.create')
+                   OR (c.type = 'm.room.member' AND e.membership = 'join'))",
+                params![room_id.as_str()],
+            )?,
+        ])
+        .await?;
+    let parse = |i: usize| rows.get(i).cloned().unwrap_or_default();
+    let members: Vec<Member> = parse(0).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
+    let stored: HashMap<String, Value> = parse(1)
+        .into_iter()
+        .filter_map(|v| Some((v["user_id"].as_str()?.to_owned(), serde_json::from_str(v["content"].as_str()?).ok()?)))
+        .collect();
+    let state: Vec<S> = parse(2).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
+    let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
+    let mut affected: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
+    for p in pdus {
+        if p.kind.to_string() == "m.room.member" {
+            if let Some(k) = &p.state_key {
+                affected.push(k.clone());
+            }
+        }
+    }
+    let pushes = match record_push_actions(db, config, &room_id, pdus, &joined, &stored, &state).await {
+        Ok(p) => p,
+        Err(e) => {
+            worker::console_error!("push actions for {room_id}: {e}");
+            vec![]
+        }
+    };
+    notify_users(env, config, affected).await;
+    if !pushes.is_empty() {
+        let db2 = Db::new(env.d1("DB").map_err(Error::internal)?);
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = send_pushes(&db2, pushes).await {
+                worker::console_error!("push gateway: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// One notification to send to a user's pushers.
+pub struct PendingPush {
+    user_id: String,
+    event: Value,
+    unread: u64,
+    highlight: bool,
+}
+
+/// Evaluates each member's push rules on each event and stores the ones that notify.
+async fn record_push_actions(
+    db: &Db,
+    config: &Config,
+    room_id: &RoomId,
+    pdus: &[Pdu],
+    joined: &[String],
+    stored: &HashMap<String, Value>,
+    state: &[S],
+) -> Result<Vec<PendingPush>> {
+    let local: Vec<String> = joined
+        .iter()
+        .filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name))
+        .cloned()
+        .collect();
+    let quiet = |p: &Pdu| p.state_key.is_some() && !matches!(p.kind.to_string().as_str(), "m.room.member" | "m.room.tombstone");
+    let invites = pdus.iter().any(|p| p.kind.to_string() == "m.room.member" && p.content_value()["membership"] == "invite");
+    if (local.is_empty() && !invites) || pdus.iter().all(quiet) {
+        return Ok(vec![]);
+    }
+    let mut pl = None;
+    let mut creators: Option<Vec<OwnedUserId>> = None;
+    let mut names: HashMap<String, String> = HashMap::new();
+    for s in state {
+        let v: Value = serde_json::from_str(&s.json).unwrap_or(Value::Null);
+        match s.kind.as_str() {
+            "m.room.power_levels" => pl = Some(v["content"].clone()),
+            "m.room.create" => {
+                let version = v["content"]["room_version"].as_str().unwrap_or("1");
+                if crate::core::room::version_rules(version).is_ok_and(|(_, r)| r.authorization.explicitly_privilege_room_creators) {
+                    let mut c: Vec<OwnedUserId> = v["sender"].as_str().and_then(|s| OwnedUserId::try_from(s).ok()).into_iter().collect();
+                    for a in v["content"]["additional_creators"].as_array().into_iter().flatten() {
+                        if let Some(u) = a.as_str().and_then(|s| OwnedUserId::try_from(s).ok()) {
+                            c.push(u);
+                        }
+                    }
+                    creators = Some(c);
+                }
+            }
+            _ => {
+                let name = v["content"]["displayname"].as_str().unwrap_or("").to_owned();
+                names.insert(s.state_key.clone(), name);
+            }
+        }
+    }
+    let facts = RoomFacts { room_id, member_count: joined.len() as u64, power_levels: pl.as_ref(), privileged_creators: creators };
+    let mut stmts = Vec::new();
+    let mut pushes = Vec::new();
+    // Invited local users are not members yet, but an invite may notify them
+    // (`.m.rule.invite_for_me`).
+    let mut targets: Vec<String> = local.clone();
+    for p in pdus {
+        if p.kind.to_string() == "m.room.member" && p.content_value()["membership"] == "invite" {
+            if let Some(k) = p.state_key.as_ref().filter(|k| UserId::parse(k.as_str()).is_ok_and(|u| u.server_name() == config.server_name)) {
+                if !targets.contains(k) {
+                    targets.push(k.clone());
+                }
+            }
+        }
+    }
+    for user in &targets {
+        let Ok(uid) = UserId::parse(user.as_str()) else { continue };
+        let rs = push::load_ruleset(stored.get(user), &uid);
+        let display = names.get(user).cloned().unwrap_or_else(|| uid.localpart().to_owned());
+        for p in pdus {
+            if p.sender.as_str() == user {
+                continue;
+            }
+            let ev = p.to_client(None);
+            let o = push::evaluate(&rs, &ev, &facts, &uid, &display).await;
+            if !o.notify {
+                continue;
+            }
+            let thread = push::thread_of(&p.content_value());
+            stmts.push(db.stmt(
+                "INSERT OR IGNORE INTO push_actions (user_id, event_id, room_id, stream, thread_id, highlight, actions, ts)
+                 VALUES (?1, ?2, ?3, (SELECT stream FROM events WHERE event_id = ?2), ?4, ?5, ?6, ?7)",
+                params![user, p.event_id.as_str(), room_id.as_str(), thread, o.highlight as i64, serde_json::to_string(&o.actions)?, now_ms()],
+            )?);
+            pushes.push(PendingPush { user_id: user.clone(), event: ev, unread: 0, highlight: o.highlight });
+        }
+    }
+    if !stmts.is_empty() {
+        db.batch(stmts).await?;
+    }
+    Ok(pushes)
+}
+
+/// Posts notifications to the users' HTTP pushers (spec: push-gateway API,
+/// `POST /_matrix/push/v1/notify`). Runs in the background, never on the send path.
+async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>) -> Result<()> {
+    let users: Vec<String> = pushes.iter().map(|p| p.user_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let pushers = sstore::pushers_of(db, &users).await?;
+    if pushers.is_empty() {
+        return Ok(());
+    }
+    let mut unread: HashMap<String, u64> = HashMap::new();
+    for u in &users {
+        if pushers.iter().any(|p| &p.user_id == u) {
+            let n: u64 = sstore::unread_counts(db, u).await?.iter().map(|c| c.2).sum();
+            unread.insert(u.clone(), n);
+        }
+    }
+    for p in pushes.iter_mut() {
+        p.unread = unread.get(&p.user_id).copied().unwrap_or(0);
+    }
+    let mut sends = Vec::new();
+    for p in &pushes {
+        for pusher in pushers.iter().filter(|x| x.user_id == p.user_id && x.kind == "http") {
+            let data: Value = serde_json::from_str(&pusher.data).unwrap_or(Value::Null);
+            let Some(url) = data["url"].as_str() else { continue };
+            let format = data["format"].as_str();
+            let mut notification = json!({
+                "event_id": p.event["event_id"], "room_id": p.event["room_id"],
+                "counts": { "unread": p.unread },
+                "devices": [{
+                    "app_id": pusher.app_id, "pushkey": pusher.pushkey,
+                    "tweaks": if p.highlight { json!({"highlight": true}) } else { json!({}) },
+                    "data": data.as_object().map(|o| o.iter().filter(|(k, _)| *k != "url").map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>()).unwrap_or_default(),
+                }],
+                "prio": if p.highlight { "high" } else { "low" },
+            });
+            if format != Some("event_id_only") {
+                notification["type"] = p.event["type"].clone();
+                notification["sender"] = p.event["sender"].clone();
+                notification["content"] = p.event["content"].clone();
+            }
+            let body = json!({ "notification": notification }).to_string();
+            let url = url.to_owned();
+            sends.push(async move {
+                let headers = worker::Headers::new();
+                let _ = headers.set("Content-Type", "application/json");
+                let mut init = worker::RequestInit::new();
+                init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.into()));
+                if let Ok(req) = worker::Request::new_with_init(&url, &init) {
+                    if let Err(e) = worker::Fetch::Request(req).send().await {
+                        worker::console_error!("push to {url}: {e}");
+                    }
+                }
+            });
+        }
+    }
+    join_all(sends).await;
+    Ok(())
+}
