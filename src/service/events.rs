@@ -102,6 +102,15 @@ pub async fn to_client(ctx: &Ctx, reader: &Reader<'_>, rows: &[EventRow]) -> Res
     Ok(out)
 }
 
+/// Whether the room's current `m.room.history_visibility` (the event `hv`, if any) is
+/// `world_readable`.
+pub async fn is_world_readable(ctx: &Ctx, hv: Option<&ruma::EventId>) -> Result<bool> {
+    let Some(e) = hv else { return Ok(false) };
+    let Some(row) = rooms::get_event(&ctx.db, e.as_str()).await? else { return Ok(false) };
+    let v: Value = serde_json::from_str(&row.json)?;
+    Ok(v["content"]["history_visibility"] == "world_readable")
+}
+
 /// The user may read this room's history at all: a member now or before, or a
 /// `world_readable` room. Otherwise `403` (spec: the user must have been in the room).
 pub async fn check_can_read(ctx: &Ctx, user_id: &UserId, room_id: &str) -> Result<()> {
@@ -112,13 +121,8 @@ pub async fn check_can_read(ctx: &Ctx, user_id: &UserId, room_id: &str) -> Resul
         return Ok(());
     }
     let hv = rooms::current_state_keys(&ctx.db, room_id, &[("m.room.history_visibility".into(), String::new())]).await?;
-    if let Some(e) = hv.values().next() {
-        if let Some(row) = rooms::get_event(&ctx.db, e.as_str()).await? {
-            let v: Value = serde_json::from_str(&row.json)?;
-            if v["content"]["history_visibility"] == "world_readable" {
-                return Ok(());
-            }
-        }
+    if is_world_readable(ctx, hv.values().next().map(|e| e.as_ref())).await? {
+        return Ok(());
     }
     Err(err!(Forbidden, "You are not in this room"))
 }

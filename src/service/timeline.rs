@@ -299,10 +299,7 @@ async fn check_redaction(db: &Db, head: &mut Head, new: &NewEvent, target: &Even
     let creators_infinite = head.rules.as_ref().is_some_and(|r| r.authorization.explicitly_privilege_room_creators);
     let pl = power_levels(head);
     let create = head.state.get(&("m.room.create".into(), String::new())).and_then(|e| head.events.get(e));
-    let is_creator = create.is_some_and(|c| {
-        c.sender == new.sender
-            || c.content_value()["additional_creators"].as_array().is_some_and(|a| a.iter().any(|u| u == new.sender.as_str()))
-    });
+    let is_creator = create.is_some_and(|c| c.names_creator(new.sender.as_str()));
     if creators_infinite && is_creator {
         return Ok(());
     }

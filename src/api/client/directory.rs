@@ -135,10 +135,7 @@ pub async fn can_send_state(ctx: &Ctx, room_id: &str, user: &str, kind: &str) ->
     let pdus = rooms::get_pdus(&ctx.db, &state.values().cloned().collect::<Vec<_>>()).await?;
     let get = |t: &str| state.get(&(t.to_owned(), String::new())).and_then(|e| pdus.get(e)).map(|p| p.content_value());
     let create = state.get(&("m.room.create".to_owned(), String::new())).and_then(|e| pdus.get(e));
-    let is_creator = create.is_some_and(|c| {
-        c.sender.as_str() == user
-            || c.content_value()["additional_creators"].as_array().is_some_and(|a| a.iter().any(|u| u == user))
-    });
+    let is_creator = create.is_some_and(|c| c.names_creator(user));
     if is_creator && room.room_version == "12" {
         return Ok(true);
     }

@@ -13,7 +13,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::events::{to_client, Reader};
+use crate::service::events::{is_world_readable, to_client, Reader};
 use crate::service::timeline::append_via_room;
 use crate::store::rooms;
 
@@ -43,14 +43,9 @@ async fn visible_state(ctx: &Ctx, me: &Authed, room_id: &RoomId) -> Result<State
         }
         _ => {
             let current = rooms::current_state(&ctx.db, room_id.as_str()).await?;
-            let hv = current.get(&("m.room.history_visibility".to_owned(), String::new())).cloned();
-            if let Some(e) = hv {
-                if let Some(row) = rooms::get_event(&ctx.db, e.as_str()).await? {
-                    let v: Value = serde_json::from_str(&row.json)?;
-                    if v["content"]["history_visibility"] == "world_readable" {
-                        return Ok(current);
-                    }
-                }
+            let hv = current.get(&("m.room.history_visibility".to_owned(), String::new()));
+            if is_world_readable(ctx, hv.map(|e| e.as_ref())).await? {
+                return Ok(current);
             }
             Err(err!(Forbidden, "You are not in this room"))
         }

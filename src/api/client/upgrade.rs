@@ -2,7 +2,6 @@
 //! with the old one's important state, a tombstone in the old room, aliases moved over, and
 //! the old room restricted.
 
-use ruma::RoomId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -137,5 +136,3 @@ pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
     Ok(Response::ok(json!({ "replacement_room": new_room })))
 }
 
-#[allow(dead_code)]
-fn _assert_room(_: &RoomId) {}
