@@ -1,15 +1,166 @@
-//! The `UserKeys` Durable Object.
+//! The `UserKeys` Durable Object: one per user, holding the one-time keys and fallback keys of
+//! the user's devices (spec: client-server-api, "One-time and fallback keys").
+//!
+//! Why a Durable Object: a one-time key must be handed out at most once. The object runs one
+//! request at a time and each claim is a read and a delete with no `await` between them, so
+//! claims racing from many servers and clients can never get the same key.
+//!
+//! Requests (all `POST` with JSON):
+//! - `/upload` `{device_id, one_time_keys: [{algorithm, key_id, key}], fallback_keys: [...]}`
+//!   → `{counts}`, or `{conflict: key_id}` when a one-time key ID is reused with another key
+//!   (nothing is stored then).
+//! - `/counts` `{device_id}` → `{counts, unused_fallback}`.
+//! - `/claim` `{claims: [{device_id, algorithm}]}` → `{keys: [{device_id, key_id, key}]}`:
+//!   a one-time key if one is left, else the fallback key (marked used).
+//! - `/delete` `{device_ids}`: forgets the devices' keys.
 
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorage, State};
 
 #[durable_object]
 pub struct UserKeys {
-    #[allow(dead_code)]
     state: State,
     version: i64,
 }
 
-const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS one_time_keys (device_id TEXT NOT NULL, key_id TEXT NOT NULL, algorithm TEXT NOT NULL, key_json TEXT NOT NULL, PRIMARY KEY (device_id, key_id))"];
+const SCHEMA: &[&str] = &[
+    // key_id is the full `algorithm:id`.
+    "CREATE TABLE IF NOT EXISTS one_time_keys (device_id TEXT NOT NULL, key_id TEXT NOT NULL, algorithm TEXT NOT NULL, key_json TEXT NOT NULL, PRIMARY KEY (device_id, key_id))",
+    // One fallback key per device and algorithm; `used` once it was handed out.
+    "CREATE TABLE IF NOT EXISTS fallback_keys (device_id TEXT NOT NULL, algorithm TEXT NOT NULL, key_id TEXT NOT NULL, key_json TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device_id, algorithm))",
+];
+
+#[derive(Deserialize)]
+struct Key {
+    algorithm: String,
+    key_id: String,
+    key: Value,
+}
+
+#[derive(Deserialize)]
+struct Upload {
+    device_id: String,
+    #[serde(default)]
+    one_time_keys: Vec<Key>,
+    #[serde(default)]
+    fallback_keys: Vec<Key>,
+}
+
+#[derive(Deserialize)]
+struct Claim {
+    device_id: String,
+    algorithm: String,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    key_id: String,
+    key_json: String,
+}
+
+fn counts(sql: &SqlStorage, device: &str) -> Result<Value> {
+    #[derive(Deserialize)]
+    struct C {
+        algorithm: String,
+        n: f64,
+    }
+    let rows: Vec<C> = sql
+        .exec("SELECT algorithm, COUNT(*) AS n FROM one_time_keys WHERE device_id = ? GROUP BY algorithm", vec![device.into()])?
+        .to_array()?;
+    let m: BTreeMap<String, u64> = rows.into_iter().map(|c| (c.algorithm, c.n as u64)).collect();
+    Ok(json!(m))
+}
+
+fn unused_fallback(sql: &SqlStorage, device: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct A {
+        algorithm: String,
+    }
+    let rows: Vec<A> = sql
+        .exec("SELECT algorithm FROM fallback_keys WHERE device_id = ? AND used = 0 ORDER BY algorithm", vec![device.into()])?
+        .to_array()?;
+    Ok(rows.into_iter().map(|a| a.algorithm).collect())
+}
+
+impl UserKeys {
+    fn upload(&self, u: Upload) -> Result<Value> {
+        let sql = self.state.storage().sql();
+        // Check every key before storing any, so a refused upload stores nothing.
+        let mut fresh = Vec::new();
+        for k in &u.one_time_keys {
+            let old: Vec<Row> = sql
+                .exec("SELECT key_id, key_json FROM one_time_keys WHERE device_id = ? AND key_id = ?", vec![u.device_id.clone().into(), k.key_id.clone().into()])?
+                .to_array()?;
+            match old.first() {
+                Some(o) if serde_json::from_str::<Value>(&o.key_json).ok().as_ref() != Some(&k.key) => {
+                    return Ok(json!({ "conflict": k.key_id }));
+                }
+                Some(_) => {} // the same key again: a retried upload
+                None => fresh.push(k),
+            }
+        }
+        for k in fresh {
+            sql.exec(
+                "INSERT INTO one_time_keys (device_id, key_id, algorithm, key_json) VALUES (?, ?, ?, ?)",
+                vec![u.device_id.clone().into(), k.key_id.clone().into(), k.algorithm.clone().into(), k.key.to_string().into()],
+            )?;
+        }
+        for k in &u.fallback_keys {
+            // A new fallback key replaces the old one and is unused; the same key again keeps
+            // its state (a retried upload must not reset `used`).
+            sql.exec(
+                "INSERT INTO fallback_keys (device_id, algorithm, key_id, key_json, used) VALUES (?, ?, ?, ?, 0)
+                 ON CONFLICT (device_id, algorithm) DO UPDATE SET key_id = excluded.key_id, key_json = excluded.key_json, used = 0
+                 WHERE key_id != excluded.key_id OR key_json != excluded.key_json",
+                vec![u.device_id.clone().into(), k.algorithm.clone().into(), k.key_id.clone().into(), k.key.to_string().into()],
+            )?;
+        }
+        Ok(json!({ "counts": counts(&sql, &u.device_id)? }))
+    }
+
+    fn claim(&self, claims: Vec<Claim>) -> Result<Value> {
+        let sql = self.state.storage().sql();
+        let mut keys = Vec::new();
+        for c in claims {
+            // Read and delete with no await in between: the object is single-threaded, so this
+            // is atomic against every other claim.
+            let otk: Vec<Row> = sql
+                .exec(
+                    "DELETE FROM one_time_keys WHERE rowid = (SELECT rowid FROM one_time_keys WHERE device_id = ? AND algorithm = ? ORDER BY rowid LIMIT 1) RETURNING key_id, key_json",
+                    vec![c.device_id.clone().into(), c.algorithm.clone().into()],
+                )?
+                .to_array()?;
+            let row = match otk.into_iter().next() {
+                Some(r) => Some(r),
+                None => sql
+                    .exec(
+                        "UPDATE fallback_keys SET used = 1 WHERE device_id = ? AND algorithm = ? RETURNING key_id, key_json",
+                        vec![c.device_id.clone().into(), c.algorithm.clone().into()],
+                    )?
+                    .to_array::<Row>()?
+                    .into_iter()
+                    .next(),
+            };
+            if let Some(r) = row {
+                let key: Value = serde_json::from_str(&r.key_json).unwrap_or(Value::Null);
+                keys.push(json!({ "device_id": c.device_id, "key_id": r.key_id, "key": key }));
+            }
+        }
+        Ok(json!({ "keys": keys }))
+    }
+
+    fn delete(&self, devices: &[String]) -> Result<()> {
+        let sql = self.state.storage().sql();
+        for d in devices {
+            sql.exec("DELETE FROM one_time_keys WHERE device_id = ?", vec![d.clone().into()])?;
+            sql.exec("DELETE FROM fallback_keys WHERE device_id = ?", vec![d.clone().into()])?;
+        }
+        Ok(())
+    }
+}
 
 impl DurableObject for UserKeys {
     fn new(state: State, _env: Env) -> Self {
@@ -17,10 +168,37 @@ impl DurableObject for UserKeys {
         Self { state, version }
     }
 
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        match req.path().as_str() {
-            "/health" => super::health("UserKeys", self.version),
-            _ => Response::error("Not found", 404),
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if req.path() == "/health" {
+            return super::health("UserKeys", self.version);
         }
+        if req.method() != Method::Post {
+            return Response::error("Not found", 404);
+        }
+        let path = req.path();
+        let body: Value = req.json().await?;
+        let bad = || Response::error("Bad request", 400);
+        let out = match path.as_str() {
+            "/upload" => match serde_json::from_value::<Upload>(body) {
+                Ok(u) => self.upload(u)?,
+                Err(_) => return bad(),
+            },
+            "/counts" => {
+                let d = body["device_id"].as_str().unwrap_or_default();
+                let sql = self.state.storage().sql();
+                json!({ "counts": counts(&sql, d)?, "unused_fallback": unused_fallback(&sql, d)? })
+            }
+            "/claim" => match serde_json::from_value::<Vec<Claim>>(body["claims"].clone()) {
+                Ok(c) => self.claim(c)?,
+                Err(_) => return bad(),
+            },
+            "/delete" => {
+                let devices: Vec<String> = serde_json::from_value(body["device_ids"].clone()).unwrap_or_default();
+                self.delete(&devices)?;
+                json!({})
+            }
+            _ => return Response::error("Not found", 404),
+        };
+        Response::from_json(&out)
     }
 }

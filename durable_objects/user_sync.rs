@@ -70,10 +70,13 @@ impl UserSync {
         Ok(())
     }
 
-    /// The device's messages after `since`; those up to `since` were delivered and go.
-    fn take(&self, device: &str, since: i64) -> Result<serde_json::Value> {
+    /// The device's messages after `since`; those up to `since` were delivered and go (unless
+    /// `keep`: a dehydrated device's messages stay until the device is replaced).
+    fn take(&self, device: &str, since: i64, keep: bool) -> Result<serde_json::Value> {
         let sql = self.state.storage().sql();
-        sql.exec("DELETE FROM to_device WHERE device_id = ? AND stream_id <= ?", vec![device.into(), (since as f64).into()])?;
+        if !keep {
+            sql.exec("DELETE FROM to_device WHERE device_id = ? AND stream_id <= ?", vec![device.into(), (since as f64).into()])?;
+        }
         #[derive(serde::Deserialize)]
         struct M {
             stream_id: i64,
@@ -117,7 +120,16 @@ impl DurableObject for UserSync {
                 let q = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
                 let device = q("device_id").unwrap_or_default();
                 let since = q("since").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-                Response::from_json(&self.take(&device, since)?)
+                Response::from_json(&self.take(&device, since, q("keep").is_some())?)
+            }
+            (Method::Post, "/forget") => {
+                // Deleted devices: their queued messages go.
+                let body: serde_json::Value = req.json().await?;
+                let sql = self.state.storage().sql();
+                for d in body["device_ids"].as_array().into_iter().flatten().filter_map(|d| d.as_str()) {
+                    sql.exec("DELETE FROM to_device WHERE device_id = ?", vec![d.into()])?;
+                }
+                Response::from_json(&serde_json::json!({}))
             }
             (Method::Post, "/txn") => {
                 // Records a send transaction; `{"new": false}` if seen before.

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod crypto;
+pub mod e2ee;
 pub mod filter;
 pub mod ids;
 pub mod media;

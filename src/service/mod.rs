@@ -2,5 +2,6 @@
 //! the per-room serialisation through the `Room` Durable Object.
 
 pub mod events;
+pub mod keys;
 pub mod notify;
 pub mod timeline;

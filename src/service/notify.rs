@@ -55,6 +55,22 @@ pub async fn queue_to_device(env: &Env, user: &str, messages: Vec<Value>) -> Res
     Ok(())
 }
 
+/// Drops the queued to-device messages of deleted devices.
+pub async fn forget_devices(env: &Env, user: &str, devices: &[String]) -> Result<()> {
+    post(env, user, "/forget", &json!({ "device_ids": devices })).await?;
+    Ok(())
+}
+
+/// A dehydrated device's to-device messages after `since`, without deleting any (MSC3814:
+/// a rehydration that fails half-way can start again). Returns the events and the position
+/// of the last one.
+pub async fn peek_to_device(env: &Env, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
+    let path = format!("/to_device?keep=1&device_id={}&since={since}", percent_encoding::utf8_percent_encode(device, percent_encoding::NON_ALPHANUMERIC));
+    let r = call(env, user, worker::Method::Get, &path).await?;
+    let events = r["events"].as_array().cloned().unwrap_or_default();
+    Ok((events, r["position"].as_f64().unwrap_or(since as f64) as u64))
+}
+
 /// Records a `/sendToDevice` transaction; false if the device used it before.
 pub async fn new_send_txn(env: &Env, user: &str, device: &str, txn: &str) -> Result<bool> {
     Ok(post(env, user, "/txn", &json!({ "device_id": device, "txn_id": txn })).await?["new"].as_bool().unwrap_or(true))

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod db;
+pub mod e2ee;
 pub mod media;
 pub mod oauth;
 pub mod tokens;

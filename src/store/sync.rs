@@ -45,7 +45,8 @@ pub async fn snapshot(db: &Db, user: &str) -> Result<(SyncToken, Vec<MembershipR
                         (SELECT COALESCE(MAX(stream), 0) FROM account_data) AS ad,
                         (SELECT COALESCE(MAX(stream), 0) FROM receipts) AS rc,
                         (SELECT COALESCE(MAX(stream), 0) FROM room_typing) AS ty,
-                        (SELECT COALESCE(MAX(stream), 0) FROM presence) AS pr",
+                        (SELECT COALESCE(MAX(stream), 0) FROM presence) AS pr,
+                        (SELECT COALESCE(MAX(stream), 0) FROM device_list_changes) AS dl",
                 vec![],
             )?,
             db.stmt(
@@ -61,6 +62,7 @@ pub async fn snapshot(db: &Db, user: &str) -> Result<(SyncToken, Vec<MembershipR
         receipts: num(&p["rc"]),
         typing: num(&p["ty"]),
         presence: num(&p["pr"]),
+        device_lists: num(&p["dl"]),
         ..Default::default()
     };
     let members = rows

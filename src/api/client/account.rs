@@ -44,7 +44,7 @@ pub async fn change_password_route(ctx: &Ctx, req: &Request) -> Result<Response>
             .map(|d| d.device_id)
             .filter(|d| *d != me.device_id)
             .collect();
-        accounts::delete_devices(&ctx.db, me.user_id.as_str(), &others).await?;
+        crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &others).await?;
     }
     Ok(Response::ok(json!({})))
 }
@@ -56,7 +56,11 @@ pub async fn deactivate_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let value = req.json_value()?;
     user_interactive_auth(ctx, req, &value, "deactivate", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
+    let devices: Vec<String> = accounts::list_devices(&ctx.db, me.user_id.as_str()).await?.into_iter().map(|d| d.device_id).collect();
     accounts::deactivate(&ctx.db, me.user_id.as_str()).await?;
+    // Its keys go too: nobody should encrypt to a deactivated account's devices.
+    crate::store::e2ee::delete_all_keys(&ctx.db, me.user_id.as_str()).await?;
+    crate::service::keys::forget_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &devices).await?;
     // Like Synapse, a deactivated user leaves every room (and rejects pending invites).
     for membership in ["join", "invite", "knock"] {
         for room in crate::store::rooms::rooms_with_membership(&ctx.db, me.user_id.as_str(), membership).await? {

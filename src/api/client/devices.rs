@@ -66,7 +66,7 @@ pub async fn delete_device_route(ctx: &Ctx, req: &Request, device_id: &str) -> R
     }
     let value = req.json_value()?;
     user_interactive_auth(ctx, req, &value, "delete_devices", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
-    accounts::delete_devices(&ctx.db, me.user_id.as_str(), &[device_id.to_owned()]).await?;
+    crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &[device_id.to_owned()]).await?;
     Ok(Response::ok(json!({})))
 }
 
@@ -84,6 +84,6 @@ pub async fn delete_devices_route(ctx: &Ctx, req: &Request) -> Result<Response> 
         return Err(err!(InvalidParam, "Too many devices at once"));
     }
     user_interactive_auth(ctx, req, &value, "delete_devices", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
-    accounts::delete_devices(&ctx.db, me.user_id.as_str(), &body.devices).await?;
+    crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &body.devices).await?;
     Ok(Response::ok(json!({})))
 }

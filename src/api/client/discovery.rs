@@ -19,7 +19,8 @@ pub async fn versions_route(_ctx: &Ctx, _req: &Request) -> Result<Response> {
         ],
         "unstable_features": {
             "org.matrix.msc2432": true,
-            "org.matrix.msc3882": true
+            "org.matrix.msc3882": true,
+            "org.matrix.msc3814": true
         }
     })))
 }

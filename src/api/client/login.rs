@@ -134,7 +134,7 @@ pub async fn get_login_token_route(ctx: &Ctx, req: &Request) -> Result<Response>
 /// Ends this session: the token and its device go away.
 pub async fn logout_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    accounts::delete_devices(&ctx.db, me.user_id.as_str(), &[me.device_id]).await?;
+    crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &[me.device_id]).await?;
     Ok(Response::ok(json!({})))
 }
 
@@ -143,7 +143,7 @@ pub async fn logout_all_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let devices: Vec<String> =
         accounts::list_devices(&ctx.db, me.user_id.as_str()).await?.into_iter().map(|d| d.device_id).collect();
-    accounts::delete_devices(&ctx.db, me.user_id.as_str(), &devices).await?;
+    crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &devices).await?;
     // Tokens of a device row that no longer exists, if any.
     ctx.db.run("DELETE FROM access_tokens WHERE user_id = ?", crate::params![me.user_id.as_str()]).await?;
     Ok(Response::ok(json!({})))

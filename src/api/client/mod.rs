@@ -21,3 +21,6 @@ pub mod receipts;
 pub mod presence;
 pub mod push;
 pub mod to_device;
+pub mod keys;
+pub mod cross_signing;
+pub mod dehydrated;

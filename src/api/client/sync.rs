@@ -495,9 +495,19 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         .collect();
 
     // To-device messages for this device, from the user's UserSync object (its own stream).
-    let (to_device, td_pos) = notify::take_to_device(&ctx.env, user, &me.device_id, since.to_device).await?;
+    // The device's one-time key counts come from the UserKeys object, in parallel.
+    let (td, key_counts) = futures_util::future::join(
+        notify::take_to_device(&ctx.env, user, &me.device_id, since.to_device),
+        crate::service::keys::counts(&ctx.env, user, &me.device_id),
+    )
+    .await;
+    let (to_device, td_pos) = td?;
+    let (otk_counts, unused_fallback) = key_counts?;
     let mut now = now;
     now.to_device = td_pos;
+
+    // Device lists: whose keys to re-query (not in an initial sync: the client queries all).
+    let (dl_changed, dl_left) = if initial { (vec![], vec![]) } else { crate::api::client::keys::device_lists_between(ctx, user, &since, &now).await? };
 
     let found = !join.is_empty()
         || !leave.is_empty()
@@ -505,7 +515,9 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         || !knock.is_empty()
         || !global_ad.is_empty()
         || !presence.is_empty()
-        || !to_device.is_empty();
+        || !to_device.is_empty()
+        || !dl_changed.is_empty()
+        || !dl_left.is_empty();
     let next = if initial || found { now.max(&since) } else { since };
     let body = json!({
         "next_batch": next.encode(),
@@ -513,8 +525,10 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         "presence": { "events": presence },
         "account_data": { "events": global_ad },
         "to_device": { "events": to_device },
-        "device_lists": { "changed": [], "left": [] },
-        "device_one_time_keys_count": {},
+        "device_lists": { "changed": dl_changed, "left": dl_left },
+        "device_one_time_keys_count": crate::core::e2ee::key_counts(&otk_counts),
+        "device_unused_fallback_key_types": unused_fallback,
+        "org.matrix.msc2732.device_unused_fallback_key_types": unused_fallback,
     });
     Ok((body, found))
 }

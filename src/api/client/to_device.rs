@@ -13,32 +13,46 @@ use crate::http::{Request, Response};
 use crate::service::notify;
 use crate::store::accounts;
 
+/// The largest content of one message (the spec's event size limit, as Synapse applies to
+/// to-device messages sent over federation).
+const MAX_MESSAGE_BYTES: usize = 65_536;
+
 /// # `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`
-/// `*` as the device ID means all of the user's devices. Local users only (federation
-/// delivery arrives with federation).
+/// `*` as the device ID means all of the user's devices; messages for devices that don't
+/// exist are dropped (they would never be fetched). Local users only (federation delivery
+/// arrives with federation). The whole request is checked before anything is queued.
 pub async fn send_to_device_route(ctx: &Ctx, req: &Request, kind: &str, txn_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let body = req.json_value()?;
     let messages = body.get("messages").and_then(Value::as_object).ok_or_else(|| err!(BadJson, "messages must be an object"))?;
+    let mut local = Vec::new();
+    for (user, per_device) in messages {
+        let per_device = per_device.as_object().ok_or_else(|| err!(BadJson, "messages must map devices to contents"))?;
+        for content in per_device.values() {
+            if !content.is_object() {
+                return Err(err!(BadJson, "Message contents must be objects"));
+            }
+            if content.to_string().len() > MAX_MESSAGE_BYTES {
+                return Err(err!(TooLarge, "A to-device message is larger than {MAX_MESSAGE_BYTES} bytes"));
+            }
+        }
+        if ruma::UserId::parse(user.as_str()).is_ok_and(|u| u.server_name() == ctx.config.server_name) {
+            local.push((user, per_device));
+        }
+    }
     if !notify::new_send_txn(&ctx.env, me.user_id.as_str(), &me.device_id, txn_id).await? {
         return Ok(Response::ok(json!({})));
     }
-    for (user, per_device) in messages {
-        let Ok(uid) = ruma::UserId::parse(user.as_str()) else { continue };
-        if uid.server_name() != ctx.config.server_name {
-            continue;
-        }
-        let Some(per_device) = per_device.as_object() else {
-            return Err(err!(BadJson, "messages must map devices to contents"));
-        };
+    for (user, per_device) in local {
+        let devices: Vec<String> = accounts::list_devices(&ctx.db, user).await?.into_iter().map(|d| d.device_id).collect();
         let mut out = Vec::new();
         for (device, content) in per_device {
             let ev = json!({ "type": kind, "sender": me.user_id, "content": content });
             if device == "*" {
-                for d in accounts::list_devices(&ctx.db, user).await? {
-                    out.push(json!({ "device_id": d.device_id, "message": ev }));
+                for d in &devices {
+                    out.push(json!({ "device_id": d, "message": ev }));
                 }
-            } else {
+            } else if devices.contains(device) {
                 out.push(json!({ "device_id": device, "message": ev }));
             }
         }

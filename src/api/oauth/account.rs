@@ -150,7 +150,7 @@ pub async fn account_post_route(ctx: &Ctx, req: &Request) -> Result<Response> {
             if accounts::get_device(&ctx.db, &user, d).await?.is_none() {
                 return Ok(html::response(404, html::error_page("Session not found", "There is no such session on your account."), vec![]));
             }
-            accounts::delete_devices(&ctx.db, &user, &[d.to_owned()]).await?;
+            crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, &user, &[d.to_owned()]).await?;
             show(ctx, &csrf, &user, "org.matrix.devices_list", None, Some(&format!("Session {d} has been signed out."))).await
         }
         "org.matrix.profile" if action == "org.matrix.profile" => {
