@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 
 from e2ee_helpers import DEHYDRATED, b64, claim, device_keys, one_time_keys, query
-from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call
+from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, qid
 
 import os
 
 
 def dehydrate(base, u, device_id=None, **over):
+    # A curve25519 key as the ID (MSC3814): base64, so often with '/' or '+' (percent-encoded in paths).
     device_id = device_id or b64(os.urandom(32))
     dk, signer = device_keys(u["user_id"], device_id, dehydrated=True)
     body = {
@@ -28,7 +29,7 @@ def dehydrate(base, u, device_id=None, **over):
 
 def events(base, u, device_id, next_batch=None):
     body = {} if next_batch is None else {"next_batch": next_batch}
-    return call(base, "POST", f"{DEHYDRATED}/{device_id}/events", body, token=u["access_token"])
+    return call(base, "POST", f"{DEHYDRATED}/{qid(device_id)}/events", body, token=u["access_token"])
 
 
 def test_put_get_and_keys_of_a_dehydrated_device(base, user, user2):
@@ -62,7 +63,7 @@ def test_events_are_paged_and_never_deleted(base, user, user2):
     again = assert_ok(events(base, user, dev))
     assert [e["content"]["i"] for e in again["events"]] == [0, 1, 2]
     # GET with ?from= as the MSC text writes it.
-    got = assert_ok(call(base, "GET", f"{DEHYDRATED}/{dev}/events", token=user["access_token"], params={"from": first["next_batch"]}))
+    got = assert_ok(call(base, "GET", f"{DEHYDRATED}/{qid(dev)}/events", token=user["access_token"], params={"from": first["next_batch"]}))
     assert got["events"] == []
     # Not the dehydrated device, bad tokens.
     assert_error(events(base, user, user["device_id"]), 403, "M_FORBIDDEN")
