@@ -7,7 +7,7 @@
 //   out: {"id": 1, "ok": true, "result": {...}}   or   {"id": 1, "ok": false, "error": "..."}
 // Commands (every one takes an optional "timeout" in seconds, default 60):
 //   login {base, user, password, device_id?}   password login, then Rust crypto (in memory)
-//   start {}                                     startClient; waits for the first sync
+//   start {}                                     startClient; waits for the first sync and key upload
 //   whoami {}                                    user_id, device_id, own identity keys
 //   create_room {invite?: [user_id], encrypted?: true, name?}   -> {room_id}
 //   join {room_id}                               joins; waits until the room is synced as joined
@@ -156,6 +156,14 @@ const commands = {
             ready,
             waitFor("first sync", () => false, deadline),
         ]);
+        // Ready once the device keys are on the server (Rust crypto uploads them after the
+        // first sync); a server without /keys/upload fails here, with its answers.
+        try {
+            await waitFor("device keys uploaded", () => state.requests.some((r) => r.startsWith("POST /_matrix/client/v3/keys/upload 200")), deadline);
+        } catch (e) {
+            const uploads = state.requests.filter((r) => r.includes("/keys/upload"));
+            throw new Error(`${e.message}; keys/upload answers: ${JSON.stringify(uploads.slice(-3))}`);
+        }
         return { sync_state: client.getSyncState() };
     },
 
