@@ -27,7 +27,7 @@ import uuid
 
 import pytest
 
-from e2ee_helpers import MEGOLM, JsDevice, NioDevice, js_available
+from e2ee_client_helpers import MEGOLM, JsDevice, NioDevice, js_available
 from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, admin_register_raw, assert_ok, call, qid, unique_username
 
 SCENARIO_TIMEOUT = 300
