@@ -15,3 +15,4 @@ pub mod thumbnail;
 pub mod time;
 pub mod room;
 pub mod uia;
+pub mod backup;
