@@ -9,3 +9,4 @@ pub mod tokens;
 pub mod rooms;
 pub mod sync;
 pub mod uia;
+pub mod backup;
