@@ -57,6 +57,7 @@ pub async fn deactivate_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let value = req.json_value()?;
     user_interactive_auth(ctx, req, &value, "deactivate", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
     accounts::deactivate(&ctx.db, me.user_id.as_str()).await?;
+    crate::store::backup::delete_all(&ctx.db, me.user_id.as_str()).await?;
     // Like Synapse, a deactivated user leaves every room (and rejects pending invites).
     for membership in ["join", "invite", "knock"] {
         for room in crate::store::rooms::rooms_with_membership(&ctx.db, me.user_id.as_str(), membership).await? {

@@ -21,3 +21,4 @@ pub mod receipts;
 pub mod presence;
 pub mod push;
 pub mod to_device;
+pub mod backup;
