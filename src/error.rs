@@ -42,6 +42,9 @@ pub enum ErrorKind {
     BadAlias,
     /// 409: e.g. a room alias that already exists (`M_UNKNOWN`, as Synapse).
     Conflict,
+    /// 403: a key backup write to a version that is not the current one; the body names
+    /// the current version (spec: `PUT /room_keys/keys`).
+    WrongRoomKeysVersion { current_version: String },
     /// Anything the server did wrong; the message is generic.
     Internal,
 }
@@ -78,6 +81,7 @@ impl ErrorKind {
             RoomInUse => "M_ROOM_IN_USE",
             BadAlias => "M_BAD_ALIAS",
             Conflict => "M_UNKNOWN",
+            WrongRoomKeysVersion { .. } => "M_WRONG_ROOM_KEYS_VERSION",
         }
     }
 
@@ -85,7 +89,7 @@ impl ErrorKind {
     pub fn status(&self) -> u16 {
         use ErrorKind::*;
         match self {
-            Forbidden | UserDeactivated | GuestAccessForbidden | ServerNotTrusted => 403,
+            Forbidden | UserDeactivated | GuestAccessForbidden | ServerNotTrusted | WrongRoomKeysVersion { .. } => 403,
             UnknownToken { .. } | MissingToken | Unauthorized | UserLocked => 401,
             NotFound | Unrecognized => 404,
             CannotOverwriteMedia => 409,
@@ -144,6 +148,9 @@ impl Error {
                     }
                     ErrorKind::LimitExceeded { retry_after_ms } => {
                         body["retry_after_ms"] = json!(retry_after_ms);
+                    }
+                    ErrorKind::WrongRoomKeysVersion { current_version } => {
+                        body["current_version"] = json!(current_version);
                     }
                     _ => {}
                 }
@@ -220,6 +227,8 @@ mod tests {
         assert_eq!((s, b["retry_after_ms"].as_u64()), (429, Some(1500)));
         let (s, b) = err!(ErrorKind::UnknownToken { soft_logout: true }, "t").to_response();
         assert_eq!((s, b["soft_logout"].as_bool()), (401, Some(true)));
+        let (s, b) = err!(ErrorKind::WrongRoomKeysVersion { current_version: "2".into() }, "w").to_response();
+        assert_eq!((s, b["errcode"].as_str(), b["current_version"].as_str()), (403, Some("M_WRONG_ROOM_KEYS_VERSION"), Some("2")));
     }
 
     #[test]

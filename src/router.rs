@@ -135,6 +135,20 @@ pub enum Route {
     OAuthUserinfo,
     Account,
     AccountPost,
+    RoomKeysVersionCreate,
+    RoomKeysVersionCurrent,
+    RoomKeysVersionGet,
+    RoomKeysVersionPut,
+    RoomKeysVersionDelete,
+    RoomKeysPut,
+    RoomKeysGet,
+    RoomKeysDelete,
+    RoomKeysRoomPut,
+    RoomKeysRoomGet,
+    RoomKeysRoomDelete,
+    RoomKeysSessionPut,
+    RoomKeysSessionGet,
+    RoomKeysSessionDelete,
 }
 
 /// `{}` matches one path segment, which is captured (percent-decoded).
@@ -283,6 +297,21 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Post, "/oauth/userinfo", Route::OAuthUserinfo),
     (Get, "/account", Route::Account),
     (Post, "/account", Route::AccountPost),
+    // Server-side key backups.
+    (Post, "/_matrix/client/v3/room_keys/version", Route::RoomKeysVersionCreate),
+    (Get, "/_matrix/client/v3/room_keys/version", Route::RoomKeysVersionCurrent),
+    (Get, "/_matrix/client/v3/room_keys/version/{}", Route::RoomKeysVersionGet),
+    (Put, "/_matrix/client/v3/room_keys/version/{}", Route::RoomKeysVersionPut),
+    (Delete, "/_matrix/client/v3/room_keys/version/{}", Route::RoomKeysVersionDelete),
+    (Put, "/_matrix/client/v3/room_keys/keys", Route::RoomKeysPut),
+    (Get, "/_matrix/client/v3/room_keys/keys", Route::RoomKeysGet),
+    (Delete, "/_matrix/client/v3/room_keys/keys", Route::RoomKeysDelete),
+    (Put, "/_matrix/client/v3/room_keys/keys/{}", Route::RoomKeysRoomPut),
+    (Get, "/_matrix/client/v3/room_keys/keys/{}", Route::RoomKeysRoomGet),
+    (Delete, "/_matrix/client/v3/room_keys/keys/{}", Route::RoomKeysRoomDelete),
+    (Put, "/_matrix/client/v3/room_keys/keys/{}/{}", Route::RoomKeysSessionPut),
+    (Get, "/_matrix/client/v3/room_keys/keys/{}/{}", Route::RoomKeysSessionGet),
+    (Delete, "/_matrix/client/v3/room_keys/keys/{}/{}", Route::RoomKeysSessionDelete),
 ];
 
 /// Finds the route for `method` and `path`: unknown path 404, known path with another
@@ -386,5 +415,14 @@ mod tests {
         assert!(!streams_body(Post, "/_matrix/media/v1/create"));
         assert!(!streams_body(Get, "/_matrix/media/v3/upload"));
         assert_eq!(resolve(Get, "/_matrix/media/v3/upload").unwrap_err().to_response().0, 405);
+    }
+
+    #[test]
+    fn key_backup_routes() {
+        let (r, p) = resolve(Put, "/_matrix/client/v3/room_keys/keys/%21room%3Ax/sess%2Fion").unwrap();
+        assert_eq!((r, p), (Route::RoomKeysSessionPut, vec!["!room:x".to_string(), "sess/ion".to_string()]));
+        assert_eq!(resolve(Get, "/_matrix/client/r0/room_keys/version").unwrap().0, Route::RoomKeysVersionCurrent);
+        assert_eq!(resolve(Delete, "/_matrix/client/v3/room_keys/keys").unwrap().0, Route::RoomKeysDelete);
+        assert_eq!(resolve(Post, "/_matrix/client/v3/room_keys/version/1").unwrap_err().to_response().0, 405);
     }
 }

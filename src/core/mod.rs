@@ -16,3 +16,4 @@ pub mod thumbnail;
 pub mod time;
 pub mod room;
 pub mod uia;
+pub mod backup;

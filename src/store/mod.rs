@@ -10,3 +10,4 @@ pub mod tokens;
 pub mod rooms;
 pub mod sync;
 pub mod uia;
+pub mod backup;

@@ -61,6 +61,7 @@ pub async fn deactivate_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     // Its keys go too: nobody should encrypt to a deactivated account's devices.
     crate::store::e2ee::delete_all_keys(&ctx.db, me.user_id.as_str()).await?;
     crate::service::keys::forget_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &devices).await?;
+    crate::store::backup::delete_all(&ctx.db, me.user_id.as_str()).await?;
     // Like Synapse, a deactivated user leaves every room (and rejects pending invites).
     for membership in ["join", "invite", "knock"] {
         for room in crate::store::rooms::rooms_with_membership(&ctx.db, me.user_id.as_str(), membership).await? {

@@ -24,3 +24,4 @@ pub mod to_device;
 pub mod keys;
 pub mod cross_signing;
 pub mod dehydrated;
+pub mod backup;
