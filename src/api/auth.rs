@@ -169,7 +169,7 @@ pub async fn user_interactive_auth(
     let auth = match body.get("auth") {
         None | Some(Value::Null) => {
             let session = uia_store::create(db, operation, user.map(|u| u.as_str())).await?;
-            return Err(Error::Uia(flows.challenge(&session, &[], None)));
+            return Err(Error::Uia(challenge(ctx, flows, &session, &[], None)));
         }
         Some(a) => parse_json::<AuthDict>(a.clone())?,
     };
@@ -188,14 +188,19 @@ pub async fn user_interactive_auth(
     let mut completed = stored.map(|s| s.completed()).unwrap_or_default();
 
     let Some(kind) = auth.kind.as_deref() else {
-        // No stage attempted: report progress.
-        return Err(Error::Uia(flows.challenge(&session, &completed, None)));
+        // No stage attempted: done if a stage was completed out of band (`m.oauth`, in the
+        // account page), else report progress.
+        if flows.is_complete(&completed) {
+            uia_store::delete(db, &session).await?;
+            return Ok(());
+        }
+        return Err(Error::Uia(challenge(ctx, flows, &session, &completed, None)));
     };
     if !flows.offers(kind) {
-        return Err(Error::Uia(flows.challenge(&session, &completed, Some(("M_UNRECOGNIZED", "Unsupported stage")))));
+        return Err(Error::Uia(challenge(ctx, flows, &session, &completed, Some(("M_UNRECOGNIZED", "Unsupported stage")))));
     }
 
-    let fail = |code: &str, msg: &str| Error::Uia(flows.challenge(&session, &completed, Some((code, msg))));
+    let fail = |code: &str, msg: &str| Error::Uia(challenge(ctx, flows, &session, &completed, Some((code, msg))));
     match kind {
         uia::DUMMY => {}
         uia::REGISTRATION_TOKEN => {
@@ -217,6 +222,11 @@ pub async fn user_interactive_auth(
                 Err(e) => return Err(e),
             }
         }
+        // Completed only by approving in the account page, which marks the session.
+        uia::OAUTH if !completed.iter().any(|c| c == uia::OAUTH) => {
+            return Err(fail("M_FORBIDDEN", "Approve this in your account page first"));
+        }
+        uia::OAUTH => {}
         _ => return Err(fail("M_UNRECOGNIZED", "Unsupported stage")),
     }
 
@@ -228,8 +238,21 @@ pub async fn user_interactive_auth(
         Ok(())
     } else {
         uia_store::set_completed(db, &session, &completed).await?;
-        Err(Error::Uia(flows.challenge(&session, &completed, None)))
+        Err(Error::Uia(challenge(ctx, flows, &session, &completed, None)))
     }
+}
+
+/// The 401 body, with the account page URL that approves the session when `m.oauth` is
+/// offered (spec: "OAuth authentication", `m.oauth` params).
+fn challenge(ctx: &Ctx, flows: &Flows, session: &str, completed: &[String], error: Option<(&str, &str)>) -> Value {
+    let mut body = flows.challenge(session, completed, error);
+    if flows.offers(uia::OAUTH) {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("action", "org.matrix.cross_signing_reset").append_pair("session", session);
+        let url = format!("{}/account?{}", ctx.config.public_baseurl.trim_end_matches('/'), q.finish());
+        body["params"][uia::OAUTH] = serde_json::json!({ "url": url });
+    }
+    body
 }
 
 /// Hashes a new password with the configured cost; refuses absurd lengths.

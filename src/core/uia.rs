@@ -7,6 +7,11 @@ use serde_json::{json, Value};
 pub const DUMMY: &str = "m.login.dummy";
 pub const PASSWORD: &str = "m.login.password";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
+/// Approval in the account management web UI (spec v1.17, "OAuth authentication"); only
+/// `/keys/device_signing/upload` offers it, to clients that signed in with OAuth 2.0.
+pub const OAUTH: &str = "m.oauth";
+/// The UIA operation name of a cross-signing key upload (the account page approves it).
+pub const CROSS_SIGNING_UPLOAD: &str = "device_signing_upload";
 
 /// A set of flows; each flow is the list of stages that together complete it.
 #[derive(Clone, Debug)]

@@ -128,3 +128,61 @@ def test_cross_signing_changes_reach_room_members(base, user, user2):
     assert_ok(signing_upload(base, user2["access_token"], CrossSigning(user2["user_id"]).upload_body()))
     body = sync(base, user["access_token"], since)
     assert user2["user_id"] in body["device_lists"]["changed"]
+
+
+def test_oauth_sessions_approve_a_reset_in_the_account_page(base):
+    """Spec v1.17 "OAuth authentication": an OAuth 2.0 session replacing its cross-signing
+    keys gets the `m.oauth` stage, whose URL the user opens to approve that one reset."""
+    import requests
+
+    from test_oauth import Flow, hidden, register_client
+
+    user = new_user(base, "oauthcs")
+    f = Flow(base, register_client(base)["client_id"])
+    f.authorize(user["username"])
+    at = f.exchange()["access_token"]
+    assert_ok(signing_upload(base, at, CrossSigning(user["user_id"]).upload_body()))  # first: no UIA
+
+    new = CrossSigning(user["user_id"])
+    r = signing_upload(base, at, new.upload_body())
+    assert r.status_code == 401, r.text
+    uia = r.json()
+    assert [fl["stages"] for fl in uia["flows"]] == [["m.oauth"]]
+    url = uia["params"]["m.oauth"]["url"]
+    assert "action=org.matrix.cross_signing_reset" in url
+    path = url[url.index("/account"):]
+
+    # Not approved yet: neither the bare session nor claiming the stage completes it, and the
+    # password is not a stage offered to OAuth sessions.
+    for auth in ({"session": uia["session"]}, {"type": "m.oauth", "session": uia["session"]}):
+        r = signing_upload(base, at, dict(new.upload_body(), auth=auth))
+        assert r.status_code == 401 and r.json()["session"] == uia["session"], r.text
+    r = signing_upload(base, at, dict(new.upload_body(), auth=password_auth(user["user_id"], DEFAULT_PASSWORD, uia["session"])))
+    assert r.status_code == 401 and r.json().get("errcode") == "M_UNRECOGNIZED", r.text
+
+    # Another user's browser cannot approve it.
+    other = new_user(base, "oauthother")
+    g = Flow(base, register_client(base)["client_id"])
+    g.authorize(other["username"])
+    assert g.browser.get(base + path, timeout=30).status_code == 404
+
+    # A browser that is not signed in signs in first and comes back to the same page.
+    b = requests.Session()
+    r = b.get(base + path, timeout=30)
+    assert r.status_code == 200 and 'name="password"' in r.text
+    r = b.post(f"{base}/account", data={"action": "login", "csrf": hidden(r.text, "csrf"), "next": hidden(r.text, "next"),
+                                         "username": user["username"], "password": DEFAULT_PASSWORD}, allow_redirects=False, timeout=30)
+    assert r.status_code == 303 and "session=" in r.headers["Location"]
+    page = b.get(base + r.headers["Location"], timeout=30)
+    assert page.status_code == 200 and "Approve the reset" in page.text
+    # Without the CSRF token nothing is approved.
+    r = b.post(f"{base}/account", data={"action": "org.matrix.cross_signing_reset", "session": uia["session"]}, timeout=30)
+    assert r.status_code == 403
+    r = b.post(f"{base}/account", data={"action": "org.matrix.cross_signing_reset", "session": uia["session"], "csrf": hidden(page.text, "csrf")}, timeout=30)
+    assert r.status_code == 200 and "approved" in r.text
+
+    assert_ok(signing_upload(base, at, dict(new.upload_body(), auth={"session": uia["session"]})))
+    keys = query(base, at, {user["user_id"]: []})
+    assert keys["master_keys"][user["user_id"]]["keys"] == {new.master.key_id: new.master.public}
+    # The approval was for that one reset: the next one asks again.
+    assert signing_upload(base, at, CrossSigning(user["user_id"]).upload_body()).status_code == 401

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::api::auth::{authenticate, user_interactive_auth};
+use crate::api::auth::{authenticate, user_interactive_auth, AuthToken};
 use crate::core::e2ee::{self, verify_signature};
 use crate::core::uia::{self, Flows};
 use crate::ctx::Ctx;
@@ -18,7 +18,8 @@ const USAGES: [(&str, &str); 3] = [("master_key", "master"), ("self_signing_key"
 
 /// # `POST /_matrix/client/v3/keys/device_signing/upload`
 /// The first upload needs no UIA (MSC3967, in the spec since v1.11), nor does re-uploading
-/// the same keys; replacing keys needs the password. The self-signing and user-signing keys
+/// the same keys; replacing keys needs the password, or, for OAuth 2.0 sessions, approval in
+/// the account page (`m.oauth`). The self-signing and user-signing keys
 /// must be signed by the master key (the new one, or the stored one).
 pub async fn upload_signing_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
@@ -49,7 +50,10 @@ pub async fn upload_signing_keys_route(ctx: &Ctx, req: &Request) -> Result<Respo
     }
     let unchanged = new.iter().all(|(usage, _, k)| existing.get(usage).is_some_and(|(_, old)| e2ee::signed_part(old) == e2ee::signed_part(k)));
     if existing.contains_key("master") && !unchanged {
-        user_interactive_auth(ctx, req, &body, "device_signing_upload", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
+        // Clients signed in with OAuth 2.0 can't do password UIA: they get `m.oauth`, approved
+        // in the account page (spec v1.17, "OAuth authentication").
+        let stage = if matches!(me.token, AuthToken::OAuth(_)) { uia::OAUTH } else { uia::PASSWORD };
+        user_interactive_auth(ctx, req, &body, uia::CROSS_SIGNING_UPLOAD, &Flows::single(stage), Some(&me.user_id)).await?;
     }
     if new.is_empty() || unchanged {
         return Ok(Response::ok(json!({})));

@@ -5,8 +5,9 @@
 //! `org.matrix.device_view` and `org.matrix.device_delete` (one session; ending it deletes
 //! the device, so its tokens, legacy or OAuth, stop at once). MSC4191's earlier names
 //! (`org.matrix.sessions_list`, `org.matrix.session_view`, `org.matrix.session_end`) work
-//! too. The browser signs in with the password; every form carries a CSRF token bound to
-//! that sign-in.
+//! too. `org.matrix.cross_signing_reset` approves the `m.oauth` UIA stage of an app's pending
+//! cross-signing key upload (spec v1.17, "OAuth authentication"). The browser signs in with
+//! the password; every form carries a CSRF token bound to that sign-in.
 
 use super::{browser_user, csrf_cookie, oauth, secure, sign_in_browser, CSRF_COOKIE, SESSION_COOKIE};
 use crate::api::auth::check_password;
@@ -20,6 +21,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::{Request, Response};
 use crate::store::accounts::{self, ProfileField};
 use crate::store::oauth as store;
+use crate::store::uia as uia_store;
+use crate::core::uia;
 
 const BASE: &str = "/account";
 
@@ -29,15 +32,19 @@ fn action_name(a: &str) -> &'static str {
         "org.matrix.devices_list" | "org.matrix.sessions_list" => "org.matrix.devices_list",
         "org.matrix.device_view" | "org.matrix.session_view" => "org.matrix.device_view",
         "org.matrix.device_delete" | "org.matrix.session_end" => "org.matrix.device_delete",
+        "org.matrix.cross_signing_reset" => "org.matrix.cross_signing_reset",
         _ => "org.matrix.profile",
     }
 }
 
-fn target(action: &str, device_id: Option<&str>) -> String {
+fn target(action: &str, device_id: Option<&str>, session: Option<&str>) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     ser.append_pair("action", action_name(action));
     if let Some(d) = device_id {
         ser.append_pair("device_id", d);
+    }
+    if let Some(s) = session {
+        ser.append_pair("session", s);
     }
     format!("{BASE}?{}", ser.finish())
 }
@@ -54,11 +61,41 @@ pub async fn account_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let o = oauth(ctx)?;
     let action = req.query("action").unwrap_or("org.matrix.profile");
     let device_id = req.query("device_id");
+    let uia_session = req.query("session");
     let Some((session, user)) = browser_user(ctx, req).await? else {
-        return Ok(login(ctx, o, req, 200, None, &target(action, device_id)));
+        return Ok(login(ctx, o, req, 200, None, &target(action, device_id, uia_session)));
     };
     let csrf = csrf_token(&o.form_key, "account", &session);
+    if action_name(action) == "org.matrix.cross_signing_reset" {
+        return reset_page(ctx, &csrf, &user, uia_session, false).await;
+    }
     show(ctx, &csrf, &user, action_name(action), device_id, None).await
+}
+
+/// The UIA session of a pending cross-signing key upload by `user`, if `id` is one.
+async fn pending_reset(ctx: &Ctx, user: &str, id: Option<&str>) -> Result<Option<uia_store::Session>> {
+    let Some(id) = id else { return Ok(None) };
+    Ok(uia_store::get(&ctx.db, id).await?.filter(|s| s.operation == uia::CROSS_SIGNING_UPLOAD && s.user_id.as_deref() == Some(user)))
+}
+
+/// `org.matrix.cross_signing_reset`: approves the `m.oauth` stage of the app's pending
+/// `/keys/device_signing/upload` (its UIA session is in the URL the app opened).
+async fn reset_page(ctx: &Ctx, csrf: &str, user: &str, uia_session: Option<&str>, approve: bool) -> Result<Response> {
+    let Some(pending) = pending_reset(ctx, user, uia_session).await? else {
+        return Ok(html::response(
+            404,
+            html::error_page("No identity reset to approve", "Start resetting your identity in your Matrix app; it will bring you back here."),
+            vec![],
+        ));
+    };
+    if approve {
+        let mut completed = pending.completed();
+        if !completed.iter().any(|c| c == uia::OAUTH) {
+            completed.push(uia::OAUTH.to_owned());
+        }
+        uia_store::set_completed(&ctx.db, &pending.session_id, &completed).await?;
+    }
+    Ok(html::response(200, html::account_cross_signing_reset(BASE, csrf, &pending.session_id, approve), vec![]))
 }
 
 async fn show(ctx: &Ctx, csrf: &str, user: &str, action: &str, device_id: Option<&str>, notice: Option<&str>) -> Result<Response> {
@@ -153,6 +190,7 @@ pub async fn account_post_route(ctx: &Ctx, req: &Request) -> Result<Response> {
             crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, &user, &[d.to_owned()]).await?;
             show(ctx, &csrf, &user, "org.matrix.devices_list", None, Some(&format!("Session {d} has been signed out."))).await
         }
+        "org.matrix.cross_signing_reset" => reset_page(ctx, &csrf, &user, param(&f, "session"), true).await,
         "org.matrix.profile" if action == "org.matrix.profile" => {
             let name = param(&f, "displayname").map(str::trim).filter(|n| !n.is_empty());
             if name.is_some_and(|n| n.chars().count() > 256) {

@@ -12,7 +12,7 @@ use crate::http::{Request, Response};
 /// The account management actions the `/account` pages support (spec: "Account
 /// management URL actions"; MSC4191's earlier names are accepted too).
 pub const ACCOUNT_ACTIONS: &[&str] =
-    &["org.matrix.profile", "org.matrix.devices_list", "org.matrix.device_view", "org.matrix.device_delete"];
+    &["org.matrix.profile", "org.matrix.devices_list", "org.matrix.device_view", "org.matrix.device_delete", "org.matrix.cross_signing_reset"];
 
 fn metadata(ctx: &Ctx) -> Result<Value> {
     let o = oauth(ctx)?;

@@ -228,6 +228,22 @@ pub fn account_device(base: &str, csrf: &str, d: &DeviceInfo, confirm: bool) -> 
     )
 }
 
+/// The identity-reset approval: the question, or (`done`) the confirmation.
+pub fn account_cross_signing_reset(base: &str, csrf: &str, session: &str, done: bool) -> String {
+    let body = if done {
+        "<p role=\"status\">Identity reset approved. Go back to your app to finish it.</p>".to_owned()
+    } else {
+        format!(
+            "<p><strong>Reset your cryptographic identity?</strong> Your other sessions and the people you verified \
+will have to verify you again. Only approve this if you started the reset in your app just now.</p>\
+<form method=\"post\" action=\"{b}\">{h}<button type=\"submit\" name=\"action\" value=\"org.matrix.cross_signing_reset\">Approve the reset</button></form>",
+            b = escape(base),
+            h = hidden(&[("csrf", csrf), ("session", session)]),
+        )
+    };
+    page("Reset identity", &format!("<h1>Reset identity</h1>{nav}{body}", nav = account_nav(base, csrf)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
