@@ -1,11 +1,13 @@
 """Run the E2EE client tests against a local Synapse: the reference the Stratus run compares to.
 
-    .venv/bin/python tests/e2ee/against_synapse.py [pytest args...]
+    .venv/bin/python tests/e2ee/against_synapse.py [test files...] [pytest args...]
 
 Installs matrix-synapse into bench/.synapse-venv on first use (the sync benchmark's venv;
 SYNAPSE_PYTHON=/path/to/python uses another), generates a config in a temporary directory
 (SQLite, no TLS, 127.0.0.1 on a free port, a registration shared secret, rate limits
-lifted), runs tests/integration/test_e2ee_clients.py with STRATUS_URL and
+lifted, MSC3814 dehydrated devices on), runs the given test files (those arguments that name
+tests under tests/, with or without a ::node suffix; by default
+tests/integration/test_e2ee_clients.py) with STRATUS_URL and
 STRATUS_SHARED_SECRET pointing at it, prints which client endpoints the clients called
 (from Synapse's access log), and stops Synapse. Exits with pytest's status.
 """
@@ -86,6 +88,8 @@ def main() -> int:
         "rc_joins": {"local": big, "remote": big}, "rc_invites": {"per_room": big, "per_user": big, "per_issuer": big},
         "rc_key_requests": big,
         "trusted_key_servers": [], "suppress_key_server_warning": True, "federation_domain_whitelist": [],
+        # Dehydrated devices (the js-sdk's startDehydration) are behind a flag in Synapse.
+        "experimental_features": {"msc3814_enabled": True},
     }
     edit = ("import json, sys, yaml; p = sys.argv[1]; c = yaml.safe_load(open(p)); c.update(json.loads(sys.argv[2])); "
             "open(p, 'w').write(yaml.safe_dump(c))")
@@ -110,8 +114,11 @@ def main() -> int:
             time.sleep(0.5)
         print(f"synapse at {base} ({d})", flush=True)
         env = dict(os.environ, STRATUS_URL=base, STRATUS_SHARED_SECRET=secret)
-        rc = subprocess.run([sys.executable, "-m", "pytest", "tests/integration/test_e2ee_clients.py", "-p", "no:cacheprovider",
-                             *(sys.argv[1:] or ["-q"])], cwd=REPO, env=env).returncode
+        args = sys.argv[1:]
+        tests = [a for a in args if a.startswith("tests/") and a.split("::")[0].endswith(".py")]
+        rest = [a for a in args if a not in tests]
+        rc = subprocess.run([sys.executable, "-m", "pytest", *(tests or ["tests/integration/test_e2ee_clients.py"]),
+                             "-p", "no:cacheprovider", *(rest or ["-q"])], cwd=REPO, env=env).returncode
         log = d / "homeserver.log"
         if log.exists():
             print("client API calls seen by Synapse:\n" + endpoint_summary(log))

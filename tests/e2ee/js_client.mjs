@@ -15,17 +15,57 @@
 //   wait_device {user_id, device_id}            waits until the crypto store knows that device
 //   send {room_id, body}                         waits until the room is known encrypted, then
 //                                                sends an m.room.message (m.text) -> {event_id}
-//   wait_message {room_id, body}                 waits for a decrypted m.room.message with this
-//                                                body -> {event_id, sender, wire_type, ...}
+//   wait_message {room_id, body, retry?}         waits for a decrypted m.room.message with this
+//                                                body -> {event_id, sender, wire_type, ...}; with
+//                                                retry, undecryptable events are retried each second
+//                                                (manual_retries: how many such retries were made)
 //   timeline {room_id}                           what the room's live timeline holds (debugging)
 //   requests {}                                  the HTTP requests made so far ("METHOD path status")
+//   exchanges {path_contains?}                   recorded request/response bodies of the E2EE
+//                                                identity endpoints (keys/device_signing,
+//                                                keys/signatures, room_keys, dehydrated_device,
+//                                                account_data, sendToDevice, keys/claim):
+//                                                {method, path, query, status, request, response}
+//   logout {}                                    stopClient + POST /logout (the process stays)
 //   stop {}                                      stopClient, answers, exits 0
+// Cross-signing, secret storage (4S), key backup, dehydrated devices (MSC3814):
+//   bootstrap_cross_signing {setup_new?}         crypto.userHasCrossSigningKeys (fresh, as Element
+//                                                does first), then crypto.bootstrapCrossSigning:
+//                                                new keys (always with setup_new), or those in 4S.
+//                                                keys/device_signing/upload is tried without auth,
+//                                                then with m.login.password after a 401 ->
+//                                                {had_keys, uia_attempts, ready, master,
+//                                                self_signing, user_signing}
+//   cross_signing_status {}                      -> {ready, status, master, self_signing, user_signing}
+//   user_cross_signing_keys {user_id}            the public keys in the crypto store (no download)
+//                                                -> {known, master, self_signing, user_signing}
+//   device_verification {user_id, device_id}     crypto.getDeviceVerificationStatus ->
+//                                                {known, cross_signing_verified, signed_by_owner, ...}
+//   bootstrap_secret_storage {new_key_backup?}   a new default 4S key (createRecoveryKeyFromPassphrase)
+//                                                holding the cross-signing keys (and, with
+//                                                new_key_backup, a new backup's key) ->
+//                                                {key_id, recovery_key, ready}
+//   use_recovery_key {recovery_key}              a 4S key to answer getSecretStorageKey with
+//   secret_storage_ready {}                      -> {ready}
+//   reset_key_backup {}                          crypto.resetKeyBackup -> {version, algorithm, active}
+//   backup_status {}                             -> {active_version, counts: {total, backed_up}}
+//   load_backup_key_from_secret_storage {}       crypto.loadSessionBackupPrivateKeyFromSecretStorage
+//   check_key_backup {}                          crypto.checkKeyBackupAndEnable -> {version, trusted,
+//                                                matches_decryption_key, active_version}
+//   get_backup_key {}                            crypto.getSessionBackupPrivateKey -> {key_b64, version}
+//   store_backup_key {key_b64, version}          crypto.storeSessionBackupPrivateKey
+//   restore_backup {}                            crypto.restoreKeyBackup -> {total, imported}
+//   dehydration_supported {}                     crypto.isDehydrationSupported -> {supported}
+//   start_dehydration {create_new_key?, rehydrate?}   crypto.startDehydration -> {events}: the
+//                                                dehydration CryptoEvents fired meanwhile
+//   crypto_events {}                             every dehydration/backup CryptoEvent so far
 // Log lines go to stderr. MATRIX_JS_LOG=debug (or info, warn) sets the SDK's log level.
 // The process exits when stdin closes.
 
 import readline from "node:readline";
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
+import { CryptoEvent, CrossSigningKey, decodeRecoveryKey } from "matrix-js-sdk/lib/crypto-api/index.js";
 
 const DEFAULT_TIMEOUT_S = 60;
 const tag = () => `[js ${state.userId ?? "-"}/${state.deviceId ?? "-"}]`;
@@ -59,8 +99,32 @@ const state = {
     client: null,
     userId: null,
     deviceId: null,
+    accessToken: null,
+    password: null,
     requests: [],
+    // Bodies of the requests/responses on these paths, for the tests' checks and failure messages.
+    exchanges: [],
+    // Secret-storage keys: key ID -> private key (Uint8Array); candidates are keys whose ID is
+    // not known yet (a recovery key given to a new device).
+    ssssKeys: new Map(),
+    ssssCandidates: [],
+    cryptoEvents: [],
 };
+
+const RECORD_BODIES = [
+    "/keys/device_signing/upload",
+    "/keys/signatures/upload",
+    "/room_keys/",
+    "/dehydrated_device",
+    "/account_data/",
+    "/sendToDevice/",
+    "/keys/claim",
+];
+const BODY_LIMIT = 20000;
+
+function clip(text) {
+    return typeof text === "string" && text.length > BODY_LIMIT ? text.slice(0, BODY_LIMIT) + "...(clipped)" : text;
+}
 
 // Every HTTP request the SDK makes is recorded (method, path without query, status).
 async function recordingFetch(input, init) {
@@ -69,6 +133,16 @@ async function recordingFetch(input, init) {
     try {
         const res = await fetch(input, init);
         state.requests.push(`${method} ${url.pathname} ${res.status}`);
+        if (RECORD_BODIES.some((p) => url.pathname.includes(p))) {
+            let response = null;
+            try {
+                response = clip(await res.clone().text());
+            } catch (e) {
+                response = `(unreadable: ${e})`;
+            }
+            const body = init && typeof init.body === "string" ? clip(init.body) : null;
+            state.exchanges.push({ method, path: url.pathname, query: url.search, status: res.status, request: body, response });
+        }
         return res;
     } catch (e) {
         state.requests.push(`${method} ${url.pathname} ERR ${e}`);
@@ -111,6 +185,63 @@ function describeEvent(ev) {
     };
 }
 
+// cryptoCallbacks.getSecretStorageKey: the 4S key the SDK asks for, from the keys this device
+// created (cacheSecretStorageKey) or was given (use_recovery_key, checked against the key info).
+async function getSecretStorageKey({ keys }, name) {
+    for (const keyId of Object.keys(keys)) {
+        const known = state.ssssKeys.get(keyId);
+        if (known) return [keyId, known];
+    }
+    for (const [keyId, info] of Object.entries(keys)) {
+        for (const candidate of state.ssssCandidates) {
+            if (await state.client.secretStorage.checkKey(candidate, info)) {
+                state.ssssKeys.set(keyId, candidate);
+                return [keyId, candidate];
+            }
+        }
+    }
+    log(`getSecretStorageKey(${name}): none of ${JSON.stringify(Object.keys(keys))} is known`);
+    return null;
+}
+
+function cacheSecretStorageKey(keyId, _keyInfo, key) {
+    state.ssssKeys.set(keyId, key);
+}
+
+function toBase64(bytes) {
+    return Buffer.from(bytes).toString("base64");
+}
+
+// The UIA callback for keys/device_signing/upload: first without auth (MSC3967 lets a user's
+// first cross-signing keys through), then m.login.password in the session the 401 started.
+function passwordUia(counter) {
+    return async (makeRequest) => {
+        counter.attempts.push("no auth");
+        try {
+            return await makeRequest(null);
+        } catch (e) {
+            const data = e?.data ?? {};
+            if (e?.httpStatus !== 401 || !data.flows) throw e;
+            log(`device_signing/upload asked for UIA: ${safeJson(data)}`);
+            counter.attempts.push("m.login.password");
+            return await makeRequest({
+                type: "m.login.password",
+                identifier: { type: "m.id.user", user: state.userId },
+                password: state.password,
+                session: data.session,
+            });
+        }
+    };
+}
+
+async function crossSigningIds(crypto) {
+    return {
+        master: await crypto.getCrossSigningKeyId(CrossSigningKey.Master),
+        self_signing: await crypto.getCrossSigningKeyId(CrossSigningKey.SelfSigning),
+        user_signing: await crypto.getCrossSigningKeyId(CrossSigningKey.UserSigning),
+    };
+}
+
 const commands = {
     async login({ base, user, password, device_id }) {
         if (state.client) throw new Error("already logged in");
@@ -124,6 +255,8 @@ const commands = {
         const res = await tmp.loginRequest({ type: "m.login.password", ...body });
         state.userId = res.user_id;
         state.deviceId = res.device_id;
+        state.accessToken = res.access_token;
+        state.password = password;
         const client = sdk.createClient({
             baseUrl: base,
             userId: res.user_id,
@@ -131,11 +264,20 @@ const commands = {
             accessToken: res.access_token,
             fetchFn: recordingFetch,
             timelineSupport: true,
+            cryptoCallbacks: { getSecretStorageKey, cacheSecretStorageKey },
         });
         // In-memory crypto store: no IndexedDB in Node.
         await client.initRustCrypto({ useIndexedDB: false });
         state.client = client;
-        return { user_id: res.user_id, device_id: res.device_id };
+        for (const ev of Object.values(CryptoEvent)) {
+            if (String(ev).startsWith("dehydration.") || ev === CryptoEvent.KeyBackupSessionsRemaining || ev === CryptoEvent.KeyBackupFailed) {
+                client.on(ev, (...args) => {
+                    // The event's own arguments (counts, messages): the emitter appends objects.
+                    state.cryptoEvents.push({ event: ev, args: args.filter((a) => a === null || typeof a !== "object") });
+                });
+            }
+        }
+        return { user_id: res.user_id, device_id: res.device_id, access_token: res.access_token };
     },
 
     async start(_args, deadline) {
@@ -226,19 +368,40 @@ const commands = {
         return { event_id: res.event_id };
     },
 
-    async wait_message({ room_id, body }, deadline) {
+    async wait_message({ room_id, body, retry = false }, deadline) {
         const client = needClient();
-        const found = await waitFor(`decrypted message ${JSON.stringify(body)} in ${room_id}`, () => {
-            const room = client.getRoom(room_id);
-            if (!room) return null;
-            for (const ev of room.getLiveTimeline().getEvents()) {
-                if (ev.getType() === "m.room.message" && !ev.isDecryptionFailure() && ev.getContent()?.body === body) {
-                    return ev;
+        let lastRetry = 0;
+        let retries = 0;
+        let found;
+        try {
+            found = await waitFor(`decrypted message ${JSON.stringify(body)} in ${room_id}`, () => {
+                const room = client.getRoom(room_id);
+                if (!room) return null;
+                const events = room.getLiveTimeline().getEvents();
+                for (const ev of events) {
+                    if (ev.getType() === "m.room.message" && !ev.isDecryptionFailure() && ev.getContent()?.body === body) {
+                        return ev;
+                    }
                 }
-            }
-            return null;
-        }, deadline);
-        return describeEvent(found);
+                if (retry && Date.now() - lastRetry > 1000) {
+                    lastRetry = Date.now();
+                    for (const ev of events) {
+                        if (ev.isDecryptionFailure()) {
+                            retries++;
+                            void client.decryptEventIfNeeded(ev, { isRetry: true });
+                        }
+                    }
+                }
+                return null;
+            }, deadline);
+        } catch (e) {
+            const room = client.getRoom(room_id);
+            const failures = (room ? room.getLiveTimeline().getEvents() : [])
+                .filter((ev) => ev.isDecryptionFailure())
+                .map((ev) => `${ev.getId()} session ${ev.getWireContent()?.session_id}: ${ev.decryptionFailureReason}`);
+            throw new Error(`${e.message}; undecryptable: ${JSON.stringify(failures)}`);
+        }
+        return { ...describeEvent(found), manual_retries: retries };
     },
 
     async timeline({ room_id }) {
@@ -250,6 +413,163 @@ const commands = {
 
     async requests() {
         return { requests: state.requests };
+    },
+
+    async exchanges({ path_contains }) {
+        const ex = path_contains ? state.exchanges.filter((e) => e.path.includes(path_contains)) : state.exchanges;
+        return { exchanges: ex };
+    },
+
+    async bootstrap_cross_signing({ setup_new = false }) {
+        const crypto = needClient().getCrypto();
+        const counter = { attempts: [] };
+        // As Element does first: an up-to-date view of the account's public cross-signing keys
+        // (a /keys/query for our own user). Importing keys from 4S needs it.
+        const hadKeys = await crypto.userHasCrossSigningKeys(state.userId, true);
+        await crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordUia(counter), setupNewCrossSigning: setup_new });
+        return {
+            had_keys: hadKeys,
+            uia_attempts: counter.attempts,
+            ready: await crypto.isCrossSigningReady(),
+            ...(await crossSigningIds(crypto)),
+        };
+    },
+
+    async cross_signing_status() {
+        const crypto = needClient().getCrypto();
+        return {
+            ready: await crypto.isCrossSigningReady(),
+            status: await crypto.getCrossSigningStatus(),
+            ...(await crossSigningIds(crypto)),
+        };
+    },
+
+    async user_cross_signing_keys({ user_id }) {
+        // What the crypto store holds (kept up to date through device_lists.changed), no download.
+        const keys = await needClient().getCrypto().getUserCrossSigningKeys(user_id);
+        const pub = (k) => (k ? Object.values(k.keys)[0] : null);
+        if (!keys) return { known: false };
+        return { known: true, master: pub(keys.master_key), self_signing: pub(keys.self_signing_key), user_signing: pub(keys.user_signing_key) };
+    },
+
+    async device_verification({ user_id, device_id }) {
+        const crypto = needClient().getCrypto();
+        // Refresh the user's keys first: the answer is about what the server has now.
+        await crypto.getUserDeviceInfo([user_id], true);
+        const s = await crypto.getDeviceVerificationStatus(user_id, device_id);
+        if (!s) return { known: false };
+        return {
+            known: true,
+            cross_signing_verified: s.crossSigningVerified,
+            signed_by_owner: s.signedByOwner,
+            locally_verified: s.localVerified,
+            verified: s.isVerified(),
+        };
+    },
+
+    async bootstrap_secret_storage({ new_key_backup = false }) {
+        const client = needClient();
+        const crypto = client.getCrypto();
+        let created = null;
+        await crypto.bootstrapSecretStorage({
+            setupNewSecretStorage: true,
+            setupNewKeyBackup: new_key_backup,
+            createSecretStorageKey: async () => {
+                created = await crypto.createRecoveryKeyFromPassphrase();
+                return created;
+            },
+        });
+        if (!created) throw new Error("bootstrapSecretStorage did not create a key");
+        return {
+            key_id: await client.secretStorage.getDefaultKeyId(),
+            recovery_key: created.encodedPrivateKey,
+            ready: await crypto.isSecretStorageReady(),
+        };
+    },
+
+    async use_recovery_key({ recovery_key }) {
+        state.ssssCandidates.push(decodeRecoveryKey(recovery_key));
+        return {};
+    },
+
+    async secret_storage_ready() {
+        return { ready: await needClient().getCrypto().isSecretStorageReady() };
+    },
+
+    async reset_key_backup() {
+        const crypto = needClient().getCrypto();
+        await crypto.resetKeyBackup();
+        const info = await crypto.getKeyBackupInfo();
+        return { version: info?.version ?? null, algorithm: info?.algorithm ?? null, active: await crypto.getActiveSessionBackupVersion() };
+    },
+
+    async backup_status() {
+        const client = needClient();
+        const crypto = client.getCrypto();
+        // OlmMachine.roomKeyCounts: how many Megolm sessions the device holds, how many are backed up.
+        const olm = crypto.olmMachine;
+        const counts = olm ? await olm.roomKeyCounts() : null;
+        return {
+            active_version: await crypto.getActiveSessionBackupVersion(),
+            counts: counts ? { total: counts.total, backed_up: counts.backedUp } : null,
+        };
+    },
+
+    async load_backup_key_from_secret_storage() {
+        const crypto = needClient().getCrypto();
+        await crypto.loadSessionBackupPrivateKeyFromSecretStorage();
+        return {};
+    },
+
+    async check_key_backup() {
+        const crypto = needClient().getCrypto();
+        const check = await crypto.checkKeyBackupAndEnable();
+        return {
+            version: check?.backupInfo?.version ?? null,
+            trusted: check?.trustInfo?.trusted ?? null,
+            matches_decryption_key: check?.trustInfo?.matchesDecryptionKey ?? null,
+            active_version: await crypto.getActiveSessionBackupVersion(),
+        };
+    },
+
+    async get_backup_key() {
+        const crypto = needClient().getCrypto();
+        const key = await crypto.getSessionBackupPrivateKey();
+        if (!key) throw new Error("no backup decryption key on this device");
+        return { key_b64: toBase64(key), version: await crypto.getActiveSessionBackupVersion() };
+    },
+
+    async store_backup_key({ key_b64, version }) {
+        const crypto = needClient().getCrypto();
+        await crypto.storeSessionBackupPrivateKey(new Uint8Array(Buffer.from(key_b64, "base64")), version);
+        return {};
+    },
+
+    async restore_backup() {
+        const crypto = needClient().getCrypto();
+        const res = await crypto.restoreKeyBackup();
+        return { total: res.total, imported: res.imported };
+    },
+
+    async dehydration_supported() {
+        return { supported: await needClient().getCrypto().isDehydrationSupported() };
+    },
+
+    async start_dehydration({ create_new_key = false, rehydrate = true }) {
+        const crypto = needClient().getCrypto();
+        const from = state.cryptoEvents.length;
+        await crypto.startDehydration({ createNewKey: create_new_key, rehydrate });
+        return { events: state.cryptoEvents.slice(from) };
+    },
+
+    async crypto_events() {
+        return { events: state.cryptoEvents };
+    },
+
+    async logout() {
+        const client = needClient();
+        await client.logout(true);
+        return {};
     },
 
     async stop() {

@@ -257,6 +257,7 @@ class JsDevice:
         self.password = password
         self.name = name
         self.device_id: str | None = None
+        self.access_token: str | None = None
         self.curve25519: str | None = None
         self.log_path = log_dir / f"{name}.stderr.log"
         self.proc: asyncio.subprocess.Process | None = None
@@ -311,6 +312,7 @@ class JsDevice:
     async def login(self) -> None:
         r = await self.call("login", base=self.base, user=self.user_id, password=self.password)
         self.device_id = r["device_id"]
+        self.access_token = r["access_token"]
 
     async def start(self) -> None:
         await self.call("start")
@@ -332,11 +334,15 @@ class JsDevice:
     async def send(self, room_id: str, body: str) -> str:
         return (await self.call("send", room_id=room_id, body=body))["event_id"]
 
-    async def wait_message(self, room_id: str, body: str, timeout: float = STEP_TIMEOUT) -> dict:
-        return await self.call("wait_message", timeout=timeout, room_id=room_id, body=body)
+    async def wait_message(self, room_id: str, body: str, timeout: float = STEP_TIMEOUT, retry: bool = False) -> dict:
+        return await self.call("wait_message", timeout=timeout, room_id=room_id, body=body, retry=retry)
 
     async def requests(self) -> list[str]:
         return (await self.call("requests"))["requests"]
+
+    async def exchanges(self, path_contains: str = "") -> list[dict]:
+        """Recorded request/response bodies (see RECORD_BODIES in js_client.mjs)."""
+        return (await self.call("exchanges", path_contains=path_contains))["exchanges"]
 
     async def close(self) -> None:
         if self.proc is None:
