@@ -14,14 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -30,13 +24,8 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-VENV = REPO / "bench" / ".synapse-venv"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(REPO / "bench"))
+from synapse_local import start_synapse as start_synapse_at  # noqa: E402
 
 
 def register(base: str, name: str) -> dict:
@@ -104,58 +93,7 @@ def start_stratus() -> tuple[str, callable]:
 
 
 def start_synapse() -> tuple[str, callable]:
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    if subprocess.run([str(py), "-c", "import synapse"], capture_output=True).returncode != 0:
-        print("installing matrix-synapse into", VENV, flush=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "matrix-synapse"], check=True)
-    d = Path(tempfile.mkdtemp(prefix="bench-synapse-"))
-    port = free_port()
-    cfg = d / "homeserver.yaml"
-    subprocess.run([str(py), "-m", "synapse.app.homeserver", "--server-name", "localhost", "--config-path", str(cfg),
-                    "--data-directory", str(d), "--generate-config", "--report-stats=no"], check=True, cwd=d, capture_output=True)
-    big = {"per_second": 100000, "burst_count": 100000}
-    overrides = {
-        "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False, "x_forwarded": False,
-                       "resources": [{"names": ["client"], "compress": False}]}],
-        "enable_registration": True,
-        "enable_registration_without_verification": True,
-        "rc_message": big, "rc_registration": big, "rc_invites": {"per_room": big, "per_user": big, "per_issuer": big},
-        "rc_login": {"address": big, "account": big, "failed_attempts": big},
-        "rc_joins": {"local": big, "remote": big},
-        "trusted_key_servers": [],
-        "suppress_key_server_warning": True,
-        "federation_domain_whitelist": [],
-    }
-    # Edit the generated YAML with Synapse's own Python (it has PyYAML).
-    edit = (
-        "import json, sys, yaml; p = sys.argv[1]; c = yaml.safe_load(open(p)); c.update(json.loads(sys.argv[2])); "
-        "open(p, 'w').write(yaml.safe_dump(c))"
-    )
-    subprocess.run([str(py), "-c", edit, str(cfg), json.dumps(overrides)], check=True)
-    log = open(d / "synapse.out", "wb")
-    proc = subprocess.Popen([str(py), "-m", "synapse.app.homeserver", "--config-path", str(cfg)], cwd=d, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if requests.get(f"{base}/_matrix/client/versions", timeout=2).ok:
-                break
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"synapse exited; see {d / 'synapse.out'}")
-        time.sleep(0.5)
-
-    def stop() -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-        except Exception:
-            pass
-        shutil.rmtree(d, ignore_errors=True)
-
+    base, _, stop = start_synapse_at({"enable_registration": True, "enable_registration_without_verification": True}, prefix="bench-synapse-")
     return base, stop
 
 

@@ -15,40 +15,16 @@ STRATUS_SHARED_SECRET pointing at it, prints which client endpoints the clients 
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / "bench" / ".synapse-venv"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def synapse_python() -> Path:
-    if os.environ.get("SYNAPSE_PYTHON"):
-        return Path(os.environ["SYNAPSE_PYTHON"])
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    if subprocess.run([str(py), "-c", "import synapse"], capture_output=True).returncode != 0:
-        print("installing matrix-synapse into", VENV, flush=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "matrix-synapse"], check=True)
-    return py
+sys.path.insert(0, str(REPO / "bench"))
+from synapse_local import start_synapse  # noqa: E402
 
 
 def endpoint_summary(log: Path) -> str:
@@ -71,47 +47,13 @@ def endpoint_summary(log: Path) -> str:
 
 
 def main() -> int:
-    py = synapse_python()
-    d = Path(tempfile.mkdtemp(prefix="e2ee-synapse-"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     secret = secrets.token_hex(16)
-    cfg = d / "homeserver.yaml"
-    subprocess.run([str(py), "-m", "synapse.app.homeserver", "--server-name", f"localhost:{port}", "--config-path", str(cfg),
-                    "--data-directory", str(d), "--generate-config", "--report-stats=no"], check=True, cwd=d, capture_output=True)
-    big = {"per_second": 100000, "burst_count": 100000}
-    overrides = {
-        "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False, "x_forwarded": False,
-                       "resources": [{"names": ["client"], "compress": False}]}],
+    base, d, stop = start_synapse({
         "registration_shared_secret": secret,
-        "rc_message": big, "rc_registration": big, "rc_login": {"address": big, "account": big, "failed_attempts": big},
-        "rc_joins": {"local": big, "remote": big}, "rc_invites": {"per_room": big, "per_user": big, "per_issuer": big},
-        "rc_key_requests": big,
-        "trusted_key_servers": [], "suppress_key_server_warning": True, "federation_domain_whitelist": [],
         # Dehydrated devices (the js-sdk's startDehydration) are behind a flag in Synapse.
         "experimental_features": {"msc3814_enabled": True},
-    }
-    edit = ("import json, sys, yaml; p = sys.argv[1]; c = yaml.safe_load(open(p)); c.update(json.loads(sys.argv[2])); "
-            "open(p, 'w').write(yaml.safe_dump(c))")
-    subprocess.run([str(py), "-c", edit, str(cfg), json.dumps(overrides)], check=True)
-    # Unbuffered log file, so the access log is complete when the tests end.
-    for log_cfg in d.glob("*.log.config"):
-        log_cfg.write_text(log_cfg.read_text().replace("handlers: [buffer]", "handlers: [file]"))
-    out = open(d / "synapse.out", "wb")
-    proc = subprocess.Popen([str(py), "-m", "synapse.app.homeserver", "--config-path", str(cfg)], cwd=d,
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    }, prefix="e2ee-synapse-", keep=bool(os.environ.get("E2EE_KEEP_SYNAPSE")))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_matrix/client/versions", timeout=2):
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print((d / "synapse.out").read_text(errors="replace")[-3000:])
-                return 1
-            time.sleep(0.5)
         print(f"synapse at {base} ({d})", flush=True)
         env = dict(os.environ, STRATUS_URL=base, STRATUS_SHARED_SECRET=secret)
         args = sys.argv[1:]
@@ -124,13 +66,7 @@ def main() -> int:
             print("client API calls seen by Synapse:\n" + endpoint_summary(log))
         return rc
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-        except Exception:
-            pass
-        if not os.environ.get("E2EE_KEEP_SYNAPSE"):
-            shutil.rmtree(d, ignore_errors=True)
+        stop()
 
 
 if __name__ == "__main__":
