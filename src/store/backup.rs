@@ -15,11 +15,6 @@ use crate::error::Result;
 use crate::params;
 use crate::store::db::Db;
 
-/// D1 binds at most 100 parameters per statement: a key statement binds the user and the
-/// version once and six values per session.
-const SESSIONS_PER_STATEMENT: usize = 16;
-const _: () = assert!(2 + 6 * SESSIONS_PER_STATEMENT <= 100);
-
 /// The spec's keep-or-replace rule (`core::backup::should_replace`, the tested reference) in
 /// SQL: `n` is the uploaded key, `k` the stored one.
 macro_rules! better {
@@ -152,18 +147,44 @@ pub enum PutOutcome {
     NotFound,
 }
 
-/// `WITH n(...) AS (VALUES ...)` over `count` sessions whose values start at `?3`.
-fn values_cte(count: usize) -> String {
-    let rows: Vec<String> = (0..count)
-        .map(|i| {
-            let p = 3 + 6 * i;
-            format!("(?{}, ?{}, ?{}, ?{}, ?{}, ?{})", p, p + 1, p + 2, p + 3, p + 4, p + 5)
-        })
-        .collect();
-    format!(
-        "WITH n(room_id, session_id, first_message_index, forwarded_count, is_verified, session_data) AS (VALUES {})",
-        rows.join(", ")
-    )
+/// `WITH n(...)` over the sessions in `?3`, a JSON array of
+/// `[room_id, session_id, first_message_index, forwarded_count, is_verified, session_data]`:
+/// one bound parameter carries a whole chunk, so even a large upload is a few statements.
+const SESSIONS_CTE: &str = "WITH n(room_id, session_id, first_message_index, forwarded_count, is_verified, session_data) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+           json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')
+    FROM json_each(?3))";
+
+/// The JSON text of one statement's sessions stays under this (D1 caps a value at 1 MB).
+const CHUNK_BYTES: usize = 512 * 1024;
+
+/// Splits the upload into chunks of JSON rows for [`SESSIONS_CTE`].
+fn chunks(keys: &[SessionKey]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rows: Vec<String> = Vec::new();
+    let mut size = 0;
+    for k in keys {
+        let row = serde_json::json!([
+            k.room_id,
+            k.session_id,
+            k.meta.first_message_index,
+            k.meta.forwarded_count,
+            k.meta.is_verified as i64,
+            k.session_data.to_string()
+        ])
+        .to_string();
+        if size + row.len() > CHUNK_BYTES && !rows.is_empty() {
+            out.push(format!("[{}]", rows.join(",")));
+            rows.clear();
+            size = 0;
+        }
+        size += row.len() + 1;
+        rows.push(row);
+    }
+    if !rows.is_empty() {
+        out.push(format!("[{}]", rows.join(",")));
+    }
+    out
 }
 
 /// Stores uploaded keys in `version`, which must be the user's current version. For each
@@ -173,20 +194,10 @@ fn values_cte(count: usize) -> String {
 /// while `version` is current. The whole upload, however many chunks, is one batch.
 pub async fn put_keys(db: &Db, user: &str, version: i64, keys: &[SessionKey]) -> Result<PutOutcome> {
     const MATCH: &str = "k.user_id = ?1 AND k.version = ?2 AND k.room_id = n.room_id AND k.session_id = n.session_id";
-    let mut stmts = Vec::with_capacity(2 * keys.len().div_ceil(SESSIONS_PER_STATEMENT) + 1);
-    for chunk in keys.chunks(SESSIONS_PER_STATEMENT) {
-        let mut p = params![user, version];
-        for k in chunk {
-            p.extend(params![
-                k.room_id,
-                k.session_id,
-                k.meta.first_message_index,
-                k.meta.forwarded_count,
-                k.meta.is_verified as i64,
-                k.session_data.to_string()
-            ]);
-        }
-        let cte = values_cte(chunk.len());
+    let mut stmts = Vec::new();
+    for chunk in chunks(keys) {
+        let p = params![user, version, chunk];
+        let cte = SESSIONS_CTE;
         let bump = format!(
             "{cte}
              UPDATE backup_versions SET

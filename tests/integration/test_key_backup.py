@@ -455,6 +455,16 @@ def test_large_upload(base, user):
     assert assert_ok(call(base, "GET", KEYS, token=tok, params={"version": v2})) == {"rooms": {}}
 
 
+def test_upload_larger_than_one_statement_chunk(base, user):
+    """~900 KB of sessions: more than one 512 KiB statement chunk, still one atomic batch."""
+    tok = user["access_token"]
+    v = create_version(base, tok)
+    rooms = {f"!big{i}:x": {"sessions": {f"b{i}-{j}": key(j, data="y" * 2000) for j in range(75)}} for i in range(6)}
+    r = put_all(base, tok, v, rooms)
+    assert r["count"] == 450, r
+    assert assert_ok(call(base, "GET", KEYS, token=tok, params={"version": v})) == {"rooms": rooms}
+
+
 # --------------------------------------------------------------------------- bad input
 
 
