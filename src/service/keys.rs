@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use worker::Env;
+use worker::{D1PreparedStatement, Env};
 
 use crate::core::config::Config;
 use crate::core::e2ee::UploadedKey;
@@ -88,22 +88,27 @@ pub async fn device_list_changed(env: &Env, db: &Db, config: &Config, user: &str
     Ok(())
 }
 
-/// Everything to do when devices are deleted: their keys (D1 and the `UserKeys` object) and
-/// queued to-device messages go, and the user's device list changes.
-pub async fn forget_devices(env: &Env, db: &Db, config: &Config, user: &str, devices: &[String]) -> Result<()> {
+/// Everything to do when devices are deleted (after `first`, D1 statements to run in the same
+/// batch): their keys (D1 and the `UserKeys` object) and queued to-device messages go, and
+/// the user's device list changes.
+async fn forget(env: &Env, db: &Db, config: &Config, user: &str, devices: &[String], mut first: Vec<D1PreparedStatement>) -> Result<()> {
     if devices.is_empty() {
         return Ok(());
     }
-    kstore::delete_device_keys(db, user, devices).await?;
-    kstore::forget_dehydrated(db, user, devices).await?;
+    first.extend(kstore::delete_device_keys_stmts(db, user, devices)?);
+    db.batch(first).await?;
     drop_device_keys(env, user, devices).await?;
     notify::forget_devices(env, user, devices).await?;
     device_list_changed(env, db, config, user).await
 }
 
-/// Deletes devices: what authenticates as them (tokens, OAuth sessions) in one D1 batch,
-/// then their keys and queued messages, and tells the users who share a room.
+/// For devices already deleted (deactivation): their keys and queued messages go.
+pub async fn forget_devices(env: &Env, db: &Db, config: &Config, user: &str, devices: &[String]) -> Result<()> {
+    forget(env, db, config, user, devices, vec![]).await
+}
+
+/// Deletes devices: what authenticates as them (tokens, OAuth sessions) and their keys in one
+/// D1 batch, then their one-time keys and queued messages, and tells the users who share a room.
 pub async fn remove_devices(env: &Env, db: &Db, config: &Config, user: &str, devices: &[String]) -> Result<()> {
-    accounts::delete_devices(db, user, devices).await?;
-    forget_devices(env, db, config, user, devices).await
+    forget(env, db, config, user, devices, accounts::delete_devices_stmts(db, user, devices)?).await
 }

@@ -124,8 +124,9 @@ pub async fn set_device_name(db: &Db, user_id: &str, device_id: &str, name: Opti
         > 0)
 }
 
-/// Deletes devices and everything that authenticates as them, atomically.
-pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Result<()> {
+/// Statements deleting devices and everything that authenticates as them (run them in one
+/// batch, so they go atomically).
+pub fn delete_devices_stmts(db: &Db, user_id: &str, device_ids: &[String]) -> Result<Vec<worker::D1PreparedStatement>> {
     let mut stmts = Vec::new();
     for d in device_ids {
         stmts.push(db.stmt("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", params![user_id, d])?);
@@ -137,10 +138,7 @@ pub async fn delete_devices(db: &Db, user_id: &str, device_ids: &[String]) -> Re
             params![now_ms(), user_id, d],
         )?);
     }
-    if !stmts.is_empty() {
-        db.batch(stmts).await?;
-    }
-    Ok(())
+    Ok(stmts)
 }
 
 /// Records that a device was seen (at most once a minute per device, to spare D1 writes).

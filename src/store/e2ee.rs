@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::Value;
+use worker::D1PreparedStatement;
 
 use crate::error::Result;
 use crate::params;
@@ -78,9 +79,10 @@ pub async fn get_device_keys(db: &Db, user: &str, device: &str) -> Result<Option
     Ok(r.and_then(|r| serde_json::from_str(&r.key_json).ok()))
 }
 
-/// Stores a device's keys. Signatures others made on the previous keys no longer apply.
-pub async fn put_device_keys(db: &Db, user: &str, device: &str, keys: &Value) -> Result<()> {
-    db.batch(vec![
+/// Statements storing a device's keys. Signatures others made on the previous keys no
+/// longer apply.
+pub fn put_device_keys_stmts(db: &Db, user: &str, device: &str, keys: &Value) -> Result<Vec<D1PreparedStatement>> {
+    Ok(vec![
         db.stmt("DELETE FROM key_signatures WHERE target_user = ? AND target_key = ?", params![user, device])?,
         db.stmt(
             "INSERT INTO device_keys (user_id, device_id, key_json) VALUES (?, ?, ?)
@@ -88,18 +90,23 @@ pub async fn put_device_keys(db: &Db, user: &str, device: &str, keys: &Value) ->
             params![user, device, keys.to_string()],
         )?,
     ])
-    .await?;
+}
+
+pub async fn put_device_keys(db: &Db, user: &str, device: &str, keys: &Value) -> Result<()> {
+    db.batch(put_device_keys_stmts(db, user, device, keys)?).await?;
     Ok(())
 }
 
-pub async fn delete_device_keys(db: &Db, user: &str, devices: &[String]) -> Result<()> {
+/// Statements deleting what D1 holds about deleted devices: their keys, the signatures on
+/// them, and the dehydrated-device record if one of them was it.
+pub fn delete_device_keys_stmts(db: &Db, user: &str, devices: &[String]) -> Result<Vec<D1PreparedStatement>> {
     let mut stmts = Vec::new();
     for d in devices {
         stmts.push(db.stmt("DELETE FROM device_keys WHERE user_id = ? AND device_id = ?", params![user, d])?);
         stmts.push(db.stmt("DELETE FROM key_signatures WHERE target_user = ? AND target_key = ?", params![user, d])?);
+        stmts.push(db.stmt("DELETE FROM dehydrated_devices WHERE user_id = ? AND device_id = ?", params![user, d])?);
     }
-    db.batch(stmts).await?;
-    Ok(())
+    Ok(stmts)
 }
 
 /// The user's cross-signing keys: usage → (public key, key JSON).
@@ -222,25 +229,12 @@ pub async fn dehydrated_device(db: &Db, user: &str) -> Result<Option<(String, Va
     Ok(r.map(|r| (r.device_id, serde_json::from_str(&r.device_data).unwrap_or(Value::Null))))
 }
 
-pub async fn put_dehydrated_device(db: &Db, user: &str, device: &str, data: &Value) -> Result<()> {
-    db.run(
+pub fn put_dehydrated_device_stmt(db: &Db, user: &str, device: &str, data: &Value) -> Result<D1PreparedStatement> {
+    db.stmt(
         "INSERT INTO dehydrated_devices (user_id, device_id, device_data) VALUES (?, ?, ?)
          ON CONFLICT (user_id) DO UPDATE SET device_id = excluded.device_id, device_data = excluded.device_data",
         params![user, device, data.to_string()],
     )
-    .await?;
-    Ok(())
-}
-
-/// Forgets the dehydrated device record if it is one of `devices` (the device itself is
-/// deleted like any other).
-pub async fn forget_dehydrated(db: &Db, user: &str, devices: &[String]) -> Result<()> {
-    for chunk in devices.chunks(CHUNK) {
-        let mut p: Vec<Value> = vec![Value::String(user.to_owned())];
-        p.extend(chunk.iter().map(|d| Value::String(d.clone())));
-        db.run(&format!("DELETE FROM dehydrated_devices WHERE user_id = ? AND device_id IN ({})", placeholders(chunk.len())), p).await?;
-    }
-    Ok(())
 }
 
 /// Deactivation: every key of the user goes.

@@ -81,7 +81,6 @@ pub async fn upload_signatures_route(ctx: &Ctx, req: &Request) -> Result<Respons
     let mine = kstore::cross_signing_keys(&ctx.db, user).await?;
     let mut failures = Map::new();
     let mut sigs: Vec<Sig> = Vec::new();
-    let mut changed_others = false;
     for (target_user, objects) in targets {
         let objects = objects.as_object().ok_or_else(|| err!(BadJson, "Signed keys must be objects"))?;
         let theirs = if target_user == user { None } else { Some(kstore::cross_signing_keys(&ctx.db, target_user).await?) };
@@ -91,10 +90,7 @@ pub async fn upload_signatures_route(ctx: &Ctx, req: &Request) -> Result<Respons
                 Some(theirs) => other_signature(user, &mine, target_user, theirs, key_id, signed),
             };
             match result {
-                Ok(mut s) => {
-                    changed_others |= target_user != user;
-                    sigs.append(&mut s);
-                }
+                Ok(mut s) => sigs.append(&mut s),
                 Err(f) => {
                     let entry = failures.entry(target_user.clone()).or_insert_with(|| json!({}));
                     entry[key_id.as_str()] = f;
@@ -103,8 +99,9 @@ pub async fn upload_signatures_route(ctx: &Ctx, req: &Request) -> Result<Respons
         }
     }
     kstore::put_signatures(&ctx.db, &sigs).await?;
-    if sigs.iter().any(|s| s.0 == user) || changed_others {
-        // The signer's other devices learn of it through their own device list (as Synapse).
+    if !sigs.is_empty() {
+        // Every stored signature is the user's: their other devices learn of it through
+        // their own device list (as Synapse).
         keys::device_list_changed(&ctx.env, &ctx.db, &ctx.config, user).await?;
     }
     Ok(Response::ok(json!({ "failures": failures })))

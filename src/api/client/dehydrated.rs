@@ -43,10 +43,12 @@ pub async fn put_dehydrated_device_route(ctx: &Ctx, req: &Request) -> Result<Res
     if let Some((old_id, _)) = old.filter(|(d, _)| d != device_id) {
         keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, user, &[old_id]).await?;
     }
-    ctx.db.batch(vec![accounts::upsert_device_stmt(&ctx.db, user, device_id, name, None)?]).await?;
-    kstore::put_device_keys(&ctx.db, user, device_id, dk).await?;
+    // One-time keys first: if they are refused, the device is not created.
     store_keys(ctx, user, device_id, &otks, &fallbacks).await?;
-    kstore::put_dehydrated_device(&ctx.db, user, device_id, data).await?;
+    let mut stmts = vec![accounts::upsert_device_stmt(&ctx.db, user, device_id, name, None)?];
+    stmts.extend(kstore::put_device_keys_stmts(&ctx.db, user, device_id, dk)?);
+    stmts.push(kstore::put_dehydrated_device_stmt(&ctx.db, user, device_id, data)?);
+    ctx.db.batch(stmts).await?;
     keys::device_list_changed(&ctx.env, &ctx.db, &ctx.config, user).await?;
     Ok(Response::ok(json!({ "device_id": device_id })))
 }
