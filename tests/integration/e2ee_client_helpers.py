@@ -36,6 +36,8 @@ from nio import (
     SyncError,
 )
 
+from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, admin_register_raw, assert_ok, call, unique_username
+
 REPO = Path(__file__).resolve().parents[2]
 NODE = REPO / "node_modules" / ".bin" / "node"
 JS_CLIENT = REPO / "tests" / "e2ee" / "js_client.mjs"
@@ -43,6 +45,30 @@ JS_CLIENT = REPO / "tests" / "e2ee" / "js_client.mjs"
 STEP_TIMEOUT = 60.0
 MEGOLM = "m.megolm.v1.aes-sha2"
 ENCRYPTION_STATE = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
+
+
+def register(base: str, secret: str, prefix: str) -> str:
+    """A fresh user through the shared-secret admin API (Stratus and Synapse both have it)."""
+    name = unique_username(prefix)
+    return assert_ok(admin_register_raw(base, secret, name, DEFAULT_PASSWORD))["user_id"]
+
+
+def http_login(base: str, user_id: str) -> str:
+    """A plain-HTTP login (a device without keys): for reading what the server serves."""
+    return assert_ok(
+        call(base, "POST", f"{CLIENT_V3}/login", {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user_id},
+            "password": DEFAULT_PASSWORD,
+        })
+    )["access_token"]
+
+
+def make_device(kind: str, base: str, user_id: str, tmp_path: Path, name: str) -> "JsDevice | NioDevice":
+    """A js-sdk ("js") or nio device of the user, not logged in yet."""
+    if kind == "js":
+        return JsDevice(base, user_id, DEFAULT_PASSWORD, tmp_path / "js-logs", name)
+    return NioDevice(base, user_id, DEFAULT_PASSWORD, tmp_path / f"nio-store-{name}", name)
 
 
 def js_available() -> str | None:

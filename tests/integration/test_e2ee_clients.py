@@ -27,22 +27,10 @@ import uuid
 
 import pytest
 
-from e2ee_client_helpers import MEGOLM, JsDevice, NioDevice, js_available
-from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, admin_register_raw, assert_ok, call, qid, unique_username
+from e2ee_client_helpers import MEGOLM, JsDevice, NioDevice, http_login, js_available, make_device, register
+from matrix_helpers import CLIENT_V3, assert_ok, call, qid
 
 SCENARIO_TIMEOUT = 300
-
-
-def register(base: str, secret: str, prefix: str) -> str:
-    name = unique_username(prefix)
-    body = assert_ok(admin_register_raw(base, secret, name, DEFAULT_PASSWORD))
-    return body["user_id"]
-
-
-def make_device(kind: str, base: str, user_id: str, tmp_path, name: str):
-    if kind == "js":
-        return JsDevice(base, user_id, DEFAULT_PASSWORD, tmp_path / "js-logs", name)
-    return NioDevice(base, user_id, DEFAULT_PASSWORD, tmp_path / f"nio-store-{name}", name)
 
 
 def assert_on_wire(base: str, token: str, room_id: str, event_id: str, body: str) -> None:
@@ -65,6 +53,14 @@ def check_decrypted(got: dict, event_id: str, body: str, sender) -> None:
     assert got["sender_curve25519"] == sender.curve25519, (got, repr(sender))
 
 
+async def send_checked(base: str, reader: str, room_id: str, sender, receivers, text: str) -> None:
+    """`sender` sends `text`: the server holds only ciphertext, and every receiver decrypts it."""
+    eid = await sender.send(room_id, text)
+    assert_on_wire(base, reader, room_id, eid, text)
+    for r in receivers:
+        check_decrypted(await r.wait_message(room_id, text), eid, text, sender)
+
+
 async def scenario(base: str, secret: str, tmp_path, alice_kind: str, bob1_kind: str, bob2_kind: str) -> None:
     alice_id = register(base, secret, "alice")
     bob_id = register(base, secret, "bob")
@@ -74,13 +70,7 @@ async def scenario(base: str, secret: str, tmp_path, alice_kind: str, bob1_kind:
     devices = [alice, bob1, bob2]
     tag = uuid.uuid4().hex[:8]
     # A plain-HTTP login of Alice's, to read events as the server serves them.
-    reader = assert_ok(
-        call(base, "POST", f"{CLIENT_V3}/login", {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": alice_id},
-            "password": DEFAULT_PASSWORD,
-        })
-    )["access_token"]
+    reader = http_login(base, alice_id)
     try:
         for d in (alice, bob1):
             await d.login()
@@ -92,16 +82,10 @@ async def scenario(base: str, secret: str, tmp_path, alice_kind: str, bob1_kind:
         await alice.wait_device(bob_id, bob1.device_id)
 
         # Alice -> Bob (one device)
-        text = f"hello Bob, from Alice ({alice.kind}) {tag}"
-        eid = await alice.send(room_id, text)
-        assert_on_wire(base, reader, room_id, eid, text)
-        check_decrypted(await bob1.wait_message(room_id, text), eid, text, alice)
+        await send_checked(base, reader, room_id, alice, [bob1], f"hello Bob, from Alice ({alice.kind}) {tag}")
 
         # Bob -> Alice
-        text = f"hi Alice, from Bob's first device ({bob1.kind}) {tag}"
-        eid = await bob1.send(room_id, text)
-        assert_on_wire(base, reader, room_id, eid, text)
-        check_decrypted(await alice.wait_message(room_id, text), eid, text, bob1)
+        await send_checked(base, reader, room_id, bob1, [alice], f"hi Alice, from Bob's first device ({bob1.kind}) {tag}")
 
         # Bob's second device logs in; the senders must learn of it before they send.
         await bob2.login()
@@ -110,19 +94,11 @@ async def scenario(base: str, secret: str, tmp_path, alice_kind: str, bob1_kind:
         await bob2.wait_member(room_id, alice_id)
         await alice.wait_device(bob_id, bob2.device_id)
 
-        text = f"to both of Bob's devices, from Alice ({alice.kind}) {tag}"
-        eid = await alice.send(room_id, text)
-        assert_on_wire(base, reader, room_id, eid, text)
-        for bob in (bob1, bob2):
-            check_decrypted(await bob.wait_message(room_id, text), eid, text, alice)
+        await send_checked(base, reader, room_id, alice, [bob1, bob2], f"to both of Bob's devices, from Alice ({alice.kind}) {tag}")
 
         await bob2.wait_device(alice_id, alice.device_id)
         await bob2.wait_device(bob_id, bob1.device_id)
-        text = f"from Bob's second device ({bob2.kind}) {tag}"
-        eid = await bob2.send(room_id, text)
-        assert_on_wire(base, reader, room_id, eid, text)
-        for receiver in (alice, bob1):
-            check_decrypted(await receiver.wait_message(room_id, text), eid, text, bob2)
+        await send_checked(base, reader, room_id, bob2, [alice, bob1], f"from Bob's second device ({bob2.kind}) {tag}")
 
         for d in devices:
             if isinstance(d, NioDevice):

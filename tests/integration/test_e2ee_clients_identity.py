@@ -49,8 +49,8 @@ import pytest
 from signedjson.key import decode_verify_key_base64
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 
-from e2ee_client_helpers import MEGOLM, JsDevice, NioDevice, js_available
-from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, admin_register_raw, assert_ok, call, qid, unique_username
+from e2ee_client_helpers import MEGOLM, JsDevice, http_login, js_available, make_device, register
+from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, assert_ok, call, qid
 
 SCENARIO_TIMEOUT = 360
 DEHYDRATED = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device"
@@ -58,22 +58,6 @@ BACKUP_ALGORITHM = "m.megolm_backup.v1.curve25519-aes-sha2"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def register(base: str, secret: str, prefix: str) -> str:
-    name = unique_username(prefix)
-    return assert_ok(admin_register_raw(base, secret, name, DEFAULT_PASSWORD))["user_id"]
-
-
-def http_login(base: str, user_id: str) -> str:
-    """A plain-HTTP login (a device without keys): for reading what the server serves."""
-    return assert_ok(
-        call(base, "POST", f"{CLIENT_V3}/login", {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": user_id},
-            "password": DEFAULT_PASSWORD,
-        })
-    )["access_token"]
 
 
 def keys_query(base: str, token: str, user_id: str) -> dict:
@@ -440,10 +424,7 @@ async def dehydration_scenario(base: str, secret: str, tmp_path, alice_kind: str
     bob_id = register(base, secret, "bob")
     alice_token = http_login(base, alice_id)
     logs = tmp_path / "js-logs"
-    if alice_kind == "js":
-        alice = JsDevice(base, alice_id, DEFAULT_PASSWORD, logs, "alice")
-    else:
-        alice = NioDevice(base, alice_id, DEFAULT_PASSWORD, tmp_path / "nio-alice", "alice")
+    alice = make_device(alice_kind, base, alice_id, tmp_path, "alice")
     bob1 = JsDevice(base, bob_id, DEFAULT_PASSWORD, logs, "bob1")
     bob2 = JsDevice(base, bob_id, DEFAULT_PASSWORD, logs, "bob2")
     tag = uuid.uuid4().hex[:8]
