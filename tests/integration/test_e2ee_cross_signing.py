@@ -95,7 +95,7 @@ def test_signatures_are_verified_stored_and_shown(base, user, user2):
 
 
 def test_signature_upload_failures(base, user, user2):
-    dev = setup_device(base, user)
+    setup_device(base, user)
     cs = CrossSigning(user["user_id"])
     assert_ok(signing_upload(base, user["access_token"], cs.upload_body()))
     dk = query(base, user["access_token"], {user["user_id"]: []})["device_keys"][user["user_id"]][user["device_id"]]
@@ -135,12 +135,10 @@ def test_oauth_sessions_approve_a_reset_in_the_account_page(base):
     keys gets the `m.oauth` stage, whose URL the user opens to approve that one reset."""
     import requests
 
-    from test_oauth import Flow, hidden, register_client
+    from test_oauth import hidden, register_client, signed_in
 
-    user = new_user(base, "oauthcs")
-    f = Flow(base, register_client(base)["client_id"])
-    f.authorize(user["username"])
-    at = f.exchange()["access_token"]
+    user, f, token = signed_in(base, register_client(base)["client_id"], "oauthcs")
+    at = token["access_token"]
     assert_ok(signing_upload(base, at, CrossSigning(user["user_id"]).upload_body()))  # first: no UIA
 
     new = CrossSigning(user["user_id"])
@@ -161,9 +159,7 @@ def test_oauth_sessions_approve_a_reset_in_the_account_page(base):
     assert r.status_code == 401 and r.json().get("errcode") == "M_UNRECOGNIZED", r.text
 
     # Another user's browser cannot approve it.
-    other = new_user(base, "oauthother")
-    g = Flow(base, register_client(base)["client_id"])
-    g.authorize(other["username"])
+    _, g, _ = signed_in(base, register_client(base)["client_id"], "oauthother")
     assert g.browser.get(base + path, timeout=30).status_code == 404
 
     # A browser that is not signed in signs in first and comes back to the same page.

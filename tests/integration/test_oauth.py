@@ -132,6 +132,14 @@ class Flow:
         return self.oauth.refresh_token(f"{self.base}/oauth/token", refresh_token=refresh_token)
 
 
+def signed_in(base: str, client_id: str, prefix: str) -> tuple[dict, "Flow", dict]:
+    """A fresh user who authorised `client_id` in a browser: (user, flow, token response)."""
+    user = new_user(base, prefix=prefix)
+    f = Flow(base, client_id)
+    f.authorize(user["username"])
+    return user, f, f.exchange()
+
+
 def raw_token(base: str, **form) -> requests.Response:
     return requests.post(f"{base}/oauth/token", data=form, timeout=30)
 
@@ -299,10 +307,7 @@ def test_fragment_response_mode(base: str, client: dict):
 
 
 def test_code_replay_is_invalid_grant_and_revokes(base: str, client: dict):
-    user = new_user(base, prefix="oauthreplay")
-    f = Flow(base, client["client_id"])
-    f.authorize(user["username"])
-    token = f.exchange()
+    user, f, token = signed_in(base, client["client_id"], "oauthreplay")
     assert_ok(whoami(base, token["access_token"]))
     r = raw_token(
         base,
@@ -476,10 +481,7 @@ def test_prompt_create_registers(base: str, client: dict):
 
 
 def test_revoke_access_token_kills_session(base: str, client: dict):
-    user = new_user(base, prefix="oauthrevoke")
-    f = Flow(base, client["client_id"])
-    f.authorize(user["username"])
-    token = f.exchange()
+    user, f, token = signed_in(base, client["client_id"], "oauthrevoke")
     assert_ok(whoami(base, token["access_token"]))
     r = f.oauth.revoke_token(f"{base}/oauth/revoke", token=token["access_token"], token_type_hint="access_token")
     assert r.status_code == 200, r.text
@@ -493,20 +495,14 @@ def test_revoke_access_token_kills_session(base: str, client: dict):
 
 
 def test_revoke_refresh_token(base: str, client: dict):
-    user = new_user(base, prefix="oauthrevrt")
-    f = Flow(base, client["client_id"])
-    f.authorize(user["username"])
-    token = f.exchange()
+    user, f, token = signed_in(base, client["client_id"], "oauthrevrt")
     r = f.oauth.revoke_token(f"{base}/oauth/revoke", token=token["refresh_token"], token_type_hint="refresh_token")
     assert r.status_code == 200
     assert_unknown_token(whoami(base, token["access_token"]))
 
 
 def test_device_deletion_kills_jwt(base: str, client: dict):
-    user = new_user(base, prefix="oauthdev")
-    f = Flow(base, client["client_id"])
-    f.authorize(user["username"])
-    token = f.exchange()
+    user, f, token = signed_in(base, client["client_id"], "oauthdev")
     assert_ok(whoami(base, token["access_token"]))
     # Another (legacy) session deletes the OAuth device.
     r = uia_password(
@@ -519,10 +515,8 @@ def test_device_deletion_kills_jwt(base: str, client: dict):
 
 
 def test_logout_with_jwt(base: str, client: dict):
-    user = new_user(base, prefix="oauthlogout")
-    f = Flow(base, client["client_id"])
-    f.authorize(user["username"])
-    at = f.exchange()["access_token"]
+    user, f, token = signed_in(base, client["client_id"], "oauthlogout")
+    at = token["access_token"]
     assert_ok(call(base, "POST", "/_matrix/client/v3/logout", {}, token=at))
     assert_unknown_token(whoami(base, at))
 
@@ -542,10 +536,8 @@ def test_reused_device_id_replaces_old_session(base: str, client: dict):
 
 
 def test_forged_and_foreign_jwts_are_refused(base: str, client: dict):
-    user = new_user(base, prefix="oauthforge")
-    f = Flow(base, client["client_id"])
-    f.authorize(user["username"])
-    at = f.exchange()["access_token"]
+    user, f, token = signed_in(base, client["client_id"], "oauthforge")
+    at = token["access_token"]
     head, payload, sig = at.split(".")
     assert_unknown_token(whoami(base, f"{head}.{payload}.{sig[:-4]}AAAA"))
     # Signed by a key the server does not know.
@@ -565,10 +557,8 @@ def test_forged_and_foreign_jwts_are_refused(base: str, client: dict):
 
 
 def test_account_management_pages(base: str, client: dict):
-    user = new_user(base, prefix="oauthacct")
-    f = Flow(base, client["client_id"])
-    f.authorize(user["username"])
-    at = f.exchange()["access_token"]
+    user, f, token = signed_in(base, client["client_id"], "oauthacct")
+    at = token["access_token"]
     b = f.browser  # signed in by the authorisation
 
     r = b.get(f"{base}/account", params={"action": "org.matrix.profile"}, timeout=30)
