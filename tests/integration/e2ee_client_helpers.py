@@ -71,6 +71,15 @@ def make_device(kind: str, base: str, user_id: str, tmp_path: Path, name: str) -
     return NioDevice(base, user_id, DEFAULT_PASSWORD, tmp_path / f"nio-store-{name}", name)
 
 
+async def share_room(alice, bob) -> str:
+    """Alice's device creates an encrypted room and invites Bob, whose device `bob` joins; returns
+    once Alice's client sees the join."""
+    room_id = await alice.create_room(invite=[bob.user_id])
+    await bob.join(room_id)
+    await alice.wait_member(room_id, bob.user_id)
+    return room_id
+
+
 def js_available() -> str | None:
     """None if the JS client can run, else why not."""
     if not NODE.exists():

@@ -27,7 +27,7 @@ import uuid
 
 import pytest
 
-from e2ee_client_helpers import MEGOLM, JsDevice, NioDevice, http_login, js_available, make_device, register
+from e2ee_client_helpers import MEGOLM, JsDevice, NioDevice, http_login, js_available, make_device, register, share_room
 from matrix_helpers import CLIENT_V3, assert_ok, call, qid
 
 SCENARIO_TIMEOUT = 300
@@ -76,9 +76,7 @@ async def scenario(base: str, secret: str, tmp_path, alice_kind: str, bob1_kind:
             await d.login()
             await d.start()
 
-        room_id = await alice.create_room(invite=[bob_id])
-        await bob1.join(room_id)
-        await alice.wait_member(room_id, bob_id)
+        room_id = await share_room(alice, bob1)
         await alice.wait_device(bob_id, bob1.device_id)
 
         # Alice -> Bob (one device)

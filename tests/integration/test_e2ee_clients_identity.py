@@ -49,7 +49,7 @@ import pytest
 from signedjson.key import decode_verify_key_base64
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 
-from e2ee_client_helpers import MEGOLM, JsDevice, http_login, js_available, make_device, register
+from e2ee_client_helpers import MEGOLM, JsDevice, http_login, js_available, make_device, register, share_room
 from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, assert_ok, call, qid
 
 SCENARIO_TIMEOUT = 360
@@ -322,9 +322,7 @@ async def key_backup_scenario(base: str, secret: str, tmp_path, restore: str) ->
         # js-sdk signs the backup with the device key.
         assert f"ed25519:{bob1.device_id}" in info["auth_data"].get("signatures", {}).get(bob_id, {}), info
 
-        room_id = await alice.create_room(invite=[bob_id])
-        await bob1.join(room_id)
-        await alice.wait_member(room_id, bob_id)
+        room_id = await share_room(alice, bob1)
         await alice.wait_device(bob_id, bob1.device_id)
 
         sent = []  # (event_id, body, sender)
@@ -432,9 +430,7 @@ async def dehydration_scenario(base: str, secret: str, tmp_path, alice_kind: str
         for d in (alice, bob1):
             await d.login()
             await d.start()
-        room_id = await alice.create_room(invite=[bob_id])
-        await bob1.join(room_id)
-        await alice.wait_member(room_id, bob_id)
+        room_id = await share_room(alice, bob1)
 
         # Bob's first device: cross-signing, 4S, a dehydrated device.
         assert (await bob1.call("dehydration_supported"))["supported"], "js-sdk finds no MSC3814 support on the server"
