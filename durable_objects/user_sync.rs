@@ -97,7 +97,7 @@ impl UserSync {
 impl DurableObject for UserSync {
     fn new(state: State, _env: Env) -> Self {
         let version = super::migrate(&state.storage().sql(), SCHEMA).unwrap_or(-1);
-        let epoch = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let epoch = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect::<String>();
         Self { state, version, epoch, counter: Cell::new(0), waiters: RefCell::new(Vec::new()) }
     }
 

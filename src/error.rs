@@ -45,6 +45,9 @@ pub enum ErrorKind {
     /// 403: a key backup write to a version that is not the current one; the body names
     /// the current version (spec: `PUT /room_keys/keys`).
     WrongRoomKeysVersion { current_version: String },
+    /// 405 `M_BAD_JSON`: account data the server manages (`m.fully_read`, `m.push_rules`)
+    /// written through the account data API (spec: `PUT /user/{userId}/account_data/{type}`).
+    ServerManaged,
     /// Anything the server did wrong; the message is generic.
     Internal,
 }
@@ -57,7 +60,7 @@ impl ErrorKind {
             Forbidden => "M_FORBIDDEN",
             UnknownToken { .. } => "M_UNKNOWN_TOKEN",
             MissingToken => "M_MISSING_TOKEN",
-            BadJson => "M_BAD_JSON",
+            BadJson | ServerManaged => "M_BAD_JSON",
             NotJson => "M_NOT_JSON",
             NotFound => "M_NOT_FOUND",
             LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
@@ -94,7 +97,7 @@ impl ErrorKind {
             NotFound | Unrecognized => 404,
             CannotOverwriteMedia => 409,
             NotYetUploaded => 504,
-            MethodNotAllowed => 405,
+            MethodNotAllowed | ServerManaged => 405,
             Conflict => 409,
             LimitExceeded { .. } => 429,
             TooLarge => 413,

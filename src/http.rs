@@ -69,21 +69,45 @@ impl Request {
     /// query parameter (spec: client-server-api, "Using access tokens").
     pub fn access_token(&self) -> Option<&str> {
         if let Some(h) = self.header("authorization") {
-            let h = h.trim();
-            if h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer ") {
-                return Some(h[7..].trim());
-            }
-            return None;
+            // Split on the first space rather than at byte 7: the header is arbitrary client
+            // text, and a byte offset can fall inside a multi-byte character.
+            let (scheme, token) = h.trim().split_once(' ')?;
+            let token = token.trim();
+            return (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token);
         }
         self.query("access_token")
     }
 
-    /// The body as a JSON object. An empty body counts as `{}` (clients send none to
-    /// `/logout` and friends). Not JSON: `M_NOT_JSON`; JSON but not an object: `M_BAD_JSON`.
+    /// The body as a JSON object, for endpoints whose request body is required (the
+    /// OpenAPI's `requestBody.required`): an empty body is `M_NOT_JSON`, as Synapse answers,
+    /// rather than a silent `{}`. Not JSON: `M_NOT_JSON`; JSON but not an object: `M_BAD_JSON`.
     pub fn json_value(&self) -> Result<Value> {
-        if self.body.iter().all(|b| b.is_ascii_whitespace()) {
+        if self.body_is_empty() {
+            return Err(err!(NotJson, "A JSON request body is required."));
+        }
+        self.parse_object()
+    }
+
+    /// Like [`Request::json_value`], but an empty body counts as `{}`: for endpoints that
+    /// clients call without one (`/join`, `/leave`, receipts, and the first request of a
+    /// user-interactive auth exchange such as `DELETE /devices/{id}`).
+    pub fn json_value_or_empty(&self) -> Result<Value> {
+        if self.body_is_empty() {
             return Ok(Value::Object(Default::default()));
         }
+        self.parse_object()
+    }
+
+    /// The body deserialised into `T`, an empty body counting as `{}`.
+    pub fn json_or_empty<T: DeserializeOwned>(&self) -> Result<T> {
+        parse_json(self.json_value_or_empty()?)
+    }
+
+    fn body_is_empty(&self) -> bool {
+        self.body.iter().all(|b| b.is_ascii_whitespace())
+    }
+
+    fn parse_object(&self) -> Result<Value> {
         let v: Value = serde_json::from_slice(&self.body).map_err(|_| err!(NotJson, "Content not JSON."))?;
         if !v.is_object() {
             return Err(err!(BadJson, "Content must be a JSON object."));
@@ -208,7 +232,10 @@ mod tests {
     fn json_errors() {
         assert_eq!(req("{bad").json_value().unwrap_err().kind().errcode(), "M_NOT_JSON");
         assert_eq!(req("[1]").json_value().unwrap_err().kind().errcode(), "M_BAD_JSON");
-        assert_eq!(req("").json_value().unwrap(), serde_json::json!({}));
+        assert_eq!(req("").json_value().unwrap_err().kind().errcode(), "M_NOT_JSON");
+        assert_eq!(req(" \n").json_value().unwrap_err().kind().errcode(), "M_NOT_JSON");
+        assert_eq!(req("").json_value_or_empty().unwrap(), serde_json::json!({}));
+        assert_eq!(req("[]").json_value_or_empty().unwrap_err().kind().errcode(), "M_BAD_JSON");
         #[derive(serde::Deserialize, Debug)]
         #[allow(dead_code)]
         struct B {
@@ -225,6 +252,33 @@ mod tests {
         assert_eq!(r.access_token(), Some("abc+1"));
         assert_eq!(r.query("x"), Some("y z"));
         r.headers.push(("authorization".into(), "Bearer tok".into()));
+        assert_eq!(r.access_token(), Some("tok"));
+    }
+
+    #[test]
+    fn malformed_authorization_headers_do_not_panic() {
+        for h in [
+            "Bearer",
+            "Bearer ",
+            "bearer  tok ",
+            "Basic abc",
+            "Beareré tok",
+            "Bearéé",
+            "ééééééé",
+            "Bearer\u{202e}x",
+            "é",
+        ] {
+            let mut r = req("");
+            r.headers.push(("authorization".into(), h.into()));
+            let t = r.access_token();
+            assert!(
+                t.is_none() || h.to_ascii_lowercase().starts_with("bearer "),
+                "{h:?} gave {t:?}"
+            );
+        }
+        let mut r = req("");
+        r.headers
+            .push(("authorization".into(), "bearer  tok ".into()));
         assert_eq!(r.access_token(), Some("tok"));
     }
 

@@ -149,6 +149,9 @@ pub enum Route {
     RoomKeysSessionPut,
     RoomKeysSessionGet,
     RoomKeysSessionDelete,
+    ThirdPartyProtocols,
+    ThreePids,
+    TurnServer,
 }
 
 /// `{}` matches one path segment, which is captured (percent-decoded).
@@ -312,6 +315,10 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Put, "/_matrix/client/v3/room_keys/keys/{}/{}", Route::RoomKeysSessionPut),
     (Get, "/_matrix/client/v3/room_keys/keys/{}/{}", Route::RoomKeysSessionGet),
     (Delete, "/_matrix/client/v3/room_keys/keys/{}/{}", Route::RoomKeysSessionDelete),
+    // What Element asks for at start-up.
+    (Get, "/_matrix/client/v3/thirdparty/protocols", Route::ThirdPartyProtocols),
+    (Get, "/_matrix/client/v3/account/3pid", Route::ThreePids),
+    (Get, "/_matrix/client/v3/voip/turnServer", Route::TurnServer),
 ];
 
 /// Finds the route for `method` and `path`: unknown path 404, known path with another

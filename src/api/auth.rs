@@ -114,7 +114,7 @@ pub async fn check_password(ctx: &Ctx, req: &Request, user_id: Option<&UserId>, 
             }
             Ok(user)
         }
-        Some(user) if user.deactivated != 0 => Err(err!(UserDeactivated, "This account has been deactivated")),
+        // A wrong password learns nothing about the account, deactivated or not.
         _ => Err(err!(Forbidden, "Invalid username or password")),
     }
 }
@@ -255,13 +255,19 @@ fn challenge(ctx: &Ctx, flows: &Flows, session: &str, completed: &[String], erro
     body
 }
 
-/// Hashes a new password with the configured cost; refuses absurd lengths.
-pub fn new_password_hash(ctx: &Ctx, password: &str) -> Result<String> {
+/// Refuses an empty or absurdly long new password (cheap: no hashing).
+pub fn check_new_password(password: &str) -> Result<()> {
     if password.is_empty() {
         return Err(err!(MissingParam, "A password is required"));
     }
     if password.len() > 512 {
         return Err(err!(InvalidParam, "Password too long"));
     }
+    Ok(())
+}
+
+/// Hashes a new password with the configured cost, after [`check_new_password`].
+pub fn new_password_hash(ctx: &Ctx, password: &str) -> Result<String> {
+    check_new_password(password)?;
     Ok(hash_password(password, ctx.config.pbkdf2_iterations))
 }

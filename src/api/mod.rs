@@ -183,5 +183,8 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::RoomKeysSessionPut => backup::put_session_key_route(ctx, req, &p[0], &p[1]).await,
         Route::RoomKeysSessionGet => backup::get_session_key_route(ctx, req, &p[0], &p[1]).await,
         Route::RoomKeysSessionDelete => backup::delete_session_key_route(ctx, req, &p[0], &p[1]).await,
+        Route::ThirdPartyProtocols => thirdparty::protocols_route(ctx, req).await,
+        Route::ThreePids => account::threepids_route(ctx, req).await,
+        Route::TurnServer => voip::turn_server_route(ctx, req).await,
     }
 }

@@ -67,6 +67,8 @@ pub struct Config {
     pub oauth: Option<OAuthConfig>,
     /// Media (issue 6): see [`MediaConfig`].
     pub media: MediaConfig,
+    /// Where `/voip/turnServer` gets TURN credentials from.
+    pub turn: super::turn::TurnConfig,
 }
 
 impl Config {
@@ -198,6 +200,7 @@ impl Config {
             },
             auth_mode,
             oauth,
+            turn: super::turn::TurnConfig::from_vars(&var)?,
         })
     }
 }

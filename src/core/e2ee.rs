@@ -69,10 +69,9 @@ pub fn cross_signing_public_key(key: &Value, user_id: &str, usage: &str) -> Resu
         return Err(format!("{usage} key: usage must contain \"{usage}\""));
     }
     let keys = key["keys"].as_object().ok_or_else(|| format!("{usage} key: keys must be an object"))?;
-    if keys.len() != 1 {
+    let (Some((id, v)), 1) = (keys.iter().next(), keys.len()) else {
         return Err(format!("{usage} key: exactly one key is required"));
-    }
-    let (id, v) = keys.iter().next().unwrap();
+    };
     let public = v.as_str().ok_or_else(|| format!("{usage} key: key must be a string"))?;
     if id.strip_prefix("ed25519:") != Some(public) || b64(public).map(|k| k.len()) != Some(32) {
         return Err(format!("{usage} key: the key ID must be ed25519:<the 32-byte public key>"));

@@ -14,6 +14,8 @@ pub mod signing;
 pub mod sync_token;
 pub mod thumbnail;
 pub mod time;
+pub mod turn;
+pub mod txn;
 pub mod room;
 pub mod uia;
 pub mod backup;

@@ -16,6 +16,7 @@ use crate::core::room::pdu::{NewEvent, Pdu};
 use crate::core::room::state::{StateEntry, StateMap};
 use crate::core::room::version_rules;
 use crate::core::time::now_ms;
+use crate::core::txn::txn_key;
 use crate::err;
 use crate::error::{Error, Result};
 use crate::params;
@@ -61,12 +62,22 @@ impl NewEventWire {
     }
 }
 
-/// A client transaction: `(user, device, txn_id)`.
+/// A client transaction: `key` is what idempotency is keyed on (scoped by endpoint and path
+/// parameters, [`txn_key`]); `txn_id` is what the sender's clients see again in
+/// `unsigned.transaction_id`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Txn {
     pub user_id: String,
     pub device_id: String,
     pub txn_id: String,
+    pub key: String,
+}
+
+impl Txn {
+    /// `scope`: the endpoint's name and its path parameters, e.g. `["send", room, type]`.
+    pub fn new(user_id: &str, device_id: &str, scope: &[&str], txn_id: &str) -> Txn {
+        Txn { user_id: user_id.to_owned(), device_id: device_id.to_owned(), txn_id: txn_id.to_owned(), key: txn_key(scope, txn_id) }
+    }
 }
 
 struct Head {
@@ -128,7 +139,7 @@ pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Ve
     };
 
     if let Some(t) = &txn {
-        if let Some(existing) = rooms::txn_event(db, &t.user_id, &t.device_id, &t.txn_id).await? {
+        if let Some(existing) = rooms::txn_event(db, &t.user_id, &t.device_id, &t.key).await? {
             // Same transaction again: the same event, stored once.
             let row = rooms::get_event(db, &existing).await?.ok_or_else(|| Error::internal("txn without event"))?;
             return Ok(vec![row.pdu()?]);
@@ -207,7 +218,7 @@ pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Ve
         } else {
             before.clone()
         };
-        let t = txn.as_ref().map(|t| (t.user_id.as_str(), t.device_id.as_str(), t.txn_id.as_str()));
+        let t = txn.as_ref().map(|t| rooms::TxnWrite { user: &t.user_id, device: &t.device_id, txn_id: &t.txn_id, key: &t.key });
         stmts.extend(rooms::append_stmts(
             db,
             &rooms::EventWrite { pdu: &pdu, state_before: before.as_deref(), state_after: after.as_deref(), txn: t },

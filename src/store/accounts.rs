@@ -60,7 +60,10 @@ pub enum ProfileField {
 pub async fn deactivate(db: &Db, user_id: &str) -> Result<()> {
     db.batch(vec![
         db.stmt(
-            "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = ?",
+            // The password hash stays: it lets login tell the right password ("deactivated")
+            // from a wrong one (`M_FORBIDDEN`) without revealing the account's state to a
+            // guesser. Nothing authenticates a deactivated account (`check_password`).
+            "UPDATE users SET deactivated = 1, displayname = NULL, avatar_url = NULL WHERE user_id = ?",
             params![user_id],
         )?,
         db.stmt("DELETE FROM access_tokens WHERE user_id = ?", params![user_id])?,

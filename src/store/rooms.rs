@@ -181,7 +181,16 @@ pub struct EventWrite<'a> {
     pub pdu: &'a Pdu,
     pub state_before: Option<&'a str>,
     pub state_after: Option<&'a str>,
-    pub txn: Option<(&'a str, &'a str, &'a str)>, // (user, device, txn_id)
+    pub txn: Option<TxnWrite<'a>>,
+}
+
+/// The client transaction an event was sent in: `txn_id` as the client gave it (echoed in
+/// `unsigned`), `key` the scoped idempotency key (`core::txn::txn_key`).
+pub struct TxnWrite<'a> {
+    pub user: &'a str,
+    pub device: &'a str,
+    pub txn_id: &'a str,
+    pub key: &'a str,
 }
 
 fn relation(content: &Value) -> (Option<String>, Option<String>) {
@@ -201,9 +210,9 @@ pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStateme
     let content = p.content_value();
     let membership = if p.kind.to_string() == "m.room.member" { content["membership"].as_str().map(str::to_owned) } else { None };
     let (relates_to, rel_type) = relation(&content);
-    let (txn_user, txn_device, txn_id) = match w.txn {
-        Some((u, d, t)) => (Some(u), Some(d), Some(t)),
-        None => (None, None, None),
+    let (txn_device, txn_id) = match &w.txn {
+        Some(t) => (Some(t.device), Some(t.txn_id)),
+        None => (None, None),
     };
     let room = p.room_id.as_str();
     let mut stmts = vec![db.stmt(
@@ -240,22 +249,25 @@ pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStateme
             )?);
         }
     }
-    if let (Some(u), Some(d), Some(t)) = (txn_user, txn_device, txn_id) {
+    if let Some(t) = &w.txn {
+        // `txn_ids.txn_id` holds the scoped key (rows written before scoping hold bare IDs,
+        // which no scoped key equals: at worst an old retry is not recognised).
         stmts.push(db.stmt(
             "INSERT OR IGNORE INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES (?, ?, ?, ?, ?)",
-            params![u, d, t, p.event_id.as_str(), now_ms()],
+            params![t.user, t.device, t.key, p.event_id.as_str(), now_ms()],
         )?);
     }
     Ok(stmts)
 }
 
-pub async fn txn_event(db: &Db, user: &str, device: &str, txn: &str) -> Result<Option<String>> {
+/// The event stored for a transaction; `key` is the scoped key (`core::txn::txn_key`).
+pub async fn txn_event(db: &Db, user: &str, device: &str, key: &str) -> Result<Option<String>> {
     #[derive(Deserialize)]
     struct R {
         event_id: String,
     }
     Ok(db
-        .first::<R>("SELECT event_id FROM txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?", params![user, device, txn])
+        .first::<R>("SELECT event_id FROM txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?", params![user, device, key])
         .await?
         .map(|r| r.event_id))
 }

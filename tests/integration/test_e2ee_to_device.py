@@ -41,6 +41,19 @@ def test_star_reaches_every_device_and_txn_is_idempotent(base, user, user2):
     assert [e["content"] for e in events(sync(base, second["access_token"], s2))] == [{"all": True}]
 
 
+def test_txn_id_scoped_by_event_type(base, user, user2):
+    """A transaction ID is scoped to the endpoint with its path: the same ID for another
+    event type is a new request, not a silently dropped one."""
+    since = sync(base, user2["access_token"])["next_batch"]
+    txn = uuid.uuid4().hex
+    target = {user2["user_id"]: {user2["device_id"]: {"n": 1}}}
+    assert_ok(send(base, user["access_token"], target, txn=txn, kind="m.test.one"))
+    assert_ok(send(base, user["access_token"], target, txn=txn, kind="m.test.two"))
+    assert_ok(send(base, user["access_token"], target, txn=txn, kind="m.test.two"))  # a retry
+    got = sorted(e["type"] for e in events(sync(base, user2["access_token"], since)))
+    assert got == ["m.test.one", "m.test.two"], got
+
+
 def test_unknown_devices_and_remote_users_are_skipped(base, user, user2):
     since = sync(base, user2["access_token"])["next_batch"]
     assert_ok(send(base, user["access_token"], {

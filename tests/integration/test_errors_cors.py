@@ -1,10 +1,11 @@
 """Generic error handling (404/405/bad JSON/too large/missing param) and CORS."""
 
 import json
+import uuid
 
 import pytest
 
-from matrix_helpers import CLIENT_V1, CLIENT_V3, assert_error, call
+from matrix_helpers import CLIENT_V1, CLIENT_V3, assert_error, assert_ok, call, qid
 
 CORS_METHODS = {"GET", "POST", "PUT", "DELETE", "OPTIONS"}
 CORS_HEADERS = {"authorization", "content-type"}
@@ -69,8 +70,6 @@ def test_not_json(base, path):
 
 
 def test_not_json_authenticated_endpoint(base, user):
-    from matrix_helpers import qid
-
     r = call(
         base,
         "PUT",
@@ -182,3 +181,49 @@ def test_unknown_token_query(base):
 def test_error_bodies_are_json(base):
     r = call(base, "GET", "/_matrix/client/v3/definitely/not/here")
     assert r.headers.get("Content-Type", "").startswith("application/json"), dict(r.headers)
+
+
+# ---------------------------------------------------------------- hostile headers and bodies
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bear\xe9\xe9\xe9 token",  # byte 7 of the UTF-8 form falls inside a character
+        "\xe9\xe9\xe9\xe9\xe9\xe9\xe9\xe9",
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "bearer\xe9",
+    ],
+)
+def test_malformed_authorization_header_is_an_error_not_a_crash(base, value):
+    # Sent as Latin-1 bytes on the wire; the Worker sees them as multi-byte UTF-8 text.
+    r = call(base, "GET", f"{CLIENT_V3}/account/whoami", headers={"Authorization": value.encode("latin-1")})
+    assert r.status_code == 401, (r.status_code, r.text)
+    assert r.json()["errcode"] in ("M_MISSING_TOKEN", "M_UNKNOWN_TOKEN"), r.text
+    # The isolate is still serving.
+    assert call(base, "GET", "/_matrix/client/versions").status_code == 200
+
+
+def test_bearer_is_case_insensitive_and_trimmed(base, user):
+    r = call(base, "GET", f"{CLIENT_V3}/account/whoami", headers={"Authorization": f"bearer   {user['access_token']} "})
+    assert assert_ok(r)["user_id"] == user["user_id"]
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("POST", f"{CLIENT_V3}/createRoom"),
+        ("POST", f"{CLIENT_V3}/user/USER/filter"),
+        ("PUT", f"{CLIENT_V3}/user/USER/account_data/org.example.x"),
+        ("POST", f"{CLIENT_V3}/keys/upload"),
+        ("POST", f"{CLIENT_V3}/keys/query"),
+        ("PUT", f"{CLIENT_V3}/profile/USER/displayname"),
+        ("PUT", f"{CLIENT_V3}/sendToDevice/m.test/TXN"),
+    ],
+)
+def test_empty_body_where_one_is_required(base, user, method, path):
+    path = path.replace("USER", qid(user["user_id"])).replace("TXN", uuid.uuid4().hex)
+    r = call(base, method, path, data="", token=user["access_token"])
+    assert_error(r, 400, "M_NOT_JSON")

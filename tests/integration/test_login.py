@@ -162,6 +162,20 @@ def test_login_deactivated_user(base, user):
     assert_error(login_raw(base, pw_body(user["username"], user["password"])), 403, "M_USER_DEACTIVATED")
 
 
+def test_login_deactivated_user_wrong_password_learns_nothing(base, user):
+    """Only the right password learns that the account is deactivated; a guess gets the
+    same answer as for any wrong password."""
+    r = uia_password(
+        base, "POST", f"{CLIENT_V3}/account/deactivate", {}, user["access_token"], user["user_id"], user["password"]
+    )
+    assert_ok(r)
+    wrong = assert_error(login_raw(base, pw_body(user["username"], "not-the-password")), 403, "M_FORBIDDEN")
+    other = assert_error(login_raw(base, pw_body(unique_username(), "not-the-password")), 403, "M_FORBIDDEN")
+    assert wrong["error"] == other["error"]
+    # The right password still learns it, and still gets no session.
+    assert_error(login_raw(base, pw_body(user["username"], user["password"])), 403, "M_USER_DEACTIVATED")
+
+
 # ---------------------------------------------------------------- m.login.token
 
 

@@ -48,6 +48,50 @@ def test_first_call_returns_dummy_flow(base):
     assert body["params"] == {}, body
 
 
+@pytest.mark.parametrize(
+    "probe",
+    [{"initial_device_display_name": "Element Web"}, {}, {"username": "PLACEHOLDER"}],
+)
+def test_flows_probe_needs_no_password(base, server_name, probe):
+    """Element's registration form first POSTs without `auth` or `password` to learn the
+    flows; it must get the 401, as from Synapse, not a 400 for the missing password."""
+    name = unique_username()
+    probe = {k: (name if v == "PLACEHOLDER" else v) for k, v in probe.items()}
+    body = assert_error_free_uia(register_raw(base, probe))
+    assert body["flows"] == [{"stages": ["m.login.dummy"]}], body
+    # Element then completes the stage in the same session, now with the password.
+    r = register_raw(
+        base,
+        {
+            "username": name,
+            "password": DEFAULT_PASSWORD,
+            "initial_device_display_name": "Element Web",
+            "auth": {"type": "m.login.dummy", "session": body["session"]},
+        },
+    )
+    out = assert_ok(r)
+    assert out["user_id"] == f"@{name}:{server_name}", out
+    assert_token_works(base, out["access_token"], out["user_id"])
+
+
+def test_stage_without_password_keeps_the_session(base):
+    name = unique_username()
+    session = assert_error_free_uia(register_raw(base, {}))["session"]
+    r = register_raw(base, {"username": name, "auth": {"type": "m.login.dummy", "session": session}})
+    assert_error(r, 400, "M_MISSING_PARAM")
+    assert_ok(available(base, name))
+    # The refused attempt did not use the session up.
+    r = register_raw(
+        base,
+        {"username": name, "password": DEFAULT_PASSWORD, "auth": {"type": "m.login.dummy", "session": session}},
+    )
+    assert_ok(r)
+
+
+def test_empty_body_is_not_json(base):
+    assert_error(call(base, "POST", f"{CLIENT_V3}/register", data=""), 400, "M_NOT_JSON")
+
+
 def test_register_with_session(base, server_name):
     name = unique_username()
     out = register(base, name)

@@ -438,3 +438,103 @@ def test_context_state_is_at_last_returned_event(base, user):
     assert all(e["type"] == "m.room.message" for e in ctx["events_after"]), ctx["events_after"]
     names = [e["content"].get("name") for e in ctx["state"] if e["type"] == "m.room.name"]
     assert names == ["Early"], names
+
+
+# ---------------------------------------------------------------- transaction-ID scope
+# The spec scopes a transaction ID to one device and one endpoint; like Synapse, the
+# endpoint includes its path parameters. A reused ID elsewhere is a new request.
+
+
+def test_txn_id_reused_in_another_room_is_a_new_event(base, user):
+    tok = user["access_token"]
+    room_a, room_b = create_room(base, tok), create_room(base, tok)
+    t = txn()
+    ea = assert_ok(send_raw(base, tok, room_a, {"msgtype": "m.text", "body": "in a"}, txn_id=t))["event_id"]
+    eb = assert_ok(send_raw(base, tok, room_b, {"msgtype": "m.text", "body": "in b"}, txn_id=t))["event_id"]
+    assert ea != eb
+    assert assert_ok(get_event_raw(base, tok, room_b, eb))["content"]["body"] == "in b"
+    # Each is still idempotent in its own scope.
+    assert assert_ok(send_raw(base, tok, room_b, {"msgtype": "m.text", "body": "in b"}, txn_id=t))["event_id"] == eb
+
+
+def test_txn_id_reused_for_another_event_type_is_a_new_event(base, user):
+    tok = user["access_token"]
+    room_id = create_room(base, tok)
+    t = txn()
+    e1 = assert_ok(send_raw(base, tok, room_id, {"msgtype": "m.text", "body": "m"}, txn_id=t))["event_id"]
+    e2 = assert_ok(send_raw(base, tok, room_id, {"x": 1}, etype="org.example.custom", txn_id=t))["event_id"]
+    assert e1 != e2
+
+
+def test_txn_id_reused_for_redact_redacts(base, user):
+    tok = user["access_token"]
+    room_id = create_room(base, tok)
+    t = txn()
+    target = assert_ok(send_raw(base, tok, room_id, {"msgtype": "m.text", "body": "secret"}, txn_id=t))["event_id"]
+    rid = assert_ok(redact_raw(base, tok, room_id, target, txn_id=t))["event_id"]
+    assert rid != target
+    assert assert_ok(get_event_raw(base, tok, room_id, target))["content"] == {}
+
+
+def test_txn_id_echoed_as_the_client_sent_it(base, user):
+    tok = user["access_token"]
+    room_id = create_room(base, tok)
+    t = txn()
+    eid = assert_ok(send_raw(base, tok, room_id, {"msgtype": "m.text", "body": "x"}, txn_id=t))["event_id"]
+    assert assert_ok(get_event_raw(base, tok, room_id, eid))["unsigned"].get("transaction_id") == t
+
+
+# ---------------------------------------------------------------- bodies
+
+
+def test_send_empty_body_is_not_json(base, user):
+    tok = user["access_token"]
+    room_id = create_room(base, tok)
+    r = call(base, "PUT", rpath(room_id, "send", "m.room.message", txn()), data="", token=tok)
+    assert_error(r, 400, "M_NOT_JSON")
+    r = call(base, "PUT", rpath(room_id, "state", "m.room.topic"), data="", token=tok)
+    assert_error(r, 400, "M_NOT_JSON")
+
+
+def test_redact_empty_body_is_allowed(base, user):
+    tok = user["access_token"]
+    room_id = create_room(base, tok)
+    target = send_text(base, tok, room_id, "x")
+    r = call(base, "PUT", rpath(room_id, "redact", target, txn()), data="", token=tok)
+    assert_ok(r)
+
+
+# ---------------------------------------------------------------- redaction through /send (v1.18)
+
+
+@pytest.mark.parametrize("version", ["10", "11", "12"])
+def test_redaction_through_send(base, user, version):
+    tok = user["access_token"]
+    room_id = create_room(base, tok, room_version=version)
+    target = send_text(base, tok, room_id, "gone soon")
+    rid = assert_ok(send_raw(base, tok, room_id, {"redacts": target, "reason": "r"}, etype="m.room.redaction"))["event_id"]
+    red = assert_ok(get_event_raw(base, tok, room_id, rid))
+    assert red["type"] == "m.room.redaction"
+    assert red["content"].get("reason") == "r"
+    if version == "10":
+        assert red["redacts"] == target, red  # moved to the top level before v11
+        assert "redacts" not in red["content"], red
+    else:
+        assert red["content"]["redacts"] == target, red
+    ev = assert_ok(get_event_raw(base, tok, room_id, target))
+    assert ev["content"] == {}
+    assert ev["unsigned"]["redacted_because"]["event_id"] == rid
+
+
+def test_redaction_through_send_needs_redacts(base, user):
+    tok = user["access_token"]
+    room_id = create_room(base, tok)
+    assert_error(send_raw(base, tok, room_id, {"reason": "r"}, etype="m.room.redaction"), 400, "M_BAD_JSON")
+    assert_error(send_raw(base, tok, room_id, {"redacts": 5}, etype="m.room.redaction"), 400, "M_BAD_JSON")
+    assert_error(send_raw(base, tok, room_id, {"redacts": "not an id"}, etype="m.room.redaction"), 400, "M_INVALID_PARAM")
+
+
+def test_redaction_through_send_of_others_event_needs_power(base, user, user2):
+    room_id = room_pair(base, user, user2)
+    target = send_text(base, user["access_token"], room_id, "mine")
+    forbidden(send_raw(base, user2["access_token"], room_id, {"redacts": target}, etype="m.room.redaction"))

@@ -78,7 +78,7 @@ def test_read_markers_and_fully_read(base, user, user2):
     got = assert_ok(call(base, "GET", f"{CLIENT_V3}/user/{qid(user2['user_id'])}/rooms/{qid(room)}/account_data/m.fully_read", token=user2["access_token"]))
     assert got == {"event_id": e1}
     # m.fully_read cannot be set as plain account data.
-    assert_error(call(base, "PUT", f"{CLIENT_V3}/user/{qid(user2['user_id'])}/rooms/{qid(room)}/account_data/m.fully_read", {"event_id": e1}, token=user2["access_token"]), 400, "M_BAD_JSON")
+    assert_error(call(base, "PUT", f"{CLIENT_V3}/user/{qid(user2['user_id'])}/rooms/{qid(room)}/account_data/m.fully_read", {"event_id": e1}, token=user2["access_token"]), 405, "M_BAD_JSON")
 
 
 def test_account_data_and_tags(base, user):
@@ -103,6 +103,25 @@ def test_account_data_and_tags(base, user):
     assert {"type": "m.tag", "content": {"tags": {"m.favourite": {"order": 0.5}}}} in radata
     other = new_user(base)
     assert_error(call(base, "GET", ad, token=other["access_token"]), 403, "M_FORBIDDEN")
+
+
+def test_server_managed_account_data_is_405(base, user):
+    """Spec: `PUT /account_data/{type}` answers 405 `M_BAD_JSON` for types the server
+    manages through their own APIs."""
+    tok, uid = user["access_token"], user["user_id"]
+    room = create_room(base, tok)
+    for kind in ["m.fully_read", "m.push_rules"]:
+        r = call(base, "PUT", f"{CLIENT_V3}/user/{qid(uid)}/account_data/{kind}", {"event_id": "$x"}, token=tok)
+        assert_error(r, 405, "M_BAD_JSON")
+        r = call(base, "PUT", f"{CLIENT_V3}/user/{qid(uid)}/rooms/{qid(room)}/account_data/{kind}", {"event_id": "$x"}, token=tok)
+        assert_error(r, 405, "M_BAD_JSON")
+
+
+def test_account_data_empty_body_is_not_json(base, user):
+    tok, uid = user["access_token"], user["user_id"]
+    r = call(base, "PUT", f"{CLIENT_V3}/user/{qid(uid)}/account_data/org.example.empty", data="", token=tok)
+    assert_error(r, 400, "M_NOT_JSON")
+    assert_error(call(base, "GET", f"{CLIENT_V3}/user/{qid(uid)}/account_data/org.example.empty", token=tok), 404, "M_NOT_FOUND")
 
 
 def test_presence_set_get_and_visibility(base, user, user2):

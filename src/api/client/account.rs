@@ -54,7 +54,7 @@ pub async fn change_password_route(ctx: &Ctx, req: &Request) -> Result<Response>
 /// that logs in.
 pub async fn deactivate_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let value = req.json_value()?;
+    let value = req.json_value_or_empty()?;
     user_interactive_auth(ctx, req, &value, "deactivate", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
     let devices: Vec<String> = accounts::list_devices(&ctx.db, me.user_id.as_str()).await?.into_iter().map(|d| d.device_id).collect();
     accounts::deactivate(&ctx.db, me.user_id.as_str()).await?;
@@ -79,4 +79,12 @@ pub async fn deactivate_route(ctx: &Ctx, req: &Request) -> Result<Response> {
         }
     }
     Ok(Response::ok(json!({ "id_server_unbind_result": "no-support" })))
+}
+
+/// # `GET /_matrix/client/v3/account/3pid`
+/// Stratus binds no third-party identifiers (no email or phone): always the empty list,
+/// which Element's settings page asks for at start-up.
+pub async fn threepids_route(ctx: &Ctx, req: &Request) -> Result<Response> {
+    authenticate(ctx, req).await?;
+    Ok(Response::ok(json!({ "threepids": [] })))
 }

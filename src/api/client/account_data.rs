@@ -23,7 +23,7 @@ fn own(me: &Authed, user_id: &str) -> Result<()> {
 /// Types the server manages through their own APIs (spec: "Server behaviour").
 fn check_settable(kind: &str) -> Result<()> {
     if matches!(kind, "m.fully_read" | "m.push_rules") {
-        return Err(err!(BadJson, "{kind} is managed by the server; use its own API"));
+        return Err(err!(ServerManaged, "{kind} is managed by the server; use its own API"));
     }
     Ok(())
 }

@@ -83,7 +83,7 @@ pub async fn dehydrated_events_route(ctx: &Ctx, req: &Request, device_id: &str) 
     let from = match req.method {
         crate::http::Method::Get => req.query("from").map(str::to_owned),
         _ => {
-            let body = if req.body.is_empty() { json!({}) } else { req.json_value()? };
+            let body = req.json_value_or_empty()?;
             match body.get("next_batch") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.clone()),

@@ -64,7 +64,7 @@ pub async fn delete_device_route(ctx: &Ctx, req: &Request, device_id: &str) -> R
     if accounts::get_device(&ctx.db, me.user_id.as_str(), device_id).await?.is_none() {
         return Err(err!(NotFound, "Device not found"));
     }
-    let value = req.json_value()?;
+    let value = req.json_value_or_empty()?;
     user_interactive_auth(ctx, req, &value, "delete_devices", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
     crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &[device_id.to_owned()]).await?;
     Ok(Response::ok(json!({})))

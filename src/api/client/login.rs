@@ -124,7 +124,7 @@ pub async fn login_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 /// A short-lived single-use `m.login.token`, after re-authentication with the password.
 pub async fn get_login_token_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let body = req.json_value()?;
+    let body = req.json_value_or_empty()?;
     user_interactive_auth(ctx, req, &body, "get_login_token", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
     let token = tokens::create_login_token(&ctx.db, me.user_id.as_str(), LOGIN_TOKEN_LIFETIME_MS).await?;
     Ok(Response::ok(json!({ "login_token": token, "expires_in_ms": LOGIN_TOKEN_LIFETIME_MS })))

@@ -113,7 +113,7 @@ async fn restricted_authoriser(ctx: &Ctx, room_id: &RoomId, user: &UserId) -> Re
 /// # `POST /_matrix/client/v3/join/{roomIdOrAlias}`
 pub async fn join_by_id_or_alias_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let body: Reason = req.json()?;
+    let body: Reason = req.json_or_empty()?;
     let room_id = resolve_room(ctx, target).await?;
     join(ctx, &me, room_id, body.reason).await
 }
@@ -121,14 +121,14 @@ pub async fn join_by_id_or_alias_route(ctx: &Ctx, req: &Request, target: &str) -
 /// # `POST /_matrix/client/v3/rooms/{roomId}/join`
 pub async fn join_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let body: Reason = req.json()?;
+    let body: Reason = req.json_or_empty()?;
     join(ctx, &me, parse_room_id(room_id)?, body.reason).await
 }
 
 /// # `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
 pub async fn knock_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let body: Reason = req.json()?;
+    let body: Reason = req.json_or_empty()?;
     let room_id = resolve_room(ctx, target).await?;
     ensure_room(ctx, &room_id).await?;
     send_member(ctx, &room_id, member_event(&me.user_id, me.user_id.as_str(), "knock", body.reason.as_deref())).await?;
@@ -139,7 +139,7 @@ pub async fn knock_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Respo
 /// Also rejects an invite or withdraws a knock.
 pub async fn leave_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let body: Reason = req.json()?;
+    let body: Reason = req.json_or_empty()?;
     let room_id = parse_room_id(room_id)?;
     ensure_room(ctx, &room_id).await?;
     match rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?.as_deref() {

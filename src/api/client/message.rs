@@ -25,15 +25,23 @@ fn parse_event_id(s: &str) -> Result<ruma::OwnedEventId> {
 pub async fn send_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str, txn_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let room_id = parse_room_id(room_id)?;
-    if let Some(e) = rooms::txn_event(&ctx.db, me.user_id.as_str(), &me.device_id, txn_id).await? {
+    let txn = Txn::new(me.user_id.as_str(), &me.device_id, &["send", room_id.as_str(), kind], txn_id);
+    if let Some(e) = rooms::txn_event(&ctx.db, &txn.user_id, &txn.device_id, &txn.key).await? {
         return Ok(Response::ok(json!({ "event_id": e })));
     }
-    let content = req.json_value()?;
-    if kind == "m.room.redaction" {
-        return Err(err!(Forbidden, "Use the /redact endpoint to redact events"));
-    }
-    let ev = NewEvent { kind: kind.to_owned(), state_key: None, content, sender: me.user_id.clone(), redacts: None };
-    let txn = Txn { user_id: me.user_id.to_string(), device_id: me.device_id.clone(), txn_id: txn_id.to_owned() };
+    let mut content = req.json_value()?;
+    // Spec v1.18 (MSC4169): redactions may be sent here in every room version, with
+    // `redacts` in the content; the event builder puts it where the room version wants it
+    // (top level before v11).
+    let redacts = if kind == "m.room.redaction" {
+        match content.as_object_mut().and_then(|c| c.remove("redacts")) {
+            Some(serde_json::Value::String(t)) => Some(parse_event_id(&t)?),
+            _ => return Err(err!(BadJson, "An m.room.redaction needs redacts (an event ID) in its content")),
+        }
+    } else {
+        None
+    };
+    let ev = NewEvent { kind: kind.to_owned(), state_key: None, content, sender: me.user_id.clone(), redacts };
     let ids = append_via_room(ctx, &room_id, &[ev], Some(txn)).await?;
     Ok(Response::ok(json!({ "event_id": ids[0] })))
 }
@@ -43,10 +51,11 @@ pub async fn redact_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &st
     let me = authenticate(ctx, req).await?;
     let room_id = parse_room_id(room_id)?;
     let target = parse_event_id(event_id)?;
-    if let Some(e) = rooms::txn_event(&ctx.db, me.user_id.as_str(), &me.device_id, txn_id).await? {
+    let txn = Txn::new(me.user_id.as_str(), &me.device_id, &["redact", room_id.as_str(), target.as_str()], txn_id);
+    if let Some(e) = rooms::txn_event(&ctx.db, &txn.user_id, &txn.device_id, &txn.key).await? {
         return Ok(Response::ok(json!({ "event_id": e })));
     }
-    let body = req.json_value()?;
+    let body = req.json_value_or_empty()?;
     let mut content = json!({});
     if let Some(r) = body.get("reason") {
         if !r.is_string() {
@@ -55,7 +64,6 @@ pub async fn redact_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &st
         content["reason"] = r.clone();
     }
     let ev = NewEvent { kind: "m.room.redaction".into(), state_key: None, content, sender: me.user_id.clone(), redacts: Some(target) };
-    let txn = Txn { user_id: me.user_id.to_string(), device_id: me.device_id.clone(), txn_id: txn_id.to_owned() };
     let ids = append_via_room(ctx, &room_id, &[ev], Some(txn)).await?;
     Ok(Response::ok(json!({ "event_id": ids[0] })))
 }

@@ -25,3 +25,5 @@ pub mod keys;
 pub mod cross_signing;
 pub mod dehydrated;
 pub mod backup;
+pub mod thirdparty;
+pub mod voip;

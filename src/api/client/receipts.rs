@@ -48,7 +48,7 @@ async fn check_joined(ctx: &Ctx, me: &Authed, room_id: &str) -> Result<()> {
 pub async fn receipt_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str, event_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let room = parse_room_id(room_id)?;
-    let body = req.json_value()?;
+    let body = req.json_value_or_empty()?;
     if !matches!(kind, "m.read" | "m.read.private" | "m.fully_read") {
         return Err(err!(InvalidParam, "Unknown receipt type"));
     }

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::auth::{new_password_hash, user_interactive_auth};
+use crate::api::auth::{check_new_password, new_password_hash, user_interactive_auth};
 use crate::api::client::login::{create_session, SessionRequest};
 use crate::core::config::RegistrationMode;
 use crate::core::crypto::random_alpha;
@@ -60,10 +60,19 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
         }
         None => None,
     };
-    let password = body.password.as_deref().ok_or_else(|| err!(MissingParam, "A password is required"))?;
-    let hash = new_password_hash(ctx, password)?;
+    // A request without `auth` only asks for the flows (Element's first request carries no
+    // password): it gets the 401, as from Synapse. The password is needed once a stage is
+    // attempted, and is checked before the stage so that a refusal does not use up the session.
+    if value.get("auth").is_some_and(|a| !a.is_null()) {
+        let password = body.password.as_deref().ok_or_else(|| err!(MissingParam, "A password is required"))?;
+        check_new_password(password)?;
+    } else if let Some(p) = body.password.as_deref() {
+        check_new_password(p)?;
+    }
 
     user_interactive_auth(ctx, req, &value, "register", &flows(ctx), None).await?;
+    let password = body.password.as_deref().ok_or_else(|| err!(MissingParam, "A password is required"))?;
+    let hash = new_password_hash(ctx, password)?;
 
     let localpart = localpart.unwrap_or_else(|| random_alpha(12).to_lowercase());
     let user_id = validate_new_localpart(&localpart, &ctx.config.server_name, &ctx.config.reserved_localparts, false)?;

@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::api::auth::authenticate;
+use crate::core::txn::txn_key;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
@@ -40,7 +41,9 @@ pub async fn send_to_device_route(ctx: &Ctx, req: &Request, kind: &str, txn_id: 
             local.push((user, per_device));
         }
     }
-    if !notify::new_send_txn(&ctx.env, me.user_id.as_str(), &me.device_id, txn_id).await? {
+    // Scoped to the endpoint and its event type, as room sends are (`timeline::txn_key`).
+    let key = txn_key(&["sendToDevice", kind], txn_id);
+    if !notify::new_send_txn(&ctx.env, me.user_id.as_str(), &me.device_id, &key).await? {
         return Ok(Response::ok(json!({})));
     }
     for (user, per_device) in local {

@@ -85,9 +85,11 @@ pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
         pl["users"] = json!({});
     }
     if new_rules.authorization.explicitly_privilege_room_creators {
-        pl["users"].as_object_mut().unwrap().remove(me.user_id.as_str());
-        for c in &body.additional_creators {
-            pl["users"].as_object_mut().unwrap().remove(c);
+        if let Some(users) = pl["users"].as_object_mut() {
+            users.remove(me.user_id.as_str());
+            for c in &body.additional_creators {
+                users.remove(c);
+            }
         }
     } else {
         let cur = pl["users"][me.user_id.as_str()].as_i64().unwrap_or(0);
