@@ -123,10 +123,7 @@ impl Room {
     }
 
     fn typing_rows(&self) -> crate::Result<Vec<TypingRow>> {
-        self.sql()
-            .exec("SELECT user_id, expires_ts FROM typing ORDER BY user_id", None)
-            .and_then(|c| c.to_array())
-            .map_err(Error::internal)
+        self.sql().exec("SELECT user_id, expires_ts FROM typing ORDER BY user_id", None).and_then(|c| c.to_array()).map_err(Error::internal)
     }
 
     async fn typing(&self, body: TypingRequest) -> crate::Result<()> {

@@ -67,9 +67,8 @@ fn counts(sql: &SqlStorage, device: &str) -> Result<Value> {
         algorithm: String,
         n: f64,
     }
-    let rows: Vec<C> = sql
-        .exec("SELECT algorithm, COUNT(*) AS n FROM one_time_keys WHERE device_id = ? GROUP BY algorithm", vec![device.into()])?
-        .to_array()?;
+    let rows: Vec<C> =
+        sql.exec("SELECT algorithm, COUNT(*) AS n FROM one_time_keys WHERE device_id = ? GROUP BY algorithm", vec![device.into()])?.to_array()?;
     let m: BTreeMap<String, u64> = rows.into_iter().map(|c| (c.algorithm, c.n as u64)).collect();
     Ok(json!(m))
 }
@@ -79,9 +78,8 @@ fn unused_fallback(sql: &SqlStorage, device: &str) -> Result<Vec<String>> {
     struct A {
         algorithm: String,
     }
-    let rows: Vec<A> = sql
-        .exec("SELECT algorithm FROM fallback_keys WHERE device_id = ? AND used = 0 ORDER BY algorithm", vec![device.into()])?
-        .to_array()?;
+    let rows: Vec<A> =
+        sql.exec("SELECT algorithm FROM fallback_keys WHERE device_id = ? AND used = 0 ORDER BY algorithm", vec![device.into()])?.to_array()?;
     Ok(rows.into_iter().map(|a| a.algorithm).collect())
 }
 
@@ -92,7 +90,10 @@ impl UserKeys {
         let mut fresh = Vec::new();
         for k in &u.one_time_keys {
             let old: Vec<Row> = sql
-                .exec("SELECT key_id, key_json FROM one_time_keys WHERE device_id = ? AND key_id = ?", vec![u.device_id.clone().into(), k.key_id.clone().into()])?
+                .exec(
+                    "SELECT key_id, key_json FROM one_time_keys WHERE device_id = ? AND key_id = ?",
+                    vec![u.device_id.clone().into(), k.key_id.clone().into()],
+                )?
                 .to_array()?;
             match old.first() {
                 Some(o) if serde_json::from_str::<Value>(&o.key_json).ok().as_ref() != Some(&k.key) => {

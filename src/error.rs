@@ -11,12 +11,16 @@ use serde_json::{json, Value};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     Forbidden,
-    UnknownToken { soft_logout: bool },
+    UnknownToken {
+        soft_logout: bool,
+    },
     MissingToken,
     BadJson,
     NotJson,
     NotFound,
-    LimitExceeded { retry_after_ms: u64 },
+    LimitExceeded {
+        retry_after_ms: u64,
+    },
     Unrecognized,
     /// 405: a known path with a method it does not support.
     MethodNotAllowed,
@@ -44,7 +48,9 @@ pub enum ErrorKind {
     Conflict,
     /// 403: a key backup write to a version that is not the current one; the body names
     /// the current version (spec: `PUT /room_keys/keys`).
-    WrongRoomKeysVersion { current_version: String },
+    WrongRoomKeysVersion {
+        current_version: String,
+    },
     /// 405 `M_BAD_JSON`: account data the server manages (`m.fully_read`, `m.push_rules`)
     /// written through the account data API (spec: `PUT /user/{userId}/account_data/{type}`).
     ServerManaged,
@@ -102,8 +108,18 @@ impl ErrorKind {
             LimitExceeded { .. } => 429,
             TooLarge => 413,
             Internal => 500,
-            BadJson | NotJson | Unknown | UserInUse | InvalidUsername | Exclusive | MissingParam | InvalidParam
-            | WeakPassword | UnsupportedRoomVersion | RoomInUse | BadAlias => 400,
+            BadJson
+            | NotJson
+            | Unknown
+            | UserInUse
+            | InvalidUsername
+            | Exclusive
+            | MissingParam
+            | InvalidParam
+            | WeakPassword
+            | UnsupportedRoomVersion
+            | RoomInUse
+            | BadAlias => 400,
         }
     }
 }

@@ -168,12 +168,7 @@ impl Response {
     }
 
     pub fn html(status: u16, body: String) -> Response {
-        Response {
-            status,
-            headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
-            body: body.into_bytes(),
-            stream: None,
-        }
+        Response { status, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body: body.into_bytes(), stream: None }
     }
 
     /// A byte body with the given headers (media).
@@ -257,28 +252,14 @@ mod tests {
 
     #[test]
     fn malformed_authorization_headers_do_not_panic() {
-        for h in [
-            "Bearer",
-            "Bearer ",
-            "bearer  tok ",
-            "Basic abc",
-            "Beareré tok",
-            "Bearéé",
-            "ééééééé",
-            "Bearer\u{202e}x",
-            "é",
-        ] {
+        for h in ["Bearer", "Bearer ", "bearer  tok ", "Basic abc", "Beareré tok", "Bearéé", "ééééééé", "Bearer\u{202e}x", "é"] {
             let mut r = req("");
             r.headers.push(("authorization".into(), h.into()));
             let t = r.access_token();
-            assert!(
-                t.is_none() || h.to_ascii_lowercase().starts_with("bearer "),
-                "{h:?} gave {t:?}"
-            );
+            assert!(t.is_none() || h.to_ascii_lowercase().starts_with("bearer "), "{h:?} gave {t:?}");
         }
         let mut r = req("");
-        r.headers
-            .push(("authorization".into(), "bearer  tok ".into()));
+        r.headers.push(("authorization".into(), "bearer  tok ".into()));
         assert_eq!(r.access_token(), Some("tok"));
     }
 

@@ -15,13 +15,13 @@ pub mod api;
 #[cfg(target_arch = "wasm32")]
 pub mod ctx;
 #[cfg(target_arch = "wasm32")]
-pub mod store;
-#[cfg(target_arch = "wasm32")]
-pub mod service;
+#[path = "../durable_objects/mod.rs"]
+pub mod durable_objects;
 #[cfg(target_arch = "wasm32")]
 mod entry;
 #[cfg(target_arch = "wasm32")]
-#[path = "../durable_objects/mod.rs"]
-pub mod durable_objects;
+pub mod service;
+#[cfg(target_arch = "wasm32")]
+pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::api::oauth::{verify_access_token, BearerError};
 use crate::core::crypto::{ct_eq, hash_password, verify_password};
-use crate::core::oauth::jwt::{looks_like_jwt, AccessClaims};
 use crate::core::ids::local_user_from_input;
+use crate::core::oauth::jwt::{looks_like_jwt, AccessClaims};
 use crate::core::ratelimit::retry_after;
 use crate::core::time::now_ms;
 use crate::core::uia::{self, Flows};
@@ -157,14 +157,7 @@ struct AuthDict {
 /// Runs one step of user-interactive auth for `operation` with the body's `auth` dict.
 /// `Ok(())` once a flow is complete; otherwise the 401 body as [`Error::Uia`].
 /// `user` is the logged-in user for whom the operation runs (`None` for registration).
-pub async fn user_interactive_auth(
-    ctx: &Ctx,
-    req: &Request,
-    body: &Value,
-    operation: &str,
-    flows: &Flows,
-    user: Option<&UserId>,
-) -> Result<()> {
+pub async fn user_interactive_auth(ctx: &Ctx, req: &Request, body: &Value, operation: &str, flows: &Flows, user: Option<&UserId>) -> Result<()> {
     let db = &ctx.db;
     let auth = match body.get("auth") {
         None | Some(Value::Null) => {

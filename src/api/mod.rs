@@ -29,9 +29,7 @@ pub async fn handle(ctx: &Ctx, req: Request) -> Response {
 async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate::Result<Response> {
     use client::*;
     // AUTH_MODE=oauth: the legacy login API is off (spec: "Authentication API discovery").
-    if !ctx.config.legacy_login()
-        && matches!(route, Route::Login | Route::Register | Route::Refresh | Route::LoginGetToken)
-    {
+    if !ctx.config.legacy_login() && matches!(route, Route::Login | Route::Register | Route::Refresh | Route::LoginGetToken) {
         return Err(crate::err!(Unrecognized, "This server uses OAuth 2.0 for login: see /_matrix/client/v1/auth_metadata"));
     }
     match route {
@@ -65,9 +63,7 @@ async fn dispatch(ctx: &Ctx, route: Route, p: &[String], req: &Request) -> crate
         Route::MediaUploadTo => media::upload::upload_to_route(ctx, req, &p[0], &p[1]).await,
         Route::MediaConfig => media::upload::config_route(ctx, req).await,
         Route::MediaDownload => media::download::download_route(ctx, req, &p[0], &p[1], p.get(2).map(String::as_str)).await,
-        Route::LegacyMediaDownload => {
-            media::download::legacy_download_route(ctx, req, &p[0], &p[1], p.get(2).map(String::as_str)).await
-        }
+        Route::LegacyMediaDownload => media::download::legacy_download_route(ctx, req, &p[0], &p[1], p.get(2).map(String::as_str)).await,
         Route::MediaThumbnail => media::thumbnail::thumbnail_route(ctx, req, &p[0], &p[1]).await,
         Route::LegacyMediaThumbnail => media::thumbnail::legacy_thumbnail_route(ctx, req, &p[0], &p[1]).await,
         Route::MediaPreviewUrl => media::preview::preview_url_route(ctx, req).await,

@@ -214,8 +214,7 @@ mod tests {
     /// over a grid, and that it is a strict order (never both ways).
     #[test]
     fn rule_is_a_strict_lexicographic_order() {
-        let grid: Vec<KeyMeta> =
-            [false, true].iter().flat_map(|&v| (0..3).flat_map(move |i| (0..3).map(move |c| m(v, i, c)))).collect();
+        let grid: Vec<KeyMeta> = [false, true].iter().flat_map(|&v| (0..3).flat_map(move |i| (0..3).map(move |c| m(v, i, c)))).collect();
         let rank = |k: &KeyMeta| (k.is_verified, std::cmp::Reverse(k.first_message_index), std::cmp::Reverse(k.forwarded_count));
         for a in &grid {
             for b in &grid {
@@ -290,8 +289,7 @@ mod tests {
 
     #[test]
     fn version_bodies() {
-        let v = parse_version_body(&json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "k" } }))
-            .unwrap();
+        let v = parse_version_body(&json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "k" } })).unwrap();
         assert_eq!(v.algorithm, "m.megolm_backup.v1.curve25519-aes-sha2");
         assert_eq!(v.auth_data, json!({ "public_key": "k" }));
         for bad in [

@@ -106,8 +106,20 @@ pub struct MediaConfig {
 }
 
 pub const DEFAULT_RESERVED: &[&str] = &[
-    "admin", "administrator", "root", "system", "server", "matrix", "support", "abuse",
-    "postmaster", "hostmaster", "webmaster", "security", "noreply", "stratus",
+    "admin",
+    "administrator",
+    "root",
+    "system",
+    "server",
+    "matrix",
+    "support",
+    "abuse",
+    "postmaster",
+    "hostmaster",
+    "webmaster",
+    "security",
+    "noreply",
+    "stratus",
 ];
 
 impl Config {
@@ -122,12 +134,9 @@ impl Config {
         };
 
         let server_name_str = var("SERVER_NAME").ok_or("SERVER_NAME is not set")?;
-        let server_name = ServerName::parse(&server_name_str)
-            .map_err(|e| format!("SERVER_NAME {server_name_str:?} is not a valid server name: {e}"))?;
-        let public_baseurl = var("PUBLIC_BASEURL")
-            .unwrap_or_else(|| format!("https://{server_name}"))
-            .trim_end_matches('/')
-            .to_owned();
+        let server_name =
+            ServerName::parse(&server_name_str).map_err(|e| format!("SERVER_NAME {server_name_str:?} is not a valid server name: {e}"))?;
+        let public_baseurl = var("PUBLIC_BASEURL").unwrap_or_else(|| format!("https://{server_name}")).trim_end_matches('/').to_owned();
         let registration_mode = match var("REGISTRATION_MODE").as_deref().unwrap_or("closed") {
             "open" => RegistrationMode::Open,
             "token" => RegistrationMode::Token,
@@ -135,9 +144,7 @@ impl Config {
             other => return Err(format!("REGISTRATION_MODE must be open, token or closed, got {other:?}")),
         };
         let list = |k: &str| -> Vec<String> {
-            var(k)
-                .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-                .unwrap_or_default()
+            var(k).map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
         };
         let registration_tokens = list("REGISTRATION_TOKENS");
         if registration_mode == RegistrationMode::Token && registration_tokens.is_empty() {
@@ -177,8 +184,7 @@ impl Config {
             login_failures_account_max: num("LOGIN_FAILURES_ACCOUNT_MAX", 5)? as u32,
             login_failures_ip_max: num("LOGIN_FAILURES_IP_MAX", 20)? as u32,
             login_failures_window_ms: num("LOGIN_FAILURES_WINDOW_SECS", 60)?.max(1) * 1000,
-            pbkdf2_iterations: num("PASSWORD_PBKDF2_ITERATIONS", super::crypto::DEFAULT_PBKDF2_ITERATIONS as u64)?
-                .clamp(1000, 10_000_000) as u32,
+            pbkdf2_iterations: num("PASSWORD_PBKDF2_ITERATIONS", super::crypto::DEFAULT_PBKDF2_ITERATIONS as u64)?.clamp(1000, 10_000_000) as u32,
             max_json_body_bytes: num("MAX_JSON_BODY_BYTES", 1024 * 1024)? as usize,
             media: MediaConfig {
                 max_upload_bytes: num("MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,

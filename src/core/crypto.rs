@@ -57,17 +57,12 @@ pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 100_000;
 pub fn hash_password(password: &str, iterations: u32) -> String {
     let salt = random_bytes(16);
     let out = pbkdf2_sha256(password.as_bytes(), &salt, iterations);
-    format!(
-        "$pbkdf2-sha256$i={iterations}${}${}",
-        STANDARD_NO_PAD.encode(&salt),
-        STANDARD_NO_PAD.encode(out)
-    )
+    format!("$pbkdf2-sha256$i={iterations}${}${}", STANDARD_NO_PAD.encode(&salt), STANDARD_NO_PAD.encode(out))
 }
 
 fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     let mut out = [0u8; 32];
-    pbkdf2::pbkdf2::<Hmac<Sha256>>(password, salt, iterations, &mut out)
-        .expect("HMAC accepts any key length");
+    pbkdf2::pbkdf2::<Hmac<Sha256>>(password, salt, iterations, &mut out).expect("HMAC accepts any key length");
     out
 }
 

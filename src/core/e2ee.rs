@@ -287,24 +287,12 @@ mod tests {
         let p = |r: &str, u: &str| (r.to_string(), u.to_string());
         let sharing = s(&["@me:x", "@bob:x", "@carol:x", "@new:x"]);
         // Key changes: mine and Bob's are reported; a stranger's is not.
-        let (changed, left) = device_list_changes(
-            "@me:x",
-            &["@me:x".into(), "@bob:x".into(), "@stranger:x".into()],
-            &[],
-            &[],
-            &sharing,
-        );
+        let (changed, left) = device_list_changes("@me:x", &["@me:x".into(), "@bob:x".into(), "@stranger:x".into()], &[], &[], &sharing);
         assert_eq!(changed, vec!["@bob:x", "@me:x"]);
         assert!(left.is_empty());
         // @new joined a shared room → changed; @gone left its last shared room → left;
         // @carol left one room but still shares another → nothing.
-        let (changed, left) = device_list_changes(
-            "@me:x",
-            &[],
-            &[p("!a", "@new:x"), p("!a", "@gone:x"), p("!b", "@carol:x")],
-            &[],
-            &sharing,
-        );
+        let (changed, left) = device_list_changes("@me:x", &[], &[p("!a", "@new:x"), p("!a", "@gone:x"), p("!b", "@carol:x")], &[], &sharing);
         assert_eq!(changed, vec!["@carol:x", "@new:x"]);
         assert_eq!(left, vec!["@gone:x"]);
         // I joined !c: all its members are changed; I left !d: its members I no longer share

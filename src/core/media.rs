@@ -61,7 +61,8 @@ pub const INLINE_SAFE_TYPES: &[&str] = &[
 ];
 
 /// The recommended policy (spec: "Content repository").
-pub const CONTENT_SECURITY_POLICY: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
+pub const CONTENT_SECURITY_POLICY: &str =
+    "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
 
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -91,8 +92,7 @@ pub fn normalise_content_type(raw: Option<&str>) -> String {
             return None;
         }
         let v = v.trim().trim_matches('"');
-        (!v.is_empty() && v.len() <= 40 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .then(|| v.to_ascii_lowercase())
+        (!v.is_empty() && v.len() <= 40 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')).then(|| v.to_ascii_lowercase())
     });
     match charset {
         Some(cs) if ty == "text" => format!("{essence}; charset={cs}"),
@@ -163,11 +163,7 @@ pub fn disposition(kind: &str, filename: Option<&str>) -> String {
 
 /// The headers every piece of served media carries, besides its type and disposition.
 pub fn safety_headers() -> [(&'static str, &'static str); 3] {
-    [
-        ("X-Content-Type-Options", "nosniff"),
-        ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-        ("Cross-Origin-Resource-Policy", "cross-origin"),
-    ]
+    [("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", CONTENT_SECURITY_POLICY), ("Cross-Origin-Resource-Policy", "cross-origin")]
 }
 
 /// Headers for serving content: type, disposition, the safety headers and the length.

@@ -1,5 +1,6 @@
 //! Protocol and domain logic. Nothing here imports `worker`: it is unit-tested natively.
 
+pub mod backup;
 pub mod config;
 pub mod crypto;
 pub mod e2ee;
@@ -10,12 +11,11 @@ pub mod oauth;
 pub mod preview;
 pub mod push;
 pub mod ratelimit;
+pub mod room;
 pub mod signing;
 pub mod sync_token;
 pub mod thumbnail;
 pub mod time;
 pub mod turn;
 pub mod txn;
-pub mod room;
 pub mod uia;
-pub mod backup;

@@ -102,7 +102,9 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     }
     // IPv4-compatible (deprecated) ::a.b.c.d, excluding :: and ::1.
     if s[..6] == [0; 6] {
-        return !ip.is_unspecified() && !ip.is_loopback() && is_public_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+        return !ip.is_unspecified()
+            && !ip.is_loopback()
+            && is_public_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
     }
     // NAT64 64:ff9b::/96 and 64:ff9b:1::/48.
     if s[0] == 0x64 && s[1] == 0xff9b {

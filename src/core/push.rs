@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use ruma::push::{
-    Action, NewConditionalPushRule, NewPatternedPushRule, NewPushRule, NewSimplePushRule, PushCondition,
-    PushConditionPowerLevelsCtx, PushConditionRoomCtx, RuleKind, Ruleset,
+    Action, NewConditionalPushRule, NewPatternedPushRule, NewPushRule, NewSimplePushRule, PushCondition, PushConditionPowerLevelsCtx,
+    PushConditionRoomCtx, RuleKind, Ruleset,
 };
 use ruma::room_version_rules::RoomPowerLevelsRules;
 use ruma::serde::Raw;

@@ -33,9 +33,7 @@ impl ServerSigningKey {
         if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err("SIGNING_KEY version must be [a-zA-Z0-9_]+".into());
         }
-        let seed = STANDARD_NO_PAD
-            .decode(parts[2].trim_end_matches('='))
-            .map_err(|_| "SIGNING_KEY seed is not base64".to_string())?;
+        let seed = STANDARD_NO_PAD.decode(parts[2].trim_end_matches('=')).map_err(|_| "SIGNING_KEY seed is not base64".to_string())?;
         let seed: [u8; 32] = seed.try_into().map_err(|_| "SIGNING_KEY seed must be 32 bytes".to_string())?;
         Ok(Self { key: SigningKey::from_bytes(&seed), version: version.to_owned() })
     }
@@ -93,8 +91,8 @@ impl KeyPair for ServerSigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ruma::signatures::{verify_json, PublicKeyMap, PublicKeySet};
     use ruma::serde::Base64;
+    use ruma::signatures::{verify_json, PublicKeyMap, PublicKeySet};
 
     #[test]
     fn parse_round_trip() {

@@ -21,10 +21,7 @@ pub struct SyncToken {
 
 impl SyncToken {
     pub fn encode(&self) -> String {
-        format!(
-            "s{}_{}_{}_{}_{}_{}_{}",
-            self.rooms, self.to_device, self.account_data, self.receipts, self.typing, self.presence, self.device_lists
-        )
+        format!("s{}_{}_{}_{}_{}_{}_{}", self.rooms, self.to_device, self.account_data, self.receipts, self.typing, self.presence, self.device_lists)
     }
 
     /// Parses a token. A bare `s<N>` (a `/messages` or `prev_batch` token) is accepted as a
@@ -36,15 +33,7 @@ impl SyncToken {
             return None;
         }
         let g = |i: usize| parts.get(i).copied().unwrap_or(0);
-        Some(SyncToken {
-            rooms: g(0),
-            to_device: g(1),
-            account_data: g(2),
-            receipts: g(3),
-            typing: g(4),
-            presence: g(5),
-            device_lists: g(6),
-        })
+        Some(SyncToken { rooms: g(0), to_device: g(1), account_data: g(2), receipts: g(3), typing: g(4), presence: g(5), device_lists: g(6) })
     }
 
     /// Component-wise: does `self` have anything past `since`? (Each stream against itself.)

@@ -175,11 +175,7 @@ pub fn generate(data: &[u8], format: ImageFormat, size: (u32, u32), method: Meth
 fn crop(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
     let (ow, oh) = (img.width() as u64, img.height() as u64);
     // The largest centred region with the request's aspect ratio.
-    let (cw, ch) = if ow * h as u64 > oh * w as u64 {
-        (((oh * w as u64) / h as u64).max(1), oh)
-    } else {
-        (ow, ((ow * h as u64) / w as u64).max(1))
-    };
+    let (cw, ch) = if ow * h as u64 > oh * w as u64 { (((oh * w as u64) / h as u64).max(1), oh) } else { (ow, ((ow * h as u64) / w as u64).max(1)) };
     let x = (ow - cw) / 2;
     let y = (oh - ch) / 2;
     img.crop_imm(x as u32, y as u32, cw as u32, ch as u32).resize_exact(w, h, FilterType::Triangle)
@@ -229,12 +225,9 @@ mod tests {
 
     #[test]
     fn every_format_thumbnails() {
-        for (format, ct) in [
-            (ImageFormat::Png, "image/png"),
-            (ImageFormat::Jpeg, "image/jpeg"),
-            (ImageFormat::Gif, "image/png"),
-            (ImageFormat::WebP, "image/png"),
-        ] {
+        for (format, ct) in
+            [(ImageFormat::Png, "image/png"), (ImageFormat::Jpeg, "image/jpeg"), (ImageFormat::Gif, "image/png"), (ImageFormat::WebP, "image/png")]
+        {
             let data = encode(400, 300, format);
             assert_eq!(dimensions(&data, format).unwrap(), (400, 300));
             let t = generate(&data, format, (96, 96), Method::Crop).unwrap();

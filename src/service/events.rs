@@ -30,7 +30,8 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
     let history = rooms::visibility_history(&ctx.db, room_id, reader.user_id.as_str(), up_to).await?;
     let me = reader.user_id.as_str();
     // Rule 3 of the spec looks forward: did the user join at any point after the event?
-    let joins: Vec<u64> = history.iter().filter(|h| h.kind == "m.room.member" && h.membership.as_deref() == Some("join")).map(|h| h.stream()).collect();
+    let joins: Vec<u64> =
+        history.iter().filter(|h| h.kind == "m.room.member" && h.membership.as_deref() == Some("join")).map(|h| h.stream()).collect();
     // Local rooms are linear (one writer per room), so "the state before event X" is the
     // result of the history entries with a lower stream position.
     let at = |stream: u64| -> (HistoryVisibility, Option<String>) {

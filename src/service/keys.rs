@@ -46,7 +46,8 @@ fn counts_of(v: &Value) -> BTreeMap<String, u64> {
 }
 
 pub async fn upload(env: &Env, user: &str, device: &str, otks: &[UploadedKey], fallbacks: &[UploadedKey]) -> Result<Uploaded> {
-    let r = post(env, user, "/upload", &json!({ "device_id": device, "one_time_keys": keys_json(otks), "fallback_keys": keys_json(fallbacks) })).await?;
+    let r =
+        post(env, user, "/upload", &json!({ "device_id": device, "one_time_keys": keys_json(otks), "fallback_keys": keys_json(fallbacks) })).await?;
     Ok(match r["conflict"].as_str() {
         Some(k) => Uploaded::Conflict(k.to_owned()),
         None => Uploaded::Counts(counts_of(&r["counts"])),

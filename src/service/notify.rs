@@ -65,7 +65,8 @@ pub async fn forget_devices(env: &Env, user: &str, devices: &[String]) -> Result
 /// a rehydration that fails half-way can start again). Returns the events and the position
 /// of the last one.
 pub async fn peek_to_device(env: &Env, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
-    let path = format!("/to_device?keep=1&device_id={}&since={since}", percent_encoding::utf8_percent_encode(device, percent_encoding::NON_ALPHANUMERIC));
+    let path =
+        format!("/to_device?keep=1&device_id={}&since={since}", percent_encoding::utf8_percent_encode(device, percent_encoding::NON_ALPHANUMERIC));
     let r = call(env, user, worker::Method::Get, &path).await?;
     let events = r["events"].as_array().cloned().unwrap_or_default();
     Ok((events, r["position"].as_f64().unwrap_or(since as f64) as u64))
@@ -89,10 +90,8 @@ pub async fn take_to_device(env: &Env, user: &str, device: &str, since: u64) -> 
 /// Durable Object call per user, all in flight at once. Failures are ignored: a missed
 /// wake-up only delays a sync to its timeout.
 pub async fn notify_users<I: IntoIterator<Item = String>>(env: &Env, config: &Config, users: I) {
-    let local: BTreeSet<String> = users
-        .into_iter()
-        .filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name))
-        .collect();
+    let local: BTreeSet<String> =
+        users.into_iter().filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name)).collect();
     join_all(local.iter().map(|u| call(env, u, worker::Method::Post, "/notify"))).await;
 }
 
@@ -152,10 +151,8 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
         .await?;
     let parse = |i: usize| rows.get(i).cloned().unwrap_or_default();
     let members: Vec<Member> = parse(0).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
-    let stored: HashMap<String, Value> = parse(1)
-        .into_iter()
-        .filter_map(|v| Some((v["user_id"].as_str()?.to_owned(), serde_json::from_str(v["content"].as_str()?).ok()?)))
-        .collect();
+    let stored: HashMap<String, Value> =
+        parse(1).into_iter().filter_map(|v| Some((v["user_id"].as_str()?.to_owned(), serde_json::from_str(v["content"].as_str()?).ok()?))).collect();
     let state: Vec<S> = parse(2).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
     let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
     let mut affected: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
@@ -203,11 +200,8 @@ async fn record_push_actions(
     stored: &HashMap<String, Value>,
     state: &[S],
 ) -> Result<Vec<PendingPush>> {
-    let local: Vec<String> = joined
-        .iter()
-        .filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name))
-        .cloned()
-        .collect();
+    let local: Vec<String> =
+        joined.iter().filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name)).cloned().collect();
     let quiet = |p: &Pdu| p.state_key.is_some() && !matches!(p.kind.to_string().as_str(), "m.room.member" | "m.room.tombstone");
     let invites = pdus.iter().any(|p| p.kind.to_string() == "m.room.member" && p.content_value()["membership"] == "invite");
     if (local.is_empty() && !invites) || pdus.iter().all(quiet) {

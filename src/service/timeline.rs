@@ -172,13 +172,7 @@ pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Ve
         }
         let fetch = |id: &EventId| head.events.get(id).cloned();
         let pdu = prepare_event(
-            &RoomHead {
-                rules: &rules,
-                room_id: head.room_id.as_deref(),
-                state: &head.state,
-                extremities: &head.extremities,
-                max_depth: head.depth,
-            },
+            &RoomHead { rules: &rules, room_id: head.room_id.as_deref(), state: &head.state, extremities: &head.extremities, max_depth: head.depth },
             &new,
             now_ms(),
             config.server_name.as_str(),
@@ -282,12 +276,7 @@ async fn load_needed(db: &Db, head: &mut Head, rules: &RoomVersionRules, new: &N
     if !want.is_empty() {
         head.events.extend(rooms::get_pdus(db, &want).await?);
         // Their auth events too: the state-independent rules look at them.
-        let auth: Vec<OwnedEventId> = head
-            .events
-            .values()
-            .flat_map(|p| p.auth_events.clone())
-            .filter(|e| !head.events.contains_key(e))
-            .collect();
+        let auth: Vec<OwnedEventId> = head.events.values().flat_map(|p| p.auth_events.clone()).filter(|e| !head.events.contains_key(e)).collect();
         if !auth.is_empty() {
             head.events.extend(rooms::get_pdus(db, &auth).await?);
         }
@@ -324,11 +313,7 @@ async fn check_redaction(db: &Db, head: &mut Head, new: &NewEvent, target: &Even
 }
 
 fn power_levels(head: &Head) -> Value {
-    head.state
-        .get(&("m.room.power_levels".into(), String::new()))
-        .and_then(|e| head.events.get(e))
-        .map(|p| p.content_value())
-        .unwrap_or(Value::Null)
+    head.state.get(&("m.room.power_levels".into(), String::new())).and_then(|e| head.events.get(e)).map(|p| p.content_value()).unwrap_or(Value::Null)
 }
 
 /// A user's power level from power-levels content (no event: the creator has 100).
@@ -341,12 +326,7 @@ pub fn user_level(pl: &Value, user: &str, creator_without_pl: bool) -> i64 {
 
 /// Appends events to an existing room through its `Room` Durable Object (the room's single
 /// writer). Returns the new event IDs (for a repeated transaction, the original one).
-pub async fn append_via_room(
-    ctx: &crate::ctx::Ctx,
-    room_id: &RoomId,
-    news: &[NewEvent],
-    txn: Option<Txn>,
-) -> Result<Vec<OwnedEventId>> {
+pub async fn append_via_room(ctx: &crate::ctx::Ctx, room_id: &RoomId, news: &[NewEvent], txn: Option<Txn>) -> Result<Vec<OwnedEventId>> {
     let fail = |e: worker::Error| Error::internal(format!("Room object: {e}"));
     let ns = ctx.env.durable_object("ROOM").map_err(fail)?;
     let stub = ns.id_from_name(room_id.as_str()).map_err(fail)?.get_stub().map_err(fail)?;

@@ -18,11 +18,7 @@ pub struct User {
 }
 
 pub async fn get_user(db: &Db, user_id: &str) -> Result<Option<User>> {
-    db.first(
-        "SELECT user_id, password_hash, displayname, avatar_url, is_admin, deactivated FROM users WHERE user_id = ?",
-        params![user_id],
-    )
-    .await
+    db.first("SELECT user_id, password_hash, displayname, avatar_url, is_admin, deactivated FROM users WHERE user_id = ?", params![user_id]).await
 }
 
 /// Creates a user; `Ok(false)` if the ID is taken (the primary key is the atomic guard, so
@@ -86,11 +82,7 @@ pub struct Device {
 }
 
 pub async fn list_devices(db: &Db, user_id: &str) -> Result<Vec<Device>> {
-    db.all(
-        "SELECT device_id, display_name, last_seen_ip, last_seen_ts FROM devices WHERE user_id = ? ORDER BY created_ts",
-        params![user_id],
-    )
-    .await
+    db.all("SELECT device_id, display_name, last_seen_ip, last_seen_ts FROM devices WHERE user_id = ? ORDER BY created_ts", params![user_id]).await
 }
 
 pub async fn get_device(db: &Db, user_id: &str, device_id: &str) -> Result<Option<Device>> {
@@ -121,10 +113,7 @@ pub fn upsert_device_stmt(
 }
 
 pub async fn set_device_name(db: &Db, user_id: &str, device_id: &str, name: Option<&str>) -> Result<bool> {
-    Ok(db
-        .run("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?", params![name, user_id, device_id])
-        .await?
-        > 0)
+    Ok(db.run("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?", params![name, user_id, device_id]).await? > 0)
 }
 
 /// Statements deleting devices and everything that authenticates as them (run them in one
@@ -169,8 +158,7 @@ pub async fn login_failures(db: &Db, keys: &[String], since: u64) -> Result<Vec<
     }
     let mut out = Vec::new();
     for key in keys {
-        let rows: Vec<Row> =
-            db.all("SELECT key, ts, rowid AS id FROM login_failures WHERE key = ? AND ts > ?", params![key, since]).await?;
+        let rows: Vec<Row> = db.all("SELECT key, ts, rowid AS id FROM login_failures WHERE key = ? AND ts > ?", params![key, since]).await?;
         out.extend(rows.into_iter().map(|r| (r.key, r.ts as u64, r.id)));
     }
     Ok(out)
@@ -217,10 +205,7 @@ pub async fn create_nonce(db: &Db, nonce: &str) -> Result<()> {
 /// Consumes a nonce younger than `max_age_ms`; true only for the one caller that wins.
 pub async fn consume_nonce(db: &Db, nonce: &str, max_age_ms: u64) -> Result<bool> {
     let changed = db
-        .run(
-            "UPDATE admin_nonces SET used = 1 WHERE nonce = ? AND used = 0 AND created_ts > ?",
-            params![nonce, now_ms().saturating_sub(max_age_ms)],
-        )
+        .run("UPDATE admin_nonces SET used = 1 WHERE nonce = ? AND used = 0 AND created_ts > ?", params![nonce, now_ms().saturating_sub(max_age_ms)])
         .await?;
     Ok(changed == 1)
 }

@@ -20,10 +20,27 @@ use crate::store::db::Db;
 macro_rules! better {
     ($n:literal, $k:literal) => {
         concat!(
-            "(", $n, ".is_verified > ", $k, ".is_verified OR (", $n, ".is_verified = ", $k, ".is_verified AND (",
-            $n, ".first_message_index < ", $k, ".first_message_index OR (",
-            $n, ".first_message_index = ", $k, ".first_message_index AND ",
-            $n, ".forwarded_count < ", $k, ".forwarded_count))))"
+            "(",
+            $n,
+            ".is_verified > ",
+            $k,
+            ".is_verified OR (",
+            $n,
+            ".is_verified = ",
+            $k,
+            ".is_verified AND (",
+            $n,
+            ".first_message_index < ",
+            $k,
+            ".first_message_index OR (",
+            $n,
+            ".first_message_index = ",
+            $k,
+            ".first_message_index AND ",
+            $n,
+            ".forwarded_count < ",
+            $k,
+            ".forwarded_count))))"
         )
     };
 }
@@ -332,10 +349,7 @@ pub async fn delete_keys(db: &Db, user: &str, version: i64, scope: Scope<'_>) ->
                 p.clone(),
             )?,
             db.stmt(&format!("DELETE FROM backup_keys WHERE {filter}"), p)?,
-            db.stmt(
-                "SELECT etag, count FROM backup_versions WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
-                params![user, version],
-            )?,
+            db.stmt("SELECT etag, count FROM backup_versions WHERE user_id = ?1 AND version = ?2 AND deleted = 0", params![user, version])?,
         ])
         .await?;
     #[derive(Deserialize)]

@@ -118,10 +118,7 @@ pub async fn cross_signing_keys(db: &Db, user: &str) -> Result<BTreeMap<String, 
         key_json: String,
     }
     let rows: Vec<R> = db.all("SELECT usage, public_key, key_json FROM cross_signing_keys WHERE user_id = ?", params![user]).await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| Some((r.usage, (r.public_key, serde_json::from_str(&r.key_json).ok()?))))
-        .collect())
+    Ok(rows.into_iter().filter_map(|r| Some((r.usage, (r.public_key, serde_json::from_str(&r.key_json).ok()?)))).collect())
 }
 
 /// Replaces some of the user's cross-signing keys (`(usage, public_key, json)`) in one batch.

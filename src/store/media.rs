@@ -40,8 +40,7 @@ pub struct Media {
     pub quarantined: i64,
 }
 
-const COLUMNS: &str =
-    "media_id, user_id, content_type, filename, size, sha256, created_ts, uploaded_ts, unused_expires_ts, quarantined";
+const COLUMNS: &str = "media_id, user_id, content_type, filename, size, sha256, created_ts, uploaded_ts, unused_expires_ts, quarantined";
 
 pub async fn get(db: &Db, media_id: &str) -> Result<Option<Media>> {
     db.first(&format!("SELECT {COLUMNS} FROM media WHERE media_id = ?"), params![media_id]).await
@@ -75,10 +74,7 @@ pub async fn count_pending(db: &Db, user_id: &str) -> Result<u64> {
         n: f64,
     }
     let n: Option<N> = db
-        .first(
-            "SELECT COUNT(*) AS n FROM media WHERE user_id = ? AND sha256 IS NULL AND unused_expires_ts > ?",
-            params![user_id, now_ms()],
-        )
+        .first("SELECT COUNT(*) AS n FROM media WHERE user_id = ? AND sha256 IS NULL AND unused_expires_ts > ?", params![user_id, now_ms()])
         .await?;
     Ok(n.map(|n| n.n as u64).unwrap_or(0))
 }
@@ -96,9 +92,7 @@ pub async fn complete_pending(db: &Db, media_id: &str, stored: &Stored, content_
 }
 
 pub async fn set_quarantined(db: &Db, media_id: &str, quarantined: bool) -> Result<bool> {
-    let n = db
-        .run("UPDATE media SET quarantined = ? WHERE media_id = ?", params![quarantined as i64, media_id])
-        .await?;
+    let n = db.run("UPDATE media SET quarantined = ? WHERE media_id = ?", params![quarantined as i64, media_id]).await?;
     Ok(n == 1)
 }
 
@@ -195,11 +189,7 @@ pub async fn store_content(bucket: &Bucket, body: Body, limit: u64) -> Result<St
 async fn copy_object(bucket: &Bucket, from: &str, to: &str, size: u64) -> Result<()> {
     let obj = bucket.get(from).execute().await.map_err(|e| r2_err("get", e))?.ok_or_else(|| Error::internal("temporary upload vanished"))?;
     let stream = obj.body().ok_or_else(|| Error::internal("temporary upload has no body"))?.stream().map_err(|e| r2_err("stream", e))?;
-    bucket
-        .put(to, Data::Stream(FixedLengthStream::wrap(stream, size)))
-        .execute()
-        .await
-        .map_err(|e| r2_err("copy", e))?;
+    bucket.put(to, Data::Stream(FixedLengthStream::wrap(stream, size))).execute().await.map_err(|e| r2_err("copy", e))?;
     Ok(())
 }
 

@@ -2,12 +2,12 @@
 //! they read like the spec; SQL stays here.
 
 pub mod accounts;
+pub mod backup;
 pub mod db;
 pub mod e2ee;
 pub mod media;
 pub mod oauth;
-pub mod tokens;
 pub mod rooms;
 pub mod sync;
+pub mod tokens;
 pub mod uia;
-pub mod backup;

@@ -78,10 +78,7 @@ pub async fn take_code(db: &Db, kv: &worker::KvStore, code: &str, session_id: &s
         return previous().await;
     };
     let now = now_ms();
-    if !db
-        .insert_unique("INSERT INTO oauth_code_uses (code_hash, session_id, used_ts) VALUES (?, ?, ?)", params![hash, session_id, now])
-        .await?
-    {
+    if !db.insert_unique("INSERT INTO oauth_code_uses (code_hash, session_id, used_ts) VALUES (?, ?, ?)", params![hash, session_id, now]).await? {
         return previous().await;
     }
     // Best effort: the guard row already makes the code useless.
@@ -96,7 +93,14 @@ pub async fn take_code(db: &Db, kv: &worker::KvStore, code: &str, session_id: &s
 /// Starts a session for `grant` with its first refresh token, creating or reusing the
 /// device. Tokens the device had before (legacy or OAuth) stop working: the device now
 /// belongs to this session.
-pub async fn start_session(db: &Db, session_id: &str, grant: &CodeGrant, refresh_token: &str, ip: Option<&str>, device_name: Option<&str>) -> Result<()> {
+pub async fn start_session(
+    db: &Db,
+    session_id: &str,
+    grant: &CodeGrant,
+    refresh_token: &str,
+    ip: Option<&str>,
+    device_name: Option<&str>,
+) -> Result<()> {
     let now = now_ms();
     let (u, d) = (grant.user_id.as_str(), grant.device_id.as_str());
     let mut stmts = tokens::revoke_device_tokens(db, u, d)?;
@@ -148,9 +152,8 @@ pub async fn refresh_lookup(db: &Db, refresh_token: &str) -> Result<Option<(Refr
         session_id: String,
         used_ts: Option<f64>,
     }
-    let Some(row) = db
-        .first::<Row>("SELECT session_id, used_ts FROM oauth_refresh_tokens WHERE token_hash = ?", params![token_hash(refresh_token)])
-        .await?
+    let Some(row) =
+        db.first::<Row>("SELECT session_id, used_ts FROM oauth_refresh_tokens WHERE token_hash = ?", params![token_hash(refresh_token)]).await?
     else {
         return Ok(None);
     };
@@ -163,9 +166,8 @@ pub async fn refresh_lookup(db: &Db, refresh_token: &str) -> Result<Option<(Refr
 /// first (the conditional update is the atomic step).
 pub async fn rotate_refresh(db: &Db, session_id: &str, old: &str, new: &str) -> Result<bool> {
     let now = now_ms();
-    let changed = db
-        .run("UPDATE oauth_refresh_tokens SET used_ts = ? WHERE token_hash = ? AND used_ts IS NULL", params![now, token_hash(old)])
-        .await?;
+    let changed =
+        db.run("UPDATE oauth_refresh_tokens SET used_ts = ? WHERE token_hash = ? AND used_ts IS NULL", params![now, token_hash(old)]).await?;
     if changed != 1 {
         return Ok(false);
     }
@@ -184,8 +186,7 @@ pub async fn rotate_refresh(db: &Db, session_id: &str, old: &str, new: &str) -> 
 
 /// Revokes a session: its refresh tokens and access tokens stop working.
 pub async fn revoke_session(db: &Db, session_id: &str) -> Result<()> {
-    db.run("UPDATE oauth_sessions SET revoked_ts = ? WHERE session_id = ? AND revoked_ts IS NULL", params![now_ms(), session_id])
-        .await?;
+    db.run("UPDATE oauth_sessions SET revoked_ts = ? WHERE session_id = ? AND revoked_ts IS NULL", params![now_ms(), session_id]).await?;
     Ok(())
 }
 

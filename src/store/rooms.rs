@@ -29,11 +29,8 @@ pub struct RoomRow {
 }
 
 pub async fn get_room(db: &Db, room_id: &str) -> Result<Option<RoomRow>> {
-    db.first(
-        "SELECT room_id, room_version, creator, is_public, head_event, head_depth, state_group FROM rooms WHERE room_id = ?",
-        params![room_id],
-    )
-    .await
+    db.first("SELECT room_id, room_version, creator, is_public, head_event, head_depth, state_group FROM rooms WHERE room_id = ?", params![room_id])
+        .await
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -96,9 +93,7 @@ struct StateRow {
 }
 
 fn rows_to_map(rows: Vec<StateRow>) -> StateMap {
-    rows.into_iter()
-        .filter_map(|r| EventId::parse(&r.event_id).ok().map(|e| ((r.kind, r.state_key), e)))
-        .collect()
+    rows.into_iter().filter_map(|r| EventId::parse(&r.event_id).ok().map(|e| ((r.kind, r.state_key), e))).collect()
 }
 
 /// Some keys of the current state (the ones the auth rules need).
@@ -119,17 +114,12 @@ pub async fn current_state_keys(db: &Db, room_id: &str, keys: &[(String, String)
 
 /// The whole current state.
 pub async fn current_state(db: &Db, room_id: &str) -> Result<StateMap> {
-    Ok(rows_to_map(
-        db.all("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", params![room_id]).await?,
-    ))
+    Ok(rows_to_map(db.all("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", params![room_id]).await?))
 }
 
 /// The current state events of one type (e.g. all members).
 pub async fn current_state_of_type(db: &Db, room_id: &str, kind: &str) -> Result<StateMap> {
-    Ok(rows_to_map(
-        db.all("SELECT type, state_key, event_id FROM current_state WHERE room_id = ? AND type = ?", params![room_id, kind])
-            .await?,
-    ))
+    Ok(rows_to_map(db.all("SELECT type, state_key, event_id FROM current_state WHERE room_id = ? AND type = ?", params![room_id, kind]).await?))
 }
 
 #[derive(Deserialize)]
@@ -220,9 +210,21 @@ pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStateme
              state_before, state_after, membership, relates_to, rel_type, txn_id, txn_device)
          VALUES (?1, ?2, (SELECT COALESCE(MAX(stream), 0) + 1 FROM events), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
-            p.event_id.as_str(), room, p.depth, p.kind.to_string(), p.state_key, p.sender.as_str(),
-            u64::from(p.origin_server_ts.0), to_json_string(p), w.state_before, w.state_after, membership,
-            relates_to, rel_type, txn_id, txn_device
+            p.event_id.as_str(),
+            room,
+            p.depth,
+            p.kind.to_string(),
+            p.state_key,
+            p.sender.as_str(),
+            u64::from(p.origin_server_ts.0),
+            to_json_string(p),
+            w.state_before,
+            w.state_after,
+            membership,
+            relates_to,
+            rel_type,
+            txn_id,
+            txn_device
         ],
     )?];
     if let Some(k) = &p.state_key {
@@ -277,10 +279,7 @@ pub async fn membership(db: &Db, room_id: &str, user_id: &str) -> Result<Option<
     struct R {
         membership: String,
     }
-    Ok(db
-        .first::<R>("SELECT membership FROM memberships WHERE room_id = ? AND user_id = ?", params![room_id, user_id])
-        .await?
-        .map(|r| r.membership))
+    Ok(db.first::<R>("SELECT membership FROM memberships WHERE room_id = ? AND user_id = ?", params![room_id, user_id]).await?.map(|r| r.membership))
 }
 
 pub async fn rooms_with_membership(db: &Db, user_id: &str, membership: &str) -> Result<Vec<String>> {
@@ -319,9 +318,7 @@ pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<()> {
 /// `up_to`), in the given direction.
 pub async fn events_page(db: &Db, room_id: &str, after: u64, up_to: u64, backwards: bool, limit: u32) -> Result<Vec<EventRow>> {
     let order = if backwards { "DESC" } else { "ASC" };
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND stream > ? AND stream <= ? ORDER BY stream {order} LIMIT ?"
-    );
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND stream > ? AND stream <= ? ORDER BY stream {order} LIMIT ?");
     db.all(&sql, params![room_id, after, up_to, limit]).await
 }
 

@@ -24,10 +24,7 @@ pub struct AccessToken {
 pub async fn lookup_access(db: &Db, token: &str) -> Result<Option<AccessToken>> {
     let hash = token_hash(token);
     let row: Option<AccessToken> = db
-        .first(
-            "SELECT token_hash, user_id, device_id, expires_ts, refresh_hash, used FROM access_tokens WHERE token_hash = ?",
-            params![hash],
-        )
+        .first("SELECT token_hash, user_id, device_id, expires_ts, refresh_hash, used FROM access_tokens WHERE token_hash = ?", params![hash])
         .await?;
     // The index lookup is by hash; compare again in constant time for good measure.
     Ok(row.filter(|r| ct_eq(r.token_hash.as_bytes(), hash.as_bytes())))
@@ -99,10 +96,7 @@ struct RefreshRow {
 /// issued earlier from the same token is dropped. `None` for an unknown token.
 pub async fn refresh(db: &Db, refresh_token: &str, lifetime_ms: u64) -> Result<Option<(String, Issued)>> {
     let rh = token_hash(refresh_token);
-    let Some(row) = db
-        .first::<RefreshRow>("SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = ?", params![rh])
-        .await?
-    else {
+    let Some(row) = db.first::<RefreshRow>("SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = ?", params![rh]).await? else {
         return Ok(None);
     };
     let (mut stmts, issued) = issue(db, &row.user_id, &row.device_id, true, lifetime_ms)?;
@@ -169,8 +163,7 @@ pub async fn consume_login_token(db: &Db, token: &str) -> Result<Option<String>>
         user_id: String,
         expires_ts: f64,
     }
-    let row: Option<Row> = db
-        .first("DELETE FROM login_tokens WHERE token_hash = ? RETURNING user_id, expires_ts", params![token_hash(token)])
-        .await?;
+    let row: Option<Row> =
+        db.first("DELETE FROM login_tokens WHERE token_hash = ? RETURNING user_id, expires_ts", params![token_hash(token)]).await?;
     Ok(row.filter(|r| r.expires_ts as u64 > now_ms()).map(|r| r.user_id))
 }

@@ -30,10 +30,7 @@ pub async fn create(db: &Db, operation: &str, user_id: Option<&str>) -> Result<S
     let now = now_ms();
     db.batch(vec![
         db.stmt("DELETE FROM uia_sessions WHERE created_ts < ?", params![now.saturating_sub(SESSION_LIFETIME_MS)])?,
-        db.stmt(
-            "INSERT INTO uia_sessions (session_id, operation, user_id, created_ts) VALUES (?, ?, ?, ?)",
-            params![id, operation, user_id, now],
-        )?,
+        db.stmt("INSERT INTO uia_sessions (session_id, operation, user_id, created_ts) VALUES (?, ?, ?, ?)", params![id, operation, user_id, now])?,
     ])
     .await?;
     Ok(id)
@@ -48,8 +45,7 @@ pub async fn get(db: &Db, session_id: &str) -> Result<Option<Session>> {
 }
 
 pub async fn set_completed(db: &Db, session_id: &str, completed: &[String]) -> Result<()> {
-    db.run("UPDATE uia_sessions SET completed = ? WHERE session_id = ?", params![serde_json::to_string(completed)?, session_id])
-        .await?;
+    db.run("UPDATE uia_sessions SET completed = ? WHERE session_id = ?", params![serde_json::to_string(completed)?, session_id]).await?;
     Ok(())
 }
 

@@ -49,13 +49,7 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     if !accounts::consume_nonce(&ctx.db, &body.nonce, NONCE_LIFETIME_MS).await? {
         return Err(err!(Unknown, "Unrecognised nonce"));
     }
-    let msg = format!(
-        "{}\0{}\0{}\0{}",
-        body.nonce,
-        body.username,
-        body.password,
-        if body.admin { "admin" } else { "notadmin" }
-    );
+    let msg = format!("{}\0{}\0{}\0{}", body.nonce, body.username, body.password, if body.admin { "admin" } else { "notadmin" });
     let want = hmac_sha1_hex(secret.as_bytes(), msg.as_bytes());
     if !ct_eq(want.as_bytes(), body.mac.to_ascii_lowercase().as_bytes()) {
         return Err(err!(Forbidden, "HMAC incorrect"));
@@ -67,9 +61,7 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     if !accounts::create_user(&ctx.db, user_id.as_str(), &hash, &displayname, body.admin).await? {
         return Err(err!(UserInUse, "User ID already taken"));
     }
-    let session =
-        create_session(ctx, req, &user_id, SessionRequest { device_id: None, display_name: None, refresh_token: false })
-            .await?;
+    let session = create_session(ctx, req, &user_id, SessionRequest { device_id: None, display_name: None, refresh_token: false }).await?;
     Ok(Response::ok(json!({
         "user_id": user_id,
         "home_server": ctx.server_name(),

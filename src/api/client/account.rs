@@ -38,12 +38,8 @@ pub async fn change_password_route(ctx: &Ctx, req: &Request) -> Result<Response>
     user_interactive_auth(ctx, req, &value, "change_password", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
     accounts::set_password(&ctx.db, me.user_id.as_str(), &hash).await?;
     if body.logout_devices {
-        let others: Vec<String> = accounts::list_devices(&ctx.db, me.user_id.as_str())
-            .await?
-            .into_iter()
-            .map(|d| d.device_id)
-            .filter(|d| *d != me.device_id)
-            .collect();
+        let others: Vec<String> =
+            accounts::list_devices(&ctx.db, me.user_id.as_str()).await?.into_iter().map(|d| d.device_id).filter(|d| *d != me.device_id).collect();
         crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &others).await?;
     }
     Ok(Response::ok(json!({})))

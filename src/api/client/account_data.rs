@@ -69,9 +69,7 @@ pub async fn get_room_route(ctx: &Ctx, req: &Request, user_id: &str, room_id: &s
     let me = authenticate(ctx, req).await?;
     own(&me, user_id)?;
     let room = parse_room_id(room_id)?;
-    let v = sstore::get_account_data(&ctx.db, user_id, room.as_str(), kind)
-        .await?
-        .ok_or_else(|| err!(NotFound, "No account data of that type"))?;
+    let v = sstore::get_account_data(&ctx.db, user_id, room.as_str(), kind).await?.ok_or_else(|| err!(NotFound, "No account data of that type"))?;
     Ok(Response::ok(v))
 }
 

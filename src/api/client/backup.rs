@@ -67,9 +67,7 @@ pub async fn create_version_route(ctx: &Ctx, req: &Request) -> Result<Response> 
 /// The current version: the latest not deleted.
 pub async fn current_version_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let info = store::get_version(&ctx.db, me.user_id.as_str(), None)
-        .await?
-        .ok_or_else(|| err!(NotFound, "No current backup version"))?;
+    let info = store::get_version(&ctx.db, me.user_id.as_str(), None).await?.ok_or_else(|| err!(NotFound, "No current backup version"))?;
     Ok(Response::ok(version_json(&info)))
 }
 
@@ -177,8 +175,7 @@ pub async fn get_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 /// # `GET /_matrix/client/v3/room_keys/keys/{roomId}`
 /// No keys for the room: `{"sessions": {}}`.
 pub async fn get_room_keys_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let sessions: serde_json::Map<String, Value> =
-        get_keys(ctx, req, Some(room_id), None).await?.into_iter().map(|(_, s, k)| (s, k)).collect();
+    let sessions: serde_json::Map<String, Value> = get_keys(ctx, req, Some(room_id), None).await?.into_iter().map(|(_, s, k)| (s, k)).collect();
     Ok(Response::ok(json!({ "sessions": sessions })))
 }
 

@@ -111,7 +111,13 @@ type Outcome = std::result::Result<Vec<Sig>, Value>;
 
 /// A signature on one of the user's own keys: a device (by the self-signing key) or the
 /// master key (by one of the user's devices).
-async fn own_signature(ctx: &Ctx, user: &str, mine: &std::collections::BTreeMap<String, (String, Value)>, key_id: &str, signed: &Value) -> Result<Outcome> {
+async fn own_signature(
+    ctx: &Ctx,
+    user: &str,
+    mine: &std::collections::BTreeMap<String, (String, Value)>,
+    key_id: &str,
+    signed: &Value,
+) -> Result<Outcome> {
     if let Some((master_pub, master)) = mine.get("master").filter(|(p, _)| p == key_id) {
         if e2ee::signed_part(master) != e2ee::signed_part(signed) {
             return Ok(Err(failure("M_INVALID_SIGNATURE", "The signed object is not the stored master key")));

@@ -27,7 +27,8 @@ pub async fn put_dehydrated_device_route(ctx: &Ctx, req: &Request) -> Result<Res
     let body = req.json_value()?;
     let user = me.user_id.as_str();
     let device_id = body["device_id"].as_str().filter(|d| !d.is_empty() && d.len() <= 255).ok_or_else(|| err!(BadJson, "device_id is required"))?;
-    let data = body.get("device_data").filter(|d| d["algorithm"].is_string()).ok_or_else(|| err!(BadJson, "device_data with an algorithm is required"))?;
+    let data =
+        body.get("device_data").filter(|d| d["algorithm"].is_string()).ok_or_else(|| err!(BadJson, "device_data with an algorithm is required"))?;
     let dk = body.get("device_keys").filter(|v| v.is_object()).ok_or_else(|| err!(BadJson, "device_keys is required"))?;
     e2ee::check_device_keys(dk, user, device_id).map_err(|e| err!(InvalidParam, "{e}"))?;
     let (otks, fallbacks) = uploaded_keys(&body)?;

@@ -30,9 +30,7 @@ fn device_json(d: &accounts::Device) -> serde_json::Value {
 /// # `GET /_matrix/client/v3/devices/{deviceId}`
 pub async fn get_device_route(ctx: &Ctx, req: &Request, device_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let d = accounts::get_device(&ctx.db, me.user_id.as_str(), device_id)
-        .await?
-        .ok_or_else(|| err!(NotFound, "Device not found"))?;
+    let d = accounts::get_device(&ctx.db, me.user_id.as_str(), device_id).await?.ok_or_else(|| err!(NotFound, "Device not found"))?;
     Ok(Response::ok(device_json(&d)))
 }
 

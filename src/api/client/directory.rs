@@ -126,12 +126,9 @@ pub async fn can_send_state(ctx: &Ctx, room_id: &str, user: &str, kind: &str) ->
     let Some(room) = rooms::get_room(&ctx.db, room_id).await? else {
         return Ok(false);
     };
-    let state = rooms::current_state_keys(
-        &ctx.db,
-        room_id,
-        &[("m.room.power_levels".into(), String::new()), ("m.room.create".into(), String::new())],
-    )
-    .await?;
+    let state =
+        rooms::current_state_keys(&ctx.db, room_id, &[("m.room.power_levels".into(), String::new()), ("m.room.create".into(), String::new())])
+            .await?;
     let pdus = rooms::get_pdus(&ctx.db, &state.values().cloned().collect::<Vec<_>>()).await?;
     let get = |t: &str| state.get(&(t.to_owned(), String::new())).and_then(|e| pdus.get(e)).map(|p| p.content_value());
     let create = state.get(&("m.room.create".to_owned(), String::new())).and_then(|e| pdus.get(e));
@@ -288,8 +285,15 @@ async fn public_rooms(ctx: &Ctx, body: PublicRoomsBody) -> Result<Response> {
 /// The public summary of a room: name, topic, avatar, alias, join rule, counts.
 pub async fn room_summary(ctx: &Ctx, room_id: &str, joined: u64) -> Result<Value> {
     let keys: Vec<(String, String)> = [
-        "m.room.name", "m.room.topic", "m.room.avatar", "m.room.canonical_alias", "m.room.join_rules",
-        "m.room.history_visibility", "m.room.guest_access", "m.room.create", "m.room.encryption",
+        "m.room.name",
+        "m.room.topic",
+        "m.room.avatar",
+        "m.room.canonical_alias",
+        "m.room.join_rules",
+        "m.room.history_visibility",
+        "m.room.guest_access",
+        "m.room.create",
+        "m.room.encryption",
     ]
     .iter()
     .map(|t| (t.to_string(), String::new()))
@@ -316,7 +320,8 @@ pub async fn room_summary(ctx: &Ctx, room_id: &str, joined: u64) -> Result<Value
     }
     let jr = c("m.room.join_rules");
     if matches!(jr["join_rule"].as_str(), Some("restricted") | Some("knock_restricted")) {
-        let allowed: Vec<&str> = jr["allow"].as_array().into_iter().flatten().filter(|a| a["type"] == "m.room_membership").filter_map(|a| a["room_id"].as_str()).collect();
+        let allowed: Vec<&str> =
+            jr["allow"].as_array().into_iter().flatten().filter(|a| a["type"] == "m.room_membership").filter_map(|a| a["room_id"].as_str()).collect();
         s["allowed_room_ids"] = json!(allowed);
     }
     let create = c("m.room.create");

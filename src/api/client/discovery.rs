@@ -8,7 +8,6 @@ use crate::ctx::Ctx;
 use crate::error::Result;
 use crate::http::{Request, Response};
 
-
 /// # `GET /_matrix/client/versions`
 /// Spec: client-server-api, "GET /_matrix/client/versions".
 pub async fn versions_route(_ctx: &Ctx, _req: &Request) -> Result<Response> {
@@ -44,8 +43,7 @@ pub async fn well_known_server_route(ctx: &Ctx, _req: &Request) -> Result<Respon
 /// Spec: client-server-api, "Capabilities negotiation".
 pub async fn capabilities_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     authenticate(ctx, req).await?;
-    let available: serde_json::Map<String, serde_json::Value> =
-        SUPPORTED_VERSIONS.iter().map(|(v, s)| (v.to_string(), json!(s))).collect();
+    let available: serde_json::Map<String, serde_json::Value> = SUPPORTED_VERSIONS.iter().map(|(v, s)| (v.to_string(), json!(s))).collect();
     Ok(Response::ok(json!({
         "capabilities": {
             "m.change_password": { "enabled": true },

@@ -95,9 +95,7 @@ pub async fn login_route(ctx: &Ctx, req: &Request) -> Result<Response> {
         }
         "m.login.token" => {
             let token = body.token.as_deref().ok_or_else(|| err!(BadJson, "token is required"))?;
-            let user_id = tokens::consume_login_token(&ctx.db, token)
-                .await?
-                .ok_or_else(|| err!(Forbidden, "Invalid or expired login token"))?;
+            let user_id = tokens::consume_login_token(&ctx.db, token).await?.ok_or_else(|| err!(Forbidden, "Invalid or expired login token"))?;
             let user = accounts::get_user(&ctx.db, &user_id).await?.ok_or_else(|| err!(Forbidden, "Invalid login token"))?;
             if user.deactivated != 0 {
                 return Err(err!(UserDeactivated, "This account has been deactivated"));
@@ -110,11 +108,7 @@ pub async fn login_route(ctx: &Ctx, req: &Request) -> Result<Response> {
         ctx,
         req,
         &user_id,
-        SessionRequest {
-            device_id: body.device_id,
-            display_name: body.initial_device_display_name,
-            refresh_token: body.refresh_token,
-        },
+        SessionRequest { device_id: body.device_id, display_name: body.initial_device_display_name, refresh_token: body.refresh_token },
     )
     .await?;
     Ok(Response::ok(session))
@@ -141,8 +135,7 @@ pub async fn logout_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 /// # `POST /_matrix/client/v3/logout/all`
 pub async fn logout_all_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let devices: Vec<String> =
-        accounts::list_devices(&ctx.db, me.user_id.as_str()).await?.into_iter().map(|d| d.device_id).collect();
+    let devices: Vec<String> = accounts::list_devices(&ctx.db, me.user_id.as_str()).await?.into_iter().map(|d| d.device_id).collect();
     crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &devices).await?;
     // Tokens of a device row that no longer exists, if any.
     ctx.db.run("DELETE FROM access_tokens WHERE user_id = ?", crate::params![me.user_id.as_str()]).await?;

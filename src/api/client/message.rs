@@ -104,11 +104,7 @@ async fn paginate(
             break;
         }
         let batch = (limit - out.len() as u32).max(20).min(500);
-        let (after, up_to) = if backwards {
-            (to.unwrap_or(0), pos)
-        } else {
-            (pos, to.unwrap_or(u64::MAX >> 12))
-        };
+        let (after, up_to) = if backwards { (to.unwrap_or(0), pos) } else { (pos, to.unwrap_or(u64::MAX >> 12)) };
         if after >= up_to {
             exhausted = true;
             break;

@@ -86,11 +86,7 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
         ctx,
         req,
         &user_id,
-        SessionRequest {
-            device_id: body.device_id,
-            display_name: body.initial_device_display_name,
-            refresh_token: body.refresh_token,
-        },
+        SessionRequest { device_id: body.device_id, display_name: body.initial_device_display_name, refresh_token: body.refresh_token },
     )
     .await?;
     Ok(Response::ok(session))

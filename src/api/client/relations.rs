@@ -74,7 +74,14 @@ pub async fn bundle_thread_summaries(ctx: &Ctx, reader: &Reader<'_>, events: &mu
 }
 
 /// # `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]`
-pub async fn relations_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &str, rel_type: Option<&str>, event_type: Option<&str>) -> Result<Response> {
+pub async fn relations_route(
+    ctx: &Ctx,
+    req: &Request,
+    room_id: &str,
+    event_id: &str,
+    rel_type: Option<&str>,
+    event_type: Option<&str>,
+) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let room_id = parse_room_id(room_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| err!(NotFound, "Event not found"))?;
@@ -111,10 +118,8 @@ pub async fn relations_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: 
             let marks = vec!["?"; chunk.len()].join(",");
             let mut p: Vec<Value> = vec![json!(room_id.as_str())];
             p.extend(chunk.iter().map(|s| json!(s)));
-            let rows: Vec<EventRow> = ctx
-                .db
-                .all(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND relates_to IN ({marks})"), p)
-                .await?;
+            let rows: Vec<EventRow> =
+                ctx.db.all(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND relates_to IN ({marks})"), p).await?;
             next.extend(rows.iter().map(|r| r.event_id.clone()));
             all.extend(rows);
         }

@@ -16,13 +16,13 @@ use crate::core::ids::local_user_from_input;
 use crate::core::oauth::form::{check_csrf, csrf_token};
 use crate::core::oauth::html::{self, ClientInfo, DeviceInfo};
 use crate::core::oauth::{cookie, param, parse_form, redirect, set_cookie};
+use crate::core::uia;
 use crate::ctx::Ctx;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{Request, Response};
 use crate::store::accounts::{self, ProfileField};
 use crate::store::oauth as store;
 use crate::store::uia as uia_store;
-use crate::core::uia;
 
 const BASE: &str = "/account";
 
@@ -161,7 +161,9 @@ pub async fn account_post_route(ctx: &Ctx, req: &Request) -> Result<Response> {
                 Ok(r)
             }
             Err(Error::Matrix(ErrorKind::Forbidden, _)) => Ok(login(ctx, o, req, 401, Some("Invalid username or password."), &next)),
-            Err(Error::Matrix(ErrorKind::LimitExceeded { .. }, _)) => Ok(login(ctx, o, req, 429, Some("Too many failed attempts. Try again later."), &next)),
+            Err(Error::Matrix(ErrorKind::LimitExceeded { .. }, _)) => {
+                Ok(login(ctx, o, req, 429, Some("Too many failed attempts. Try again later."), &next))
+            }
             Err(Error::Matrix(ErrorKind::UserDeactivated, _)) => Ok(login(ctx, o, req, 403, Some("This account has been deactivated."), &next)),
             Err(e) => Err(e),
         };

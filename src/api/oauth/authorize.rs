@@ -76,16 +76,9 @@ fn render(ctx: &Ctx, status: u16, client: &ClientMetadata, sealed: &str, query: 
         View::Login(error, username) => {
             html::login_page(server, action, &fields, &info, error, username, registration_open(ctx).then_some(register_url.as_str()))
         }
-        View::Register(error, username) => html::register_page(
-            server,
-            action,
-            &fields,
-            &info,
-            error,
-            username,
-            ctx.config.registration_mode == RegistrationMode::Token,
-            &login_url,
-        ),
+        View::Register(error, username) => {
+            html::register_page(server, action, &fields, &info, error, username, ctx.config.registration_mode == RegistrationMode::Token, &login_url)
+        }
         View::Consent(user) => html::consent_page(server, action, &fields, &info, user),
     };
     html::response(status, body, headers)

@@ -24,8 +24,8 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 }
 
 async fn register(ctx: &Ctx, req: &Request) -> std::result::Result<Response, OAuthError> {
-    let body: serde_json::Value = serde_json::from_slice(&req.body)
-        .map_err(|_| OAuthError::new("invalid_client_metadata", "The body must be a JSON object"))?;
+    let body: serde_json::Value =
+        serde_json::from_slice(&req.body).map_err(|_| OAuthError::new("invalid_client_metadata", "The body must be a JSON object"))?;
     let m = validate(&body).map_err(|e| OAuthError::new(e.0, e.1))?;
     let canonical = serde_json::to_vec(&m).map_err(crate::Error::from)?;
     let client_id = URL_SAFE_NO_PAD.encode(&sha256(&canonical)[..18]);

@@ -15,8 +15,8 @@ use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
 use crate::oauth_err;
-use crate::store::oauth::{self as store, CodeUse};
 use crate::store::accounts;
+use crate::store::oauth::{self as store, CodeUse};
 
 type OResult<T> = std::result::Result<T, OAuthError>;
 
@@ -46,7 +46,14 @@ async fn token(ctx: &Ctx, o: &OAuthConfig, req: &Request) -> OResult<Response> {
 /// `authorization_code`: one use per code, even when requests race (the D1 guard in
 /// `store::oauth::take_code`). A replayed code revokes the session it started (RFC 6749
 /// section 4.1.2).
-async fn code_grant(ctx: &Ctx, o: &OAuthConfig, req: &Request, f: &[(String, String)], client_id: &str, client_name: Option<&str>) -> OResult<Response> {
+async fn code_grant(
+    ctx: &Ctx,
+    o: &OAuthConfig,
+    req: &Request,
+    f: &[(String, String)],
+    client_id: &str,
+    client_name: Option<&str>,
+) -> OResult<Response> {
     let code = param(f, "code").ok_or_else(|| oauth_err!(invalid_request, "code is required"))?;
     let session_id = random_token("oas");
     let kv = ctx.kv()?;
@@ -58,9 +65,7 @@ async fn code_grant(ctx: &Ctx, o: &OAuthConfig, req: &Request, f: &[(String, Str
         }
         CodeUse::Unknown => return Err(oauth_err!(invalid_grant, "Unknown or expired authorization code")),
     };
-    grant
-        .check(client_id, param(f, "redirect_uri"), param(f, "code_verifier"))
-        .map_err(|e| OAuthError::new("invalid_grant", e))?;
+    grant.check(client_id, param(f, "redirect_uri"), param(f, "code_verifier")).map_err(|e| OAuthError::new("invalid_grant", e))?;
     match accounts::get_user(&ctx.db, &grant.user_id).await? {
         Some(u) if u.deactivated == 0 => {}
         _ => return Err(oauth_err!(invalid_grant, "The account is no longer active")),

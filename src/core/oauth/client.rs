@@ -157,11 +157,7 @@ pub fn validate(v: &Value) -> Result<ClientMetadata, MetadataError> {
         return Err(meta_err("The body must be a JSON object"));
     }
     let client_uri = opt_str(v, "client_uri")?.ok_or_else(|| meta_err("client_uri is required"))?;
-    let client_host = https_within(&client_uri, None)
-        .map_err(|e| meta_err(format!("client_uri {e}")))?
-        .host_str()
-        .unwrap_or_default()
-        .to_owned();
+    let client_host = https_within(&client_uri, None).map_err(|e| meta_err(format!("client_uri {e}")))?.host_str().unwrap_or_default().to_owned();
     let application_type = opt_str(v, "application_type")?.unwrap_or_else(|| "web".into());
     let native = match application_type.as_str() {
         "web" => false,
@@ -262,7 +258,14 @@ mod tests {
         for ok in ["https://example.com/callback", "https://app.example.com/callback", "https://example.com:5173/?query=value"] {
             assert!(check(ok, false).is_ok(), "{ok}");
         }
-        for bad in ["https://example.com/callback#fragment", "http://example.com/callback", "http://localhost/", "https://evil.com/cb", "https://notexample.com/cb", "https://u:p@example.com/cb"] {
+        for bad in [
+            "https://example.com/callback#fragment",
+            "http://example.com/callback",
+            "http://localhost/",
+            "https://evil.com/cb",
+            "https://notexample.com/cb",
+            "https://u:p@example.com/cb",
+        ] {
             assert!(check(bad, false).is_err(), "{bad}");
         }
     }

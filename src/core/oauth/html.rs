@@ -68,10 +68,16 @@ fn client_line(c: &ClientInfo) -> String {
 }
 
 /// The login form. `fields` are the hidden fields (sealed request, CSRF token).
-pub fn login_page(server: &str, action: &str, fields: &[(&str, &str)], client: &ClientInfo, error: Option<&str>, username: &str, register_url: Option<&str>) -> String {
-    let register = register_url
-        .map(|u| format!("<p class=\"muted\">No account? <a href=\"{}\">Create one</a>.</p>", escape(u)))
-        .unwrap_or_default();
+pub fn login_page(
+    server: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+    client: &ClientInfo,
+    error: Option<&str>,
+    username: &str,
+    register_url: Option<&str>,
+) -> String {
+    let register = register_url.map(|u| format!("<p class=\"muted\">No account? <a href=\"{}\">Create one</a>.</p>", escape(u))).unwrap_or_default();
     let cancel = if client.name.is_some() || client.uri.is_some() {
         "<button type=\"submit\" name=\"action\" value=\"cancel\" formnovalidate>Cancel</button>"
     } else {
@@ -96,7 +102,16 @@ pub fn login_page(server: &str, action: &str, fields: &[(&str, &str)], client: &
 
 /// The registration form (`prompt=create`). `token` asks for a registration token.
 #[allow(clippy::too_many_arguments)]
-pub fn register_page(server: &str, action: &str, fields: &[(&str, &str)], client: &ClientInfo, error: Option<&str>, username: &str, token: bool, login_url: &str) -> String {
+pub fn register_page(
+    server: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+    client: &ClientInfo,
+    error: Option<&str>,
+    username: &str,
+    token: bool,
+    login_url: &str,
+) -> String {
     let token_field = if token {
         "<label for=\"token\">Registration token</label><input type=\"text\" id=\"token\" name=\"registration_token\" required>"
     } else {

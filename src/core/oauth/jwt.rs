@@ -104,9 +104,7 @@ fn public_key(pem: &str) -> Result<RsaPublicKey, String> {
     if let Ok(k) = private_key(pem) {
         return Ok(k.to_public_key());
     }
-    RsaPublicKey::from_public_key_pem(pem)
-        .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem))
-        .map_err(|_| "not an RSA key in PEM".to_string())
+    RsaPublicKey::from_public_key_pem(pem).or_else(|_| RsaPublicKey::from_pkcs1_pem(pem)).map_err(|_| "not an RSA key in PEM".to_string())
 }
 
 impl OAuthKeys {
@@ -163,10 +161,7 @@ impl OAuthKeys {
             return Err(format!("the JWT is not of type {typ}"));
         }
         let kid = header.kid.ok_or("the JWT has no kid")?;
-        let key = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|k| k.kid == kid)
-            .ok_or("the JWT was signed by an unknown key")?;
+        let key = std::iter::once(&self.current).chain(&self.previous).find(|k| k.kid == kid).ok_or("the JWT was signed by an unknown key")?;
         let mut v = Validation::new(Algorithm::RS256);
         v.validate_exp = false;
         v.validate_nbf = false;
@@ -203,8 +198,7 @@ pub enum JwtError {
 /// parts), as opposed to a legacy opaque token.
 pub fn looks_like_jwt(token: &str) -> bool {
     let parts: Vec<&str> = token.split('.').collect();
-    parts.len() == 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
 /// The claims of an access token (RFC 9068 section 2.2, plus Matrix's device).

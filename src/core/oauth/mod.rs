@@ -86,12 +86,7 @@ pub fn no_store(mut r: Response) -> Response {
 
 /// A `303 See Other` to `location` (after a form post the browser follows with GET).
 pub fn redirect(location: &str) -> Response {
-    no_store(Response {
-        status: 303,
-        headers: vec![("Location".into(), location.to_owned())],
-        body: Vec::new(),
-        stream: None,
-    })
+    no_store(Response { status: 303, headers: vec![("Location".into(), location.to_owned())], body: Vec::new(), stream: None })
 }
 
 /// Parses an `application/x-www-form-urlencoded` body (RFC 6749 section 4.1.3). A parameter

@@ -17,14 +17,9 @@ use crate::error::{Error, Result};
 /// Which state events authorise `new` (spec: "Auth events selection").
 pub fn auth_types(rules: &RoomVersionRules, new: &NewEvent) -> Result<Vec<(String, String)>> {
     let content = to_raw_value(&new.content)?;
-    let types = auth_types_for_event(
-        &TimelineEventType::from(new.kind.as_str()),
-        &new.sender,
-        new.state_key.as_deref(),
-        &content,
-        &rules.authorization,
-    )
-    .map_err(|e| err!(BadJson, "Invalid event content: {e}"))?;
+    let types =
+        auth_types_for_event(&TimelineEventType::from(new.kind.as_str()), &new.sender, new.state_key.as_deref(), &content, &rules.authorization)
+            .map_err(|e| err!(BadJson, "Invalid event content: {e}"))?;
     Ok(types.into_iter().map(|(t, k)| (t.to_string(), k)).collect())
 }
 
@@ -85,11 +80,8 @@ pub fn prepare_event(
     if !is_create && head.room_id.is_none() {
         return Err(Error::internal("event without a room"));
     }
-    let auth_events: Vec<OwnedEventId> = if is_create {
-        vec![]
-    } else {
-        auth_types(head.rules, new)?.into_iter().filter_map(|k| head.state.get(&k).cloned()).collect()
-    };
+    let auth_events: Vec<OwnedEventId> =
+        if is_create { vec![] } else { auth_types(head.rules, new)?.into_iter().filter_map(|k| head.state.get(&k).cloned()).collect() };
     // Keep prev_events bounded (the spec caps them at 20).
     let prev: Vec<OwnedEventId> = head.extremities.iter().take(20).cloned().collect();
     let depth = if is_create { 1 } else { head.max_depth + 1 };

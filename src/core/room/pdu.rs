@@ -121,8 +121,7 @@ impl Pdu {
     /// For an `m.room.create` event: whether `user` is a room creator (its sender, or one of
     /// `additional_creators` from room v12).
     pub fn names_creator(&self, user: &str) -> bool {
-        self.sender.as_str() == user
-            || self.content_value()["additional_creators"].as_array().is_some_and(|a| a.iter().any(|u| u == user))
+        self.sender.as_str() == user || self.content_value()["additional_creators"].as_array().is_some_and(|a| a.iter().any(|u| u == user))
     }
 
     pub fn is_state(&self) -> bool {

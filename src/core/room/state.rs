@@ -29,11 +29,7 @@ pub fn apply(base: &mut StateMap, delta: &[StateEntry]) {
 
 /// The entries of `after` that differ from `before`.
 pub fn diff(before: &StateMap, after: &StateMap) -> Vec<StateEntry> {
-    after
-        .iter()
-        .filter(|(k, v)| before.get(*k) != Some(*v))
-        .map(|((t, s), e)| StateEntry(t.clone(), s.clone(), e.clone()))
-        .collect()
+    after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|((t, s), e)| StateEntry(t.clone(), s.clone(), e.clone())).collect()
 }
 
 /// The state after `pdu`, given the state before it.

@@ -133,23 +133,13 @@ impl TestRoom {
     /// Like [`send`](Self::send) but with the given `auth_events` instead of those picked from
     /// the state: built with [`build_pdu`] and checked with [`auth::check`] against its auth
     /// events and the branch's state.
-    pub fn send_with_auth_events(
-        &mut self,
-        branch: &Branch,
-        new: &NewEvent,
-        auth_events: &[OwnedEventId],
-        ts: Option<u64>,
-    ) -> Result<(Pdu, Branch)> {
+    pub fn send_with_auth_events(&mut self, branch: &Branch, new: &NewEvent, auth_events: &[OwnedEventId], ts: Option<u64>) -> Result<(Pdu, Branch)> {
         let server = new.sender.server_name().as_str().to_owned();
         let ts = self.next_ts(ts);
-        let room_id = if new.kind == "m.room.create" && self.rules.authorization.room_create_event_id_as_room_id {
-            None
-        } else {
-            self.room_id.as_deref()
-        };
+        let room_id =
+            if new.kind == "m.room.create" && self.rules.authorization.room_create_event_id_as_room_id { None } else { self.room_id.as_deref() };
         let depth = if branch.extremities.is_empty() { 1 } else { branch.depth + 1 };
-        let pdu =
-            build_pdu(&self.rules, room_id, new, &branch.extremities, auth_events, depth, ts, &server, &server_key(&server))?;
+        let pdu = build_pdu(&self.rules, room_id, new, &branch.extremities, auth_events, depth, ts, &server, &server_key(&server))?;
         {
             let fetch = self.fetch();
             let with_self = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { fetch(id) };
@@ -190,13 +180,7 @@ impl TestRoom {
 
 /// A `NewEvent` from short names; content user IDs are expanded (see [`expand_users`]).
 pub fn new_event(sender: &str, kind: &str, state_key: Option<&str>, content: Value) -> NewEvent {
-    NewEvent {
-        kind: kind.to_owned(),
-        state_key: state_key.map(expand_str),
-        content: expand_users(&content),
-        sender: user(sender),
-        redacts: None,
-    }
+    NewEvent { kind: kind.to_owned(), state_key: state_key.map(expand_str), content: expand_users(&content), sender: user(sender), redacts: None }
 }
 
 #[test]

@@ -110,19 +110,10 @@ impl Run {
     /// Builds the room from `setup` (see the module docs); returns the branch after it.
     pub fn setup(&mut self, setup: &RoomSetup) -> Result<Branch, String> {
         let rules = &self.room.rules.authorization;
-        let req: CreateRoomRequest =
-            serde_json::from_value(expand_users(&setup.request)).map_err(|e| format!("room.request: {e}"))?;
+        let req: CreateRoomRequest = serde_json::from_value(expand_users(&setup.request)).map_err(|e| format!("room.request: {e}"))?;
         let creator = user(&setup.creator);
-        let p = plan(
-            &req,
-            &creator,
-            (None, None),
-            &self.room.version,
-            !rules.use_room_create_sender,
-            rules.explicitly_privilege_room_creators,
-            None,
-        )
-        .map_err(|e| format!("plan: {e}"))?;
+        let p = plan(&req, &creator, (None, None), &self.room.version, !rules.use_room_create_sender, rules.explicitly_privilege_room_creators, None)
+            .map_err(|e| format!("plan: {e}"))?;
         let mut events = vec![p.create];
         events.extend(p.rest);
         for e in &mut events {
@@ -143,8 +134,7 @@ impl Run {
                 Some("") | None => e.kind.clone(),
                 Some(k) => format!("{}|{k}", e.kind),
             };
-            let (pdu, next) =
-                self.room.send(&branch, e, None).map_err(|err| format!("setup event {label} refused: {err}"))?;
+            let (pdu, next) = self.room.send(&branch, e, None).map_err(|err| format!("setup event {label} refused: {err}"))?;
             self.labels.insert(label, pdu.event_id);
             branch = next;
         }
@@ -220,9 +210,7 @@ impl Run {
                 }
                 match &e {
                     Error::Matrix(ErrorKind::Forbidden, msg) => match &step.reason {
-                        Some(r) if !msg.contains(r.as_str()) => {
-                            Err(format!("{what}: refused for {msg:?}, expected a reason containing {r:?}"))
-                        }
+                        Some(r) if !msg.contains(r.as_str()) => Err(format!("{what}: refused for {msg:?}, expected a reason containing {r:?}")),
                         _ => Ok(None),
                     },
                     other => Err(format!("{what}: refused with {other}, expected M_FORBIDDEN")),

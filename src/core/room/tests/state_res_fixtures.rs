@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::expand_str;
-use super::fixture::{run_all, Run, RoomSetup, Step};
+use super::fixture::{run_all, RoomSetup, Run, Step};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
