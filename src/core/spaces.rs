@@ -143,7 +143,7 @@ impl Walk {
     }
 
     /// The next room not yet visited, with its depth; it counts as visited from now on.
-    pub fn next(&mut self) -> Option<(String, u32)> {
+    pub fn next_room(&mut self) -> Option<(String, u32)> {
         while let Some((room, depth)) = self.stack.pop() {
             if !self.seen.contains(&room) {
                 self.seen.push(room.clone());
@@ -319,7 +319,7 @@ mod tests {
         // root -> [s1, r2]; s1 -> [r1, root]; r1 and r2 leaves.
         let mut w = Walk::new("root");
         let mut order = Vec::new();
-        while let Some((room, depth)) = w.next() {
+        while let Some((room, depth)) = w.next_room() {
             order.push((room.clone(), depth));
             let children: Vec<String> = match room.as_str() {
                 "root" => vec!["s1".into(), "r2".into()],
@@ -336,17 +336,17 @@ mod tests {
     #[test]
     fn walk_respects_depth_limit() {
         let mut w = Walk::new("root");
-        let (r, d) = w.next().unwrap();
+        let (r, d) = w.next_room().unwrap();
         assert_eq!((r.as_str(), d), ("root", 0));
         w.push_children(d, 0, &["a".into()]);
-        assert!(w.next().is_none());
+        assert!(w.next_room().is_none());
         let mut w = Walk::new("root");
-        let (_, d) = w.next().unwrap();
+        let (_, d) = w.next_room().unwrap();
         w.push_children(d, 1, &["a".into()]);
-        let (a, d) = w.next().unwrap();
+        let (a, d) = w.next_room().unwrap();
         assert_eq!((a.as_str(), d), ("a", 1));
         w.push_children(d, 1, &["b".into()]);
-        assert!(w.next().is_none());
+        assert!(w.next_room().is_none());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub async fn hierarchy_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<
     // Rooms left out still cost queries: bound the visits of one page too.
     let mut visits = 0;
     while out.len() < limit && visits < limit * 2 {
-        let Some((room, depth)) = walk.next() else {
+        let Some((room, depth)) = walk.next_room() else {
             break;
         };
         visits += 1;
