@@ -54,6 +54,10 @@ pub enum ErrorKind {
     /// 405 `M_BAD_JSON`: account data the server manages (`m.fully_read`, `m.push_rules`)
     /// written through the account data API (spec: `PUT /user/{userId}/account_data/{type}`).
     ServerManaged,
+    /// 400: a profile change would take the profile over 64 KiB (spec v1.16, `PUT /profile`).
+    ProfileTooLarge,
+    /// 400: a profile key longer than 255 bytes.
+    KeyTooLarge,
     /// Anything the server did wrong; the message is generic.
     Internal,
 }
@@ -91,6 +95,8 @@ impl ErrorKind {
             BadAlias => "M_BAD_ALIAS",
             Conflict => "M_UNKNOWN",
             WrongRoomKeysVersion { .. } => "M_WRONG_ROOM_KEYS_VERSION",
+            ProfileTooLarge => "M_PROFILE_TOO_LARGE",
+            KeyTooLarge => "M_KEY_TOO_LARGE",
         }
     }
 
@@ -119,7 +125,9 @@ impl ErrorKind {
             | WeakPassword
             | UnsupportedRoomVersion
             | RoomInUse
-            | BadAlias => 400,
+            | BadAlias
+            | ProfileTooLarge
+            | KeyTooLarge => 400,
         }
     }
 }

@@ -32,6 +32,7 @@ pub enum Route {
     Profile,
     GetProfileField,
     SetProfileField,
+    DeleteProfileField,
     MediaUpload,
     MediaCreate,
     MediaUploadTo,
@@ -84,6 +85,8 @@ pub enum Route {
     TimestampToEvent,
     RoomSummary,
     RoomSummaryUnstable,
+    SpaceHierarchy,
+    MutualRooms,
     ReportEvent,
     ReportRoom,
     ReportUser,
@@ -182,6 +185,7 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Get, "/_matrix/client/v3/profile/{}", Route::Profile),
     (Get, "/_matrix/client/v3/profile/{}/{}", Route::GetProfileField),
     (Put, "/_matrix/client/v3/profile/{}/{}", Route::SetProfileField),
+    (Delete, "/_matrix/client/v3/profile/{}/{}", Route::DeleteProfileField),
     // Media (spec: "Content repository"). Upload and create stay under /_matrix/media.
     (Post, "/_matrix/media/v3/upload", Route::MediaUpload),
     (Put, "/_matrix/media/v3/upload/{}/{}", Route::MediaUploadTo),
@@ -242,6 +246,8 @@ const ROUTES: &[(Method, &str, Route)] = &[
     (Get, "/_matrix/client/v1/room_summary/{}", Route::RoomSummary),
     (Get, "/_matrix/client/unstable/im.nheko.summary/summary/{}", Route::RoomSummaryUnstable),
     (Get, "/_matrix/client/unstable/im.nheko.summary/rooms/{}/summary", Route::RoomSummaryUnstable),
+    (Get, "/_matrix/client/v1/rooms/{}/hierarchy", Route::SpaceHierarchy),
+    (Get, "/_matrix/client/v1/mutual_rooms", Route::MutualRooms),
     (Post, "/_matrix/client/v3/rooms/{}/report/{}", Route::ReportEvent),
     (Post, "/_matrix/client/v3/rooms/{}/report", Route::ReportRoom),
     (Post, "/_matrix/client/v3/users/{}/report", Route::ReportUser),
@@ -409,6 +415,19 @@ mod tests {
         assert_eq!(resolve(Get, "/_matrix/client/v3/pushrules/").unwrap().0, Route::PushRules);
         assert_eq!(resolve(Get, "/_matrix/client/v3/pushrules/global/").unwrap().0, Route::PushRulesGlobal);
         assert_eq!(resolve(Put, "/_matrix/client/v3/pushrules/global/room/%21r%3Ax/enabled").unwrap().0, Route::PutPushRuleAttr);
+    }
+
+    #[test]
+    fn profile_field_space_and_mutual_rooms_routes() {
+        let (r, p) = resolve(Delete, "/_matrix/client/v3/profile/%40a%3Ax/m.tz").unwrap();
+        assert_eq!((r, p), (Route::DeleteProfileField, vec!["@a:x".to_string(), "m.tz".to_string()]));
+        assert_eq!(resolve(Put, "/_matrix/client/v3/profile/%40a%3Ax/com.example.pronouns").unwrap().0, Route::SetProfileField);
+        assert_eq!(resolve(Delete, "/_matrix/client/v3/profile/%40a%3Ax").unwrap_err().to_response().0, 405);
+        let (r, p) = resolve(Get, "/_matrix/client/v1/rooms/%21space%3Ax/hierarchy").unwrap();
+        assert_eq!((r, p), (Route::SpaceHierarchy, vec!["!space:x".to_string()]));
+        assert_eq!(resolve(Post, "/_matrix/client/v1/rooms/%21s%3Ax/hierarchy").unwrap_err().to_response().0, 405);
+        assert_eq!(resolve(Get, "/_matrix/client/v1/mutual_rooms").unwrap().0, Route::MutualRooms);
+        assert_eq!(resolve(Post, "/_matrix/client/v1/mutual_rooms").unwrap_err().to_response().0, 405);
     }
 
     #[test]

@@ -4,4 +4,5 @@
 pub mod events;
 pub mod keys;
 pub mod notify;
+pub mod summary;
 pub mod timeline;

@@ -51,8 +51,8 @@ pub enum ProfileField {
     AvatarUrl,
 }
 
-/// Marks the account deactivated and removes its password, profile, devices and tokens in one
-/// batch. The row stays so that the user ID is never reused.
+/// Marks the account deactivated and removes its profile (custom fields too), devices and
+/// tokens in one batch. The row stays so that the user ID is never reused.
 pub async fn deactivate(db: &Db, user_id: &str) -> Result<()> {
     db.batch(vec![
         db.stmt(
@@ -62,6 +62,7 @@ pub async fn deactivate(db: &Db, user_id: &str) -> Result<()> {
             "UPDATE users SET deactivated = 1, displayname = NULL, avatar_url = NULL WHERE user_id = ?",
             params![user_id],
         )?,
+        db.stmt("DELETE FROM profile_fields WHERE user_id = ?", params![user_id])?,
         db.stmt("DELETE FROM access_tokens WHERE user_id = ?", params![user_id])?,
         db.stmt("DELETE FROM refresh_tokens WHERE user_id = ?", params![user_id])?,
         db.stmt("DELETE FROM devices WHERE user_id = ?", params![user_id])?,

@@ -309,6 +309,38 @@ pub async fn members_with(db: &Db, room_id: &str, membership: &str) -> Result<Ve
         .collect())
 }
 
+/// How many users are joined to a room.
+pub async fn joined_count(db: &Db, room_id: &str) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct R {
+        n: f64,
+    }
+    Ok(db
+        .first::<R>("SELECT COUNT(*) AS n FROM memberships WHERE room_id = ? AND membership = 'join'", params![room_id])
+        .await?
+        .map(|r| r.n as u64)
+        .unwrap_or(0))
+}
+
+/// The rooms both users are joined to, in room-ID order.
+pub async fn mutual_joined_rooms(db: &Db, user_a: &str, user_b: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        room_id: String,
+    }
+    Ok(db
+        .all::<R>(
+            "SELECT a.room_id FROM memberships a JOIN memberships b ON b.room_id = a.room_id
+             WHERE a.user_id = ? AND a.membership = 'join' AND b.user_id = ? AND b.membership = 'join'
+             ORDER BY a.room_id",
+            params![user_a, user_b],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.room_id)
+        .collect())
+}
+
 pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<()> {
     db.run("UPDATE memberships SET forgotten = 1 WHERE room_id = ? AND user_id = ?", params![room_id, user_id]).await?;
     Ok(())

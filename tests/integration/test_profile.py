@@ -117,7 +117,8 @@ def test_set_displayname_bad_token(base, user):
     assert_error(r, 401, "M_UNKNOWN_TOKEN")
 
 
-@pytest.mark.parametrize("body", [{}, {"displayname": 5}, {"displayname": ["a"]}, {"displayname": {"a": 1}}])
+# An empty body is M_MISSING_PARAM since v1.16 (test_profile_fields.py::test_missing_key_in_body).
+@pytest.mark.parametrize("body", [{"displayname": 5}, {"displayname": ["a"]}, {"displayname": {"a": 1}}])
 def test_set_displayname_bad_body(base, user, body):
     r = call(base, "PUT", profile_path(user["user_id"], "displayname"), body, token=user["access_token"])
     assert_error(r, 400, "M_BAD_JSON")
@@ -170,7 +171,7 @@ def test_set_avatar_requires_auth(base, user):
     assert_error(r, 401, "M_MISSING_TOKEN")
 
 
-@pytest.mark.parametrize("body", [{}, {"avatar_url": 3}, {"avatar_url": ["mxc://a/b"]}])
+@pytest.mark.parametrize("body", [{"avatar_url": 3}, {"avatar_url": ["mxc://a/b"]}])
 def test_set_avatar_bad_body(base, user, body):
     r = call(base, "PUT", profile_path(user["user_id"], "avatar_url"), body, token=user["access_token"])
     assert_error(r, 400, "M_BAD_JSON")

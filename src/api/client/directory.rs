@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::params;
 use crate::service::events::check_can_read;
+use crate::service::summary::room_summary;
 use crate::service::timeline::user_level;
 use crate::store::rooms;
 
@@ -280,59 +281,4 @@ async fn public_rooms(ctx: &Ctx, body: PublicRoomsBody) -> Result<Response> {
         resp["prev_batch"] = json!(format!("o{}", offset.saturating_sub(limit)));
     }
     Ok(Response::ok(resp))
-}
-
-/// The public summary of a room: name, topic, avatar, alias, join rule, counts.
-pub async fn room_summary(ctx: &Ctx, room_id: &str, joined: u64) -> Result<Value> {
-    let keys: Vec<(String, String)> = [
-        "m.room.name",
-        "m.room.topic",
-        "m.room.avatar",
-        "m.room.canonical_alias",
-        "m.room.join_rules",
-        "m.room.history_visibility",
-        "m.room.guest_access",
-        "m.room.create",
-        "m.room.encryption",
-    ]
-    .iter()
-    .map(|t| (t.to_string(), String::new()))
-    .collect();
-    let state = rooms::current_state_keys(&ctx.db, room_id, &keys).await?;
-    let pdus = rooms::get_pdus(&ctx.db, &state.values().cloned().collect::<Vec<_>>()).await?;
-    let c = |t: &str| state.get(&(t.to_owned(), String::new())).and_then(|e| pdus.get(e)).map(|p| p.content_value()).unwrap_or(Value::Null);
-    let mut s = json!({
-        "room_id": room_id,
-        "num_joined_members": joined,
-        "world_readable": c("m.room.history_visibility")["history_visibility"] == "world_readable",
-        "guest_can_join": c("m.room.guest_access")["guest_access"] == "can_join",
-        "join_rule": c("m.room.join_rules")["join_rule"].as_str().unwrap_or("invite"),
-    });
-    for (key, t, field) in [
-        ("name", "m.room.name", "name"),
-        ("topic", "m.room.topic", "topic"),
-        ("avatar_url", "m.room.avatar", "url"),
-        ("canonical_alias", "m.room.canonical_alias", "alias"),
-    ] {
-        if let Some(v) = c(t)[field].as_str().filter(|v| !v.is_empty()) {
-            s[key] = json!(v);
-        }
-    }
-    let jr = c("m.room.join_rules");
-    if matches!(jr["join_rule"].as_str(), Some("restricted") | Some("knock_restricted")) {
-        let allowed: Vec<&str> =
-            jr["allow"].as_array().into_iter().flatten().filter(|a| a["type"] == "m.room_membership").filter_map(|a| a["room_id"].as_str()).collect();
-        s["allowed_room_ids"] = json!(allowed);
-    }
-    let create = c("m.room.create");
-    if let Some(t) = create["type"].as_str() {
-        s["room_type"] = json!(t);
-    }
-    if let Some(v) = create["room_version"].as_str() {
-        s["room_version"] = json!(v);
-    }
-    if let Some(a) = c("m.room.encryption")["algorithm"].as_str() {
-        s["encryption"] = json!(a);
-    }
-    Ok(s)
 }

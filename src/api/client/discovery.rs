@@ -51,7 +51,9 @@ pub async fn capabilities_route(ctx: &Ctx, req: &Request) -> Result<Response> {
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
             "m.3pid_changes": { "enabled": false },
-            "m.get_login_token": { "enabled": true }
+            "m.get_login_token": { "enabled": true },
+            // Spec v1.16 (MSC4133): every profile field may be changed by its user.
+            "m.profile_fields": { "enabled": true }
         }
     })))
 }

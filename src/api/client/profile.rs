@@ -1,14 +1,18 @@
-//! User profiles (spec: client-server-api, "Profiles").
+//! User profiles (spec: client-server-api, "Profiles"; `profile.yaml`). Since v1.16
+//! (MSC4133) a profile holds any namespaced key besides `displayname` and `avatar_url`,
+//! `m.tz` among them, up to 64 KiB in all.
 
 use ruma::UserId;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::api::auth::authenticate;
+use crate::core::profile::{self as rules, check_custom_value, parse_key, ProfileKey, MAX_PROFILE_BYTES};
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::store::accounts::{self, ProfileField, User};
+use crate::store::profile as fields;
 
 fn parse_user(ctx: &Ctx, user_id: &str) -> Result<ruma::OwnedUserId> {
     let id = UserId::parse(user_id).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
@@ -30,33 +34,33 @@ async fn load(ctx: &Ctx, user_id: &str) -> Result<User> {
     }
 }
 
-fn field(name: &str) -> Result<ProfileField> {
-    match name {
-        "displayname" => Ok(ProfileField::Displayname),
-        "avatar_url" => Ok(ProfileField::AvatarUrl),
-        _ => Err(err!(NotFound, "Profile field not found")),
-    }
-}
-
 /// # `GET /_matrix/client/v3/profile/{userId}`
+/// Display name, avatar and every custom field that is set.
 pub async fn profile_route(ctx: &Ctx, _req: &Request, user_id: &str) -> Result<Response> {
     let u = load(ctx, user_id).await?;
-    let mut body = json!({});
+    let mut body = Map::new();
     if let Some(d) = u.displayname {
-        body["displayname"] = json!(d);
+        body.insert("displayname".into(), json!(d));
     }
     if let Some(a) = u.avatar_url {
-        body["avatar_url"] = json!(a);
+        body.insert("avatar_url".into(), json!(a));
     }
-    Ok(Response::ok(body))
+    for f in fields::fields(&ctx.db, &u.user_id).await? {
+        body.insert(f.key, serde_json::from_str(&f.value)?);
+    }
+    Ok(Response::ok(Value::Object(body)))
 }
 
 /// # `GET /_matrix/client/v3/profile/{userId}/{keyName}`
+/// 404 when the user or the field does not exist.
 pub async fn get_field_route(ctx: &Ctx, _req: &Request, user_id: &str, key: &str) -> Result<Response> {
+    parse_user(ctx, user_id)?;
+    let k = parse_key(key)?;
     let u = load(ctx, user_id).await?;
-    let value = match field(key)? {
-        ProfileField::Displayname => u.displayname,
-        ProfileField::AvatarUrl => u.avatar_url,
+    let value: Option<Value> = match k {
+        ProfileKey::Displayname => u.displayname.map(Value::String),
+        ProfileKey::AvatarUrl => u.avatar_url.map(Value::String),
+        ProfileKey::Custom(k) => fields::field(&ctx.db, &u.user_id, k).await?.map(|t| serde_json::from_str(&t)).transpose()?,
     };
     match value {
         Some(v) => Ok(Response::ok(json!({ key: v }))),
@@ -64,26 +68,54 @@ pub async fn get_field_route(ctx: &Ctx, _req: &Request, user_id: &str, key: &str
     }
 }
 
-/// # `PUT /_matrix/client/v3/profile/{userId}/{keyName}`
-/// Only for yourself. `displayname` at most 256 characters; `avatar_url` an `mxc://` URI.
-/// `null` or `""` clears the field.
-pub async fn set_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str) -> Result<Response> {
+/// The user's own profile and the parsed key: authentication first, then the key, then
+/// the path must name the user (only users change their own profile: 403 otherwise).
+async fn own_profile<'k>(ctx: &Ctx, req: &Request, user_id: &str, key: &'k str) -> Result<(User, ProfileKey<'k>)> {
     let me = authenticate(ctx, req).await?;
     let target = UserId::parse(user_id).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
+    let k = parse_key(key)?;
     if target != me.user_id {
         return Err(err!(Forbidden, "You can only change your own profile"));
     }
-    let f = field(key).map_err(|_| err!(InvalidParam, "Unsupported profile field"))?;
+    let user = accounts::get_user(&ctx.db, me.user_id.as_str()).await?.ok_or_else(|| err!(Forbidden, "You can only change your own profile"))?;
+    Ok((user, k))
+}
+
+/// # `PUT /_matrix/client/v3/profile/{userId}/{keyName}`
+/// Only for yourself. The body holds the key named in the path (`M_MISSING_PARAM` if not).
+/// `displayname` (at most 256 characters) and `avatar_url` (an `mxc://` URI) keep their
+/// rules: a string, `null` or `""` clearing it, and the change is sent into the user's rooms.
+/// Custom keys take any JSON but `null`; `m.tz` a string. The whole profile stays under
+/// 64 KiB (`M_PROFILE_TOO_LARGE`).
+pub async fn set_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str) -> Result<Response> {
+    let (user, k) = own_profile(ctx, req, user_id, key).await?;
     let body = req.json_value()?;
-    let value = match body.get(key) {
-        None => return Err(err!(BadJson, "Missing key '{key}'")),
-        Some(Value::Null) => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(err!(BadJson, "'{key}' must be a string")),
+    let Some(new) = body.get(key) else {
+        return Err(err!(MissingParam, "Missing key '{key}'"));
+    };
+    let field = match k {
+        ProfileKey::Displayname => ProfileField::Displayname,
+        ProfileKey::AvatarUrl => ProfileField::AvatarUrl,
+        ProfileKey::Custom(k) => {
+            check_custom_value(k, new)?;
+            let text = new.to_string();
+            // Everything but the other custom fields, which the store adds atomically.
+            let classic = classic_entries(user.displayname.as_deref(), user.avatar_url.as_deref());
+            let base = rules::profile_bytes(classic.iter().map(|(k, v)| (*k, v.as_str())).chain([(k, text.as_str())]));
+            if !fields::set_field_within_limit(&ctx.db, &user.user_id, k, &text, base).await? {
+                return Err(err!(ProfileTooLarge, "The profile would exceed {MAX_PROFILE_BYTES} bytes"));
+            }
+            return Ok(Response::ok(json!({})));
+        }
+    };
+    let value = match new {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        _ => return Err(err!(BadJson, "'{key}' must be a string")),
     };
     if let Some(v) = &value {
-        match f {
+        match field {
             ProfileField::Displayname if v.chars().count() > 256 => return Err(err!(InvalidParam, "Display name too long (256 characters at most)")),
             ProfileField::AvatarUrl if !v.starts_with("mxc://") || v.len() > 1000 => {
                 return Err(err!(InvalidParam, "avatar_url must be an mxc:// URI"))
@@ -91,17 +123,71 @@ pub async fn set_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str)
             _ => {}
         }
     }
-    accounts::set_profile_field(&ctx.db, me.user_id.as_str(), f, value.as_deref()).await?;
-    propagate_to_rooms(ctx, &me.user_id).await?;
+    let (displayname, avatar) = match field {
+        ProfileField::Displayname => (value.as_deref(), user.avatar_url.as_deref()),
+        ProfileField::AvatarUrl => (user.displayname.as_deref(), value.as_deref()),
+    };
+    check_size_with(ctx, &user.user_id, displayname, avatar).await?;
+    accounts::set_profile_field(&ctx.db, &user.user_id, field, value.as_deref()).await?;
+    propagate_to_rooms(ctx, &user.user_id).await?;
     Ok(Response::ok(json!({})))
+}
+
+/// # `DELETE /_matrix/client/v3/profile/{userId}/{keyName}`
+/// Only for yourself; succeeds when the field was not set. Removing `displayname` or
+/// `avatar_url` clears it and updates the user's rooms, as setting it to `""` does.
+pub async fn delete_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str) -> Result<Response> {
+    let (user, k) = own_profile(ctx, req, user_id, key).await?;
+    let field = match k {
+        ProfileKey::Displayname if user.displayname.is_some() => ProfileField::Displayname,
+        ProfileKey::AvatarUrl if user.avatar_url.is_some() => ProfileField::AvatarUrl,
+        ProfileKey::Displayname | ProfileKey::AvatarUrl => return Ok(Response::ok(json!({}))),
+        ProfileKey::Custom(k) => {
+            fields::delete_field(&ctx.db, &user.user_id, k).await?;
+            return Ok(Response::ok(json!({})));
+        }
+    };
+    accounts::set_profile_field(&ctx.db, &user.user_id, field, None).await?;
+    propagate_to_rooms(ctx, &user.user_id).await?;
+    Ok(Response::ok(json!({})))
+}
+
+/// `("displayname", json)` and `("avatar_url", json)` members, for those that are set.
+fn classic_entries(displayname: Option<&str>, avatar: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(d) = displayname {
+        out.push(("displayname", rules::string_json(d)));
+    }
+    if let Some(a) = avatar {
+        out.push(("avatar_url", rules::string_json(a)));
+    }
+    out
+}
+
+/// `M_PROFILE_TOO_LARGE` if the profile with this display name and avatar would exceed 64 KiB.
+async fn check_size_with(ctx: &Ctx, user_id: &str, displayname: Option<&str>, avatar: Option<&str>) -> Result<()> {
+    let custom = fields::fields(&ctx.db, user_id).await?;
+    let classic = classic_entries(displayname, avatar);
+    let size = rules::profile_bytes(classic.iter().map(|(k, v)| (*k, v.as_str())).chain(custom.iter().map(|f| (f.key.as_str(), f.value.as_str()))));
+    if size > MAX_PROFILE_BYTES {
+        return Err(err!(ProfileTooLarge, "The profile would exceed {MAX_PROFILE_BYTES} bytes"));
+    }
+    Ok(())
 }
 
 /// Like Synapse, a profile change updates the user's member event in every joined room, so
 /// that other members see the new name (bounded: the first 100 rooms).
-async fn propagate_to_rooms(ctx: &Ctx, user_id: &UserId) -> Result<()> {
-    let Some(user) = accounts::get_user(&ctx.db, user_id.as_str()).await? else { return Ok(()) };
+async fn propagate_to_rooms(ctx: &Ctx, user_id: &str) -> Result<()> {
+    let Ok(user_id) = UserId::parse(user_id) else {
+        return Ok(());
+    };
+    let Some(user) = accounts::get_user(&ctx.db, user_id.as_str()).await? else {
+        return Ok(());
+    };
     for room in crate::store::rooms::rooms_with_membership(&ctx.db, user_id.as_str(), "join").await?.into_iter().take(100) {
-        let Ok(room_id) = ruma::RoomId::parse(&room) else { continue };
+        let Ok(room_id) = ruma::RoomId::parse(&room) else {
+            continue;
+        };
         let mut content = json!({ "membership": "join" });
         if let Some(d) = &user.displayname {
             content["displayname"] = json!(d);
@@ -113,7 +199,7 @@ async fn propagate_to_rooms(ctx: &Ctx, user_id: &UserId) -> Result<()> {
             kind: "m.room.member".into(),
             state_key: Some(user_id.to_string()),
             content,
-            sender: user_id.to_owned(),
+            sender: user_id.clone(),
             redacts: None,
         };
         // A room that refuses the update (e.g. power levels) keeps the old name.

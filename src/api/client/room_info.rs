@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::auth::{authenticate, Authed};
-use crate::api::client::directory::{resolve_room, room_summary};
+use crate::api::client::directory::resolve_room;
 use crate::api::client::rooms::parse_room_id;
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::params;
 use crate::service::events::{check_can_read, filter_visible, Reader};
+use crate::service::summary;
 use crate::store::rooms::{self, EventRow, EVENT_COLUMNS};
 
 /// # `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
@@ -43,50 +44,24 @@ pub async fn timestamp_to_event_route(ctx: &Ctx, req: &Request, room_id: &str) -
 }
 
 /// # `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`
-/// For members (and invitees, knockers), and for anyone when the room is public, knockable
-/// or world-readable — also without authentication, as the spec allows.
+/// For members, invitees and knockers, for users in a room a restricted room admits, and
+/// for anyone when the room is public, knockable or world-readable — also without
+/// authentication, as the spec allows. The rule is shared with `GET /hierarchy`.
 pub async fn room_summary_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Response> {
     let me = if req.access_token().is_some() { Some(authenticate(ctx, req).await?) } else { None };
     let room_id = resolve_room(ctx, target).await?;
-    if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
+    let user: Option<&UserId> = me.as_ref().map(|m| &*m.user_id);
+    let preview = summary::preview(ctx, room_id.as_str(), user).await?.ok_or_else(|| err!(NotFound, "Room not found"))?;
+    if !(preview.visible || preview.membership.as_deref() == Some("knock")) {
         return Err(err!(NotFound, "Room not found"));
     }
-    let joined = rooms::members_with(&ctx.db, room_id.as_str(), "join").await?.len() as u64;
-    let mut s = room_summary(ctx, room_id.as_str(), joined).await?;
-    let membership = match &me {
-        Some(m) => rooms::membership(&ctx.db, room_id.as_str(), m.user_id.as_str()).await?,
-        None => None,
-    };
-    let open = matches!(s["join_rule"].as_str(), Some("public") | Some("knock") | Some("knock_restricted")) || s["world_readable"] == true;
-    let member = matches!(membership.as_deref(), Some("join") | Some("invite") | Some("knock"));
-    let restricted_ok = match (&me, s["join_rule"].as_str()) {
-        (Some(m), Some("restricted")) => allowed_by_restriction(ctx, room_id.as_str(), m).await?,
-        _ => false,
-    };
-    if !(open || member || restricted_ok) {
-        return Err(err!(NotFound, "Room not found"));
-    }
-    if let Some(m) = membership {
+    let mut s = preview.summary;
+    if let Some(m) = preview.membership {
         s["membership"] = json!(m);
     } else if me.is_some() {
         s["membership"] = json!("leave");
     }
     Ok(Response::ok(s))
-}
-
-async fn allowed_by_restriction(ctx: &Ctx, room_id: &str, me: &Authed) -> Result<bool> {
-    let jr = rooms::current_state_keys(&ctx.db, room_id, &[("m.room.join_rules".into(), String::new())]).await?;
-    let Some(e) = jr.values().next() else { return Ok(false) };
-    let Some(row) = rooms::get_event(&ctx.db, e.as_str()).await? else { return Ok(false) };
-    let v: Value = serde_json::from_str(&row.json)?;
-    for a in v["content"]["allow"].as_array().into_iter().flatten() {
-        if let Some(r) = a["room_id"].as_str() {
-            if rooms::membership(&ctx.db, r, me.user_id.as_str()).await?.as_deref() == Some("join") {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
 }
 
 #[derive(Deserialize, Default)]
