@@ -4,6 +4,7 @@ use ruma::UserId;
 use serde_json::{json, Value};
 
 use crate::api::auth::authenticate;
+use crate::core::ids::parse_client_user_id;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
@@ -11,10 +12,7 @@ use crate::http::{Request, Response};
 use crate::store::accounts::{self, ProfileField, User};
 
 fn parse_user(ctx: &Ctx, user_id: &str) -> Result<ruma::OwnedUserId> {
-    let id = UserId::parse(user_id).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
-    if id.localpart().is_empty() {
-        return Err(err!(InvalidParam, "Invalid user ID"));
-    }
+    let id = parse_client_user_id(user_id)?;
     if id.server_name() != ctx.config.server_name {
         // Federation queries come with the federation issue.
         return Err(err!(NotFound, "Profile not found"));
@@ -69,7 +67,7 @@ pub async fn get_field_route(ctx: &Ctx, _req: &Request, user_id: &str, key: &str
 /// `null` or `""` clears the field.
 pub async fn set_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let target = UserId::parse(user_id).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
+    let target = parse_client_user_id(user_id)?;
     if target != me.user_id {
         return Err(err!(Forbidden, "You can only change your own profile"));
     }

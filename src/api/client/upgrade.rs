@@ -36,6 +36,9 @@ pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
     let me = authenticate(ctx, req).await?;
     let old: ruma::OwnedRoomId = parse_room_id(room_id)?;
     let body: UpgradeBody = req.json()?;
+    for c in &body.additional_creators {
+        crate::core::ids::parse_client_user_id(c)?;
+    }
     let (_, new_rules) = version_rules(&body.new_version)?;
     let old_row = rooms::get_room(&ctx.db, old.as_str()).await?.ok_or_else(|| err!(NotFound, "Room not found"))?;
     if !can_send_state(ctx, old.as_str(), me.user_id.as_str(), "m.room.tombstone").await? {
@@ -85,9 +88,11 @@ pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
         pl["users"] = json!({});
     }
     if new_rules.authorization.explicitly_privilege_room_creators {
-        pl["users"].as_object_mut().unwrap().remove(me.user_id.as_str());
-        for c in &body.additional_creators {
-            pl["users"].as_object_mut().unwrap().remove(c);
+        if let Some(users) = pl["users"].as_object_mut() {
+            users.remove(me.user_id.as_str());
+            for c in &body.additional_creators {
+                users.remove(c);
+            }
         }
     } else {
         let cur = pl["users"][me.user_id.as_str()].as_i64().unwrap_or(0);
