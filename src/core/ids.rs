@@ -9,19 +9,11 @@ use crate::error::Result;
 /// (`a-z 0-9 . _ = - / +`), not starting with `_` (Synapse keeps that prefix for
 /// application services), the whole ID at most 255 bytes, and not a reserved name
 /// unless `allow_reserved` (the admin API).
-pub fn validate_new_localpart(
-    localpart: &str,
-    server_name: &ServerName,
-    reserved: &[String],
-    allow_reserved: bool,
-) -> Result<OwnedUserId> {
+pub fn validate_new_localpart(localpart: &str, server_name: &ServerName, reserved: &[String], allow_reserved: bool) -> Result<OwnedUserId> {
     if localpart.is_empty() {
         return Err(err!(InvalidUsername, "User ID cannot be empty"));
     }
-    if !localpart
-        .bytes()
-        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'))
-    {
+    if !localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+')) {
         return Err(err!(InvalidUsername, "User ID can only contain characters a-z, 0-9, or '._=-/+'"));
     }
     if localpart.starts_with('_') {
@@ -33,8 +25,7 @@ pub fn validate_new_localpart(
     if !allow_reserved && reserved.iter().any(|r| r == localpart) {
         return Err(err!(Exclusive, "This user ID is reserved"));
     }
-    UserId::parse(format!("@{localpart}:{server_name}"))
-        .map_err(|e| err!(InvalidUsername, "Invalid user ID: {e}"))
+    UserId::parse(format!("@{localpart}:{server_name}")).map_err(|e| err!(InvalidUsername, "Invalid user ID: {e}"))
 }
 
 /// Parses a user ID a client names (a path segment, a request body field, an
@@ -87,11 +78,8 @@ pub fn check_power_levels_users(content: &serde_json::Value) -> Result<()> {
 /// an unknown user.
 pub fn local_user_from_input(input: &str, server_name: &ServerName) -> Option<OwnedUserId> {
     let input = input.trim();
-    let id = if input.starts_with('@') {
-        UserId::parse(input).ok()?
-    } else {
-        UserId::parse(format!("@{}:{server_name}", input.to_lowercase())).ok()?
-    };
+    let id =
+        if input.starts_with('@') { UserId::parse(input).ok()? } else { UserId::parse(format!("@{}:{server_name}", input.to_lowercase())).ok()? };
     (id.server_name() == server_name).then_some(id)
 }
 

@@ -49,10 +49,7 @@ pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncTo
                     (SELECT COALESCE(MAX(stream), 0) FROM device_list_changes) AS dl",
             vec![],
         )?,
-        db.stmt(
-            "SELECT room_id, membership, event_id, stream, forgotten FROM memberships WHERE user_id = ?",
-            params![user],
-        )?,
+        db.stmt("SELECT room_id, membership, event_id, stream, forgotten FROM memberships WHERE user_id = ?", params![user])?,
     ];
     if let Some(since) = since {
         // Synapse's rule: joined now, and either not joined at `since` or with a non-join
@@ -78,14 +75,8 @@ pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncTo
         device_lists: num(&p["dl"]),
         ..Default::default()
     };
-    let members = rows
-        .get(1)
-        .map(|r| r.iter().filter_map(|v| serde_json::from_value::<MembershipRow>(v.clone()).ok()).collect())
-        .unwrap_or_default();
-    let newly_joined = rows
-        .get(2)
-        .map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
+    let members = rows.get(1).map(|r| r.iter().filter_map(|v| serde_json::from_value::<MembershipRow>(v.clone()).ok()).collect()).unwrap_or_default();
+    let newly_joined = rows.get(2).map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
     Ok((token, members, newly_joined))
 }
 
@@ -229,11 +220,7 @@ pub struct AccountDataRow {
 }
 
 pub async fn account_data_since(db: &Db, user: &str, after: u64, up_to: u64) -> Result<Vec<AccountDataRow>> {
-    db.all(
-        "SELECT room_id, type, content FROM account_data WHERE user_id = ? AND stream > ? AND stream <= ?",
-        params![user, after, up_to],
-    )
-    .await
+    db.all("SELECT room_id, type, content FROM account_data WHERE user_id = ? AND stream > ? AND stream <= ?", params![user, after, up_to]).await
 }
 
 pub async fn get_account_data(db: &Db, user: &str, room_id: &str, kind: &str) -> Result<Option<Value>> {
@@ -397,11 +384,7 @@ pub async fn presence_since(db: &Db, user: &str, after: u64, up_to: u64) -> Resu
 }
 
 pub async fn get_presence(db: &Db, user: &str) -> Result<Option<PresenceRow>> {
-    db.first(
-        "SELECT user_id, presence, status_msg, last_active_ts, currently_active FROM presence WHERE user_id = ?",
-        params![user],
-    )
-    .await
+    db.first("SELECT user_id, presence, status_msg, last_active_ts, currently_active FROM presence WHERE user_id = ?", params![user]).await
 }
 
 /// Sets presence; returns whether anything others can see changed (only then does the

@@ -31,7 +31,13 @@ pub(crate) fn uploaded_keys(body: &Value) -> Result<(Vec<e2ee::UploadedKey>, Vec
 }
 
 /// Stores one-time and fallback keys in the user's `UserKeys` object; returns the counts.
-pub(crate) async fn store_keys(ctx: &Ctx, user: &str, device: &str, otks: &[e2ee::UploadedKey], fallbacks: &[e2ee::UploadedKey]) -> Result<BTreeMap<String, u64>> {
+pub(crate) async fn store_keys(
+    ctx: &Ctx,
+    user: &str,
+    device: &str,
+    otks: &[e2ee::UploadedKey],
+    fallbacks: &[e2ee::UploadedKey],
+) -> Result<BTreeMap<String, u64>> {
     match keys::upload(&ctx.env, user, device, otks, fallbacks).await? {
         Uploaded::Counts(c) => Ok(c),
         // Synapse's answer: a key ID may not be reused for another key.

@@ -193,15 +193,11 @@ async fn act_on(ctx: &Ctx, req: &Request, room_id: &str, membership: &str) -> Re
                 return Err(err!(Forbidden, "{target} is already in the room"));
             }
         }
-        "kick" => {
-            if !matches!(current.as_deref(), Some("join") | Some("invite") | Some("knock")) {
-                return Err(err!(Forbidden, "{target} is not in the room"));
-            }
+        "kick" if !matches!(current.as_deref(), Some("join") | Some("invite") | Some("knock")) => {
+            return Err(err!(Forbidden, "{target} is not in the room"));
         }
-        "unban" => {
-            if current.as_deref() != Some("ban") {
-                return Err(err!(Forbidden, "{target} is not banned"));
-            }
+        "unban" if current.as_deref() != Some("ban") => {
+            return Err(err!(Forbidden, "{target} is not banned"));
         }
         _ => {}
     }

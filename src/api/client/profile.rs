@@ -82,9 +82,7 @@ pub async fn set_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str)
     };
     if let Some(v) = &value {
         match f {
-            ProfileField::Displayname if v.chars().count() > 256 => {
-                return Err(err!(InvalidParam, "Display name too long (256 characters at most)"))
-            }
+            ProfileField::Displayname if v.chars().count() > 256 => return Err(err!(InvalidParam, "Display name too long (256 characters at most)")),
             ProfileField::AvatarUrl if !v.starts_with("mxc://") || v.len() > 1000 => {
                 return Err(err!(InvalidParam, "avatar_url must be an mxc:// URI"))
             }

@@ -21,7 +21,8 @@ pub async fn timestamp_to_event_route(ctx: &Ctx, req: &Request, room_id: &str) -
     let me = authenticate(ctx, req).await?;
     let room_id = parse_room_id(room_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await?;
-    let ts: u64 = req.query("ts").ok_or_else(|| err!(MissingParam, "ts is required"))?.parse().map_err(|_| err!(InvalidParam, "ts must be an integer"))?;
+    let ts: u64 =
+        req.query("ts").ok_or_else(|| err!(MissingParam, "ts is required"))?.parse().map_err(|_| err!(InvalidParam, "ts must be an integer"))?;
     let forward = match req.query("dir") {
         Some("f") => true,
         Some("b") => false,
@@ -55,8 +56,7 @@ pub async fn room_summary_route(ctx: &Ctx, req: &Request, target: &str) -> Resul
         Some(m) => rooms::membership(&ctx.db, room_id.as_str(), m.user_id.as_str()).await?,
         None => None,
     };
-    let open = matches!(s["join_rule"].as_str(), Some("public") | Some("knock") | Some("knock_restricted"))
-        || s["world_readable"] == true;
+    let open = matches!(s["join_rule"].as_str(), Some("public") | Some("knock") | Some("knock_restricted")) || s["world_readable"] == true;
     let member = matches!(membership.as_deref(), Some("join") | Some("invite") | Some("knock"));
     let restricted_ok = match (&me, s["join_rule"].as_str()) {
         (Some(m), Some("restricted")) => allowed_by_restriction(ctx, room_id.as_str(), m).await?,

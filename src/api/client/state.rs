@@ -31,7 +31,10 @@ async fn visible_state(ctx: &Ctx, me: &Authed, room_id: &RoomId) -> Result<State
     }
     let m: Option<M> = ctx
         .db
-        .first("SELECT membership, event_id FROM memberships WHERE room_id = ? AND user_id = ?", crate::params![room_id.as_str(), me.user_id.as_str()])
+        .first(
+            "SELECT membership, event_id FROM memberships WHERE room_id = ? AND user_id = ?",
+            crate::params![room_id.as_str(), me.user_id.as_str()],
+        )
         .await?;
     match m {
         Some(m) if m.membership == "join" => rooms::current_state(&ctx.db, room_id.as_str()).await,

@@ -316,7 +316,7 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
             };
             for s in senders {
                 let in_timeline = r.timeline.iter().any(|e| e.kind == "m.room.member" && e.state_key.as_deref() == Some(s.as_str()));
-                if !have.contains(&s) && !(in_timeline && !p.state_after) {
+                if !have.contains(&s) && (!in_timeline || p.state_after) {
                     missing.push((room_id.clone(), s, at));
                 }
             }
@@ -331,7 +331,8 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     }
 
     // Ephemeral streams and account data.
-    let joined: HashSet<&str> = memberships.iter().filter(|m| m.membership == "join" && f.room.room_allowed(&m.room_id)).map(|m| m.room_id.as_str()).collect();
+    let joined: HashSet<&str> =
+        memberships.iter().filter(|m| m.membership == "join" && f.room.room_allowed(&m.room_id)).map(|m| m.room_id.as_str()).collect();
     let mut ephemeral: HashMap<String, Vec<Value>> = HashMap::new();
     let typing_after = if initial { 0 } else { since.typing };
     let typing = if initial || now.typing > since.typing { sstore::typing_since(&ctx.db, user, typing_after, now.typing).await? } else { vec![] };
@@ -343,7 +344,8 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     }
     let receipts_after = if initial { 0 } else { since.receipts };
     let mut receipts: HashMap<String, Value> = HashMap::new();
-    let rcs = if initial || now.receipts > since.receipts { sstore::receipts_since(&ctx.db, user, receipts_after, now.receipts).await? } else { vec![] };
+    let rcs =
+        if initial || now.receipts > since.receipts { sstore::receipts_since(&ctx.db, user, receipts_after, now.receipts).await? } else { vec![] };
     for rc in rcs {
         let content = receipts.entry(rc.room_id.clone()).or_insert_with(|| json!({}));
         let mut r = json!({ "ts": rc.ts as u64 });
@@ -358,7 +360,11 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     let ad_after = if initial { 0 } else { since.account_data };
     let mut global_ad = Vec::new();
     let mut room_ad: HashMap<String, Vec<Value>> = HashMap::new();
-    let ads = if initial || now.account_data > since.account_data { sstore::account_data_since(&ctx.db, user, ad_after, now.account_data).await? } else { vec![] };
+    let ads = if initial || now.account_data > since.account_data {
+        sstore::account_data_since(&ctx.db, user, ad_after, now.account_data).await?
+    } else {
+        vec![]
+    };
     for a in ads {
         let ev = json!({ "type": a.kind, "content": serde_json::from_str::<Value>(&a.content).unwrap_or(json!({})) });
         if a.room_id.is_empty() {
@@ -379,7 +385,10 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         }
         let evs: Vec<Value> = evs.into_iter().filter(|e| f.room.ephemeral.matches(e["type"].as_str().unwrap_or(""), user, &json!({}))).collect();
         if !evs.is_empty() {
-            rooms.entry(room_id.clone()).or_insert_with(|| RoomOut { membership: "join".into(), prev_batch: now.rooms, ..Default::default() }).ephemeral = evs;
+            rooms
+                .entry(room_id.clone())
+                .or_insert_with(|| RoomOut { membership: "join".into(), prev_batch: now.rooms, ..Default::default() })
+                .ephemeral = evs;
         }
     }
     for (room_id, evs) in room_ad {
@@ -390,7 +399,10 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         if !f.room.room_allowed(&room_id) {
             continue;
         }
-        rooms.entry(room_id.clone()).or_insert_with(|| RoomOut { membership: m.membership.clone(), prev_batch: now.rooms, ..Default::default() }).account_data = evs;
+        rooms
+            .entry(room_id.clone())
+            .or_insert_with(|| RoomOut { membership: m.membership.clone(), prev_batch: now.rooms, ..Default::default() })
+            .account_data = evs;
     }
 
     // Unread counts (push actions after the user's read receipts), one query for all rooms.
@@ -400,12 +412,14 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
             unread.entry(room_id).or_default().push((thread, n, h));
         }
     }
-    let need_summary = rooms.values().any(|r| r.membership == "join" && (r.full || r.timeline.iter().chain(r.state.iter()).any(|e| e.kind == "m.room.member")));
+    let need_summary =
+        rooms.values().any(|r| r.membership == "join" && (r.full || r.timeline.iter().chain(r.state.iter()).any(|e| e.kind == "m.room.member")));
     let mut summaries: HashMap<String, Value> = HashMap::new();
     if need_summary {
         for s in sstore::summaries(&ctx.db, user).await? {
             let room_id = s["room_id"].as_str().unwrap_or("").to_owned();
-            let entry = summaries.entry(room_id).or_insert_with(|| json!({ "m.heroes": [], "m.joined_member_count": 0, "m.invited_member_count": 0 }));
+            let entry =
+                summaries.entry(room_id).or_insert_with(|| json!({ "m.heroes": [], "m.joined_member_count": 0, "m.invited_member_count": 0 }));
             let n = s["n"].as_f64().unwrap_or(0.0) as u64;
             match s["membership"].as_str() {
                 Some("join") => entry["m.joined_member_count"] = json!(n),
@@ -499,7 +513,8 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     // Presence of the user and of everyone sharing a room with them.
     let presence_after = if initial { 0 } else { since.presence };
     let now_ts = now_ms();
-    let presence_rows = if initial || now.presence > since.presence { sstore::presence_since(&ctx.db, user, presence_after, now.presence).await? } else { vec![] };
+    let presence_rows =
+        if initial || now.presence > since.presence { sstore::presence_since(&ctx.db, user, presence_after, now.presence).await? } else { vec![] };
     let presence: Vec<Value> = presence_rows
         .into_iter()
         .map(|pr| {
@@ -529,7 +544,8 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     now.to_device = td_pos;
 
     // Device lists: whose keys to re-query (not in an initial sync: the client queries all).
-    let (dl_changed, dl_left) = if initial { (vec![], vec![]) } else { crate::api::client::keys::device_lists_between(ctx, user, &since, &now).await? };
+    let (dl_changed, dl_left) =
+        if initial { (vec![], vec![]) } else { crate::api::client::keys::device_lists_between(ctx, user, &since, &now).await? };
 
     let found = !join.is_empty()
         || !leave.is_empty()

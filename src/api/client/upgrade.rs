@@ -20,8 +20,14 @@ use crate::store::{accounts, rooms};
 
 /// State carried over to the new room (spec's list).
 const CARRIED: &[&str] = &[
-    "m.room.server_acl", "m.room.encryption", "m.room.name", "m.room.avatar", "m.room.topic",
-    "m.room.guest_access", "m.room.history_visibility", "m.room.join_rules",
+    "m.room.server_acl",
+    "m.room.encryption",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.topic",
+    "m.room.guest_access",
+    "m.room.history_visibility",
+    "m.room.join_rules",
 ];
 
 #[derive(Deserialize)]
@@ -127,7 +133,12 @@ pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
         let _ = append_via_room(ctx, &old, &[ev("m.room.canonical_alias", "", json!({}))], None).await;
     }
     if old_row.is_public != 0 {
-        ctx.db.run("UPDATE rooms SET is_public = CASE room_id WHEN ? THEN 1 ELSE 0 END WHERE room_id IN (?, ?)", params![new_room.as_str(), new_room.as_str(), old.as_str()]).await?;
+        ctx.db
+            .run(
+                "UPDATE rooms SET is_public = CASE room_id WHEN ? THEN 1 ELSE 0 END WHERE room_id IN (?, ?)",
+                params![new_room.as_str(), new_room.as_str(), old.as_str()],
+            )
+            .await?;
     }
 
     // Tombstone, then restrict the old room: nobody below moderator may talk or invite.
@@ -140,4 +151,3 @@ pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
     let _ = append_via_room(ctx, &old, &[ev("m.room.power_levels", "", restricted)], None).await;
     Ok(Response::ok(json!({ "replacement_room": new_room })))
 }
-
