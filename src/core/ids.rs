@@ -28,6 +28,51 @@ pub fn validate_new_localpart(localpart: &str, server_name: &ServerName, reserve
     UserId::parse(format!("@{localpart}:{server_name}")).map_err(|e| err!(InvalidUsername, "Invalid user ID: {e}"))
 }
 
+/// Parses a user ID a client names (a path segment, a request body field, an
+/// `m.room.member` state key, a key of a `users` map), refusing it with
+/// `400 M_INVALID_PARAM` unless it is usable (spec: appendices, "User Identifiers" and
+/// "Historical User IDs").
+///
+/// The historical character set is tolerated, as the spec requires for IDs that exist
+/// (users of other servers, old accounts): any printable ASCII except `:` in the localpart.
+/// What the spec calls non-compliant and says servers should not pass on to clients is
+/// refused: an empty localpart, control characters, whitespace, anything outside
+/// U+0021–U+007E. The whole ID is at most 255 bytes and the server name must be valid.
+/// Ruma's `UserId::parse` alone accepts all of these (it only refuses `:` and NUL).
+pub fn parse_client_user_id(s: &str) -> Result<OwnedUserId> {
+    let bad = |why: &str| {
+        // Quote the ID escaped and short: it may hold control or bidi characters.
+        let shown: String = s.chars().take(64).flat_map(char::escape_default).collect();
+        err!(InvalidParam, "Invalid user ID \"{shown}\": {why}")
+    };
+    if s.len() > 255 {
+        return Err(bad("longer than 255 bytes"));
+    }
+    let rest = s.strip_prefix('@').ok_or_else(|| bad("must start with @"))?;
+    let (localpart, server) = rest.split_once(':').ok_or_else(|| bad("must be @localpart:server"))?;
+    if localpart.is_empty() {
+        return Err(bad("empty localpart"));
+    }
+    if !localpart.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(bad("the localpart may only hold printable ASCII characters"));
+    }
+    if server.is_empty() || !server.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("invalid server name"));
+    }
+    UserId::parse(s).map_err(|e| bad(&e.to_string()))
+}
+
+/// Checks every key of a `users` map of a client-supplied `m.room.power_levels` content
+/// (Synapse refuses power levels naming invalid user IDs with `400`).
+pub fn check_power_levels_users(content: &serde_json::Value) -> Result<()> {
+    if let Some(users) = content.get("users").and_then(serde_json::Value::as_object) {
+        for k in users.keys() {
+            parse_client_user_id(k)?;
+        }
+    }
+    Ok(())
+}
+
 /// Resolves what a client typed at login (`alice` or `@alice:server`) to a local user ID.
 /// Returns `None` for a user of another server or a malformed ID, which login treats like
 /// an unknown user.
@@ -64,6 +109,46 @@ mod tests {
         let reserved = vec!["admin".to_string()];
         assert_eq!(validate_new_localpart("admin", sn(), &reserved, false).unwrap_err().kind().errcode(), "M_EXCLUSIVE");
         assert!(validate_new_localpart("admin", sn(), &reserved, true).is_ok());
+    }
+
+    #[test]
+    fn client_user_ids() {
+        for good in ["@alice:localhost:8787", "@a.b_c=d-e/f+g9:example.org", "@Alice:example.org", "@x!y#z:[::1]:8448", "@_bridge:example.org"] {
+            assert_eq!(parse_client_user_id(good).unwrap().as_str(), good);
+        }
+        let long = format!("@{}:example.org", "a".repeat(250));
+        let bad = [
+            "@:example.org",
+            "@a\u{1}b:example.org",
+            "@a\u{7f}b:example.org",
+            "@a\u{202e}b:example.org",
+            "@a b:example.org",
+            "@a\tb:example.org",
+            "@élan:example.org",
+            "alice:example.org",
+            "@alice",
+            "@alice:",
+            "@alice:exa mple.org",
+            "@alice:exa\u{0}mple.org",
+            "",
+            "@",
+            long.as_str(),
+        ];
+        for b in bad {
+            let e = parse_client_user_id(b).unwrap_err();
+            assert_eq!(e.kind().errcode(), "M_INVALID_PARAM", "{b:?}");
+        }
+        // The message shows the ID escaped, never raw control or bidi characters.
+        let e = parse_client_user_id("@a\u{202e}b:example.org").unwrap_err();
+        assert!(!e.to_string().contains('\u{202e}'), "{e}");
+    }
+
+    #[test]
+    fn power_levels_users() {
+        assert!(check_power_levels_users(&serde_json::json!({ "users": { "@a:b.org": 100 } })).is_ok());
+        assert!(check_power_levels_users(&serde_json::json!({ "ban": 50 })).is_ok());
+        let e = check_power_levels_users(&serde_json::json!({ "users": { "@a:b.org": 100, "@:b.org": 50 } })).unwrap_err();
+        assert_eq!(e.kind().errcode(), "M_INVALID_PARAM");
     }
 
     #[test]

@@ -77,10 +77,12 @@ pub async fn upload_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 }
 
 /// Local users of a `{user_id: …}` map; remote servers go to `failures` (no federation yet).
+/// Invalid user IDs are skipped (nothing to return for them; one odd room member must not
+/// fail a client's whole key query).
 fn split_users<'a>(ctx: &Ctx, users: impl Iterator<Item = &'a String>, failures: &mut Map<String, Value>) -> Vec<String> {
     let mut local = Vec::new();
     for u in users {
-        match ruma::UserId::parse(u.as_str()) {
+        match crate::core::ids::parse_client_user_id(u) {
             Ok(id) if id.server_name() == ctx.config.server_name => local.push(u.clone()),
             Ok(id) => {
                 failures.insert(id.server_name().to_string(), json!({ "status": 503, "message": "Federation is not available" }));

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::api::auth::{authenticate, Authed};
 use crate::api::client::directory::resolve_room;
 use crate::api::client::rooms::parse_room_id;
+use crate::core::ids::parse_client_user_id;
 use crate::core::room::pdu::NewEvent;
 use crate::ctx::Ctx;
 use crate::err;
@@ -36,6 +37,25 @@ fn member_event(sender: &UserId, target: &str, membership: &str, reason: Option<
     NewEvent { kind: "m.room.member".into(), state_key: Some(target.into()), content, sender: sender.to_owned(), redacts: None }
 }
 
+/// Fills `displayname` and `avatar_url` of a join, invite or knock member event from the
+/// profile of its target, when the target is a local user who has them (the spec lets a
+/// member event carry them; Synapse fills them the same way, so clients show the name of
+/// an invited user rather than their ID).
+pub async fn add_profile(ctx: &Ctx, ev: &mut NewEvent, target: &UserId) -> Result<()> {
+    if target.server_name() != ctx.config.server_name {
+        return Ok(());
+    }
+    if let Some(u) = accounts::get_user(&ctx.db, target.as_str()).await? {
+        if let Some(d) = u.displayname {
+            ev.content["displayname"] = json!(d);
+        }
+        if let Some(a) = u.avatar_url {
+            ev.content["avatar_url"] = json!(a);
+        }
+    }
+    Ok(())
+}
+
 async fn ensure_room(ctx: &Ctx, room_id: &RoomId) -> Result<()> {
     if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
         // Joining rooms on other servers needs federation.
@@ -54,14 +74,7 @@ async fn send_member(ctx: &Ctx, room_id: &RoomId, ev: NewEvent) -> Result<()> {
 async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<String>) -> Result<Response> {
     ensure_room(ctx, &room_id).await?;
     let mut ev = member_event(&me.user_id, me.user_id.as_str(), "join", reason.as_deref());
-    if let Some(u) = accounts::get_user(&ctx.db, me.user_id.as_str()).await? {
-        if let Some(d) = u.displayname {
-            ev.content["displayname"] = json!(d);
-        }
-        if let Some(a) = u.avatar_url {
-            ev.content["avatar_url"] = json!(a);
-        }
-    }
+    add_profile(ctx, &mut ev, &me.user_id).await?;
     let current = rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?;
     if !matches!(current.as_deref(), Some("join") | Some("invite")) {
         if let Some(authoriser) = restricted_authoriser(ctx, &room_id, &me.user_id).await? {
@@ -131,7 +144,9 @@ pub async fn knock_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Respo
     let body: Reason = req.json_or_empty()?;
     let room_id = resolve_room(ctx, target).await?;
     ensure_room(ctx, &room_id).await?;
-    send_member(ctx, &room_id, member_event(&me.user_id, me.user_id.as_str(), "knock", body.reason.as_deref())).await?;
+    let mut ev = member_event(&me.user_id, me.user_id.as_str(), "knock", body.reason.as_deref());
+    add_profile(ctx, &mut ev, &me.user_id).await?;
+    send_member(ctx, &room_id, ev).await?;
     Ok(Response::ok(json!({ "room_id": room_id })))
 }
 
@@ -165,7 +180,7 @@ pub async fn forget_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Res
 async fn act_on(ctx: &Ctx, req: &Request, room_id: &str, membership: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let body: Target = req.json()?;
-    let target = UserId::parse(body.user_id.as_str()).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
+    let target = parse_client_user_id(&body.user_id)?;
     let room_id = parse_room_id(room_id)?;
     ensure_room(ctx, &room_id).await?;
     let current = rooms::membership(&ctx.db, room_id.as_str(), target.as_str()).await?;
@@ -178,15 +193,11 @@ async fn act_on(ctx: &Ctx, req: &Request, room_id: &str, membership: &str) -> Re
                 return Err(err!(Forbidden, "{target} is already in the room"));
             }
         }
-        "kick" => {
-            if !matches!(current.as_deref(), Some("join") | Some("invite") | Some("knock")) {
-                return Err(err!(Forbidden, "{target} is not in the room"));
-            }
+        "kick" if !matches!(current.as_deref(), Some("join") | Some("invite") | Some("knock")) => {
+            return Err(err!(Forbidden, "{target} is not in the room"));
         }
-        "unban" => {
-            if current.as_deref() != Some("ban") {
-                return Err(err!(Forbidden, "{target} is not banned"));
-            }
+        "unban" if current.as_deref() != Some("ban") => {
+            return Err(err!(Forbidden, "{target} is not banned"));
         }
         _ => {}
     }
@@ -194,7 +205,11 @@ async fn act_on(ctx: &Ctx, req: &Request, room_id: &str, membership: &str) -> Re
         "kick" | "unban" => "leave",
         m => m,
     };
-    send_member(ctx, &room_id, member_event(&me.user_id, target.as_str(), event_membership, body.reason.as_deref())).await?;
+    let mut ev = member_event(&me.user_id, target.as_str(), event_membership, body.reason.as_deref());
+    if event_membership == "invite" {
+        add_profile(ctx, &mut ev, &target).await?;
+    }
+    send_member(ctx, &room_id, ev).await?;
     Ok(Response::ok(json!({})))
 }
 

@@ -6,6 +6,7 @@ use ruma::UserId;
 use serde_json::{json, Map, Value};
 
 use crate::api::auth::authenticate;
+use crate::core::ids::parse_client_user_id;
 use crate::core::profile::{self as rules, check_custom_value, parse_key, ProfileKey, MAX_PROFILE_BYTES};
 use crate::ctx::Ctx;
 use crate::err;
@@ -15,10 +16,7 @@ use crate::store::accounts::{self, ProfileField, User};
 use crate::store::profile as fields;
 
 fn parse_user(ctx: &Ctx, user_id: &str) -> Result<ruma::OwnedUserId> {
-    let id = UserId::parse(user_id).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
-    if id.localpart().is_empty() {
-        return Err(err!(InvalidParam, "Invalid user ID"));
-    }
+    let id = parse_client_user_id(user_id)?;
     if id.server_name() != ctx.config.server_name {
         // Federation queries come with the federation issue.
         return Err(err!(NotFound, "Profile not found"));
@@ -72,7 +70,7 @@ pub async fn get_field_route(ctx: &Ctx, _req: &Request, user_id: &str, key: &str
 /// the path must name the user (only users change their own profile: 403 otherwise).
 async fn own_profile<'k>(ctx: &Ctx, req: &Request, user_id: &str, key: &'k str) -> Result<(User, ProfileKey<'k>)> {
     let me = authenticate(ctx, req).await?;
-    let target = UserId::parse(user_id).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
+    let target = parse_client_user_id(user_id)?;
     let k = parse_key(key)?;
     if target != me.user_id {
         return Err(err!(Forbidden, "You can only change your own profile"));

@@ -115,7 +115,7 @@ pub async fn report_room_route(ctx: &Ctx, req: &Request, room_id: &str) -> Resul
 /// # `POST /_matrix/client/v3/users/{userId}/report`
 pub async fn report_user_route(ctx: &Ctx, req: &Request, user_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
-    let target = UserId::parse(user_id).map_err(|_| err!(InvalidParam, "Invalid user ID"))?;
+    let target = crate::core::ids::parse_client_user_id(user_id)?;
     let body: ReportBody = req.json()?;
     if target.server_name() == ctx.config.server_name && crate::store::accounts::get_user(&ctx.db, target.as_str()).await?.is_none() {
         return Err(err!(NotFound, "User not found"));

@@ -53,6 +53,12 @@ pub async fn create_room_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     )?;
     let mut events = vec![p.create];
     events.extend(p.rest);
+    // Invites carry the invitee's profile, as those of `/invite` do.
+    for ev in events.iter_mut().filter(|e| e.kind == "m.room.member" && e.content["membership"] == "invite") {
+        if let Some(target) = p.invitees.iter().find(|u| ev.state_key.as_deref() == Some(u.as_str())) {
+            crate::api::client::membership::add_profile(ctx, ev, target).await?;
+        }
+    }
     let pdus = timeline::append(&ctx.db, &ctx.config, None, events, None).await?;
     // Wake the creator's and the invitees' syncs (rooms created here skip the Room object).
     let _ = crate::service::notify::after_append(&ctx.env, &ctx.db, &ctx.config, &pdus).await;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::api::auth::{authenticate, Authed};
 use crate::api::client::message::parse_token;
 use crate::api::client::rooms::parse_room_id;
+use crate::core::ids::{check_power_levels_users, parse_client_user_id};
 use crate::core::room::pdu::NewEvent;
 use crate::core::room::state::StateMap;
 use crate::ctx::Ctx;
@@ -120,9 +121,19 @@ pub async fn put_state_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str
     if kind == "m.room.create" {
         return Err(err!(Forbidden, "The create event cannot be replaced"));
     }
+    // A member event's state key is a user ID, and power levels name users: refuse invalid
+    // ones (400) before they become room state. The member content stays as the client
+    // sent it.
+    if kind == "m.room.member" {
+        parse_client_user_id(key)?;
+    }
+    if kind == "m.room.power_levels" {
+        check_power_levels_users(&content)?;
+    }
     let ev = NewEvent { kind: kind.to_owned(), state_key: Some(key.to_owned()), content, sender: me.user_id.clone(), redacts: None };
     let ids = append_via_room(ctx, &room_id, &[ev], None).await?;
-    Ok(Response::ok(json!({ "event_id": ids[0] })))
+    let id = ids.first().ok_or_else(|| crate::error::Error::internal("no event appended"))?;
+    Ok(Response::ok(json!({ "event_id": id })))
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/members`

@@ -127,10 +127,22 @@ struct RoomOut {
     my_membership_stream: u64,
 }
 
+/// The state is the state at the start of the timeline: when history visibility hid the
+/// timeline's first events, their state changes (a newly joined user's own invite, the
+/// room's changes before the join) belong to the state section instead.
+fn hidden_prefix_into_state(state: &mut Vec<EventRow>, all: &[EventRow], kept: &[EventRow]) {
+    let start = kept.first().map(|e| e.stream()).unwrap_or(u64::MAX);
+    for e in all.iter().filter(|e| e.stream() < start && e.state_key.is_some()) {
+        state.retain(|s| !(s.kind == e.kind && s.state_key == e.state_key));
+        state.push(e.clone());
+    }
+}
+
 /// One pass over every stream. Returns the response and whether it holds anything.
 async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     let user = me.user_id.as_str();
-    let (now, memberships) = sstore::snapshot(&ctx.db, user).await?;
+    let (now, memberships, newly_joined) = sstore::snapshot(&ctx.db, user, p.since.map(|s| s.rooms)).await?;
+    let newly_joined: HashSet<String> = newly_joined.into_iter().collect();
     let initial = p.since.is_none();
     let since = p.since.unwrap_or_default();
     let f = &p.filter;
@@ -153,14 +165,20 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
         let changed = initial || m.stream() > since.rooms;
         let (range, full) = match m.membership.as_str() {
             "join" => {
-                let full = initial || p.full_state || m.stream() > since.rooms;
+                // A room joined since the token (from invite, knock, leave or nothing, or
+                // left and rejoined) comes as in an initial sync of it (Synapse does the
+                // same): full state and its recent history, as far as history visibility
+                // lets the user see it, with `limited` and `prev_batch` (spec: "Syncing",
+                // TimelineBatch) so the client can page back through what it never had.
+                let newly = initial || newly_joined.contains(&m.room_id);
+                let full = newly || p.full_state;
                 if !(full || active.contains(&m.room_id)) {
                     // No new events: the room may still appear for ephemeral events or
                     // account data (added below).
                     continue;
-                } else {
-                    (Some(Range { room_id: m.room_id.clone(), after: since.rooms, up_to: now.rooms }), full)
                 }
+                let after = if newly { 0 } else { since.rooms };
+                (Some(Range { room_id: m.room_id.clone(), after, up_to: now.rooms }), full)
             }
             "invite" => {
                 if changed || p.full_state {
@@ -266,7 +284,11 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
                     }
                 });
         if needs_check && !r.timeline.is_empty() {
-            r.timeline = filter_visible(ctx, &reader, room_id, std::mem::take(&mut r.timeline)).await?;
+            let all = std::mem::take(&mut r.timeline);
+            r.timeline = filter_visible(ctx, &reader, room_id, all.clone()).await?;
+            if !p.state_after {
+                hidden_prefix_into_state(&mut r.state, &all, &r.timeline);
+            }
         }
         r.state.retain(|e| {
             let c: Value = serde_json::from_str::<Value>(&e.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
@@ -294,7 +316,7 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
             };
             for s in senders {
                 let in_timeline = r.timeline.iter().any(|e| e.kind == "m.room.member" && e.state_key.as_deref() == Some(s.as_str()));
-                if !have.contains(&s) && !(in_timeline && !p.state_after) {
+                if !have.contains(&s) && (!in_timeline || p.state_after) {
                     missing.push((room_id.clone(), s, at));
                 }
             }
@@ -552,6 +574,7 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
 /// # `POST /_matrix/client/v3/user/{userId}/filter`
 pub async fn create_filter_route(ctx: &Ctx, req: &Request, user_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
+    crate::core::ids::parse_client_user_id(user_id)?;
     if me.user_id.as_str() != user_id {
         return Err(err!(Forbidden, "Cannot create filters for other users"));
     }
@@ -564,6 +587,7 @@ pub async fn create_filter_route(ctx: &Ctx, req: &Request, user_id: &str) -> Res
 /// # `GET /_matrix/client/v3/user/{userId}/filter/{filterId}`
 pub async fn get_filter_route(ctx: &Ctx, req: &Request, user_id: &str, filter_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
+    crate::core::ids::parse_client_user_id(user_id)?;
     if me.user_id.as_str() != user_id {
         return Err(err!(Forbidden, "Cannot read filters of other users"));
     }

@@ -21,7 +21,8 @@ const MAX_MESSAGE_BYTES: usize = 65_536;
 /// # `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`
 /// `*` as the device ID means all of the user's devices; messages for devices that don't
 /// exist are dropped (they would never be fetched). Local users only (federation delivery
-/// arrives with federation). The whole request is checked before anything is queued.
+/// arrives with federation). The whole request is checked before anything is queued; an
+/// invalid user ID in `messages` is `400 M_INVALID_PARAM`.
 pub async fn send_to_device_route(ctx: &Ctx, req: &Request, kind: &str, txn_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let body = req.json_value()?;
@@ -37,7 +38,7 @@ pub async fn send_to_device_route(ctx: &Ctx, req: &Request, kind: &str, txn_id: 
                 return Err(err!(TooLarge, "A to-device message is larger than {MAX_MESSAGE_BYTES} bytes"));
             }
         }
-        if ruma::UserId::parse(user.as_str()).is_ok_and(|u| u.server_name() == ctx.config.server_name) {
+        if crate::core::ids::parse_client_user_id(user)?.server_name() == ctx.config.server_name {
             local.push((user, per_device));
         }
     }

@@ -23,6 +23,7 @@ struct Body {
 pub async fn typing_route(ctx: &Ctx, req: &Request, room_id: &str, user_id: &str) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let room = parse_room_id(room_id)?;
+    crate::core::ids::parse_client_user_id(user_id)?;
     if me.user_id.as_str() != user_id {
         return Err(err!(Forbidden, "Cannot set typing for another user"));
     }

@@ -42,6 +42,9 @@ pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
     let me = authenticate(ctx, req).await?;
     let old: ruma::OwnedRoomId = parse_room_id(room_id)?;
     let body: UpgradeBody = req.json()?;
+    for c in &body.additional_creators {
+        crate::core::ids::parse_client_user_id(c)?;
+    }
     let (_, new_rules) = version_rules(&body.new_version)?;
     let old_row = rooms::get_room(&ctx.db, old.as_str()).await?.ok_or_else(|| err!(NotFound, "Room not found"))?;
     if !can_send_state(ctx, old.as_str(), me.user_id.as_str(), "m.room.tombstone").await? {

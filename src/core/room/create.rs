@@ -88,13 +88,21 @@ pub fn plan(
     }
     let mut invitees = Vec::new();
     for i in &req.invite {
-        let id = UserId::parse(i.as_str()).map_err(|_| err!(InvalidParam, "Invalid user ID to invite: {i}"))?;
+        let id = crate::core::ids::parse_client_user_id(i)?;
         if id != creator && !invitees.contains(&id) {
             invitees.push(id);
         }
     }
 
     let mut create_content = req.creation_content.clone().unwrap_or_default();
+    // Room version 12: extra creators are user IDs with power over the room (spec: room
+    // version 12 auth rules); refuse invalid ones here with 400 rather than as a failed room.
+    if let Some(extra) = create_content.get("additional_creators") {
+        let list = extra.as_array().ok_or_else(|| err!(InvalidParam, "additional_creators must be a list of user IDs"))?;
+        for u in list {
+            crate::core::ids::parse_client_user_id(u.as_str().ok_or_else(|| err!(InvalidParam, "additional_creators must be a list of user IDs"))?)?;
+        }
+    }
     create_content.insert("room_version".into(), json!(room_version));
     if use_creator_field {
         create_content.insert("creator".into(), json!(creator));
@@ -149,6 +157,7 @@ pub fn plan(
         for (k, v) in o {
             pl[k] = v.clone();
         }
+        crate::core::ids::check_power_levels_users(&pl)?;
     }
     rest.push(state("m.room.power_levels", "", pl, creator));
     if let Some(alias) = canonical_alias {
