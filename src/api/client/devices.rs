@@ -15,7 +15,7 @@ use crate::store::accounts;
 pub async fn devices_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let devices = accounts::list_devices(&ctx.db, me.user_id.as_str()).await?;
-    Ok(Response::ok(json!({ "devices": devices.iter().map(|d| device_json(d)).collect::<Vec<_>>() })))
+    Ok(Response::ok(json!({ "devices": devices.iter().map(device_json).collect::<Vec<_>>() })))
 }
 
 /// A `Device` (definitions/client_device.yaml): the optional fields are absent, not `null`,

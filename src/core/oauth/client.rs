@@ -184,9 +184,7 @@ pub fn validate(v: &Value) -> Result<ClientMetadata, MetadataError> {
         return Err(meta_err("The body must be a JSON object"));
     }
     let client_uri = opt_str(v, "client_uri")?.ok_or_else(|| meta_err("client_uri is required"))?;
-    let client_host = https_within(&client_uri, None)
-        .and_then(|u| client_uri_host(&u))
-        .map_err(|e| meta_err(format!("client_uri {e}")))?;
+    let client_host = https_within(&client_uri, None).and_then(|u| client_uri_host(&u)).map_err(|e| meta_err(format!("client_uri {e}")))?;
     let application_type = opt_str(v, "application_type")?.unwrap_or_else(|| "web".into());
     let native = match application_type.as_str() {
         "web" => false,
