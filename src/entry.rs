@@ -4,6 +4,7 @@
 use worker::{event, Env, Headers, ResponseBody};
 
 use crate::api;
+use crate::core::media::declared_length_exceeds;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::http::{parse_query, BodyStream, Method, Request, Response};
@@ -31,10 +32,9 @@ async fn read_request(mut req: worker::Request, max_body: usize) -> Result<Reque
     // Media uploads are streamed to the handler, which enforces its own limit
     // (MAX_UPLOAD_BYTES) on the bytes received (store::media::store_content).
     let streamed = streams_body(method, url.path());
-    if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok()) {
-        if len > max_body && !streamed {
-            return Err(too_large());
-        }
+    let declared = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.as_str());
+    if !streamed && declared.is_some_and(|v| declared_length_exceeds(v, max_body as u64)) {
+        return Err(too_large());
     }
     let (body, body_stream) = match method {
         _ if streamed => (Vec::new(), req.inner().body().map(BodyStream)),

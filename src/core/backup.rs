@@ -136,8 +136,16 @@ pub fn parse_keys_body(body: &Value) -> Result<Vec<SessionKey>> {
     Ok(out)
 }
 
+/// Backup algorithms a version may use: the spec's (key_backup.yaml: `algorithm` is an enum
+/// of `m.megolm_backup.v1.curve25519-aes-sha2`), and MSC3270's symmetric backup, stable and
+/// unstable names, which some clients create. Anything else is no backup a client could
+/// read: 400 `M_INVALID_PARAM`.
+pub const BACKUP_ALGORITHMS: &[&str] =
+    &["m.megolm_backup.v1.curve25519-aes-sha2", "m.megolm_backup.v1.aes-hmac-sha2", "org.matrix.msc3270.v1.aes-hmac-sha2"];
+
 /// The body of `POST /room_keys/version` and `PUT /room_keys/version/{version}`: the
-/// required `algorithm` (a string) and `auth_data` (an object).
+/// required `algorithm` (a string, one of [`BACKUP_ALGORITHMS`]) and `auth_data` (an
+/// object). A malformed body is `M_BAD_JSON`; an unknown algorithm `M_INVALID_PARAM`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VersionBody {
     pub algorithm: String,
@@ -150,6 +158,9 @@ pub fn parse_version_body(body: &Value) -> Result<VersionBody> {
         Some(a) => a.as_str().filter(|a| !a.is_empty()).ok_or_else(|| err!(BadJson, "algorithm must be a non-empty string"))?,
     };
     let auth_data = object(body, "auth_data")?.clone();
+    if !BACKUP_ALGORITHMS.contains(&algorithm) {
+        return Err(err!(InvalidParam, "Unsupported backup algorithm {algorithm:?}"));
+    }
     Ok(VersionBody { algorithm: algorithm.to_owned(), auth_data: Value::Object(auth_data) })
 }
 
@@ -301,6 +312,15 @@ mod tests {
             json!({ "algorithm": "a", "auth_data": "x" }),
         ] {
             assert_eq!(parse_version_body(&bad).unwrap_err().kind().errcode(), "M_BAD_JSON", "{bad}");
+        }
+        for alg in BACKUP_ALGORITHMS {
+            assert!(parse_version_body(&json!({ "algorithm": alg, "auth_data": {} })).is_ok(), "{alg}");
+        }
+        for alg in
+            ["a", "m.megolm_backup.v1", "m.megolm_backup.v2.curve25519-aes-sha2", "M.MEGOLM_BACKUP.V1.CURVE25519-AES-SHA2", "m.megolm.v1.aes-sha2"]
+        {
+            let e = parse_version_body(&json!({ "algorithm": alg, "auth_data": { "public_key": "k" } })).unwrap_err();
+            assert_eq!(e.kind().errcode(), "M_INVALID_PARAM", "{alg}");
         }
     }
 

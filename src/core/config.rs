@@ -69,6 +69,9 @@ pub struct Config {
     pub media: MediaConfig,
     /// Where `/voip/turnServer` gets TURN credentials from.
     pub turn: super::turn::TurnConfig,
+    /// IP literals exempt from the push gateway address checks, which may also use `http`
+    /// (`PUSH_GATEWAY_IP_ALLOWLIST`; tests, private deployments).
+    pub push_gateway_ip_allowlist: Vec<std::net::IpAddr>,
 }
 
 impl Config {
@@ -204,6 +207,8 @@ impl Config {
                 max_pending_uploads: num("MAX_PENDING_UPLOADS", 10)? as u32,
                 unused_media_lifetime_ms: num("UNUSED_MEDIA_LIFETIME_SECS", 24 * 3600)?.max(1) * 1000,
             },
+            push_gateway_ip_allowlist: super::preview::parse_ip_list(&var("PUSH_GATEWAY_IP_ALLOWLIST").unwrap_or_default())
+                .map_err(|e| format!("PUSH_GATEWAY_IP_ALLOWLIST: {e}"))?,
             auth_mode,
             oauth,
             turn: super::turn::TurnConfig::from_vars(&var)?,
@@ -234,6 +239,14 @@ mod tests {
         assert_eq!(c.media.legacy, LegacyMedia::Freeze { freeze_ts: 0 });
         assert!(c.media.url_previews);
         assert!(c.media.url_preview_ip_allowlist.is_empty());
+        assert!(c.push_gateway_ip_allowlist.is_empty());
+    }
+
+    #[test]
+    fn push_gateway_allowlist() {
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("PUSH_GATEWAY_IP_ALLOWLIST", "127.0.0.1, [::1]")]).unwrap();
+        assert_eq!(c.push_gateway_ip_allowlist.len(), 2);
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("PUSH_GATEWAY_IP_ALLOWLIST", "localhost")]).is_err());
     }
 
     #[test]

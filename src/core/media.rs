@@ -225,6 +225,13 @@ impl UploadSplitter {
     }
 }
 
+/// Whether a `Content-Length` header value declares more than `limit` bytes. A number too
+/// big for a `u64` is more than any limit (it must not be taken as "no length").
+pub fn declared_length_exceeds(value: &str, limit: u64) -> bool {
+    let v = value.trim();
+    !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && v.parse::<u64>().map_or(true, |n| n > limit)
+}
+
 /// A download's `Range` request (RFC 9110 §14), resolved against the content's size.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ByteRange {
@@ -358,6 +365,18 @@ mod tests {
         let mut s = UploadSplitter::new(0, 10);
         assert!(s.push(b"").is_ok());
         assert_eq!(s.finish().1, 0);
+    }
+
+    #[test]
+    fn declared_lengths() {
+        assert!(!declared_length_exceeds("1000", 1000));
+        assert!(declared_length_exceeds("1001", 1000));
+        assert!(declared_length_exceeds(" 1001 ", 1000));
+        assert!(declared_length_exceeds("99999999999999999999999999", u64::MAX));
+        assert!(!declared_length_exceeds("", 0));
+        assert!(!declared_length_exceeds("abc", 0));
+        assert!(!declared_length_exceeds("-5", 0));
+        assert!(!declared_length_exceeds("\u{e9}1", 0));
     }
 
     #[test]

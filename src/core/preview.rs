@@ -41,15 +41,36 @@ pub fn check_parsed(url: &Url, allow_ips: &[IpAddr]) -> Result<(), &'static str>
     if !url.username().is_empty() || url.password().is_some() {
         return Err("URLs with credentials cannot be previewed");
     }
+    check_host(url, allow_ips).map_err(|e| match e {
+        HostRefusal::NoHost => "URL has no host",
+        HostRefusal::LocalName => "This host cannot be previewed",
+        HostRefusal::PrivateAddress => "This address cannot be previewed",
+    })
+}
+
+/// Why [`check_host`] refused a URL's host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostRefusal {
+    NoHost,
+    /// `localhost`, a single-label name or a local-only suffix (`.local`, `.internal`, …).
+    LocalName,
+    /// An IP literal outside the public unicast ranges (see [`is_public_ip`]).
+    PrivateAddress,
+}
+
+/// Whether the server may send a request to `url`'s host: never a local name, never an IP
+/// literal outside the public unicast ranges unless it is in `allow_ips`. Shared by URL
+/// previews and push gateways (anything the server fetches on a user's say-so).
+pub fn check_host(url: &Url, allow_ips: &[IpAddr]) -> Result<(), HostRefusal> {
     match url.host() {
-        None => Err("URL has no host"),
+        None => Err(HostRefusal::NoHost),
         Some(Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             if d.is_empty() || d == "localhost" || d.ends_with(".localhost") || !d.contains('.') {
-                return Err("This host cannot be previewed");
+                return Err(HostRefusal::LocalName);
             }
             if d.ends_with(".local") || d.ends_with(".internal") || d.ends_with(".home.arpa") {
-                return Err("This host cannot be previewed");
+                return Err(HostRefusal::LocalName);
             }
             Ok(())
         }
@@ -58,11 +79,20 @@ pub fn check_parsed(url: &Url, allow_ips: &[IpAddr]) -> Result<(), &'static str>
     }
 }
 
-fn check_ip(ip: IpAddr, allow_ips: &[IpAddr]) -> Result<(), &'static str> {
+/// Whether `url`'s host is an IP literal in `allow_ips`.
+pub fn is_allowlisted(url: &Url, allow_ips: &[IpAddr]) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => allow_ips.contains(&IpAddr::V4(ip)),
+        Some(Host::Ipv6(ip)) => allow_ips.contains(&IpAddr::V6(ip)),
+        _ => false,
+    }
+}
+
+fn check_ip(ip: IpAddr, allow_ips: &[IpAddr]) -> Result<(), HostRefusal> {
     if allow_ips.contains(&ip) || is_public_ip(ip) {
         Ok(())
     } else {
-        Err("This address cannot be previewed")
+        Err(HostRefusal::PrivateAddress)
     }
 }
 
@@ -96,33 +126,32 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
+    let [s0, s1, s2, s3, s4, s5, s6, s7] = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if let Some(v4) = ip.to_ipv4_mapped() {
         return is_public_v4(v4);
     }
     // IPv4-compatible (deprecated) ::a.b.c.d, excluding :: and ::1.
-    if s[..6] == [0; 6] {
-        return !ip.is_unspecified()
-            && !ip.is_loopback()
-            && is_public_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+    if [s0, s1, s2, s3, s4, s5] == [0; 6] {
+        return !ip.is_unspecified() && !ip.is_loopback() && is_public_v4(v4(s6, s7));
     }
     // NAT64 64:ff9b::/96 and 64:ff9b:1::/48.
-    if s[0] == 0x64 && s[1] == 0xff9b {
-        return is_public_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+    if s0 == 0x64 && s1 == 0xff9b {
+        return is_public_v4(v4(s6, s7));
     }
     // 6to4 2002::/16 embeds the IPv4 address in bits 16..48.
-    if s[0] == 0x2002 {
-        return is_public_v4(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
+    if s0 == 0x2002 {
+        return is_public_v4(v4(s1, s2));
     }
     let special = ip.is_unspecified()
         || ip.is_loopback()
-        || (s[0] & 0xfe00) == 0xfc00  // unique local fc00::/7
-        || (s[0] & 0xffc0) == 0xfe80  // link-local fe80::/10
-        || (s[0] & 0xffc0) == 0xfec0  // site-local (deprecated) fec0::/10
-        || (s[0] & 0xff00) == 0xff00  // multicast
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x2001 && s[1] < 0x200)   // Teredo, benchmarking, ORCHID and other IETF assignments
-        || s[0] == 0x0100 && s[1..4] == [0, 0, 0]; // discard-only 100::/64
+        || (s0 & 0xfe00) == 0xfc00  // unique local fc00::/7
+        || (s0 & 0xffc0) == 0xfe80  // link-local fe80::/10
+        || (s0 & 0xffc0) == 0xfec0  // site-local (deprecated) fec0::/10
+        || (s0 & 0xff00) == 0xff00  // multicast
+        || (s0 == 0x2001 && s1 == 0x0db8) // documentation
+        || (s0 == 0x2001 && s1 < 0x200)   // Teredo, benchmarking, ORCHID and other IETF assignments
+        || s0 == 0x0100 && [s1, s2, s3] == [0, 0, 0]; // discard-only 100::/64
     !special
 }
 
@@ -150,18 +179,19 @@ pub fn is_html(content_type: Option<&str>) -> bool {
 /// (first occurrence wins), plus `og:title` from `<title>` and `og:description` from
 /// `<meta name="description">` when the page has none. `og:image` (and the other URL
 /// properties) are made absolute against `base`. Values are entity-decoded and capped.
+///
+/// The page is remote text: it is only cut with `str::get` at positions found by searching
+/// for ASCII markers, never indexed (a panic would kill the isolate).
 pub fn parse_opengraph(html: &str, base: &Url) -> Map<String, Value> {
     let mut og = Map::new();
     let mut description = None;
+    // ASCII lower-casing keeps every byte offset, so positions in `lower` are positions in
+    // `html` (and on character boundaries, as the markers are ASCII).
     let lower = html.to_ascii_lowercase();
     let mut pos = 0;
-    while let Some(i) = lower[pos..].find("<meta") {
-        let start = pos + i + 5;
-        let end = match lower[start..].find('>') {
-            Some(e) => start + e,
-            None => break,
-        };
-        let attrs = parse_attributes(&html[start..end]);
+    while let Some(start) = find_from(&lower, pos, "<meta").map(|i| i + "<meta".len()) {
+        let Some(end) = find_from(&lower, start, ">") else { break };
+        let attrs = parse_attributes(html.get(start..end).unwrap_or(""));
         pos = end;
         let get = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let Some(content) = get("content") else { continue };
@@ -208,110 +238,124 @@ pub fn parse_opengraph(html: &str, base: &Url) -> Map<String, Value> {
     og
 }
 
+/// The byte position of `needle` in `s` at or after `from`.
+fn find_from(s: &str, from: usize, needle: &str) -> Option<usize> {
+    s.get(from..)?.find(needle).map(|i| from + i)
+}
+
 fn title(html: &str, lower: &str) -> Option<String> {
     let i = lower.find("<title")?;
-    let open_end = i + lower[i..].find('>')? + 1;
-    let close = open_end + lower[open_end..].find("</title")?;
-    let t = decode_entities(html[open_end..close].trim());
+    let open_end = find_from(lower, i, ">")? + 1;
+    let close = find_from(lower, open_end, "</title")?;
+    let t = decode_entities(html.get(open_end..close)?.trim());
     let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
     (!t.is_empty()).then(|| cap(&t))
 }
 
+/// Drops control characters (but newlines) and keeps at most [`MAX_VALUE_CHARS`] characters.
 fn cap(s: &str) -> String {
-    let s: String = s.chars().filter(|c| !c.is_control() || *c == '\n').collect();
-    match s.char_indices().nth(MAX_VALUE_CHARS) {
-        Some((i, _)) => s[..i].to_owned(),
-        None => s,
-    }
+    s.chars().filter(|c| !c.is_control() || *c == '\n').take(MAX_VALUE_CHARS).collect()
 }
 
-/// Attributes of a tag (`name="v"`, `name='v'`, `name=v`), names lower-cased.
+/// Attributes of a tag (`name="v"`, `name='v'`, `name=v`), names lower-cased. Reads the text
+/// character by character, so any UTF-8 is fine.
 fn parse_attributes(s: &str) -> Vec<(String, String)> {
-    let b = s.as_bytes();
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
-            i += 1;
+    let mut it = s.chars().peekable();
+    loop {
+        while it.next_if(|c| c.is_ascii_whitespace() || *c == '/').is_some() {}
+        let mut name = String::new();
+        while let Some(c) = it.next_if(|c| !c.is_ascii_whitespace() && *c != '=' && *c != '/') {
+            name.push(c.to_ascii_lowercase());
         }
-        let ns = i;
-        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'=' && b[i] != b'/' {
-            i += 1;
-        }
-        if ns == i {
-            i += 1;
+        if name.is_empty() {
+            // An `=` without a name (skipped), or the end.
+            if it.next().is_none() {
+                break;
+            }
             continue;
         }
-        let name = s[ns..i].to_ascii_lowercase();
-        while i < b.len() && b[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i < b.len() && b[i] == b'=' {
-            i += 1;
-            while i < b.len() && b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            let value = if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
-                let q = b[i];
-                i += 1;
-                let vs = i;
-                while i < b.len() && b[i] != q {
-                    i += 1;
-                }
-                let v = &s[vs..i];
-                i += 1;
-                v
-            } else {
-                let vs = i;
-                while i < b.len() && !b[i].is_ascii_whitespace() {
-                    i += 1;
-                }
-                &s[vs..i]
-            };
-            out.push((name, value.to_owned()));
-        } else {
+        while it.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        if it.next_if_eq(&'=').is_none() {
             out.push((name, String::new()));
+            continue;
         }
+        while it.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        let mut value = String::new();
+        match it.next_if(|c| *c == '"' || *c == '\'') {
+            Some(quote) => {
+                for c in it.by_ref() {
+                    if c == quote {
+                        break;
+                    }
+                    value.push(c);
+                }
+            }
+            None => {
+                while let Some(c) = it.next_if(|c| !c.is_ascii_whitespace()) {
+                    value.push(c);
+                }
+            }
+        }
+        out.push((name, value));
     }
     out
 }
 
-/// Decodes the common named entities and numeric character references.
+/// Longest entity name looked at (`#x10FFFF` is 8).
+const MAX_ENTITY_CHARS: usize = 10;
+
+/// Decodes the common named entities and numeric character references (`&#65;`, `&#x41;`).
+/// Anything else, including an entity without its `;` (at the end of the text, say), is
+/// kept as it is.
 pub fn decode_entities(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let end = rest[..rest.len().min(12)].find(';');
-        let decoded = end.and_then(|e| {
-            let ent = &rest[1..e];
-            let c = match ent {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" | "#39" => Some('\''),
-                "nbsp" => Some('\u{a0}'),
-                _ if ent.starts_with("#x") || ent.starts_with("#X") => u32::from_str_radix(&ent[2..], 16).ok().and_then(char::from_u32),
-                _ if ent.starts_with('#') => ent[1..].parse::<u32>().ok().and_then(char::from_u32),
-                _ => None,
-            };
-            c.map(|c| (c, e))
-        });
-        match decoded {
-            Some((c, e)) => {
+    while let Some((before, after)) = rest.split_once('&') {
+        out.push_str(before);
+        match decode_entity(after) {
+            Some((c, tail)) => {
                 out.push(c);
-                rest = &rest[e + 1..];
+                rest = tail;
             }
             None => {
                 out.push('&');
-                rest = &rest[1..];
+                rest = after;
             }
         }
     }
     out.push_str(rest);
     out
+}
+
+/// The character of the entity `s` starts with (the text after a `&`) and the text after
+/// its `;`.
+fn decode_entity(s: &str) -> Option<(char, &str)> {
+    // Only the first few characters are searched for the `;`, so a page full of bare `&`s
+    // stays linear.
+    let semi = s.char_indices().take(MAX_ENTITY_CHARS + 1).find(|(_, c)| *c == ';').map(|(i, _)| i)?;
+    let (name, tail) = s.split_at_checked(semi)?;
+    let tail = tail.strip_prefix(';')?;
+    let digits = |d: &str, radix: u32| -> Option<char> {
+        if d.is_empty() || !d.chars().all(|c| c.is_digit(radix)) {
+            return None;
+        }
+        u32::from_str_radix(d, radix).ok().and_then(char::from_u32)
+    };
+    let c = match name {
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "quot" => '"',
+        "apos" => '\'',
+        "nbsp" => '\u{a0}',
+        _ => match name.strip_prefix('#') {
+            Some(hex) if hex.starts_with(['x', 'X']) => digits(hex.get(1..)?, 16)?,
+            Some(dec) => digits(dec, 10)?,
+            None => return None,
+        },
+    };
+    Some((c, tail))
 }
 
 #[cfg(test)]
@@ -412,5 +456,55 @@ mod tests {
         assert!(parse_opengraph("no tags <meta", &base).is_empty());
         assert!(is_html(Some("text/html; charset=utf-8")));
         assert!(!is_html(Some("image/png")));
+    }
+
+    /// Remote pages are any UTF-8: multi-byte text next to `&` (or anywhere) must neither
+    /// panic nor be mangled.
+    #[test]
+    fn entities_next_to_multibyte_text() {
+        // Byte 12 after the `&` falls inside an `é` (the old 12-byte window panicked).
+        assert_eq!(decode_entities("&éééééééé;"), "&éééééééé;");
+        assert_eq!(decode_entities("a&éééé…"), "a&éééé…");
+        assert_eq!(decode_entities("&\u{1F600}\u{1F600}\u{1F600};x"), "&\u{1F600}\u{1F600}\u{1F600};x");
+        assert_eq!(decode_entities("&#x1F600;"), "\u{1F600}");
+        assert_eq!(decode_entities("&#128512; ok"), "\u{1F600} ok");
+        assert_eq!(decode_entities("&#X41;&#39;&apos;&nbsp;"), "A''\u{a0}");
+        // Truncated or malformed entities stay as they are.
+        for kept in ["&#x1F600", "&", "x&", "&amp", "&#", "&#x", "&#x;", "&#;", "&#+65;", "&#x+41;", "&#xD800;", "&#99999999999;", "&unknown;", "é&é"]
+        {
+            assert_eq!(decode_entities(kept), kept, "{kept}");
+        }
+        assert_eq!(decode_entities("&&amp;&"), "&&&");
+        assert_eq!(decode_entities("caf\u{e9} &amp; cr\u{e8}me"), "caf\u{e9} & cr\u{e8}me");
+    }
+
+    #[test]
+    fn opengraph_with_multibyte_text() {
+        let base = Url::parse("https://example.org/").unwrap();
+        let html = "<html><head><title>\u{1F600} Caf\u{e9} &éééééééé; &#x1F600</title>\
+                    <meta property=og:description content=\"\u{1F389}&amp;\u{e9}\"/>\
+                    <meta prop\u{e9}rty=\"og:x\" content=\u{e9}\u{e9}>\
+                    <meta \u{1F600}=\u{1F600} property='og:site_name' content='\u{e9}t\u{e9}&#x2014;'><meta";
+        let og = parse_opengraph(html, &base);
+        assert_eq!(og["og:title"], "\u{1F600} Caf\u{e9} &éééééééé; &#x1F600");
+        assert_eq!(og["og:description"], "\u{1F389}&\u{e9}");
+        assert_eq!(og["og:site_name"], "\u{e9}t\u{e9}\u{2014}");
+        assert!(!og.contains_key("og:x"));
+        // A title cut off at the end of the page, or a tag with only multi-byte text.
+        assert!(parse_opengraph("<title>\u{e9}\u{e9}\u{e9}", &base).is_empty());
+        assert!(parse_opengraph("<meta \u{e9}\u{e9}\u{e9}", &base).is_empty());
+        assert!(parse_opengraph("<title\u{e9}>x</title>", &base).get("og:title").is_some());
+        // Values are capped by characters, not bytes.
+        let long = "\u{1F600}".repeat(MAX_VALUE_CHARS + 5);
+        let og = parse_opengraph(&format!("<meta property=og:title content={long}>"), &base);
+        assert_eq!(og["og:title"].as_str().unwrap().chars().count(), MAX_VALUE_CHARS);
+    }
+
+    #[test]
+    fn attributes() {
+        let a = parse_attributes(r#" A="1" b='2' c=3 d / e = "x y" ="z" f"#);
+        let a: Vec<(&str, &str)> = a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(a, vec![("a", "1"), ("b", "2"), ("c", "3"), ("d", ""), ("e", "x y"), ("\"z\"", ""), ("f", "")]);
+        assert_eq!(parse_attributes("x=\"unterminated \u{e9}"), vec![("x".to_string(), "unterminated \u{e9}".to_string())]);
     }
 }

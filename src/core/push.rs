@@ -5,6 +5,7 @@
 //! and pushers.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use ruma::push::{
     Action, NewConditionalPushRule, NewPatternedPushRule, NewPushRule, NewSimplePushRule, PushCondition, PushConditionPowerLevelsCtx,
@@ -14,6 +15,9 @@ use ruma::room_version_rules::RoomPowerLevelsRules;
 use ruma::serde::Raw;
 use ruma::{Int, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde_json::{json, Value};
+use url::Url;
+
+use super::preview;
 
 /// The stored form of a user's rules: `{"global": <Ruleset>}`, the server defaults when
 /// nothing is stored (or what is stored no longer parses).
@@ -192,6 +196,35 @@ pub fn unread_json(counts: &[(String, u64, u64)], per_thread: bool) -> (Value, O
     (json!({ "notification_count": n, "highlight_count": h }), per_thread.then_some(Value::Object(threads)))
 }
 
+/// The path every push gateway URL has (spec: client-server-api, `POST /pushers/set`,
+/// `data.url`: "MUST be an HTTPS URL with a path of `/_matrix/push/v1/notify`").
+pub const GATEWAY_PATH: &str = "/_matrix/push/v1/notify";
+
+/// Checks an HTTP pusher's `data.url`, when it is set and again before each send (a pusher
+/// stored earlier, or a configuration that changed since, is held to the same rule): `https`
+/// with the notify path, no credentials, and a host the server may reach, by the address
+/// rules of URL previews ([`crate::core::preview::check_host`]): never `localhost`, a
+/// single-label or local-only name, or an IP literal in a loopback, private, link-local or
+/// otherwise special range. IP literals in `allow_ips` (`PUSH_GATEWAY_IP_ALLOWLIST`, for tests
+/// and private deployments) pass the address check and may also use `http`.
+pub fn check_gateway_url(raw: &str, allow_ips: &[IpAddr]) -> Result<Url, &'static str> {
+    let url = Url::parse(raw).map_err(|_| "data.url is not a valid URL")?;
+    let allowlisted = preview::is_allowlisted(&url, allow_ips);
+    match url.scheme() {
+        "https" => {}
+        "http" if allowlisted => {}
+        _ => return Err("data.url must be an https URL"),
+    }
+    if url.path() != GATEWAY_PATH {
+        return Err("data.url must have the path /_matrix/push/v1/notify");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("data.url must not contain credentials");
+    }
+    preview::check_host(&url, allow_ips).map_err(|_| "data.url must not point at a local or private address")?;
+    Ok(url)
+}
+
 /// Runs a future that never waits on I/O (ruma's rule evaluation) to completion.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
@@ -222,6 +255,42 @@ mod tests {
     fn msg(sender: &str, body: &str) -> Value {
         json!({"type": "m.room.message", "sender": sender, "room_id": "!r:x", "event_id": "$e",
                "content": {"msgtype": "m.text", "body": body}})
+    }
+
+    #[test]
+    fn gateway_urls() {
+        let ok = |u: &str, allow: &[IpAddr]| check_gateway_url(u, allow).is_ok();
+        assert!(ok("https://push.example.org/_matrix/push/v1/notify", &[]));
+        assert!(ok("https://push.example.org:8443/_matrix/push/v1/notify", &[]));
+        assert!(ok("https://93.184.216.34/_matrix/push/v1/notify", &[]));
+        for bad in [
+            "http://push.example.org/_matrix/push/v1/notify",
+            "https://push.example.org/_matrix/push/v1/notify/extra",
+            "https://push.example.org/notify",
+            "https://push.example.org/",
+            "https://127.0.0.1/_matrix/push/v1/notify",
+            "https://10.0.0.1/_matrix/push/v1/notify",
+            "https://169.254.169.254/_matrix/push/v1/notify",
+            "https://[::1]/_matrix/push/v1/notify",
+            "https://[::ffff:127.0.0.1]/_matrix/push/v1/notify",
+            "https://[fd00::1]/_matrix/push/v1/notify",
+            "https://localhost/_matrix/push/v1/notify",
+            "https://gateway/_matrix/push/v1/notify",
+            "https://push.internal/_matrix/push/v1/notify",
+            "https://u:p@push.example.org/_matrix/push/v1/notify",
+            "ftp://push.example.org/_matrix/push/v1/notify",
+            "not a url",
+        ] {
+            assert!(!ok(bad, &[]), "{bad}");
+        }
+        // Allow-listed IP literals may be private and use http; names never are.
+        let allow = preview::parse_ip_list("127.0.0.1").unwrap();
+        assert!(ok("http://127.0.0.1:8000/_matrix/push/v1/notify", &allow));
+        assert!(ok("https://127.0.0.1/_matrix/push/v1/notify", &allow));
+        assert!(!ok("http://127.0.0.1:8000/wrong", &allow));
+        assert!(!ok("http://127.0.0.2/_matrix/push/v1/notify", &allow));
+        assert!(!ok("http://localhost/_matrix/push/v1/notify", &allow));
+        assert!(!ok("http://push.example.org/_matrix/push/v1/notify", &allow));
     }
 
     #[test]

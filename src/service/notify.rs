@@ -173,8 +173,9 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
     notify_users(env, config, affected).await;
     if !pushes.is_empty() {
         let db2 = Db::new(env.d1("DB").map_err(Error::internal)?);
+        let allow = config.push_gateway_ip_allowlist.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = send_pushes(&db2, pushes).await {
+            if let Err(e) = send_pushes(&db2, pushes, &allow).await {
                 worker::console_error!("push gateway: {e}");
             }
         });
@@ -276,8 +277,11 @@ async fn record_push_actions(
 }
 
 /// Posts notifications to the users' HTTP pushers (spec: push-gateway API,
-/// `POST /_matrix/push/v1/notify`). Runs in the background, never on the send path.
-async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>) -> Result<()> {
+/// `POST /_matrix/push/v1/notify`). Runs in the background, never on the send path. Each
+/// URL is checked again before the POST ([`push::check_gateway_url`]: pushers stored
+/// before the check existed, or under another allow-list), and redirects are not followed
+/// (a gateway has no reason to redirect, and a redirect could point anywhere).
+async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>, allow_ips: &[std::net::IpAddr]) -> Result<()> {
     let users: Vec<String> = pushes.iter().map(|p| p.user_id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let pushers = sstore::pushers_of(db, &users).await?;
     if pushers.is_empty() {
@@ -298,6 +302,13 @@ async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>) -> Result<()> {
         for pusher in pushers.iter().filter(|x| x.user_id == p.user_id && x.kind == "http") {
             let data: Value = serde_json::from_str(&pusher.data).unwrap_or(Value::Null);
             let Some(url) = data["url"].as_str() else { continue };
+            let url = match push::check_gateway_url(url, allow_ips) {
+                Ok(u) => u,
+                Err(e) => {
+                    worker::console_error!("push gateway of {} refused: {e}", pusher.user_id);
+                    continue;
+                }
+            };
             let format = data["format"].as_str();
             let mut notification = json!({
                 "event_id": p.event["event_id"], "room_id": p.event["room_id"],
@@ -315,15 +326,21 @@ async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>) -> Result<()> {
                 notification["content"] = p.event["content"].clone();
             }
             let body = json!({ "notification": notification }).to_string();
-            let url = url.to_owned();
             sends.push(async move {
                 let headers = worker::Headers::new();
                 let _ = headers.set("Content-Type", "application/json");
                 let mut init = worker::RequestInit::new();
-                init.with_method(worker::Method::Post).with_headers(headers).with_body(Some(body.into()));
-                if let Ok(req) = worker::Request::new_with_init(&url, &init) {
-                    if let Err(e) = worker::Fetch::Request(req).send().await {
-                        worker::console_error!("push to {url}: {e}");
+                init.with_method(worker::Method::Post)
+                    .with_headers(headers)
+                    .with_body(Some(body.into()))
+                    .with_redirect(worker::RequestRedirect::Manual);
+                if let Ok(req) = worker::Request::new_with_init(url.as_str(), &init) {
+                    match worker::Fetch::Request(req).send().await {
+                        Ok(r) if (300..400).contains(&r.status_code()) => {
+                            worker::console_error!("push to {url}: redirect ({}) not followed", r.status_code());
+                        }
+                        Ok(_) => {}
+                        Err(e) => worker::console_error!("push to {url}: {e}"),
                     }
                 }
             });

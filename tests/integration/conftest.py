@@ -157,7 +157,7 @@ def _snapshot_config(state_dir: Path) -> Path:
     return config_path
 
 
-def start_worker(extra_vars: dict[str, str] | None = None) -> Server:
+def start_worker(extra_vars: dict[str, str] | None = None, process_env: dict[str, str] | None = None) -> Server:
     if not WRANGLER.exists():
         pytest.fail(f"{WRANGLER} not found: run `npm ci` first")
     dev_vars = read_dev_vars()
@@ -168,6 +168,7 @@ def start_worker(extra_vars: dict[str, str] | None = None) -> Server:
     state_dir = Path(tempfile.mkdtemp(prefix=f"stratus-it-{port}-"))
     log_path = state_dir / "wrangler.log"
     env = _child_env(state_dir)
+    env.update(process_env or {})
     base = f"http://127.0.0.1:{port}"
     server_name = f"127.0.0.1:{port}"
     all_vars = {"SERVER_NAME": server_name, "PUBLIC_BASEURL": base}
@@ -297,14 +298,15 @@ def stratus_factory():
     """``stratus_factory({"REGISTRATION_MODE": "closed"})`` -> a Server with those vars.
 
     Extra instances are always started locally (even with STRATUS_URL set) and are
-    cached per var-set for the whole session.
+    cached per var-set for the whole session. ``process_env`` adds environment variables
+    for wrangler itself (not Worker vars), e.g. to switch off a dev-only behaviour.
     """
     cache: dict[tuple, Server] = {}
 
-    def get(extra_vars: dict[str, str]) -> Server:
-        key = tuple(sorted(extra_vars.items()))
+    def get(extra_vars: dict[str, str], process_env: dict[str, str] | None = None) -> Server:
+        key = (tuple(sorted(extra_vars.items())), tuple(sorted((process_env or {}).items())))
         if key not in cache:
-            server = start_worker(dict(extra_vars))
+            server = start_worker(dict(extra_vars), process_env)
             _STARTED.append(server)
             cache[key] = server
         return cache[key]

@@ -169,6 +169,26 @@ def test_create_version_bad_json(base, user, body):
     assert_error(call(base, "GET", VERSION, token=user["access_token"]), 404, "M_NOT_FOUND")
 
 
+@pytest.mark.parametrize("algorithm", ["m.other", "m.megolm_backup.v1", "m.megolm_backup.v2.curve25519-aes-sha2", "x" * 300])
+def test_create_version_unknown_algorithm(base, user, algorithm):
+    """Only backup algorithms a client can read are accepted (key_backup.yaml: `algorithm`
+    is the enum `m.megolm_backup.v1.curve25519-aes-sha2`; MSC3270's symmetric one too)."""
+    tok = user["access_token"]
+    r = call(base, "POST", VERSION, {"algorithm": algorithm, "auth_data": auth_data()}, token=tok)
+    assert_error(r, 400, "M_INVALID_PARAM")
+    assert_error(call(base, "GET", VERSION, token=tok), 404, "M_NOT_FOUND")
+
+
+def test_create_version_symmetric_algorithm(base, user):
+    tok = user["access_token"]
+    alg = "org.matrix.msc3270.v1.aes-hmac-sha2"
+    body = assert_ok(call(base, "POST", VERSION, {"algorithm": alg, "auth_data": {"iv": "i", "mac": "m"}}, token=tok))
+    assert get_version(base, tok, body["version"])["algorithm"] == alg
+    # Updating it keeps the algorithm; an unknown one is refused.
+    r = call(base, "PUT", f"{VERSION}/{body['version']}", {"algorithm": "m.other", "auth_data": {}}, token=tok)
+    assert_error(r, 400, "M_INVALID_PARAM")
+
+
 def test_create_version_not_json(base, user):
     r = call(base, "POST", VERSION, data="{nope", token=user["access_token"])
     assert_error(r, 400, "M_NOT_JSON")

@@ -7,8 +7,10 @@ content-repo.yaml).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import http.server
 import io
+import json
 import os
 import sqlite3
 import threading
@@ -383,6 +385,49 @@ def test_oversize_uploads_refused(small):
     assert_error(upload_raw(base, tok, b"e" * 5000, path=f"{UPLOAD}/{s}/{m}", method="PUT"), 413, "M_TOO_LARGE")
 
 
+def declare_and_stall(base: str, method: str, path: str, token: str, declared: int) -> tuple[int, dict, float]:
+    """Sends headers declaring `declared` body bytes, then only a few, and waits for the
+    answer without ever completing the body. Returns (status, JSON body, seconds taken)."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        start = time.monotonic()
+        conn.putrequest(method, path)
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(declared))
+        conn.endheaders(b"abc")
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}"), time.monotonic() - start
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def undrained(stratus_factory):
+    """A small-limit instance without wrangler dev's request-body draining: in dev, wrangler
+    wraps the Worker in a middleware (ensure-req-body-drained) that reads every unread
+    request body to its end before the response leaves, so an early answer waits for the
+    whole upload there. Production has no such middleware; this instance behaves like it."""
+    return stratus_factory({"MAX_UPLOAD_BYTES": "1000"}, {"WRANGLER_DISABLE_REQUEST_BODY_DRAINING": "1"})
+
+
+@pytest.mark.parametrize("declared", [1001, 10**12])
+def test_declared_oversize_upload_refused_before_the_body(undrained, declared):
+    """A `Content-Length` over MAX_UPLOAD_BYTES is 413 at once: the Worker does not wait for
+    a body it will refuse (spec: content-repo.yaml `uploadContent`, 413 `M_TOO_LARGE`)."""
+    server = undrained
+    tok = new_user(server.base, prefix="big")["access_token"]
+    status, body, took = declare_and_stall(server.base, "POST", UPLOAD, tok, declared)
+    assert (status, body.get("errcode")) == (413, "M_TOO_LARGE"), body
+    assert took < 5, took
+    created = assert_ok(requests.post(server.base + CREATE, headers=auth(tok), json={}, timeout=HTTP_TIMEOUT))
+    s, m = created["content_uri"][6:].split("/")
+    status, body, took = declare_and_stall(server.base, "PUT", f"{UPLOAD}/{s}/{m}", tok, declared)
+    assert (status, body.get("errcode")) == (413, "M_TOO_LARGE"), body
+    assert took < 5, took
+
+
 def test_pending_uploads_are_limited_and_expire(small):
     server, _ = small
     base = server.base
@@ -459,6 +504,23 @@ def test_legacy_download_frozen_by_default(base, alice):
     assert_error(r, 404, "M_NOT_FOUND")
     # The authenticated endpoint serves it.
     assert download(base, alice["access_token"], server, media_id).content == data
+
+
+def test_legacy_download_of_pending_media_is_404_at_once(base, server_name, alice):
+    """With the freeze, the unauthenticated endpoints answer a created-but-not-uploaded
+    media ID like an unknown one, at once: no 20 s wait, nothing that says it exists."""
+    tok = alice["access_token"]
+    created = assert_ok(requests.post(base + CREATE, headers=auth(tok), json={}, timeout=HTTP_TIMEOUT))
+    sn, mid = created["content_uri"][6:].split("/")
+    unknown = "A" * 24
+    for path in ["download/{}/{}", "download/{}/{}/f.txt", "thumbnail/{}/{}?width=8&height=8"]:
+        start = time.monotonic()
+        r = requests.get(f"{base}{LEGACY}/" + path.format(sn, mid), timeout=HTTP_TIMEOUT)
+        took = time.monotonic() - start
+        body = assert_error(r, 404, "M_NOT_FOUND")
+        assert took < 3, (path, took)
+        other = requests.get(f"{base}{LEGACY}/" + path.format(sn, unknown), timeout=HTTP_TIMEOUT)
+        assert other.status_code == 404 and other.json() == body, (body, other.text)
 
 
 def test_legacy_download_served_when_configured(stratus_factory):

@@ -200,6 +200,29 @@ def test_registration_rules(base: str, changes: dict, error: str):
     assert r.json()["error"] == error, r.text
 
 
+@pytest.mark.parametrize(
+    "changes, error",
+    [
+        # The reverse-DNS rule alone would accept these: the client URI's single label is
+        # the scheme.
+        ({"client_uri": "https://javascript/", "redirect_uris": ["javascript:alert(1)"]}, "invalid_client_metadata"),
+        ({"client_uri": "https://data/", "redirect_uris": ["data:text/html,<script>alert(1)</script>"]}, "invalid_client_metadata"),
+        ({"client_uri": "https://vbscript/", "redirect_uris": ["vbscript:msgbox"]}, "invalid_client_metadata"),
+        ({"client_uri": "https://file/", "redirect_uris": ["file:/etc/passwd"]}, "invalid_client_metadata"),
+        ({"client_uri": "https://localhost/", "redirect_uris": ["localhost:/cb"]}, "invalid_client_metadata"),
+        ({"client_uri": "https://127.0.0.1/", "redirect_uris": [REGISTERED_REDIRECT]}, "invalid_client_metadata"),
+        ({"redirect_uris": ["javascript:alert(1)"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["blob:https://client.example.org/x"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": ["about:blank"]}, "invalid_redirect_uri"),
+        ({"redirect_uris": [" org.example.client.app:/cb"]}, "invalid_redirect_uri"),
+    ],
+)
+def test_registration_refuses_script_schemes_and_single_label_hosts(base: str, changes: dict, error: str):
+    r = requests.post(f"{base}/oauth/register", json=dict(CLIENT_METADATA, **changes), timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == error, r.text
+
+
 def test_registration_web_client(base: str):
     out = register_client(
         base,

@@ -325,3 +325,40 @@ def test_profile_change_updates_member_event(base, user, user2):
     member = assert_ok(call(base, "GET", rpath(room_id, "state", "m.room.member", user2["user_id"]),
                             token=tok))
     assert member["membership"] == "join" and member.get("displayname") == "Renamed Later", member
+
+
+# ---------------------------------------------------------------- optional fields
+
+
+def assert_no_nulls(value, where="body"):
+    """The OpenAPI marks these fields optional, not nullable: absent when unknown."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert v is not None, f"{where}.{k} is null"
+            assert_no_nulls(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            assert_no_nulls(v, f"{where}[{i}]")
+
+
+def test_unset_profile_fields_are_absent_not_null(base):
+    """user_directory/search, /joined_members and /devices leave out a display name or
+    avatar that is not set, instead of answering `null` (users.yaml, rooms.yaml,
+    client_device.yaml)."""
+    me, other = new_user(base, prefix="nonull"), new_user(base, prefix="nonull")
+    set_displayname(base, other, None)  # clears it: no display name, no avatar
+    room = create_room(base, me["access_token"], preset="public_chat")
+    join(base, other["access_token"], room)
+
+    out = assert_ok(call(base, "POST", f"{CLIENT_V3}/user_directory/search",
+                         {"search_term": other["user_id"][1:].split(":")[0]}, token=me["access_token"]))
+    assert_no_nulls(out)
+    assert out["results"] == [{"user_id": other["user_id"]}], out
+
+    joined = assert_ok(call(base, "GET", rpath(room, "joined_members"), token=me["access_token"]))["joined"]
+    assert_no_nulls(joined)
+    assert joined[other["user_id"]] == {}, joined
+
+    devices = assert_ok(call(base, "GET", f"{CLIENT_V3}/devices", token=other["access_token"]))["devices"]
+    assert_no_nulls(devices)
+    assert devices and all("device_id" in d for d in devices)

@@ -1,5 +1,5 @@
 """Push rules (defaults, edits), unread counts and highlights in /sync, reset by read
-receipts, thread counts, /notifications and pushers."""
+receipts, thread counts and /notifications. Pushers and push gateways: test_pushers.py."""
 
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, qid
 from sync_helpers import create_room, join, joined, send, sync
@@ -92,69 +92,6 @@ def test_notifications_endpoint(base, user, user2):
     assert len(page["notifications"]) == 1 and "next_token" in page
     nxt = assert_ok(call(base, "GET", f"{CLIENT_V3}/notifications", token=user2["access_token"], params={"limit": "1", "from": page["next_token"]}))
     assert nxt["notifications"][0]["event"]["event_id"] == e1
-
-
-def test_pushers(base, user):
-    tok = user["access_token"]
-    assert assert_ok(call(base, "GET", f"{CLIENT_V3}/pushers", token=tok)) == {"pushers": []}
-    p = {"kind": "http", "app_id": "org.example.app", "pushkey": "key1", "app_display_name": "App",
-         "device_display_name": "Phone", "lang": "en", "data": {"url": "http://127.0.0.1:9/_matrix/push/v1/notify", "format": "event_id_only"}}
-    assert_ok(call(base, "POST", f"{CLIENT_V3}/pushers/set", p, token=tok))
-    got = assert_ok(call(base, "GET", f"{CLIENT_V3}/pushers", token=tok))["pushers"]
-    assert len(got) == 1 and got[0]["pushkey"] == "key1" and got[0]["data"]["format"] == "event_id_only"
-    bad = dict(p, data={"url": "http://127.0.0.1:9/wrong"})
-    assert_error(call(base, "POST", f"{CLIENT_V3}/pushers/set", bad, token=tok), 400, "M_INVALID_PARAM")
-    assert_ok(call(base, "POST", f"{CLIENT_V3}/pushers/set", {"app_id": "org.example.app", "pushkey": "key1", "kind": None}, token=tok))
-    assert assert_ok(call(base, "GET", f"{CLIENT_V3}/pushers", token=tok)) == {"pushers": []}
-
-
-def test_http_pusher_receives_notification(base, user, user2):
-    """A message to the room is posted to the member's push gateway, in the background."""
-    import http.server
-    import json as _json
-    import socket
-    import threading
-    import time as _time
-
-    got: list = []
-
-    class Gateway(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            n = int(self.headers.get("Content-Length", "0"))
-            got.append((self.path, _json.loads(self.rfile.read(n))))
-            body = b'{"rejected": []}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Gateway)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        room = pair(base, user, user2)
-        p = {"kind": "http", "app_id": "org.example.gw", "pushkey": "gwkey", "app_display_name": "GW",
-             "device_display_name": "Dev", "lang": "en", "data": {"url": f"http://127.0.0.1:{port}/_matrix/push/v1/notify"}}
-        assert_ok(call(base, "POST", f"{CLIENT_V3}/pushers/set", p, token=user2["access_token"]))
-        eid = send(base, user["access_token"], room, "push me")
-        deadline = _time.monotonic() + 15
-        while _time.monotonic() < deadline and not got:
-            _time.sleep(0.2)
-        assert got, "push gateway got nothing"
-        path, body = got[0]
-        assert path == "/_matrix/push/v1/notify"
-        n = body["notification"]
-        assert n["event_id"] == eid and n["room_id"] == room
-        assert n["devices"][0]["pushkey"] == "gwkey" and n["counts"]["unread"] >= 1
-        assert n["content"]["body"] == "push me"
-    finally:
-        srv.shutdown()
 
 
 def test_invite_notifies_the_invitee(base, user, user2):

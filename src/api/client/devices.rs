@@ -15,16 +15,23 @@ use crate::store::accounts;
 pub async fn devices_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let devices = accounts::list_devices(&ctx.db, me.user_id.as_str()).await?;
-    Ok(Response::ok(json!({ "devices": devices.iter().map(|d| device_json(d)).collect::<Vec<_>>() })))
+    Ok(Response::ok(json!({ "devices": devices.iter().map(device_json).collect::<Vec<_>>() })))
 }
 
+/// A `Device` (definitions/client_device.yaml): the optional fields are absent, not `null`,
+/// when unknown ("Absent if no name has been set").
 fn device_json(d: &accounts::Device) -> serde_json::Value {
-    json!({
-        "device_id": d.device_id,
-        "display_name": d.display_name,
-        "last_seen_ip": d.last_seen_ip,
-        "last_seen_ts": d.last_seen_ts,
-    })
+    let mut v = json!({ "device_id": d.device_id });
+    if let Some(n) = &d.display_name {
+        v["display_name"] = json!(n);
+    }
+    if let Some(ip) = &d.last_seen_ip {
+        v["last_seen_ip"] = json!(ip);
+    }
+    if let Some(ts) = d.last_seen_ts {
+        v["last_seen_ts"] = json!(ts);
+    }
+    v
 }
 
 /// # `GET /_matrix/client/v3/devices/{deviceId}`

@@ -125,7 +125,11 @@ pub async fn query_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
         }
         let Ok(mut k) = serde_json::from_str::<Value>(key_json) else { continue };
         e2ee::add_signatures(&mut k, &sigs_for(u, d));
-        k["unsigned"] = json!({ "device_display_name": name });
+        // Optional, not nullable: absent for a device without a name.
+        k["unsigned"] = match name {
+            Some(n) => json!({ "device_display_name": n }),
+            None => json!({}),
+        };
         device_keys[u.as_str()][d.as_str()] = k;
     }
     let (mut master, mut self_signing, mut user_signing) = (Map::new(), Map::new(), Map::new());

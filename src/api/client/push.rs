@@ -151,7 +151,10 @@ pub async fn pushers_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 
 /// # `POST /_matrix/client/v3/pushers/set`
 /// `kind: null` deletes; `append: false` (default) removes other users' pushers with the
-/// same app ID and pushkey.
+/// same app ID and pushkey. An http pusher's `data.url` must be an `https` URL with the path
+/// `/_matrix/push/v1/notify` on a host the server may reach (spec: pusher.yaml
+/// `postPusher`; the server POSTs message contents there, so no loopback or private
+/// address: [`push::check_gateway_url`]); else 400 `M_INVALID_PARAM`.
 pub async fn set_pusher_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let me = authenticate(ctx, req).await?;
     let b = req.json_value()?;
@@ -174,9 +177,7 @@ pub async fn set_pusher_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     }
     if kind == "http" {
         let url = data["url"].as_str().ok_or_else(|| err!(MissingParam, "data.url is required for http pushers"))?;
-        if !url.ends_with("/_matrix/push/v1/notify") || !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(err!(InvalidParam, "data.url must be an http(s) URL ending in /_matrix/push/v1/notify"));
-        }
+        push::check_gateway_url(url, &ctx.config.push_gateway_ip_allowlist).map_err(|m| err!(InvalidParam, "{m}"))?;
     }
     let mut stmts = Vec::new();
     if !b["append"].as_bool().unwrap_or(false) {

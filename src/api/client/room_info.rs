@@ -167,7 +167,17 @@ pub async fn user_directory_search_route(ctx: &Ctx, req: &Request) -> Result<Res
     let results: Vec<Value> = rows
         .into_iter()
         .take(limit as usize)
-        .map(|u| json!({ "user_id": u.user_id, "display_name": u.displayname, "avatar_url": u.avatar_url }))
+        .map(|u| {
+            // Optional, not nullable (users.yaml): absent when unset.
+            let mut r = json!({ "user_id": u.user_id });
+            if let Some(d) = u.displayname {
+                r["display_name"] = json!(d);
+            }
+            if let Some(a) = u.avatar_url {
+                r["avatar_url"] = json!(a);
+            }
+            r
+        })
         .collect();
     Ok(Response::ok(json!({ "results": results, "limited": limited })))
 }

@@ -194,10 +194,14 @@ pub async fn joined_members_route(ctx: &Ctx, req: &Request, room_id: &str) -> Re
     for r in rooms::get_events(&ctx.db, &ids).await? {
         if r.membership.as_deref() == Some("join") {
             let v: Value = serde_json::from_str(&r.json)?;
-            joined.insert(
-                r.state_key.clone().unwrap_or_default(),
-                json!({ "display_name": v["content"]["displayname"], "avatar_url": v["content"]["avatar_url"] }),
-            );
+            // `RoomMember` fields are strings, absent when the member event has none.
+            let mut m = json!({});
+            for (key, field) in [("display_name", "displayname"), ("avatar_url", "avatar_url")] {
+                if let Some(s) = v["content"][field].as_str() {
+                    m[key] = json!(s);
+                }
+            }
+            joined.insert(r.state_key.clone().unwrap_or_default(), m);
         }
     }
     Ok(Response::ok(json!({ "joined": joined })))

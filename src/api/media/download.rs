@@ -1,7 +1,7 @@
 //! Downloads, authenticated (MSC3916) and the deprecated unauthenticated form.
 
 use crate::api::auth::authenticate;
-use crate::api::media::{legacy_allowed, load, Served};
+use crate::api::media::{load, Access, Served};
 use crate::core::media::{content_disposition, content_key, normalise_content_type, parse_range, serving_headers, ByteRange};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
@@ -14,16 +14,15 @@ use crate::store::media;
 /// types), `X-Content-Type-Options: nosniff` and a `sandbox` CSP.
 pub async fn download_route(ctx: &Ctx, req: &Request, server: &str, media_id: &str, filename: Option<&str>) -> Result<Response> {
     authenticate(ctx, req).await?;
-    let served = load(ctx, req, server, media_id).await?;
+    let served = load(ctx, req, server, media_id, Access::Authenticated).await?;
     serve(ctx, req, served, filename).await
 }
 
 /// # `GET /_matrix/media/v3/download/{serverName}/{mediaId}[/{fileName}]`
 /// Deprecated, unauthenticated; frozen unless `LEGACY_MEDIA=serve` (see
-/// [`legacy_allowed`]).
+/// [`legacy_allowed`]; checked before any wait for pending media).
 pub async fn legacy_download_route(ctx: &Ctx, req: &Request, server: &str, media_id: &str, filename: Option<&str>) -> Result<Response> {
-    let served = load(ctx, req, server, media_id).await?;
-    legacy_allowed(ctx, &served.media)?;
+    let served = load(ctx, req, server, media_id, Access::Legacy).await?;
     serve(ctx, req, served, filename).await
 }
 

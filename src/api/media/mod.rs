@@ -29,10 +29,21 @@ pub struct Served {
     pub sha256: String,
 }
 
+/// Which endpoint asks: the authenticated ones, or the deprecated unauthenticated ones
+/// (which only serve what [`legacy_allowed`] allows).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Authenticated,
+    Legacy,
+}
+
 /// Finds media to serve. Remote media (another server name) is not available until
 /// federation exists: 404. Quarantined media is never served (404). Media that was created
 /// but not uploaded is waited for up to `timeout_ms`, then 504 `M_NOT_YET_UPLOADED`.
-pub async fn load(ctx: &Ctx, req: &Request, server: &str, media_id: &str) -> Result<Served> {
+/// For [`Access::Legacy`] the freeze is checked first, on the row alone: media the legacy
+/// endpoints may not serve is 404 at once, like unknown media, whether or not it has been
+/// uploaded (no wait, nothing that tells it exists).
+pub async fn load(ctx: &Ctx, req: &Request, server: &str, media_id: &str, access: Access) -> Result<Served> {
     if server != ctx.server_name() || !valid_media_id(media_id) {
         return Err(err!(NotFound, "Media not found"));
     }
@@ -44,6 +55,9 @@ pub async fn load(ctx: &Ctx, req: &Request, server: &str, media_id: &str) -> Res
         };
         if m.quarantined != 0 {
             return Err(err!(NotFound, "Media not found"));
+        }
+        if access == Access::Legacy {
+            legacy_allowed(ctx, &m)?;
         }
         if let Some(sha256) = m.sha256.clone() {
             return Ok(Served { media: m, sha256 });
@@ -65,6 +79,7 @@ pub fn legacy_allowed(ctx: &Ctx, m: &Media) -> Result<()> {
     match ctx.config.media.legacy {
         LegacyMedia::Serve => Ok(()),
         LegacyMedia::Freeze { freeze_ts } if (m.created_ts as u64) < freeze_ts => Ok(()),
-        LegacyMedia::Freeze { .. } => Err(err!(NotFound, "Media not found (unauthenticated media access is frozen)")),
+        // The same answer as for unknown media: nothing tells the media exists.
+        LegacyMedia::Freeze { .. } => Err(err!(NotFound, "Media not found")),
     }
 }

@@ -151,9 +151,9 @@ async fn fetch(mut url: Url, allow: &[IpAddr], max_bytes: usize, deadline: u64) 
                 Some(None) => break,
                 Some(Some(Err(_))) => return Err(fail("read error")),
                 Some(Some(Ok(chunk))) => {
-                    let room = max_bytes - body.len();
+                    let room = max_bytes.saturating_sub(body.len());
                     if chunk.len() > room {
-                        body.extend_from_slice(&chunk[..room]);
+                        body.extend(chunk.iter().take(room));
                         truncated = true;
                         break;
                     }

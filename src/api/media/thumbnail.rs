@@ -4,7 +4,7 @@
 //! decoding; keyed by content hash, so identical uploads share thumbnails).
 
 use crate::api::auth::authenticate;
-use crate::api::media::{legacy_allowed, load, Served};
+use crate::api::media::{load, Access, Served};
 use crate::core::media::{content_key, disposition, normalise_content_type, serving_headers, thumbnail_key};
 use crate::core::thumbnail::{self, Method, ThumbError};
 use crate::ctx::Ctx;
@@ -24,7 +24,7 @@ const MAX_REQUEST_SIDE: u32 = thumbnail::MAX_SIDE;
 pub async fn thumbnail_route(ctx: &Ctx, req: &Request, server: &str, media_id: &str) -> Result<Response> {
     authenticate(ctx, req).await?;
     let params = params(req)?;
-    let served = load(ctx, req, server, media_id).await?;
+    let served = load(ctx, req, server, media_id, Access::Authenticated).await?;
     thumbnail(ctx, served, params).await
 }
 
@@ -32,8 +32,7 @@ pub async fn thumbnail_route(ctx: &Ctx, req: &Request, server: &str, media_id: &
 /// Deprecated, unauthenticated; frozen unless `LEGACY_MEDIA=serve`.
 pub async fn legacy_thumbnail_route(ctx: &Ctx, req: &Request, server: &str, media_id: &str) -> Result<Response> {
     let params = params(req)?;
-    let served = load(ctx, req, server, media_id).await?;
-    legacy_allowed(ctx, &served.media)?;
+    let served = load(ctx, req, server, media_id, Access::Legacy).await?;
     thumbnail(ctx, served, params).await
 }
 

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::api::auth::authenticate;
-use crate::core::media::{new_media_id, normalise_content_type, sanitise_filename, valid_media_id};
+use crate::core::media::{declared_length_exceeds, new_media_id, normalise_content_type, sanitise_filename, valid_media_id};
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
 use crate::err;
@@ -20,13 +20,11 @@ fn body_of(req: &Request) -> Body {
     }
 }
 
-/// Refuses early when `Content-Length` already says too much; the real byte count is
-/// checked again while streaming.
+/// Refuses at once, before any of the body is read, when `Content-Length` already says too
+/// much; the real byte count is checked again while streaming.
 fn check_declared_length(req: &Request, limit: u64) -> Result<()> {
-    if let Some(n) = req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
-        if n > limit {
-            return Err(err!(TooLarge, "Upload is larger than the limit of {limit} bytes"));
-        }
+    if req.header("content-length").is_some_and(|v| declared_length_exceeds(v, limit)) {
+        return Err(err!(TooLarge, "Upload is larger than the limit of {limit} bytes"));
     }
     Ok(())
 }

@@ -93,16 +93,17 @@ async fn refresh_grant(ctx: &Ctx, o: &OAuthConfig, f: &[(String, String)], clien
         Some((st, s)) => (Some(st), Some(s)),
         None => (None, None),
     };
-    match decide(state.as_ref(), client_id) {
-        Decision::Reject(msg) => return Err(OAuthError::new("invalid_grant", msg)),
-        Decision::RevokeFamily => {
-            let s = session.expect("a decision on a known token");
-            store::revoke_session(&ctx.db, &s.session_id).await?;
-            return Err(oauth_err!(invalid_grant, "This refresh token was already used; the session has been revoked"));
-        }
-        Decision::Rotate => {}
+    let decision = decide(state.as_ref(), client_id);
+    // `decide` only rotates or revokes a token it found, so there is a session then.
+    let (decision, s) = match (decision, session) {
+        (Decision::Reject(msg), _) => return Err(OAuthError::new("invalid_grant", msg)),
+        (_, None) => return Err(oauth_err!(invalid_grant, "Unknown refresh token")),
+        (d, Some(s)) => (d, s),
+    };
+    if decision == Decision::RevokeFamily {
+        store::revoke_session(&ctx.db, &s.session_id).await?;
+        return Err(oauth_err!(invalid_grant, "This refresh token was already used; the session has been revoked"));
     }
-    let s = session.expect("a decision on a known token");
     if let Some(asked) = param(f, "scope") {
         let granted: Vec<&str> = s.scope.split(' ').collect();
         if !asked.split(' ').filter(|t| !t.is_empty()).all(|t| granted.contains(&t)) {

@@ -47,8 +47,10 @@ pub fn validate(q: &[(String, String)], client_id: &str, client: &ClientMetadata
     let redirect_uri = match param(q, "redirect_uri") {
         Some(r) if redirect_matches(client, r) => r.to_owned(),
         Some(_) => return Err(AuthorizeError::Page("The redirect URI is not registered for this client".into())),
-        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
-        None => return Err(AuthorizeError::Page("redirect_uri is required".into())),
+        None => match client.redirect_uris.as_slice() {
+            [only] => only.clone(),
+            _ => return Err(AuthorizeError::Page("redirect_uri is required".into())),
+        },
     };
     let state = param(q, "state").map(str::to_owned);
     let (response_mode, bad_mode) = match param(q, "response_mode") {

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use url::Url;
+use url::{Host, Url};
 
 /// Registered metadata, as stored and as returned to the client (without `client_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,12 +113,40 @@ fn loopback(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "[::1]")
 }
 
+/// Schemes a browser runs or reads locally instead of handing to an app. Never a redirect
+/// target, whatever the client URI (the reverse-DNS rule alone would let a client whose
+/// URI is `https://javascript/` register `javascript:…`; single-label hosts are refused
+/// too, see [`client_uri_host`]).
+const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "vbscript", "data", "file", "blob", "about", "filesystem", "view-source"];
+
+/// The host of a `client_uri`: a domain name of at least two labels. IP literals and
+/// single-label names (`localhost`, `intranet`, `javascript`) identify no one, and their
+/// reverse-DNS form would make any one-word scheme a valid private-use redirect scheme
+/// (RFC 8252 section 7.1: the scheme is "based on a domain name under their control").
+fn client_uri_host(u: &Url) -> Result<String, String> {
+    let Some(Host::Domain(d)) = u.host() else {
+        return Err("must name its host by a domain name".into());
+    };
+    if !d.contains('.') || d.split('.').any(str::is_empty) {
+        return Err("must have a domain name with at least two labels".into());
+    }
+    Ok(d.to_owned())
+}
+
 /// Checks one redirect URI for a client whose `client_uri` host is `client_host`.
 pub fn validate_redirect_uri(raw: &str, native: bool, client_host: &str) -> Result<(), String> {
     if raw.contains('#') {
         return Err("must not have a fragment".into());
     }
+    // The URL parser drops surrounding blanks and tabs or newlines anywhere; the URI is
+    // compared as registered later, so refuse them rather than store a different string.
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must not contain spaces or control characters".into());
+    }
     let u = Url::parse(raw).map_err(|_| "is not a valid URL".to_string())?;
+    if FORBIDDEN_SCHEMES.contains(&u.scheme()) {
+        return Err(format!("must not use the {} scheme", u.scheme()));
+    }
     match u.scheme() {
         "https" => https_within(raw, Some(client_host)).map(|_| ()),
         "http" if native => {
@@ -141,8 +169,7 @@ pub fn validate_redirect_uri(raw: &str, native: bool, client_host: &str) -> Resu
             if scheme != reversed && !scheme.starts_with(&format!("{reversed}.")) {
                 return Err(format!("a private-use scheme must start with {reversed}"));
             }
-            let rest = &raw[scheme.len() + 1..];
-            if rest.starts_with("//") || u.host().is_some() {
+            if u.has_authority() || u.host().is_some() {
                 return Err("a private-use scheme URI must not have an authority".into());
             }
             Ok(())
@@ -157,7 +184,7 @@ pub fn validate(v: &Value) -> Result<ClientMetadata, MetadataError> {
         return Err(meta_err("The body must be a JSON object"));
     }
     let client_uri = opt_str(v, "client_uri")?.ok_or_else(|| meta_err("client_uri is required"))?;
-    let client_host = https_within(&client_uri, None).map_err(|e| meta_err(format!("client_uri {e}")))?.host_str().unwrap_or_default().to_owned();
+    let client_host = https_within(&client_uri, None).and_then(|u| client_uri_host(&u)).map_err(|e| meta_err(format!("client_uri {e}")))?;
     let application_type = opt_str(v, "application_type")?.unwrap_or_else(|| "web".into());
     let native = match application_type.as_str() {
         "web" => false,
@@ -296,6 +323,61 @@ mod tests {
         ] {
             assert!(check(bad, true).is_err(), "{bad}");
         }
+    }
+
+    /// Schemes a browser would run or read locally are never redirect targets, even when
+    /// the reverse-DNS rule would match them.
+    #[test]
+    fn script_and_local_schemes_are_refused() {
+        for (uri, host) in [
+            ("javascript:alert(1)", "javascript"),
+            ("javascript:/alert(1)", "javascript"),
+            ("JavaScript:alert(1)", "javascript"),
+            ("data:text/html,<script>x</script>", "data"),
+            ("vbscript:msgbox", "vbscript"),
+            ("file:/etc/passwd", "file"),
+            ("blob:/x", "blob"),
+            ("about:blank", "about"),
+        ] {
+            assert!(validate_redirect_uri(uri, true, host).is_err(), "{uri}");
+            assert!(validate_redirect_uri(uri, false, host).is_err(), "{uri}");
+        }
+        // Blanks and control characters are refused instead of silently dropped.
+        for bad in [" com.example:/cb", "com.example:/cb ", "com.exa\tmple:/cb", "com.example:/c\nb", "com.example:/\u{a0}"] {
+            assert!(check(bad, true).is_err(), "{bad:?}");
+        }
+        // Multi-byte text is fine where the URL allows it, and never panics where not.
+        assert!(check("com.example:/caf\u{e9}", true).is_ok());
+        assert!(check("c\u{f6}m.example:/x", true).is_err());
+        assert!(check("\u{1F600}:/x", true).is_err());
+        assert!(check("com.example.\u{1F600}:/x", true).is_err());
+    }
+
+    #[test]
+    fn client_uri_needs_a_real_domain() {
+        for (client_uri, redirect) in [
+            ("https://javascript/", "javascript:alert(1)"),
+            ("https://data/", "data:text/html,x"),
+            ("https://localhost/", "localhost:/cb"),
+            ("https://intranet/", "intranet:/cb"),
+            ("https://127.0.0.1/", "http://127.0.0.1/cb"),
+            ("https://[::1]/", "http://[::1]/cb"),
+            ("https://example.com./", "com.example:/cb"),
+        ] {
+            let mut v = base();
+            v["client_uri"] = json!(client_uri);
+            v["redirect_uris"] = json!([redirect]);
+            let e = validate(&v).unwrap_err();
+            assert_eq!(e.0, "invalid_client_metadata", "{client_uri}: {e:?}");
+            v["application_type"] = json!("web");
+            assert!(validate(&v).is_err(), "{client_uri} (web)");
+        }
+        let mut v = base();
+        v["client_uri"] = json!("https://app.example/");
+        v["redirect_uris"] = json!(["example.app:/cb", "http://localhost/cb"]);
+        assert!(validate(&v).is_ok());
+        v["redirect_uris"] = json!(["javascript:alert(1)"]);
+        assert_eq!(validate(&v).unwrap_err().0, "invalid_redirect_uri");
     }
 
     fn base() -> Value {

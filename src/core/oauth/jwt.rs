@@ -72,11 +72,12 @@ fn pem_documents(value: &str) -> Result<Vec<String>, String> {
         let mut docs = Vec::new();
         let mut rest = value;
         while let Some(start) = rest.find("-----BEGIN") {
-            let after = &rest[start..];
+            let after = rest.get(start..).unwrap_or_default();
             let end_marker = after.find("-----END").ok_or("PEM without an END line")?;
-            let end = after[end_marker..].find('\n').map(|i| end_marker + i).unwrap_or(after.len());
-            docs.push(after[..end].trim().replace("\\n", "\n"));
-            rest = &after[end..];
+            let end = after.get(end_marker..).and_then(|t| t.find('\n')).map_or(after.len(), |i| end_marker + i);
+            let (doc, tail) = after.split_at_checked(end).unwrap_or((after, ""));
+            docs.push(doc.trim().replace("\\n", "\n"));
+            rest = tail;
         }
         return Ok(docs);
     }

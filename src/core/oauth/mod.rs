@@ -95,7 +95,7 @@ pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
     let text = std::str::from_utf8(body).ok()?;
     let pairs = crate::http::parse_query(text.trim());
     for (i, (k, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(k2, _)| k2 == k) {
+        if pairs.iter().take(i).any(|(k2, _)| k2 == k) {
             return None;
         }
     }
