@@ -58,6 +58,8 @@ pub enum ErrorKind {
     ProfileTooLarge,
     /// 400: a profile key longer than 255 bytes.
     KeyTooLarge,
+    /// 403: the invitee blocks invites (spec v1.18, "Invite permission").
+    InviteBlocked,
     /// Anything the server did wrong; the message is generic.
     Internal,
 }
@@ -95,6 +97,7 @@ impl ErrorKind {
             BadAlias => "M_BAD_ALIAS",
             Conflict => "M_UNKNOWN",
             WrongRoomKeysVersion { .. } => "M_WRONG_ROOM_KEYS_VERSION",
+            InviteBlocked => "M_INVITE_BLOCKED",
             ProfileTooLarge => "M_PROFILE_TOO_LARGE",
             KeyTooLarge => "M_KEY_TOO_LARGE",
         }
@@ -104,7 +107,7 @@ impl ErrorKind {
     pub fn status(&self) -> u16 {
         use ErrorKind::*;
         match self {
-            Forbidden | UserDeactivated | GuestAccessForbidden | ServerNotTrusted | WrongRoomKeysVersion { .. } => 403,
+            Forbidden | UserDeactivated | GuestAccessForbidden | ServerNotTrusted | WrongRoomKeysVersion { .. } | InviteBlocked => 403,
             UnknownToken { .. } | MissingToken | Unauthorized | UserLocked => 401,
             NotFound | Unrecognized => 404,
             CannotOverwriteMedia => 409,

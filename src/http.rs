@@ -18,6 +18,17 @@ pub enum Method {
 }
 
 impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Other => "OTHER",
+        }
+    }
+
     pub fn parse(m: &str) -> Method {
         match m.to_ascii_uppercase().as_str() {
             // HEAD is answered like GET; the runtime drops the body.

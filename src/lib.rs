@@ -9,6 +9,7 @@ pub mod core;
 pub mod error;
 pub mod http;
 pub mod router;
+pub mod routes;
 
 #[cfg(target_arch = "wasm32")]
 pub mod api;

@@ -211,7 +211,7 @@ impl Config {
                 .map_err(|e| format!("PUSH_GATEWAY_IP_ALLOWLIST: {e}"))?,
             auth_mode,
             oauth,
-            turn: super::turn::TurnConfig::from_vars(&var)?,
+            turn: super::turn::TurnConfig::from_vars(var)?,
         })
     }
 }

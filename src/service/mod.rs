@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod keys;
+pub mod membership;
 pub mod notify;
 pub mod summary;
 pub mod timeline;

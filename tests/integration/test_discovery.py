@@ -10,6 +10,9 @@ def test_versions(base):
     assert isinstance(body.get("versions"), list)
     assert all(isinstance(v, str) for v in body["versions"])
     assert "v1.11" in body["versions"], body
+    # Every version whose required behaviour is implemented, up to the spec in shared/.
+    for v in ["v1.12", "v1.13", "v1.14", "v1.15", "v1.16", "v1.17", "v1.18", "v1.19"]:
+        assert v in body["versions"], (v, body)
     assert isinstance(body.get("unstable_features"), dict), body
     assert all(isinstance(v, bool) for v in body["unstable_features"].values()), body
 

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::api::auth::{authenticate, Authed};
+use crate::api::auth::Authed;
 use crate::api::client::rooms::parse_room_id;
 use crate::ctx::Ctx;
 use crate::err;
@@ -36,9 +36,8 @@ pub async fn put(ctx: &Ctx, user: &str, room_id: &str, kind: &str, content: &Val
 }
 
 /// # `PUT /_matrix/client/v3/user/{userId}/account_data/{type}`
-pub async fn put_global_route(ctx: &Ctx, req: &Request, user_id: &str, kind: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    own(&me, user_id)?;
+pub async fn put_global_route(ctx: &Ctx, req: &Request, me: &Authed, user_id: &str, kind: &str) -> Result<Response> {
+    own(me, user_id)?;
     check_settable(kind)?;
     let content = req.json_value()?;
     put(ctx, user_id, "", kind, &content).await?;
@@ -46,17 +45,15 @@ pub async fn put_global_route(ctx: &Ctx, req: &Request, user_id: &str, kind: &st
 }
 
 /// # `GET /_matrix/client/v3/user/{userId}/account_data/{type}`
-pub async fn get_global_route(ctx: &Ctx, req: &Request, user_id: &str, kind: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    own(&me, user_id)?;
+pub async fn get_global_route(ctx: &Ctx, _req: &Request, me: &Authed, user_id: &str, kind: &str) -> Result<Response> {
+    own(me, user_id)?;
     let v = sstore::get_account_data(&ctx.db, user_id, "", kind).await?.ok_or_else(|| err!(NotFound, "No account data of that type"))?;
     Ok(Response::ok(v))
 }
 
 /// # `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
-pub async fn put_room_route(ctx: &Ctx, req: &Request, user_id: &str, room_id: &str, kind: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    own(&me, user_id)?;
+pub async fn put_room_route(ctx: &Ctx, req: &Request, me: &Authed, user_id: &str, room_id: &str, kind: &str) -> Result<Response> {
+    own(me, user_id)?;
     let room = parse_room_id(room_id)?;
     check_settable(kind)?;
     let content = req.json_value()?;
@@ -65,27 +62,24 @@ pub async fn put_room_route(ctx: &Ctx, req: &Request, user_id: &str, room_id: &s
 }
 
 /// # `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
-pub async fn get_room_route(ctx: &Ctx, req: &Request, user_id: &str, room_id: &str, kind: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    own(&me, user_id)?;
+pub async fn get_room_route(ctx: &Ctx, _req: &Request, me: &Authed, user_id: &str, room_id: &str, kind: &str) -> Result<Response> {
+    own(me, user_id)?;
     let room = parse_room_id(room_id)?;
     let v = sstore::get_account_data(&ctx.db, user_id, room.as_str(), kind).await?.ok_or_else(|| err!(NotFound, "No account data of that type"))?;
     Ok(Response::ok(v))
 }
 
 /// # `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags`
-pub async fn get_tags_route(ctx: &Ctx, req: &Request, user_id: &str, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    own(&me, user_id)?;
+pub async fn get_tags_route(ctx: &Ctx, _req: &Request, me: &Authed, user_id: &str, room_id: &str) -> Result<Response> {
+    own(me, user_id)?;
     let room = parse_room_id(room_id)?;
     let v = sstore::get_account_data(&ctx.db, user_id, room.as_str(), "m.tag").await?.unwrap_or_else(|| json!({ "tags": {} }));
     Ok(Response::ok(json!({ "tags": v.get("tags").cloned().unwrap_or(json!({})) })))
 }
 
 /// # `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`
-pub async fn put_tag_route(ctx: &Ctx, req: &Request, user_id: &str, room_id: &str, tag: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    own(&me, user_id)?;
+pub async fn put_tag_route(ctx: &Ctx, req: &Request, me: &Authed, user_id: &str, room_id: &str, tag: &str) -> Result<Response> {
+    own(me, user_id)?;
     let room = parse_room_id(room_id)?;
     let body = req.json_value()?;
     if let Some(o) = body.get("order") {
@@ -103,9 +97,8 @@ pub async fn put_tag_route(ctx: &Ctx, req: &Request, user_id: &str, room_id: &st
 }
 
 /// # `DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`
-pub async fn delete_tag_route(ctx: &Ctx, req: &Request, user_id: &str, room_id: &str, tag: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    own(&me, user_id)?;
+pub async fn delete_tag_route(ctx: &Ctx, _req: &Request, me: &Authed, user_id: &str, room_id: &str, tag: &str) -> Result<Response> {
+    own(me, user_id)?;
     let room = parse_room_id(room_id)?;
     let mut v = sstore::get_account_data(&ctx.db, user_id, room.as_str(), "m.tag").await?.unwrap_or_else(|| json!({ "tags": {} }));
     if let Some(t) = v["tags"].as_object_mut() {

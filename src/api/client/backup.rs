@@ -10,7 +10,7 @@
 
 use serde_json::{json, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::core::backup as rules;
 use crate::ctx::Ctx;
 use crate::err;
@@ -56,8 +56,7 @@ fn scope<'a>(room_id: Option<&'a str>, session_id: Option<&'a str>) -> Result<Sc
 
 /// # `POST /_matrix/client/v3/room_keys/version`
 /// Creates a backup version; it becomes the current one.
-pub async fn create_version_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn create_version_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body = rules::parse_version_body(&req.json_value()?)?;
     let version = store::create_version(&ctx.db, me.user_id.as_str(), &body.algorithm, &body.auth_data).await?;
     Ok(Response::ok(json!({ "version": version.to_string() })))
@@ -65,15 +64,13 @@ pub async fn create_version_route(ctx: &Ctx, req: &Request) -> Result<Response> 
 
 /// # `GET /_matrix/client/v3/room_keys/version`
 /// The current version: the latest not deleted.
-pub async fn current_version_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn current_version_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
     let info = store::get_version(&ctx.db, me.user_id.as_str(), None).await?.ok_or_else(|| err!(NotFound, "No current backup version"))?;
     Ok(Response::ok(version_json(&info)))
 }
 
 /// # `GET /_matrix/client/v3/room_keys/version/{version}`
-pub async fn get_version_route(ctx: &Ctx, req: &Request, version: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_version_route(ctx: &Ctx, _req: &Request, me: &Authed, version: &str) -> Result<Response> {
     let v = rules::parse_version(version)?;
     let info = store::get_version(&ctx.db, me.user_id.as_str(), Some(v)).await?.ok_or_else(unknown_version)?;
     Ok(Response::ok(version_json(&info)))
@@ -82,8 +79,7 @@ pub async fn get_version_route(ctx: &Ctx, req: &Request, version: &str) -> Resul
 /// # `PUT /_matrix/client/v3/room_keys/version/{version}`
 /// Only `auth_data` changes: `algorithm` must be the version's, and a `version` in the body
 /// must be the one in the path (`400 M_INVALID_PARAM` otherwise).
-pub async fn update_version_route(ctx: &Ctx, req: &Request, version: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn update_version_route(ctx: &Ctx, req: &Request, me: &Authed, version: &str) -> Result<Response> {
     let raw = req.json_value()?;
     if let Some(body_version) = raw.get("version") {
         if body_version.as_str() != Some(version) {
@@ -106,8 +102,7 @@ pub async fn update_version_route(ctx: &Ctx, req: &Request, version: &str) -> Re
 
 /// # `DELETE /_matrix/client/v3/room_keys/version/{version}`
 /// Deletes the version and all its keys; deleting it again succeeds.
-pub async fn delete_version_route(ctx: &Ctx, req: &Request, version: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn delete_version_route(ctx: &Ctx, _req: &Request, me: &Authed, version: &str) -> Result<Response> {
     let v = rules::parse_version(version)?;
     if !store::delete_version(&ctx.db, me.user_id.as_str(), v).await? {
         return Err(unknown_version());
@@ -117,8 +112,7 @@ pub async fn delete_version_route(ctx: &Ctx, req: &Request, version: &str) -> Re
 
 /// Stores keys in the current version; `{etag, count}` afterwards. The body is the one the
 /// path's level takes: `{"rooms": …}`, `{"sessions": …}` or one `KeyBackupData`.
-async fn put_keys(ctx: &Ctx, req: &Request, room_id: Option<&str>, session_id: Option<&str>) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+async fn put_keys(ctx: &Ctx, req: &Request, me: &Authed, room_id: Option<&str>, session_id: Option<&str>) -> Result<Response> {
     let scope = scope(room_id, session_id)?;
     let version = version_query(req)?;
     let body = req.json_value()?;
@@ -137,23 +131,22 @@ async fn put_keys(ctx: &Ctx, req: &Request, room_id: Option<&str>, session_id: O
 }
 
 /// # `PUT /_matrix/client/v3/room_keys/keys`
-pub async fn put_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    put_keys(ctx, req, None, None).await
+pub async fn put_keys_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
+    put_keys(ctx, req, me, None, None).await
 }
 
 /// # `PUT /_matrix/client/v3/room_keys/keys/{roomId}`
-pub async fn put_room_keys_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    put_keys(ctx, req, Some(room_id), None).await
+pub async fn put_room_keys_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
+    put_keys(ctx, req, me, Some(room_id), None).await
 }
 
 /// # `PUT /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
-pub async fn put_session_key_route(ctx: &Ctx, req: &Request, room_id: &str, session_id: &str) -> Result<Response> {
-    put_keys(ctx, req, Some(room_id), Some(session_id)).await
+pub async fn put_session_key_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, session_id: &str) -> Result<Response> {
+    put_keys(ctx, req, me, Some(room_id), Some(session_id)).await
 }
 
 /// Reads keys of an existing version (current or not) at the path's level.
-async fn get_keys(ctx: &Ctx, req: &Request, room_id: Option<&str>, session_id: Option<&str>) -> Result<Vec<(String, String, Value)>> {
-    let me = authenticate(ctx, req).await?;
+async fn get_keys(ctx: &Ctx, req: &Request, me: &Authed, room_id: Option<&str>, session_id: Option<&str>) -> Result<Vec<(String, String, Value)>> {
     let scope = scope(room_id, session_id)?;
     let version = version_query(req)?;
     let rows = store::get_keys(&ctx.db, me.user_id.as_str(), version, scope).await?.ok_or_else(unknown_version)?;
@@ -168,27 +161,26 @@ async fn get_keys(ctx: &Ctx, req: &Request, room_id: Option<&str>, session_id: O
 
 /// # `GET /_matrix/client/v3/room_keys/keys`
 /// No keys: `{"rooms": {}}`.
-pub async fn get_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    Ok(Response::ok(rules::group_keys(get_keys(ctx, req, None, None).await?)))
+pub async fn get_keys_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
+    Ok(Response::ok(rules::group_keys(get_keys(ctx, req, me, None, None).await?)))
 }
 
 /// # `GET /_matrix/client/v3/room_keys/keys/{roomId}`
 /// No keys for the room: `{"sessions": {}}`.
-pub async fn get_room_keys_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let sessions: serde_json::Map<String, Value> = get_keys(ctx, req, Some(room_id), None).await?.into_iter().map(|(_, s, k)| (s, k)).collect();
+pub async fn get_room_keys_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
+    let sessions: serde_json::Map<String, Value> = get_keys(ctx, req, me, Some(room_id), None).await?.into_iter().map(|(_, s, k)| (s, k)).collect();
     Ok(Response::ok(json!({ "sessions": sessions })))
 }
 
 /// # `GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
 /// A session without a key: `404 M_NOT_FOUND`.
-pub async fn get_session_key_route(ctx: &Ctx, req: &Request, room_id: &str, session_id: &str) -> Result<Response> {
-    let key = get_keys(ctx, req, Some(room_id), Some(session_id)).await?.into_iter().next();
+pub async fn get_session_key_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, session_id: &str) -> Result<Response> {
+    let key = get_keys(ctx, req, me, Some(room_id), Some(session_id)).await?.into_iter().next();
     key.map(|(_, _, k)| Response::ok(k)).ok_or_else(|| err!(NotFound, "Key not found"))
 }
 
 /// Deletes keys of an existing version (current or not) at the path's level; `{etag, count}`.
-async fn delete_keys(ctx: &Ctx, req: &Request, room_id: Option<&str>, session_id: Option<&str>) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+async fn delete_keys(ctx: &Ctx, req: &Request, me: &Authed, room_id: Option<&str>, session_id: Option<&str>) -> Result<Response> {
     let scope = scope(room_id, session_id)?;
     let version = version_query(req)?;
     let (etag, count) = store::delete_keys(&ctx.db, me.user_id.as_str(), version, scope).await?.ok_or_else(unknown_version)?;
@@ -196,16 +188,16 @@ async fn delete_keys(ctx: &Ctx, req: &Request, room_id: Option<&str>, session_id
 }
 
 /// # `DELETE /_matrix/client/v3/room_keys/keys`
-pub async fn delete_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    delete_keys(ctx, req, None, None).await
+pub async fn delete_keys_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
+    delete_keys(ctx, req, me, None, None).await
 }
 
 /// # `DELETE /_matrix/client/v3/room_keys/keys/{roomId}`
-pub async fn delete_room_keys_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    delete_keys(ctx, req, Some(room_id), None).await
+pub async fn delete_room_keys_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
+    delete_keys(ctx, req, me, Some(room_id), None).await
 }
 
 /// # `DELETE /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
-pub async fn delete_session_key_route(ctx: &Ctx, req: &Request, room_id: &str, session_id: &str) -> Result<Response> {
-    delete_keys(ctx, req, Some(room_id), Some(session_id)).await
+pub async fn delete_session_key_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, session_id: &str) -> Result<Response> {
+    delete_keys(ctx, req, me, Some(room_id), Some(session_id)).await
 }

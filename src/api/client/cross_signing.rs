@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::api::auth::{authenticate, user_interactive_auth, AuthToken};
+use crate::api::auth::{user_interactive_auth, AuthToken, Authed};
 use crate::core::e2ee::{self, verify_signature};
 use crate::core::uia::{self, Flows};
 use crate::ctx::Ctx;
@@ -21,8 +21,7 @@ const USAGES: [(&str, &str); 3] = [("master_key", "master"), ("self_signing_key"
 /// the same keys; replacing keys needs the password, or, for OAuth 2.0 sessions, approval in
 /// the account page (`m.oauth`). The self-signing and user-signing keys
 /// must be signed by the master key (the new one, or the stored one).
-pub async fn upload_signing_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn upload_signing_keys_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body = req.json_value()?;
     if !body.is_object() {
         return Err(err!(BadJson, "Body must be an object"));
@@ -73,8 +72,7 @@ fn failure(errcode: &str, error: impl Into<String>) -> Value {
 /// Accepted signatures: the user's self-signing key on their own devices, their devices on
 /// their own master key, and their user-signing key on another user's master key. The signed
 /// object must be the stored key; anything else is reported in `failures`.
-pub async fn upload_signatures_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn upload_signatures_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body = req.json_value()?;
     let targets = body.as_object().ok_or_else(|| err!(BadJson, "Body must be an object"))?;
     let user = me.user_id.as_str();

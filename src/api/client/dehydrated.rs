@@ -9,7 +9,7 @@
 
 use serde_json::{json, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::client::keys::{store_keys, uploaded_keys};
 use crate::core::e2ee;
 use crate::ctx::Ctx;
@@ -22,8 +22,7 @@ use crate::store::{accounts, e2ee as kstore};
 /// # `PUT /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`
 /// The device, its keys and its one-time/fallback keys arrive together, so there is never a
 /// dehydrated device that cannot receive encrypted messages.
-pub async fn put_dehydrated_device_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn put_dehydrated_device_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body = req.json_value()?;
     let user = me.user_id.as_str();
     let device_id = body["device_id"].as_str().filter(|d| !d.is_empty() && d.len() <= 255).ok_or_else(|| err!(BadJson, "device_id is required"))?;
@@ -55,27 +54,24 @@ pub async fn put_dehydrated_device_route(ctx: &Ctx, req: &Request) -> Result<Res
 }
 
 /// # `GET /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`
-pub async fn get_dehydrated_device_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_dehydrated_device_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
     let (device_id, data) = kstore::dehydrated_device(&ctx.db, me.user_id.as_str()).await?.ok_or_else(|| err!(NotFound, "No dehydrated device"))?;
     Ok(Response::ok(json!({ "device_id": device_id, "device_data": data })))
 }
 
 /// # `DELETE /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`
 /// No UIA (MSC3814): the device only ever held what the user's other devices gave it.
-pub async fn delete_dehydrated_device_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn delete_dehydrated_device_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
     let user = me.user_id.as_str();
     let (device_id, _) = kstore::dehydrated_device(&ctx.db, user).await?.ok_or_else(|| err!(NotFound, "No dehydrated device"))?;
-    keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, user, &[device_id.clone()]).await?;
+    keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, user, std::slice::from_ref(&device_id)).await?;
     Ok(Response::ok(json!({ "device_id": device_id })))
 }
 
 /// # `POST /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{deviceId}/events`
 /// (and `GET …?from=`, as the MSC's text writes it). `next_batch` is given while a batch had
 /// events; the batch after the last one is empty and has none.
-pub async fn dehydrated_events_route(ctx: &Ctx, req: &Request, device_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn dehydrated_events_route(ctx: &Ctx, req: &Request, me: &Authed, device_id: &str) -> Result<Response> {
     let user = me.user_id.as_str();
     match kstore::dehydrated_device(&ctx.db, user).await? {
         Some((d, _)) if d == device_id => {}

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::auth::{authenticate, user_interactive_auth};
+use crate::api::auth::{user_interactive_auth, Authed};
 use crate::core::uia::{self, Flows};
 use crate::ctx::Ctx;
 use crate::err;
@@ -12,8 +12,7 @@ use crate::http::{parse_json, Request, Response};
 use crate::store::accounts;
 
 /// # `GET /_matrix/client/v3/devices`
-pub async fn devices_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn devices_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
     let devices = accounts::list_devices(&ctx.db, me.user_id.as_str()).await?;
     Ok(Response::ok(json!({ "devices": devices.iter().map(device_json).collect::<Vec<_>>() })))
 }
@@ -35,8 +34,7 @@ fn device_json(d: &accounts::Device) -> serde_json::Value {
 }
 
 /// # `GET /_matrix/client/v3/devices/{deviceId}`
-pub async fn get_device_route(ctx: &Ctx, req: &Request, device_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_device_route(ctx: &Ctx, _req: &Request, me: &Authed, device_id: &str) -> Result<Response> {
     let d = accounts::get_device(&ctx.db, me.user_id.as_str(), device_id).await?.ok_or_else(|| err!(NotFound, "Device not found"))?;
     Ok(Response::ok(device_json(&d)))
 }
@@ -47,8 +45,7 @@ struct UpdateBody {
 }
 
 /// # `PUT /_matrix/client/v3/devices/{deviceId}`
-pub async fn update_device_route(ctx: &Ctx, req: &Request, device_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn update_device_route(ctx: &Ctx, req: &Request, me: &Authed, device_id: &str) -> Result<Response> {
     let body: UpdateBody = req.json()?;
     if body.display_name.as_ref().is_some_and(|n| n.chars().count() > 256) {
         return Err(err!(InvalidParam, "Device display name too long"));
@@ -64,8 +61,7 @@ pub async fn update_device_route(ctx: &Ctx, req: &Request, device_id: &str) -> R
 
 /// # `DELETE /_matrix/client/v3/devices/{deviceId}`
 /// Needs the password (UIA); the device's tokens die with it.
-pub async fn delete_device_route(ctx: &Ctx, req: &Request, device_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn delete_device_route(ctx: &Ctx, req: &Request, me: &Authed, device_id: &str) -> Result<Response> {
     if accounts::get_device(&ctx.db, me.user_id.as_str(), device_id).await?.is_none() {
         return Err(err!(NotFound, "Device not found"));
     }
@@ -81,8 +77,7 @@ struct DeleteDevicesBody {
 }
 
 /// # `POST /_matrix/client/v3/delete_devices`
-pub async fn delete_devices_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn delete_devices_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let value = req.json_value()?;
     let body: DeleteDevicesBody = parse_json(value.clone())?;
     if body.devices.len() > 1000 {

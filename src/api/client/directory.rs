@@ -5,7 +5,7 @@ use ruma::{RoomAliasId, RoomId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::client::rooms::parse_room_id;
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
@@ -69,8 +69,7 @@ struct SetAlias {
 }
 
 /// # `PUT /_matrix/client/v3/directory/room/{roomAlias}`
-pub async fn set_alias_route(ctx: &Ctx, req: &Request, alias: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn set_alias_route(ctx: &Ctx, req: &Request, me: &Authed, alias: &str) -> Result<Response> {
     let alias = parse_local_alias(ctx, alias)?;
     let body: SetAlias = req.json()?;
     let room_id = parse_room_id(&body.room_id)?;
@@ -99,8 +98,7 @@ pub async fn get_alias_route(ctx: &Ctx, _req: &Request, alias: &str) -> Result<R
 
 /// # `DELETE /_matrix/client/v3/directory/room/{roomAlias}`
 /// The alias's creator, or a room member allowed to change `m.room.canonical_alias`.
-pub async fn delete_alias_route(ctx: &Ctx, req: &Request, alias: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn delete_alias_route(ctx: &Ctx, _req: &Request, me: &Authed, alias: &str) -> Result<Response> {
     let alias = parse_local_alias(ctx, alias)?;
     #[derive(Deserialize)]
     struct Row {
@@ -144,8 +142,7 @@ pub async fn can_send_state(ctx: &Ctx, room_id: &str, user: &str, kind: &str) ->
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/aliases`
-pub async fn room_aliases_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn room_aliases_route(ctx: &Ctx, _req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await?;
     #[derive(Deserialize)]
@@ -169,8 +166,7 @@ struct Visibility {
 
 /// # `PUT /_matrix/client/v3/directory/list/room/{roomId}`
 /// Room members who may change `m.room.canonical_alias` may publish the room.
-pub async fn set_visibility_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn set_visibility_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     let body: Visibility = req.json()?;
     let public = match body.visibility.as_str() {
@@ -213,8 +209,7 @@ pub async fn public_rooms_get_route(ctx: &Ctx, req: &Request) -> Result<Response
 }
 
 /// # `POST /_matrix/client/v3/publicRooms`
-pub async fn public_rooms_post_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    authenticate(ctx, req).await?;
+pub async fn public_rooms_post_route(ctx: &Ctx, req: &Request, _me: &Authed) -> Result<Response> {
     let mut body: PublicRoomsBody = req.json()?;
     if let Some(s) = req.query("server") {
         body.server = Some(s.to_owned());

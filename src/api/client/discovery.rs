@@ -2,19 +2,25 @@
 
 use serde_json::json;
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::core::room::SUPPORTED_VERSIONS;
 use crate::ctx::Ctx;
 use crate::error::Result;
 use crate::http::{Request, Response};
 
 /// # `GET /_matrix/client/versions`
-/// Spec: client-server-api, "GET /_matrix/client/versions".
+/// Spec: client-server-api, "GET /_matrix/client/versions". A version is listed when what
+/// it requires of a server is implemented: v1.13 room reports, v1.14 user reports, v1.15
+/// room summaries and the OAuth 2.0 API, v1.16 custom profile fields and `use_state_after`,
+/// v1.17 the `m.oauth` UIA stage, v1.18 redactions through `/send` and invite blocking,
+/// v1.19 `/mutual_rooms`. (What a version makes optional, such as the admin lock and
+/// suspend endpoints behind `m.account_moderation`, is not offered.)
 pub async fn versions_route(_ctx: &Ctx, _req: &Request) -> Result<Response> {
     Ok(Response::ok(json!({
         "versions": [
             "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6",
-            "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12"
+            "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15",
+            "v1.16", "v1.17", "v1.18", "v1.19"
         ],
         "unstable_features": {
             "org.matrix.msc2432": true,
@@ -41,8 +47,7 @@ pub async fn well_known_server_route(ctx: &Ctx, _req: &Request) -> Result<Respon
 
 /// # `GET /_matrix/client/v3/capabilities`
 /// Spec: client-server-api, "Capabilities negotiation".
-pub async fn capabilities_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    authenticate(ctx, req).await?;
+pub async fn capabilities_route(ctx: &Ctx, _req: &Request, _me: &Authed) -> Result<Response> {
     let available: serde_json::Map<String, serde_json::Value> = SUPPORTED_VERSIONS.iter().map(|(v, s)| (v.to_string(), json!(s))).collect();
     Ok(Response::ok(json!({
         "capabilities": {

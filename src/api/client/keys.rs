@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::core::e2ee::{self, parse_key_map};
 use crate::core::sync_token::SyncToken;
 use crate::ctx::Ctx;
@@ -48,8 +48,7 @@ pub(crate) async fn store_keys(
 /// # `POST /_matrix/client/v3/keys/upload`
 /// Device keys must be signed by the device's own ed25519 key; one-time keys are added,
 /// fallback keys replace the previous one of their algorithm.
-pub async fn upload_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn upload_keys_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body = req.json_value()?;
     if !body.is_object() {
         return Err(err!(BadJson, "Body must be an object"));
@@ -96,8 +95,7 @@ fn split_users<'a>(ctx: &Ctx, users: impl Iterator<Item = &'a String>, failures:
 /// # `POST /_matrix/client/v3/keys/query`
 /// Device keys (with `unsigned.device_display_name`) and cross-signing keys, with the
 /// signatures the requester may see: the owner's, and the requester's own.
-pub async fn query_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn query_keys_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body = req.json_value()?;
     let wanted = body.get("device_keys").and_then(Value::as_object).ok_or_else(|| err!(BadJson, "device_keys must be an object"))?;
     if wanted.len() > 1000 {
@@ -162,8 +160,7 @@ pub async fn query_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 /// # `POST /_matrix/client/v3/keys/claim`
 /// One key per requested device, atomically in each user's `UserKeys` object: a one-time
 /// key if any is left, else the fallback key.
-pub async fn claim_keys_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    authenticate(ctx, req).await?;
+pub async fn claim_keys_route(ctx: &Ctx, req: &Request, _me: &Authed) -> Result<Response> {
     let body = req.json_value()?;
     let wanted = body.get("one_time_keys").and_then(Value::as_object).ok_or_else(|| err!(BadJson, "one_time_keys must be an object"))?;
     let mut failures = Map::new();
@@ -208,8 +205,7 @@ pub(crate) async fn device_lists_between(ctx: &Ctx, me: &str, from: &SyncToken, 
 
 /// # `GET /_matrix/client/v3/keys/changes`
 /// Users whose device lists changed between two sync tokens (same rules as `/sync`).
-pub async fn key_changes_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn key_changes_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let token = |k: &str| -> Result<SyncToken> {
         let t = req.query(k).ok_or_else(|| err!(MissingParam, "Missing {k}"))?;
         SyncToken::decode(t).ok_or_else(|| err!(InvalidParam, "Bad {k} token"))

@@ -5,7 +5,7 @@ use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::auth::{authenticate, check_password, identified_user, user_interactive_auth, Identifier};
+use crate::api::auth::{check_password, identified_user, user_interactive_auth, Authed, Identifier};
 use crate::core::crypto::random_alpha;
 use crate::core::uia::{self, Flows};
 use crate::ctx::Ctx;
@@ -116,8 +116,7 @@ pub async fn login_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 
 /// # `POST /_matrix/client/v1/login/get_token`
 /// A short-lived single-use `m.login.token`, after re-authentication with the password.
-pub async fn get_login_token_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_login_token_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body = req.json_value_or_empty()?;
     user_interactive_auth(ctx, req, &body, "get_login_token", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
     let token = tokens::create_login_token(&ctx.db, me.user_id.as_str(), LOGIN_TOKEN_LIFETIME_MS).await?;
@@ -126,15 +125,13 @@ pub async fn get_login_token_route(ctx: &Ctx, req: &Request) -> Result<Response>
 
 /// # `POST /_matrix/client/v3/logout`
 /// Ends this session: the token and its device go away.
-pub async fn logout_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &[me.device_id]).await?;
+pub async fn logout_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
+    crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), std::slice::from_ref(&me.device_id)).await?;
     Ok(Response::ok(json!({})))
 }
 
 /// # `POST /_matrix/client/v3/logout/all`
-pub async fn logout_all_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn logout_all_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
     let devices: Vec<String> = accounts::list_devices(&ctx.db, me.user_id.as_str()).await?.into_iter().map(|d| d.device_id).collect();
     crate::service::keys::remove_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &devices).await?;
     // Tokens of a device row that no longer exists, if any.

@@ -6,7 +6,7 @@ use ruma::{OwnedRoomId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::auth::{authenticate, Authed};
+use crate::api::auth::Authed;
 use crate::api::client::directory::resolve_room;
 use crate::api::client::rooms::parse_room_id;
 use crate::core::ids::parse_client_user_id;
@@ -15,8 +15,9 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
+use crate::service::membership as membership_rules;
 use crate::service::timeline::{append_via_room, user_level};
-use crate::store::{accounts, rooms};
+use crate::store::rooms;
 
 #[derive(Deserialize, Default)]
 struct Reason {
@@ -37,25 +38,6 @@ fn member_event(sender: &UserId, target: &str, membership: &str, reason: Option<
     NewEvent { kind: "m.room.member".into(), state_key: Some(target.into()), content, sender: sender.to_owned(), redacts: None }
 }
 
-/// Fills `displayname` and `avatar_url` of a join, invite or knock member event from the
-/// profile of its target, when the target is a local user who has them (the spec lets a
-/// member event carry them; Synapse fills them the same way, so clients show the name of
-/// an invited user rather than their ID).
-pub async fn add_profile(ctx: &Ctx, ev: &mut NewEvent, target: &UserId) -> Result<()> {
-    if target.server_name() != ctx.config.server_name {
-        return Ok(());
-    }
-    if let Some(u) = accounts::get_user(&ctx.db, target.as_str()).await? {
-        if let Some(d) = u.displayname {
-            ev.content["displayname"] = json!(d);
-        }
-        if let Some(a) = u.avatar_url {
-            ev.content["avatar_url"] = json!(a);
-        }
-    }
-    Ok(())
-}
-
 async fn ensure_room(ctx: &Ctx, room_id: &RoomId) -> Result<()> {
     if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
         // Joining rooms on other servers needs federation.
@@ -74,7 +56,7 @@ async fn send_member(ctx: &Ctx, room_id: &RoomId, ev: NewEvent) -> Result<()> {
 async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<String>) -> Result<Response> {
     ensure_room(ctx, &room_id).await?;
     let mut ev = member_event(&me.user_id, me.user_id.as_str(), "join", reason.as_deref());
-    add_profile(ctx, &mut ev, &me.user_id).await?;
+    membership_rules::add_profile(ctx, &mut ev, &me.user_id).await?;
     let current = rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?;
     if !matches!(current.as_deref(), Some("join") | Some("invite")) {
         if let Some(authoriser) = restricted_authoriser(ctx, &room_id, &me.user_id).await? {
@@ -124,36 +106,32 @@ async fn restricted_authoriser(ctx: &Ctx, room_id: &RoomId, user: &UserId) -> Re
 }
 
 /// # `POST /_matrix/client/v3/join/{roomIdOrAlias}`
-pub async fn join_by_id_or_alias_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn join_by_id_or_alias_route(ctx: &Ctx, req: &Request, me: &Authed, target: &str) -> Result<Response> {
     let body: Reason = req.json_or_empty()?;
     let room_id = resolve_room(ctx, target).await?;
-    join(ctx, &me, room_id, body.reason).await
+    join(ctx, me, room_id, body.reason).await
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/join`
-pub async fn join_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn join_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let body: Reason = req.json_or_empty()?;
-    join(ctx, &me, parse_room_id(room_id)?, body.reason).await
+    join(ctx, me, parse_room_id(room_id)?, body.reason).await
 }
 
 /// # `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
-pub async fn knock_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn knock_route(ctx: &Ctx, req: &Request, me: &Authed, target: &str) -> Result<Response> {
     let body: Reason = req.json_or_empty()?;
     let room_id = resolve_room(ctx, target).await?;
     ensure_room(ctx, &room_id).await?;
     let mut ev = member_event(&me.user_id, me.user_id.as_str(), "knock", body.reason.as_deref());
-    add_profile(ctx, &mut ev, &me.user_id).await?;
+    membership_rules::add_profile(ctx, &mut ev, &me.user_id).await?;
     send_member(ctx, &room_id, ev).await?;
     Ok(Response::ok(json!({ "room_id": room_id })))
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/leave`
 /// Also rejects an invite or withdraws a knock.
-pub async fn leave_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn leave_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let body: Reason = req.json_or_empty()?;
     let room_id = parse_room_id(room_id)?;
     ensure_room(ctx, &room_id).await?;
@@ -166,8 +144,7 @@ pub async fn leave_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Resp
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/forget`
-pub async fn forget_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn forget_route(ctx: &Ctx, _req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     match rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?.as_deref() {
         Some("join") => return Err(err!(Unknown, "You must leave the room before forgetting it")),
@@ -177,8 +154,7 @@ pub async fn forget_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Res
     Ok(Response::ok(json!({})))
 }
 
-async fn act_on(ctx: &Ctx, req: &Request, room_id: &str, membership: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+async fn act_on(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, membership: &str) -> Result<Response> {
     let body: Target = req.json()?;
     let target = parse_client_user_id(&body.user_id)?;
     let room_id = parse_room_id(room_id)?;
@@ -192,6 +168,7 @@ async fn act_on(ctx: &Ctx, req: &Request, room_id: &str, membership: &str) -> Re
             if current.as_deref() == Some("join") {
                 return Err(err!(Forbidden, "{target} is already in the room"));
             }
+            membership_rules::check_invite_allowed(ctx, &target).await?;
         }
         "kick" if !matches!(current.as_deref(), Some("join") | Some("invite") | Some("knock")) => {
             return Err(err!(Forbidden, "{target} is not in the room"));
@@ -207,28 +184,28 @@ async fn act_on(ctx: &Ctx, req: &Request, room_id: &str, membership: &str) -> Re
     };
     let mut ev = member_event(&me.user_id, target.as_str(), event_membership, body.reason.as_deref());
     if event_membership == "invite" {
-        add_profile(ctx, &mut ev, &target).await?;
+        membership_rules::add_profile(ctx, &mut ev, &target).await?;
     }
     send_member(ctx, &room_id, ev).await?;
     Ok(Response::ok(json!({})))
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/invite`
-pub async fn invite_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    act_on(ctx, req, room_id, "invite").await
+pub async fn invite_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
+    act_on(ctx, req, me, room_id, "invite").await
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/kick`
-pub async fn kick_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    act_on(ctx, req, room_id, "kick").await
+pub async fn kick_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
+    act_on(ctx, req, me, room_id, "kick").await
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/ban`
-pub async fn ban_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    act_on(ctx, req, room_id, "ban").await
+pub async fn ban_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
+    act_on(ctx, req, me, room_id, "ban").await
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/unban`
-pub async fn unban_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    act_on(ctx, req, room_id, "unban").await
+pub async fn unban_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
+    act_on(ctx, req, me, room_id, "unban").await
 }

@@ -4,7 +4,7 @@
 use ruma::{EventId, RoomId};
 use serde_json::{json, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::client::rooms::parse_room_id;
 use crate::core::filter::RoomEventFilter;
 use crate::core::room::pdu::NewEvent;
@@ -22,8 +22,7 @@ fn parse_event_id(s: &str) -> Result<ruma::OwnedEventId> {
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
 /// The same transaction ID from the same device returns the same event, stored once.
-pub async fn send_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str, txn_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, kind: &str, txn_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     let txn = Txn::new(me.user_id.as_str(), &me.device_id, &["send", room_id.as_str(), kind], txn_id);
     if let Some(e) = rooms::txn_event(&ctx.db, &txn.user_id, &txn.device_id, &txn.key).await? {
@@ -47,8 +46,7 @@ pub async fn send_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str, txn
 }
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
-pub async fn redact_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &str, txn_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn redact_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, event_id: &str, txn_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     let target = parse_event_id(event_id)?;
     let txn = Txn::new(me.user_id.as_str(), &me.device_id, &["redact", room_id.as_str(), target.as_str()], txn_id);
@@ -85,6 +83,7 @@ fn limit_param(req: &Request, default: u32) -> Result<u32> {
 
 /// Pages through a room in one direction, keeping visible events that match the filter,
 /// until `limit` or the end. Returns the events and the position reached.
+#[allow(clippy::too_many_arguments)] // one call site per direction; a struct would only rename them
 async fn paginate(
     ctx: &Ctx,
     reader: &Reader<'_>,
@@ -103,7 +102,7 @@ async fn paginate(
         if out.len() as u32 >= limit {
             break;
         }
-        let batch = (limit - out.len() as u32).max(20).min(500);
+        let batch = (limit - out.len() as u32).clamp(20, 500);
         let (after, up_to) = if backwards { (to.unwrap_or(0), pos) } else { (pos, to.unwrap_or(u64::MAX >> 12)) };
         if after >= up_to {
             exhausted = true;
@@ -161,7 +160,7 @@ async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, events: &[E
             .await?;
         for sender in chunk {
             let at = latest[sender];
-            if let Some(r) = rows.iter().filter(|r| r.state_key.as_deref() == Some(sender.as_str()) && r.stream() <= at).last() {
+            if let Some(r) = rows.iter().rfind(|r| r.state_key.as_deref() == Some(sender.as_str()) && r.stream() <= at) {
                 out_rows.push(r.clone());
             }
         }
@@ -172,8 +171,7 @@ async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, events: &[E
 /// # `GET /_matrix/client/v3/rooms/{roomId}/messages`
 /// Both directions, with filters; tokens are stable stream positions (`s<N>`), so paging
 /// through hundreds of events loses and repeats nothing.
-pub async fn messages_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn messages_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await?;
     let backwards = match req.query("dir") {
@@ -215,8 +213,7 @@ async fn visible_event(ctx: &Ctx, reader: &Reader<'_>, room_id: &RoomId, event_i
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
-pub async fn get_event_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_event_route(ctx: &Ctx, _req: &Request, me: &Authed, room_id: &str, event_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     parse_event_id(event_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| err!(NotFound, "Event not found"))?;
@@ -229,8 +226,7 @@ pub async fn get_event_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: 
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
 /// Events around one event, and the room state at the last event returned.
-pub async fn context_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn context_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, event_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     parse_event_id(event_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| err!(NotFound, "Event not found"))?;

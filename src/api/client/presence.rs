@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::core::ids::parse_client_user_id;
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
@@ -26,8 +26,7 @@ fn some<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Op
 }
 
 /// # `PUT /_matrix/client/v3/presence/{userId}/status`
-pub async fn set_presence_route(ctx: &Ctx, req: &Request, user_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn set_presence_route(ctx: &Ctx, req: &Request, me: &Authed, user_id: &str) -> Result<Response> {
     parse_client_user_id(user_id)?;
     if me.user_id.as_str() != user_id {
         return Err(err!(Forbidden, "Cannot set another user's presence"));
@@ -45,8 +44,7 @@ pub async fn set_presence_route(ctx: &Ctx, req: &Request, user_id: &str) -> Resu
 }
 
 /// # `GET /_matrix/client/v3/presence/{userId}/status`
-pub async fn get_presence_route(ctx: &Ctx, req: &Request, user_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_presence_route(ctx: &Ctx, _req: &Request, me: &Authed, user_id: &str) -> Result<Response> {
     parse_client_user_id(user_id)?;
     if me.user_id.as_str() != user_id {
         // Only users who share a room may see each other's presence.

@@ -5,7 +5,7 @@
 use ruma::UserId;
 use serde_json::{json, Map, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::core::ids::parse_client_user_id;
 use crate::core::profile::{self as rules, check_custom_value, parse_key, ProfileKey, MAX_PROFILE_BYTES};
 use crate::ctx::Ctx;
@@ -68,8 +68,7 @@ pub async fn get_field_route(ctx: &Ctx, _req: &Request, user_id: &str, key: &str
 
 /// The user's own profile and the parsed key: authentication first, then the key, then
 /// the path must name the user (only users change their own profile: 403 otherwise).
-async fn own_profile<'k>(ctx: &Ctx, req: &Request, user_id: &str, key: &'k str) -> Result<(User, ProfileKey<'k>)> {
-    let me = authenticate(ctx, req).await?;
+async fn own_profile<'k>(ctx: &Ctx, me: &Authed, user_id: &str, key: &'k str) -> Result<(User, ProfileKey<'k>)> {
     let target = parse_client_user_id(user_id)?;
     let k = parse_key(key)?;
     if target != me.user_id {
@@ -85,8 +84,8 @@ async fn own_profile<'k>(ctx: &Ctx, req: &Request, user_id: &str, key: &'k str) 
 /// rules: a string, `null` or `""` clearing it, and the change is sent into the user's rooms.
 /// Custom keys take any JSON but `null`; `m.tz` a string. The whole profile stays under
 /// 64 KiB (`M_PROFILE_TOO_LARGE`).
-pub async fn set_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str) -> Result<Response> {
-    let (user, k) = own_profile(ctx, req, user_id, key).await?;
+pub async fn set_field_route(ctx: &Ctx, req: &Request, me: &Authed, user_id: &str, key: &str) -> Result<Response> {
+    let (user, k) = own_profile(ctx, me, user_id, key).await?;
     let body = req.json_value()?;
     let Some(new) = body.get(key) else {
         return Err(err!(MissingParam, "Missing key '{key}'"));
@@ -134,8 +133,8 @@ pub async fn set_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str)
 /// # `DELETE /_matrix/client/v3/profile/{userId}/{keyName}`
 /// Only for yourself; succeeds when the field was not set. Removing `displayname` or
 /// `avatar_url` clears it and updates the user's rooms, as setting it to `""` does.
-pub async fn delete_field_route(ctx: &Ctx, req: &Request, user_id: &str, key: &str) -> Result<Response> {
-    let (user, k) = own_profile(ctx, req, user_id, key).await?;
+pub async fn delete_field_route(ctx: &Ctx, _req: &Request, me: &Authed, user_id: &str, key: &str) -> Result<Response> {
+    let (user, k) = own_profile(ctx, me, user_id, key).await?;
     let field = match k {
         ProfileKey::Displayname if user.displayname.is_some() => ProfileField::Displayname,
         ProfileKey::AvatarUrl if user.avatar_url.is_some() => ProfileField::AvatarUrl,

@@ -6,7 +6,7 @@
 use ruma::push::Ruleset;
 use serde_json::{json, Value};
 
-use crate::api::auth::{authenticate, Authed};
+use crate::api::auth::Authed;
 use crate::api::client::account_data;
 use crate::core::push::{self, EditError};
 use crate::ctx::Ctx;
@@ -40,51 +40,49 @@ fn scope_kind(scope: &str, kind: &str) -> Result<ruma::push::RuleKind> {
 }
 
 /// # `GET /_matrix/client/v3/pushrules/`
-pub async fn get_all_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    Ok(Response::ok(push::to_stored(&load(ctx, &me).await?)))
+pub async fn get_all_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
+    Ok(Response::ok(push::to_stored(&load(ctx, me).await?)))
 }
 
 /// # `GET /_matrix/client/v3/pushrules/global/`
-pub async fn get_global_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    Ok(Response::ok(serde_json::to_value(load(ctx, &me).await?)?))
+/// Only the `global` scope exists.
+pub async fn get_global_route(ctx: &Ctx, _req: &Request, me: &Authed, scope: &str) -> Result<Response> {
+    if scope != "global" {
+        return Err(err!(InvalidParam, "Only the global scope exists"));
+    }
+    Ok(Response::ok(serde_json::to_value(load(ctx, me).await?)?))
 }
 
 /// # `GET /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}`
-pub async fn get_rule_route(ctx: &Ctx, req: &Request, scope: &str, kind: &str, rule_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_rule_route(ctx: &Ctx, _req: &Request, me: &Authed, scope: &str, kind: &str, rule_id: &str) -> Result<Response> {
     let k = scope_kind(scope, kind)?;
-    let rs = load(ctx, &me).await?;
+    let rs = load(ctx, me).await?;
     push::get_rule(&rs, k, rule_id).map(Response::ok).ok_or_else(|| err!(NotFound, "Unknown push rule"))
 }
 
 /// # `PUT /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}`
-pub async fn put_rule_route(ctx: &Ctx, req: &Request, scope: &str, kind: &str, rule_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn put_rule_route(ctx: &Ctx, req: &Request, me: &Authed, scope: &str, kind: &str, rule_id: &str) -> Result<Response> {
     let k = scope_kind(scope, kind)?;
     let body = req.json_value()?;
-    let mut rs = load(ctx, &me).await?;
+    let mut rs = load(ctx, me).await?;
     push::put_rule(&mut rs, k, rule_id, &body, req.query("before"), req.query("after")).map_err(edit_err)?;
-    save(ctx, &me, &rs).await?;
+    save(ctx, me, &rs).await?;
     Ok(Response::ok(json!({})))
 }
 
 /// # `DELETE /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}`
-pub async fn delete_rule_route(ctx: &Ctx, req: &Request, scope: &str, kind: &str, rule_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn delete_rule_route(ctx: &Ctx, _req: &Request, me: &Authed, scope: &str, kind: &str, rule_id: &str) -> Result<Response> {
     let k = scope_kind(scope, kind)?;
-    let mut rs = load(ctx, &me).await?;
+    let mut rs = load(ctx, me).await?;
     push::delete_rule(&mut rs, k, rule_id).map_err(edit_err)?;
-    save(ctx, &me, &rs).await?;
+    save(ctx, me, &rs).await?;
     Ok(Response::ok(json!({})))
 }
 
 /// # `GET /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}/{attr}` (`enabled`, `actions`)
-pub async fn get_attr_route(ctx: &Ctx, req: &Request, scope: &str, kind: &str, rule_id: &str, attr: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_attr_route(ctx: &Ctx, _req: &Request, me: &Authed, scope: &str, kind: &str, rule_id: &str, attr: &str) -> Result<Response> {
     let k = scope_kind(scope, kind)?;
-    let rs = load(ctx, &me).await?;
+    let rs = load(ctx, me).await?;
     let rule = push::get_rule(&rs, k, rule_id).ok_or_else(|| err!(NotFound, "Unknown push rule"))?;
     match attr {
         "enabled" => Ok(Response::ok(json!({ "enabled": rule["enabled"] }))),
@@ -94,11 +92,10 @@ pub async fn get_attr_route(ctx: &Ctx, req: &Request, scope: &str, kind: &str, r
 }
 
 /// # `PUT /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}/{attr}` (`enabled`, `actions`)
-pub async fn put_attr_route(ctx: &Ctx, req: &Request, scope: &str, kind: &str, rule_id: &str, attr: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn put_attr_route(ctx: &Ctx, req: &Request, me: &Authed, scope: &str, kind: &str, rule_id: &str, attr: &str) -> Result<Response> {
     let k = scope_kind(scope, kind)?;
     let body = req.json_value()?;
-    let mut rs = load(ctx, &me).await?;
+    let mut rs = load(ctx, me).await?;
     match attr {
         "enabled" => {
             let e = body["enabled"].as_bool().ok_or_else(|| err!(BadJson, "enabled must be a boolean"))?;
@@ -107,14 +104,13 @@ pub async fn put_attr_route(ctx: &Ctx, req: &Request, scope: &str, kind: &str, r
         "actions" => push::set_actions(&mut rs, k, rule_id, &body["actions"]).map_err(edit_err)?,
         _ => return Err(err!(Unrecognized, "Unknown attribute")),
     }
-    save(ctx, &me, &rs).await?;
+    save(ctx, me, &rs).await?;
     Ok(Response::ok(json!({})))
 }
 
 /// # `GET /_matrix/client/v3/notifications`
 /// Newest first; `from` is the `next_token` of the previous page; `only=highlight`.
-pub async fn notifications_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn notifications_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let limit = req.query("limit").map(|l| l.parse::<u32>().map_err(|_| err!(InvalidParam, "bad limit"))).transpose()?.unwrap_or(20).clamp(1, 100);
     let before = req.query("from").map(|f| f.parse::<u64>().map_err(|_| err!(InvalidParam, "bad from"))).transpose()?.unwrap_or(u64::MAX >> 12);
     let only_highlight = req.query("only") == Some("highlight");
@@ -143,8 +139,7 @@ pub async fn notifications_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 }
 
 /// # `GET /_matrix/client/v3/pushers`
-pub async fn pushers_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn pushers_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
     let rows = sstore::pushers_of(&ctx.db, &[me.user_id.to_string()]).await?;
     Ok(Response::ok(json!({ "pushers": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>() })))
 }
@@ -155,8 +150,7 @@ pub async fn pushers_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 /// `/_matrix/push/v1/notify` on a host the server may reach (spec: pusher.yaml
 /// `postPusher`; the server POSTs message contents there, so no loopback or private
 /// address: [`push::check_gateway_url`]); else 400 `M_INVALID_PARAM`.
-pub async fn set_pusher_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn set_pusher_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let b = req.json_value()?;
     let s = |k: &str| b[k].as_str().map(str::to_owned);
     let (Some(app_id), Some(pushkey)) = (s("app_id"), s("pushkey")) else {

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::api::auth::{authenticate, Authed};
+use crate::api::auth::Authed;
 use crate::api::client::account_data;
 use crate::api::client::rooms::parse_room_id;
 use crate::ctx::Ctx;
@@ -45,8 +45,7 @@ async fn check_joined(ctx: &Ctx, me: &Authed, room_id: &str) -> Result<()> {
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/receipt/{receiptType}/{eventId}`
 /// With `thread_id` for threaded receipts (`main` for the main timeline).
-pub async fn receipt_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str, event_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn receipt_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, kind: &str, event_id: &str) -> Result<Response> {
     let room = parse_room_id(room_id)?;
     let body = req.json_value_or_empty()?;
     if !matches!(kind, "m.read" | "m.read.private" | "m.fully_read") {
@@ -57,21 +56,20 @@ pub async fn receipt_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str, 
         Some(Value::String(t)) if !t.is_empty() => Some(t.as_str()),
         Some(_) => return Err(err!(InvalidParam, "thread_id must be a non-empty string")),
     };
-    check_joined(ctx, &me, room.as_str()).await?;
-    set_marker(ctx, &me, room.as_str(), kind, event_id, thread).await?;
+    check_joined(ctx, me, room.as_str()).await?;
+    set_marker(ctx, me, room.as_str(), kind, event_id, thread).await?;
     Ok(Response::ok(json!({})))
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/read_markers`
-pub async fn read_markers_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn read_markers_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room = parse_room_id(room_id)?;
     let body = req.json_value()?;
-    check_joined(ctx, &me, room.as_str()).await?;
+    check_joined(ctx, me, room.as_str()).await?;
     for kind in ["m.fully_read", "m.read", "m.read.private"] {
         match body.get(kind) {
             None | Some(Value::Null) => {}
-            Some(Value::String(e)) => set_marker(ctx, &me, room.as_str(), kind, e, None).await?,
+            Some(Value::String(e)) => set_marker(ctx, me, room.as_str(), kind, e, None).await?,
             Some(_) => return Err(err!(BadJson, "{kind} must be an event ID")),
         }
     }

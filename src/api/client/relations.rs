@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::client::message::parse_token;
 use crate::api::client::rooms::parse_room_id;
 use crate::ctx::Ctx;
@@ -77,12 +77,12 @@ pub async fn bundle_thread_summaries(ctx: &Ctx, reader: &Reader<'_>, events: &mu
 pub async fn relations_route(
     ctx: &Ctx,
     req: &Request,
+    me: &Authed,
     room_id: &str,
     event_id: &str,
     rel_type: Option<&str>,
     event_type: Option<&str>,
 ) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
     let room_id = parse_room_id(room_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| err!(NotFound, "Event not found"))?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
@@ -162,8 +162,7 @@ pub async fn relations_route(
 /// # `GET /_matrix/client/v1/rooms/{roomId}/threads`
 /// Thread roots by latest activity; `include=participated` keeps threads the user started
 /// or replied to.
-pub async fn threads_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn threads_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };

@@ -19,8 +19,7 @@ use crate::store::rooms::{self, EventRow, EVENT_COLUMNS};
 
 /// # `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
 /// The closest visible event at or after (`dir=f`) or at or before (`dir=b`) `ts`.
-pub async fn timestamp_to_event_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn timestamp_to_event_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await?;
     let ts: u64 =
@@ -85,8 +84,7 @@ async fn store_report(ctx: &Ctx, me: &Authed, room: Option<&str>, event: Option<
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}`
 /// The reporter must be able to see the event.
-pub async fn report_event_route(ctx: &Ctx, req: &Request, room_id: &str, event_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn report_event_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, event_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     let body: ReportBody = req.json()?;
     let not_found = || err!(NotFound, "Event not found");
@@ -96,31 +94,29 @@ pub async fn report_event_route(ctx: &Ctx, req: &Request, room_id: &str, event_i
     if filter_visible(ctx, &reader, room_id.as_str(), vec![row]).await?.is_empty() {
         return Err(not_found());
     }
-    store_report(ctx, &me, Some(room_id.as_str()), Some(event_id), None, body).await?;
+    store_report(ctx, me, Some(room_id.as_str()), Some(event_id), None, body).await?;
     Ok(Response::ok(json!({})))
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/report`
-pub async fn report_room_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn report_room_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     let body: ReportBody = req.json()?;
     if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
         return Err(err!(NotFound, "Room not found"));
     }
-    store_report(ctx, &me, Some(room_id.as_str()), None, None, body).await?;
+    store_report(ctx, me, Some(room_id.as_str()), None, None, body).await?;
     Ok(Response::ok(json!({})))
 }
 
 /// # `POST /_matrix/client/v3/users/{userId}/report`
-pub async fn report_user_route(ctx: &Ctx, req: &Request, user_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn report_user_route(ctx: &Ctx, req: &Request, me: &Authed, user_id: &str) -> Result<Response> {
     let target = crate::core::ids::parse_client_user_id(user_id)?;
     let body: ReportBody = req.json()?;
     if target.server_name() == ctx.config.server_name && crate::store::accounts::get_user(&ctx.db, target.as_str()).await?.is_none() {
         return Err(err!(NotFound, "User not found"));
     }
-    store_report(ctx, &me, None, None, Some(target.as_str()), body).await?;
+    store_report(ctx, me, None, None, Some(target.as_str()), body).await?;
     Ok(Response::ok(json!({})))
 }
 
@@ -133,8 +129,7 @@ struct SearchBody {
 /// # `POST /_matrix/client/v3/user_directory/search`
 /// Users who share a room with the searcher or are in a public room — join rule `public`
 /// or `world_readable` history (Synapse's default) — matched on user ID or display name.
-pub async fn user_directory_search_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn user_directory_search_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body: SearchBody = req.json()?;
     let limit = body.limit.unwrap_or(10).clamp(1, 100);
     let term = body.search_term.trim().to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");

@@ -3,7 +3,7 @@
 use ruma::RoomId;
 use serde_json::json;
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::client::directory::{alias_for_name, insert_alias};
 use crate::core::room::create::{plan, CreateRoomRequest};
 use crate::core::room::version_rules;
@@ -18,9 +18,21 @@ use crate::store::{accounts, rooms};
 /// # `POST /_matrix/client/v3/createRoom`
 /// Presets, visibility, `initial_state`, invites, `is_direct`, `power_level_content_override`,
 /// `creation_content`, `room_version`, `room_alias_name`.
-pub async fn create_room_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
-    let body: CreateRoomRequest = req.json()?;
+pub async fn create_room_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
+    let mut body: CreateRoomRequest = req.json()?;
+    // Invitees who block invites are left out; the room is still created (spec v1.18,
+    // "Invite permission").
+    let mut invite = Vec::with_capacity(body.invite.len());
+    for invitee in std::mem::take(&mut body.invite) {
+        let blocked = match ruma::UserId::parse(invitee.as_str()) {
+            Ok(u) => crate::service::membership::invites_blocked(ctx, &u).await?,
+            Err(_) => false, // refused with 400 by the event plan
+        };
+        if !blocked {
+            invite.push(invitee);
+        }
+    }
+    body.invite = invite;
     let version = body.room_version.clone().unwrap_or_else(|| ctx.config.default_room_version.clone());
     let (_, rules) = version_rules(&version)?;
     let alias = match &body.room_alias_name {
@@ -56,7 +68,7 @@ pub async fn create_room_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     // Invites carry the invitee's profile, as those of `/invite` do.
     for ev in events.iter_mut().filter(|e| e.kind == "m.room.member" && e.content["membership"] == "invite") {
         if let Some(target) = p.invitees.iter().find(|u| ev.state_key.as_deref() == Some(u.as_str())) {
-            crate::api::client::membership::add_profile(ctx, ev, target).await?;
+            crate::service::membership::add_profile(ctx, ev, target).await?;
         }
     }
     let pdus = timeline::append(&ctx.db, &ctx.config, None, events, None).await?;
@@ -75,8 +87,7 @@ pub async fn create_room_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 }
 
 /// # `GET /_matrix/client/v3/joined_rooms`
-pub async fn joined_rooms_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn joined_rooms_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
     let rooms = rooms::rooms_with_membership(&ctx.db, me.user_id.as_str(), "join").await?;
     Ok(Response::ok(json!({ "joined_rooms": rooms })))
 }

@@ -4,7 +4,7 @@
 use ruma::{RoomId, UserId};
 use serde_json::{json, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::client::rooms::parse_room_id;
 use crate::core::crypto::random_token;
 use crate::core::spaces::{order_children, parse_hierarchy_params, ChildLink, HierarchySession, MutualRoomsToken, Walk};
@@ -24,8 +24,7 @@ use crate::store::{rooms, spaces};
 /// `next_batch` names the paused walk, kept ten minutes; resuming it with another
 /// `suggested_only` or `max_depth` is `M_INVALID_PARAM`. Only local rooms: rooms known only
 /// to other servers are skipped until federation exists.
-pub async fn hierarchy_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn hierarchy_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let root = parse_room_id(room_id)?;
     let (params, limit) = parse_hierarchy_params(req.query("suggested_only"), req.query("max_depth"), req.query("limit"))?;
     // 403 covers a room that does not exist too (spec: "The room does not exist").
@@ -111,8 +110,7 @@ const MUTUAL_ROOMS_PAGE: usize = 100;
 /// `count`. `user_id` missing is `M_MISSING_PARAM`; malformed, non-compliant (a historical
 /// user ID) or the caller's own ID is `M_INVALID_PARAM`, as is a `from` token that is not a
 /// `next_batch` for this `user_id`. An unknown user shares no rooms: an empty list.
-pub async fn mutual_rooms_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn mutual_rooms_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let raw = req.query("user_id").ok_or_else(|| err!(MissingParam, "user_id is required"))?;
     if req.query.iter().filter(|(k, _)| k == "user_id").count() > 1 {
         return Err(err!(InvalidParam, "Duplicate user_id query parameter"));

@@ -4,7 +4,7 @@
 use ruma::{RoomAliasId, RoomId};
 use serde_json::{json, Value};
 
-use crate::api::auth::{authenticate, Authed};
+use crate::api::auth::Authed;
 use crate::api::client::message::parse_token;
 use crate::api::client::rooms::parse_room_id;
 use crate::core::ids::{check_power_levels_users, parse_client_user_id};
@@ -57,10 +57,9 @@ async fn visible_state(ctx: &Ctx, me: &Authed, room_id: &RoomId) -> Result<State
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/state`
-pub async fn get_state_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_state_route(ctx: &Ctx, _req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
-    let state = visible_state(ctx, &me, &room_id).await?;
+    let state = visible_state(ctx, me, &room_id).await?;
     let ids: Vec<String> = state.values().map(|e| e.to_string()).collect();
     let rows = rooms::get_events(&ctx.db, &ids).await?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
@@ -69,10 +68,9 @@ pub async fn get_state_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
 /// Returns the content, or the whole event with `?format=event`.
-pub async fn get_state_event_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str, key: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_state_event_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, kind: &str, key: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
-    let state = visible_state(ctx, &me, &room_id).await?;
+    let state = visible_state(ctx, me, &room_id).await?;
     let id = state.get(&(kind.to_owned(), key.to_owned())).ok_or_else(|| err!(NotFound, "State event not found"))?;
     let rows = rooms::get_events(&ctx.db, &[id.to_string()]).await?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
@@ -111,8 +109,7 @@ async fn check_canonical_alias(ctx: &Ctx, room_id: &RoomId, content: &Value) -> 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
 /// Power levels and the auth rules decide; state keys starting with `@` must be the sender's
 /// own user ID unless power allows otherwise.
-pub async fn put_state_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str, key: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn put_state_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, kind: &str, key: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     let content = req.json_value()?;
     if kind == "m.room.canonical_alias" {
@@ -125,7 +122,10 @@ pub async fn put_state_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str
     // ones (400) before they become room state. The member content stays as the client
     // sent it.
     if kind == "m.room.member" {
-        parse_client_user_id(key)?;
+        let target = parse_client_user_id(key)?;
+        if content.get("membership").and_then(serde_json::Value::as_str) == Some("invite") {
+            crate::service::membership::check_invite_allowed(ctx, &target).await?;
+        }
     }
     if kind == "m.room.power_levels" {
         check_power_levels_users(&content)?;
@@ -139,10 +139,9 @@ pub async fn put_state_route(ctx: &Ctx, req: &Request, room_id: &str, kind: &str
 /// # `GET /_matrix/client/v3/rooms/{roomId}/members`
 /// `at` (a `/messages` or sync token) gives the members at that point; `membership` and
 /// `not_membership` filter.
-pub async fn members_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn members_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
-    let mut state = visible_state(ctx, &me, &room_id).await?;
+    let mut state = visible_state(ctx, me, &room_id).await?;
     if let Some(at) = req.query("at") {
         let pos = parse_token(at)?;
         #[derive(serde::Deserialize)]
@@ -182,8 +181,7 @@ pub async fn members_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Re
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
-pub async fn joined_members_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn joined_members_route(ctx: &Ctx, _req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     if rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?.as_deref() != Some("join") {
         return Err(err!(Forbidden, "You are not in this room"));

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use crate::api::auth::{authenticate, Authed};
+use crate::api::auth::Authed;
 use crate::core::filter::{apply_event_fields, Filter};
 use crate::core::room::visibility::HistoryVisibility;
 use crate::core::sync_token::SyncToken;
@@ -55,14 +55,13 @@ struct Params {
 
 /// # `GET /_matrix/client/v3/sync`
 /// The response carries `X-Stratus-D1-Round-Trips`: the D1 calls this request made.
-pub async fn sync_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let mut resp = sync_inner(ctx, req).await?;
+pub async fn sync_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
+    let mut resp = sync_inner(ctx, req, me).await?;
     resp.headers.push(("X-Stratus-D1-Round-Trips".into(), ctx.db.round_trips().to_string()));
     Ok(resp)
 }
 
-async fn sync_inner(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+async fn sync_inner(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let since = match req.query("since") {
         Some(s) => Some(SyncToken::decode(s).ok_or_else(|| err!(InvalidParam, "Invalid since token"))?),
         None => None,
@@ -76,7 +75,7 @@ async fn sync_inner(ctx: &Ctx, req: &Request) -> Result<Response> {
         since,
         full_state: flag("full_state"),
         state_after: flag("use_state_after") || flag("org.matrix.msc4222.use_state_after"),
-        filter: load_filter(ctx, &me, req.query("filter")).await?,
+        filter: load_filter(ctx, me, req.query("filter")).await?,
     };
     // set_presence (spec: omitted means online; `offline` means "don't touch").
     match req.query("set_presence").unwrap_or("online") {
@@ -96,7 +95,7 @@ async fn sync_inner(ctx: &Ctx, req: &Request) -> Result<Response> {
     // after a wake-up, the counter the wake-up reported plays that part.
     let mut seen = if waits { Some(notify::sync_version(&ctx.env, me.user_id.as_str()).await?) } else { None };
     for _ in 0..20 {
-        let (body, found) = compute(ctx, &me, &p).await?;
+        let (body, found) = compute(ctx, me, &p).await?;
         let now = now_ms();
         let Some(v) = seen.take().filter(|_| !found && now < deadline) else {
             return Ok(Response::ok(body));
@@ -107,7 +106,7 @@ async fn sync_inner(ctx: &Ctx, req: &Request) -> Result<Response> {
             None => return Ok(Response::ok(body)),
         }
     }
-    let (body, _) = compute(ctx, &me, &p).await?;
+    let (body, _) = compute(ctx, me, &p).await?;
     Ok(Response::ok(body))
 }
 
@@ -158,6 +157,10 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
     let mut rooms: BTreeMap<String, RoomOut> = BTreeMap::new();
     let mut invites = Vec::new();
     let mut knocks = Vec::new();
+    // Invites to a user who blocks them are not served (spec v1.18, "Invite permission");
+    // they come back if the user stops blocking. Read only when there is an invite.
+    let invites_blocked =
+        memberships.iter().any(|m| m.membership == "invite") && crate::service::membership::invites_blocked(ctx, &me.user_id).await?;
     for m in &memberships {
         if !f.room.room_allowed(&m.room_id) {
             continue;
@@ -181,7 +184,7 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
                 (Some(Range { room_id: m.room_id.clone(), after, up_to: now.rooms }), full)
             }
             "invite" => {
-                if changed || p.full_state {
+                if (changed || p.full_state) && !invites_blocked {
                     invites.push(m.room_id.clone());
                 }
                 continue;
@@ -572,8 +575,7 @@ async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(Value, bool)> {
 }
 
 /// # `POST /_matrix/client/v3/user/{userId}/filter`
-pub async fn create_filter_route(ctx: &Ctx, req: &Request, user_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn create_filter_route(ctx: &Ctx, req: &Request, me: &Authed, user_id: &str) -> Result<Response> {
     crate::core::ids::parse_client_user_id(user_id)?;
     if me.user_id.as_str() != user_id {
         return Err(err!(Forbidden, "Cannot create filters for other users"));
@@ -585,8 +587,7 @@ pub async fn create_filter_route(ctx: &Ctx, req: &Request, user_id: &str) -> Res
 }
 
 /// # `GET /_matrix/client/v3/user/{userId}/filter/{filterId}`
-pub async fn get_filter_route(ctx: &Ctx, req: &Request, user_id: &str, filter_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn get_filter_route(ctx: &Ctx, _req: &Request, me: &Authed, user_id: &str, filter_id: &str) -> Result<Response> {
     crate::core::ids::parse_client_user_id(user_id)?;
     if me.user_id.as_str() != user_id {
         return Err(err!(Forbidden, "Cannot read filters of other users"));

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::core::txn::txn_key;
 use crate::ctx::Ctx;
 use crate::err;
@@ -23,8 +23,7 @@ const MAX_MESSAGE_BYTES: usize = 65_536;
 /// exist are dropped (they would never be fetched). Local users only (federation delivery
 /// arrives with federation). The whole request is checked before anything is queued; an
 /// invalid user ID in `messages` is `400 M_INVALID_PARAM`.
-pub async fn send_to_device_route(ctx: &Ctx, req: &Request, kind: &str, txn_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn send_to_device_route(ctx: &Ctx, req: &Request, me: &Authed, kind: &str, txn_id: &str) -> Result<Response> {
     let body = req.json_value()?;
     let messages = body.get("messages").and_then(Value::as_object).ok_or_else(|| err!(BadJson, "messages must be an object"))?;
     let mut local = Vec::new();

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::client::rooms::parse_room_id;
 use crate::ctx::Ctx;
 use crate::err;
@@ -20,8 +20,7 @@ struct Body {
 }
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}`
-pub async fn typing_route(ctx: &Ctx, req: &Request, room_id: &str, user_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn typing_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, user_id: &str) -> Result<Response> {
     let room = parse_room_id(room_id)?;
     crate::core::ids::parse_client_user_id(user_id)?;
     if me.user_id.as_str() != user_id {

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::client::directory::can_send_state;
 use crate::api::client::rooms::parse_room_id;
 use crate::core::room::pdu::NewEvent;
@@ -38,8 +38,7 @@ struct UpgradeBody {
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
-pub async fn upgrade_route(ctx: &Ctx, req: &Request, room_id: &str) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn upgrade_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let old: ruma::OwnedRoomId = parse_room_id(room_id)?;
     let body: UpgradeBody = req.json()?;
     for c in &body.additional_creators {

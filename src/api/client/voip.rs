@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use serde_json::{json, Value};
 use worker::{Fetch, Headers, Method, RequestInit};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::core::time::now_ms;
 use crate::core::turn::{self, TurnConfig};
 use crate::ctx::Ctx;
@@ -24,8 +24,7 @@ thread_local! {
 /// # `GET /_matrix/client/v3/voip/turnServer`
 /// `{}` when no TURN source is configured (as Synapse), or when Cloudflare's API fails (the
 /// failure is logged; the call then goes without a relay rather than not at all).
-pub async fn turn_server_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let me = authenticate(ctx, req).await?;
+pub async fn turn_server_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Response> {
     let body = match &ctx.config.turn {
         TurnConfig::None => json!({}),
         TurnConfig::SharedSecret { uris, secret, lifetime_secs } => {

@@ -1,6 +1,6 @@
 //! Downloads, authenticated (MSC3916) and the deprecated unauthenticated form.
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::media::{load, Access, Served};
 use crate::core::media::{content_disposition, content_key, normalise_content_type, parse_range, serving_headers, ByteRange};
 use crate::ctx::Ctx;
@@ -12,8 +12,7 @@ use crate::store::media;
 /// Spec: authed-content-repo.yaml `getContentAuthed` / `getContentOverrideNameAuthed`.
 /// Streamed from R2 with `Content-Disposition` (`inline` only for the spec's inline-safe
 /// types), `X-Content-Type-Options: nosniff` and a `sandbox` CSP.
-pub async fn download_route(ctx: &Ctx, req: &Request, server: &str, media_id: &str, filename: Option<&str>) -> Result<Response> {
-    authenticate(ctx, req).await?;
+pub async fn download_route(ctx: &Ctx, req: &Request, _me: &Authed, server: &str, media_id: &str, filename: Option<&str>) -> Result<Response> {
     let served = load(ctx, req, server, media_id, Access::Authenticated).await?;
     serve(ctx, req, served, filename).await
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use url::Url;
 use worker::{AbortController, Delay, Fetch, Headers, RequestInit, RequestRedirect};
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::core::crypto::{hex, sha256};
 use crate::core::media::{new_media_id, normalise_content_type};
 use crate::core::preview::{check_parsed, is_html, parse_opengraph, redirect_target, MAX_PAGE_BYTES, MAX_REDIRECTS};
@@ -39,8 +39,7 @@ const CACHE_TTL_SECS: u64 = 3600;
 /// # `GET /_matrix/client/v1/media/preview_url`
 /// Also the deprecated `/_matrix/media/v3/preview_url`. Refused URLs: 403 `M_FORBIDDEN`;
 /// unparsable: 400 `M_INVALID_PARAM`; unreachable pages: 502-like `M_UNKNOWN` (400).
-pub async fn preview_url_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let who = authenticate(ctx, req).await?;
+pub async fn preview_url_route(ctx: &Ctx, req: &Request, who: &Authed) -> Result<Response> {
     let cfg = &ctx.config.media;
     if !cfg.url_previews {
         return Err(err!(Forbidden, "URL previews are disabled on this server"));

@@ -3,7 +3,7 @@
 //! `thumb/<sha256>/<width>x<height>-<method>` (keyed by the request, so a cache hit needs no
 //! decoding; keyed by content hash, so identical uploads share thumbnails).
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::api::media::{load, Access, Served};
 use crate::core::media::{content_key, disposition, normalise_content_type, serving_headers, thumbnail_key};
 use crate::core::thumbnail::{self, Method, ThumbError};
@@ -21,8 +21,7 @@ const MAX_REQUEST_SIDE: u32 = thumbnail::MAX_SIDE;
 /// `crop` and `scale` for PNG, JPEG, GIF (first frame) and WebP. A request not smaller than
 /// the image gets the original ("servers should return the original content"). `animated`
 /// is accepted; thumbnails are never animated, which the spec allows.
-pub async fn thumbnail_route(ctx: &Ctx, req: &Request, server: &str, media_id: &str) -> Result<Response> {
-    authenticate(ctx, req).await?;
+pub async fn thumbnail_route(ctx: &Ctx, req: &Request, _me: &Authed, server: &str, media_id: &str) -> Result<Response> {
     let params = params(req)?;
     let served = load(ctx, req, server, media_id, Access::Authenticated).await?;
     thumbnail(ctx, served, params).await

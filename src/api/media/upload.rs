@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::api::auth::authenticate;
+use crate::api::auth::Authed;
 use crate::core::media::{declared_length_exceeds, new_media_id, normalise_content_type, sanitise_filename, valid_media_id};
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
@@ -38,8 +38,7 @@ fn upload_meta(req: &Request) -> (String, Option<String>) {
 /// # `POST /_matrix/media/v3/upload`
 /// Spec: content-repo.yaml `uploadContent`. The limit (`MAX_UPLOAD_BYTES`) is enforced on the
 /// bytes received: 413 `M_TOO_LARGE`.
-pub async fn upload_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let who = authenticate(ctx, req).await?;
+pub async fn upload_route(ctx: &Ctx, req: &Request, who: &Authed) -> Result<Response> {
     let limit = ctx.config.media.max_upload_bytes;
     check_declared_length(req, limit)?;
     let (content_type, filename) = upload_meta(req);
@@ -52,8 +51,7 @@ pub async fn upload_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 /// # `POST /_matrix/media/v1/create`
 /// Spec: content-repo.yaml `createContent`: a media ID whose content follows within
 /// `unused_expires_at`; at most `MAX_PENDING_UPLOADS` pending per user (429 `M_LIMIT_EXCEEDED`).
-pub async fn create_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    let who = authenticate(ctx, req).await?;
+pub async fn create_route(ctx: &Ctx, _req: &Request, who: &Authed) -> Result<Response> {
     let cfg = &ctx.config.media;
     if media::count_pending(&ctx.db, who.user_id.as_str()).await? >= cfg.max_pending_uploads as u64 {
         return Err(err!(ErrorKind::LimitExceeded { retry_after_ms: 60_000 }, "Too many pending uploads"));
@@ -70,8 +68,7 @@ pub async fn create_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 /// # `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}`
 /// Spec: content-repo.yaml `uploadContentToMXC`: 404 for unknown or expired IDs, 403 for
 /// another user's ID, 409 `M_CANNOT_OVERWRITE_MEDIA` once it has content.
-pub async fn upload_to_route(ctx: &Ctx, req: &Request, server: &str, media_id: &str) -> Result<Response> {
-    let who = authenticate(ctx, req).await?;
+pub async fn upload_to_route(ctx: &Ctx, req: &Request, who: &Authed, server: &str, media_id: &str) -> Result<Response> {
     if server != ctx.server_name() || !valid_media_id(media_id) {
         return Err(err!(NotFound, "Unknown media ID"));
     }
@@ -100,7 +97,6 @@ pub async fn upload_to_route(ctx: &Ctx, req: &Request, server: &str, media_id: &
 /// # `GET /_matrix/client/v1/media/config`
 /// Spec: authed-content-repo.yaml `getConfigAuthed` (also the deprecated
 /// `/_matrix/media/v3/config`).
-pub async fn config_route(ctx: &Ctx, req: &Request) -> Result<Response> {
-    authenticate(ctx, req).await?;
+pub async fn config_route(ctx: &Ctx, _req: &Request, _me: &Authed) -> Result<Response> {
     Ok(Response::ok(json!({ "m.upload.size": ctx.config.media.max_upload_bytes })))
 }
