@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 WRANGLER := node_modules/.bin/wrangler
 
-.PHONY: dev test install build migrate unit integration deploy-check clean dev-vars
+.PHONY: dev test install build migrate lint unit integration deploy-check clean dev-vars
 
 install:
 	sh scripts/install.sh
@@ -30,6 +30,13 @@ dev: build migrate
 	STRATUS_SKIP_BUILD=1 $(WRANGLER) dev --ip 127.0.0.1 --port $(PORT) --persist-to $(STATE_DIR) \
 		--var SERVER_NAME:$(SERVER_NAME) --var PUBLIC_BASEURL:$(PUBLIC_BASEURL)
 
+# Formatting and lints for both targets; any warning fails (the wasm-only modules are
+# compiled only for wasm32, so both runs are needed).
+lint: install
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked --target wasm32-unknown-unknown -- -D warnings
+
 unit:
 	cargo test --locked
 
@@ -41,7 +48,7 @@ integration: build dev-vars
 deploy-check: build
 	STRATUS_SKIP_BUILD=1 $(WRANGLER) deploy --dry-run --outdir build/dry-run
 
-test: unit deploy-check integration
+test: lint unit deploy-check integration
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown .wrangler .state

@@ -2,7 +2,7 @@
 //!
 //! - [`UserKeys`]: one per user; atomic one-time-key claims.
 //! - [`Room`]: one per room; typing, receipts, real-time coordination.
-//! - [`UserSync`]: one per user; to-device queues, sync wake-ups, sliding-sync state.
+//! - [`UserSync`]: one per user; to-device queues and sync wake-ups.
 //!
 //! Each answers `GET /health` with its class name and its SQLite schema version, which the
 //! integration tests call through `/_stratus/health`. Their real work lands with the issues
