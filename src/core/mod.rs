@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod room;
 pub mod signing;
 pub mod spaces;
+pub mod sync;
 pub mod sync_token;
 pub mod thumbnail;
 pub mod time;

@@ -10,12 +10,12 @@
 use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
-use crate::api::client::keys::{store_keys, uploaded_keys};
 use crate::core::e2ee;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
+use crate::service::e2ee::{store_keys, uploaded_keys};
 use crate::service::{keys, notify};
 use crate::store::{accounts, e2ee as kstore};
 

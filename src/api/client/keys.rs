@@ -2,48 +2,20 @@
 //! management API"; OpenAPI `keys.yaml`): device keys and one-time/fallback keys, queries,
 //! claims and device-list changes.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
 use crate::api::auth::Authed;
-use crate::core::e2ee::{self, parse_key_map};
+use crate::core::e2ee;
 use crate::core::sync_token::SyncToken;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::keys::{self, Uploaded};
+use crate::service::e2ee::{store_keys, uploaded_keys};
+use crate::service::keys;
+use crate::service::sync::device_lists;
 use crate::store::e2ee as kstore;
-
-/// The device's one-time and fallback keys of an upload body. `org.matrix.msc2732.fallback_keys`
-/// is the name older clients use.
-pub(crate) fn uploaded_keys(body: &Value) -> Result<(Vec<e2ee::UploadedKey>, Vec<e2ee::UploadedKey>)> {
-    let otks = parse_key_map(&body["one_time_keys"], "one_time_keys").map_err(|e| err!(BadJson, "{e}"))?;
-    let fb = if body["fallback_keys"].is_null() { &body["org.matrix.msc2732.fallback_keys"] } else { &body["fallback_keys"] };
-    let fallbacks = parse_key_map(fb, "fallback_keys").map_err(|e| err!(BadJson, "{e}"))?;
-    let mut algs = BTreeSet::new();
-    if !fallbacks.iter().all(|k| algs.insert(k.algorithm.clone())) {
-        return Err(err!(InvalidParam, "At most one fallback key per algorithm"));
-    }
-    Ok((otks, fallbacks))
-}
-
-/// Stores one-time and fallback keys in the user's `UserKeys` object; returns the counts.
-pub(crate) async fn store_keys(
-    ctx: &Ctx,
-    user: &str,
-    device: &str,
-    otks: &[e2ee::UploadedKey],
-    fallbacks: &[e2ee::UploadedKey],
-) -> Result<BTreeMap<String, u64>> {
-    match keys::upload(&ctx.env, user, device, otks, fallbacks).await? {
-        Uploaded::Counts(c) => Ok(c),
-        // Synapse's answer: a key ID may not be reused for another key.
-        Uploaded::Conflict(id) => Err(err!(InvalidParam, "One time key {id} already exists with a different key")),
-    }
-}
 
 /// # `POST /_matrix/client/v3/keys/upload`
 /// Device keys must be signed by the device's own ed25519 key; one-time keys are added,
@@ -194,15 +166,6 @@ pub async fn claim_keys_route(ctx: &Ctx, req: &Request, _me: &Authed) -> Result<
     Ok(Response::ok(json!({ "one_time_keys": out, "failures": failures })))
 }
 
-/// `device_lists` between two positions: `(changed, left)`.
-pub(crate) async fn device_lists_between(ctx: &Ctx, me: &str, from: &SyncToken, to: &SyncToken) -> Result<(Vec<String>, Vec<String>)> {
-    if to.device_lists <= from.device_lists && to.rooms <= from.rooms {
-        return Ok((vec![], vec![]));
-    }
-    let i = kstore::device_list_inputs(&ctx.db, me, from.device_lists, to.device_lists, from.rooms, to.rooms).await?;
-    Ok(e2ee::device_list_changes(me, &i.key_changes, &i.membership_changes, &i.room_members, &i.sharing))
-}
-
 /// # `GET /_matrix/client/v3/keys/changes`
 /// Users whose device lists changed between two sync tokens (same rules as `/sync`).
 pub async fn key_changes_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
@@ -211,6 +174,6 @@ pub async fn key_changes_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<
         SyncToken::decode(t).ok_or_else(|| err!(InvalidParam, "Bad {k} token"))
     };
     let (from, to) = (token("from")?, token("to")?);
-    let (changed, left) = device_lists_between(ctx, me.user_id.as_str(), &from, &to).await?;
-    Ok(Response::ok(json!({ "changed": changed, "left": left })))
+    let lists = device_lists::between(ctx, me.user_id.as_str(), &from, &to).await?;
+    Ok(Response::ok(serde_json::to_value(lists)?))
 }

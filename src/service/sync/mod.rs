@@ -1,0 +1,81 @@
+//! What a sync returns, one module per stream, each building typed values
+//! ([`crate::core::sync`]) that `/sync` v3 and sliding sync (MSC4186) can share. The
+//! handler (`api::client::sync`) parses parameters, long-polls and answers; [`compute`] is
+//! one pass over every stream.
+//!
+//! The `since` token carries one position per stream ([`SyncToken`]). A sync reads every
+//! stream's current position and the user's memberships in one D1 batch (one snapshot), then
+//! reads each stream over `(since, now]` with one statement covering all rooms: its cost does
+//! not grow by a query per room per stream. A stream whose position has not moved is not read.
+
+pub mod account_data;
+pub mod device_lists;
+pub mod e2ee;
+pub mod ephemeral;
+pub mod presence;
+pub mod rooms;
+pub mod to_device;
+
+use crate::api::auth::Authed;
+use crate::core::filter::Filter;
+use crate::core::sync::SyncResponse;
+use crate::core::sync_token::SyncToken;
+use crate::ctx::Ctx;
+use crate::error::Result;
+use crate::store::sync as sstore;
+
+/// A sync's parameters.
+pub struct Params {
+    pub since: Option<SyncToken>,
+    pub full_state: bool,
+    /// `use_state_after` (MSC4222): the state at the end of the timeline, not its start.
+    pub state_after: bool,
+    pub filter: Filter,
+}
+
+/// One pass over every stream. `next_batch` moves only when the response holds something
+/// ([`SyncResponse::has_updates`]) or the sync is initial: a sync that finds nothing hands
+/// back the token it was given.
+pub async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<SyncResponse> {
+    let user = me.user_id.as_str();
+    let (mut now, memberships, newly_joined) = sstore::snapshot(&ctx.db, user, p.since.map(|s| s.rooms)).await?;
+    let since = p.since.as_ref();
+    let f = &p.filter;
+
+    let mut plan = rooms::plan(ctx, me, p, &now, &memberships, newly_joined).await?;
+    plan.add_ephemeral(ephemeral::since(ctx, user, f, since, &now, &memberships).await?);
+    let ad = account_data::since(ctx, &me.user_id, f, since, &now).await?;
+    plan.add_account_data(ad.rooms, &memberships, p);
+    let rooms = rooms::finish(ctx, me, p, plan).await?;
+    let presence = presence::since(ctx, user, f, since, &now).await?;
+
+    // To-device messages and key counts come from Durable Objects, in parallel.
+    let (td, keys) = futures_util::future::join(
+        to_device::take(ctx, user, &me.device_id, since.map_or(0, |s| s.to_device)),
+        e2ee::key_counts(ctx, user, &me.device_id),
+    )
+    .await;
+    let (to_device, td_pos) = td?;
+    let keys = keys?;
+    now.to_device = td_pos;
+
+    // Device lists: whose keys to re-query (not in an initial sync: the client queries all).
+    let device_lists = match since {
+        Some(s) => device_lists::between(ctx, user, s, &now).await?,
+        None => Default::default(),
+    };
+
+    let mut out = SyncResponse {
+        next_batch: String::new(),
+        rooms,
+        presence: presence.into(),
+        account_data: ad.global.into(),
+        to_device: to_device.into(),
+        device_lists,
+        keys,
+    };
+    let since = p.since.unwrap_or_default();
+    let next = if p.since.is_none() || out.has_updates() { now.max(&since) } else { since };
+    out.next_batch = next.encode();
+    Ok(out)
+}

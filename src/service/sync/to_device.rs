@@ -1,0 +1,14 @@
+//! `to_device`: the device's messages, from the user's `UserSync` object (its own stream,
+//! not D1).
+
+use serde_json::Value;
+
+use crate::ctx::Ctx;
+use crate::error::Result;
+use crate::service::notify;
+
+/// The device's messages after `since` (the ones up to `since` are deleted: the client has
+/// them), and the position to put in the next token.
+pub async fn take(ctx: &Ctx, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
+    notify::take_to_device(&ctx.env, user, device, since).await
+}

@@ -1,0 +1,65 @@
+//! The `account_data` table: global and per-room account data, one stream.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::MAX_PARAMS;
+use crate::error::Result;
+use crate::params;
+use crate::store::db::Db;
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct AccountDataRow {
+    pub room_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub content: String,
+}
+
+pub async fn account_data_since(db: &Db, user: &str, after: u64, up_to: u64) -> Result<Vec<AccountDataRow>> {
+    db.all("SELECT room_id, type, content FROM account_data WHERE user_id = ? AND stream > ? AND stream <= ?", params![user, after, up_to]).await
+}
+
+pub async fn get_account_data(db: &Db, user: &str, room_id: &str, kind: &str) -> Result<Option<Value>> {
+    #[derive(Deserialize)]
+    struct R {
+        content: String,
+    }
+    Ok(db
+        .first::<R>("SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?", params![user, room_id, kind])
+        .await?
+        .and_then(|r| serde_json::from_str(&r.content).ok()))
+}
+
+pub fn put_account_data_stmt(db: &Db, user: &str, room_id: &str, kind: &str, content: &Value) -> Result<worker::D1PreparedStatement> {
+    db.stmt(
+        "INSERT INTO account_data (user_id, room_id, type, content, stream)
+         VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(stream), 0) + 1 FROM account_data))
+         ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream = excluded.stream",
+        params![user, room_id, kind, content.to_string()],
+    )
+}
+
+pub async fn put_account_data(db: &Db, user: &str, room_id: &str, kind: &str, content: &Value) -> Result<()> {
+    db.batch(vec![put_account_data_stmt(db, user, room_id, kind, content)?]).await?;
+    Ok(())
+}
+
+/// `m.push_rules` of several users (those who have stored any).
+pub async fn push_rules_of(db: &Db, users: &[String]) -> Result<Vec<(String, Value)>> {
+    #[derive(Deserialize)]
+    struct R {
+        user_id: String,
+        content: String,
+    }
+    let mut out = Vec::new();
+    for chunk in users.chunks(MAX_PARAMS) {
+        let sql = format!(
+            "SELECT user_id, content FROM account_data WHERE room_id = '' AND type = 'm.push_rules' AND user_id IN ({})",
+            vec!["?"; chunk.len()].join(",")
+        );
+        let rows: Vec<R> = db.all(&sql, chunk.iter().map(|u| Value::String(u.clone())).collect()).await?;
+        out.extend(rows.into_iter().filter_map(|r| Some((r.user_id, serde_json::from_str(&r.content).ok()?))));
+    }
+    Ok(out)
+}

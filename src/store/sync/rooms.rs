@@ -1,0 +1,52 @@
+//! Per-room extras of a sync: stripped state of invites and knocks, member summaries.
+
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::params;
+use crate::store::db::Db;
+use crate::store::rooms::{EventRow, EVENT_COLUMNS};
+
+/// The stripped state of the rooms the user is invited to or knocking on (spec:
+/// "Stripped state"): the room's create, join rules, name, avatar, alias, encryption and
+/// topic, and the user's own member event. One query.
+pub async fn stripped_state(db: &Db, user: &str) -> Result<Vec<EventRow>> {
+    db.all(
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (
+               SELECT c.event_id FROM current_state c
+               WHERE c.room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1 AND membership IN ('invite', 'knock'))
+                 AND (c.type IN ('m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar',
+                                 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic')
+                      OR (c.type = 'm.room.member' AND c.state_key = ?1)))"
+        ),
+        params![user],
+    )
+    .await
+}
+
+/// One member of a room summary: the room's count of members with that membership, and one
+/// of the first six of them (by membership position).
+#[derive(Debug, Deserialize, Clone)]
+pub struct SummaryRow {
+    pub room_id: String,
+    pub user_id: String,
+    pub membership: String,
+    pub n: f64,
+}
+
+/// Joined and invited member counts and up to 5 heroes per joined room of the user.
+pub async fn summaries(db: &Db, user: &str) -> Result<Vec<SummaryRow>> {
+    db.all(
+        "SELECT room_id, user_id, membership, rn, n FROM (
+           SELECT m.room_id, m.user_id, m.membership,
+                  ROW_NUMBER() OVER (PARTITION BY m.room_id, m.membership ORDER BY m.stream) AS rn,
+                  COUNT(*) OVER (PARTITION BY m.room_id, m.membership) AS n
+           FROM memberships m
+           WHERE m.room_id IN (SELECT room_id FROM memberships WHERE user_id = ? AND membership = 'join')
+             AND m.membership IN ('join', 'invite')
+         ) WHERE rn <= 6",
+        params![user],
+    )
+    .await
+}

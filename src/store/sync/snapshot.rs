@@ -1,0 +1,90 @@
+//! The snapshot a sync starts from: every stream's position and the user's memberships in
+//! one batch, and the rooms with events since a position.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::num;
+use crate::core::sync_token::SyncToken;
+use crate::error::Result;
+use crate::params;
+use crate::store::db::Db;
+
+/// One of the user's memberships.
+#[derive(Debug, Deserialize, Clone)]
+pub struct MembershipRow {
+    pub room_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub stream: f64,
+    pub forgotten: f64,
+}
+
+impl MembershipRow {
+    pub fn stream(&self) -> u64 {
+        self.stream as u64
+    }
+}
+
+/// The current position of every stream and the user's memberships, read in one batch (one
+/// snapshot), so no membership is newer than the room position. With `since` (an
+/// incremental sync), also the rooms the user is *newly* joined to since that position.
+pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncToken, Vec<MembershipRow>, Vec<String>)> {
+    let mut stmts = vec![
+        db.stmt(
+            "SELECT (SELECT COALESCE(MAX(stream), 0) FROM events) AS ev,
+                    (SELECT COALESCE(MAX(stream), 0) FROM account_data) AS ad,
+                    (SELECT COALESCE(MAX(stream), 0) FROM receipts) AS rc,
+                    (SELECT COALESCE(MAX(stream), 0) FROM room_typing) AS ty,
+                    (SELECT COALESCE(MAX(stream), 0) FROM presence) AS pr,
+                    (SELECT COALESCE(MAX(stream), 0) FROM device_list_changes) AS dl",
+            vec![],
+        )?,
+        db.stmt("SELECT room_id, membership, event_id, stream, forgotten FROM memberships WHERE user_id = ?", params![user])?,
+    ];
+    if let Some(since) = since {
+        // Synapse's rule: joined now, and either not joined at `since` or with a non-join
+        // membership of the user since then (left and came back).
+        stmts.push(db.stmt(
+            "SELECT m.room_id AS room_id FROM memberships m
+             WHERE m.user_id = ?1 AND m.membership = 'join' AND m.stream > ?2
+               AND (EXISTS (SELECT 1 FROM events e WHERE e.room_id = m.room_id AND e.type = 'm.room.member'
+                              AND e.state_key = ?1 AND e.stream > ?2 AND e.membership != 'join')
+                    OR COALESCE((SELECT e.membership FROM events e WHERE e.room_id = m.room_id AND e.type = 'm.room.member'
+                                   AND e.state_key = ?1 AND e.stream <= ?2 ORDER BY e.stream DESC LIMIT 1), '') != 'join')",
+            params![user, since],
+        )?);
+    }
+    let rows = db.batch_rows(stmts).await?;
+    let p = rows.first().and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
+    let token = SyncToken {
+        rooms: num(&p["ev"]),
+        account_data: num(&p["ad"]),
+        receipts: num(&p["rc"]),
+        typing: num(&p["ty"]),
+        presence: num(&p["pr"]),
+        device_lists: num(&p["dl"]),
+        ..Default::default()
+    };
+    let members = rows.get(1).map(|r| r.iter().filter_map(|v| serde_json::from_value::<MembershipRow>(v.clone()).ok()).collect()).unwrap_or_default();
+    let newly_joined = rows.get(2).map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    Ok((token, members, newly_joined))
+}
+
+/// Rooms the user has any membership in that have events in `(after, up_to]`.
+pub async fn rooms_with_events(db: &Db, user: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        room_id: String,
+    }
+    Ok(db
+        .all::<R>(
+            "SELECT DISTINCT room_id FROM events WHERE stream > ? AND stream <= ?
+               AND room_id IN (SELECT room_id FROM memberships WHERE user_id = ?)",
+            params![after, up_to, user],
+        )
+        .await?
+        .into_iter()
+        .map(|r| r.room_id)
+        .collect())
+}
