@@ -110,11 +110,8 @@ impl Room {
         let db = self.db()?;
         let room_id = RoomId::parse(&body.room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
         let news = body.events.into_iter().map(NewEventWire::into_new).collect::<crate::Result<Vec<_>>>()?;
-        let pdus = timeline::append(&db, &config, Some(&room_id), news, body.txn).await?;
-        // The events are committed: count them for the members and wake their syncs.
-        if let Err(e) = notify::after_append(&self.env, &db, &config, &pdus).await {
-            worker::console_error!("after append in {room_id}: {e}");
-        }
+        // Append and fan out (push actions, sync wake-ups): the one write path.
+        let pdus = timeline::write(&self.env, &db, &config, Some(&room_id), news, body.txn).await?;
         Ok(pdus.iter().map(|p| p.event_id.to_string()).collect())
     }
 

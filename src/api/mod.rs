@@ -9,6 +9,7 @@ pub mod federation;
 pub mod health;
 pub mod media;
 pub mod oauth;
+pub mod params;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -4,15 +4,16 @@
 
 use std::collections::HashMap;
 
+use ruma::room_version_rules::RoomVersionRules;
 use ruma::UserId;
 use serde_json::{json, Value};
 
-use crate::core::room::version_rules;
 use crate::core::room::visibility::{may_see, HistoryVisibility};
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
 use crate::err;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::service::rooms::room_rules;
 use crate::store::rooms::{self, EventRow};
 
 /// Who is reading: the user and, for transaction-ID echo, their device.
@@ -32,8 +33,10 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
     // Rule 3 of the spec looks forward: did the user join at any point after the event?
     let joins: Vec<u64> =
         history.iter().filter(|h| h.kind == "m.room.member" && h.membership.as_deref() == Some("join")).map(|h| h.stream()).collect();
-    // Local rooms are linear (one writer per room), so "the state before event X" is the
-    // result of the history entries with a lower stream position.
+    // Assumes a linear room (one writer per room, no federation yet): "the state before
+    // event X" is taken as the result of the history entries with a lower stream position.
+    // In a DAG this must become the state before each event (`service::state`), which costs
+    // a state-group load per distinct group of the page.
     let at = |stream: u64| -> (HistoryVisibility, Option<String>) {
         let mut vis = HistoryVisibility::Shared;
         let mut membership = None;
@@ -78,7 +81,7 @@ pub async fn to_client(ctx: &Ctx, reader: &Reader<'_>, rows: &[EventRow]) -> Res
     } else {
         rooms::get_events(&ctx.db, &redaction_ids).await?.into_iter().map(|r| (r.event_id.clone(), r)).collect()
     };
-    let mut versions: HashMap<String, String> = HashMap::new();
+    let mut rules: HashMap<String, RoomVersionRules> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let mut pdu = row.pdu()?;
@@ -89,12 +92,11 @@ pub async fn to_client(ctx: &Ctx, reader: &Reader<'_>, rows: &[EventRow]) -> Res
             }
         }
         if let Some(r) = row.redacted_by.as_ref().and_then(|id| redactions.get(id)) {
-            if !versions.contains_key(&row.room_id) {
-                let v = rooms::get_room(&ctx.db, &row.room_id).await?.map(|r| r.room_version).unwrap_or_else(|| "10".into());
-                versions.insert(row.room_id.clone(), v);
+            if !rules.contains_key(&row.room_id) {
+                rules.insert(row.room_id.clone(), room_rules(&ctx.db, &row.room_id).await?);
             }
-            let (_, rules) = version_rules(&versions[&row.room_id])?;
-            pdu = pdu.redacted(&rules)?;
+            let r_rules = rules.get(&row.room_id).ok_or_else(|| Error::internal("room rules"))?;
+            pdu = pdu.redacted(r_rules)?;
             let because = r.pdu()?.to_client(None);
             unsigned["redacted_because"] = because;
         }

@@ -1,11 +1,19 @@
-//! Services shared by handlers and Durable Objects (wasm32 only): the timeline writer and
-//! the per-room serialisation through the `Room` Durable Object.
+//! The domain layer (wasm32 only): the rules handlers and Durable Objects share. Handlers
+//! parse, authorise and shape replies; what a room is (its version's rules, power levels,
+//! state at a point, the one write path of events) is decided here and in `core`, and SQL
+//! stays in `store`.
 
+pub mod account_data;
+pub mod directory;
 pub mod e2ee;
 pub mod events;
 pub mod keys;
 pub mod membership;
 pub mod notify;
+pub mod power;
+pub mod relations;
+pub mod rooms;
+pub mod state;
 pub mod summary;
 pub mod sync;
 pub mod timeline;

@@ -61,7 +61,7 @@ pub async fn preview(ctx: &Ctx, room_id: &str, user: Option<&UserId>) -> Result<
     let joined = rooms::joined_count(&ctx.db, room_id).await?;
     let summary = build_summary(room_id, joined, |t| content(t, "").unwrap_or(Value::Null));
     let membership = user.and_then(|u| content("m.room.member", u.as_str())).and_then(|c| c["membership"].as_str().map(str::to_owned));
-    let rules = version_rules(&room.room_version).ok().map(|(_, r)| r.authorization);
+    let rules = Some(version_rules(&room.room_version)?.1.authorization);
     let join_rule = summary["join_rule"].as_str().unwrap_or("invite");
     let mut visible = open_to_preview(join_rule, summary["world_readable"] == true, rules.as_ref())
         || matches!(membership.as_deref(), Some("join") | Some("invite"));

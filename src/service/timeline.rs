@@ -13,13 +13,13 @@ use serde_json::Value;
 use crate::core::config::Config;
 use crate::core::room::auth::{auth_types, prepare_event, RoomHead};
 use crate::core::room::pdu::{NewEvent, Pdu};
+use crate::core::room::power::PowerLevels;
 use crate::core::room::state::{StateEntry, StateMap};
 use crate::core::room::version_rules;
 use crate::core::time::now_ms;
 use crate::core::txn::txn_key;
 use crate::err;
 use crate::error::{Error, Result};
-use crate::params;
 use crate::store::db::Db;
 use crate::store::rooms;
 
@@ -154,7 +154,7 @@ pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Ve
             if new.kind != "m.room.create" {
                 return Err(Error::internal("a new room must start with m.room.create"));
             }
-            let version = new.content["room_version"].as_str().unwrap_or("1").to_owned();
+            let version = new.content["room_version"].as_str().ok_or_else(|| err!(BadJson, "m.room.create needs a room_version"))?.to_owned();
             let (_, rules) = version_rules(&version)?;
             if !rules.authorization.room_create_event_id_as_room_id {
                 // Before v12 the room ID is chosen by the creating server.
@@ -227,20 +227,26 @@ pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Ve
     let room = head.room_id.as_ref().ok_or_else(|| Error::internal("no events"))?.to_string();
     let last = out.last().ok_or_else(|| Error::internal("no events"))?;
     if created {
-        stmts.insert(
-            0,
-            db.stmt(
-                "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?, ?, ?, ?)",
-                params![room, head.version, last.sender.as_str(), now_ms()],
-            )?,
-        );
+        stmts.insert(0, rooms::insert_room_stmt(db, &room, &head.version, last.sender.as_str())?);
     }
-    stmts.push(db.stmt(
-        "UPDATE rooms SET head_event = ?, head_depth = ?, state_group = ? WHERE room_id = ?",
-        params![last.event_id.as_str(), last.depth, head.group, room],
-    )?);
+    stmts.push(rooms::set_head_stmt(db, &room, last.event_id.as_str(), last.depth, head.group.as_deref())?);
     db.batch(stmts).await?;
     Ok(out)
+}
+
+/// The one write path of room events: appends them ([`append`]) and then fans them out to
+/// the members (`notify::after_append`: push actions, sync wake-ups, pushes). Local sends
+/// reach it inside the `Room` Durable Object; `createRoom` and upgrades call it directly for
+/// the new room, which nobody else can know yet. A refused event is an error and nothing is
+/// written. Once the events are committed a fan-out failure is logged, not returned: the
+/// client's retry would otherwise send them twice.
+pub async fn write(env: &worker::Env, db: &Db, config: &Config, room_id: Option<&RoomId>, news: Vec<NewEvent>, txn: Option<Txn>) -> Result<Vec<Pdu>> {
+    let pdus = append(db, config, room_id, news, txn).await?;
+    if let Err(e) = crate::service::notify::after_append(env, db, config, &pdus).await {
+        let room = pdus.first().map(|p| p.room_id.to_string()).unwrap_or_default();
+        worker::console_error!("fan-out after append in {room}: {e}");
+    }
+    Ok(pdus)
 }
 
 impl Head {
@@ -296,32 +302,14 @@ async fn check_redaction(db: &Db, head: &mut Head, new: &NewEvent, target: &Even
     if row.sender == new.sender.as_str() {
         return Ok(());
     }
-    let creators_infinite = head.rules.as_ref().is_some_and(|r| r.authorization.explicitly_privilege_room_creators);
-    let pl = power_levels(head);
-    let create = head.state.get(&("m.room.create".into(), String::new())).and_then(|e| head.events.get(e));
-    let is_creator = create.is_some_and(|c| c.names_creator(new.sender.as_str()));
-    if creators_infinite && is_creator {
-        return Ok(());
-    }
-    let level = user_level(&pl, new.sender.as_str(), !creators_infinite && is_creator && pl.is_null());
-    let needed = pl["redact"].as_i64().unwrap_or(50);
-    if level >= needed {
+    let rules = head.rules.as_ref().ok_or_else(|| Error::internal("room without rules"))?;
+    let get = |t: &str| head.state.get(&(t.to_owned(), String::new())).and_then(|e| head.events.get(e));
+    let levels = PowerLevels::new(rules, get("m.room.create"), get("m.room.power_levels"))?;
+    if levels.can_redact_others(&new.sender) {
         Ok(())
     } else {
         Err(err!(Forbidden, "You don't have permission to redact this event"))
     }
-}
-
-fn power_levels(head: &Head) -> Value {
-    head.state.get(&("m.room.power_levels".into(), String::new())).and_then(|e| head.events.get(e)).map(|p| p.content_value()).unwrap_or(Value::Null)
-}
-
-/// A user's power level from power-levels content (no event: the creator has 100).
-pub fn user_level(pl: &Value, user: &str, creator_without_pl: bool) -> i64 {
-    if pl.is_null() {
-        return if creator_without_pl { 100 } else { 0 };
-    }
-    pl["users"][user].as_i64().unwrap_or_else(|| pl["users_default"].as_i64().unwrap_or(0))
 }
 
 /// Appends events to an existing room through its `Room` Durable Object (the room's single

@@ -8,6 +8,7 @@ pub mod e2ee;
 pub mod media;
 pub mod oauth;
 pub mod profile;
+pub mod pushers;
 pub mod rooms;
 pub mod spaces;
 pub mod sync;

@@ -397,3 +397,247 @@ pub async fn alias_room(db: &Db, alias: &str) -> Result<Option<String>> {
     }
     Ok(db.first::<R>("SELECT room_id FROM room_aliases WHERE alias = ?", params![alias]).await?.map(|r| r.room_id))
 }
+
+/// Inserts an alias; `false` if it exists (the primary key is the guard).
+pub async fn insert_alias(db: &Db, alias: &str, room_id: &str, creator: &str) -> Result<bool> {
+    db.insert_unique("INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES (?, ?, ?, ?)", params![alias, room_id, creator, now_ms()])
+        .await
+}
+
+/// An alias's room and the user who created it.
+#[derive(Deserialize)]
+pub struct AliasRow {
+    pub room_id: String,
+    pub creator: String,
+}
+
+pub async fn get_alias(db: &Db, alias: &str) -> Result<Option<AliasRow>> {
+    db.first("SELECT room_id, creator FROM room_aliases WHERE alias = ?", params![alias]).await
+}
+
+pub async fn delete_alias(db: &Db, alias: &str) -> Result<()> {
+    db.run("DELETE FROM room_aliases WHERE alias = ?", params![alias]).await?;
+    Ok(())
+}
+
+/// The local aliases of a room, sorted.
+pub async fn room_aliases(db: &Db, room_id: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        alias: String,
+    }
+    Ok(db.all::<R>("SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY alias", params![room_id]).await?.into_iter().map(|r| r.alias).collect())
+}
+
+/// Points every alias of `from` at `to` (room upgrades).
+pub async fn move_aliases(db: &Db, from: &str, to: &str) -> Result<()> {
+    db.run("UPDATE room_aliases SET room_id = ? WHERE room_id = ?", params![to, from]).await?;
+    Ok(())
+}
+
+// ---- room directory ----
+
+/// Publishes a room in the directory or takes it out.
+pub async fn set_public(db: &Db, room_id: &str, public: bool) -> Result<()> {
+    db.run("UPDATE rooms SET is_public = ? WHERE room_id = ?", params![i64::from(public), room_id]).await?;
+    Ok(())
+}
+
+/// Moves the directory listing from one room to another (room upgrades).
+pub async fn move_public(db: &Db, from: &str, to: &str) -> Result<()> {
+    db.run("UPDATE rooms SET is_public = CASE room_id WHEN ? THEN 1 ELSE 0 END WHERE room_id IN (?, ?)", params![to, to, from]).await?;
+    Ok(())
+}
+
+/// The published rooms with their joined-member counts, most members first.
+pub async fn public_rooms(db: &Db) -> Result<Vec<(String, u64)>> {
+    #[derive(Deserialize)]
+    struct R {
+        room_id: String,
+        joined: f64,
+    }
+    let rows: Vec<R> = db
+        .all(
+            "SELECT r.room_id AS room_id,
+                    (SELECT COUNT(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') AS joined
+             FROM rooms r WHERE r.is_public = 1 ORDER BY joined DESC, r.room_id ASC",
+            vec![],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.room_id, r.joined as u64)).collect())
+}
+
+// ---- room writes outside the timeline ----
+
+/// Statement creating the row of a new room.
+pub fn insert_room_stmt(db: &Db, room_id: &str, version: &str, creator: &str) -> Result<D1PreparedStatement> {
+    db.stmt("INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?, ?, ?, ?)", params![room_id, version, creator, now_ms()])
+}
+
+/// Statement moving a room's head (last event, its depth, the current state group).
+pub fn set_head_stmt(db: &Db, room_id: &str, event_id: &str, depth: u64, group: Option<&str>) -> Result<D1PreparedStatement> {
+    db.stmt("UPDATE rooms SET head_event = ?, head_depth = ?, state_group = ? WHERE room_id = ?", params![event_id, depth, group, room_id])
+}
+
+// ---- reading events ----
+
+/// Up to 50 events of a room from `ts` on (`forward`) or back from it, closest first.
+pub async fn events_near_ts(db: &Db, room_id: &str, ts: u64, forward: bool) -> Result<Vec<EventRow>> {
+    let sql = if forward {
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND origin_server_ts >= ? ORDER BY origin_server_ts ASC, stream ASC LIMIT 50")
+    } else {
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND origin_server_ts <= ? ORDER BY origin_server_ts DESC, stream DESC LIMIT 50")
+    };
+    db.all(&sql, params![room_id, ts]).await
+}
+
+/// The last event of a room at or before stream position `pos` (the newest first).
+pub async fn last_events_at(db: &Db, room_id: &str, pos: u64, limit: u32) -> Result<Vec<EventRow>> {
+    db.all(
+        &format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND stream <= ? ORDER BY stream DESC LIMIT ?"),
+        params![room_id, pos, limit],
+    )
+    .await
+}
+
+/// A user's membership row: the membership and the event that set it.
+#[derive(Deserialize)]
+pub struct MembershipRow {
+    pub membership: String,
+    pub event_id: String,
+}
+
+pub async fn membership_row(db: &Db, room_id: &str, user_id: &str) -> Result<Option<MembershipRow>> {
+    db.first("SELECT membership, event_id FROM memberships WHERE room_id = ? AND user_id = ?", params![room_id, user_id]).await
+}
+
+/// The event at a stream position.
+pub async fn event_at_stream(db: &Db, stream: u64) -> Result<Option<EventRow>> {
+    db.first(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?"), params![stream]).await
+}
+
+// ---- relations and threads ----
+
+/// Per thread root among `roots`: how many thread events, the stream of the latest, and
+/// how many `user` sent.
+#[derive(Deserialize)]
+pub struct ThreadSummaryRow {
+    pub relates_to: String,
+    pub count: f64,
+    pub latest: f64,
+    pub mine: f64,
+}
+
+pub async fn thread_summaries(db: &Db, user: &str, roots: &[String]) -> Result<Vec<ThreadSummaryRow>> {
+    let mut out = Vec::new();
+    for chunk in roots.chunks(80) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let mut p = params![user];
+        p.extend(chunk.iter().map(|s| Value::String(s.clone())));
+        out.extend(
+            db.all::<ThreadSummaryRow>(
+                &format!(
+                    "SELECT relates_to, COUNT(*) AS count, MAX(stream) AS latest, SUM(sender = ?) AS mine
+                     FROM events WHERE rel_type = 'm.thread' AND relates_to IN ({marks}) GROUP BY relates_to"
+                ),
+                p,
+            )
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// The events of a room that relate to any of `parents`.
+pub async fn related_events(db: &Db, room_id: &str, parents: &[String]) -> Result<Vec<EventRow>> {
+    let mut out = Vec::new();
+    for chunk in parents.chunks(80) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let mut p = params![room_id];
+        p.extend(chunk.iter().map(|s| Value::String(s.clone())));
+        out.extend(db.all::<EventRow>(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND relates_to IN ({marks})"), p).await?);
+    }
+    Ok(out)
+}
+
+/// A thread root and the stream position of its latest event.
+#[derive(Deserialize)]
+pub struct ThreadRow {
+    pub root: String,
+    pub latest: f64,
+}
+
+/// Thread roots of a room by latest activity before `before`; with `participated_by`,
+/// only threads that user started or replied to.
+pub async fn threads(db: &Db, room_id: &str, before: u64, participated_by: Option<&str>, limit: u32) -> Result<Vec<ThreadRow>> {
+    let (sql, user) = match participated_by {
+        Some(u) => (
+            "SELECT e.relates_to AS root, MAX(e.stream) AS latest FROM events e
+             WHERE e.room_id = ?1 AND e.rel_type = 'm.thread'
+             GROUP BY e.relates_to
+             HAVING MAX(e.stream) < ?2 AND (SUM(e.sender = ?3) > 0 OR
+               (SELECT sender FROM events r WHERE r.event_id = e.relates_to) = ?3)
+             ORDER BY latest DESC LIMIT ?4",
+            u,
+        ),
+        None => (
+            "SELECT e.relates_to AS root, MAX(e.stream) AS latest FROM events e
+             WHERE e.room_id = ?1 AND e.rel_type = 'm.thread' AND ?3 = ?3
+             GROUP BY e.relates_to HAVING MAX(e.stream) < ?2 ORDER BY latest DESC LIMIT ?4",
+            "",
+        ),
+    };
+    db.all(sql, params![room_id, before, user, limit]).await
+}
+
+// ---- reports and the user directory ----
+
+/// A report of a room, an event or a user.
+pub struct Report<'a> {
+    pub reporter: &'a str,
+    pub room_id: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub score: Option<i64>,
+}
+
+pub async fn insert_report(db: &Db, r: &Report<'_>) -> Result<()> {
+    db.run(
+        "INSERT INTO reports (reporter, room_id, event_id, user_id, reason, score, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        params![r.reporter, r.room_id, r.event_id, r.user_id, r.reason, r.score, now_ms()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A user the directory search found.
+#[derive(Deserialize)]
+pub struct DirectoryUser {
+    pub user_id: String,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// Users matching `term` (lower case, on user ID or display name) whom `searcher` shares a
+/// room with or who are in a public room (join rule `public` or `world_readable` history).
+pub async fn search_user_directory(db: &Db, searcher: &str, term: &str, limit: u32) -> Result<Vec<DirectoryUser>> {
+    let escaped = term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let pattern = format!("%{escaped}%");
+    db.all(
+        "SELECT u.user_id, u.displayname, u.avatar_url FROM users u
+         WHERE u.deactivated = 0
+           AND (lower(u.user_id) LIKE ?1 ESCAPE '\\' OR lower(COALESCE(u.displayname, '')) LIKE ?1 ESCAPE '\\')
+           AND (u.user_id = ?2
+             OR u.user_id IN (SELECT m2.user_id FROM memberships m1 JOIN memberships m2 ON m1.room_id = m2.room_id
+                              WHERE m1.user_id = ?2 AND m1.membership = 'join' AND m2.membership = 'join')
+             OR u.user_id IN (SELECT m.user_id FROM memberships m WHERE m.membership = 'join' AND m.room_id IN
+                  (SELECT cs.room_id FROM current_state cs JOIN events e ON e.event_id = cs.event_id
+                   WHERE (cs.type = 'm.room.join_rules' AND json_extract(e.json, '$.content.join_rule') = 'public')
+                      OR (cs.type = 'm.room.history_visibility'
+                          AND json_extract(e.json, '$.content.history_visibility') = 'world_readable'))))
+         ORDER BY u.displayname IS NULL, u.user_id LIMIT ?3",
+        params![pattern, searcher, limit],
+    )
+    .await
+}

@@ -2,15 +2,15 @@
 //! Config" (`modules/account_data.md`) and "Room Tagging" (`tags.md`)). Every change moves
 //! the account-data stream and wakes the user's syncs.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::api::auth::Authed;
-use crate::api::client::rooms::parse_room_id;
+use crate::api::params::room_id as parse_room_id;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::notify;
+use crate::service::account_data::put;
 use crate::store::sync as sstore;
 
 fn own(me: &Authed, user_id: &str) -> Result<()> {
@@ -25,13 +25,6 @@ fn check_settable(kind: &str) -> Result<()> {
     if matches!(kind, "m.fully_read" | "m.push_rules") {
         return Err(err!(ServerManaged, "{kind} is managed by the server; use its own API"));
     }
-    Ok(())
-}
-
-/// Writes account data and wakes the user's syncs.
-pub async fn put(ctx: &Ctx, user: &str, room_id: &str, kind: &str, content: &Value) -> Result<()> {
-    sstore::put_account_data(&ctx.db, user, room_id, kind, content).await?;
-    notify::notify_users(&ctx.env, &ctx.config, [user.to_owned()]).await;
     Ok(())
 }
 

@@ -7,16 +7,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
-use crate::api::client::directory::resolve_room;
-use crate::api::client::rooms::parse_room_id;
+use crate::api::params::room_id as parse_room_id;
 use crate::core::ids::parse_client_user_id;
 use crate::core::room::pdu::NewEvent;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
+use crate::service::directory::resolve_room;
 use crate::service::membership as membership_rules;
-use crate::service::timeline::{append_via_room, user_level};
+use crate::service::power;
+use crate::service::timeline::append_via_room;
 use crate::store::rooms;
 
 #[derive(Deserialize, Default)]
@@ -70,11 +71,10 @@ async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<Strin
 /// For `restricted`/`knock_restricted` rooms: a joined local user with invite power, if the
 /// joining user is joined to one of the rooms the join rules allow.
 async fn restricted_authoriser(ctx: &Ctx, room_id: &RoomId, user: &UserId) -> Result<Option<String>> {
-    let keys = [("m.room.join_rules".to_owned(), String::new()), ("m.room.power_levels".to_owned(), String::new())];
+    let keys = [("m.room.join_rules".to_owned(), String::new())];
     let state = rooms::current_state_keys(&ctx.db, room_id.as_str(), &keys).await?;
     let pdus = rooms::get_pdus(&ctx.db, &state.values().cloned().collect::<Vec<_>>()).await?;
-    let content = |t: &str| state.get(&(t.to_owned(), String::new())).and_then(|e| pdus.get(e)).map(|p| p.content_value()).unwrap_or(Value::Null);
-    let jr = content("m.room.join_rules");
+    let jr = pdus.values().next().map(|p| p.content_value()).unwrap_or(Value::Null);
     if !matches!(jr["join_rule"].as_str(), Some("restricted") | Some("knock_restricted")) {
         return Ok(None);
     }
@@ -92,13 +92,10 @@ async fn restricted_authoriser(ctx: &Ctx, room_id: &RoomId, user: &UserId) -> Re
     if !allowed {
         return Ok(None);
     }
-    let pl = content("m.room.power_levels");
-    let invite_level = pl["invite"].as_i64().unwrap_or(0);
-    let room = rooms::get_room(&ctx.db, room_id.as_str()).await?;
+    let levels = power::load(&ctx.db, room_id.as_str()).await?;
     for m in rooms::members_with(&ctx.db, room_id.as_str(), "join").await? {
-        let is_local = UserId::parse(m.as_str()).is_ok_and(|u| u.server_name() == ctx.config.server_name);
-        let is_creator = room.as_ref().is_some_and(|r| r.creator == m);
-        if is_local && (user_level(&pl, &m, is_creator) >= invite_level || (is_creator && room.as_ref().is_some_and(|r| r.room_version == "12"))) {
+        let Ok(u) = UserId::parse(m.as_str()) else { continue };
+        if u.server_name() == ctx.config.server_name && levels.can_invite(&u) {
             return Ok(Some(m));
         }
     }

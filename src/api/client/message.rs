@@ -1,24 +1,25 @@
 //! Sending, redacting and reading room events (spec: client-server-api, "Room events",
 //! "Redactions", "GET /messages", "GET /context").
 
-use ruma::{EventId, RoomId};
+use std::collections::HashMap;
+
+use ruma::RoomId;
 use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
-use crate::api::client::rooms::parse_room_id;
+use crate::api::params::{self, room_id as parse_room_id};
 use crate::core::filter::RoomEventFilter;
 use crate::core::room::pdu::NewEvent;
+use crate::core::room::state::StateMap;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::service::events::{check_can_read, filter_visible, to_client, Reader};
+use crate::service::relations::bundle_thread_summaries;
+use crate::service::state;
 use crate::service::timeline::{append_via_room, Txn};
 use crate::store::rooms::{self, EventRow};
-
-fn parse_event_id(s: &str) -> Result<ruma::OwnedEventId> {
-    EventId::parse(s).map_err(|_| err!(InvalidParam, "Invalid event ID"))
-}
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
 /// The same transaction ID from the same device returns the same event, stored once.
@@ -34,7 +35,7 @@ pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, ki
     // (top level before v11).
     let redacts = if kind == "m.room.redaction" {
         match content.as_object_mut().and_then(|c| c.remove("redacts")) {
-            Some(serde_json::Value::String(t)) => Some(parse_event_id(&t)?),
+            Some(serde_json::Value::String(t)) => Some(params::event_id(&t)?),
             _ => return Err(err!(BadJson, "An m.room.redaction needs redacts (an event ID) in its content")),
         }
     } else {
@@ -42,13 +43,14 @@ pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, ki
     };
     let ev = NewEvent { kind: kind.to_owned(), state_key: None, content, sender: me.user_id.clone(), redacts };
     let ids = append_via_room(ctx, &room_id, &[ev], Some(txn)).await?;
-    Ok(Response::ok(json!({ "event_id": ids[0] })))
+    let id = ids.first().ok_or_else(|| crate::error::Error::internal("no event appended"))?;
+    Ok(Response::ok(json!({ "event_id": id })))
 }
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
 pub async fn redact_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, event_id: &str, txn_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
-    let target = parse_event_id(event_id)?;
+    let target = params::event_id(event_id)?;
     let txn = Txn::new(me.user_id.as_str(), &me.device_id, &["redact", room_id.as_str(), target.as_str()], txn_id);
     if let Some(e) = rooms::txn_event(&ctx.db, &txn.user_id, &txn.device_id, &txn.key).await? {
         return Ok(Response::ok(json!({ "event_id": e })));
@@ -63,15 +65,8 @@ pub async fn redact_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, 
     }
     let ev = NewEvent { kind: "m.room.redaction".into(), state_key: None, content, sender: me.user_id.clone(), redacts: Some(target) };
     let ids = append_via_room(ctx, &room_id, &[ev], Some(txn)).await?;
-    Ok(Response::ok(json!({ "event_id": ids[0] })))
-}
-
-/// A stream position token: `s<N>` (the position after the event with stream ordering N).
-pub fn parse_token(t: &str) -> Result<u64> {
-    t.strip_prefix('s')
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| err!(InvalidParam, "Invalid pagination token"))
+    let id = ids.first().ok_or_else(|| crate::error::Error::internal("no event appended"))?;
+    Ok(Response::ok(json!({ "event_id": id })))
 }
 
 fn limit_param(req: &Request, default: u32) -> Result<u32> {
@@ -134,38 +129,30 @@ async fn paginate(
     Ok((out, pos, exhausted))
 }
 
-/// Member events of the senders, for lazy-loading filters: each sender's member event as
-/// of their latest event in the chunk (the name shown next to what they said).
-async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, events: &[EventRow]) -> Result<Vec<Value>> {
-    let mut latest: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+/// Member events of the senders, for lazy-loading filters: each sender's member event in
+/// the state at their latest event in the chunk (the name shown next to what they said).
+async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, events: &[EventRow]) -> Result<Vec<Value>> {
+    let mut latest: HashMap<&str, &EventRow> = HashMap::new();
     for e in events {
-        let s = latest.entry(e.sender.clone()).or_insert(0);
-        *s = (*s).max(e.stream());
-    }
-    let mut out_rows = Vec::new();
-    let senders: Vec<String> = latest.keys().cloned().collect();
-    for chunk in senders.chunks(80) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let mut p: Vec<Value> = vec![json!(room_id)];
-        p.extend(chunk.iter().map(|s| json!(s)));
-        let rows: Vec<EventRow> = ctx
-            .db
-            .all(
-                &format!(
-                    "SELECT {} FROM events WHERE room_id = ? AND type = 'm.room.member' AND state_key IN ({marks}) ORDER BY stream ASC",
-                    rooms::EVENT_COLUMNS
-                ),
-                p,
-            )
-            .await?;
-        for sender in chunk {
-            let at = latest[sender];
-            if let Some(r) = rows.iter().rfind(|r| r.state_key.as_deref() == Some(sender.as_str()) && r.stream() <= at) {
-                out_rows.push(r.clone());
-            }
+        let l = latest.entry(e.sender.as_str()).or_insert(e);
+        if e.stream() > l.stream() {
+            *l = e;
         }
     }
-    to_client(ctx, reader, &out_rows).await
+    // Events between state changes share their state group: load each group once.
+    let mut groups: HashMap<Option<String>, StateMap> = HashMap::new();
+    let mut ids = Vec::new();
+    for (sender, row) in latest {
+        if !groups.contains_key(&row.state_after) {
+            groups.insert(row.state_after.clone(), state::after_event(&ctx.db, row).await?);
+        }
+        if let Some(e) = groups.get(&row.state_after).and_then(|m| m.get(&("m.room.member".to_owned(), sender.to_owned()))) {
+            ids.push(e.to_string());
+        }
+    }
+    let mut rows = rooms::get_events(&ctx.db, &ids).await?;
+    rows.sort_by_key(EventRow::stream);
+    to_client(ctx, reader, &rows).await
 }
 
 /// # `GET /_matrix/client/v3/rooms/{roomId}/messages`
@@ -183,22 +170,22 @@ pub async fn messages_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str
     let filter = RoomEventFilter::from_param(req.query("filter")).map_err(|e| err!(BadJson, "{e}"))?;
     let limit = filter.limit.unwrap_or(limit_param(req, 10)?).min(1000);
     let from = match req.query("from") {
-        Some(t) => parse_token(t)?,
+        Some(t) => params::stream_token(t)?,
         None if backwards => rooms::max_stream(&ctx.db).await?,
         None => 0,
     };
-    let to = req.query("to").map(parse_token).transpose()?;
+    let to = req.query("to").map(params::stream_token).transpose()?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let (rows, end, exhausted) = paginate(ctx, &reader, room_id.as_str(), from, to, backwards, limit, &filter).await?;
     let mut chunk = to_client(ctx, &reader, &rows).await?;
-    crate::api::client::relations::bundle_thread_summaries(ctx, &reader, &mut chunk).await?;
+    bundle_thread_summaries(ctx, &reader, &mut chunk).await?;
     let mut resp = json!({ "start": format!("s{from}"), "chunk": chunk });
     // No `end` once there is nothing more in this direction (spec).
     if !exhausted {
         resp["end"] = json!(format!("s{end}"));
     }
     if filter.lazy_load_members {
-        resp["state"] = json!(lazy_members(ctx, &reader, room_id.as_str(), &rows).await?);
+        resp["state"] = json!(lazy_members(ctx, &reader, &rows).await?);
     }
     Ok(Response::ok(resp))
 }
@@ -215,12 +202,12 @@ async fn visible_event(ctx: &Ctx, reader: &Reader<'_>, room_id: &RoomId, event_i
 /// # `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
 pub async fn get_event_route(ctx: &Ctx, _req: &Request, me: &Authed, room_id: &str, event_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
-    parse_event_id(event_id)?;
+    params::event_id(event_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| err!(NotFound, "Event not found"))?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let row = visible_event(ctx, &reader, &room_id, event_id).await?;
     let mut ev = to_client(ctx, &reader, &[row]).await?;
-    crate::api::client::relations::bundle_thread_summaries(ctx, &reader, &mut ev).await?;
+    bundle_thread_summaries(ctx, &reader, &mut ev).await?;
     Ok(Response::ok(ev.into_iter().next().unwrap_or(Value::Null)))
 }
 
@@ -228,7 +215,7 @@ pub async fn get_event_route(ctx: &Ctx, _req: &Request, me: &Authed, room_id: &s
 /// Events around one event, and the room state at the last event returned.
 pub async fn context_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, event_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
-    parse_event_id(event_id)?;
+    params::event_id(event_id)?;
     check_can_read(ctx, &me.user_id, room_id.as_str()).await.map_err(|_| err!(NotFound, "Event not found"))?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let row = visible_event(ctx, &reader, &room_id, event_id).await?;
@@ -240,20 +227,15 @@ pub async fn context_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str,
     let (before, start, _) = paginate(ctx, &reader, room_id.as_str(), s - 1, None, true, before_n, &filter).await?;
     let (after, end, _) = paginate(ctx, &reader, room_id.as_str(), s, None, false, after_n, &filter).await?;
     let last = after.last().unwrap_or(&row);
-    let state_rows = match &last.state_after {
-        Some(g) => {
-            let (map, _) = rooms::load_state_group(&ctx.db, g).await?;
-            let ids: Vec<String> = if filter.lazy_load_members {
-                let senders: std::collections::HashSet<&str> =
-                    before.iter().chain(after.iter()).chain(std::iter::once(&row)).map(|r| r.sender.as_str()).collect();
-                map.iter().filter(|((t, k), _)| t != "m.room.member" || senders.contains(k.as_str())).map(|(_, e)| e.to_string()).collect()
-            } else {
-                map.values().map(|e| e.to_string()).collect()
-            };
-            rooms::get_events(&ctx.db, &ids).await?
-        }
-        None => vec![],
+    let map = state::after_event(&ctx.db, last).await?;
+    let ids: Vec<String> = if filter.lazy_load_members {
+        let senders: std::collections::HashSet<&str> =
+            before.iter().chain(after.iter()).chain(std::iter::once(&row)).map(|r| r.sender.as_str()).collect();
+        map.iter().filter(|((t, k), _)| t != "m.room.member" || senders.contains(k.as_str())).map(|(_, e)| e.to_string()).collect()
+    } else {
+        map.values().map(|e| e.to_string()).collect()
     };
+    let state_rows = rooms::get_events(&ctx.db, &ids).await?;
     Ok(Response::ok(json!({
         "event": to_client(ctx, &reader, std::slice::from_ref(&row)).await?.into_iter().next(),
         "events_before": to_client(ctx, &reader, &before).await?,

@@ -7,13 +7,13 @@ use ruma::push::Ruleset;
 use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
-use crate::api::client::account_data;
 use crate::core::push::{self, EditError};
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::params;
+use crate::service::account_data;
+use crate::store::pushers::{self, NewPusher};
 use crate::store::sync as sstore;
 
 async fn load(ctx: &Ctx, me: &Authed) -> Result<Ruleset> {
@@ -158,7 +158,7 @@ pub async fn set_pusher_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<R
     };
     let user = me.user_id.as_str();
     if b["kind"].is_null() {
-        ctx.db.run("DELETE FROM pushers WHERE user_id = ? AND app_id = ? AND pushkey = ?", params![user, app_id, pushkey]).await?;
+        pushers::delete(&ctx.db, user, &app_id, &pushkey).await?;
         return Ok(Response::ok(json!({})));
     }
     let kind = s("kind").ok_or_else(|| err!(BadJson, "kind must be a string or null"))?;
@@ -173,17 +173,19 @@ pub async fn set_pusher_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<R
         let url = data["url"].as_str().ok_or_else(|| err!(MissingParam, "data.url is required for http pushers"))?;
         push::check_gateway_url(url, &ctx.config.push_gateway_ip_allowlist).map_err(|m| err!(InvalidParam, "{m}"))?;
     }
-    let mut stmts = Vec::new();
-    if !b["append"].as_bool().unwrap_or(false) {
-        stmts.push(ctx.db.stmt("DELETE FROM pushers WHERE app_id = ? AND pushkey = ? AND user_id != ?", params![app_id, pushkey, user])?);
-    }
-    stmts.push(ctx.db.stmt(
-        "INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data, access_token_device, created_ts)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET kind = excluded.kind, app_display_name = excluded.app_display_name,
-           device_display_name = excluded.device_display_name, profile_tag = excluded.profile_tag, lang = excluded.lang, data = excluded.data",
-        params![user, app_id, pushkey, kind, app_name, dev_name, s("profile_tag"), lang, data.to_string(), me.device_id, crate::core::time::now_ms()],
-    )?);
-    ctx.db.batch(stmts).await?;
+    let tag = s("profile_tag");
+    let p = NewPusher {
+        user,
+        device: &me.device_id,
+        app_id: &app_id,
+        pushkey: &pushkey,
+        kind: &kind,
+        app_display_name: &app_name,
+        device_display_name: &dev_name,
+        profile_tag: tag.as_deref(),
+        lang: &lang,
+        data: &data.to_string(),
+    };
+    pushers::set(&ctx.db, &p, b["append"].as_bool().unwrap_or(false)).await?;
     Ok(Response::ok(json!({})))
 }

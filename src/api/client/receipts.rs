@@ -6,13 +6,12 @@
 use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
-use crate::api::client::account_data;
-use crate::api::client::rooms::parse_room_id;
+use crate::api::params::room_id as parse_room_id;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::notify;
+use crate::service::{account_data, notify};
 use crate::store::{rooms, sync as sstore};
 
 /// Records one receipt or marker and wakes whoever sees it.

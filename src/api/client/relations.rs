@@ -3,75 +3,17 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::api::auth::Authed;
-use crate::api::client::message::parse_token;
-use crate::api::client::rooms::parse_room_id;
+use crate::api::params::{self, room_id as parse_room_id};
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::params;
 use crate::service::events::{check_can_read, filter_visible, to_client, Reader};
-use crate::store::rooms::{self, EventRow, EVENT_COLUMNS};
-
-/// Adds `unsigned.m.relations.m.thread` to thread roots among `events` (client format).
-pub async fn bundle_thread_summaries(ctx: &Ctx, reader: &Reader<'_>, events: &mut [Value]) -> Result<()> {
-    let ids: Vec<String> = events.iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    #[derive(Deserialize)]
-    struct Summary {
-        relates_to: String,
-        count: f64,
-        latest: f64,
-        mine: f64,
-    }
-    let mut summaries: HashMap<String, Summary> = HashMap::new();
-    for chunk in ids.chunks(80) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let mut p = params![reader.user_id.as_str()];
-        p.extend(chunk.iter().map(|s| json!(s)));
-        let rows: Vec<Summary> = ctx
-            .db
-            .all(
-                &format!(
-                    "SELECT relates_to, COUNT(*) AS count, MAX(stream) AS latest, SUM(sender = ?) AS mine
-                     FROM events WHERE rel_type = 'm.thread' AND relates_to IN ({marks}) GROUP BY relates_to"
-                ),
-                p,
-            )
-            .await?;
-        summaries.extend(rows.into_iter().map(|s| (s.relates_to.clone(), s)));
-    }
-    if summaries.is_empty() {
-        return Ok(());
-    }
-    let latest_streams: Vec<f64> = summaries.values().map(|s| s.latest).collect();
-    let mut latest_rows: HashMap<String, Value> = HashMap::new();
-    for s in latest_streams {
-        if let Some(row) = ctx.db.first::<EventRow>(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?"), params![s]).await? {
-            let root = row.relates_to.clone().unwrap_or_default();
-            if let Some(ev) = to_client(ctx, reader, &[row]).await?.into_iter().next() {
-                latest_rows.insert(root, ev);
-            }
-        }
-    }
-    for ev in events.iter_mut() {
-        let Some(id) = ev["event_id"].as_str().map(str::to_owned) else { continue };
-        let Some(s) = summaries.get(&id) else { continue };
-        let root_sender_is_me = ev["sender"].as_str() == Some(reader.user_id.as_str());
-        ev["unsigned"]["m.relations"]["m.thread"] = json!({
-            "latest_event": latest_rows.get(&id).cloned().unwrap_or(Value::Null),
-            "count": s.count as u64,
-            "current_user_participated": s.mine > 0.0 || root_sender_is_me,
-        });
-    }
-    Ok(())
-}
+use crate::service::relations::bundle_thread_summaries;
+use crate::store::rooms::{self, EventRow};
 
 /// # `GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]`
 pub async fn relations_route(
@@ -101,8 +43,8 @@ pub async fn relations_route(
         None => 50,
     };
     let limit = limit.clamp(1, 1000);
-    let from = req.query("from").map(parse_token).transpose()?;
-    let to = req.query("to").map(parse_token).transpose()?;
+    let from = req.query("from").map(params::stream_token).transpose()?;
+    let to = req.query("to").map(params::stream_token).transpose()?;
     let recurse = req.query("recurse") == Some("true");
 
     // With `recurse`, relations of relations too (up to 3 levels, as Synapse).
@@ -113,17 +55,9 @@ pub async fn relations_route(
         if parents.is_empty() {
             break;
         }
-        let mut next = Vec::new();
-        for chunk in parents.chunks(80) {
-            let marks = vec!["?"; chunk.len()].join(",");
-            let mut p: Vec<Value> = vec![json!(room_id.as_str())];
-            p.extend(chunk.iter().map(|s| json!(s)));
-            let rows: Vec<EventRow> =
-                ctx.db.all(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND relates_to IN ({marks})"), p).await?;
-            next.extend(rows.iter().map(|r| r.event_id.clone()));
-            all.extend(rows);
-        }
-        parents = next;
+        let rows = rooms::related_events(&ctx.db, room_id.as_str(), &parents).await?;
+        parents = rows.iter().map(|r| r.event_id.clone()).collect();
+        all.extend(rows);
     }
     // The direct filter applies to the relation type and event type of each returned event.
     all.retain(|r| rel_type.is_none_or(|t| r.rel_type.as_deref() == Some(t)) && event_type.is_none_or(|t| r.kind == t));
@@ -180,26 +114,10 @@ pub async fn threads_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str)
         Some(t) => t.strip_prefix('t').and_then(|n| n.parse().ok()).ok_or_else(|| err!(InvalidParam, "Invalid from token"))?,
         None => u64::MAX >> 12,
     };
-    #[derive(Deserialize)]
-    struct T {
-        root: String,
-        latest: f64,
-    }
-    let sql = if participated {
-        "SELECT e.relates_to AS root, MAX(e.stream) AS latest FROM events e
-         WHERE e.room_id = ?1 AND e.rel_type = 'm.thread'
-         GROUP BY e.relates_to
-         HAVING MAX(e.stream) < ?2 AND (SUM(e.sender = ?3) > 0 OR
-           (SELECT sender FROM events r WHERE r.event_id = e.relates_to) = ?3)
-         ORDER BY latest DESC LIMIT ?4"
-    } else {
-        "SELECT e.relates_to AS root, MAX(e.stream) AS latest FROM events e
-         WHERE e.room_id = ?1 AND e.rel_type = 'm.thread' AND ?3 = ?3
-         GROUP BY e.relates_to HAVING MAX(e.stream) < ?2 ORDER BY latest DESC LIMIT ?4"
-    };
-    let threads: Vec<T> = ctx.db.all(sql, params![room_id.as_str(), before, me.user_id.as_str(), limit + 1]).await?;
+    let participant = if participated { Some(me.user_id.as_str()) } else { None };
+    let threads = rooms::threads(&ctx.db, room_id.as_str(), before, participant, limit + 1).await?;
     let more = threads.len() > limit as usize;
-    let threads: Vec<T> = threads.into_iter().take(limit as usize).collect();
+    let threads: Vec<rooms::ThreadRow> = threads.into_iter().take(limit as usize).collect();
     let ids: Vec<String> = threads.iter().map(|t| t.root.clone()).collect();
     let mut roots = rooms::get_events(&ctx.db, &ids).await?;
     let order: HashMap<String, usize> = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();

@@ -5,17 +5,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::auth::{authenticate, Authed};
-use crate::api::client::directory::resolve_room;
-use crate::api::client::rooms::parse_room_id;
-use crate::core::time::now_ms;
+use crate::api::params::room_id as parse_room_id;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::params;
+use crate::service::directory::resolve_room;
 use crate::service::events::{check_can_read, filter_visible, Reader};
 use crate::service::summary;
-use crate::store::rooms::{self, EventRow, EVENT_COLUMNS};
+use crate::store::rooms;
 
 /// # `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event`
 /// The closest visible event at or after (`dir=f`) or at or before (`dir=b`) `ts`.
@@ -30,12 +28,7 @@ pub async fn timestamp_to_event_route(ctx: &Ctx, req: &Request, me: &Authed, roo
         None => return Err(err!(MissingParam, "dir is required")),
         Some(_) => return Err(err!(InvalidParam, "dir must be f or b")),
     };
-    let sql = if forward {
-        format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND origin_server_ts >= ? ORDER BY origin_server_ts ASC, stream ASC LIMIT 50")
-    } else {
-        format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND origin_server_ts <= ? ORDER BY origin_server_ts DESC, stream DESC LIMIT 50")
-    };
-    let rows: Vec<EventRow> = ctx.db.all(&sql, params![room_id.as_str(), ts]).await?;
+    let rows = rooms::events_near_ts(&ctx.db, room_id.as_str(), ts, forward).await?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let visible = filter_visible(ctx, &reader, room_id.as_str(), rows).await?;
     let ev = visible.first().ok_or_else(|| err!(NotFound, "No event found in that direction"))?;
@@ -73,13 +66,15 @@ async fn store_report(ctx: &Ctx, me: &Authed, room: Option<&str>, event: Option<
     if body.reason.as_ref().is_some_and(|r| r.len() > 2000) {
         return Err(err!(InvalidParam, "reason too long"));
     }
-    ctx.db
-        .run(
-            "INSERT INTO reports (reporter, room_id, event_id, user_id, reason, score, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            params![me.user_id.as_str(), room, event, user, body.reason, body.score, now_ms()],
-        )
-        .await?;
-    Ok(())
+    let report = rooms::Report {
+        reporter: me.user_id.as_str(),
+        room_id: room,
+        event_id: event,
+        user_id: user,
+        reason: body.reason.as_deref(),
+        score: body.score,
+    };
+    rooms::insert_report(&ctx.db, &report).await
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/report/{eventId}`
@@ -132,32 +127,8 @@ struct SearchBody {
 pub async fn user_directory_search_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body: SearchBody = req.json()?;
     let limit = body.limit.unwrap_or(10).clamp(1, 100);
-    let term = body.search_term.trim().to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    let pattern = format!("%{term}%");
-    #[derive(Deserialize)]
-    struct U {
-        user_id: String,
-        displayname: Option<String>,
-        avatar_url: Option<String>,
-    }
-    let rows: Vec<U> = ctx
-        .db
-        .all(
-            "SELECT u.user_id, u.displayname, u.avatar_url FROM users u
-             WHERE u.deactivated = 0
-               AND (lower(u.user_id) LIKE ?1 ESCAPE '\\' OR lower(COALESCE(u.displayname, '')) LIKE ?1 ESCAPE '\\')
-               AND (u.user_id = ?2
-                 OR u.user_id IN (SELECT m2.user_id FROM memberships m1 JOIN memberships m2 ON m1.room_id = m2.room_id
-                                  WHERE m1.user_id = ?2 AND m1.membership = 'join' AND m2.membership = 'join')
-                 OR u.user_id IN (SELECT m.user_id FROM memberships m WHERE m.membership = 'join' AND m.room_id IN
-                      (SELECT cs.room_id FROM current_state cs JOIN events e ON e.event_id = cs.event_id
-                       WHERE (cs.type = 'm.room.join_rules' AND json_extract(e.json, '$.content.join_rule') = 'public')
-                          OR (cs.type = 'm.room.history_visibility'
-                              AND json_extract(e.json, '$.content.history_visibility') = 'world_readable'))))
-             ORDER BY u.displayname IS NULL, u.user_id LIMIT ?3",
-            params![pattern, me.user_id.as_str(), limit + 1],
-        )
-        .await?;
+    let term = body.search_term.trim().to_lowercase();
+    let rows = rooms::search_user_directory(&ctx.db, me.user_id.as_str(), &term, limit + 1).await?;
     let limited = rows.len() > limit as usize;
     let results: Vec<Value> = rows
         .into_iter()

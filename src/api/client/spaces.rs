@@ -5,7 +5,7 @@ use ruma::{RoomId, UserId};
 use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
-use crate::api::client::rooms::parse_room_id;
+use crate::api::params::room_id as parse_room_id;
 use crate::core::crypto::random_token;
 use crate::core::spaces::{order_children, parse_hierarchy_params, ChildLink, HierarchySession, MutualRoomsToken, Walk};
 use crate::ctx::Ctx;

@@ -5,8 +5,7 @@ use ruma::{RoomAliasId, RoomId};
 use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
-use crate::api::client::message::parse_token;
-use crate::api::client::rooms::parse_room_id;
+use crate::api::params::{self, room_id as parse_room_id};
 use crate::core::ids::{check_power_levels_users, parse_client_user_id};
 use crate::core::room::pdu::NewEvent;
 use crate::core::room::state::StateMap;
@@ -15,6 +14,7 @@ use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::service::events::{is_world_readable, to_client, Reader};
+use crate::service::state;
 use crate::service::timeline::append_via_room;
 use crate::store::rooms;
 
@@ -24,27 +24,12 @@ async fn visible_state(ctx: &Ctx, me: &Authed, room_id: &RoomId) -> Result<State
     if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
         return Err(err!(Forbidden, "You are not in this room"));
     }
-    #[derive(serde::Deserialize)]
-    struct M {
-        membership: String,
-        event_id: String,
-    }
-    let m: Option<M> = ctx
-        .db
-        .first(
-            "SELECT membership, event_id FROM memberships WHERE room_id = ? AND user_id = ?",
-            crate::params![room_id.as_str(), me.user_id.as_str()],
-        )
-        .await?;
-    match m {
+    match rooms::membership_row(&ctx.db, room_id.as_str(), me.user_id.as_str()).await? {
         Some(m) if m.membership == "join" => rooms::current_state(&ctx.db, room_id.as_str()).await,
-        Some(m) if m.membership == "leave" || m.membership == "ban" => {
-            let row = rooms::get_event(&ctx.db, &m.event_id).await?;
-            match row.and_then(|r| r.state_after) {
-                Some(g) => Ok(rooms::load_state_group(&ctx.db, &g).await?.0),
-                None => Err(err!(Forbidden, "You are not in this room")),
-            }
-        }
+        Some(m) if m.membership == "leave" || m.membership == "ban" => match rooms::get_event(&ctx.db, &m.event_id).await? {
+            Some(leave) if leave.state_after.is_some() => state::after_event(&ctx.db, &leave).await,
+            _ => Err(err!(Forbidden, "You are not in this room")),
+        },
         _ => {
             let current = rooms::current_state(&ctx.db, room_id.as_str()).await?;
             let hv = current.get(&("m.room.history_visibility".to_owned(), String::new()));
@@ -143,26 +128,12 @@ pub async fn members_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str)
     let room_id = parse_room_id(room_id)?;
     let mut state = visible_state(ctx, me, &room_id).await?;
     if let Some(at) = req.query("at") {
-        let pos = parse_token(at)?;
-        #[derive(serde::Deserialize)]
-        struct R {
-            state_after: Option<String>,
-        }
-        let r: Option<R> = ctx
-            .db
-            .first(
-                "SELECT state_after FROM events WHERE room_id = ? AND stream <= ? ORDER BY stream DESC LIMIT 1",
-                crate::params![room_id.as_str(), pos],
-            )
-            .await?;
+        let pos = params::stream_token(at)?;
         // A user who has left sees nothing after their leave: `visible_state` already holds
         // the state at the leave, so only earlier positions are looked up.
         let left = !matches!(rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?.as_deref(), Some("join") | None);
         if !left {
-            state = match r.and_then(|r| r.state_after) {
-                Some(g) => rooms::load_state_group(&ctx.db, &g).await?.0,
-                None => StateMap::new(),
-            };
+            state = state::at_stream(&ctx.db, room_id.as_str(), pos).await?;
         }
     }
     let ids: Vec<String> = state.iter().filter(|((t, _), _)| t == "m.room.member").map(|(_, e)| e.to_string()).collect();

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::auth::Authed;
-use crate::api::client::rooms::parse_room_id;
+use crate::api::params::room_id as parse_room_id;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::{Error, Result};

@@ -5,13 +5,14 @@
 pub mod auth;
 pub mod create;
 pub mod pdu;
+pub mod power;
 pub mod state;
 pub mod visibility;
 
 #[cfg(test)]
 mod tests;
 
-use ruma::{room_version_rules::RoomVersionRules, RoomVersionId};
+use ruma::{room_version_rules::RoomVersionRules, OwnedRoomId, RoomId, RoomVersionId};
 
 use crate::err;
 use crate::error::Result;
@@ -39,4 +40,9 @@ pub fn version_rules(version: &str) -> Result<(RoomVersionId, RoomVersionRules)>
     let id = RoomVersionId::try_from(version).map_err(|_| err!(UnsupportedRoomVersion, "Bad room version"))?;
     let rules = id.rules().ok_or_else(|| err!(UnsupportedRoomVersion, "Unknown room version"))?;
     Ok((id, rules))
+}
+
+/// A room ID given by a client (`400 M_INVALID_PARAM` if malformed).
+pub fn parse_room_id(s: &str) -> Result<OwnedRoomId> {
+    RoomId::parse(s).map_err(|_| err!(InvalidParam, "Invalid room ID"))
 }

@@ -41,6 +41,13 @@ pub fn state_after(before: &StateMap, pdu: &Pdu) -> StateMap {
     after
 }
 
+/// The forward extremities among some events: those no other of them names in its
+/// `prev_events`. Given every event after some point, these are the room's extremities.
+pub fn extremities<'a>(events: impl IntoIterator<Item = (&'a EventId, &'a [OwnedEventId])> + Clone) -> Vec<OwnedEventId> {
+    let referenced: HashSet<&EventId> = events.clone().into_iter().flat_map(|(_, prev)| prev.iter().map(|p| &**p)).collect();
+    events.into_iter().filter(|(id, _)| !referenced.contains(id)).map(|(id, _)| id.to_owned()).collect()
+}
+
 /// The full auth chain of the given events: every event reachable through `auth_events`.
 pub fn auth_chain(start: &[OwnedEventId], fetch: &impl Fn(&EventId) -> Option<Pdu>) -> HashSet<OwnedEventId> {
     let mut seen = HashSet::new();
@@ -132,5 +139,21 @@ mod tests {
         let mut c = a.clone();
         apply(&mut c, &d);
         assert_eq!(c, b);
+    }
+
+    #[test]
+    fn extremities_of_a_chain_and_a_fork() {
+        let e = |s: &str| EventId::parse(format!("${s}")).unwrap();
+        let (a, b, c, d) = (e("a"), e("b"), e("c"), e("d"));
+        // a <- b <- c: one tip.
+        let chain = [(&*c, vec![b.clone()]), (&*b, vec![a.clone()]), (&*a, vec![])];
+        assert_eq!(extremities(chain.iter().map(|(i, p)| (*i, p.as_slice()))), vec![c.clone()]);
+        // a <- b, a <- d: two tips; then c names both and is the only one.
+        let fork = [(&*b, vec![a.clone()]), (&*d, vec![a.clone()]), (&*a, vec![])];
+        let mut tips = extremities(fork.iter().map(|(i, p)| (*i, p.as_slice())));
+        tips.sort();
+        assert_eq!(tips, vec![b.clone(), d.clone()]);
+        let merged = [(&*c, vec![b.clone(), d.clone()]), (&*b, vec![a.clone()]), (&*d, vec![a.clone()])];
+        assert_eq!(extremities(merged.iter().map(|(i, p)| (*i, p.as_slice()))), vec![c]);
     }
 }

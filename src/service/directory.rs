@@ -1,0 +1,74 @@
+//! Room aliases: the local alias grammar, resolving `#alias` or `!room` to a room, and the
+//! rule of who may remove an alias or publish a room.
+
+use ruma::{OwnedRoomId, RoomAliasId, RoomId, UserId};
+
+use crate::core::room::parse_room_id;
+use crate::ctx::Ctx;
+use crate::err;
+use crate::error::Result;
+use crate::service::power;
+use crate::store::rooms;
+
+/// `#name:server` for a local alias name, checked against the alias grammar.
+pub fn alias_for_name(ctx: &Ctx, name: &str) -> Result<String> {
+    if name.is_empty() || name.contains(':') || name.contains('#') || name.chars().any(char::is_whitespace) {
+        return Err(err!(InvalidParam, "Invalid room alias name"));
+    }
+    let alias = format!("#{name}:{}", ctx.server_name());
+    RoomAliasId::parse(&alias).map_err(|_| err!(InvalidParam, "Invalid room alias"))?;
+    if alias.len() > 255 {
+        return Err(err!(InvalidParam, "Room alias too long"));
+    }
+    Ok(alias)
+}
+
+/// A full alias that must be on this server.
+pub fn parse_local_alias(ctx: &Ctx, alias: &str) -> Result<String> {
+    let a = RoomAliasId::parse(alias).map_err(|_| err!(InvalidParam, "Invalid room alias"))?;
+    if a.server_name() != ctx.config.server_name {
+        return Err(err!(InvalidParam, "Room alias must be on this server"));
+    }
+    Ok(a.to_string())
+}
+
+/// Resolves `!room` or `#alias` to a local room ID.
+pub async fn resolve_room(ctx: &Ctx, id_or_alias: &str) -> Result<OwnedRoomId> {
+    if id_or_alias.starts_with('#') {
+        let a = RoomAliasId::parse(id_or_alias).map_err(|_| err!(InvalidParam, "Invalid room alias"))?;
+        if a.server_name() != ctx.config.server_name {
+            return Err(err!(NotFound, "Room alias not found (federation is not available yet)"));
+        }
+        let room = rooms::alias_room(&ctx.db, a.as_str()).await?.ok_or_else(|| err!(NotFound, "Room alias not found"))?;
+        parse_room_id(&room)
+    } else {
+        parse_room_id(id_or_alias)
+    }
+}
+
+/// Gives a room an alias; `false` if the alias exists.
+pub async fn insert_alias(ctx: &Ctx, alias: &str, room_id: &RoomId, creator: &UserId) -> Result<bool> {
+    rooms::insert_alias(&ctx.db, alias, room_id.as_str(), creator.as_str()).await
+}
+
+/// Who may delete an alias: its creator, or a room member allowed to change
+/// `m.room.canonical_alias`. `404` for an unknown alias, `403` otherwise.
+pub async fn delete_alias(ctx: &Ctx, alias: &str, user: &UserId) -> Result<()> {
+    let row = rooms::get_alias(&ctx.db, alias).await?.ok_or_else(|| err!(NotFound, "Room alias not found"))?;
+    if row.creator != user.as_str() && !power::can_send_state(ctx, &row.room_id, user, "m.room.canonical_alias").await? {
+        return Err(err!(Forbidden, "You may not delete this alias"));
+    }
+    rooms::delete_alias(&ctx.db, alias).await
+}
+
+/// Publishes a room in the directory or takes it out: for room members who may change
+/// `m.room.canonical_alias`.
+pub async fn set_visibility(ctx: &Ctx, room_id: &RoomId, user: &UserId, public: bool) -> Result<()> {
+    if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
+        return Err(err!(NotFound, "Room not found"));
+    }
+    if !power::can_send_state(ctx, room_id.as_str(), user, "m.room.canonical_alias").await? {
+        return Err(err!(Forbidden, "You may not publish this room"));
+    }
+    rooms::set_public(&ctx.db, room_id.as_str(), public).await
+}
