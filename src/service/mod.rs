@@ -13,6 +13,7 @@ pub mod notify;
 pub mod power;
 pub mod relations;
 pub mod rooms;
+pub mod session;
 pub mod state;
 pub mod summary;
 pub mod sync;

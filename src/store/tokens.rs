@@ -167,3 +167,9 @@ pub async fn consume_login_token(db: &Db, token: &str) -> Result<Option<String>>
         db.first("DELETE FROM login_tokens WHERE token_hash = ? RETURNING user_id, expires_ts", params![token_hash(token)]).await?;
     Ok(row.filter(|r| r.expires_ts as u64 > now_ms()).map(|r| r.user_id))
 }
+
+/// Deletes every access token of the user (tokens of device rows that no longer exist).
+pub async fn delete_all_access_tokens(db: &Db, user_id: &str) -> Result<()> {
+    db.run("DELETE FROM access_tokens WHERE user_id = ?", params![user_id]).await?;
+    Ok(())
+}

@@ -5,13 +5,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::auth::new_password_hash;
-use crate::api::client::login::{create_session, SessionRequest};
 use crate::core::crypto::{ct_eq, hex, hmac_sha1_hex, random_bytes};
 use crate::core::ids::validate_new_localpart;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
+use crate::service::session::{create_session, SessionRequest};
 use crate::store::accounts;
 
 /// A nonce must be used within a minute (Synapse's window).

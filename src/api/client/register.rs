@@ -4,7 +4,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::auth::{check_new_password, new_password_hash, user_interactive_auth};
-use crate::api::client::login::{create_session, SessionRequest};
 use crate::core::config::RegistrationMode;
 use crate::core::crypto::random_alpha;
 use crate::core::ids::validate_new_localpart;
@@ -13,6 +12,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{parse_json, Request, Response};
+use crate::service::session::{create_session, SessionRequest};
 use crate::store::accounts;
 
 #[derive(Deserialize)]
