@@ -109,6 +109,10 @@ def assert_error(r: requests.Response, status: int, errcode: str | tuple[str, ..
     return body
 
 
+def assert_forbidden(r: requests.Response) -> dict:
+    return assert_error(r, 403, "M_FORBIDDEN")
+
+
 def assert_unknown_token(r: requests.Response, soft_logout: bool = False) -> dict:
     body = assert_error(r, 401, "M_UNKNOWN_TOKEN")
     assert body.get("soft_logout") is soft_logout, describe(r)

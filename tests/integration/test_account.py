@@ -231,14 +231,7 @@ def test_deactivate_uia_challenge(base, user):
 
 
 def test_deactivate_wrong_password(base, user):
-    uia = uia_start(base, "POST", DEACTIVATE_PATH, {}, user["access_token"])
-    r = call(
-        base,
-        "POST",
-        DEACTIVATE_PATH,
-        {"auth": password_auth(user["user_id"], "wrong-password", uia["session"])},
-        token=user["access_token"],
-    )
+    r = uia_password(base, "POST", DEACTIVATE_PATH, {}, user["access_token"], user["user_id"], "wrong-password")
     assert_error(r, 401, "M_FORBIDDEN")
     assert_token_works(base, user["access_token"], user["user_id"])
     login(base, user["username"], user["password"])

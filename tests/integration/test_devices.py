@@ -155,14 +155,7 @@ def test_delete_own_current_device(base, user):
 def test_delete_device_wrong_password(base, user):
     s2 = login(base, user["username"], user["password"])
     path = f"{DEVICES}/{s2['device_id']}"
-    uia = uia_start(base, "DELETE", path, {}, user["access_token"])
-    r = call(
-        base,
-        "DELETE",
-        path,
-        {"auth": password_auth(user["user_id"], "wrong-password", uia["session"])},
-        token=user["access_token"],
-    )
+    r = uia_password(base, "DELETE", path, {}, user["access_token"], user["user_id"], "wrong-password")
     assert_error(r, 401, "M_FORBIDDEN")
     assert_token_works(base, s2["access_token"], user["user_id"])
 

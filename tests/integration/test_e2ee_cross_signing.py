@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from e2ee_helpers import CrossSigning, Signer, query, setup_device, signatures_upload, signing_upload
 from matrix_helpers import DEFAULT_PASSWORD, assert_error, assert_ok, call, new_user, password_auth
-from sync_helpers import create_room, invite, join, sync
+from rooms_helpers import create_room, invite, join
+from sync_helpers import sync
 
 
 def test_first_upload_needs_no_uia_and_others_see_public_parts(base, user, user2):

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from e2ee_helpers import claim, device_keys, one_time_keys, query, setup_device, upload
 from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, assert_error, assert_ok, call, login, new_user, uia_password
-from sync_helpers import BackgroundSync, create_room, invite, join, leave, sync
+from rooms_helpers import create_room, invite, join, leave
+from sync_helpers import BackgroundSync, sync
 
 
 def test_device_keys_are_verified_stored_and_queried(base, user, user2):

@@ -223,14 +223,7 @@ def test_get_token_requires_auth(base):
 
 def test_get_token_wrong_password(base, user):
     path = f"{CLIENT_V1}/login/get_token"
-    uia = uia_start(base, "POST", path, {}, user["access_token"])
-    r = call(
-        base,
-        "POST",
-        path,
-        {"auth": password_auth(user["user_id"], "wrong-password", uia["session"])},
-        token=user["access_token"],
-    )
+    r = uia_password(base, "POST", path, {}, user["access_token"], user["user_id"], "wrong-password")
     err = assert_error(r, 401, "M_FORBIDDEN")
     assert "flows" in err and "session" in err, err
     assert "login_token" not in err
@@ -239,14 +232,7 @@ def test_get_token_wrong_password(base, user):
 def test_get_token_other_users_password(base, user, user2):
     """UIA must authenticate the token's owner, not whoever's credentials are supplied."""
     path = f"{CLIENT_V1}/login/get_token"
-    uia = uia_start(base, "POST", path, {}, user["access_token"])
-    r = call(
-        base,
-        "POST",
-        path,
-        {"auth": password_auth(user2["user_id"], user2["password"], uia["session"])},
-        token=user["access_token"],
-    )
+    r = uia_password(base, "POST", path, {}, user["access_token"], user2["user_id"], user2["password"])
     assert r.status_code in (401, 403), r.text
     assert "login_token" not in r.json()
 

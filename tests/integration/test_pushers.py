@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, new_user
-from sync_helpers import create_room, join, send
+from rooms_helpers import room_pair, send
 
 NOTIFY = "/_matrix/push/v1/notify"
 ALLOW_LOCAL_GATEWAY = {"PUSH_GATEWAY_IP_ALLOWLIST": "127.0.0.1"}
@@ -100,9 +100,7 @@ def local_gw(stratus_factory):
 def pair(base: str) -> tuple[dict, dict, str]:
     """Two new users in a new public room: (sender, receiver, room)."""
     a, b = new_user(base, prefix="push"), new_user(base, prefix="push")
-    room = create_room(base, a["access_token"], preset="public_chat")
-    join(base, b["access_token"], room)
-    return a, b, room
+    return a, b, room_pair(base, a, b)
 
 
 def test_pushers(local_gw):

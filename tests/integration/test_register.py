@@ -17,7 +17,6 @@ from matrix_helpers import (
     describe,
     json_of,
     login,
-    qid,
     register,
     register_raw,
     unique_username,

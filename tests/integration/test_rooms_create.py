@@ -4,22 +4,16 @@ import re
 
 import pytest
 
+from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, describe, new_user, qid
 from rooms_helpers import (
-    CLIENT_V3,
     EVENT_ID_RE,
     ROOM_ID_V12_RE,
-    assert_error,
-    assert_ok,
-    call,
     create_room,
     create_room_raw,
-    describe,
     full_state,
     get_state,
     get_state_raw,
     joined_rooms,
-    new_user,
-    qid,
     state_map,
     txn,
 )

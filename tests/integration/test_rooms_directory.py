@@ -2,28 +2,8 @@
 
 import pytest
 
-from rooms_helpers import (
-    CLIENT_V3,
-    assert_error,
-    assert_ok,
-    call,
-    create_room,
-    invite,
-    join,
-    leave,
-    messages,
-    new_user,
-    put_state,
-    qid,
-    rpath,
-    send_text,
-    set_displayname,
-    txn,
-)
-
-
-def forbidden(r):
-    assert_error(r, 403, "M_FORBIDDEN")
+from matrix_helpers import CLIENT_V3, assert_error, assert_forbidden, assert_ok, call, new_user, qid
+from rooms_helpers import create_room, invite, join, leave, messages, put_state, rpath, send_text, set_displayname, txn
 
 
 def alias_path(alias):
@@ -80,7 +60,7 @@ def test_alias_malformed(base, user):
 def test_alias_needs_membership(base, user, user2, server_name):
     room_id = create_room(base, user["access_token"], preset="public_chat")
     alias = new_alias(server_name)
-    forbidden(call(base, "PUT", alias_path(alias), {"room_id": room_id}, token=user2["access_token"]))
+    assert_forbidden(call(base, "PUT", alias_path(alias), {"room_id": room_id}, token=user2["access_token"]))
     assert_error(call(base, "GET", alias_path(alias)), 404, "M_NOT_FOUND")
 
 
@@ -106,9 +86,9 @@ def test_alias_delete_permissions(base, user, user2, server_name):
     # the creator's alias: another PL-0 member may not delete it
     alias = new_alias(server_name)
     assert_ok(call(base, "PUT", alias_path(alias), {"room_id": room_id}, token=user["access_token"]))
-    forbidden(call(base, "DELETE", alias_path(alias), token=u3["access_token"]))
+    assert_forbidden(call(base, "DELETE", alias_path(alias), token=u3["access_token"]))
     assert assert_ok(call(base, "GET", alias_path(alias)))["room_id"] == room_id
-    forbidden(call(base, "DELETE", alias_path(own), token=u3["access_token"]))
+    assert_forbidden(call(base, "DELETE", alias_path(own), token=u3["access_token"]))
     assert_ok(call(base, "DELETE", alias_path(own), token=user2["access_token"]))
     # a user with power over canonical aliases may delete anyone's
     pl = assert_ok(call(base, "GET", rpath(room_id, "state", "m.room.power_levels"),
@@ -121,7 +101,7 @@ def test_alias_delete_permissions(base, user, user2, server_name):
 
 def test_room_aliases_non_member(base, user, user2):
     room_id = create_room(base, user["access_token"])
-    forbidden(call(base, "GET", rpath(room_id, "aliases"), token=user2["access_token"]))
+    assert_forbidden(call(base, "GET", rpath(room_id, "aliases"), token=user2["access_token"]))
 
 
 # ---------------------------------------------------------------- directory visibility
@@ -160,7 +140,7 @@ def test_directory_visibility_roundtrip(base, user, user2):
     assert assert_ok(call(base, "GET", path)) == {"visibility": "public"}
     ids = [c["room_id"] for c in public_rooms_all(base, limit=50)[0]]
     assert room_id in ids
-    forbidden(call(base, "PUT", path, {"visibility": "private"}, token=user2["access_token"]))
+    assert_forbidden(call(base, "PUT", path, {"visibility": "private"}, token=user2["access_token"]))
     assert assert_ok(call(base, "GET", path)) == {"visibility": "public"}
     assert_ok(call(base, "PUT", path, {"visibility": "private"}, token=tok))
     assert room_id not in [c["room_id"] for c in public_rooms_all(base, limit=50)[0]]
@@ -282,7 +262,7 @@ def test_members_at_token(base, user, user2):
 
 def test_members_non_member(base, user, user2):
     room_id = create_room(base, user["access_token"])
-    forbidden(call(base, "GET", rpath(room_id, "members"), token=user2["access_token"]))
+    assert_forbidden(call(base, "GET", rpath(room_id, "members"), token=user2["access_token"]))
 
 
 def test_joined_members(base, user, user2):
@@ -299,7 +279,7 @@ def test_joined_members(base, user, user2):
     assert joined[user2["user_id"]]["display_name"] == "Second User"
     assert joined[user2["user_id"]]["avatar_url"] == "mxc://x.org/u2"
     assert joined[user["user_id"]]["display_name"] == user["username"]
-    forbidden(call(base, "GET", rpath(room_id, "joined_members"), token=u3["access_token"]))
+    assert_forbidden(call(base, "GET", rpath(room_id, "joined_members"), token=u3["access_token"]))
 
 
 @pytest.mark.parametrize("path", ["members", "joined_members"])

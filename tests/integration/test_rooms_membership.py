@@ -5,11 +5,8 @@ Every refused action must be 403 M_FORBIDDEN and leave the member state unchange
 
 import pytest
 
+from matrix_helpers import CLIENT_V3, assert_error, assert_forbidden, assert_ok, call, new_user, qid
 from rooms_helpers import (
-    CLIENT_V3,
-    assert_error,
-    assert_ok,
-    call,
     create_room,
     invite,
     join,
@@ -18,16 +15,10 @@ from rooms_helpers import (
     leave,
     membership_of,
     membership_raw,
-    new_user,
-    qid,
     send_text,
     state_map,
     txn,
 )
-
-
-def forbidden(r):
-    assert_error(r, 403, "M_FORBIDDEN")
 
 
 def member_content(base, token, room_id, user_id):
@@ -83,8 +74,8 @@ def test_join_member_event_has_profile(base, user, user2):
 
 def test_join_invite_only_room_refused(base, user, user2):
     room_id = create_room(base, user["access_token"], preset="private_chat")
-    forbidden(join_raw(base, user2["access_token"], room_id))
-    forbidden(membership_raw(base, user2["access_token"], room_id, "join"))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(membership_raw(base, user2["access_token"], room_id, "join"))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) is None
     assert room_id not in joined_rooms(base, user2["access_token"])
 
@@ -123,7 +114,7 @@ def test_invite_with_reason(base, user, user2):
 
 def test_invite_by_non_member_refused(base, user, user2, user3):
     room_id = create_room(base, user["access_token"])
-    forbidden(membership_raw(base, user2["access_token"], room_id, "invite",
+    assert_forbidden(membership_raw(base, user2["access_token"], room_id, "invite",
                              {"user_id": user3["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user3["user_id"]) is None
 
@@ -132,7 +123,7 @@ def test_invite_needs_invite_power(base, user, user2, user3):
     room_id = create_room(base, user["access_token"], preset="public_chat",
                           power_level_content_override={"invite": 50})
     join(base, user2["access_token"], room_id)
-    forbidden(membership_raw(base, user2["access_token"], room_id, "invite",
+    assert_forbidden(membership_raw(base, user2["access_token"], room_id, "invite",
                              {"user_id": user3["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user3["user_id"]) is None
 
@@ -140,7 +131,7 @@ def test_invite_needs_invite_power(base, user, user2, user3):
 def test_invite_already_joined_refused(base, user, user2):
     room_id = create_room(base, user["access_token"], preset="public_chat")
     join(base, user2["access_token"], room_id)
-    forbidden(membership_raw(base, user["access_token"], room_id, "invite",
+    assert_forbidden(membership_raw(base, user["access_token"], room_id, "invite",
                              {"user_id": user2["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "join"
 
@@ -162,7 +153,7 @@ def test_reject_invite_by_leaving(base, user, user2):
     invite(base, user["access_token"], room_id, user2["user_id"])
     leave(base, user2["access_token"], room_id)
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "leave"
-    forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
 
 
 # ---------------------------------------------------------------- leave / forget
@@ -178,7 +169,7 @@ def test_leave(base, user, user2):
     # a user who left can no longer send
     r = call(base, "PUT", f"{CLIENT_V3}/rooms/{qid(room_id)}/send/m.room.message/{txn()}",
              {"msgtype": "m.text", "body": "x"}, token=user2["access_token"])
-    forbidden(r)
+    assert_forbidden(r)
 
 
 def test_leave_unknown_room(base, user, server_name):
@@ -226,10 +217,10 @@ def test_kick_without_power_refused(base, user, user2, user3):
     room_id = create_room(base, user["access_token"], preset="public_chat")
     join(base, user2["access_token"], room_id)
     join(base, user3["access_token"], room_id)
-    forbidden(membership_raw(base, user2["access_token"], room_id, "kick",
+    assert_forbidden(membership_raw(base, user2["access_token"], room_id, "kick",
                              {"user_id": user3["user_id"]}))
     # nor may a PL-0 user kick the creator
-    forbidden(membership_raw(base, user2["access_token"], room_id, "kick",
+    assert_forbidden(membership_raw(base, user2["access_token"], room_id, "kick",
                              {"user_id": user["user_id"]}))
     sm = state_map(base, user["access_token"], room_id)
     assert sm[("m.room.member", user3["user_id"])]["content"]["membership"] == "join"
@@ -241,7 +232,7 @@ def test_kick_rescinds_invite(base, user, user2):
     invite(base, user["access_token"], room_id, user2["user_id"])
     assert_ok(membership_raw(base, user["access_token"], room_id, "kick", {"user_id": user2["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "leave"
-    forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
 
 
 # ---------------------------------------------------------------- ban / unban
@@ -254,10 +245,10 @@ def test_ban_and_unban(base, user, user2):
                              {"user_id": user2["user_id"], "reason": "bad"}))
     c = member_content(base, user["access_token"], room_id, user2["user_id"])
     assert c["membership"] == "ban" and c.get("reason") == "bad", c
-    forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "ban"
     # banning again is harmless; invite of a banned user is refused
-    forbidden(membership_raw(base, user["access_token"], room_id, "invite",
+    assert_forbidden(membership_raw(base, user["access_token"], room_id, "invite",
                              {"user_id": user2["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "ban"
     assert_ok(membership_raw(base, user["access_token"], room_id, "unban",
@@ -269,7 +260,7 @@ def test_ban_and_unban(base, user, user2):
 def test_ban_user_never_in_room(base, user, user2):
     room_id = create_room(base, user["access_token"], preset="public_chat")
     assert_ok(membership_raw(base, user["access_token"], room_id, "ban", {"user_id": user2["user_id"]}))
-    forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "ban"
 
 
@@ -277,14 +268,14 @@ def test_ban_without_power_refused(base, user, user2, user3):
     room_id = create_room(base, user["access_token"], preset="public_chat")
     join(base, user2["access_token"], room_id)
     join(base, user3["access_token"], room_id)
-    forbidden(membership_raw(base, user2["access_token"], room_id, "ban", {"user_id": user3["user_id"]}))
+    assert_forbidden(membership_raw(base, user2["access_token"], room_id, "ban", {"user_id": user3["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user3["user_id"]) == "join"
 
 
 def test_unban_not_banned_refused(base, user, user2):
     room_id = create_room(base, user["access_token"], preset="public_chat")
     join(base, user2["access_token"], room_id)
-    forbidden(membership_raw(base, user["access_token"], room_id, "unban", {"user_id": user2["user_id"]}))
+    assert_forbidden(membership_raw(base, user["access_token"], room_id, "unban", {"user_id": user2["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "join"
 
 
@@ -292,7 +283,7 @@ def test_unban_without_power_refused(base, user, user2, user3):
     room_id = create_room(base, user["access_token"], preset="public_chat")
     join(base, user2["access_token"], room_id)
     assert_ok(membership_raw(base, user["access_token"], room_id, "ban", {"user_id": user3["user_id"]}))
-    forbidden(membership_raw(base, user2["access_token"], room_id, "unban", {"user_id": user3["user_id"]}))
+    assert_forbidden(membership_raw(base, user2["access_token"], room_id, "unban", {"user_id": user3["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user3["user_id"]) == "ban"
 
 
@@ -305,7 +296,7 @@ def test_moderator_can_kick_and_ban(base, user, user2, user3):
     assert_ok(membership_raw(base, user2["access_token"], room_id, "ban", {"user_id": user3["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user3["user_id"]) == "ban"
     # but cannot ban the creator (higher power)
-    forbidden(membership_raw(base, user2["access_token"], room_id, "ban", {"user_id": user["user_id"]}))
+    assert_forbidden(membership_raw(base, user2["access_token"], room_id, "ban", {"user_id": user["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user["user_id"]) == "join"
 
 
@@ -315,7 +306,7 @@ def test_moderator_can_kick_and_ban(base, user, user2, user3):
 def test_knock_flow(base, user, user2):
     room_id = create_room(base, user["access_token"], room_version="12",
                           initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}])
-    forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
     r = call(base, "POST", f"{CLIENT_V3}/knock/{qid(room_id)}", {"reason": "let me in"},
              token=user2["access_token"])
     assert assert_ok(r)["room_id"] == room_id
@@ -341,7 +332,7 @@ def test_knock_refused_where_not_allowed(base, user, user2):
     public = create_room(base, user["access_token"], preset="public_chat")
     for room_id in (invite_only, public):
         r = call(base, "POST", f"{CLIENT_V3}/knock/{qid(room_id)}", {}, token=user2["access_token"])
-        forbidden(r)
+        assert_forbidden(r)
         assert membership_of(base, user["access_token"], room_id, user2["user_id"]) is None
 
 
@@ -349,7 +340,7 @@ def test_knock_when_joined_refused(base, user):
     room_id = create_room(base, user["access_token"],
                           initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}])
     r = call(base, "POST", f"{CLIENT_V3}/knock/{qid(room_id)}", {}, token=user["access_token"])
-    forbidden(r)
+    assert_forbidden(r)
     assert membership_of(base, user["access_token"], room_id, user["user_id"]) == "join"
 
 
@@ -371,7 +362,7 @@ def test_restricted_join(base, user, user2, user3):
             "allow": [{"type": "m.room_membership", "room_id": space}]}}],
     )
     # not in the allowed room: refused
-    forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) is None
     # joined to the allowed room: may join
     join(base, user2["access_token"], space)
@@ -380,7 +371,7 @@ def test_restricted_join(base, user, user2, user3):
     assert c["membership"] == "join"
     assert c.get("join_authorised_via_users_server") == user["user_id"], c
     # user3 still refused
-    forbidden(membership_raw(base, user3["access_token"], room_id, "join"))
+    assert_forbidden(membership_raw(base, user3["access_token"], room_id, "join"))
     assert membership_of(base, user["access_token"], room_id, user3["user_id"]) is None
 
 
@@ -403,7 +394,7 @@ def test_knock_restricted(base, user, user2):
         initial_state=[{"type": "m.room.join_rules", "content": {
             "join_rule": "knock_restricted", "allow": [{"type": "m.room_membership", "room_id": space}]}}],
     )
-    forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
     r = call(base, "POST", f"{CLIENT_V3}/knock/{qid(room_id)}", {}, token=user2["access_token"])
     assert_ok(r)
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "knock"
@@ -430,7 +421,7 @@ def test_joined_rooms_requires_auth(base):
 
 def test_kick_non_member_refused(base, user, user2):
     room_id = create_room(base, user["access_token"], preset="public_chat")
-    forbidden(membership_raw(base, user["access_token"], room_id, "kick", {"user_id": user2["user_id"]}))
+    assert_forbidden(membership_raw(base, user["access_token"], room_id, "kick", {"user_id": user2["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) is None
 
 
@@ -445,7 +436,7 @@ def test_ban_removes_from_joined_lists(base, user, user2):
     assert room_id not in joined_rooms(base, user2["access_token"])
     r = call(base, "PUT", f"{CLIENT_V3}/rooms/{qid(room_id)}/send/m.room.message/{txn()}",
              {"msgtype": "m.text", "body": "banned"}, token=user2["access_token"])
-    forbidden(r)
+    assert_forbidden(r)
 
 
 def test_invitee_cannot_send_or_read_state(base, user, user2):
@@ -454,8 +445,8 @@ def test_invitee_cannot_send_or_read_state(base, user, user2):
     invite(base, tok, room_id, user2["user_id"])
     r = call(base, "PUT", f"{CLIENT_V3}/rooms/{qid(room_id)}/send/m.room.message/{txn()}",
              {"msgtype": "m.text", "body": "not yet"}, token=user2["access_token"])
-    forbidden(r)
-    forbidden(call(base, "GET", f"{CLIENT_V3}/rooms/{qid(room_id)}/state", token=user2["access_token"]))
+    assert_forbidden(r)
+    assert_forbidden(call(base, "GET", f"{CLIENT_V3}/rooms/{qid(room_id)}/state", token=user2["access_token"]))
 
 
 def test_leave_then_rejoin_invite_only_refused(base, user, user2):
@@ -463,7 +454,7 @@ def test_leave_then_rejoin_invite_only_refused(base, user, user2):
     invite(base, user["access_token"], room_id, user2["user_id"])
     join(base, user2["access_token"], room_id)
     leave(base, user2["access_token"], room_id)
-    forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "leave"
 
 
@@ -487,7 +478,7 @@ def test_knock_then_join_without_invite_refused(base, user, user2):
     room_id = create_room(base, user["access_token"],
                           initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}])
     assert_ok(call(base, "POST", f"{CLIENT_V3}/knock/{qid(room_id)}", {}, token=user2["access_token"]))
-    forbidden(join_raw(base, user2["access_token"], room_id))
+    assert_forbidden(join_raw(base, user2["access_token"], room_id))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "knock"
 
 
@@ -495,5 +486,5 @@ def test_banned_user_cannot_knock(base, user, user2):
     room_id = create_room(base, user["access_token"],
                           initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}])
     assert_ok(membership_raw(base, user["access_token"], room_id, "ban", {"user_id": user2["user_id"]}))
-    forbidden(call(base, "POST", f"{CLIENT_V3}/knock/{qid(room_id)}", {}, token=user2["access_token"]))
+    assert_forbidden(call(base, "POST", f"{CLIENT_V3}/knock/{qid(room_id)}", {}, token=user2["access_token"]))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "ban"

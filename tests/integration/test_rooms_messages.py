@@ -4,16 +4,14 @@ import json
 
 import pytest
 
+from matrix_helpers import assert_error, call, new_user
 from rooms_helpers import (
     TOKEN_RE,
-    assert_error,
     bodies,
-    call,
     create_room,
     join,
     messages,
     messages_raw,
-    new_user,
     paginate,
     rpath,
     send,

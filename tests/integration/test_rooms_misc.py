@@ -4,21 +4,15 @@ import time
 
 import pytest
 
+from matrix_helpers import CLIENT_V1, CLIENT_V3, assert_error, assert_forbidden, assert_ok, call, new_user, qid
 from rooms_helpers import (
-    CLIENT_V1,
-    CLIENT_V3,
     ROOM_ID_V12_RE,
-    assert_error,
-    assert_ok,
-    call,
     create_room,
     get_event_raw,
     get_state,
     get_state_raw,
     invite,
     join,
-    new_user,
-    qid,
     rpath,
     send_raw,
     send_text,
@@ -26,10 +20,6 @@ from rooms_helpers import (
     state_map,
     txn,
 )
-
-
-def forbidden(r):
-    assert_error(r, 403, "M_FORBIDDEN")
 
 
 # ---------------------------------------------------------------- upgrade
@@ -58,7 +48,7 @@ def test_upgrade(base, user, user2, server_name):
     # old room locked down
     old_pl = get_state(base, tok, old, "m.room.power_levels")
     assert old_pl["events_default"] >= 50 and old_pl["invite"] >= 50, old_pl
-    forbidden(send_raw(base, user2["access_token"], old, {"msgtype": "m.text", "body": "late"}))
+    assert_forbidden(send_raw(base, user2["access_token"], old, {"msgtype": "m.text", "body": "late"}))
     # new room: predecessor, version, carried-over state
     sm = state_map(base, tok, new)
     create = sm[("m.room.create", "")]["content"]
@@ -111,9 +101,9 @@ def test_upgrade_forbidden_for_pl0(base, user, user2):
     tok = user["access_token"]
     old = create_room(base, tok, preset="public_chat")
     join(base, user2["access_token"], old)
-    forbidden(upgrade_raw(base, user2["access_token"], old, "12"))
+    assert_forbidden(upgrade_raw(base, user2["access_token"], old, "12"))
     assert_error(get_state_raw(base, tok, old, "m.room.tombstone"), 404, "M_NOT_FOUND")
-    forbidden(upgrade_raw(base, new_user(base)["access_token"], old, "12"))
+    assert_forbidden(upgrade_raw(base, new_user(base)["access_token"], old, "12"))
 
 
 def test_upgrade_bad_version(base, user):

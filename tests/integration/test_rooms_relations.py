@@ -2,20 +2,8 @@
 
 import pytest
 
-from rooms_helpers import (
-    CLIENT_V1,
-    assert_error,
-    assert_ok,
-    call,
-    create_room,
-    get_event_raw,
-    join,
-    messages,
-    new_user,
-    rpath,
-    send,
-    send_text,
-)
+from matrix_helpers import CLIENT_V1, assert_error, assert_ok, call, new_user
+from rooms_helpers import create_room, get_event_raw, join, messages, rpath, send, send_text
 
 
 def reply(base, tok, room_id, root, text):

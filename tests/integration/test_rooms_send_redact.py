@@ -4,21 +4,19 @@ import json
 
 import pytest
 
+from matrix_helpers import assert_error, assert_forbidden, assert_ok, call, new_user
 from rooms_helpers import (
     EVENT_ID_RE,
     all_bodies,
-    assert_error,
-    assert_ok,
-    call,
     context_raw,
     create_room,
     get_event_raw,
     join,
     messages,
-    new_user,
     paginate,
     put_state,
     redact_raw,
+    room_pair,
     rpath,
     send,
     send_raw,
@@ -26,17 +24,6 @@ from rooms_helpers import (
     txn,
     user_with_second_device,
 )
-
-
-def forbidden(r):
-    assert_error(r, 403, "M_FORBIDDEN")
-
-
-def room_pair(base, user, user2, **kw):
-    kw.setdefault("preset", "public_chat")
-    room_id = create_room(base, user["access_token"], **kw)
-    join(base, user2["access_token"], room_id)
-    return room_id
 
 
 # ---------------------------------------------------------------- send
@@ -103,7 +90,7 @@ def test_txn_id_scoped_per_room_is_not_shared_across_users(base, user, user2):
 def test_send_non_member_forbidden(base, user, user2):
     tok = user["access_token"]
     room_id = create_room(base, tok, preset="public_chat")
-    forbidden(send_raw(base, user2["access_token"], room_id, {"msgtype": "m.text", "body": "x"}))
+    assert_forbidden(send_raw(base, user2["access_token"], room_id, {"msgtype": "m.text", "body": "x"}))
     assert "x" not in all_bodies(base, tok, room_id)
 
 
@@ -114,7 +101,7 @@ def test_send_unknown_room(base, user, server_name):
 
 def test_send_needs_events_default_power(base, user, user2):
     room_id = room_pair(base, user, user2, power_level_content_override={"events_default": 10})
-    forbidden(send_raw(base, user2["access_token"], room_id, {"msgtype": "m.text", "body": "muted"}))
+    assert_forbidden(send_raw(base, user2["access_token"], room_id, {"msgtype": "m.text", "body": "muted"}))
     assert "muted" not in all_bodies(base, user["access_token"], room_id)
 
 
@@ -193,7 +180,7 @@ def test_redact_keeps_allowed_keys_of_state_events(base, user):
 def test_redact_others_event_needs_power(base, user, user2):
     room_id = room_pair(base, user, user2)
     target = send_text(base, user["access_token"], room_id, "creator's")
-    forbidden(redact_raw(base, user2["access_token"], room_id, target))
+    assert_forbidden(redact_raw(base, user2["access_token"], room_id, target))
     ev = assert_ok(get_event_raw(base, user2["access_token"], room_id, target))
     assert ev["content"]["body"] == "creator's"
     assert "redacted_because" not in ev.get("unsigned", {})
@@ -225,7 +212,7 @@ def test_redact_non_member_forbidden(base, user, user2):
     tok = user["access_token"]
     room_id = create_room(base, tok, preset="public_chat")
     target = send_text(base, tok, room_id, "keep")
-    forbidden(redact_raw(base, user2["access_token"], room_id, target))
+    assert_forbidden(redact_raw(base, user2["access_token"], room_id, target))
     assert assert_ok(get_event_raw(base, tok, room_id, target))["content"]["body"] == "keep"
 
 
@@ -537,4 +524,4 @@ def test_redaction_through_send_needs_redacts(base, user):
 def test_redaction_through_send_of_others_event_needs_power(base, user, user2):
     room_id = room_pair(base, user, user2)
     target = send_text(base, user["access_token"], room_id, "mine")
-    forbidden(send_raw(base, user2["access_token"], room_id, {"redacts": target}, etype="m.room.redaction"))
+    assert_forbidden(send_raw(base, user2["access_token"], room_id, {"redacts": target}, etype="m.room.redaction"))

@@ -1,36 +1,20 @@
 """Room state: GET/PUT /rooms/{id}/state/{type}/{stateKey}, /state, power levels."""
 
+from matrix_helpers import CLIENT_V3, assert_error, assert_forbidden, assert_ok, call, new_user, qid
 from rooms_helpers import (
-    CLIENT_V3,
     EVENT_ID_RE,
-    assert_error,
-    assert_ok,
-    call,
     create_room,
     full_state,
     get_state,
     get_state_raw,
-    join,
     leave,
-    new_user,
     put_state,
     put_state_raw,
-    qid,
+    room_pair,
     rpath,
     state_map,
     txn,
 )
-
-
-def forbidden(r):
-    assert_error(r, 403, "M_FORBIDDEN")
-
-
-def pair(base, user, user2, **kw):
-    kw.setdefault("preset", "public_chat")
-    room_id = create_room(base, user["access_token"], **kw)
-    join(base, user2["access_token"], room_id)
-    return room_id
 
 
 def test_put_and_get_state_empty_key(base, user):
@@ -91,23 +75,23 @@ def test_missing_state_is_404(base, user):
 
 
 def test_pl0_cannot_set_name(base, user, user2):
-    room_id = pair(base, user, user2, name="Orig")
-    forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.name", {"name": "Hacked"}))
+    room_id = room_pair(base, user, user2, name="Orig")
+    assert_forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.name", {"name": "Hacked"}))
     assert get_state(base, user["access_token"], room_id, "m.room.name") == {"name": "Orig"}
-    forbidden(put_state_raw(base, user2["access_token"], room_id, "org.example.x", {"a": 1}, "k"))
+    assert_forbidden(put_state_raw(base, user2["access_token"], room_id, "org.example.x", {"a": 1}, "k"))
     assert get_state_raw(base, user["access_token"], room_id, "org.example.x", "k").status_code == 404
 
 
 def test_pl0_cannot_raise_own_power(base, user, user2):
-    room_id = pair(base, user, user2)
+    room_id = room_pair(base, user, user2)
     pl = get_state(base, user["access_token"], room_id, "m.room.power_levels")
     pl2 = dict(pl, users=dict(pl.get("users", {}), **{user2["user_id"]: 100}))
-    forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.power_levels", pl2))
+    assert_forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.power_levels", pl2))
     assert get_state(base, user["access_token"], room_id, "m.room.power_levels") == pl
 
 
 def test_power_level_change_takes_effect(base, user, user2):
-    room_id = pair(base, user, user2)
+    room_id = room_pair(base, user, user2)
     pl = get_state(base, user["access_token"], room_id, "m.room.power_levels")
     pl["users"] = dict(pl.get("users", {}), **{user2["user_id"]: 50})
     put_state(base, user["access_token"], room_id, "m.room.power_levels", pl)
@@ -115,7 +99,7 @@ def test_power_level_change_takes_effect(base, user, user2):
     assert get_state(base, user["access_token"], room_id, "m.room.name") == {"name": "by mod"}
     # but a moderator may not set power_levels (100)
     pl3 = dict(pl, events_default=5)
-    forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.power_levels", pl3))
+    assert_forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.power_levels", pl3))
 
 
 def test_v12_creator_may_not_be_listed_in_power_levels(base, user):
@@ -129,15 +113,15 @@ def test_v12_creator_may_not_be_listed_in_power_levels(base, user):
 
 
 def test_user_id_state_keys(base, user, user2):
-    room_id = pair(base, user, user2, power_level_content_override={
+    room_id = room_pair(base, user, user2, power_level_content_override={
         "events": {"org.example.per_user": 0}})
     tok2 = user2["access_token"]
     # own user ID as state key: allowed
     put_state(base, tok2, room_id, "org.example.per_user", {"mine": True}, state_key=user2["user_id"])
     assert get_state(base, tok2, room_id, "org.example.per_user", user2["user_id"]) == {"mine": True}
     # someone else's user ID: refused, even for the creator
-    forbidden(put_state_raw(base, tok2, room_id, "org.example.per_user", {"x": 1}, user["user_id"]))
-    forbidden(put_state_raw(base, user["access_token"], room_id, "org.example.per_user", {"x": 1},
+    assert_forbidden(put_state_raw(base, tok2, room_id, "org.example.per_user", {"x": 1}, user["user_id"]))
+    assert_forbidden(put_state_raw(base, user["access_token"], room_id, "org.example.per_user", {"x": 1},
                             user2["user_id"]))
     assert get_state(base, tok2, room_id, "org.example.per_user", user2["user_id"]) == {"mine": True}
     assert get_state_raw(base, tok2, room_id, "org.example.per_user", user["user_id"]).status_code == 404
@@ -145,10 +129,10 @@ def test_user_id_state_keys(base, user, user2):
 
 def test_member_state_via_state_api_is_checked(base, user, user2):
     """A PL-0 user may not put someone else's member event through the state API."""
-    room_id = pair(base, user, user2)
+    room_id = room_pair(base, user, user2)
     r = put_state_raw(base, user2["access_token"], room_id, "m.room.member",
                       {"membership": "ban"}, state_key=user["user_id"])
-    forbidden(r)
+    assert_forbidden(r)
     assert get_state(base, user["access_token"], room_id, "m.room.member",
                      user["user_id"])["membership"] == "join"
 
@@ -156,15 +140,15 @@ def test_member_state_via_state_api_is_checked(base, user, user2):
 def test_non_member_cannot_put_state(base, user, user2):
     tok = user["access_token"]
     room_id = create_room(base, tok, preset="public_chat", name="N")
-    forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.name", {"name": "x"}))
+    assert_forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.name", {"name": "x"}))
     assert get_state(base, tok, room_id, "m.room.name") == {"name": "N"}
 
 
 def test_non_member_cannot_read_state(base, user, user2):
     tok = user["access_token"]
     room_id = create_room(base, tok, name="secret")
-    forbidden(get_state_raw(base, user2["access_token"], room_id, "m.room.name"))
-    forbidden(call(base, "GET", rpath(room_id, "state"), token=user2["access_token"]))
+    assert_forbidden(get_state_raw(base, user2["access_token"], room_id, "m.room.name"))
+    assert_forbidden(call(base, "GET", rpath(room_id, "state"), token=user2["access_token"]))
 
 
 def test_world_readable_state_readable_by_non_member(base, user, user2):
@@ -175,7 +159,7 @@ def test_world_readable_state_readable_by_non_member(base, user, user2):
 
 
 def test_former_member_sees_state_at_leave(base, user, user2):
-    room_id = pair(base, user, user2, name="Before")
+    room_id = room_pair(base, user, user2, name="Before")
     leave(base, user2["access_token"], room_id)
     put_state(base, user["access_token"], room_id, "m.room.name", {"name": "After"})
     assert get_state(base, user2["access_token"], room_id, "m.room.name") == {"name": "Before"}
@@ -229,7 +213,7 @@ def test_canonical_alias_must_exist_and_point_here(base, user, server_name):
 
 
 def test_own_member_event_per_room_nick(base, user, user2):
-    room_id = pair(base, user, user2)
+    room_id = room_pair(base, user, user2)
     put_state(base, user2["access_token"], room_id, "m.room.member",
               {"membership": "join", "displayname": "Room Nick"}, state_key=user2["user_id"])
     joined = assert_ok(call(base, "GET", rpath(room_id, "joined_members"),
@@ -237,5 +221,5 @@ def test_own_member_event_per_room_nick(base, user, user2):
     assert joined[user2["user_id"]]["display_name"] == "Room Nick"
     # but a PL-0 user may not write someone else's member event
     u3 = new_user(base)
-    forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.member",
+    assert_forbidden(put_state_raw(base, user2["access_token"], room_id, "m.room.member",
                             {"membership": "join"}, state_key=u3["user_id"]))

@@ -6,9 +6,8 @@ before the invite, after the invite, after the join, after the leave.
 
 import pytest
 
+from matrix_helpers import assert_error, assert_ok, new_user
 from rooms_helpers import (
-    assert_error,
-    assert_ok,
     bodies,
     context_raw,
     create_room,
@@ -17,7 +16,6 @@ from rooms_helpers import (
     join,
     leave,
     messages_raw,
-    new_user,
     paginate,
     put_state,
     send_text,

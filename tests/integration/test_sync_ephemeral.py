@@ -4,13 +4,8 @@ data and tags, presence."""
 import time
 
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, new_user, qid
-from sync_helpers import create_room, join, joined, send, sync
-
-
-def pair(base, user, user2):
-    room = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room)
-    return room
+from rooms_helpers import create_room, room_pair, send
+from sync_helpers import joined, sync
 
 
 def ephemeral(body, room, kind):
@@ -22,7 +17,7 @@ def typing_path(room, user_id):
 
 
 def test_typing_start_stop_and_timeout(base, user, user2):
-    room = pair(base, user, user2)
+    room = room_pair(base, user, user2)
     tok2 = user2["access_token"]
     since = sync(base, tok2)["next_batch"]
     assert_ok(call(base, "PUT", typing_path(room, user["user_id"]), {"typing": True, "timeout": 30000}, token=user["access_token"]))
@@ -48,7 +43,7 @@ def test_typing_start_stop_and_timeout(base, user, user2):
 
 
 def test_receipts_public_private_threaded(base, user, user2):
-    room = pair(base, user, user2)
+    room = room_pair(base, user, user2)
     e1 = send(base, user["access_token"], room, "one")
     since1 = sync(base, user["access_token"])["next_batch"]
     since2 = sync(base, user2["access_token"])["next_batch"]
@@ -67,7 +62,7 @@ def test_receipts_public_private_threaded(base, user, user2):
 
 
 def test_read_markers_and_fully_read(base, user, user2):
-    room = pair(base, user, user2)
+    room = room_pair(base, user, user2)
     e1 = send(base, user["access_token"], room, "mark me")
     since = sync(base, user2["access_token"])["next_batch"]
     assert_ok(call(base, "POST", f"{CLIENT_V3}/rooms/{qid(room)}/read_markers", {"m.fully_read": e1, "m.read": e1}, token=user2["access_token"]))
@@ -125,7 +120,7 @@ def test_account_data_empty_body_is_not_json(base, user):
 
 
 def test_presence_set_get_and_visibility(base, user, user2):
-    pair(base, user, user2)
+    room_pair(base, user, user2)
     p1 = f"{CLIENT_V3}/presence/{qid(user['user_id'])}/status"
     assert_ok(call(base, "PUT", p1, {"presence": "online", "status_msg": "hello"}, token=user["access_token"]))
     got = assert_ok(call(base, "GET", p1, token=user2["access_token"]))

@@ -6,8 +6,8 @@ as history visibility lets the user see it (up to the filter's limit), `limited`
 "You can't see earlier messages" in a `shared` room."""
 
 from matrix_helpers import CLIENT_V3, assert_ok, call, qid
-from rooms_helpers import set_displayname
-from sync_helpers import create_room, invite, join, joined, leave, put_state, send, sync, timeline_ids
+from rooms_helpers import create_room, invite, join, leave, put_state, send, set_displayname
+from sync_helpers import joined, sync, sync_timeline_ids
 
 LIMIT = 5
 
@@ -58,7 +58,7 @@ def test_invite_then_join_gives_recent_history_limited_and_full_state(base, user
     # The next incremental sync is an ordinary one.
     nxt = send(base, alice["access_token"], room, "later")
     body = sync(base, bob["access_token"], body["next_batch"], filter=limit())
-    assert timeline_ids(body, room) == [nxt] and joined(body, room)["timeline"]["limited"] is False
+    assert sync_timeline_ids(body, room) == [nxt] and joined(body, room)["timeline"]["limited"] is False
 
 
 def test_whole_short_history_is_not_limited(base, user, user2):
@@ -105,7 +105,7 @@ def test_joined_visibility_hides_history_from_the_new_member(base, user, user2):
     # A limit of 2 leaves the secrets just before the timeline, where paging back goes.
     body = sync(base, bob["access_token"], since, filter=limit(2))
     r = joined(body, room)
-    ids = timeline_ids(body, room)
+    ids = sync_timeline_ids(body, room)
     assert not set(secrets) & set(ids), r["timeline"]
     assert r["timeline"]["limited"] is True
     assert member_of(r["timeline"]["events"][-1], bob["user_id"], "join")
@@ -134,7 +134,7 @@ def test_leave_and_rejoin_gives_what_was_missed(base, user, user2):
     join(base, bob["access_token"], room)
     body = sync(base, bob["access_token"], since, filter=limit(20))
     r = joined(body, room)
-    ids = timeline_ids(body, room)
+    ids = sync_timeline_ids(body, room)
     assert ids[-4:-1] == away and member_of(r["timeline"]["events"][-1], bob["user_id"], "join"), ids
     assert "m.room.create" in state_types(r["state"]["events"]) | state_types(r["timeline"]["events"])
 
@@ -153,7 +153,7 @@ def test_knock_then_join_gives_history(base, user, user2):
     join(base, bob["access_token"], room)
     body = sync(base, bob["access_token"], since, filter=limit(50))
     r = joined(body, room)
-    assert [e for e in timeline_ids(body, room) if e in sent] == sent
+    assert [e for e in sync_timeline_ids(body, room) if e in sent] == sent
     assert r["timeline"]["limited"] is False
     assert member_of(r["timeline"]["events"][-1], bob["user_id"], "join")
 

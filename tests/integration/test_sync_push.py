@@ -2,13 +2,8 @@
 receipts, thread counts and /notifications. Pushers and push gateways: test_pushers.py."""
 
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, qid
-from sync_helpers import create_room, join, joined, send, sync
-
-
-def pair(base, user, user2):
-    room = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room)
-    return room
+from rooms_helpers import create_room, join, room_pair, send
+from sync_helpers import joined, sync
 
 
 def counts(base, tok, room, **kw):
@@ -16,11 +11,11 @@ def counts(base, tok, room, **kw):
 
 
 def test_unread_counts_and_highlights(base, user, user2):
-    room = pair(base, user, user2)
+    room = room_pair(base, user, user2)
     tok2 = user2["access_token"]
     assert counts(base, tok2, room) == {"notification_count": 0, "highlight_count": 0}
     send(base, user["access_token"], room, "hello")
-    last = send(base, user["access_token"], room, "hey", content={"msgtype": "m.text", "body": "hey you", "m.mentions": {"user_ids": [user2["user_id"]]}})
+    last = send(base, user["access_token"], room, {"msgtype": "m.text", "body": "hey you", "m.mentions": {"user_ids": [user2["user_id"]]}})
     assert counts(base, tok2, room) == {"notification_count": 2, "highlight_count": 1}
     # The sender's own messages never count for them.
     assert counts(base, user["access_token"], room) == {"notification_count": 0, "highlight_count": 0}
@@ -33,9 +28,9 @@ def test_unread_counts_and_highlights(base, user, user2):
 
 
 def test_thread_counts(base, user, user2):
-    room = pair(base, user, user2)
+    room = room_pair(base, user, user2)
     root = send(base, user["access_token"], room, "root")
-    send(base, user["access_token"], room, "in thread", content={"msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    send(base, user["access_token"], room, {"msgtype": "m.text", "body": "in thread", "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
     f = {"room": {"timeline": {"unread_thread_notifications": True}}}
     r = joined(sync(base, user2["access_token"], filter=f), room)
     assert r["unread_notifications"]["notification_count"] == 1
@@ -43,7 +38,7 @@ def test_thread_counts(base, user, user2):
 
 
 def test_push_rule_api_and_effect(base, user, user2):
-    room = pair(base, user, user2)
+    room = room_pair(base, user, user2)
     tok2 = user2["access_token"]
     rules = assert_ok(call(base, "GET", f"{CLIENT_V3}/pushrules/", token=tok2))
     assert any(r["rule_id"] == ".m.rule.master" for r in rules["global"]["override"])
@@ -78,9 +73,9 @@ def test_push_rule_api_and_effect(base, user, user2):
 
 
 def test_notifications_endpoint(base, user, user2):
-    room = pair(base, user, user2)
+    room = room_pair(base, user, user2)
     e1 = send(base, user["access_token"], room, "n1")
-    e2 = send(base, user["access_token"], room, "n2", content={"msgtype": "m.text", "body": "n2", "m.mentions": {"user_ids": [user2["user_id"]]}})
+    e2 = send(base, user["access_token"], room, {"msgtype": "m.text", "body": "n2", "m.mentions": {"user_ids": [user2["user_id"]]}})
     body = assert_ok(call(base, "GET", f"{CLIENT_V3}/notifications", token=user2["access_token"]))
     ids = [n["event"]["event_id"] for n in body["notifications"]]
     assert ids[:2] == [e2, e1]

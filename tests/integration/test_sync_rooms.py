@@ -5,7 +5,8 @@ lazy-loaded members, invite (stripped state), leave, full_state, and the token f
 import json
 
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, new_user, qid
-from sync_helpers import create_room, invite, join, joined, leave, put_state, send, sync, timeline_ids
+from rooms_helpers import create_room, invite, join, leave, put_state, send
+from sync_helpers import joined, sync, sync_timeline_ids
 
 
 def test_initial_sync_shape_and_state_before_timeline(base, user):
@@ -15,7 +16,7 @@ def test_initial_sync_shape_and_state_before_timeline(base, user):
     body = sync(base, tok, filter={"room": {"timeline": {"limit": 3}}})
     assert body["next_batch"].startswith("s") and body["next_batch"].count("_") == 6
     r = joined(body, room)
-    assert timeline_ids(body, room) == sent
+    assert sync_timeline_ids(body, room) == sent
     assert r["timeline"]["limited"] is True
     state_types = {e["type"] for e in r["state"]["events"]}
     # The whole state at the start of the timeline: create, members, power levels, name...
@@ -33,7 +34,7 @@ def test_limited_prev_batch_pages_with_messages(base, user):
     sent = [send(base, tok, room, f"gap {i}") for i in range(8)]
     body = sync(base, tok, since, filter={"room": {"timeline": {"limit": 3}}})
     r = joined(body, room)
-    assert timeline_ids(body, room) == sent[-3:]
+    assert sync_timeline_ids(body, room) == sent[-3:]
     assert r["timeline"]["limited"] is True
     # prev_batch is a /messages token: paging back from it gives exactly the gap.
     page = assert_ok(call(base, "GET", f"{CLIENT_V3}/rooms/{qid(room)}/messages", token=tok,
@@ -44,7 +45,7 @@ def test_limited_prev_batch_pages_with_messages(base, user):
     e = send(base, tok, room, "one more")
     body = sync(base, tok, nxt, filter={"room": {"timeline": {"limit": 3}}})
     r = joined(body, room)
-    assert timeline_ids(body, room) == [e] and r["timeline"]["limited"] is False
+    assert sync_timeline_ids(body, room) == [e] and r["timeline"]["limited"] is False
     assert r["state"]["events"] == []
 
 
@@ -70,7 +71,7 @@ def test_use_state_after(base, user):
     r = joined(body, room)
     assert "state" not in r
     assert topic in [e["event_id"] for e in r["state_after"]["events"]]
-    assert topic in timeline_ids(body, room)
+    assert topic in sync_timeline_ids(body, room)
 
 
 def test_stored_and_inline_filters(base, user):
@@ -179,7 +180,7 @@ def test_history_visibility_joined_hides_earlier_events(base, user, user2):
     join(base, user2["access_token"], room)
     after = send(base, tok, room, "after you came")
     body = sync(base, user2["access_token"])
-    ids = timeline_ids(body, room)
+    ids = sync_timeline_ids(body, room)
     assert after in ids and secret not in ids
 
 

@@ -3,7 +3,7 @@ make a handful of D1 round trips (reported in X-Stratus-D1-Round-Trips), not one
 per stream (Workers allow 1000 subrequests per request)."""
 
 from matrix_helpers import CLIENT_V3, assert_ok, call, new_user, qid
-from sync_helpers import create_room, join, send
+from rooms_helpers import create_room, join, send
 
 ROOMS = 100
 

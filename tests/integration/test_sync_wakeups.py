@@ -4,7 +4,8 @@ and a sync that finds nothing returns after its timeout with the same positions.
 import time
 
 from matrix_helpers import CLIENT_V3, assert_ok, call, qid
-from sync_helpers import BackgroundSync, create_room, joined, send, sync
+from rooms_helpers import create_room, room_pair, send
+from sync_helpers import BackgroundSync, joined, sync
 
 # A woken sync returns well before its timeout.
 TIMEOUT_MS = 20000
@@ -12,9 +13,8 @@ FAST = 8.0
 
 
 def pair(base, user, user2):
-    room = create_room(base, user["access_token"], invite=[user2["user_id"]])
-    assert_ok(call(base, "POST", f"{CLIENT_V3}/join/{qid(room)}", {}, token=user2["access_token"]))
-    return room
+    """A private room ``user2`` was invited to and joined."""
+    return room_pair(base, user, user2, preset="private_chat", invite=[user2["user_id"]])
 
 
 def settle(base, token):
