@@ -1,4 +1,4 @@
-"""Two real E2EE clients behind one small async interface, for test_e2ee_clients.py.
+"""Two real E2EE clients behind one small async interface, for e2ee/test_e2ee_clients.py.
 
 - ``NioDevice``: matrix-nio[e2e] (Olm/Megolm through vodozemac), in this process, with its
   encryption store in a temporary directory.

@@ -13,6 +13,7 @@ from rooms_helpers import (
     messages,
     messages_raw,
     paginate,
+    room_pair,
     rpath,
     send,
     send_many,
@@ -199,8 +200,7 @@ def test_requires_auth(base, user):
 def filter_room(base):
     a = new_user(base)
     b = new_user(base)
-    room_id = create_room(base, a["access_token"], preset="public_chat")
-    join(base, b["access_token"], room_id)
+    room_id = room_pair(base, a, b)
     send_text(base, a["access_token"], room_id, "a1")
     send_text(base, b["access_token"], room_id, "b1")
     send(base, a["access_token"], room_id, {"x": 1}, etype="org.example.custom")

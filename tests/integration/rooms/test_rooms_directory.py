@@ -3,7 +3,19 @@
 import pytest
 
 from matrix_helpers import CLIENT_V3, assert_error, assert_forbidden, assert_ok, call, new_user, qid
-from rooms_helpers import create_room, invite, join, leave, messages, put_state, rpath, send_text, set_displayname, txn
+from rooms_helpers import (
+    create_room,
+    invite,
+    join,
+    leave,
+    messages,
+    put_state,
+    room_pair,
+    rpath,
+    send_text,
+    set_displayname,
+    txn,
+)
 
 
 def alias_path(alias):
@@ -76,8 +88,7 @@ def test_alias_missing_room_id(base, user, server_name):
 
 
 def test_alias_delete_permissions(base, user, user2, server_name):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     u3 = new_user(base)
     join(base, u3["access_token"], room_id)
     # a PL-0 member creates an alias: they may delete their own
@@ -327,8 +338,7 @@ def test_unset_profile_fields_are_absent_not_null(base):
     client_device.yaml)."""
     me, other = new_user(base, prefix="nonull"), new_user(base, prefix="nonull")
     set_displayname(base, other, None)  # clears it: no display name, no avatar
-    room = create_room(base, me["access_token"], preset="public_chat")
-    join(base, other["access_token"], room)
+    room = room_pair(base, me, other)
 
     out = assert_ok(call(base, "POST", f"{CLIENT_V3}/user_directory/search",
                          {"search_term": other["user_id"][1:].split(":")[0]}, token=me["access_token"]))

@@ -3,7 +3,7 @@
 import pytest
 
 from matrix_helpers import CLIENT_V1, assert_error, assert_ok, call, new_user
-from rooms_helpers import create_room, get_event_raw, join, messages, rpath, send, send_text
+from rooms_helpers import create_room, get_event_raw, join, messages, room_pair, rpath, send, send_text
 
 
 def reply(base, tok, room_id, root, text):
@@ -49,8 +49,7 @@ def rel_room(base):
     a = new_user(base)
     b = new_user(base)
     c = new_user(base)
-    room_id = create_room(base, a["access_token"], preset="public_chat")
-    join(base, b["access_token"], room_id)
+    room_id = room_pair(base, a, b)
     join(base, c["access_token"], room_id)
     root = send_text(base, a["access_token"], room_id, "thread root")
     unrelated = send_text(base, a["access_token"], room_id, "unrelated")

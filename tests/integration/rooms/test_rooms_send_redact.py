@@ -332,8 +332,7 @@ def test_redaction_event_shape_v11_content_redacts(base, user):
 
 
 def test_redact_member_event_keeps_membership(base, user, user2):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     member = assert_ok(call(base, "GET", rpath(room_id, "state", "m.room.member", user2["user_id"]),
                             token=user["access_token"], params={"format": "event"}))
     assert member["content"].get("displayname")

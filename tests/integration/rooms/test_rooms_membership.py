@@ -15,6 +15,7 @@ from rooms_helpers import (
     leave,
     membership_of,
     membership_raw,
+    room_pair,
     send_text,
     state_map,
     txn,
@@ -160,8 +161,7 @@ def test_reject_invite_by_leaving(base, user, user2):
 
 
 def test_leave(base, user, user2):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     assert_ok(membership_raw(base, user2["access_token"], room_id, "leave", {"reason": "bye"}))
     c = member_content(base, user["access_token"], room_id, user2["user_id"])
     assert c["membership"] == "leave" and c.get("reason") == "bye", c
@@ -178,8 +178,7 @@ def test_leave_unknown_room(base, user, server_name):
 
 
 def test_forget(base, user, user2):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     assert_error(membership_raw(base, user2["access_token"], room_id, "forget"), 400, "M_UNKNOWN")
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "join"
     leave(base, user2["access_token"], room_id)
@@ -200,8 +199,7 @@ def test_forget_never_joined_is_404(base, user, user2):
 
 
 def test_kick(base, user, user2):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     assert_ok(membership_raw(base, user["access_token"], room_id, "kick",
                              {"user_id": user2["user_id"], "reason": "spam"}))
     ev = state_map(base, user["access_token"], room_id)[("m.room.member", user2["user_id"])]
@@ -214,8 +212,7 @@ def test_kick(base, user, user2):
 
 
 def test_kick_without_power_refused(base, user, user2, user3):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     join(base, user3["access_token"], room_id)
     assert_forbidden(membership_raw(base, user2["access_token"], room_id, "kick",
                              {"user_id": user3["user_id"]}))
@@ -239,8 +236,7 @@ def test_kick_rescinds_invite(base, user, user2):
 
 
 def test_ban_and_unban(base, user, user2):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     assert_ok(membership_raw(base, user["access_token"], room_id, "ban",
                              {"user_id": user2["user_id"], "reason": "bad"}))
     c = member_content(base, user["access_token"], room_id, user2["user_id"])
@@ -265,23 +261,20 @@ def test_ban_user_never_in_room(base, user, user2):
 
 
 def test_ban_without_power_refused(base, user, user2, user3):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     join(base, user3["access_token"], room_id)
     assert_forbidden(membership_raw(base, user2["access_token"], room_id, "ban", {"user_id": user3["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user3["user_id"]) == "join"
 
 
 def test_unban_not_banned_refused(base, user, user2):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     assert_forbidden(membership_raw(base, user["access_token"], room_id, "unban", {"user_id": user2["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user2["user_id"]) == "join"
 
 
 def test_unban_without_power_refused(base, user, user2, user3):
-    room_id = create_room(base, user["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room_id)
+    room_id = room_pair(base, user, user2)
     assert_ok(membership_raw(base, user["access_token"], room_id, "ban", {"user_id": user3["user_id"]}))
     assert_forbidden(membership_raw(base, user2["access_token"], room_id, "unban", {"user_id": user3["user_id"]}))
     assert membership_of(base, user["access_token"], room_id, user3["user_id"]) == "ban"

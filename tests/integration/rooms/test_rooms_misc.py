@@ -13,6 +13,7 @@ from rooms_helpers import (
     get_state_raw,
     invite,
     join,
+    room_pair,
     rpath,
     send_raw,
     send_text,
@@ -308,8 +309,7 @@ def test_user_directory_search(base):
     join(base, roommate["access_token"], private)
     other = new_user(base)
     # public join rule (not listed in the directory) and world_readable rooms both count
-    public = create_room(base, other["access_token"], preset="public_chat")
-    join(base, public_member["access_token"], public)
+    public = room_pair(base, other, public_member)
     readable_member = new_user(base)
     set_displayname(base, readable_member, f"{tag} person 3")
     readable = create_room(base, other["access_token"], preset="private_chat", initial_state=[

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, new_user, qid, uia_password, unique_username
-from rooms_helpers import create_room, get_state, join
+from rooms_helpers import create_room, get_state, room_pair
 
 MAX_PROFILE = 65536
 
@@ -184,8 +184,7 @@ def test_delete_displayname_and_avatar_updates_rooms(base):
 
 def test_custom_field_does_not_touch_member_events(base, user2):
     u = new_user(base, "quiet")
-    room = create_room(base, u["access_token"], preset="public_chat")
-    join(base, user2["access_token"], room)
+    room = room_pair(base, u, user2)
     before = get_state(base, u["access_token"], room, "m.room.member", u["user_id"])
     assert_ok(put_field(base, u, "m.tz", "Asia/Tokyo"))
     after = get_state(base, u["access_token"], room, "m.room.member", u["user_id"])
