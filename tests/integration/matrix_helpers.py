@@ -251,6 +251,24 @@ def device_ids(base: str, token: str) -> list[str]:
     return [d["device_id"] for d in body["devices"]]
 
 
+# --------------------------------------------------------------------------- profile
+
+
+def set_displayname_raw(base: str, user: dict, name: Any, token: str | None = None) -> requests.Response:
+    """PUT the user's display name, with the user's own token unless ``token`` is given."""
+    return call(
+        base,
+        "PUT",
+        f"{CLIENT_V3}/profile/{qid(user['user_id'])}/displayname",
+        {"displayname": name},
+        token=token if token is not None else user["access_token"],
+    )
+
+
+def set_displayname(base: str, user: dict, name: Any) -> None:
+    assert_ok(set_displayname_raw(base, user, name))
+
+
 # --------------------------------------------------------------------------- admin
 
 

@@ -227,10 +227,5 @@ def user_with_second_device(base: str, u: dict) -> str:
     return login(base, u["user_id"], u.get("password", DEFAULT_PASSWORD))["access_token"]
 
 
-def set_displayname(base, u, name):
-    assert_ok(call(base, "PUT", f"{CLIENT_V3}/profile/{qid(u['user_id'])}/displayname",
-                   {"displayname": name}, token=u["access_token"]))
-
-
 def localpart(user_id: str) -> str:
     return user_id[1:].split(":", 1)[0]

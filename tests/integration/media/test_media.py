@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import http.server
 import io
 import json
 import os
 import sqlite3
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -33,6 +31,7 @@ from matrix_helpers import (
     new_user,
     unique_username,
 )
+from stub_server import StubServer
 
 UPLOAD = "/_matrix/media/v3/upload"
 CREATE = "/_matrix/media/v1/create"
@@ -670,29 +669,17 @@ class _Site:
     def __init__(self):
         self.pages: dict[str, tuple[int, dict, bytes]] = {}
         self.hits: list[str] = []
-        site = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                site.hits.append(self.path)
-                status, headers, body = site.pages.get(self.path, (404, {}, b"not found"))
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def respond(method, path, headers, body):
+            self.hits.append(path)
+            return self.pages.get(path, (404, {}, b"not found"))
 
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.server = StubServer(respond, methods=("GET",))
+        self.port = self.server.port
+        self.url = self.server.url
 
     def close(self):
-        self.httpd.shutdown()
+        self.server.close()
 
 
 @pytest.fixture(scope="module")

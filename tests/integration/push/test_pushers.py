@@ -10,10 +10,8 @@ here allow-list (PUSH_GATEWAY_IP_ALLOWLIST); the main instance allow-lists nothi
 
 from __future__ import annotations
 
-import http.server
 import json
 import sqlite3
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, new_user
 from rooms_helpers import room_pair, send
+from stub_server import StubServer
 
 NOTIFY = "/_matrix/push/v1/notify"
 ALLOW_LOCAL_GATEWAY = {"PUSH_GATEWAY_IP_ALLOWLIST": "127.0.0.1"}
@@ -48,31 +47,15 @@ class Gateway:
 
     def __init__(self, redirect_to: str | None = None):
         self.got: list[tuple[str, dict]] = []
-        gw = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                n = int(self.headers.get("Content-Length", "0"))
-                gw.got.append((self.path, json.loads(self.rfile.read(n) or b"{}")))
-                if redirect_to:
-                    self.send_response(307)
-                    self.send_header("Location", redirect_to)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = b'{"rejected": []}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def respond(method, path, headers, body):
+            self.got.append((path, json.loads(body or b"{}")))
+            if redirect_to:
+                return 307, {"Location": redirect_to}, b""
+            return 200, {"Content-Type": "application/json"}, b'{"rejected": []}'
 
-            def log_message(self, *a):
-                pass
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}{NOTIFY}"
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.srv = StubServer(respond, methods=("POST",))
+        self.url = f"{self.srv.url}{NOTIFY}"
 
     def wait(self, seconds: float = 15) -> list:
         deadline = time.monotonic() + seconds
@@ -87,8 +70,7 @@ def gateway(redirect_to: str | None = None):
     try:
         yield gw
     finally:
-        gw.srv.shutdown()
-        gw.srv.server_close()
+        gw.srv.close()
 
 
 @pytest.fixture(scope="module")

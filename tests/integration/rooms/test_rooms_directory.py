@@ -2,20 +2,8 @@
 
 import pytest
 
-from matrix_helpers import CLIENT_V3, assert_error, assert_forbidden, assert_ok, call, new_user, qid
-from rooms_helpers import (
-    create_room,
-    invite,
-    join,
-    leave,
-    messages,
-    put_state,
-    room_pair,
-    rpath,
-    send_text,
-    set_displayname,
-    txn,
-)
+from matrix_helpers import CLIENT_V3, assert_error, assert_forbidden, assert_ok, call, new_user, qid, set_displayname
+from rooms_helpers import create_room, invite, join, leave, messages, put_state, room_pair, rpath, send_text, txn
 
 
 def alias_path(alias):

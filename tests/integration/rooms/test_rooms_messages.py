@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from matrix_helpers import assert_error, call, new_user
+from matrix_helpers import assert_error, call, new_user, set_displayname
 from rooms_helpers import (
     TOKEN_RE,
     bodies,
@@ -18,7 +18,6 @@ from rooms_helpers import (
     send,
     send_many,
     send_text,
-    set_displayname,
 )
 
 N_BIG = 300

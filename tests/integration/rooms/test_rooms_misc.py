@@ -4,7 +4,17 @@ import time
 
 import pytest
 
-from matrix_helpers import CLIENT_V1, CLIENT_V3, assert_error, assert_forbidden, assert_ok, call, new_user, qid
+from matrix_helpers import (
+    CLIENT_V1,
+    CLIENT_V3,
+    assert_error,
+    assert_forbidden,
+    assert_ok,
+    call,
+    new_user,
+    qid,
+    set_displayname,
+)
 from rooms_helpers import (
     ROOM_ID_V12_RE,
     create_room,
@@ -17,7 +27,6 @@ from rooms_helpers import (
     rpath,
     send_raw,
     send_text,
-    set_displayname,
     state_map,
     txn,
 )

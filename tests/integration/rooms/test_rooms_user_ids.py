@@ -11,17 +11,8 @@ import uuid
 
 import pytest
 
-from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, qid
-from rooms_helpers import (
-    create_room,
-    create_room_raw,
-    full_state,
-    invite,
-    membership_raw,
-    put_state_raw,
-    set_displayname,
-    state_map,
-)
+from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, qid, set_displayname
+from rooms_helpers import create_room, create_room_raw, full_state, invite, membership_raw, put_state_raw, state_map
 
 
 def bad_ids(sn: str) -> list[str]:

@@ -4,14 +4,13 @@ credentials (`/voip/turnServer`, from a shared secret or from Cloudflare's TURN 
 import base64
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import time
 
 import pytest
 
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, new_user
+from stub_server import StubServer
 
 
 def test_thirdparty_protocols_empty(base, user):
@@ -60,49 +59,37 @@ class _CloudflareTurnStandIn:
 
     def __init__(self):
         self.requests: list[tuple[str, dict, dict]] = []
-        stand_in = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-                stand_in.requests.append((self.path, dict(self.headers), body))
-                ok = (
-                    self.path == f"/v1/turn/keys/{stand_in.KEY_ID}/credentials/generate-ice-servers"
-                    and self.headers.get("Authorization") == f"Bearer {stand_in.TOKEN}"
-                )
-                out = (
-                    {
-                        "iceServers": [
-                            {"urls": ["stun:stun.cloudflare.com:3478"]},
-                            {
-                                "urls": [
-                                    "turn:turn.cloudflare.com:3478?transport=udp",
-                                    "turns:turn.cloudflare.com:443?transport=tcp",
-                                ],
-                                "username": f"cf-user-{len(stand_in.requests)}",
-                                "credential": "cf-credential",
-                            },
-                        ]
-                    }
-                    if ok
-                    else {"error": "unauthorised"}
-                )
-                data = json.dumps(out).encode()
-                self.send_response(201 if ok else 401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        def respond(method, path, headers, body):
+            self.requests.append((path, dict(headers), json.loads(body or b"{}")))
+            ok = (
+                path == f"/v1/turn/keys/{self.KEY_ID}/credentials/generate-ice-servers"
+                and headers.get("Authorization") == f"Bearer {self.TOKEN}"
+            )
+            out = (
+                {
+                    "iceServers": [
+                        {"urls": ["stun:stun.cloudflare.com:3478"]},
+                        {
+                            "urls": [
+                                "turn:turn.cloudflare.com:3478?transport=udp",
+                                "turns:turn.cloudflare.com:443?transport=tcp",
+                            ],
+                            "username": f"cf-user-{len(self.requests)}",
+                            "credential": "cf-credential",
+                        },
+                    ]
+                }
+                if ok
+                else {"error": "unauthorised"}
+            )
+            return 201 if ok else 401, {"Content-Type": "application/json"}, json.dumps(out).encode()
 
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.server = StubServer(respond, methods=("POST",))
+        self.url = f"{self.server.url}/v1"
 
     def close(self):
-        self.httpd.shutdown()
+        self.server.close()
 
 
 @pytest.fixture(scope="module")

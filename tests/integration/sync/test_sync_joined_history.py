@@ -5,8 +5,8 @@ as history visibility lets the user see it (up to the filter's limit), `limited`
 "Syncing"; Synapse treats a newly joined room the same way). Without it Element shows
 "You can't see earlier messages" in a `shared` room."""
 
-from matrix_helpers import CLIENT_V3, assert_ok, call, qid
-from rooms_helpers import create_room, invite, join, leave, put_state, send, set_displayname
+from matrix_helpers import CLIENT_V3, assert_ok, call, qid, set_displayname
+from rooms_helpers import create_room, invite, join, leave, put_state, send
 from sync_helpers import joined, sync, sync_timeline_ids
 
 LIMIT = 5
