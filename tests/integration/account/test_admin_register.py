@@ -15,6 +15,7 @@ from matrix_helpers import (
     call,
     login,
     qid,
+    uia_password,
     unique_username,
 )
 
@@ -206,8 +207,6 @@ def test_nonce_single_use_under_concurrency(base, shared_secret):
 
 
 def test_deactivated_name_stays_taken(base, shared_secret, user):
-    from matrix_helpers import uia_password
-
     r = uia_password(
         base, "POST", f"{CLIENT_V3}/account/deactivate", {}, user["access_token"], user["user_id"], user["password"]
     )

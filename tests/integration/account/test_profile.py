@@ -2,7 +2,7 @@
 
 import pytest
 
-from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, qid, set_displayname_raw, unique_username
+from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, qid, register, set_displayname_raw, unique_username
 
 
 def profile_path(user_id, field=None):
@@ -169,8 +169,6 @@ def test_set_avatar_bad_body(base, user, body):
 
 def test_profile_of_user_with_slash_in_localpart(base):
     """'/' is legal in a localpart; percent-encoded as %2F it must not split the path."""
-    from matrix_helpers import register
-
     name = "slash/" + unique_username("p")
     u = register(base, name)
     body = assert_ok(call(base, "GET", profile_path(u["user_id"], "displayname")))

@@ -14,6 +14,7 @@ from matrix_helpers import (
     describe,
     login,
     new_user,
+    uia_password,
     whoami,
 )
 
@@ -147,8 +148,6 @@ def test_logged_out_token_is_hard_logout_even_on_short_lifetime(short_server):
 
 
 def test_refresh_token_dies_on_password_change(base, user):
-    from matrix_helpers import uia_password
-
     other = login(base, user["username"], user["password"], refresh_token=True)
     r = uia_password(
         base,
@@ -170,8 +169,6 @@ def test_refresh_token_dies_on_logout_all(base, user):
 
 
 def test_refresh_token_dies_on_device_delete(base, user):
-    from matrix_helpers import uia_password
-
     other = login(base, user["username"], user["password"], refresh_token=True)
     r = uia_password(
         base,
@@ -187,8 +184,6 @@ def test_refresh_token_dies_on_device_delete(base, user):
 
 
 def test_refresh_token_dies_on_deactivate(base):
-    from matrix_helpers import uia_password
-
     u = new_user(base, refresh_token=True)
     r = uia_password(
         base, "POST", f"{CLIENT_V3}/account/deactivate", {}, u["access_token"], u["user_id"], u["password"]

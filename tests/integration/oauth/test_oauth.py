@@ -113,6 +113,15 @@ class Flow:
             timeout=30,
         )
 
+    def sign_up(self, page: str, username: str, password: str) -> requests.Response:
+        """Posts the registration form of ``page`` (a ``prompt=create`` login page)."""
+        return self.browser.post(
+            f"{self.base}/oauth/authorize",
+            data={"req": hidden(page, "req"), "username": username, "password": password, "password2": password, "action": "register"},
+            allow_redirects=False,
+            timeout=30,
+        )
+
     def authorize(self, username: str, password: str = DEFAULT_PASSWORD) -> str:
         """Signs in on the HTML page; returns the callback URL (not followed)."""
         r = self.sign_in(username, password)
@@ -486,12 +495,7 @@ def test_prompt_create_registers(base: str, client: dict):
     page = f.login_page()
     assert 'value="register"' in page and "password2" in page
     username = f"oauthnew-{secrets.token_hex(6)}"
-    r = f.browser.post(
-        f"{base}/oauth/authorize",
-        data={"req": hidden(page, "req"), "username": username, "password": "pw-" + username, "password2": "pw-" + username, "action": "register"},
-        allow_redirects=False,
-        timeout=30,
-    )
+    r = f.sign_up(page, username, "pw-" + username)
     assert r.status_code == 303, r.text[:800]
     f.callback = r.headers["Location"]
     me = assert_ok(whoami(base, f.exchange()["access_token"]))
@@ -636,12 +640,7 @@ def test_oauth_only_mode(stratus_factory):
     f.url += "&prompt=create"
     page = f.login_page()
     username = f"only-{secrets.token_hex(6)}"
-    r = f.browser.post(
-        f"{b}/oauth/authorize",
-        data={"req": hidden(page, "req"), "username": username, "password": "pw-" + username, "password2": "pw-" + username, "action": "register"},
-        allow_redirects=False,
-        timeout=30,
-    )
+    r = f.sign_up(page, username, "pw-" + username)
     assert r.status_code == 303, r.text[:500]
     f.callback = r.headers["Location"]
     assert assert_ok(whoami(b, f.exchange()["access_token"]))["user_id"].startswith(f"@{username}:")
@@ -711,11 +710,6 @@ def test_closed_registration_has_no_prompt_create(stratus_factory):
     f.url += "&prompt=create"
     page = f.login_page()
     assert 'value="register"' not in page and 'value="login"' in page
-    r = f.browser.post(
-        f"{srv.base}/oauth/authorize",
-        data={"req": hidden(page, "req"), "username": "sneaky", "password": "pw", "password2": "pw", "action": "register"},
-        allow_redirects=False,
-        timeout=30,
-    )
+    r = f.sign_up(page, "sneaky", "pw")
     assert r.status_code == 403 and "Location" not in r.headers
     assert requests.get(f"{srv.base}/_matrix/client/v3/profile/@sneaky:{srv.server_name}", timeout=30).status_code == 404

@@ -4,7 +4,7 @@
 still creates the room), and invites already made are not served by /sync until the user
 stops blocking."""
 
-from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, qid
+from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, new_user, qid
 from rooms_helpers import create_room, membership_of, rpath
 from sync_helpers import sync
 
@@ -32,8 +32,6 @@ def test_invite_to_blocking_user_is_refused(base, user, user2):
 
 
 def test_create_room_leaves_out_blocking_invitees(base, user, user2):
-    from matrix_helpers import new_user
-
     user3 = new_user(base)
     set_blocking(base, user2, True)
     r = call(base, "POST", f"{CLIENT_V3}/createRoom", {"invite": [user2["user_id"], user3["user_id"]]}, token=user["access_token"])
