@@ -27,7 +27,16 @@ import uuid
 
 import pytest
 
-from e2ee_client_helpers import MEGOLM, JsDevice, NioDevice, http_login, js_available, make_device, register, share_room
+from e2ee_client_helpers import (
+    MEGOLM,
+    JsDevice,
+    NioDevice,
+    http_login,
+    js_available,
+    make_device,
+    register_by_secret,
+    share_room,
+)
 from matrix_helpers import CLIENT_V3, assert_ok, call, qid
 
 SCENARIO_TIMEOUT = 300
@@ -62,8 +71,8 @@ async def send_checked(base: str, reader: str, room_id: str, sender, receivers, 
 
 
 async def scenario(base: str, secret: str, tmp_path, alice_kind: str, bob1_kind: str, bob2_kind: str) -> None:
-    alice_id = register(base, secret, "alice")
-    bob_id = register(base, secret, "bob")
+    alice_id = register_by_secret(base, secret, "alice")
+    bob_id = register_by_secret(base, secret, "bob")
     alice = make_device(alice_kind, base, alice_id, tmp_path, "alice")
     bob1 = make_device(bob1_kind, base, bob_id, tmp_path, "bob1")
     bob2 = make_device(bob2_kind, base, bob_id, tmp_path, "bob2")

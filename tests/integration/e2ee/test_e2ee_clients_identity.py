@@ -49,7 +49,7 @@ import pytest
 from signedjson.key import decode_verify_key_base64
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 
-from e2ee_client_helpers import MEGOLM, JsDevice, http_login, js_available, make_device, register, share_room
+from e2ee_client_helpers import MEGOLM, JsDevice, http_login, js_available, make_device, register_by_secret, share_room
 from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, assert_ok, call, qid
 
 SCENARIO_TIMEOUT = 360
@@ -155,10 +155,15 @@ def run(coro) -> None:
 # --------------------------------------------------------------------------- 1. cross-signing
 
 
+def alice_and_bob(base: str, secret: str) -> tuple[str, str, str]:
+    """Two fresh users, and a plain-HTTP token of Alice's for reading what the server holds."""
+    alice_id = register_by_secret(base, secret, "alice")
+    bob_id = register_by_secret(base, secret, "bob")
+    return alice_id, bob_id, http_login(base, alice_id)
+
+
 async def cross_signing_scenario(base: str, secret: str, tmp_path) -> None:
-    alice_id = register(base, secret, "alice")
-    bob_id = register(base, secret, "bob")
-    alice_token = http_login(base, alice_id)
+    alice_id, bob_id, alice_token = alice_and_bob(base, secret)
     bob1 = JsDevice(base, bob_id, DEFAULT_PASSWORD, tmp_path / "js-logs", "bob1")
     bob2 = JsDevice(base, bob_id, DEFAULT_PASSWORD, tmp_path / "js-logs", "bob2")
     try:
@@ -290,9 +295,7 @@ async def key_backup_scenario(base: str, secret: str, tmp_path, restore: str) ->
     backup (GET /room_keys/keys); "recovery" -- the backup key is in 4S, the new device unlocks it
     with the recovery key (as Element's "verify with recovery key") and fetches each missing
     session as it meets it (GET /room_keys/keys/{roomId}/{sessionId})."""
-    alice_id = register(base, secret, "alice")
-    bob_id = register(base, secret, "bob")
-    alice_token = http_login(base, alice_id)
+    alice_id, bob_id, alice_token = alice_and_bob(base, secret)
     logs = tmp_path / "js-logs"
     alice = JsDevice(base, alice_id, DEFAULT_PASSWORD, logs, "alice")
     bob1 = JsDevice(base, bob_id, DEFAULT_PASSWORD, logs, "bob1")
@@ -418,9 +421,7 @@ def test_js_sdk_key_backup_restore(base, shared_secret, tmp_path, restore):
 
 
 async def dehydration_scenario(base: str, secret: str, tmp_path, alice_kind: str) -> None:
-    alice_id = register(base, secret, "alice")
-    bob_id = register(base, secret, "bob")
-    alice_token = http_login(base, alice_id)
+    alice_id, bob_id, alice_token = alice_and_bob(base, secret)
     logs = tmp_path / "js-logs"
     alice = make_device(alice_kind, base, alice_id, tmp_path, "alice")
     bob1 = JsDevice(base, bob_id, DEFAULT_PASSWORD, logs, "bob1")
