@@ -28,7 +28,7 @@ pub struct KeyMeta {
 /// changes, so the backup's `etag` does not move).
 ///
 /// `store::backup` applies this rule inside D1 (`ON CONFLICT … DO UPDATE … WHERE`); this
-/// function is the reference, and `tests/integration/test_key_backup.py` checks the two agree.
+/// function is the reference, and `tests/integration/e2ee/test_key_backup.py` checks the two agree.
 pub fn should_replace(existing: &KeyMeta, new: &KeyMeta) -> bool {
     if existing.is_verified != new.is_verified {
         return new.is_verified;

@@ -7,7 +7,7 @@ SYNAPSE_PYTHON=/path/to/python uses another), generates a config in a temporary 
 (SQLite, no TLS, 127.0.0.1 on a free port, a registration shared secret, rate limits
 lifted, MSC3814 dehydrated devices on), runs the given test files (those arguments that name
 tests under tests/, with or without a ::node suffix; by default
-tests/integration/test_e2ee_clients.py) with STRATUS_URL and
+tests/integration/e2ee/test_e2ee_clients.py) with STRATUS_URL and
 STRATUS_SHARED_SECRET pointing at it, prints which client endpoints the clients called
 (from Synapse's access log), and stops Synapse. Exits with pytest's status.
 """
@@ -59,7 +59,7 @@ def main() -> int:
         args = sys.argv[1:]
         tests = [a for a in args if a.startswith("tests/") and a.split("::")[0].endswith(".py")]
         rest = [a for a in args if a not in tests]
-        rc = subprocess.run([sys.executable, "-m", "pytest", *(tests or ["tests/integration/test_e2ee_clients.py"]),
+        rc = subprocess.run([sys.executable, "-m", "pytest", *(tests or ["tests/integration/e2ee/test_e2ee_clients.py"]),
                              "-p", "no:cacheprovider", *(rest or ["-q"])], cwd=REPO, env=env).returncode
         log = d / "homeserver.log"
         if log.exists():

@@ -40,7 +40,7 @@ STARTUP_TIMEOUT = 90.0
 # The main instance gets a high per-address failed-login limit: every test runs from
 # 127.0.0.1, and a handful of deliberate wrong-password attempts across the suite would
 # otherwise trip the default (20 a minute) and turn unrelated 403s into 429s. The
-# per-address limit itself is tested on a dedicated instance (test_ratelimit.py).
+# per-address limit itself is tested on a dedicated instance (account/test_ratelimit.py).
 MAIN_VARS: dict[str, str] = {"LOGIN_FAILURES_IP_MAX": "100000"}
 
 

@@ -1,4 +1,4 @@
-"""Two real E2EE clients behind one small async interface, for test_e2ee_clients.py.
+"""Two real E2EE clients behind one small async interface, for e2ee/test_e2ee_clients.py.
 
 - ``NioDevice``: matrix-nio[e2e] (Olm/Megolm through vodozemac), in this process, with its
   encryption store in a temporary directory.
@@ -36,7 +36,7 @@ from nio import (
     SyncError,
 )
 
-from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, admin_register_raw, assert_ok, call, unique_username
+from matrix_helpers import DEFAULT_PASSWORD, admin_register_raw, assert_ok, login, unique_username
 
 REPO = Path(__file__).resolve().parents[2]
 NODE = REPO / "node_modules" / ".bin" / "node"
@@ -47,7 +47,7 @@ MEGOLM = "m.megolm.v1.aes-sha2"
 ENCRYPTION_STATE = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": MEGOLM}}
 
 
-def register(base: str, secret: str, prefix: str) -> str:
+def register_by_secret(base: str, secret: str, prefix: str) -> str:
     """A fresh user through the shared-secret admin API (Stratus and Synapse both have it)."""
     name = unique_username(prefix)
     return assert_ok(admin_register_raw(base, secret, name, DEFAULT_PASSWORD))["user_id"]
@@ -55,13 +55,7 @@ def register(base: str, secret: str, prefix: str) -> str:
 
 def http_login(base: str, user_id: str) -> str:
     """A plain-HTTP login (a device without keys): for reading what the server serves."""
-    return assert_ok(
-        call(base, "POST", f"{CLIENT_V3}/login", {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": user_id},
-            "password": DEFAULT_PASSWORD,
-        })
-    )["access_token"]
+    return login(base, user_id)["access_token"]
 
 
 def make_device(kind: str, base: str, user_id: str, tmp_path: Path, name: str) -> "JsDevice | NioDevice":

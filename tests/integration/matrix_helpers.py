@@ -109,6 +109,10 @@ def assert_error(r: requests.Response, status: int, errcode: str | tuple[str, ..
     return body
 
 
+def assert_forbidden(r: requests.Response) -> dict:
+    return assert_error(r, 403, "M_FORBIDDEN")
+
+
 def assert_unknown_token(r: requests.Response, soft_logout: bool = False) -> dict:
     body = assert_error(r, 401, "M_UNKNOWN_TOKEN")
     assert body.get("soft_logout") is soft_logout, describe(r)
@@ -245,6 +249,24 @@ def uia_password(
 def device_ids(base: str, token: str) -> list[str]:
     body = assert_ok(call(base, "GET", f"{CLIENT_V3}/devices", token=token))
     return [d["device_id"] for d in body["devices"]]
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def set_displayname_raw(base: str, user: dict, name: Any, token: str | None = None) -> requests.Response:
+    """PUT the user's display name, with the user's own token unless ``token`` is given."""
+    return call(
+        base,
+        "PUT",
+        f"{CLIENT_V3}/profile/{qid(user['user_id'])}/displayname",
+        {"displayname": name},
+        token=token if token is not None else user["access_token"],
+    )
+
+
+def set_displayname(base: str, user: dict, name: Any) -> None:
+    assert_ok(set_displayname_raw(base, user, name))
 
 
 # --------------------------------------------------------------------------- admin

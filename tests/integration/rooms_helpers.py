@@ -11,19 +11,7 @@ import re
 import uuid
 from typing import Any, Iterable
 
-from matrix_helpers import (
-    CLIENT_V1,
-    CLIENT_V3,
-    DEFAULT_PASSWORD,
-    assert_error,
-    assert_ok,
-    call,
-    describe,
-    json_of,
-    login,
-    new_user,
-    qid,
-)
+from matrix_helpers import CLIENT_V3, DEFAULT_PASSWORD, assert_ok, call, describe, login, qid
 
 # `$` + 43 unpadded url-safe base64 characters (room versions 4 and later).
 EVENT_ID_RE = re.compile(r"^\$[A-Za-z0-9_-]{43}$")
@@ -69,6 +57,14 @@ def join_raw(base: str, token: str, room: str, body: dict | None = None, params=
 def join(base: str, token: str, room: str) -> str:
     out = assert_ok(join_raw(base, token, room))
     return out["room_id"]
+
+
+def room_pair(base: str, owner: dict, member: dict, **body: Any) -> str:
+    """A room created by ``owner`` (preset ``public_chat`` unless given) that ``member`` has joined."""
+    body.setdefault("preset", "public_chat")
+    room_id = create_room(base, owner["access_token"], **body)
+    join(base, member["access_token"], room_id)
+    return room_id
 
 
 def membership_raw(base: str, token: str, room_id: str, action: str, body: dict | None = None):
@@ -229,11 +225,6 @@ def all_bodies(base, token, room_id, prefix=None) -> list[str]:
 def user_with_second_device(base: str, u: dict) -> str:
     """Log the user in again; returns the new device's access token."""
     return login(base, u["user_id"], u.get("password", DEFAULT_PASSWORD))["access_token"]
-
-
-def set_displayname(base, u, name):
-    assert_ok(call(base, "PUT", f"{CLIENT_V3}/profile/{qid(u['user_id'])}/displayname",
-                   {"displayname": name}, token=u["access_token"]))
 
 
 def localpart(user_id: str) -> str:

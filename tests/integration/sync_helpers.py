@@ -1,41 +1,14 @@
-"""Helpers for the /sync tests: rooms, messages, and syncs run in a background thread."""
+"""Helpers for the /sync tests: /sync itself, syncs run in a background thread, and reading a
+sync response. Room helpers (create, join, send, state) are in rooms_helpers.py."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-import uuid
 from typing import Any
 
-from matrix_helpers import CLIENT_V3, assert_ok, call, qid
-
-
-def create_room(base: str, token: str, **body: Any) -> str:
-    return assert_ok(call(base, "POST", f"{CLIENT_V3}/createRoom", body, token=token))["room_id"]
-
-
-def join(base: str, token: str, room_id: str) -> None:
-    assert_ok(call(base, "POST", f"{CLIENT_V3}/join/{qid(room_id)}", {}, token=token))
-
-
-def invite(base: str, token: str, room_id: str, user_id: str) -> None:
-    assert_ok(call(base, "POST", f"{CLIENT_V3}/rooms/{qid(room_id)}/invite", {"user_id": user_id}, token=token))
-
-
-def leave(base: str, token: str, room_id: str) -> None:
-    assert_ok(call(base, "POST", f"{CLIENT_V3}/rooms/{qid(room_id)}/leave", {}, token=token))
-
-
-def send(base: str, token: str, room_id: str, body: str = "hi", content: dict | None = None, kind: str = "m.room.message") -> str:
-    c = content if content is not None else {"msgtype": "m.text", "body": body}
-    txn = uuid.uuid4().hex
-    return assert_ok(call(base, "PUT", f"{CLIENT_V3}/rooms/{qid(room_id)}/send/{kind}/{txn}", c, token=token))["event_id"]
-
-
-def put_state(base: str, token: str, room_id: str, kind: str, content: dict, state_key: str = "") -> str:
-    path = f"{CLIENT_V3}/rooms/{qid(room_id)}/state/{kind}/{qid(state_key)}" if state_key else f"{CLIENT_V3}/rooms/{qid(room_id)}/state/{kind}"
-    return assert_ok(call(base, "PUT", path, content, token=token))["event_id"]
+from matrix_helpers import CLIENT_V3, assert_ok, call
 
 
 def sync(base: str, token: str, since: str | None = None, timeout: int = 0, filter: Any = None, **params: Any) -> dict:
@@ -78,5 +51,5 @@ def joined(body: dict, room_id: str) -> dict:
     return body["rooms"]["join"].get(room_id, {})
 
 
-def timeline_ids(body: dict, room_id: str) -> list[str]:
+def sync_timeline_ids(body: dict, room_id: str) -> list[str]:
     return [e["event_id"] for e in joined(body, room_id).get("timeline", {}).get("events", [])]
