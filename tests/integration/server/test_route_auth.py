@@ -11,7 +11,7 @@ import pytest
 
 from matrix_helpers import assert_error, call
 
-ROUTES = Path(__file__).resolve().parents[2] / "src" / "routes.rs"
+ROUTES = Path(__file__).resolve().parents[3] / "src" / "routes.rs"
 ROW = re.compile(r'^\s*(Get|Put|Post|Delete) "([^"]+)" \[(\w+)(?:, [\w, ]+)?\] =>', re.M)
 
 
