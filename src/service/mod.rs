@@ -5,5 +5,8 @@ pub mod events;
 pub mod keys;
 pub mod membership;
 pub mod notify;
+pub mod objects;
 pub mod summary;
 pub mod timeline;
+pub mod to_device;
+pub mod wakeups;
