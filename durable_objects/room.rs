@@ -17,12 +17,11 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 use crate::core::time::now_ms;
 use crate::ctx::load_config;
 use crate::error::Error;
-use crate::service::notify;
-use crate::service::timeline;
-
-use super::protocol::{NewEventWire, RoomProto, RoomRequest, RoomResponse, Txn};
+use crate::service::{notify, timeline, wakeups};
 use crate::store::db::Db;
 use crate::store::{rooms, sync as sstore};
+
+use super::protocol::{NewEventWire, RoomProto, RoomRequest, RoomResponse, Txn};
 
 #[durable_object]
 pub struct Room {
@@ -151,7 +150,7 @@ impl Room {
             let config = load_config(&self.env)?;
             sstore::put_typing(&db, room_id, &now_typing).await?;
             let members = rooms::members_with(&db, room_id, "join").await?;
-            notify::notify_users(&self.env, &config, members).await;
+            wakeups::notify_users(&self.env, &config, members).await;
         }
         Ok(())
     }
