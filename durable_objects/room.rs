@@ -12,15 +12,16 @@
 use futures_util::lock::Mutex;
 use ruma::RoomId;
 use serde::Deserialize;
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::core::time::now_ms;
 use crate::ctx::load_config;
 use crate::error::Error;
-use crate::service::notify;
-use crate::service::timeline::{self, NewEventWire, Txn};
+use crate::service::{timeline, wakeups};
 use crate::store::db::Db;
 use crate::store::{rooms, sync as sstore};
+
+use super::protocol::{NewEventWire, RoomProto, RoomRequest, RoomResponse, Txn};
 
 #[durable_object]
 pub struct Room {
@@ -43,21 +44,6 @@ const SCHEMA: &[&str] = &[
 const MAX_TYPING_MS: u64 = 120_000;
 
 #[derive(Deserialize)]
-struct AppendRequest {
-    room_id: String,
-    events: Vec<NewEventWire>,
-    txn: Option<Txn>,
-}
-
-#[derive(Deserialize)]
-struct TypingRequest {
-    room_id: String,
-    user_id: String,
-    typing: bool,
-    timeout: Option<u64>,
-}
-
-#[derive(Deserialize)]
 struct TypingRow {
     user_id: String,
     expires_ts: f64,
@@ -70,25 +56,11 @@ impl DurableObject for Room {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let reply = |result: crate::Result<serde_json::Value>| {
-            let (status, json) = match result {
-                Ok(v) => (200, v),
-                Err(e) => e.to_response(),
-            };
-            Ok(Response::from_json(&json)?.with_status(status))
+        let result = match super::read::<RoomProto>(&mut req).await {
+            Ok(request) => self.handle(request).await,
+            Err(e) => Err(e),
         };
-        match (req.method(), req.path().as_str()) {
-            (_, "/health") => super::health("Room", self.version),
-            (Method::Post, "/append") => {
-                let body: AppendRequest = req.json().await?;
-                reply(self.append(body).await.map(|ids| serde_json::json!({ "event_ids": ids })))
-            }
-            (Method::Post, "/typing") => {
-                let body: TypingRequest = req.json().await?;
-                reply(self.typing(body).await.map(|_| serde_json::json!({})))
-            }
-            _ => Response::error("Not found", 404),
-        }
+        super::answer::<RoomProto>(result)
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -100,18 +72,29 @@ impl DurableObject for Room {
 }
 
 impl Room {
+    async fn handle(&self, request: RoomRequest) -> crate::Result<RoomResponse> {
+        Ok(match request {
+            RoomRequest::Health => RoomResponse::Health(super::health::<RoomProto>(self.version)),
+            RoomRequest::Append { room_id, events, txn } => RoomResponse::Appended { event_ids: self.append(room_id, events, txn).await? },
+            RoomRequest::Typing { room_id, user_id, typing, timeout } => {
+                self.typing(room_id, user_id, typing, timeout).await?;
+                RoomResponse::Done
+            }
+        })
+    }
+
     fn db(&self) -> crate::Result<Db> {
         Ok(Db::new(self.env.d1("DB").map_err(Error::internal)?))
     }
 
-    async fn append(&self, body: AppendRequest) -> crate::Result<Vec<String>> {
+    async fn append(&self, room_id: String, events: Vec<NewEventWire>, txn: Option<Txn>) -> crate::Result<Vec<String>> {
         let _writer = self.writer.lock().await;
         let config = load_config(&self.env)?;
         let db = self.db()?;
-        let room_id = RoomId::parse(&body.room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
-        let news = body.events.into_iter().map(NewEventWire::into_new).collect::<crate::Result<Vec<_>>>()?;
+        let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
+        let news = events.into_iter().map(NewEventWire::into_new).collect::<crate::Result<Vec<_>>>()?;
         // Append and fan out (push actions, sync wake-ups): the one write path.
-        let pdus = timeline::write(&self.env, &db, &config, Some(&room_id), news, body.txn).await?;
+        let pdus = timeline::write(&self.env, &db, &config, Some(&room_id), news, txn).await?;
         Ok(pdus.iter().map(|p| p.event_id.to_string()).collect())
     }
 
@@ -123,20 +106,20 @@ impl Room {
         self.sql().exec("SELECT user_id, expires_ts FROM typing ORDER BY user_id", None).and_then(|c| c.to_array()).map_err(Error::internal)
     }
 
-    async fn typing(&self, body: TypingRequest) -> crate::Result<()> {
+    async fn typing(&self, room_id: String, user_id: String, typing: bool, timeout: Option<u64>) -> crate::Result<()> {
         let _lock = self.typing_lock.lock().await;
         let sql = self.sql();
-        sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('room_id', ?)", vec![body.room_id.clone().into()]).map_err(Error::internal)?;
+        sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('room_id', ?)", vec![room_id.clone().into()]).map_err(Error::internal)?;
         let was: Vec<String> = self.typing_rows()?.into_iter().map(|r| r.user_id).collect();
-        if body.typing {
-            let ms = body.timeout.unwrap_or(30_000).min(MAX_TYPING_MS);
+        if typing {
+            let ms = timeout.unwrap_or(30_000).min(MAX_TYPING_MS);
             let expires = (now_ms() + ms) as f64;
-            sql.exec("INSERT OR REPLACE INTO typing (user_id, expires_ts) VALUES (?, ?)", vec![body.user_id.clone().into(), expires.into()])
+            sql.exec("INSERT OR REPLACE INTO typing (user_id, expires_ts) VALUES (?, ?)", vec![user_id.into(), expires.into()])
                 .map_err(Error::internal)?;
         } else {
-            sql.exec("DELETE FROM typing WHERE user_id = ?", vec![body.user_id.clone().into()]).map_err(Error::internal)?;
+            sql.exec("DELETE FROM typing WHERE user_id = ?", vec![user_id.into()]).map_err(Error::internal)?;
         }
-        self.publish(&body.room_id, was).await
+        self.publish(&room_id, was).await
     }
 
     async fn expire_typing(&self) -> crate::Result<()> {
@@ -164,7 +147,7 @@ impl Room {
             let config = load_config(&self.env)?;
             sstore::put_typing(&db, room_id, &now_typing).await?;
             let members = rooms::members_with(&db, room_id, "join").await?;
-            notify::notify_users(&self.env, &config, members).await;
+            wakeups::notify_users(&self.env, &config, members).await;
         }
         Ok(())
     }

@@ -5,20 +5,21 @@
 //! request at a time and each claim is a read and a delete with no `await` between them, so
 //! claims racing from many servers and clients can never get the same key.
 //!
-//! Requests (all `POST` with JSON):
-//! - `/upload` `{device_id, one_time_keys: [{algorithm, key_id, key}], fallback_keys: [...]}`
-//!   → `{counts}`, or `{conflict: key_id}` when a one-time key ID is reused with another key
-//!   (nothing is stored then).
-//! - `/counts` `{device_id}` → `{counts, unused_fallback}`.
-//! - `/claim` `{claims: [{device_id, algorithm}]}` → `{keys: [{device_id, key_id, key}]}`:
-//!   a one-time key if one is left, else the fallback key (marked used).
-//! - `/delete` `{device_ids}`: forgets the devices' keys.
+//! Its protocol is [`UserKeysRequest`] / [`UserKeysResponse`]: `Upload` stores a device's
+//! keys (or answers `Conflict` when a one-time key ID is reused with another key, storing
+//! nothing), `Counts`, `Claim` (a one-time key if one is left, else the fallback key, marked
+//! used) and `Delete` (forgets devices' keys).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::{json, Value};
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorage, State};
+use serde_json::Value;
+use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
+
+use super::protocol::{ClaimWire, ClaimedKey, KeyWire, UserKeysProto, UserKeysRequest, UserKeysResponse};
+use crate::error::Error;
+
+type Result<T> = std::result::Result<T, worker::Error>;
 
 #[durable_object]
 pub struct UserKeys {
@@ -34,34 +35,12 @@ const SCHEMA: &[&str] = &[
 ];
 
 #[derive(Deserialize)]
-struct Key {
-    algorithm: String,
-    key_id: String,
-    key: Value,
-}
-
-#[derive(Deserialize)]
-struct Upload {
-    device_id: String,
-    #[serde(default)]
-    one_time_keys: Vec<Key>,
-    #[serde(default)]
-    fallback_keys: Vec<Key>,
-}
-
-#[derive(Deserialize)]
-struct Claim {
-    device_id: String,
-    algorithm: String,
-}
-
-#[derive(Deserialize)]
 struct Row {
     key_id: String,
     key_json: String,
 }
 
-fn counts(sql: &SqlStorage, device: &str) -> Result<Value> {
+fn counts(sql: &SqlStorage, device: &str) -> Result<BTreeMap<String, u64>> {
     #[derive(Deserialize)]
     struct C {
         algorithm: String,
@@ -69,8 +48,7 @@ fn counts(sql: &SqlStorage, device: &str) -> Result<Value> {
     }
     let rows: Vec<C> =
         sql.exec("SELECT algorithm, COUNT(*) AS n FROM one_time_keys WHERE device_id = ? GROUP BY algorithm", vec![device.into()])?.to_array()?;
-    let m: BTreeMap<String, u64> = rows.into_iter().map(|c| (c.algorithm, c.n as u64)).collect();
-    Ok(json!(m))
+    Ok(rows.into_iter().map(|c| (c.algorithm, c.n as u64)).collect())
 }
 
 fn unused_fallback(sql: &SqlStorage, device: &str) -> Result<Vec<String>> {
@@ -84,20 +62,20 @@ fn unused_fallback(sql: &SqlStorage, device: &str) -> Result<Vec<String>> {
 }
 
 impl UserKeys {
-    fn upload(&self, u: Upload) -> Result<Value> {
+    fn upload(&self, device_id: String, one_time_keys: Vec<KeyWire>, fallback_keys: Vec<KeyWire>) -> Result<UserKeysResponse> {
         let sql = self.state.storage().sql();
         // Check every key before storing any, so a refused upload stores nothing.
         let mut fresh = Vec::new();
-        for k in &u.one_time_keys {
+        for k in &one_time_keys {
             let old: Vec<Row> = sql
                 .exec(
                     "SELECT key_id, key_json FROM one_time_keys WHERE device_id = ? AND key_id = ?",
-                    vec![u.device_id.clone().into(), k.key_id.clone().into()],
+                    vec![device_id.clone().into(), k.key_id.clone().into()],
                 )?
                 .to_array()?;
             match old.first() {
                 Some(o) if serde_json::from_str::<Value>(&o.key_json).ok().as_ref() != Some(&k.key) => {
-                    return Ok(json!({ "conflict": k.key_id }));
+                    return Ok(UserKeysResponse::Conflict { key_id: k.key_id.clone() });
                 }
                 Some(_) => {} // the same key again: a retried upload
                 None => fresh.push(k),
@@ -106,23 +84,23 @@ impl UserKeys {
         for k in fresh {
             sql.exec(
                 "INSERT INTO one_time_keys (device_id, key_id, algorithm, key_json) VALUES (?, ?, ?, ?)",
-                vec![u.device_id.clone().into(), k.key_id.clone().into(), k.algorithm.clone().into(), k.key.to_string().into()],
+                vec![device_id.clone().into(), k.key_id.clone().into(), k.algorithm.clone().into(), k.key.to_string().into()],
             )?;
         }
-        for k in &u.fallback_keys {
+        for k in &fallback_keys {
             // A new fallback key replaces the old one and is unused; the same key again keeps
             // its state (a retried upload must not reset `used`).
             sql.exec(
                 "INSERT INTO fallback_keys (device_id, algorithm, key_id, key_json, used) VALUES (?, ?, ?, ?, 0)
                  ON CONFLICT (device_id, algorithm) DO UPDATE SET key_id = excluded.key_id, key_json = excluded.key_json, used = 0
                  WHERE key_id != excluded.key_id OR key_json != excluded.key_json",
-                vec![u.device_id.clone().into(), k.algorithm.clone().into(), k.key_id.clone().into(), k.key.to_string().into()],
+                vec![device_id.clone().into(), k.algorithm.clone().into(), k.key_id.clone().into(), k.key.to_string().into()],
             )?;
         }
-        Ok(json!({ "counts": counts(&sql, &u.device_id)? }))
+        Ok(UserKeysResponse::Uploaded { counts: counts(&sql, &device_id)? })
     }
 
-    fn claim(&self, claims: Vec<Claim>) -> Result<Value> {
+    fn claim(&self, claims: Vec<ClaimWire>) -> Result<Vec<ClaimedKey>> {
         let sql = self.state.storage().sql();
         let mut keys = Vec::new();
         for c in claims {
@@ -147,10 +125,10 @@ impl UserKeys {
             };
             if let Some(r) = row {
                 let key: Value = serde_json::from_str(&r.key_json).unwrap_or(Value::Null);
-                keys.push(json!({ "device_id": c.device_id, "key_id": r.key_id, "key": key }));
+                keys.push(ClaimedKey { device_id: c.device_id, key_id: r.key_id, key });
             }
         }
-        Ok(json!({ "keys": keys }))
+        Ok(keys)
     }
 
     fn delete(&self, devices: &[String]) -> Result<()> {
@@ -170,36 +148,29 @@ impl DurableObject for UserKeys {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if req.path() == "/health" {
-            return super::health("UserKeys", self.version);
-        }
-        if req.method() != Method::Post {
-            return Response::error("Not found", 404);
-        }
-        let path = req.path();
-        let body: Value = req.json().await?;
-        let bad = || Response::error("Bad request", 400);
-        let out = match path.as_str() {
-            "/upload" => match serde_json::from_value::<Upload>(body) {
-                Ok(u) => self.upload(u)?,
-                Err(_) => return bad(),
-            },
-            "/counts" => {
-                let d = body["device_id"].as_str().unwrap_or_default();
-                let sql = self.state.storage().sql();
-                json!({ "counts": counts(&sql, d)?, "unused_fallback": unused_fallback(&sql, d)? })
-            }
-            "/claim" => match serde_json::from_value::<Vec<Claim>>(body["claims"].clone()) {
-                Ok(c) => self.claim(c)?,
-                Err(_) => return bad(),
-            },
-            "/delete" => {
-                let devices: Vec<String> = serde_json::from_value(body["device_ids"].clone()).unwrap_or_default();
-                self.delete(&devices)?;
-                json!({})
-            }
-            _ => return Response::error("Not found", 404),
+        let result = match super::read::<UserKeysProto>(&mut req).await {
+            // No await from here on: each request, a claim above all, runs as one step.
+            Ok(request) => self.handle(request).map_err(Error::internal),
+            Err(e) => Err(e),
         };
-        Response::from_json(&out)
+        super::answer::<UserKeysProto>(result)
+    }
+}
+
+impl UserKeys {
+    fn handle(&self, request: UserKeysRequest) -> Result<UserKeysResponse> {
+        Ok(match request {
+            UserKeysRequest::Health => UserKeysResponse::Health(super::health::<UserKeysProto>(self.version)),
+            UserKeysRequest::Upload { device_id, one_time_keys, fallback_keys } => self.upload(device_id, one_time_keys, fallback_keys)?,
+            UserKeysRequest::Counts { device_id } => {
+                let sql = self.state.storage().sql();
+                UserKeysResponse::Counts { counts: counts(&sql, &device_id)?, unused_fallback: unused_fallback(&sql, &device_id)? }
+            }
+            UserKeysRequest::Claim { claims } => UserKeysResponse::Claimed { keys: self.claim(claims)? },
+            UserKeysRequest::Delete { device_ids } => {
+                self.delete(&device_ids)?;
+                UserKeysResponse::Done
+            }
+        })
     }
 }

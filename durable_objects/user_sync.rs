@@ -1,16 +1,23 @@
 //! The `UserSync` Durable Object: one per user. It wakes the user's waiting `/sync` requests.
 //!
 //! A change counter (`epoch:n`, the epoch random per instance so that a restarted object
-//! never matches an old value) moves on every `POST /notify`. A sync reads it (`GET
-//! /version`) *before* it checks the stores, then, finding nothing, waits with `GET
-//! /wait?v=<that value>&timeout=<ms>`: the wait returns at once if the counter has moved
-//! since, so a change committed between the check and the wait is never lost.
+//! never matches an old value) moves on every `Notify` (and every queued to-device batch). A
+//! sync reads it (`Version`) *before* it checks the stores, then, finding nothing, waits
+//! with `Wait { seen: <that value>, timeout_ms }`: the wait returns at once if the counter
+//! has moved since, so a change committed between the check and the wait is never lost.
+//!
+//! It also keeps the user's to-device queues (one stream position per user; a sync's
+//! `since` acknowledges and deletes what it covered) and `/sendToDevice` transaction IDs.
+//! Protocol: [`UserSyncRequest`] / [`UserSyncResponse`].
 
 use std::cell::{Cell, RefCell};
 
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
-use worker::{durable_object, Delay, DurableObject, Env, Method, Request, Response, Result, State};
+use worker::{durable_object, Delay, DurableObject, Env, Request, Response, Result, State};
+
+use super::protocol::{ToDeviceMessage, UserSyncProto, UserSyncRequest, UserSyncResponse};
+use crate::error::Error;
 
 #[durable_object]
 pub struct UserSync {
@@ -49,8 +56,8 @@ impl UserSync {
         }
     }
 
-    /// Queues to-device messages: `{"messages": [{"device_id", "message"}]}`.
-    fn enqueue(&self, body: &serde_json::Value) -> Result<()> {
+    /// Queues to-device messages, each at the next position of the user's stream.
+    fn enqueue(&self, messages: &[ToDeviceMessage]) -> Result<()> {
         let sql = self.state.storage().sql();
         #[derive(serde::Deserialize)]
         struct V {
@@ -58,12 +65,11 @@ impl UserSync {
         }
         let cur: Vec<V> = sql.exec("SELECT v FROM meta WHERE k = 'to_device'", None)?.to_array()?;
         let mut next = cur.first().map(|r| r.v).unwrap_or(0);
-        for m in body["messages"].as_array().into_iter().flatten() {
+        for m in messages {
             next += 1;
-            let device = m["device_id"].as_str().unwrap_or_default().to_owned();
             sql.exec(
                 "INSERT INTO to_device (device_id, stream_id, message) VALUES (?, ?, ?)",
-                vec![device.into(), (next as f64).into(), m["message"].to_string().into()],
+                vec![m.device_id.clone().into(), (next as f64).into(), m.message.to_string().into()],
             )?;
         }
         sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('to_device', ?)", vec![(next as f64).into()])?;
@@ -72,7 +78,7 @@ impl UserSync {
 
     /// The device's messages after `since`; those up to `since` were delivered and go (unless
     /// `keep`: a dehydrated device's messages stay until the device is replaced).
-    fn take(&self, device: &str, since: i64, keep: bool) -> Result<serde_json::Value> {
+    fn take(&self, device: &str, since: u64, keep: bool) -> Result<UserSyncResponse> {
         let sql = self.state.storage().sql();
         if !keep {
             sql.exec("DELETE FROM to_device WHERE device_id = ? AND stream_id <= ?", vec![device.into(), (since as f64).into()])?;
@@ -88,9 +94,80 @@ impl UserSync {
                 vec![device.into(), (since as f64).into(), (TO_DEVICE_BATCH as f64).into()],
             )?
             .to_array()?;
-        let last = rows.last().map(|r| r.stream_id).unwrap_or(since);
+        let position = rows.last().map(|r| r.stream_id.max(0) as u64).unwrap_or(since);
         let events: Vec<serde_json::Value> = rows.iter().filter_map(|r| serde_json::from_str(&r.message).ok()).collect();
-        Ok(serde_json::json!({ "events": events, "position": last }))
+        Ok(UserSyncResponse::ToDevice { events, position })
+    }
+
+    /// Drops the queued messages of deleted devices.
+    fn forget(&self, devices: &[String]) -> Result<()> {
+        let sql = self.state.storage().sql();
+        for d in devices {
+            sql.exec("DELETE FROM to_device WHERE device_id = ?", vec![d.clone().into()])?;
+        }
+        Ok(())
+    }
+
+    /// Records a send transaction; false if the device used it before.
+    fn send_txn(&self, device: String, txn: String) -> Result<bool> {
+        let sql = self.state.storage().sql();
+        #[derive(serde::Deserialize)]
+        struct C {
+            n: i64,
+        }
+        let seen: Vec<C> = sql
+            .exec("SELECT COUNT(*) AS n FROM sent_txns WHERE device_id = ? AND txn_id = ?", vec![device.clone().into(), txn.clone().into()])?
+            .to_array()?;
+        let new = seen.first().map(|c| c.n == 0).unwrap_or(true);
+        if new {
+            sql.exec("INSERT INTO sent_txns (device_id, txn_id) VALUES (?, ?)", vec![device.into(), txn.into()])?;
+        }
+        Ok(new)
+    }
+
+    /// Answers at once if the counter is no longer `seen`, else when woken or after the
+    /// timeout.
+    async fn wait(&self, seen: String, timeout_ms: u64) -> UserSyncResponse {
+        if seen != self.current() {
+            return UserSyncResponse::Waited { woken: true, v: self.current() };
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().push(tx);
+        let delay = Delay::from(std::time::Duration::from_millis(timeout_ms.min(MAX_WAIT_MS)));
+        let woken = match select(rx, delay).await {
+            Either::Left((r, _)) => r.is_ok(),
+            Either::Right(_) => false,
+        };
+        // Drop our sender if we timed out (the receiver is gone; notify skips it).
+        self.waiters.borrow_mut().retain(|w| !w.is_canceled());
+        // `v` is the counter as of the wake-up: a caller that looks again and then waits
+        // with it misses nothing committed after this point.
+        UserSyncResponse::Waited { woken, v: self.current() }
+    }
+
+    async fn handle(&self, request: UserSyncRequest) -> crate::Result<UserSyncResponse> {
+        Ok(match request {
+            UserSyncRequest::Health => UserSyncResponse::Health(super::health::<UserSyncProto>(self.version)),
+            UserSyncRequest::Version => UserSyncResponse::Version { v: self.current() },
+            UserSyncRequest::Notify => {
+                self.wake();
+                UserSyncResponse::Version { v: self.current() }
+            }
+            UserSyncRequest::Wait { seen, timeout_ms } => self.wait(seen, timeout_ms).await,
+            UserSyncRequest::QueueToDevice { messages } => {
+                self.enqueue(&messages).map_err(Error::internal)?;
+                self.wake();
+                UserSyncResponse::Done
+            }
+            UserSyncRequest::TakeToDevice { device_id, since, keep } => self.take(&device_id, since, keep).map_err(Error::internal)?,
+            UserSyncRequest::ForgetDevices { device_ids } => {
+                self.forget(&device_ids).map_err(Error::internal)?;
+                UserSyncResponse::Done
+            }
+            UserSyncRequest::SendTxn { device_id, txn_id } => {
+                UserSyncResponse::Txn { new: self.send_txn(device_id, txn_id).map_err(Error::internal)? }
+            }
+        })
     }
 }
 
@@ -102,76 +179,10 @@ impl DurableObject for UserSync {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        match (req.method(), req.path().as_str()) {
-            (_, "/health") => super::health("UserSync", self.version),
-            (Method::Get, "/version") => Response::from_json(&serde_json::json!({ "v": self.current() })),
-            (Method::Post, "/notify") => {
-                self.wake();
-                Response::from_json(&serde_json::json!({ "v": self.current() }))
-            }
-            (Method::Post, "/to_device") => {
-                let body: serde_json::Value = req.json().await?;
-                self.enqueue(&body)?;
-                self.wake();
-                Response::from_json(&serde_json::json!({}))
-            }
-            (Method::Get, "/to_device") => {
-                let url = req.url()?;
-                let q = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
-                let device = q("device_id").unwrap_or_default();
-                let since = q("since").and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-                Response::from_json(&self.take(&device, since, q("keep").is_some())?)
-            }
-            (Method::Post, "/forget") => {
-                // Deleted devices: their queued messages go.
-                let body: serde_json::Value = req.json().await?;
-                let sql = self.state.storage().sql();
-                for d in body["device_ids"].as_array().into_iter().flatten().filter_map(|d| d.as_str()) {
-                    sql.exec("DELETE FROM to_device WHERE device_id = ?", vec![d.into()])?;
-                }
-                Response::from_json(&serde_json::json!({}))
-            }
-            (Method::Post, "/txn") => {
-                // Records a send transaction; `{"new": false}` if seen before.
-                let body: serde_json::Value = req.json().await?;
-                let sql = self.state.storage().sql();
-                let d = body["device_id"].as_str().unwrap_or_default().to_owned();
-                let t = body["txn_id"].as_str().unwrap_or_default().to_owned();
-                #[derive(serde::Deserialize)]
-                struct C {
-                    n: i64,
-                }
-                let seen: Vec<C> = sql
-                    .exec("SELECT COUNT(*) AS n FROM sent_txns WHERE device_id = ? AND txn_id = ?", vec![d.clone().into(), t.clone().into()])?
-                    .to_array()?;
-                let new = seen.first().map(|c| c.n == 0).unwrap_or(true);
-                if new {
-                    sql.exec("INSERT INTO sent_txns (device_id, txn_id) VALUES (?, ?)", vec![d.into(), t.into()])?;
-                }
-                Response::from_json(&serde_json::json!({ "new": new }))
-            }
-            (Method::Get, "/wait") => {
-                let url = req.url()?;
-                let q = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
-                let seen = q("v").unwrap_or_default();
-                let timeout = q("timeout").and_then(|t| t.parse::<u64>().ok()).unwrap_or(0).min(MAX_WAIT_MS);
-                if seen != self.current() {
-                    return Response::from_json(&serde_json::json!({ "woken": true, "v": self.current() }));
-                }
-                let (tx, rx) = oneshot::channel();
-                self.waiters.borrow_mut().push(tx);
-                let delay = Delay::from(std::time::Duration::from_millis(timeout));
-                let woken = match select(rx, delay).await {
-                    Either::Left((r, _)) => r.is_ok(),
-                    Either::Right(_) => false,
-                };
-                // Drop our sender if we timed out (the receiver is gone; notify skips it).
-                self.waiters.borrow_mut().retain(|w| !w.is_canceled());
-                // `v` is the counter as of the wake-up: a caller that looks again and then waits
-                // with it misses nothing committed after this point.
-                Response::from_json(&serde_json::json!({ "woken": woken, "v": self.current() }))
-            }
-            _ => Response::error("Not found", 404),
-        }
+        let result = match super::read::<UserSyncProto>(&mut req).await {
+            Ok(request) => self.handle(request).await,
+            Err(e) => Err(e),
+        };
+        super::answer::<UserSyncProto>(result)
     }
 }

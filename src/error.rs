@@ -103,6 +103,55 @@ impl ErrorKind {
         }
     }
 
+    /// The kind that [`errcode`](Self::errcode) and [`status`](Self::status) map to this
+    /// errcode and status (the status tells apart kinds sharing an errcode, e.g. `M_BAD_JSON`
+    /// 400 and 405); the fields some kinds carry come from the error body. Read off the one
+    /// table, so it cannot disagree with it.
+    pub fn from_errcode(errcode: &str, status: u16, body: &Value) -> Option<ErrorKind> {
+        ErrorKind::every(body).into_iter().find(|k| k.errcode() == errcode && k.status() == status)
+    }
+
+    /// One of each kind, with the fields from `body` (as [`Error::to_response`] writes them).
+    fn every(body: &Value) -> Vec<ErrorKind> {
+        use ErrorKind::*;
+        vec![
+            Forbidden,
+            UnknownToken { soft_logout: body["soft_logout"].as_bool().unwrap_or(false) },
+            MissingToken,
+            BadJson,
+            NotJson,
+            NotFound,
+            LimitExceeded { retry_after_ms: body["retry_after_ms"].as_u64().unwrap_or(1000) },
+            Unrecognized,
+            MethodNotAllowed,
+            Unknown,
+            Unauthorized,
+            UserDeactivated,
+            UserInUse,
+            InvalidUsername,
+            Exclusive,
+            GuestAccessForbidden,
+            MissingParam,
+            InvalidParam,
+            TooLarge,
+            CannotOverwriteMedia,
+            NotYetUploaded,
+            UserLocked,
+            WeakPassword,
+            ServerNotTrusted,
+            UnsupportedRoomVersion,
+            RoomInUse,
+            BadAlias,
+            Conflict,
+            WrongRoomKeysVersion { current_version: body["current_version"].as_str().unwrap_or_default().to_owned() },
+            ServerManaged,
+            ProfileTooLarge,
+            KeyTooLarge,
+            InviteBlocked,
+            Internal,
+        ]
+    }
+
     /// The HTTP status for this errcode: the one table.
     pub fn status(&self) -> u16 {
         use ErrorKind::*;
@@ -189,27 +238,20 @@ impl Error {
         }
     }
 
-    /// Rebuilds an error from one of our own components' JSON error responses (the Durable
-    /// Objects). Never used for other servers' errors, which are not relayed.
+    /// Rebuilds an error from one of our own components' error responses (the Durable
+    /// Objects answer with [`Error::to_response`]): the same kind and message. Internal
+    /// failures, and anything that does not parse, become the generic internal error.
+    /// Never used for other servers' errors, which are not relayed.
     pub fn from_response(status: u16, body: &Value) -> Self {
         if status == 401 && body.get("flows").is_some() {
             return Error::Uia(body.clone());
         }
-        let msg = body["error"].as_str().unwrap_or("Unknown error").to_owned();
-        let kind = match body["errcode"].as_str().unwrap_or("") {
-            "M_FORBIDDEN" => ErrorKind::Forbidden,
-            "M_NOT_FOUND" => ErrorKind::NotFound,
-            "M_BAD_JSON" => ErrorKind::BadJson,
-            "M_NOT_JSON" => ErrorKind::NotJson,
-            "M_TOO_LARGE" => ErrorKind::TooLarge,
-            "M_INVALID_PARAM" => ErrorKind::InvalidParam,
-            "M_MISSING_PARAM" => ErrorKind::MissingParam,
-            "M_UNSUPPORTED_ROOM_VERSION" => ErrorKind::UnsupportedRoomVersion,
-            "M_LIMIT_EXCEEDED" => ErrorKind::LimitExceeded { retry_after_ms: body["retry_after_ms"].as_u64().unwrap_or(1000) },
-            _ if status >= 500 => return Error::Matrix(ErrorKind::Internal, "Internal server error".into()),
-            _ => ErrorKind::Unknown,
-        };
-        Error::Matrix(kind, msg)
+        let kind = body["errcode"].as_str().and_then(|code| ErrorKind::from_errcode(code, status, body));
+        match (kind, body["error"].as_str()) {
+            (Some(kind), Some(msg)) if kind != ErrorKind::Internal => Error::Matrix(kind, msg.to_owned()),
+            (Some(ErrorKind::Internal), _) => Error::Matrix(ErrorKind::Internal, "Internal server error".into()),
+            _ => Error::internal(format!("unparsable error response: HTTP {status}")),
+        }
     }
 
     /// An internal failure: the detail is for the log, the client gets a generic message.
@@ -259,6 +301,98 @@ mod tests {
         assert_eq!((s, b["soft_logout"].as_bool()), (401, Some(true)));
         let (s, b) = err!(ErrorKind::WrongRoomKeysVersion { current_version: "2".into() }, "w").to_response();
         assert_eq!((s, b["errcode"].as_str(), b["current_version"].as_str()), (403, Some("M_WRONG_ROOM_KEYS_VERSION"), Some("2")));
+    }
+
+    /// Every kind, each once: adding a kind breaks this match until it is listed in
+    /// [`ErrorKind::every`] (the count below).
+    fn ordinal(k: &ErrorKind) -> usize {
+        use ErrorKind::*;
+        match k {
+            Forbidden => 0,
+            UnknownToken { .. } => 1,
+            MissingToken => 2,
+            BadJson => 3,
+            NotJson => 4,
+            NotFound => 5,
+            LimitExceeded { .. } => 6,
+            Unrecognized => 7,
+            MethodNotAllowed => 8,
+            Unknown => 9,
+            Unauthorized => 10,
+            UserDeactivated => 11,
+            UserInUse => 12,
+            InvalidUsername => 13,
+            Exclusive => 14,
+            GuestAccessForbidden => 15,
+            MissingParam => 16,
+            InvalidParam => 17,
+            TooLarge => 18,
+            CannotOverwriteMedia => 19,
+            NotYetUploaded => 20,
+            UserLocked => 21,
+            WeakPassword => 22,
+            ServerNotTrusted => 23,
+            UnsupportedRoomVersion => 24,
+            RoomInUse => 25,
+            BadAlias => 26,
+            Conflict => 27,
+            WrongRoomKeysVersion { .. } => 28,
+            ServerManaged => 29,
+            ProfileTooLarge => 30,
+            KeyTooLarge => 31,
+            InviteBlocked => 32,
+            Internal => 33,
+        }
+    }
+
+    #[test]
+    fn every_kind_is_listed_once() {
+        let all = ErrorKind::every(&Value::Null);
+        let mut seen: Vec<usize> = all.iter().map(ordinal).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..34).collect::<Vec<_>>());
+    }
+
+    /// What crosses the Durable Object boundary: the object answers `to_response`, the
+    /// caller rebuilds with `from_response` from the JSON text.
+    fn across(e: &Error) -> Error {
+        let (status, body) = e.to_response();
+        let text = body.to_string();
+        Error::from_response(status, &serde_json::from_str(&text).unwrap())
+    }
+
+    #[test]
+    fn every_kind_crosses_the_boundary_intact() {
+        let samples = ErrorKind::every(&json!({ "soft_logout": true, "retry_after_ms": 2500, "current_version": "7" }));
+        for kind in samples {
+            let e = err!(kind.clone(), "message for {}", kind.errcode());
+            let back = across(&e);
+            if kind == ErrorKind::Internal {
+                assert_eq!(back.to_response(), Error::Matrix(ErrorKind::Internal, "Internal server error".into()).to_response());
+            } else {
+                assert_eq!(back.kind(), kind);
+                assert_eq!(back.to_response(), e.to_response(), "{kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn internal_and_unknown_answers_stay_generic() {
+        let back = across(&Error::internal("db exploded: secret path"));
+        assert_eq!(back.kind(), ErrorKind::Internal);
+        let raw = Error::from_response(500, &json!({"errcode": "M_UNKNOWN", "error": "secret detail"}));
+        assert_eq!(raw.to_response().1["error"], "Internal server error");
+        let odd = Error::from_response(418, &json!({"errcode": "M_FORBIDDEN", "error": "teapot"}));
+        assert_eq!(odd.kind(), ErrorKind::Internal);
+        let not_json = Error::from_response(502, &Value::Null);
+        assert_eq!(not_json.kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn uia_crosses_the_boundary() {
+        let body = json!({ "flows": [{"stages": ["m.login.password"]}], "session": "s", "params": {} });
+        let back = across(&Error::Uia(body.clone()));
+        assert_eq!(back.to_response(), (401, body));
     }
 
     #[test]

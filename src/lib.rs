@@ -3,7 +3,8 @@
 //! - [`core`] and [`error`]: protocol and domain logic, no `worker` import, tested natively.
 //! - [`http`] and [`router`]: request/response types and the route table, also native.
 //! - `api`, `store`, `ctx`, `durable_objects` (wasm32 only): handlers, D1 storage, the
-//!   per-request context and the Durable Object classes.
+//!   per-request context and the Durable Object classes (`durable_objects::protocol`, the
+//!   objects' request and response types, is native).
 
 pub mod core;
 pub mod error;
@@ -15,7 +16,7 @@ pub mod routes;
 pub mod api;
 #[cfg(target_arch = "wasm32")]
 pub mod ctx;
-#[cfg(target_arch = "wasm32")]
+// The classes are wasm32-only (see its `mod.rs`); their protocol types are native.
 #[path = "../durable_objects/mod.rs"]
 pub mod durable_objects;
 #[cfg(target_arch = "wasm32")]

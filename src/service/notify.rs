@@ -1,10 +1,7 @@
-//! Wake-ups and notifications after a write commits.
-//!
-//! Every writer calls [`notify_users`] for the users whose `/sync` could change (after its
-//! D1 write has committed); each user's `UserSync` Durable Object wakes that user's waiting
-//! syncs. [`after_append`] does this for new room events, after recording what each member's
-//! push rules say about them (unread counts, `/notifications`) and handing pushes to the
-//! members' push gateways in the background.
+//! The fan-out after new room events commit: [`after_append`] records what each member's
+//! push rules say about them (unread counts, `/notifications`), wakes the syncs of everyone
+//! concerned ([`crate::service::wakeups`]) and hands pushes to the members' push gateways in
+//! the background. To-device queues live in [`crate::service::to_device`].
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -23,90 +20,9 @@ use crate::params;
 use crate::store::db::Db;
 use crate::store::sync as sstore;
 
-fn fail(e: worker::Error) -> Error {
-    Error::internal(format!("UserSync object: {e}"))
-}
-
-fn stub(env: &Env, user: &str) -> Result<worker::Stub> {
-    let ns = env.durable_object("USER_SYNC").map_err(fail)?;
-    ns.id_from_name(user).map_err(fail)?.get_stub().map_err(fail)
-}
-
-async fn call(env: &Env, user: &str, method: worker::Method, path: &str) -> Result<Value> {
-    let mut init = worker::RequestInit::new();
-    init.with_method(method);
-    let req = worker::Request::new_with_init(&format!("https://user-sync{path}"), &init).map_err(fail)?;
-    let mut resp = stub(env, user)?.fetch_with_request(req).await.map_err(fail)?;
-    resp.json().await.map_err(fail)
-}
-
-async fn post(env: &Env, user: &str, path: &str, body: &Value) -> Result<Value> {
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post).with_body(Some(wasm_bindgen::JsValue::from_str(&body.to_string())));
-    let req = worker::Request::new_with_init(&format!("https://user-sync{path}"), &init).map_err(fail)?;
-    let mut resp = stub(env, user)?.fetch_with_request(req).await.map_err(fail)?;
-    resp.json().await.map_err(fail)
-}
-
-/// Queues to-device messages for a user's devices (`[{"device_id", "message"}]`) in their
-/// `UserSync` object, which wakes their syncs.
-pub async fn queue_to_device(env: &Env, user: &str, messages: Vec<Value>) -> Result<()> {
-    post(env, user, "/to_device", &json!({ "messages": messages })).await?;
-    Ok(())
-}
-
-/// Drops the queued to-device messages of deleted devices.
-pub async fn forget_devices(env: &Env, user: &str, devices: &[String]) -> Result<()> {
-    post(env, user, "/forget", &json!({ "device_ids": devices })).await?;
-    Ok(())
-}
-
-/// A dehydrated device's to-device messages after `since`, without deleting any (MSC3814:
-/// a rehydration that fails half-way can start again). Returns the events and the position
-/// of the last one.
-pub async fn peek_to_device(env: &Env, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
-    let path =
-        format!("/to_device?keep=1&device_id={}&since={since}", percent_encoding::utf8_percent_encode(device, percent_encoding::NON_ALPHANUMERIC));
-    let r = call(env, user, worker::Method::Get, &path).await?;
-    let events = r["events"].as_array().cloned().unwrap_or_default();
-    Ok((events, r["position"].as_f64().unwrap_or(since as f64) as u64))
-}
-
-/// Records a `/sendToDevice` transaction; false if the device used it before.
-pub async fn new_send_txn(env: &Env, user: &str, device: &str, txn: &str) -> Result<bool> {
-    Ok(post(env, user, "/txn", &json!({ "device_id": device, "txn_id": txn })).await?["new"].as_bool().unwrap_or(true))
-}
-
-/// The device's to-device messages after position `since` (which acknowledges, and so
-/// deletes, everything up to it). Returns the events and the new position.
-pub async fn take_to_device(env: &Env, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
-    let path = format!("/to_device?device_id={}&since={since}", percent_encoding::utf8_percent_encode(device, percent_encoding::NON_ALPHANUMERIC));
-    let r = call(env, user, worker::Method::Get, &path).await?;
-    let events = r["events"].as_array().cloned().unwrap_or_default();
-    Ok((events, r["position"].as_f64().unwrap_or(since as f64) as u64))
-}
-
-/// Wakes the waiting syncs of these users (local users only; duplicates are skipped). One
-/// Durable Object call per user, all in flight at once. Failures are ignored: a missed
-/// wake-up only delays a sync to its timeout.
-pub async fn notify_users<I: IntoIterator<Item = String>>(env: &Env, config: &Config, users: I) {
-    let local: BTreeSet<String> =
-        users.into_iter().filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name)).collect();
-    join_all(local.iter().map(|u| call(env, u, worker::Method::Post, "/notify"))).await;
-}
-
-/// The user's change counter, read before a sync checks the stores.
-pub async fn sync_version(env: &Env, user: &str) -> Result<String> {
-    Ok(call(env, user, worker::Method::Get, "/version").await?["v"].as_str().unwrap_or_default().to_owned())
-}
-
-/// Waits until the user's counter moves past `seen` or `timeout_ms` passes. Returns the
-/// counter when woken (the value to wait on next), `None` on timeout.
-pub async fn wait(env: &Env, user: &str, seen: &str, timeout_ms: u64) -> Result<Option<String>> {
-    let path = format!("/wait?v={}&timeout={timeout_ms}", percent_encoding::utf8_percent_encode(seen, percent_encoding::NON_ALPHANUMERIC));
-    let r = call(env, user, worker::Method::Get, &path).await?;
-    Ok(if r["woken"].as_bool().unwrap_or(false) { Some(r["v"].as_str().unwrap_or_default().to_owned()) } else { None })
-}
+// Moved to their own modules; kept here so existing callers compile.
+pub use crate::service::to_device::{forget_devices, new_send_txn, peek_to_device, queue_to_device, take_to_device};
+pub use crate::service::wakeups::{notify_users, sync_version, wait};
 
 /// A current-state row the push rules need (power levels, create, joined members).
 #[derive(Deserialize)]

@@ -6,9 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{EventId, OwnedEventId, RoomId, UserId};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use ruma::{EventId, OwnedEventId, RoomId};
 
 use crate::core::config::Config;
 use crate::core::room::auth::{auth_types, prepare_event, RoomHead};
@@ -17,7 +15,6 @@ use crate::core::room::power::PowerLevels;
 use crate::core::room::state::{StateEntry, StateMap};
 use crate::core::room::version_rules;
 use crate::core::time::now_ms;
-use crate::core::txn::txn_key;
 use crate::err;
 use crate::error::{Error, Result};
 use crate::store::db::Db;
@@ -26,59 +23,8 @@ use crate::store::rooms;
 /// A full state snapshot every this many links, so loading a group reads at most 33 rows.
 const SNAPSHOT_EVERY: u32 = 32;
 
-/// The wire form of a [`NewEvent`] between the Worker and the Room Durable Object.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NewEventWire {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub state_key: Option<String>,
-    pub content: Value,
-    pub sender: String,
-    pub redacts: Option<String>,
-}
-
-impl NewEventWire {
-    pub fn from_new(n: &NewEvent) -> Self {
-        NewEventWire {
-            kind: n.kind.clone(),
-            state_key: n.state_key.clone(),
-            content: n.content.clone(),
-            sender: n.sender.to_string(),
-            redacts: n.redacts.as_ref().map(|r| r.to_string()),
-        }
-    }
-
-    pub fn into_new(self) -> Result<NewEvent> {
-        Ok(NewEvent {
-            kind: self.kind,
-            state_key: self.state_key,
-            content: self.content,
-            sender: UserId::parse(&self.sender).map_err(|_| err!(BadJson, "bad sender"))?,
-            redacts: match self.redacts {
-                Some(r) => Some(EventId::parse(&r).map_err(|_| err!(BadJson, "bad redacts"))?),
-                None => None,
-            },
-        })
-    }
-}
-
-/// A client transaction: `key` is what idempotency is keyed on (scoped by endpoint and path
-/// parameters, [`txn_key`]); `txn_id` is what the sender's clients see again in
-/// `unsigned.transaction_id`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Txn {
-    pub user_id: String,
-    pub device_id: String,
-    pub txn_id: String,
-    pub key: String,
-}
-
-impl Txn {
-    /// `scope`: the endpoint's name and its path parameters, e.g. `["send", room, type]`.
-    pub fn new(user_id: &str, device_id: &str, scope: &[&str], txn_id: &str) -> Txn {
-        Txn { user_id: user_id.to_owned(), device_id: device_id.to_owned(), txn_id: txn_id.to_owned(), key: txn_key(scope, txn_id) }
-    }
-}
+// The wire types of the `Room` object's append (its protocol); kept under this path.
+pub use crate::durable_objects::protocol::{NewEventWire, Txn};
 
 struct Head {
     room_id: Option<ruma::OwnedRoomId>,
@@ -315,25 +261,11 @@ async fn check_redaction(db: &Db, head: &mut Head, new: &NewEvent, target: &Even
 /// Appends events to an existing room through its `Room` Durable Object (the room's single
 /// writer). Returns the new event IDs (for a repeated transaction, the original one).
 pub async fn append_via_room(ctx: &crate::ctx::Ctx, room_id: &RoomId, news: &[NewEvent], txn: Option<Txn>) -> Result<Vec<OwnedEventId>> {
-    let fail = |e: worker::Error| Error::internal(format!("Room object: {e}"));
-    let ns = ctx.env.durable_object("ROOM").map_err(fail)?;
-    let stub = ns.id_from_name(room_id.as_str()).map_err(fail)?.get_stub().map_err(fail)?;
-    let body = serde_json::json!({
-        "room_id": room_id,
-        "events": news.iter().map(NewEventWire::from_new).collect::<Vec<_>>(),
-        "txn": txn,
-    });
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post).with_body(Some(wasm_bindgen::JsValue::from_str(&body.to_string())));
-    let req = worker::Request::new_with_init("https://room/append", &init).map_err(fail)?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(fail)?;
-    let status = resp.status_code();
-    let json: Value = resp.json().await.map_err(fail)?;
-    if status != 200 {
-        return Err(Error::from_response(status, &json));
+    use crate::durable_objects::protocol::{RoomProto, RoomRequest, RoomResponse};
+    use crate::service::objects::{call, unexpected};
+    let request = RoomRequest::Append { room_id: room_id.to_string(), events: news.iter().map(NewEventWire::from_new).collect(), txn };
+    match call::<RoomProto>(&ctx.env, room_id.as_str(), &request).await? {
+        RoomResponse::Appended { event_ids } => Ok(event_ids.iter().filter_map(|s| EventId::parse(s).ok()).collect()),
+        _ => Err(unexpected::<RoomProto>()),
     }
-    json["event_ids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).filter_map(|s| EventId::parse(s).ok()).collect())
-        .ok_or_else(|| Error::internal("Room object returned no event IDs"))
 }

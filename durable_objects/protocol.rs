@@ -1,0 +1,409 @@
+//! The one protocol of each Durable Object class: a request enum and a response enum, shared
+//! by the caller ([`crate::service::objects::call`]) and the object (`serve` in this
+//! module's parent). Native code, so the wire forms are unit-tested.
+//!
+//! On the wire a call is one `POST` whose body is the request (`{"op": "...", ...}`). The
+//! object answers `200` with the response (`{"reply": "...", ...}`), or with the status and
+//! body of the normal Matrix error ([`crate::Error::to_response`]), which the caller turns
+//! back into the same error ([`crate::Error::from_response`]). Internal failures cross as
+//! the generic `M_UNKNOWN` 500 and stay generic.
+
+use std::collections::BTreeMap;
+
+use ruma::{EventId, UserId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::core::room::pdu::NewEvent;
+use crate::core::txn::txn_key;
+use crate::err;
+use crate::error::Result;
+
+/// One Durable Object class's protocol.
+pub trait Protocol {
+    /// The namespace binding in `wrangler.toml`.
+    const BINDING: &'static str;
+    /// The class name (health answers, log lines).
+    const CLASS: &'static str;
+    /// Every class answers a health check with its schema version.
+    const HEALTH: Self::Request;
+    type Request: Serialize + DeserializeOwned;
+    type Response: Serialize + DeserializeOwned;
+    /// The health answer, if `r` is one.
+    fn health(r: Self::Response) -> Option<Health>;
+}
+
+/// A class's health answer (`GET /_stratus/health` shows it as is).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub class: String,
+    pub schema_version: i64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Room: one per room (named by the room ID).
+
+pub enum RoomProto {}
+
+impl Protocol for RoomProto {
+    const BINDING: &'static str = "ROOM";
+    const CLASS: &'static str = "Room";
+    const HEALTH: RoomRequest = RoomRequest::Health;
+    type Request = RoomRequest;
+    type Response = RoomResponse;
+    fn health(r: RoomResponse) -> Option<Health> {
+        match r {
+            RoomResponse::Health(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RoomRequest {
+    Health,
+    /// Appends events to the room as its single writer.
+    Append {
+        room_id: String,
+        events: Vec<NewEventWire>,
+        txn: Option<Txn>,
+    },
+    /// Sets or clears a member's typing flag (`timeout` in ms, capped by the object).
+    Typing {
+        room_id: String,
+        user_id: String,
+        typing: bool,
+        timeout: Option<u64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum RoomResponse {
+    Health(Health),
+    /// The new event IDs (for a repeated transaction, the original one).
+    Appended {
+        event_ids: Vec<String>,
+    },
+    Done,
+}
+
+/// The wire form of a [`NewEvent`] between the Worker and the Room Durable Object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewEventWire {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub content: Value,
+    pub sender: String,
+    pub redacts: Option<String>,
+}
+
+impl NewEventWire {
+    pub fn from_new(n: &NewEvent) -> Self {
+        NewEventWire {
+            kind: n.kind.clone(),
+            state_key: n.state_key.clone(),
+            content: n.content.clone(),
+            sender: n.sender.to_string(),
+            redacts: n.redacts.as_ref().map(|r| r.to_string()),
+        }
+    }
+
+    pub fn into_new(self) -> Result<NewEvent> {
+        Ok(NewEvent {
+            kind: self.kind,
+            state_key: self.state_key,
+            content: self.content,
+            sender: UserId::parse(&self.sender).map_err(|_| err!(BadJson, "bad sender"))?,
+            redacts: match self.redacts {
+                Some(r) => Some(EventId::parse(&r).map_err(|_| err!(BadJson, "bad redacts"))?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// A client transaction: `key` is what idempotency is keyed on (scoped by endpoint and path
+/// parameters, [`txn_key`]); `txn_id` is what the sender's clients see again in
+/// `unsigned.transaction_id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Txn {
+    pub user_id: String,
+    pub device_id: String,
+    pub txn_id: String,
+    pub key: String,
+}
+
+impl Txn {
+    /// `scope`: the endpoint's name and its path parameters, e.g. `["send", room, type]`.
+    pub fn new(user_id: &str, device_id: &str, scope: &[&str], txn_id: &str) -> Txn {
+        Txn { user_id: user_id.to_owned(), device_id: device_id.to_owned(), txn_id: txn_id.to_owned(), key: txn_key(scope, txn_id) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// UserKeys: one per user (named by the user ID).
+
+pub enum UserKeysProto {}
+
+impl Protocol for UserKeysProto {
+    const BINDING: &'static str = "USER_KEYS";
+    const CLASS: &'static str = "UserKeys";
+    const HEALTH: UserKeysRequest = UserKeysRequest::Health;
+    type Request = UserKeysRequest;
+    type Response = UserKeysResponse;
+    fn health(r: UserKeysResponse) -> Option<Health> {
+        match r {
+            UserKeysResponse::Health(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+/// One uploaded one-time or fallback key; `key_id` is the full `algorithm:id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyWire {
+    pub algorithm: String,
+    pub key_id: String,
+    pub key: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimWire {
+    pub device_id: String,
+    pub algorithm: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedKey {
+    pub device_id: String,
+    pub key_id: String,
+    pub key: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum UserKeysRequest {
+    Health,
+    /// Stores a device's keys; nothing is stored if a one-time key ID is reused with
+    /// another key.
+    Upload {
+        device_id: String,
+        one_time_keys: Vec<KeyWire>,
+        fallback_keys: Vec<KeyWire>,
+    },
+    Counts {
+        device_id: String,
+    },
+    /// One key per claim: a one-time key if one is left, else the fallback key (marked used).
+    Claim {
+        claims: Vec<ClaimWire>,
+    },
+    /// Forgets the devices' keys.
+    Delete {
+        device_ids: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum UserKeysResponse {
+    Health(Health),
+    /// The device's one-time key counts after an upload.
+    Uploaded {
+        counts: BTreeMap<String, u64>,
+    },
+    /// A one-time key ID that already holds another key (nothing was stored).
+    Conflict {
+        key_id: String,
+    },
+    Counts {
+        counts: BTreeMap<String, u64>,
+        unused_fallback: Vec<String>,
+    },
+    Claimed {
+        keys: Vec<ClaimedKey>,
+    },
+    Done,
+}
+
+// ---------------------------------------------------------------------------------------
+// UserSync: one per user (named by the user ID).
+
+pub enum UserSyncProto {}
+
+impl Protocol for UserSyncProto {
+    const BINDING: &'static str = "USER_SYNC";
+    const CLASS: &'static str = "UserSync";
+    const HEALTH: UserSyncRequest = UserSyncRequest::Health;
+    type Request = UserSyncRequest;
+    type Response = UserSyncResponse;
+    fn health(r: UserSyncResponse) -> Option<Health> {
+        match r {
+            UserSyncResponse::Health(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+/// One queued to-device message for one of the user's devices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToDeviceMessage {
+    pub device_id: String,
+    pub message: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum UserSyncRequest {
+    Health,
+    /// The change counter, read before a sync looks at the stores.
+    Version,
+    /// Moves the counter and wakes the waiting syncs.
+    Notify,
+    /// Waits until the counter differs from `seen` (at once if it already does) or
+    /// `timeout_ms` passes.
+    Wait {
+        seen: String,
+        timeout_ms: u64,
+    },
+    /// Queues messages and wakes the syncs.
+    QueueToDevice {
+        messages: Vec<ToDeviceMessage>,
+    },
+    /// The device's messages after `since`; those up to `since` are deleted unless `keep`.
+    TakeToDevice {
+        device_id: String,
+        since: u64,
+        keep: bool,
+    },
+    /// Drops the queued messages of deleted devices.
+    ForgetDevices {
+        device_ids: Vec<String>,
+    },
+    /// Records a `/sendToDevice` transaction.
+    SendTxn {
+        device_id: String,
+        txn_id: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum UserSyncResponse {
+    Health(Health),
+    /// The counter (`Version`, `Notify`).
+    Version {
+        v: String,
+    },
+    /// `Wait`: whether the counter moved, and its value as of the answer (the value to wait
+    /// on next: nothing committed after this point is missed).
+    Waited {
+        woken: bool,
+        v: String,
+    },
+    /// Events and the position of the last one.
+    ToDevice {
+        events: Vec<Value>,
+        position: u64,
+    },
+    /// `SendTxn`: false if the device used the transaction before.
+    Txn {
+        new: bool,
+    },
+    Done,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) {
+        let text = serde_json::to_string(&v).unwrap();
+        let back: T = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v, "{text}");
+    }
+
+    #[test]
+    fn room_messages_round_trip() {
+        let ev = NewEventWire {
+            kind: "m.room.message".into(),
+            state_key: None,
+            content: json!({"body": "hi", "n": 1}),
+            sender: "@a:s".into(),
+            redacts: Some("$e".into()),
+        };
+        let txn = Txn::new("@a:s", "D", &["send", "!r:s", "m.room.message"], "t1");
+        round_trip(RoomRequest::Health);
+        round_trip(RoomRequest::Append { room_id: "!r:s".into(), events: vec![ev.clone(), ev], txn: Some(txn) });
+        round_trip(RoomRequest::Append { room_id: "!r:s".into(), events: vec![], txn: None });
+        round_trip(RoomRequest::Typing { room_id: "!r:s".into(), user_id: "@a:s".into(), typing: true, timeout: Some(30_000) });
+        round_trip(RoomRequest::Typing { room_id: "!r:s".into(), user_id: "@a:s".into(), typing: false, timeout: None });
+        round_trip(RoomResponse::Health(Health { class: "Room".into(), schema_version: 2 }));
+        round_trip(RoomResponse::Appended { event_ids: vec!["$a".into(), "$b".into()] });
+        round_trip(RoomResponse::Done);
+    }
+
+    #[test]
+    fn new_event_wire_keeps_the_event() {
+        let n = NewEvent {
+            kind: "m.room.redaction".into(),
+            state_key: None,
+            content: json!({"reason": "x"}),
+            sender: UserId::parse("@a:s").unwrap(),
+            redacts: Some(EventId::parse("$e:s").unwrap()),
+        };
+        let back = NewEventWire::from_new(&n).into_new().unwrap();
+        assert_eq!((back.kind, back.sender, back.redacts), (n.kind, n.sender, n.redacts));
+        let bad = NewEventWire { kind: "t".into(), state_key: None, content: json!({}), sender: "nope".into(), redacts: None };
+        assert_eq!(bad.into_new().unwrap_err().kind(), crate::ErrorKind::BadJson);
+    }
+
+    #[test]
+    fn user_keys_messages_round_trip() {
+        let k = KeyWire { algorithm: "signed_curve25519".into(), key_id: "signed_curve25519:AAA".into(), key: json!({"key": "x"}) };
+        round_trip(UserKeysRequest::Health);
+        round_trip(UserKeysRequest::Upload { device_id: "D".into(), one_time_keys: vec![k.clone()], fallback_keys: vec![k] });
+        round_trip(UserKeysRequest::Counts { device_id: "D".into() });
+        round_trip(UserKeysRequest::Claim { claims: vec![ClaimWire { device_id: "D".into(), algorithm: "signed_curve25519".into() }] });
+        round_trip(UserKeysRequest::Delete { device_ids: vec!["D".into(), "E".into()] });
+        round_trip(UserKeysResponse::Health(Health { class: "UserKeys".into(), schema_version: 2 }));
+        round_trip(UserKeysResponse::Uploaded { counts: BTreeMap::from([("signed_curve25519".into(), 50)]) });
+        round_trip(UserKeysResponse::Conflict { key_id: "signed_curve25519:AAA".into() });
+        round_trip(UserKeysResponse::Counts { counts: BTreeMap::new(), unused_fallback: vec!["signed_curve25519".into()] });
+        round_trip(UserKeysResponse::Claimed { keys: vec![ClaimedKey { device_id: "D".into(), key_id: "k:1".into(), key: json!("abc") }] });
+        round_trip(UserKeysResponse::Done);
+    }
+
+    #[test]
+    fn user_sync_messages_round_trip() {
+        round_trip(UserSyncRequest::Health);
+        round_trip(UserSyncRequest::Version);
+        round_trip(UserSyncRequest::Notify);
+        round_trip(UserSyncRequest::Wait { seen: "ab12:3".into(), timeout_ms: 30_000 });
+        round_trip(UserSyncRequest::QueueToDevice {
+            messages: vec![ToDeviceMessage { device_id: "D".into(), message: json!({"type": "m.x", "content": {}}) }],
+        });
+        round_trip(UserSyncRequest::TakeToDevice { device_id: "D/with&odd=chars".into(), since: 7, keep: true });
+        round_trip(UserSyncRequest::ForgetDevices { device_ids: vec!["D".into()] });
+        round_trip(UserSyncRequest::SendTxn { device_id: "D".into(), txn_id: "t".into() });
+        round_trip(UserSyncResponse::Health(Health { class: "UserSync".into(), schema_version: 3 }));
+        round_trip(UserSyncResponse::Version { v: "ab12:0".into() });
+        round_trip(UserSyncResponse::Waited { woken: true, v: "ab12:1".into() });
+        round_trip(UserSyncResponse::ToDevice { events: vec![json!({"type": "m.x"})], position: 12 });
+        round_trip(UserSyncResponse::Txn { new: false });
+        round_trip(UserSyncResponse::Done);
+    }
+
+    #[test]
+    fn health_is_the_documented_shape() {
+        let h = serde_json::to_value(Health { class: "Room".into(), schema_version: 2 }).unwrap();
+        assert_eq!(h, json!({"class": "Room", "schema_version": 2}));
+        assert_eq!(RoomProto::health(RoomResponse::Done), None);
+        assert!(UserSyncProto::health(UserSyncResponse::Health(Health { class: "UserSync".into(), schema_version: 1 })).is_some());
+    }
+}
