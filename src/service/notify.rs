@@ -21,8 +21,6 @@ use crate::store::db::Db;
 use crate::store::sync as sstore;
 
 // Moved to their own modules; kept here so existing callers compile.
-pub use crate::service::to_device::{forget_devices, new_send_txn, peek_to_device, queue_to_device, take_to_device};
-pub use crate::service::wakeups::{notify_users, sync_version, wait};
 
 /// A current-state row the push rules need (power levels, create, joined members).
 #[derive(Deserialize)]
@@ -86,7 +84,7 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
             vec![]
         }
     };
-    notify_users(env, config, affected).await;
+    crate::service::wakeups::notify_users(env, config, affected).await;
     if !pushes.is_empty() {
         let db2 = Db::new(env.d1("DB").map_err(Error::internal)?);
         let allow = config.push_gateway_ip_allowlist.clone();

@@ -16,7 +16,7 @@ use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::service::e2ee::{store_keys, uploaded_keys};
-use crate::service::{keys, notify};
+use crate::service::{keys, to_device};
 use crate::store::{accounts, e2ee as kstore};
 
 /// # `PUT /_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`
@@ -92,7 +92,7 @@ pub async fn dehydrated_events_route(ctx: &Ctx, req: &Request, me: &Authed, devi
         None => 0,
         Some(t) => t.parse::<u64>().map_err(|_| err!(InvalidParam, "Bad next_batch token"))?,
     };
-    let (events, pos) = notify::peek_to_device(&ctx.env, user, device_id, since).await?;
+    let (events, pos) = to_device::peek_to_device(&ctx.env, user, device_id, since).await?;
     let mut out = json!({ "events": events });
     if !events.is_empty() {
         out["next_batch"] = json!(pos.to_string());

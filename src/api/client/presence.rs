@@ -11,7 +11,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::notify;
+use crate::service::wakeups;
 use crate::store::{accounts, sync as sstore};
 
 #[derive(Deserialize)]
@@ -38,7 +38,7 @@ pub async fn set_presence_route(ctx: &Ctx, req: &Request, me: &Authed, user_id: 
     let msg = body.status_msg.as_ref().map(|m| m.as_deref());
     if sstore::set_presence(&ctx.db, user_id, &body.presence, msg).await? {
         let users = sstore::users_sharing_rooms(&ctx.db, user_id).await?;
-        notify::notify_users(&ctx.env, &ctx.config, users).await;
+        wakeups::notify_users(&ctx.env, &ctx.config, users).await;
     }
     Ok(Response::ok(json!({})))
 }

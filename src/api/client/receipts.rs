@@ -11,7 +11,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::{account_data, notify};
+use crate::service::{account_data, wakeups};
 use crate::store::{rooms, sync as sstore};
 
 /// Records one receipt or marker and wakes whoever sees it.
@@ -28,7 +28,7 @@ async fn set_marker(ctx: &Ctx, me: &Authed, room_id: &str, kind: &str, event_id:
         "m.read" | "m.read.private" => {
             sstore::put_receipt(&ctx.db, room_id, user, kind, thread_id.unwrap_or(""), event_id, row.stream()).await?;
             let who = if kind == "m.read" { rooms::members_with(&ctx.db, room_id, "join").await? } else { vec![user.to_owned()] };
-            notify::notify_users(&ctx.env, &ctx.config, who).await;
+            wakeups::notify_users(&ctx.env, &ctx.config, who).await;
             Ok(())
         }
         _ => Err(err!(InvalidParam, "Unknown receipt type")),

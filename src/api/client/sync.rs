@@ -20,8 +20,8 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::notify;
 use crate::service::sync::{self, Params};
+use crate::service::wakeups;
 use crate::store::sync as sstore;
 
 /// Long-poll waits are capped (clients ask for 30 s).
@@ -76,7 +76,7 @@ async fn sync_inner(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let waits = p.since.is_some() && timeout > 0 && !p.full_state;
     // Read the wake-up counter before looking, so nothing committed after the look is missed;
     // after a wake-up, the counter the wake-up reported plays that part.
-    let mut seen = if waits { Some(notify::sync_version(&ctx.env, me.user_id.as_str()).await?) } else { None };
+    let mut seen = if waits { Some(wakeups::sync_version(&ctx.env, me.user_id.as_str()).await?) } else { None };
     for _ in 0..20 {
         let out = sync::compute(ctx, me, &p).await?;
         let found = out.has_updates();
@@ -85,7 +85,7 @@ async fn sync_inner(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
         let Some(v) = seen.take().filter(|_| !found && now < deadline) else {
             return Ok(Response::ok(body));
         };
-        match notify::wait(&ctx.env, me.user_id.as_str(), &v, deadline - now).await? {
+        match wakeups::wait(&ctx.env, me.user_id.as_str(), &v, deadline - now).await? {
             Some(next) => seen = Some(next),
             // Timed out with nothing new: the same positions back.
             None => return Ok(Response::ok(body)),

@@ -11,7 +11,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::notify;
+use crate::service::to_device;
 use crate::store::accounts;
 
 /// The largest content of one message (the spec's event size limit, as Synapse applies to
@@ -43,7 +43,7 @@ pub async fn send_to_device_route(ctx: &Ctx, req: &Request, me: &Authed, kind: &
     }
     // Scoped to the endpoint and its event type, as room sends are (`timeline::txn_key`).
     let key = txn_key(&["sendToDevice", kind], txn_id);
-    if !notify::new_send_txn(&ctx.env, me.user_id.as_str(), &me.device_id, &key).await? {
+    if !to_device::new_send_txn(&ctx.env, me.user_id.as_str(), &me.device_id, &key).await? {
         return Ok(Response::ok(json!({})));
     }
     for (user, per_device) in local {
@@ -60,7 +60,7 @@ pub async fn send_to_device_route(ctx: &Ctx, req: &Request, me: &Authed, kind: &
             }
         }
         if !out.is_empty() {
-            notify::queue_to_device(&ctx.env, user, out).await?;
+            to_device::queue_to_device(&ctx.env, user, out).await?;
         }
     }
     Ok(Response::ok(json!({})))

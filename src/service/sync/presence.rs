@@ -7,7 +7,7 @@ use crate::core::sync_token::SyncToken;
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::service::notify;
+use crate::service::wakeups;
 use crate::store::sync as sstore;
 
 /// Presence changes in `(since, now]` (everything in an initial sync), as the filter allows.
@@ -38,7 +38,7 @@ pub async fn since(ctx: &Ctx, user: &str, f: &Filter, since: Option<&SyncToken>,
 pub async fn set_by_sync(ctx: &Ctx, user: &str, presence: &str) -> Result<()> {
     if sstore::set_presence(&ctx.db, user, presence, None).await? {
         let users = sstore::users_sharing_rooms(&ctx.db, user).await?;
-        notify::notify_users(&ctx.env, &ctx.config, users).await;
+        wakeups::notify_users(&ctx.env, &ctx.config, users).await;
     }
     Ok(())
 }

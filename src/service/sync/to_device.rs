@@ -5,10 +5,10 @@ use serde_json::Value;
 
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::service::notify;
+use crate::service::to_device;
 
 /// The device's messages after `since` (the ones up to `since` are deleted: the client has
 /// them), and the position to put in the next token.
 pub async fn take(ctx: &Ctx, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
-    notify::take_to_device(&ctx.env, user, device, since).await
+    to_device::take_to_device(&ctx.env, user, device, since).await
 }
