@@ -3,6 +3,7 @@
 //! concerned ([`crate::service::wakeups`]) and hands pushes to the members' push gateways in
 //! the background. To-device queues live in [`crate::service::to_device`].
 
+use ruma::events::TimelineEventType;
 use std::collections::{BTreeSet, HashMap};
 
 use futures_util::future::join_all;
@@ -71,7 +72,7 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
     let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
     let mut affected: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
     for p in pdus {
-        if p.kind.to_string() == "m.room.member" {
+        if p.kind == TimelineEventType::RoomMember {
             if let Some(k) = &p.state_key {
                 affected.push(k.clone());
             }
@@ -117,8 +118,8 @@ async fn record_push_actions(
 ) -> Result<Vec<PendingPush>> {
     let local: Vec<String> =
         joined.iter().filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name)).cloned().collect();
-    let quiet = |p: &Pdu| p.state_key.is_some() && !matches!(p.kind.to_string().as_str(), "m.room.member" | "m.room.tombstone");
-    let invites = pdus.iter().any(|p| p.kind.to_string() == "m.room.member" && p.content_value()["membership"] == "invite");
+    let quiet = |p: &Pdu| p.state_key.is_some() && !matches!(p.kind, TimelineEventType::RoomMember | TimelineEventType::RoomTombstone);
+    let invites = pdus.iter().any(|p| p.kind == TimelineEventType::RoomMember && p.content_value()["membership"] == "invite");
     if (local.is_empty() && !invites) || pdus.iter().all(quiet) {
         return Ok(vec![]);
     }
@@ -154,7 +155,7 @@ async fn record_push_actions(
     // (`.m.rule.invite_for_me`).
     let mut targets: Vec<String> = local.clone();
     for p in pdus {
-        if p.kind.to_string() == "m.room.member" && p.content_value()["membership"] == "invite" {
+        if p.kind == TimelineEventType::RoomMember && p.content_value()["membership"] == "invite" {
             if let Some(k) = p.state_key.as_ref().filter(|k| UserId::parse(k.as_str()).is_ok_and(|u| u.server_name() == config.server_name)) {
                 if !targets.contains(k) {
                     targets.push(k.clone());

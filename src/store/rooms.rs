@@ -1,5 +1,6 @@
 //! Rooms, events, state groups, current state, memberships, transaction IDs, aliases.
 
+use ruma::events::TimelineEventType;
 use std::collections::{BTreeMap, HashSet};
 
 use ruma::{EventId, OwnedEventId, RoomId};
@@ -198,7 +199,7 @@ fn relation(content: &Value) -> (Option<String>, Option<String>) {
 pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStatement>> {
     let p = w.pdu;
     let content = p.content_value();
-    let membership = if p.kind.to_string() == "m.room.member" { content["membership"].as_str().map(str::to_owned) } else { None };
+    let membership = if p.kind == TimelineEventType::RoomMember { content["membership"].as_str().map(str::to_owned) } else { None };
     let (relates_to, rel_type) = relation(&content);
     let (txn_device, txn_id) = match &w.txn {
         Some(t) => (Some(t.device), Some(t.txn_id)),
@@ -244,7 +245,7 @@ pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStateme
         }
     }
     if let Some(r) = &p.redacts {
-        if p.kind.to_string() == "m.room.redaction" {
+        if p.kind == TimelineEventType::RoomRedaction {
             stmts.push(db.stmt(
                 "UPDATE events SET redacted_by = ? WHERE event_id = ? AND room_id = ? AND redacted_by IS NULL",
                 params![p.event_id.as_str(), r.as_str(), room],

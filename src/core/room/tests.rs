@@ -8,6 +8,7 @@ mod auth_fixtures;
 mod fixture;
 mod state_res_fixtures;
 
+use ruma::events::TimelineEventType;
 use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -149,7 +150,7 @@ impl TestRoom {
     }
 
     fn accept(&mut self, branch: &Branch, pdu: Pdu) -> (Pdu, Branch) {
-        if pdu.kind.to_string() == "m.room.create" && self.room_id.is_none() {
+        if pdu.kind == TimelineEventType::RoomCreate && self.room_id.is_none() {
             self.room_id = Some(pdu.room_id.clone());
         }
         let next = Branch { state: state::state_after(&branch.state, &pdu), extremities: vec![pdu.event_id.clone()], depth: pdu.depth };
