@@ -198,7 +198,7 @@ fn relation(content: &Value) -> (Option<String>, Option<String>) {
 pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStatement>> {
     let p = w.pdu;
     let content = p.content_value();
-    let membership = if p.kind.to_string() == "m.room.member" { content["membership"].as_str().map(str::to_owned) } else { None };
+    let membership = if p.kind.to_string() == "m.room.member" { content.get("membership").and_then(Value::as_str).map(str::to_owned) } else { None };
     let (relates_to, rel_type) = relation(&content);
     let (txn_device, txn_id) = match &w.txn {
         Some(t) => (Some(t.device), Some(t.txn_id)),
