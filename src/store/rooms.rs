@@ -19,9 +19,7 @@ const MAX_PARAMS: usize = 90;
 
 #[derive(Debug, Deserialize, Clone)]
 pub struct RoomRow {
-    pub room_id: String,
     pub room_version: String,
-    pub creator: String,
     pub is_public: i64,
     pub head_event: Option<String>,
     pub head_depth: f64,
@@ -44,7 +42,6 @@ pub struct EventRow {
     pub sender: String,
     pub origin_server_ts: f64,
     pub json: String,
-    pub state_before: Option<String>,
     pub state_after: Option<String>,
     pub membership: Option<String>,
     pub redacted_by: Option<String>,

@@ -39,7 +39,6 @@ pub struct NotificationRow {
     pub event_id: String,
     pub room_id: String,
     pub stream: f64,
-    pub highlight: f64,
     pub actions: String,
     pub ts: f64,
     pub json: String,

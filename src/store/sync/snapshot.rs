@@ -15,7 +15,6 @@ use crate::store::db::Db;
 pub struct MembershipRow {
     pub room_id: String,
     pub membership: String,
-    pub event_id: String,
     pub stream: f64,
     pub forgotten: f64,
 }
