@@ -220,20 +220,22 @@ impl Error {
         match self {
             Error::Uia(body) => (401, body.clone()),
             Error::Matrix(kind, msg) => {
-                let mut body = json!({ "errcode": kind.errcode(), "error": msg });
+                let mut body = serde_json::Map::new();
+                body.insert("errcode".into(), json!(kind.errcode()));
+                body.insert("error".into(), json!(msg));
                 match kind {
                     ErrorKind::UnknownToken { soft_logout } => {
-                        body["soft_logout"] = json!(soft_logout);
+                        body.insert("soft_logout".into(), json!(soft_logout));
                     }
                     ErrorKind::LimitExceeded { retry_after_ms } => {
-                        body["retry_after_ms"] = json!(retry_after_ms);
+                        body.insert("retry_after_ms".into(), json!(retry_after_ms));
                     }
                     ErrorKind::WrongRoomKeysVersion { current_version } => {
-                        body["current_version"] = json!(current_version);
+                        body.insert("current_version".into(), json!(current_version));
                     }
                     _ => {}
                 }
-                (kind.status(), body)
+                (kind.status(), Value::Object(body))
             }
         }
     }

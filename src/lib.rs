@@ -13,17 +13,17 @@ pub mod router;
 pub mod routes;
 
 #[cfg(target_arch = "wasm32")]
-pub mod api;
+pub(crate) mod api;
 #[cfg(target_arch = "wasm32")]
-pub mod ctx;
+pub(crate) mod ctx;
 // The classes are wasm32-only (see its `mod.rs`); their protocol types are native.
 #[path = "../durable_objects/mod.rs"]
 pub mod durable_objects;
 #[cfg(target_arch = "wasm32")]
 mod entry;
 #[cfg(target_arch = "wasm32")]
-pub mod service;
+pub(crate) mod service;
 #[cfg(target_arch = "wasm32")]
-pub mod store;
+pub(crate) mod store;
 
 pub use error::{Error, ErrorKind, Result};

@@ -12,21 +12,29 @@ use crate::router::{Auth, Endpoint};
 
 /// Whether `flags` (the row's flag names) contain `want`, at compile time.
 const fn has_flag(flags: &[&str], want: &str) -> bool {
-    let mut i = 0;
-    while i < flags.len() {
-        let (a, b) = (flags[i].as_bytes(), want.as_bytes());
-        if a.len() == b.len() {
-            let mut j = 0;
-            while j < a.len() && a[j] == b[j] {
-                j += 1;
-            }
-            if j == a.len() {
-                return true;
-            }
+    let mut rest = flags;
+    while let [flag, tail @ ..] = rest {
+        if bytes_eq(flag.as_bytes(), want.as_bytes()) {
+            return true;
         }
-        i += 1;
+        rest = tail;
     }
     false
+}
+
+/// Byte-string equality usable in a `const fn` (slice patterns, no indexing).
+const fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let (mut a, mut b) = (a, b);
+    loop {
+        match (a, b) {
+            ([], []) => return true,
+            ([x, a_tail @ ..], [y, b_tail @ ..]) if *x == *y => {
+                a = a_tail;
+                b = b_tail;
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// Builds [`ENDPOINTS`] from the declarations below (see the module documentation).

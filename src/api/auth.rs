@@ -1,6 +1,7 @@
 //! Authentication shared by the handlers: access tokens, passwords (with failed-login rate
 //! limiting), and user-interactive auth sessions.
 
+use crate::core::json::JsonExt;
 use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::Value;
@@ -243,7 +244,9 @@ fn challenge(ctx: &Ctx, flows: &Flows, session: &str, completed: &[String], erro
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         q.append_pair("action", "org.matrix.cross_signing_reset").append_pair("session", session);
         let url = format!("{}/account?{}", ctx.config.public_baseurl.trim_end_matches('/'), q.finish());
-        body["params"][uia::OAUTH] = serde_json::json!({ "url": url });
+        if let Some(params) = body.object_at("params") {
+            params.insert(uia::OAUTH.to_owned(), serde_json::json!({ "url": url }));
+        }
     }
     body
 }

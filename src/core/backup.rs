@@ -177,10 +177,13 @@ pub fn key_json(meta: &KeyMeta, session_data: Value) -> Value {
 /// Stored keys grouped as `GET /room_keys/keys` answers: `{"rooms": {room: {"sessions":
 /// {session: KeyBackupData}}}}`; no keys give `{"rooms": {}}`.
 pub fn group_keys(keys: impl IntoIterator<Item = (String, String, Value)>) -> Value {
-    let mut rooms = Map::new();
+    let mut rooms: Map<String, Value> = Map::new();
     for (room_id, session_id, key) in keys {
         let room = rooms.entry(room_id).or_insert_with(|| json!({ "sessions": {} }));
-        room["sessions"][session_id] = key;
+        // Always `{"sessions": {}}` as inserted just above.
+        if let Some(sessions) = room.get_mut("sessions").and_then(Value::as_object_mut) {
+            sessions.insert(session_id, key);
+        }
     }
     json!({ "rooms": rooms })
 }

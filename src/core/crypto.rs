@@ -13,6 +13,13 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     buf
 }
 
+/// `N` bytes from the platform CSPRNG, as an array (for fixed-size keys and seeds).
+pub fn random_array<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("the platform has a CSPRNG");
+    buf
+}
+
 /// A random token with a readable prefix, e.g. `syt_…` (Synapse's style, so that leaked
 /// tokens are recognisable by secret scanners). 32 random bytes = 256 bits.
 pub fn random_token(prefix: &str) -> String {
@@ -21,13 +28,12 @@ pub fn random_token(prefix: &str) -> String {
 
 /// A random string of `len` characters from `A-Z`, for device IDs and session IDs.
 pub fn random_alpha(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     // 256 % 26 != 0: reject the top bytes so every letter is equally likely.
     let mut out = String::with_capacity(len);
     while out.len() < len {
         for b in random_bytes(len * 2) {
             if (b as usize) < 26 * 9 && out.len() < len {
-                out.push(ALPHABET[b as usize % 26] as char);
+                out.push(char::from(b'A' + b % 26));
             }
         }
     }
@@ -70,16 +76,16 @@ fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
 pub fn verify_password(password: &str, stored: &str) -> bool {
     let parts: Vec<&str> = stored.split('$').collect();
     // ["", "pbkdf2-sha256", "i=N", salt, hash]
-    if parts.len() != 5 || !parts[0].is_empty() || parts[1] != "pbkdf2-sha256" {
+    let ["", "pbkdf2-sha256", iterations, salt, hash] = parts.as_slice() else {
         return false;
-    }
-    let Some(iterations) = parts[2].strip_prefix("i=").and_then(|i| i.parse::<u32>().ok()) else {
+    };
+    let Some(iterations) = iterations.strip_prefix("i=").and_then(|i| i.parse::<u32>().ok()) else {
         return false;
     };
     if iterations == 0 || iterations > 10_000_000 {
         return false;
     }
-    let (Ok(salt), Ok(expected)) = (STANDARD_NO_PAD.decode(parts[3]), STANDARD_NO_PAD.decode(parts[4])) else {
+    let (Ok(salt), Ok(expected)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash)) else {
         return false;
     };
     ct_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iterations), &expected)

@@ -20,7 +20,12 @@ fn b64(s: &str) -> Option<Vec<u8>> {
 /// Verifies `signatures[signer_user][key_id]` on `object` with the ed25519 `public_key`
 /// (spec: appendices, "Signing JSON": canonical JSON without `signatures` and `unsigned`).
 pub fn verify_signature(object: &Value, signer_user: &str, key_id: &str, public_key: &str) -> Result<(), String> {
-    let sig = object["signatures"][signer_user][key_id].as_str().ok_or_else(|| format!("No signature by {signer_user} {key_id}"))?;
+    let sig = object
+        .get("signatures")
+        .and_then(|s| s.get(signer_user))
+        .and_then(|s| s.get(key_id))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("No signature by {signer_user} {key_id}"))?;
     let sig = b64(sig).ok_or("Signature is not base64")?;
     let key = b64(public_key).ok_or("Public key is not base64")?;
     let canonical: CanonicalJsonObject = match CanonicalJsonValue::try_from(object.clone()) {
@@ -45,17 +50,17 @@ pub fn signed_part(object: &Value) -> Value {
 /// Checks an uploaded `device_keys` object (spec: `POST /keys/upload`): it names this user
 /// and device, carries the device's ed25519 key, and is signed by that key.
 pub fn check_device_keys(keys: &Value, user_id: &str, device_id: &str) -> Result<(), String> {
-    if keys["user_id"].as_str() != Some(user_id) {
+    if keys.get("user_id").and_then(Value::as_str) != Some(user_id) {
         return Err("device_keys.user_id does not match the user".into());
     }
-    if keys["device_id"].as_str() != Some(device_id) {
+    if keys.get("device_id").and_then(Value::as_str) != Some(device_id) {
         return Err("device_keys.device_id does not match the device".into());
     }
-    if !keys["algorithms"].is_array() {
+    if !keys.get("algorithms").is_some_and(Value::is_array) {
         return Err("device_keys.algorithms must be an array".into());
     }
     let key_id = format!("ed25519:{device_id}");
-    let ed = keys["keys"][&key_id].as_str().ok_or("device_keys has no ed25519 key for the device")?;
+    let ed = keys.get("keys").and_then(|k| k.get(&key_id)).and_then(Value::as_str).ok_or("device_keys has no ed25519 key for the device")?;
     verify_signature(keys, user_id, &key_id, ed).map_err(|e| format!("device_keys self-signature: {e}"))
 }
 
@@ -158,14 +163,25 @@ pub fn add_signatures(object: &mut Value, sigs: &[(String, String, String)]) {
     if sigs.is_empty() {
         return;
     }
-    if !object["signatures"].is_object() {
-        object["signatures"] = Value::Object(Default::default());
+    // A key object that is not a JSON object has nowhere to hold signatures.
+    let Some(object) = object.as_object_mut() else {
+        return;
+    };
+    let signatures = object.entry("signatures").or_insert_with(|| Value::Object(Default::default()));
+    if !signatures.is_object() {
+        *signatures = Value::Object(Default::default());
     }
+    let Some(signatures) = signatures.as_object_mut() else {
+        return;
+    };
     for (user, key_id, sig) in sigs {
-        if !object["signatures"][user].is_object() {
-            object["signatures"][user] = Value::Object(Default::default());
+        let by_user = signatures.entry(user.clone()).or_insert_with(|| Value::Object(Default::default()));
+        if !by_user.is_object() {
+            *by_user = Value::Object(Default::default());
         }
-        object["signatures"][user][key_id] = Value::String(sig.clone());
+        if let Some(by_user) = by_user.as_object_mut() {
+            by_user.insert(key_id.clone(), Value::String(sig.clone()));
+        }
     }
 }
 

@@ -31,11 +31,11 @@ pub fn glob(pattern: &str, s: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == s,
         Some((head, rest)) => {
-            if !s.starts_with(head) {
+            let Some(s) = s.strip_prefix(head) else {
                 return false;
-            }
-            let s = &s[head.len()..];
-            (0..=s.len()).filter(|i| s.is_char_boundary(*i)).any(|i| glob(rest, &s[i..]))
+            };
+            // `get` is None off a char boundary.
+            (0..=s.len()).filter_map(|i| s.get(i..)).any(|tail| glob(rest, tail))
         }
     }
 }

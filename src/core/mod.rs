@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod e2ee;
 pub mod filter;
 pub mod ids;
+pub mod json;
 pub mod media;
 pub mod oauth;
 pub mod preview;

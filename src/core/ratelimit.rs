@@ -15,7 +15,8 @@ pub fn retry_after(mut failures: Vec<u64>, max: u32, window_ms: u64, now: u64) -
     failures.sort_unstable();
     // After the (len - max + 1) oldest failures expire, len - that < max.
     let idx = failures.len() - max as usize;
-    Some((failures[idx] + window_ms).saturating_sub(now).max(1))
+    let oldest_to_expire = failures.get(idx)?;
+    Some((oldest_to_expire + window_ms).saturating_sub(now).max(1))
 }
 
 #[cfg(test)]

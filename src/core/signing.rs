@@ -26,21 +26,20 @@ impl ServerSigningKey {
     /// Parses Synapse's signing-key file format: `ed25519 VERSION BASE64SEED`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split_whitespace().collect();
-        if parts.len() != 3 || parts[0] != "ed25519" {
+        let ["ed25519", version, seed] = parts.as_slice() else {
             return Err("SIGNING_KEY must look like `ed25519 <version> <base64 seed>`".into());
-        }
-        let version = parts[1];
+        };
         if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err("SIGNING_KEY version must be [a-zA-Z0-9_]+".into());
         }
-        let seed = STANDARD_NO_PAD.decode(parts[2].trim_end_matches('=')).map_err(|_| "SIGNING_KEY seed is not base64".to_string())?;
+        let seed = STANDARD_NO_PAD.decode(seed.trim_end_matches('=')).map_err(|_| "SIGNING_KEY seed is not base64".to_string())?;
         let seed: [u8; 32] = seed.try_into().map_err(|_| "SIGNING_KEY seed must be 32 bytes".to_string())?;
-        Ok(Self { key: SigningKey::from_bytes(&seed), version: version.to_owned() })
+        Ok(Self { key: SigningKey::from_bytes(&seed), version: (*version).to_owned() })
     }
 
     /// A fresh key (used by tests; the dev tooling makes keys with the same format).
     pub fn generate() -> Self {
-        let seed: [u8; 32] = super::crypto::random_bytes(32).try_into().unwrap();
+        let seed: [u8; 32] = super::crypto::random_array();
         let version = format!("a_{}", &super::crypto::random_alpha(4));
         Self { key: SigningKey::from_bytes(&seed), version }
     }
@@ -102,7 +101,7 @@ mod tests {
         assert_eq!(k.key_id(), again.key_id());
         assert!(ServerSigningKey::parse("ed25519 a_b !!!").is_err());
         assert!(ServerSigningKey::parse("rsa a_b AAAA").is_err());
-        assert!(!format!("{k:?}").contains(&k.to_config_string()[15..]));
+        assert!(!format!("{k:?}").contains(k.to_config_string().get(15..).unwrap()));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Authentication API"): which flows an operation offers, when a session is complete, and
 //! the 401 body that tells the client what is left. Sessions are stored by `store::uia`.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 pub const DUMMY: &str = "m.login.dummy";
 pub const PASSWORD: &str = "m.login.password";
@@ -35,19 +35,18 @@ impl Flows {
     /// The 401 body: flows, params, session, completed stages, and the error of the last
     /// attempt if it failed.
     pub fn challenge(&self, session: &str, completed: &[String], error: Option<(&str, &str)>) -> Value {
-        let mut body = json!({
-            "flows": self.0.iter().map(|f| json!({ "stages": f })).collect::<Vec<_>>(),
-            "params": {},
-            "session": session,
-        });
+        let mut body = Map::new();
+        body.insert("flows".into(), self.0.iter().map(|f| json!({ "stages": f })).collect());
+        body.insert("params".into(), json!({}));
+        body.insert("session".into(), json!(session));
         if !completed.is_empty() {
-            body["completed"] = json!(completed);
+            body.insert("completed".into(), json!(completed));
         }
         if let Some((errcode, msg)) = error {
-            body["errcode"] = json!(errcode);
-            body["error"] = json!(msg);
+            body.insert("errcode".into(), json!(errcode));
+            body.insert("error".into(), json!(msg));
         }
-        body
+        Value::Object(body)
     }
 }
 

@@ -2,6 +2,7 @@
 //! events served redacted (with `redacted_because`), the sender's transaction ID echoed to
 //! the device that sent it, and `age`.
 
+use crate::core::json::JsonExt;
 use std::collections::HashMap;
 
 use ruma::room_version_rules::RoomVersionRules;
@@ -42,8 +43,9 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
         let mut membership = None;
         for h in history.iter().take_while(|h| h.stream() < stream) {
             if h.kind == "m.room.history_visibility" {
-                let content: Value = serde_json::from_str::<Value>(&h.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
-                vis = HistoryVisibility::parse(content["history_visibility"].as_str());
+                let content: Value =
+                    serde_json::from_str::<Value>(&h.json).map(|j| j.get("content").cloned().unwrap_or_default()).unwrap_or(Value::Null);
+                vis = HistoryVisibility::parse(content.get("history_visibility").and_then(Value::as_str));
             } else {
                 membership = h.membership.clone();
             }
@@ -56,8 +58,9 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
             let (mut vis, mut membership) = at(row.stream());
             if row.kind == "m.room.history_visibility" {
                 // Both sides of a visibility change see the change itself.
-                let content: Value = serde_json::from_str::<Value>(&row.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
-                vis = vis.most_open(HistoryVisibility::parse(content["history_visibility"].as_str()));
+                let content: Value =
+                    serde_json::from_str::<Value>(&row.json).map(|j| j.get("content").cloned().unwrap_or_default()).unwrap_or(Value::Null);
+                vis = vis.most_open(HistoryVisibility::parse(content.get("history_visibility").and_then(Value::as_str)));
             }
             if row.kind == "m.room.member" && row.state_key.as_deref() == Some(me) {
                 // A user always sees their own membership changes.
@@ -88,7 +91,7 @@ pub async fn to_client(ctx: &Ctx, reader: &Reader<'_>, rows: &[EventRow]) -> Res
         let mut unsigned = json!({ "age": now_ms().saturating_sub(row.origin_server_ts as u64) });
         if let (Some(t), Some(d)) = (&row.txn_id, &row.txn_device) {
             if row.sender == reader.user_id.as_str() && reader.device_id == Some(d.as_str()) {
-                unsigned["transaction_id"] = json!(t);
+                unsigned.set("transaction_id", json!(t));
             }
         }
         if let Some(r) = row.redacted_by.as_ref().and_then(|id| redactions.get(id)) {
@@ -98,7 +101,7 @@ pub async fn to_client(ctx: &Ctx, reader: &Reader<'_>, rows: &[EventRow]) -> Res
             let r_rules = rules.get(&row.room_id).ok_or_else(|| Error::internal("room rules"))?;
             pdu = pdu.redacted(r_rules)?;
             let because = r.pdu()?.to_client(None);
-            unsigned["redacted_because"] = because;
+            unsigned.set("redacted_because", because);
         }
         out.push(pdu.to_client(Some(unsigned)));
     }
@@ -111,7 +114,7 @@ pub async fn is_world_readable(ctx: &Ctx, hv: Option<&ruma::EventId>) -> Result<
     let Some(e) = hv else { return Ok(false) };
     let Some(row) = rooms::get_event(&ctx.db, e.as_str()).await? else { return Ok(false) };
     let v: Value = serde_json::from_str(&row.json)?;
-    Ok(v["content"]["history_visibility"] == "world_readable")
+    Ok(v.get("content").and_then(|x| x.get("history_visibility")).and_then(Value::as_str) == Some("world_readable"))
 }
 
 /// The user may read this room's history at all: a member now or before, or a

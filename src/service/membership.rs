@@ -1,6 +1,7 @@
 //! Rules about member events that several endpoints share: the profile an invite, join or
 //! knock carries, and invite blocking (spec v1.18, "Invite permission", MSC4380).
 
+use crate::core::json::JsonExt;
 use ruma::UserId;
 use serde_json::{json, Value};
 
@@ -23,10 +24,10 @@ pub async fn add_profile(ctx: &Ctx, ev: &mut NewEvent, target: &UserId) -> Resul
     }
     if let Some(u) = accounts::get_user(&ctx.db, target.as_str()).await? {
         if let Some(d) = u.displayname {
-            ev.content["displayname"] = json!(d);
+            ev.content.set("displayname", json!(d));
         }
         if let Some(a) = u.avatar_url {
-            ev.content["avatar_url"] = json!(a);
+            ev.content.set("avatar_url", json!(a));
         }
     }
     Ok(())

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use worker::Env;
 
 use crate::core::config::Config;
+use crate::core::json::JsonExt;
 use crate::core::push::{self, RoomFacts};
 use crate::core::room::pdu::Pdu;
 use crate::core::time::now_ms;
@@ -66,8 +67,10 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
         .await?;
     let parse = |i: usize| rows.get(i).cloned().unwrap_or_default();
     let members: Vec<Member> = parse(0).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
-    let stored: HashMap<String, Value> =
-        parse(1).into_iter().filter_map(|v| Some((v["user_id"].as_str()?.to_owned(), serde_json::from_str(v["content"].as_str()?).ok()?))).collect();
+    let stored: HashMap<String, Value> = parse(1)
+        .into_iter()
+        .filter_map(|v| Some((v.get("user_id")?.as_str()?.to_owned(), serde_json::from_str(v.get("content")?.as_str()?).ok()?)))
+        .collect();
     let state: Vec<S> = parse(2).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
     let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
     let mut affected: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
@@ -119,7 +122,8 @@ async fn record_push_actions(
     let local: Vec<String> =
         joined.iter().filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name)).cloned().collect();
     let quiet = |p: &Pdu| p.state_key.is_some() && !matches!(p.kind, TimelineEventType::RoomMember | TimelineEventType::RoomTombstone);
-    let invites = pdus.iter().any(|p| p.kind == TimelineEventType::RoomMember && p.content_value()["membership"] == "invite");
+    let invites =
+        pdus.iter().any(|p| p.kind == TimelineEventType::RoomMember && p.content_value().get("membership").and_then(Value::as_str) == Some("invite"));
     if (local.is_empty() && !invites) || pdus.iter().all(quiet) {
         return Ok(vec![]);
     }
@@ -129,12 +133,13 @@ async fn record_push_actions(
     for s in state {
         let v: Value = serde_json::from_str(&s.json).unwrap_or(Value::Null);
         match s.kind.as_str() {
-            "m.room.power_levels" => pl = Some(v["content"].clone()),
+            "m.room.power_levels" => pl = v.get("content").cloned(),
             "m.room.create" => {
-                let version = v["content"]["room_version"].as_str().unwrap_or("1");
+                let version = v.get("content").and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1");
                 if crate::core::room::version_rules(version).is_ok_and(|(_, r)| r.authorization.explicitly_privilege_room_creators) {
-                    let mut c: Vec<OwnedUserId> = v["sender"].as_str().and_then(|s| OwnedUserId::try_from(s).ok()).into_iter().collect();
-                    for a in v["content"]["additional_creators"].as_array().into_iter().flatten() {
+                    let mut c: Vec<OwnedUserId> =
+                        v.get("sender").and_then(Value::as_str).and_then(|s| OwnedUserId::try_from(s).ok()).into_iter().collect();
+                    for a in v.get("content").and_then(|c| c.get("additional_creators")).and_then(Value::as_array).into_iter().flatten() {
                         if let Some(u) = a.as_str().and_then(|s| OwnedUserId::try_from(s).ok()) {
                             c.push(u);
                         }
@@ -143,7 +148,7 @@ async fn record_push_actions(
                 }
             }
             _ => {
-                let name = v["content"]["displayname"].as_str().unwrap_or("").to_owned();
+                let name = v.get("content").and_then(|c| c.get("displayname")).and_then(Value::as_str).unwrap_or("").to_owned();
                 names.insert(s.state_key.clone(), name);
             }
         }
@@ -155,7 +160,7 @@ async fn record_push_actions(
     // (`.m.rule.invite_for_me`).
     let mut targets: Vec<String> = local.clone();
     for p in pdus {
-        if p.kind == TimelineEventType::RoomMember && p.content_value()["membership"] == "invite" {
+        if p.kind == TimelineEventType::RoomMember && p.content_value().get("membership").and_then(Value::as_str) == Some("invite") {
             if let Some(k) = p.state_key.as_ref().filter(|k| UserId::parse(k.as_str()).is_ok_and(|u| u.server_name() == config.server_name)) {
                 if !targets.contains(k) {
                     targets.push(k.clone());
@@ -216,7 +221,7 @@ async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>, allow_ips: &[std::ne
     for p in &pushes {
         for pusher in pushers.iter().filter(|x| x.user_id == p.user_id && x.kind == "http") {
             let data: Value = serde_json::from_str(&pusher.data).unwrap_or(Value::Null);
-            let Some(url) = data["url"].as_str() else { continue };
+            let Some(url) = data.get("url").and_then(Value::as_str) else { continue };
             let url = match push::check_gateway_url(url, allow_ips) {
                 Ok(u) => u,
                 Err(e) => {
@@ -224,9 +229,9 @@ async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>, allow_ips: &[std::ne
                     continue;
                 }
             };
-            let format = data["format"].as_str();
+            let format = data.get("format").and_then(Value::as_str);
             let mut notification = json!({
-                "event_id": p.event["event_id"], "room_id": p.event["room_id"],
+                "event_id": p.event.get("event_id"), "room_id": p.event.get("room_id"),
                 "counts": { "unread": p.unread },
                 "devices": [{
                     "app_id": pusher.app_id, "pushkey": pusher.pushkey,
@@ -236,9 +241,9 @@ async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>, allow_ips: &[std::ne
                 "prio": if p.highlight { "high" } else { "low" },
             });
             if format != Some("event_id_only") {
-                notification["type"] = p.event["type"].clone();
-                notification["sender"] = p.event["sender"].clone();
-                notification["content"] = p.event["content"].clone();
+                notification.set("type", p.event.get("type").cloned().unwrap_or_default());
+                notification.set("sender", p.event.get("sender").cloned().unwrap_or_default());
+                notification.set("content", p.event.get("content").cloned().unwrap_or_default());
             }
             let body = json!({ "notification": notification }).to_string();
             sends.push(async move {

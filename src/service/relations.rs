@@ -1,6 +1,7 @@
 //! Thread summaries bundled in `unsigned.m.relations.m.thread` (spec: client-server-api,
 //! "Threading", "Server-side aggregation"), for every endpoint that serves thread roots.
 
+use crate::core::json::JsonExt;
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
@@ -34,11 +35,14 @@ pub async fn bundle_thread_summaries(ctx: &Ctx, reader: &Reader<'_>, events: &mu
         let Some(id) = ev["event_id"].as_str().map(str::to_owned) else { continue };
         let Some(s) = summaries.get(&id) else { continue };
         let root_sender_is_me = ev["sender"].as_str() == Some(reader.user_id.as_str());
-        ev["unsigned"]["m.relations"]["m.thread"] = json!({
+        let thread = json!({
             "latest_event": latest_rows.get(&id).cloned().unwrap_or(Value::Null),
             "count": s.count as u64,
             "current_user_participated": s.mine > 0.0 || root_sender_is_me,
         });
+        if let Some(unsigned) = ev.object_at("unsigned") {
+            unsigned.entry("m.relations").or_insert(Value::Null).set("m.thread", thread);
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Creating and upgrading rooms (spec: client-server-api, "Creation", "Room Upgrades"), and
 //! a room's version rules. The events go through the one write path, `timeline::write`.
 
+use crate::core::json::JsonExt;
 use ruma::events::room::power_levels::PowerLevelAction;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedRoomId, RoomId, UserId};
@@ -70,7 +71,7 @@ pub async fn create_room(ctx: &Ctx, creator: &UserId, mut body: CreateRoomReques
     let mut events = vec![p.create];
     events.extend(p.rest);
     // Invites carry the invitee's profile, as those of `/invite` do.
-    for ev in events.iter_mut().filter(|e| e.kind == "m.room.member" && e.content["membership"] == "invite") {
+    for ev in events.iter_mut().filter(|e| e.kind == "m.room.member" && e.content.get("membership").and_then(Value::as_str) == Some("invite")) {
         if let Some(target) = p.invitees.iter().find(|u| ev.state_key.as_deref() == Some(u.as_str())) {
             membership::add_profile(ctx, ev, target).await?;
         }
@@ -118,17 +119,19 @@ pub async fn upgrade_room(ctx: &Ctx, user: &UserId, old: &RoomId, new_version: &
     if !new_rules.authorization.room_create_event_id_as_room_id {
         // Before v12 the predecessor also names the last known event of the old room.
         if let Some(head) = &old_row.head_event {
-            create["predecessor"]["event_id"] = json!(head);
+            if let Some(predecessor) = create.object_at("predecessor") {
+                predecessor.insert("event_id".into(), json!(head));
+            }
         }
     }
     if let Some(t) = old_create.get("type") {
-        create["type"] = t.clone();
+        create.set("type", t.clone());
     }
     if !new_rules.authorization.use_room_create_sender {
-        create["creator"] = json!(user);
+        create.set("creator", json!(user));
     }
     if new_rules.authorization.additional_room_creators && !additional_creators.is_empty() {
-        create["additional_creators"] = json!(additional_creators);
+        create.set("additional_creators", json!(additional_creators));
     }
     let ev = |kind: &str, key: &str, content: Value| NewEvent {
         kind: kind.into(),
@@ -141,7 +144,7 @@ pub async fn upgrade_room(ctx: &Ctx, user: &UserId, old: &RoomId, new_version: &
     let mut member = json!({ "membership": "join" });
     if let Some(u) = accounts::get_user(&ctx.db, user.as_str()).await? {
         if let Some(d) = u.displayname {
-            member["displayname"] = json!(d);
+            member.set("displayname", json!(d));
         }
     }
     events.push(ev("m.room.member", user.as_str(), member));
@@ -149,19 +152,17 @@ pub async fn upgrade_room(ctx: &Ctx, user: &UserId, old: &RoomId, new_version: &
     // Power levels: as before; the upgrader keeps the power to finish the upgrade. Versions
     // that privilege creators give them infinite power and forbid listing them.
     let mut pl = content_of("m.room.power_levels", "").unwrap_or_else(|| json!({}));
-    if !pl["users"].is_object() {
-        pl["users"] = json!({});
-    }
-    if new_rules.authorization.explicitly_privilege_room_creators {
-        if let Some(users) = pl["users"].as_object_mut() {
+    // `users` from the old room's state may be missing or not an object: it becomes `{}`.
+    if let Some(users) = pl.object_at("users") {
+        if new_rules.authorization.explicitly_privilege_room_creators {
             users.remove(user.as_str());
             for c in additional_creators {
                 users.remove(c);
             }
+        } else {
+            let cur = users.get(user.as_str()).and_then(Value::as_i64).unwrap_or(0);
+            users.insert(user.to_string(), json!(cur.max(100)));
         }
-    } else {
-        let cur = pl["users"][user.as_str()].as_i64().unwrap_or(0);
-        pl["users"][user.as_str()] = json!(cur.max(100));
     }
     events.push(ev("m.room.power_levels", "", pl));
     for t in CARRIED {
@@ -173,7 +174,7 @@ pub async fn upgrade_room(ctx: &Ctx, user: &UserId, old: &RoomId, new_version: &
     for ((t, k), e) in &state {
         if t == "m.room.member" {
             if let Some(p) = pdus.get(e) {
-                if p.content_value()["membership"] == "ban" {
+                if p.content_value().get("membership").and_then(Value::as_str) == Some("ban") {
                     events.push(ev("m.room.member", k, json!({ "membership": "ban" })));
                 }
             }
@@ -200,8 +201,8 @@ pub async fn upgrade_room(ctx: &Ctx, user: &UserId, old: &RoomId, new_version: &
     let levels = power::load(&ctx.db, old.as_str()).await?;
     let floor = (levels.users_default() + 1).max(50);
     let mut restricted = content_of("m.room.power_levels", "").unwrap_or_else(|| json!({}));
-    restricted["events_default"] = json!(levels.events_default().max(floor));
-    restricted["invite"] = json!(levels.action_level(PowerLevelAction::Invite).max(floor));
+    restricted.set("events_default", json!(levels.events_default().max(floor)));
+    restricted.set("invite", json!(levels.action_level(PowerLevelAction::Invite).max(floor)));
     timeline::append_via_room(ctx, old, &[tombstone], None).await?;
     best_effort(ctx, old, ev("m.room.power_levels", "", restricted)).await;
     Ok(new_room)

@@ -1,6 +1,7 @@
 //! Sessions: a device and its tokens, created by login, registration (also the admin
 //! API's) and OAuth-free flows alike.
 
+use crate::core::json::JsonExt;
 use ruma::UserId;
 use serde_json::{json, Value};
 
@@ -44,8 +45,8 @@ pub async fn create_session(ctx: &Ctx, req: &Request, user_id: &UserId, s: Sessi
         "well_known": { "m.homeserver": { "base_url": ctx.config.public_baseurl } },
     });
     if let (Some(r), Some(ms)) = (issued.refresh_token, issued.expires_in_ms) {
-        body["refresh_token"] = json!(r);
-        body["expires_in_ms"] = json!(ms);
+        body.set("refresh_token", json!(r));
+        body.set("expires_in_ms", json!(ms));
     }
     Ok(body)
 }

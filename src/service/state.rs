@@ -30,11 +30,6 @@ pub async fn after_event(db: &Db, row: &EventRow) -> Result<StateMap> {
     group(db, row.state_after.as_deref()).await
 }
 
-/// The state the event was applied to.
-pub async fn before_event(db: &Db, row: &EventRow) -> Result<StateMap> {
-    group(db, row.state_before.as_deref()).await
-}
-
 /// The state of the room at stream position `pos` (after every event of the room up to
 /// it): the state after its forward extremities then, resolved if they differ. Empty
 /// before the room's first event.

@@ -1,6 +1,7 @@
 //! Room summaries and who may preview a room, shared by `GET /room_summary` (spec v1.15),
 //! `GET /hierarchy` (spaces) and the public room directory.
 
+use crate::core::json::JsonExt;
 use ruma::UserId;
 use serde_json::{json, Value};
 
@@ -60,13 +61,14 @@ pub async fn preview(ctx: &Ctx, room_id: &str, user: Option<&UserId>) -> Result<
     let content = |t: &str, k: &str| state.get(&(t.to_owned(), k.to_owned())).and_then(|e| pdus.get(e)).map(|p| p.content_value());
     let joined = rooms::joined_count(&ctx.db, room_id).await?;
     let summary = build_summary(room_id, joined, |t| content(t, "").unwrap_or(Value::Null));
-    let membership = user.and_then(|u| content("m.room.member", u.as_str())).and_then(|c| c["membership"].as_str().map(str::to_owned));
+    let membership =
+        user.and_then(|u| content("m.room.member", u.as_str())).and_then(|c| c.get("membership").and_then(Value::as_str).map(str::to_owned));
     let rules = Some(version_rules(&room.room_version)?.1.authorization);
-    let join_rule = summary["join_rule"].as_str().unwrap_or("invite");
-    let mut visible = open_to_preview(join_rule, summary["world_readable"] == true, rules.as_ref())
+    let join_rule = summary.get("join_rule").and_then(Value::as_str).unwrap_or("invite");
+    let mut visible = open_to_preview(join_rule, summary.get("world_readable").and_then(Value::as_bool) == Some(true), rules.as_ref())
         || matches!(membership.as_deref(), Some("join") | Some("invite"));
     if let (false, Some(u), true) = (visible, user, restricted_by_rooms(join_rule, rules.as_ref())) {
-        for allowed in summary["allowed_room_ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for allowed in summary.get("allowed_room_ids").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
             if rooms::membership(&ctx.db, allowed, u.as_str()).await?.as_deref() == Some("join") {
                 visible = true;
                 break;
@@ -80,9 +82,9 @@ fn build_summary(room_id: &str, joined: u64, c: impl Fn(&str) -> Value) -> Value
     let mut s = json!({
         "room_id": room_id,
         "num_joined_members": joined,
-        "world_readable": c("m.room.history_visibility")["history_visibility"] == "world_readable",
-        "guest_can_join": c("m.room.guest_access")["guest_access"] == "can_join",
-        "join_rule": c("m.room.join_rules")["join_rule"].as_str().unwrap_or("invite"),
+        "world_readable": c("m.room.history_visibility").get("history_visibility").and_then(Value::as_str) == Some("world_readable"),
+        "guest_can_join": c("m.room.guest_access").get("guest_access").and_then(Value::as_str) == Some("can_join"),
+        "join_rule": c("m.room.join_rules").get("join_rule").and_then(Value::as_str).unwrap_or("invite"),
     });
     for (key, t, field) in [
         ("name", "m.room.name", "name"),
@@ -90,25 +92,31 @@ fn build_summary(room_id: &str, joined: u64, c: impl Fn(&str) -> Value) -> Value
         ("avatar_url", "m.room.avatar", "url"),
         ("canonical_alias", "m.room.canonical_alias", "alias"),
     ] {
-        if let Some(v) = c(t)[field].as_str().filter(|v| !v.is_empty()) {
-            s[key] = json!(v);
+        if let Some(v) = c(t).get(field).and_then(Value::as_str).filter(|v| !v.is_empty()) {
+            s.set(key, json!(v));
         }
     }
     let jr = c("m.room.join_rules");
-    if matches!(jr["join_rule"].as_str(), Some("restricted") | Some("knock_restricted")) {
-        let allowed: Vec<&str> =
-            jr["allow"].as_array().into_iter().flatten().filter(|a| a["type"] == "m.room_membership").filter_map(|a| a["room_id"].as_str()).collect();
-        s["allowed_room_ids"] = json!(allowed);
+    if matches!(jr.get("join_rule").and_then(Value::as_str), Some("restricted") | Some("knock_restricted")) {
+        let allowed: Vec<&str> = jr
+            .get("allow")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|a| a.get("type").and_then(Value::as_str) == Some("m.room_membership"))
+            .filter_map(|a| a.get("room_id").and_then(Value::as_str))
+            .collect();
+        s.set("allowed_room_ids", json!(allowed));
     }
     let create = c("m.room.create");
-    if let Some(t) = create["type"].as_str() {
-        s["room_type"] = json!(t);
+    if let Some(t) = create.get("type").and_then(Value::as_str) {
+        s.set("room_type", json!(t));
     }
-    if let Some(v) = create["room_version"].as_str() {
-        s["room_version"] = json!(v);
+    if let Some(v) = create.get("room_version").and_then(Value::as_str) {
+        s.set("room_version", json!(v));
     }
-    if let Some(a) = c("m.room.encryption")["algorithm"].as_str() {
-        s["encryption"] = json!(a);
+    if let Some(a) = c("m.room.encryption").get("algorithm").and_then(Value::as_str) {
+        s.set("encryption", json!(a));
     }
     s
 }

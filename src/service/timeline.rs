@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, OwnedEventId, RoomId};
+use serde_json::Value;
 
 use crate::core::config::Config;
 use crate::core::room::auth::{auth_types, prepare_event, RoomHead};
@@ -100,7 +101,12 @@ pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Ve
             if new.kind != "m.room.create" {
                 return Err(Error::internal("a new room must start with m.room.create"));
             }
-            let version = new.content["room_version"].as_str().ok_or_else(|| err!(BadJson, "m.room.create needs a room_version"))?.to_owned();
+            let version = new
+                .content
+                .get("room_version")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err!(BadJson, "m.room.create needs a room_version"))?
+                .to_owned();
             let (_, rules) = version_rules(&version)?;
             if !rules.authorization.room_create_event_id_as_room_id {
                 // Before v12 the room ID is chosen by the creating server.

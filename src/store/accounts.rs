@@ -134,18 +134,6 @@ pub fn delete_devices_stmts(db: &Db, user_id: &str, device_ids: &[String]) -> Re
     Ok(stmts)
 }
 
-/// Records that a device was seen (at most once a minute per device, to spare D1 writes).
-pub async fn touch_device(db: &Db, user_id: &str, device_id: &str, ip: Option<&str>) -> Result<()> {
-    let now = now_ms();
-    db.run(
-        "UPDATE devices SET last_seen_ts = ?, last_seen_ip = COALESCE(?, last_seen_ip)
-         WHERE user_id = ? AND device_id = ? AND (last_seen_ts IS NULL OR last_seen_ts < ?)",
-        params![now, ip, user_id, device_id, now.saturating_sub(60_000)],
-    )
-    .await?;
-    Ok(())
-}
-
 // ---- failed logins ----
 
 /// Timestamps of the failures recorded for `keys` since `since`, per key.

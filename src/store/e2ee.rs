@@ -208,12 +208,6 @@ pub async fn device_list_inputs(db: &Db, me: &str, dl_from: u64, dl_to: u64, ev_
     })
 }
 
-/// The current position of the device-list stream.
-pub async fn device_list_position(db: &Db) -> Result<u64> {
-    let r: Option<Value> = db.first("SELECT COALESCE(MAX(stream), 0) AS p FROM device_list_changes", vec![]).await?;
-    Ok(r.and_then(|v| v["p"].as_f64()).unwrap_or(0.0) as u64)
-}
-
 // ---- dehydrated devices (MSC3814) ----
 
 pub async fn dehydrated_device(db: &Db, user: &str) -> Result<Option<(String, Value)>> {

@@ -35,7 +35,6 @@ pub struct Media {
     pub size: Option<f64>,
     pub sha256: Option<String>,
     pub created_ts: f64,
-    pub uploaded_ts: Option<f64>,
     pub unused_expires_ts: Option<f64>,
     pub quarantined: i64,
 }

@@ -20,9 +20,7 @@ const MAX_PARAMS: usize = 90;
 
 #[derive(Debug, Deserialize, Clone)]
 pub struct RoomRow {
-    pub room_id: String,
     pub room_version: String,
-    pub creator: String,
     pub is_public: i64,
     pub head_event: Option<String>,
     pub head_depth: f64,
@@ -45,7 +43,6 @@ pub struct EventRow {
     pub sender: String,
     pub origin_server_ts: f64,
     pub json: String,
-    pub state_before: Option<String>,
     pub state_after: Option<String>,
     pub membership: Option<String>,
     pub redacted_by: Option<String>,
@@ -199,7 +196,8 @@ fn relation(content: &Value) -> (Option<String>, Option<String>) {
 pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStatement>> {
     let p = w.pdu;
     let content = p.content_value();
-    let membership = if p.kind == TimelineEventType::RoomMember { content["membership"].as_str().map(str::to_owned) } else { None };
+    let membership =
+        if p.kind == TimelineEventType::RoomMember { content.get("membership").and_then(Value::as_str).map(str::to_owned) } else { None };
     let (relates_to, rel_type) = relation(&content);
     let (txn_device, txn_id) = match &w.txn {
         Some(t) => (Some(t.device), Some(t.txn_id)),

@@ -130,16 +130,6 @@ pub async fn refresh(db: &Db, refresh_token: &str, lifetime_ms: u64) -> Result<O
     Ok(Some((row.user_id, issued)))
 }
 
-/// Deletes one access token (and its refresh token).
-pub async fn revoke_access(db: &Db, t: &AccessToken) -> Result<()> {
-    let mut stmts = vec![db.stmt("DELETE FROM access_tokens WHERE token_hash = ?", params![t.token_hash])?];
-    if let Some(r) = &t.refresh_hash {
-        stmts.push(db.stmt("DELETE FROM refresh_tokens WHERE token_hash = ?", params![r])?);
-    }
-    db.batch(stmts).await?;
-    Ok(())
-}
-
 // ---- m.login.token ----
 
 pub async fn create_login_token(db: &Db, user_id: &str, lifetime_ms: u64) -> Result<String> {

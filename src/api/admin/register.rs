@@ -65,7 +65,7 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     Ok(Response::ok(json!({
         "user_id": user_id,
         "home_server": ctx.server_name(),
-        "access_token": session["access_token"],
-        "device_id": session["device_id"],
+        "access_token": session.get("access_token"),
+        "device_id": session.get("device_id"),
     })))
 }

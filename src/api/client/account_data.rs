@@ -2,7 +2,8 @@
 //! Config" (`modules/account_data.md`) and "Room Tagging" (`tags.md`)). Every change moves
 //! the account-data stream and wakes the user's syncs.
 
-use serde_json::json;
+use crate::core::json::JsonExt;
+use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
 use crate::api::params::room_id as parse_room_id;
@@ -81,10 +82,10 @@ pub async fn put_tag_route(ctx: &Ctx, req: &Request, me: &Authed, user_id: &str,
         }
     }
     let mut v = sstore::get_account_data(&ctx.db, user_id, room.as_str(), "m.tag").await?.unwrap_or_else(|| json!({ "tags": {} }));
-    if !v["tags"].is_object() {
-        v["tags"] = json!({});
+    // Stored account data is whatever the client put: make `tags` an object if it is not.
+    if let Some(tags) = v.object_at("tags") {
+        tags.insert(tag.to_owned(), body);
     }
-    v["tags"][tag] = body;
     put(ctx, user_id, room.as_str(), "m.tag", &v).await?;
     Ok(Response::ok(json!({})))
 }
@@ -94,7 +95,7 @@ pub async fn delete_tag_route(ctx: &Ctx, _req: &Request, me: &Authed, user_id: &
     own(me, user_id)?;
     let room = parse_room_id(room_id)?;
     let mut v = sstore::get_account_data(&ctx.db, user_id, room.as_str(), "m.tag").await?.unwrap_or_else(|| json!({ "tags": {} }));
-    if let Some(t) = v["tags"].as_object_mut() {
+    if let Some(t) = v.get_mut("tags").and_then(Value::as_object_mut) {
         t.remove(tag);
     }
     put(ctx, user_id, room.as_str(), "m.tag", &v).await?;

@@ -121,10 +121,10 @@ async fn own_signature(
             return Ok(Err(failure("M_INVALID_SIGNATURE", "The signed object is not the stored master key")));
         }
         let mut out = Vec::new();
-        for (sk, sig) in signed["signatures"][user].as_object().into_iter().flatten() {
+        for (sk, sig) in signed.get("signatures").and_then(|x| x.get(user)).and_then(Value::as_object).into_iter().flatten() {
             let Some(device) = sk.strip_prefix("ed25519:").filter(|d| *d != master_pub) else { continue };
             let Some(dk) = kstore::get_device_keys(&ctx.db, user, device).await? else { continue };
-            let Some(public) = dk["keys"][sk.as_str()].as_str() else { continue };
+            let Some(public) = dk.get("keys").and_then(|x| x.get(sk.as_str())).and_then(Value::as_str) else { continue };
             if verify_signature(signed, user, sk, public).is_ok() {
                 out.push((user.to_owned(), master_pub.clone(), user.to_owned(), sk.clone(), sig.as_str().unwrap_or_default().to_owned()));
             }
@@ -143,7 +143,8 @@ async fn own_signature(
     let sk = format!("ed25519:{ssk}");
     Ok(match verify_signature(signed, user, &sk, ssk) {
         Ok(()) => {
-            let sig = signed["signatures"][user][&sk].as_str().unwrap_or_default().to_owned();
+            let sig =
+                signed.get("signatures").and_then(|x| x.get(user)).and_then(|x| x.get(&sk)).and_then(Value::as_str).unwrap_or_default().to_owned();
             Ok(vec![(user.to_owned(), key_id.to_owned(), user.to_owned(), sk, sig)])
         }
         Err(e) => Err(failure("M_INVALID_SIGNATURE", e)),
@@ -170,6 +171,6 @@ fn other_signature(
     };
     let sk = format!("ed25519:{usk}");
     verify_signature(signed, user, &sk, usk).map_err(|e| failure("M_INVALID_SIGNATURE", e))?;
-    let sig = signed["signatures"][user][&sk].as_str().unwrap_or_default().to_owned();
+    let sig = signed.get("signatures").and_then(|x| x.get(user)).and_then(|x| x.get(&sk)).and_then(Value::as_str).unwrap_or_default().to_owned();
     Ok(vec![(target.to_owned(), master_pub.clone(), user.to_owned(), sk, sig)])
 }

@@ -7,6 +7,7 @@
 //! `…/dehydrated_device/{id}/events`, which never deletes (a failed rehydration can start
 //! over). At most one per user; a new one replaces the old.
 
+use crate::core::json::JsonExt;
 use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
@@ -25,13 +26,17 @@ use crate::store::{accounts, e2ee as kstore};
 pub async fn put_dehydrated_device_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let body = req.json_value()?;
     let user = me.user_id.as_str();
-    let device_id = body["device_id"].as_str().filter(|d| !d.is_empty() && d.len() <= 255).ok_or_else(|| err!(BadJson, "device_id is required"))?;
+    let device_id = body
+        .get("device_id")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty() && d.len() <= 255)
+        .ok_or_else(|| err!(BadJson, "device_id is required"))?;
     let data =
         body.get("device_data").filter(|d| d["algorithm"].is_string()).ok_or_else(|| err!(BadJson, "device_data with an algorithm is required"))?;
     let dk = body.get("device_keys").filter(|v| v.is_object()).ok_or_else(|| err!(BadJson, "device_keys is required"))?;
     e2ee::check_device_keys(dk, user, device_id).map_err(|e| err!(InvalidParam, "{e}"))?;
     let (otks, fallbacks) = uploaded_keys(&body)?;
-    let name = body["initial_device_display_name"].as_str();
+    let name = body.get("initial_device_display_name").and_then(Value::as_str);
     if name.is_some_and(|n| n.chars().count() > 256) {
         return Err(err!(InvalidParam, "Device display name too long"));
     }
@@ -95,7 +100,7 @@ pub async fn dehydrated_events_route(ctx: &Ctx, req: &Request, me: &Authed, devi
     let (events, pos) = to_device::peek_to_device(&ctx.env, user, device_id, since).await?;
     let mut out = json!({ "events": events });
     if !events.is_empty() {
-        out["next_batch"] = json!(pos.to_string());
+        out.set("next_batch", json!(pos.to_string()));
     }
     Ok(Response::ok(out))
 }

@@ -1,5 +1,6 @@
 //! Device management (spec: client-server-api, "Device management").
 
+use crate::core::json::JsonExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,13 +23,13 @@ pub async fn devices_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Res
 fn device_json(d: &accounts::Device) -> serde_json::Value {
     let mut v = json!({ "device_id": d.device_id });
     if let Some(n) = &d.display_name {
-        v["display_name"] = json!(n);
+        v.set("display_name", json!(n));
     }
     if let Some(ip) = &d.last_seen_ip {
-        v["last_seen_ip"] = json!(ip);
+        v.set("last_seen_ip", json!(ip));
     }
     if let Some(ts) = d.last_seen_ts {
-        v["last_seen_ts"] = json!(ts);
+        v.set("last_seen_ts", json!(ts));
     }
     v
 }

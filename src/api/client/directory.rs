@@ -1,6 +1,7 @@
 //! Room aliases and the room directory (spec: client-server-api, "Room aliases", "Listing
 //! rooms").
 
+use crate::core::json::JsonExt;
 use ruma::RoomAliasId;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -143,7 +144,7 @@ async fn public_rooms(ctx: &Ctx, body: PublicRoomsBody) -> Result<Response> {
         if let Some(t) = &term {
             let hay = ["name", "topic", "canonical_alias", "room_id"]
                 .iter()
-                .filter_map(|k| summary[*k].as_str())
+                .filter_map(|k| summary.get(*k).and_then(Value::as_str))
                 .collect::<Vec<_>>()
                 .join(" ")
                 .to_lowercase();
@@ -152,7 +153,7 @@ async fn public_rooms(ctx: &Ctx, body: PublicRoomsBody) -> Result<Response> {
             }
         }
         if let Some(types) = &types {
-            let rt = summary["room_type"].as_str().map(str::to_owned);
+            let rt = summary.get("room_type").and_then(Value::as_str).map(str::to_owned);
             if !types.is_empty() && !types.contains(&rt) {
                 continue;
             }
@@ -163,10 +164,10 @@ async fn public_rooms(ctx: &Ctx, body: PublicRoomsBody) -> Result<Response> {
     let page: Vec<Value> = chunk.into_iter().skip(offset).take(limit).collect();
     let mut resp = json!({ "chunk": page, "total_room_count_estimate": total });
     if offset + limit < total {
-        resp["next_batch"] = json!(format!("o{}", offset + limit));
+        resp.set("next_batch", json!(format!("o{}", offset + limit)));
     }
     if offset > 0 {
-        resp["prev_batch"] = json!(format!("o{}", offset.saturating_sub(limit)));
+        resp.set("prev_batch", json!(format!("o{}", offset.saturating_sub(limit))));
     }
     Ok(Response::ok(resp))
 }

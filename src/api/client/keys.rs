@@ -2,6 +2,7 @@
 //! management API"; OpenAPI `keys.yaml`): device keys and one-time/fallback keys, queries,
 //! claims and device-list changes.
 
+use crate::core::json::JsonExt;
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
@@ -96,11 +97,16 @@ pub async fn query_keys_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<R
         let Ok(mut k) = serde_json::from_str::<Value>(key_json) else { continue };
         e2ee::add_signatures(&mut k, &sigs_for(u, d));
         // Optional, not nullable: absent for a device without a name.
-        k["unsigned"] = match name {
-            Some(n) => json!({ "device_display_name": n }),
-            None => json!({}),
-        };
-        device_keys[u.as_str()][d.as_str()] = k;
+        k.set(
+            "unsigned",
+            match name {
+                Some(n) => json!({ "device_display_name": n }),
+                None => json!({}),
+            },
+        );
+        if let Some(of_user) = device_keys.entry(u.clone()).or_insert_with(|| json!({})).as_object_mut() {
+            of_user.insert(d.clone(), k);
+        }
     }
     let (mut master, mut self_signing, mut user_signing) = (Map::new(), Map::new(), Map::new());
     for (u, usage, public, key_json) in &rows.cross_signing {

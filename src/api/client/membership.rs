@@ -2,6 +2,7 @@
 //! client-server-api, "Room membership"). Each is an `m.room.member` event that the auth
 //! rules judge; a refused change is `403` and changes nothing.
 
+use crate::core::json::JsonExt;
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -34,7 +35,7 @@ struct Target {
 fn member_event(sender: &UserId, target: &str, membership: &str, reason: Option<&str>) -> NewEvent {
     let mut content = json!({ "membership": membership });
     if let Some(r) = reason {
-        content["reason"] = json!(r);
+        content.set("reason", json!(r));
     }
     NewEvent { kind: "m.room.member".into(), state_key: Some(target.into()), content, sender: sender.to_owned(), redacts: None }
 }
@@ -61,7 +62,7 @@ async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<Strin
     let current = rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?;
     if !matches!(current.as_deref(), Some("join") | Some("invite")) {
         if let Some(authoriser) = restricted_authoriser(ctx, &room_id, &me.user_id).await? {
-            ev.content["join_authorised_via_users_server"] = json!(authoriser);
+            ev.content.set("join_authorised_via_users_server", json!(authoriser));
         }
     }
     send_member(ctx, &room_id, ev).await?;
@@ -75,11 +76,11 @@ async fn restricted_authoriser(ctx: &Ctx, room_id: &RoomId, user: &UserId) -> Re
     let state = rooms::current_state_keys(&ctx.db, room_id.as_str(), &keys).await?;
     let pdus = rooms::get_pdus(&ctx.db, &state.values().cloned().collect::<Vec<_>>()).await?;
     let jr = pdus.values().next().map(|p| p.content_value()).unwrap_or(Value::Null);
-    if !matches!(jr["join_rule"].as_str(), Some("restricted") | Some("knock_restricted")) {
+    if !matches!(jr.get("join_rule").and_then(Value::as_str), Some("restricted") | Some("knock_restricted")) {
         return Ok(None);
     }
     let mut allowed = false;
-    for a in jr["allow"].as_array().into_iter().flatten() {
+    for a in jr.get("allow").and_then(Value::as_array).into_iter().flatten() {
         if a["type"] == "m.room_membership" {
             if let Some(r) = a["room_id"].as_str() {
                 if rooms::membership(&ctx.db, r, user.as_str()).await?.as_deref() == Some("join") {

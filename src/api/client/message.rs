@@ -1,6 +1,7 @@
 //! Sending, redacting and reading room events (spec: client-server-api, "Room events",
 //! "Redactions", "GET /messages", "GET /context").
 
+use crate::core::json::JsonExt;
 use std::collections::HashMap;
 
 use ruma::RoomId;
@@ -61,7 +62,7 @@ pub async fn redact_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, 
         if !r.is_string() {
             return Err(err!(BadJson, "reason must be a string"));
         }
-        content["reason"] = r.clone();
+        content.set("reason", r.clone());
     }
     let ev = NewEvent { kind: "m.room.redaction".into(), state_key: None, content, sender: me.user_id.clone(), redacts: Some(target) };
     let ids = append_via_room(ctx, &room_id, &[ev], Some(txn)).await?;
@@ -115,7 +116,8 @@ async fn paginate(
             // The token just past this event, in the direction of travel.
             pos = if backwards { row.stream() - 1 } else { row.stream() };
             if visible.iter().any(|v| v.event_id == row.event_id) {
-                let content: Value = serde_json::from_str::<Value>(&row.json).map(|j| j["content"].clone()).unwrap_or(Value::Null);
+                let content: Value =
+                    serde_json::from_str::<Value>(&row.json).map(|j| j.get("content").cloned().unwrap_or_default()).unwrap_or(Value::Null);
                 if filter.matches(&row.kind, &row.sender, &content) {
                     out.push(row);
                 }
@@ -182,10 +184,10 @@ pub async fn messages_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str
     let mut resp = json!({ "start": format!("s{from}"), "chunk": chunk });
     // No `end` once there is nothing more in this direction (spec).
     if !exhausted {
-        resp["end"] = json!(format!("s{end}"));
+        resp.set("end", json!(format!("s{end}")));
     }
     if filter.lazy_load_members {
-        resp["state"] = json!(lazy_members(ctx, &reader, &rows).await?);
+        resp.set("state", json!(lazy_members(ctx, &reader, &rows).await?));
     }
     Ok(Response::ok(resp))
 }

@@ -1,6 +1,7 @@
 //! Presence (spec: client-server-api, "Presence", `modules/presence.md`): set and get; the
 //! changes reach, through `/sync`, the users who share a room with the user.
 
+use crate::core::json::JsonExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -68,7 +69,7 @@ pub async fn get_presence_route(ctx: &Ctx, _req: &Request, me: &Authed, user_id:
         "currently_active": p.currently_active != 0.0,
     });
     if let Some(m) = p.status_msg {
-        out["status_msg"] = json!(m);
+        out.set("status_msg", json!(m));
     }
     Ok(Response::ok(out))
 }

@@ -2,6 +2,7 @@
 //! (MSC4133) a profile holds any namespaced key besides `displayname` and `avatar_url`,
 //! `m.tz` among them, up to 64 KiB in all.
 
+use crate::core::json::JsonExt;
 use ruma::UserId;
 use serde_json::{json, Map, Value};
 
@@ -187,10 +188,10 @@ async fn propagate_to_rooms(ctx: &Ctx, user_id: &str) -> Result<()> {
         };
         let mut content = json!({ "membership": "join" });
         if let Some(d) = &user.displayname {
-            content["displayname"] = json!(d);
+            content.set("displayname", json!(d));
         }
         if let Some(a) = &user.avatar_url {
-            content["avatar_url"] = json!(a);
+            content.set("avatar_url", json!(a));
         }
         let ev = crate::core::room::pdu::NewEvent {
             kind: "m.room.member".into(),

@@ -3,6 +3,7 @@
 //! The rules are the user's `m.push_rules` account data (the spec's server defaults until
 //! the user changes something), so a change also reaches their other devices via `/sync`.
 
+use crate::core::json::JsonExt;
 use ruma::push::Ruleset;
 use serde_json::{json, Value};
 
@@ -85,8 +86,8 @@ pub async fn get_attr_route(ctx: &Ctx, _req: &Request, me: &Authed, scope: &str,
     let rs = load(ctx, me).await?;
     let rule = push::get_rule(&rs, k, rule_id).ok_or_else(|| err!(NotFound, "Unknown push rule"))?;
     match attr {
-        "enabled" => Ok(Response::ok(json!({ "enabled": rule["enabled"] }))),
-        "actions" => Ok(Response::ok(json!({ "actions": rule["actions"] }))),
+        "enabled" => Ok(Response::ok(json!({ "enabled": rule.get("enabled") }))),
+        "actions" => Ok(Response::ok(json!({ "actions": rule.get("actions") }))),
         _ => Err(err!(Unrecognized, "Unknown attribute")),
     }
 }
@@ -98,10 +99,10 @@ pub async fn put_attr_route(ctx: &Ctx, req: &Request, me: &Authed, scope: &str, 
     let mut rs = load(ctx, me).await?;
     match attr {
         "enabled" => {
-            let e = body["enabled"].as_bool().ok_or_else(|| err!(BadJson, "enabled must be a boolean"))?;
+            let e = body.get("enabled").and_then(Value::as_bool).ok_or_else(|| err!(BadJson, "enabled must be a boolean"))?;
             push::set_enabled(&mut rs, k, rule_id, e).map_err(edit_err)?;
         }
-        "actions" => push::set_actions(&mut rs, k, rule_id, &body["actions"]).map_err(edit_err)?,
+        "actions" => push::set_actions(&mut rs, k, rule_id, body.get("actions").unwrap_or(&Value::Null)).map_err(edit_err)?,
         _ => return Err(err!(Unrecognized, "Unknown attribute")),
     }
     save(ctx, me, &rs).await?;
@@ -121,7 +122,7 @@ pub async fn notifications_route(ctx: &Ctx, req: &Request, me: &Authed) -> Resul
         let mut ev = json!({ "event_id": r.event_id, "room_id": r.room_id });
         for k in ["type", "content", "sender", "origin_server_ts", "state_key"] {
             if let Some(v) = pdu.get(k) {
-                ev[k] = v.clone();
+                ev.set(k, v.clone());
             }
         }
         out.push(json!({
@@ -132,7 +133,7 @@ pub async fn notifications_route(ctx: &Ctx, req: &Request, me: &Authed) -> Resul
     let mut body = json!({ "notifications": out });
     if rows.len() as u32 == limit {
         if let Some(last) = rows.last() {
-            body["next_token"] = json!((last.stream as u64).to_string());
+            body.set("next_token", json!((last.stream as u64).to_string()));
         }
     }
     Ok(Response::ok(body))
@@ -152,12 +153,12 @@ pub async fn pushers_route(ctx: &Ctx, _req: &Request, me: &Authed) -> Result<Res
 /// address: [`push::check_gateway_url`]); else 400 `M_INVALID_PARAM`.
 pub async fn set_pusher_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let b = req.json_value()?;
-    let s = |k: &str| b[k].as_str().map(str::to_owned);
+    let s = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_owned);
     let (Some(app_id), Some(pushkey)) = (s("app_id"), s("pushkey")) else {
         return Err(err!(MissingParam, "app_id and pushkey are required"));
     };
     let user = me.user_id.as_str();
-    if b["kind"].is_null() {
+    if b.get("kind").is_none_or(Value::is_null) {
         pushers::delete(&ctx.db, user, &app_id, &pushkey).await?;
         return Ok(Response::ok(json!({})));
     }
@@ -170,7 +171,7 @@ pub async fn set_pusher_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<R
         return Err(err!(BadJson, "data must be an object"));
     }
     if kind == "http" {
-        let url = data["url"].as_str().ok_or_else(|| err!(MissingParam, "data.url is required for http pushers"))?;
+        let url = data.get("url").and_then(Value::as_str).ok_or_else(|| err!(MissingParam, "data.url is required for http pushers"))?;
         push::check_gateway_url(url, &ctx.config.push_gateway_ip_allowlist).map_err(|m| err!(InvalidParam, "{m}"))?;
     }
     let tag = s("profile_tag");
@@ -186,6 +187,6 @@ pub async fn set_pusher_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<R
         lang: &lang,
         data: &data.to_string(),
     };
-    pushers::set(&ctx.db, &p, b["append"].as_bool().unwrap_or(false)).await?;
+    pushers::set(&ctx.db, &p, b.get("append").and_then(Value::as_bool).unwrap_or(false)).await?;
     Ok(Response::ok(json!({})))
 }

@@ -1,6 +1,7 @@
 //! Relations and threads (spec: client-server-api, "Relationships", "Threading"): the
 //! `/relations` endpoints and `/threads`, and thread summaries bundled in `unsigned`.
 
+use crate::core::json::JsonExt;
 use std::collections::HashMap;
 
 use serde_json::json;
@@ -84,11 +85,11 @@ pub async fn relations_route(
     let mut resp = json!({ "chunk": chunk });
     if more {
         if let Some(n) = next {
-            resp["next_batch"] = json!(format!("s{n}"));
+            resp.set("next_batch", json!(format!("s{n}")));
         }
     }
     if recurse {
-        resp["recursion_depth"] = json!(depth);
+        resp.set("recursion_depth", json!(depth));
     }
     Ok(Response::ok(resp))
 }
@@ -129,7 +130,7 @@ pub async fn threads_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str)
     let mut resp = json!({ "chunk": chunk });
     if more {
         if let Some(t) = threads.last() {
-            resp["next_batch"] = json!(format!("t{}", t.latest as u64));
+            resp.set("next_batch", json!(format!("t{}", t.latest as u64)));
         }
     }
     Ok(Response::ok(resp))

@@ -1,5 +1,6 @@
 //! Smaller room APIs: jump to a date, room summaries (MSC3266, spec v1.15), reporting.
 
+use crate::core::json::JsonExt;
 use ruma::UserId;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -49,9 +50,9 @@ pub async fn room_summary_route(ctx: &Ctx, req: &Request, target: &str) -> Resul
     }
     let mut s = preview.summary;
     if let Some(m) = preview.membership {
-        s["membership"] = json!(m);
+        s.set("membership", json!(m));
     } else if me.is_some() {
-        s["membership"] = json!("leave");
+        s.set("membership", json!("leave"));
     }
     Ok(Response::ok(s))
 }
@@ -137,10 +138,10 @@ pub async fn user_directory_search_route(ctx: &Ctx, req: &Request, me: &Authed) 
             // Optional, not nullable (users.yaml): absent when unset.
             let mut r = json!({ "user_id": u.user_id });
             if let Some(d) = u.displayname {
-                r["display_name"] = json!(d);
+                r.set("display_name", json!(d));
             }
             if let Some(a) = u.avatar_url {
-                r["avatar_url"] = json!(a);
+                r.set("avatar_url", json!(a));
             }
             r
         })

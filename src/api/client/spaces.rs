@@ -1,6 +1,7 @@
 //! Spaces (spec: client-server-api, "Spaces", `space_hierarchy.yaml`) and mutual rooms
 //! (spec v1.19, "Mutual Rooms", `mutual_rooms.yaml`).
 
+use crate::core::json::JsonExt;
 use ruma::{RoomId, UserId};
 use serde_json::{json, Value};
 
@@ -59,11 +60,15 @@ pub async fn hierarchy_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &st
         let mut entry = preview.summary;
         // Only a space-room's children count ("If the room is not a space-room, this should
         // be empty").
-        let links = if entry["room_type"] == "m.space" { child_links(ctx, &room, params.suggested_only).await? } else { Vec::new() };
+        let links = if entry.get("room_type").and_then(Value::as_str) == Some("m.space") {
+            child_links(ctx, &room, params.suggested_only).await?
+        } else {
+            Vec::new()
+        };
         // Links whose state key is no room ID are listed but lead nowhere.
         let children: Vec<String> = links.iter().filter(|l| RoomId::parse(&l.state_key).is_ok()).map(|l| l.state_key.clone()).collect();
         walk.push_children(depth, params.depth_limit(), &children);
-        entry["children_state"] = Value::Array(links.iter().map(ChildLink::stripped).collect());
+        entry.set("children_state", Value::Array(links.iter().map(ChildLink::stripped).collect()));
         out.push(entry);
     }
     let mut body = json!({ "rooms": out });
@@ -71,7 +76,7 @@ pub async fn hierarchy_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &st
         let token = random_token("hier");
         let session = HierarchySession { user_id: me.user_id.to_string(), root: root.to_string(), params, walk };
         spaces::put_session(&ctx.kv()?, &token, &session).await?;
-        body["next_batch"] = json!(token);
+        body.set("next_batch", json!(token));
     }
     Ok(Response::ok(body))
 }
@@ -140,7 +145,7 @@ pub async fn mutual_rooms_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result
     rest.truncate(page);
     let mut body = json!({ "joined": rest, "count": count });
     if let (true, Some(last)) = (more, rest.last()) {
-        body["next_batch"] = json!(MutualRoomsToken { user_id: other.to_string(), after: last.clone() }.encode());
+        body.set("next_batch", json!(MutualRoomsToken { user_id: other.to_string(), after: last.clone() }.encode()));
     }
     Ok(Response::ok(body))
 }

@@ -1,6 +1,7 @@
 //! Room state: read and write state events, list members (spec: client-server-api,
 //! "GET /state", "PUT /state", "GET /members", "GET /joined_members").
 
+use crate::core::json::JsonExt;
 use ruma::{RoomAliasId, RoomId};
 use serde_json::{json, Value};
 
@@ -63,7 +64,7 @@ pub async fn get_state_event_route(ctx: &Ctx, req: &Request, me: &Authed, room_i
     if req.query("format") == Some("event") {
         return Ok(Response::ok(ev));
     }
-    Ok(Response::ok(ev["content"].clone()))
+    Ok(Response::ok(ev.get("content").cloned().unwrap_or_default()))
 }
 
 /// `m.room.canonical_alias` may only name aliases that exist and point to this room
@@ -166,8 +167,8 @@ pub async fn joined_members_route(ctx: &Ctx, _req: &Request, me: &Authed, room_i
             // `RoomMember` fields are strings, absent when the member event has none.
             let mut m = json!({});
             for (key, field) in [("display_name", "displayname"), ("avatar_url", "avatar_url")] {
-                if let Some(s) = v["content"][field].as_str() {
-                    m[key] = json!(s);
+                if let Some(s) = v.get("content").and_then(|x| x.get(field)).and_then(Value::as_str) {
+                    m.set(key, json!(s));
                 }
             }
             joined.insert(r.state_key.clone().unwrap_or_default(), m);

@@ -1,6 +1,7 @@
 //! Discovery: the authorisation server metadata (spec: client-server-api, "Server metadata
 //! discovery"; RFC 8414), the OpenID Connect discovery document and the JWKS.
 
+use crate::core::json::JsonExt;
 use serde_json::{json, Value};
 
 use super::oauth;
@@ -36,7 +37,7 @@ fn metadata(ctx: &Ctx) -> Result<Value> {
         "account_management_actions_supported": super::metadata::ACCOUNT_ACTIONS,
     });
     if ctx.config.registration_mode != RegistrationMode::Closed {
-        m["prompt_values_supported"] = json!(["create"]);
+        m.set("prompt_values_supported", json!(["create"]));
     }
     Ok(m)
 }
@@ -57,11 +58,11 @@ pub async fn auth_metadata_route(ctx: &Ctx, _req: &Request) -> Result<Response> 
 /// OpenID Connect Discovery 1.0: the same metadata plus the OIDC fields.
 pub async fn openid_configuration_route(ctx: &Ctx, _req: &Request) -> Result<Response> {
     let mut m = metadata(ctx)?;
-    m["subject_types_supported"] = json!(["public"]);
-    m["id_token_signing_alg_values_supported"] = json!(["RS256"]);
-    m["claims_supported"] = json!(["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "preferred_username", "name"]);
-    m["claims_parameter_supported"] = json!(false);
-    m["request_parameter_supported"] = json!(false);
+    m.set("subject_types_supported", json!(["public"]));
+    m.set("id_token_signing_alg_values_supported", json!(["RS256"]));
+    m.set("claims_supported", json!(["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "preferred_username", "name"]));
+    m.set("claims_parameter_supported", json!(false));
+    m.set("request_parameter_supported", json!(false));
     Ok(cached(m))
 }
 

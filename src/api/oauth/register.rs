@@ -1,6 +1,7 @@
 //! Dynamic client registration (spec: client-server-api, "Dynamic client registration
 //! flow"; RFC 7591).
 
+use crate::core::json::JsonExt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::json;
@@ -31,6 +32,6 @@ async fn register(ctx: &Ctx, req: &Request) -> std::result::Result<Response, OAu
     let client_id = URL_SAFE_NO_PAD.encode(&sha256(&canonical)[..18]);
     store::create_client(&ctx.db, &client_id, &m).await?;
     let mut out = serde_json::to_value(&m).map_err(crate::Error::from)?;
-    out["client_id"] = json!(client_id);
+    out.set("client_id", json!(client_id));
     Ok(no_store(Response::json(201, &out)))
 }

@@ -2,6 +2,7 @@
 //! userinfo (spec: client-server-api, "Token request", "Refresh token grant", "Token
 //! revocation"; RFC 6749, RFC 7009, OpenID Connect Core).
 
+use crate::core::json::JsonExt;
 use serde_json::{json, Value};
 
 use super::{finish, oauth, verify_access_token, BearerError};
@@ -156,7 +157,7 @@ fn issue(ctx: &Ctx, o: &OAuthConfig, s: &store::Session, refresh: &str, id: Opti
             at_hash: at_hash(&access),
             device_id: s.device_id.clone(),
         };
-        body["id_token"] = json!(o.keys.sign(&idc, "JWT").map_err(Error::internal)?);
+        body.set("id_token", json!(o.keys.sign(&idc, "JWT").map_err(Error::internal)?));
     }
     Ok(no_store(Response::ok(body)))
 }
@@ -204,7 +205,7 @@ pub async fn userinfo_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     let localpart = claims.sub.trim_start_matches('@').split(':').next().unwrap_or_default().to_owned();
     let mut body: Value = json!({ "sub": claims.sub, "preferred_username": localpart });
     if let Some(name) = user.and_then(|u| u.displayname) {
-        body["name"] = json!(name);
+        body.set("name", json!(name));
     }
     Ok(no_store(Response::ok(body)))
 }

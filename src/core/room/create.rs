@@ -119,14 +119,15 @@ pub fn plan(
     let create = state("m.room.create", "", Value::Object(create_content), creator);
 
     let mut rest = Vec::new();
-    let mut member = json!({ "membership": "join" });
+    let mut member = Map::new();
+    member.insert("membership".into(), json!("join"));
     if let Some(d) = creator_profile.0 {
-        member["displayname"] = json!(d);
+        member.insert("displayname".into(), json!(d));
     }
     if let Some(a) = creator_profile.1 {
-        member["avatar_url"] = json!(a);
+        member.insert("avatar_url".into(), json!(a));
     }
-    rest.push(state("m.room.member", creator.as_str(), member, creator));
+    rest.push(state("m.room.member", creator.as_str(), Value::Object(member), creator));
 
     let mut users = Map::new();
     if !creators_privileged {
@@ -154,8 +155,10 @@ pub fn plan(
         "historical": 100
     });
     if let Some(o) = &req.power_level_content_override {
-        for (k, v) in o {
-            pl[k] = v.clone();
+        if let Some(pl) = pl.as_object_mut() {
+            for (k, v) in o {
+                pl.insert(k.clone(), v.clone());
+            }
         }
         crate::core::ids::check_power_levels_users(&pl)?;
     }
@@ -194,10 +197,7 @@ pub fn plan(
         ));
     }
     for i in &invitees {
-        let mut c = json!({ "membership": "invite" });
-        if req.is_direct {
-            c["is_direct"] = json!(true);
-        }
+        let c = if req.is_direct { json!({ "membership": "invite", "is_direct": true }) } else { json!({ "membership": "invite" }) };
         rest.push(state("m.room.member", i.as_str(), c, creator));
     }
     Ok(Plan { create, rest, invitees, preset })

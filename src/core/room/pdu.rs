@@ -121,7 +121,8 @@ impl Pdu {
     /// For an `m.room.create` event: whether `user` is a room creator (its sender, or one of
     /// `additional_creators` from room v12).
     pub fn names_creator(&self, user: &str) -> bool {
-        self.sender.as_str() == user || self.content_value()["additional_creators"].as_array().is_some_and(|a| a.iter().any(|u| u == user))
+        self.sender.as_str() == user
+            || self.content_value().get("additional_creators").and_then(Value::as_array).is_some_and(|a| a.iter().any(|u| u == user))
     }
 
     pub fn is_state(&self) -> bool {
@@ -240,7 +241,9 @@ pub fn build_pdu(
     let mut obj = serde_json::Map::new();
     if let Some(r) = &new.redacts {
         if rules.redaction.content_field_redacts {
-            content["redacts"] = Value::String(r.to_string());
+            if let Some(content) = content.as_object_mut() {
+                content.insert("redacts".into(), Value::String(r.to_string()));
+            }
         } else {
             obj.insert("redacts".into(), Value::String(r.to_string()));
         }
@@ -318,7 +321,7 @@ mod tests {
             redacts: None,
         };
         let pdu = build_pdu(&rules, None, &new, &[], &[], 1, 1000, "example.org", &key()).unwrap();
-        assert_eq!(pdu.room_id.as_str(), format!("!{}", &pdu.event_id.as_str()[1..]));
+        assert_eq!(pdu.room_id.as_str(), format!("!{}", pdu.event_id.as_str().get(1..).unwrap()));
         assert!(!pdu.json.contains_key("room_id"));
         assert!(pdu.json.contains_key("hashes") && pdu.json.contains_key("signatures"));
     }

@@ -96,8 +96,8 @@ pub fn conflicted_subgraph(conflicted: &[OwnedEventId], fetch: &impl Fn(&EventId
 /// Resolves several state maps into one with state resolution v2 (ruma). `fetch` must know
 /// every event in the maps and their auth chains.
 pub fn resolve(rules: &RoomVersionRules, maps: &[StateMap], fetch: impl Fn(&EventId) -> Option<Pdu>) -> Result<StateMap> {
-    if maps.len() == 1 {
-        return Ok(maps[0].clone());
+    if let [only] = maps {
+        return Ok(only.clone());
     }
     let to_ruma = |m: &StateMap| -> state_res::StateMap<OwnedEventId> {
         m.iter().map(|((t, k), e)| ((StateEventType::from(t.as_str()), k.clone()), e.clone())).collect()

@@ -56,7 +56,7 @@ pub struct Plan {
 
 /// The content of a stored event's JSON (`null` when unreadable).
 fn content_of(json: &str) -> Value {
-    serde_json::from_str::<Value>(json).map(|j| j["content"].clone()).unwrap_or(Value::Null)
+    serde_json::from_str::<Value>(json).map(|j| j.get("content").cloned().unwrap_or_default()).unwrap_or(Value::Null)
 }
 
 /// The state is the state at the start of the timeline: when history visibility hid the
@@ -191,7 +191,10 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let open_vis = |json: &str| {
         let c = content_of(json);
-        matches!(HistoryVisibility::parse(c["history_visibility"].as_str()), HistoryVisibility::Shared | HistoryVisibility::WorldReadable)
+        matches!(
+            HistoryVisibility::parse(c.get("history_visibility").and_then(Value::as_str)),
+            HistoryVisibility::Shared | HistoryVisibility::WorldReadable
+        )
     };
     for (room_id, r) in rooms.iter_mut() {
         let before: Vec<&EventRow> = r.timeline.iter().filter(|e| e.stream() < r.my_membership_stream).collect();
@@ -378,7 +381,7 @@ pub async fn finish(ctx: &Ctx, me: &Authed, p: &Params, plan: Plan) -> Result<Ro
                         kind: e.kind.clone(),
                         state_key: e.state_key.clone(),
                         sender: e.sender.clone(),
-                        content: j["content"].clone(),
+                        content: j.get("content").cloned().unwrap_or_default(),
                         event_id: own.then(|| e.event_id.clone()),
                         origin_server_ts: own.then_some(e.origin_server_ts as u64),
                         room_id: own.then(|| e.room_id.clone()),

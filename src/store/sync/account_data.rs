@@ -3,7 +3,6 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::MAX_PARAMS;
 use crate::error::Result;
 use crate::params;
 use crate::store::db::Db;
@@ -43,23 +42,4 @@ pub fn put_account_data_stmt(db: &Db, user: &str, room_id: &str, kind: &str, con
 pub async fn put_account_data(db: &Db, user: &str, room_id: &str, kind: &str, content: &Value) -> Result<()> {
     db.batch(vec![put_account_data_stmt(db, user, room_id, kind, content)?]).await?;
     Ok(())
-}
-
-/// `m.push_rules` of several users (those who have stored any).
-pub async fn push_rules_of(db: &Db, users: &[String]) -> Result<Vec<(String, Value)>> {
-    #[derive(Deserialize)]
-    struct R {
-        user_id: String,
-        content: String,
-    }
-    let mut out = Vec::new();
-    for chunk in users.chunks(MAX_PARAMS) {
-        let sql = format!(
-            "SELECT user_id, content FROM account_data WHERE room_id = '' AND type = 'm.push_rules' AND user_id IN ({})",
-            vec!["?"; chunk.len()].join(",")
-        );
-        let rows: Vec<R> = db.all(&sql, chunk.iter().map(|u| Value::String(u.clone())).collect()).await?;
-        out.extend(rows.into_iter().filter_map(|r| Some((r.user_id, serde_json::from_str(&r.content).ok()?))));
-    }
-    Ok(out)
 }

@@ -1,5 +1,6 @@
 //! Push actions (unread counts, `/notifications`) and pushers.
 
+use crate::core::json::JsonExt;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -38,7 +39,6 @@ pub struct NotificationRow {
     pub event_id: String,
     pub room_id: String,
     pub stream: f64,
-    pub highlight: f64,
     pub actions: String,
     pub ts: f64,
     pub json: String,
@@ -82,7 +82,7 @@ impl PusherRow {
             "lang": self.lang, "data": serde_json::from_str::<Value>(&self.data).unwrap_or(Value::Null),
         });
         if let Some(t) = &self.profile_tag {
-            v["profile_tag"] = t.clone().into();
+            v.set("profile_tag", t.clone().into());
         }
         v
     }

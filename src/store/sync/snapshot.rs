@@ -15,7 +15,6 @@ use crate::store::db::Db;
 pub struct MembershipRow {
     pub room_id: String,
     pub membership: String,
-    pub event_id: String,
     pub stream: f64,
     pub forgotten: f64,
 }
@@ -57,13 +56,14 @@ pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncTo
     }
     let rows = db.batch_rows(stmts).await?;
     let p = rows.first().and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
+    let n = |k: &str| p.get(k).map_or(0, num);
     let token = SyncToken {
-        rooms: num(&p["ev"]),
-        account_data: num(&p["ad"]),
-        receipts: num(&p["rc"]),
-        typing: num(&p["ty"]),
-        presence: num(&p["pr"]),
-        device_lists: num(&p["dl"]),
+        rooms: n("ev"),
+        account_data: n("ad"),
+        receipts: n("rc"),
+        typing: n("ty"),
+        presence: n("pr"),
+        device_lists: n("dl"),
         ..Default::default()
     };
     let members = rows.get(1).map(|r| r.iter().filter_map(|v| serde_json::from_value::<MembershipRow>(v.clone()).ok()).collect()).unwrap_or_default();
