@@ -11,16 +11,12 @@ use crate::service::objects::{call, unexpected};
 /// # `GET /_stratus/health`
 /// D1 answers a query and each Durable Object class answers from its SQLite storage.
 pub async fn health_route(ctx: &Ctx, _req: &Request) -> Result<Response> {
-    #[derive(serde::Deserialize)]
-    struct One {
-        one: i64,
-    }
-    let d1: Option<One> = ctx.db.first("SELECT 1 AS one", vec![]).await?;
+    let d1 = crate::store::db::ping(&ctx.db).await?;
     let mut objects = serde_json::Map::new();
     objects.insert(UserKeysProto::BINDING.into(), object_health::<UserKeysProto>(ctx).await?);
     objects.insert(RoomProto::BINDING.into(), object_health::<RoomProto>(ctx).await?);
     objects.insert(UserSyncProto::BINDING.into(), object_health::<UserSyncProto>(ctx).await?);
-    Ok(Response::ok(json!({ "d1": d1.map(|o| o.one == 1), "durable_objects": objects })))
+    Ok(Response::ok(json!({ "d1": d1, "durable_objects": objects })))
 }
 
 async fn object_health<P: Protocol>(ctx: &Ctx) -> Result<Value> {

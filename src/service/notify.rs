@@ -8,7 +8,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use futures_util::future::join_all;
 use ruma::{OwnedUserId, RoomId, UserId};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::Env;
 
@@ -16,28 +15,10 @@ use crate::core::config::Config;
 use crate::core::json::JsonExt;
 use crate::core::push::{self, RoomFacts};
 use crate::core::room::pdu::Pdu;
-use crate::core::time::now_ms;
 use crate::error::{Error, Result};
-use crate::params;
 use crate::store::db::Db;
+use crate::store::fanout::{self, FanoutInputs, StateRow as S};
 use crate::store::sync as sstore;
-
-// Moved to their own modules; kept here so existing callers compile.
-
-/// A current-state row the push rules need (power levels, create, joined members).
-#[derive(Deserialize)]
-struct S {
-    #[serde(rename = "type")]
-    kind: String,
-    state_key: String,
-    json: String,
-}
-
-#[derive(Deserialize)]
-struct Member {
-    user_id: String,
-    membership: String,
-}
 
 /// After events were appended to a room: record push actions for the joined members, wake
 /// everyone the events concern (joined, invited, knocking, and the targets of membership
@@ -46,32 +27,7 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
     let Some(first) = pdus.first() else { return Ok(()) };
     let room_id = first.room_id.clone();
     // Members, their stored push rules and the room state the rules look at: one batch.
-    let rows = db
-        .batch_rows(vec![
-            db.stmt(
-                "SELECT user_id, membership FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite', 'knock')",
-                params![room_id.as_str()],
-            )?,
-            db.stmt(
-                "SELECT user_id, content FROM account_data WHERE room_id = '' AND type = 'm.push_rules'
-                   AND user_id IN (SELECT user_id FROM memberships WHERE room_id = ? AND membership = 'join')",
-                params![room_id.as_str()],
-            )?,
-            db.stmt(
-                "SELECT c.type, c.state_key, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
-                 WHERE c.room_id = ? AND (c.type IN ('m.room.power_levels', 'm.room.create')
-                   OR (c.type = 'm.room.member' AND e.membership = 'join'))",
-                params![room_id.as_str()],
-            )?,
-        ])
-        .await?;
-    let parse = |i: usize| rows.get(i).cloned().unwrap_or_default();
-    let members: Vec<Member> = parse(0).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
-    let stored: HashMap<String, Value> = parse(1)
-        .into_iter()
-        .filter_map(|v| Some((v.get("user_id")?.as_str()?.to_owned(), serde_json::from_str(v.get("content")?.as_str()?).ok()?)))
-        .collect();
-    let state: Vec<S> = parse(2).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
+    let FanoutInputs { members, stored, state } = fanout::inputs(db, room_id.as_str()).await?;
     let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
     let mut affected: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
     for p in pdus {
@@ -182,11 +138,7 @@ async fn record_push_actions(
                 continue;
             }
             let thread = push::thread_of(&p.content_value());
-            stmts.push(db.stmt(
-                "INSERT OR IGNORE INTO push_actions (user_id, event_id, room_id, stream, thread_id, highlight, actions, ts)
-                 VALUES (?1, ?2, ?3, (SELECT stream FROM events WHERE event_id = ?2), ?4, ?5, ?6, ?7)",
-                params![user, p.event_id.as_str(), room_id.as_str(), thread, o.highlight as i64, serde_json::to_string(&o.actions)?, now_ms()],
-            )?);
+            stmts.push(fanout::push_action_stmt(db, user, p.event_id.as_str(), room_id.as_str(), &thread, o.highlight, &o.actions)?);
             pushes.push(PendingPush { user_id: user.clone(), event: ev, unread: 0, highlight: o.highlight });
         }
     }

@@ -106,3 +106,12 @@ impl Db {
         }
     }
 }
+
+/// Whether D1 answers a query (`/_stratus/health`).
+pub(crate) async fn ping(db: &Db) -> Result<bool> {
+    #[derive(serde::Deserialize)]
+    struct One {
+        one: i64,
+    }
+    Ok(db.first::<One>("SELECT 1 AS one", vec![]).await?.is_some_and(|o| o.one == 1))
+}

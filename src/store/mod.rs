@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod backup;
 pub mod db;
 pub mod e2ee;
+pub mod fanout;
 pub mod media;
 pub mod oauth;
 pub mod profile;
