@@ -7,14 +7,15 @@ use ruma::events::TimelineEventType;
 use std::collections::{BTreeSet, HashMap};
 
 use futures_util::future::join_all;
-use ruma::{OwnedUserId, RoomId, UserId};
+use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde_json::{json, Value};
 use worker::Env;
 
 use crate::core::config::Config;
 use crate::core::json::JsonExt;
 use crate::core::push::{self, RoomFacts};
-use crate::core::room::pdu::Pdu;
+use crate::core::room::pdu::{parse_stored, Pdu};
+use crate::core::room::power;
 use crate::error::{Error, Result};
 use crate::store::db::Db;
 use crate::store::fanout::{self, FanoutInputs, StateRow as S};
@@ -90,17 +91,18 @@ async fn record_push_actions(
         let v: Value = serde_json::from_str(&s.json).unwrap_or(Value::Null);
         match s.kind.as_str() {
             "m.room.power_levels" => pl = v.get("content").cloned(),
+            // The creators as the room version defines them (ruma), the same rule as
+            // everywhere else (`core::room::power`).
             "m.room.create" => {
                 let version = v.get("content").and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1");
-                if crate::core::room::version_rules(version).is_ok_and(|(_, r)| r.authorization.explicitly_privilege_room_creators) {
-                    let mut c: Vec<OwnedUserId> =
-                        v.get("sender").and_then(Value::as_str).and_then(|s| OwnedUserId::try_from(s).ok()).into_iter().collect();
-                    for a in v.get("content").and_then(|c| c.get("additional_creators")).and_then(Value::as_array).into_iter().flatten() {
-                        if let Some(u) = a.as_str().and_then(|s| OwnedUserId::try_from(s).ok()) {
-                            c.push(u);
-                        }
+                if let Ok((_, rules)) = crate::core::room::version_rules(version) {
+                    if rules.authorization.explicitly_privilege_room_creators {
+                        let pdu = OwnedEventId::try_from(s.event_id.as_str())
+                            .map_err(Error::internal)
+                            .and_then(|id| Ok((id, parse_stored(&s.json)?)))
+                            .and_then(|(id, json)| Pdu::from_json(id, json, Some(room_id)));
+                        creators = pdu.and_then(|p| power::creators(&rules, &p)).ok();
                     }
-                    creators = Some(c);
                 }
             }
             _ => {

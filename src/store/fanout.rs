@@ -19,6 +19,7 @@ pub(crate) struct StateRow {
     #[serde(rename = "type")]
     pub kind: String,
     pub state_key: String,
+    pub event_id: String,
     pub json: String,
 }
 
@@ -47,7 +48,7 @@ pub(crate) async fn inputs(db: &Db, room_id: &str) -> Result<FanoutInputs> {
                 params![room_id],
             )?,
             db.stmt(
-                "SELECT c.type, c.state_key, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
+                "SELECT c.type, c.state_key, e.event_id, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
                  WHERE c.room_id = ? AND (c.type IN ('m.room.power_levels', 'm.room.create')
                    OR (c.type = 'm.room.member' AND e.membership = 'join'))",
                 params![room_id],
