@@ -11,6 +11,7 @@ Each `--repo` is a checkout with a built `build/` (`make build`); its own
 directory. Samples are interleaved across servers (one request to each in turn), so load
 from elsewhere on the machine falls on all of them alike. Measured per server:
 
+- `login`: password login (PBKDF2 with the configured cost; the same device each time).
 - `whoami`: token lookup only.
 - `send`: `PUT /rooms/{roomId}/send` into a room with two members.
 - `sync (idle)`: an incremental `/sync` with `timeout=0` and nothing new.
@@ -79,6 +80,7 @@ class Target:
         self.s = requests.Session()
         a = register(base, f"lata{uuid.uuid4().hex[:8]}")
         b = register(base, f"latb{uuid.uuid4().hex[:8]}")
+        self.b_user = b["user_id"]
         self.ha = {"Authorization": f"Bearer {a['access_token']}"}
         self.hb = {"Authorization": f"Bearer {b['access_token']}"}
         self.room = self.s.post(f"{base}/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=self.ha, timeout=30).json()["room_id"]
@@ -112,6 +114,8 @@ class Target:
 
     def one_round(self) -> None:
         b = self.base
+        login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": self.b_user}, "password": "bench-password-123", "device_id": "BENCHLOGIN"}
+        self.timed("login", lambda: self.s.post(f"{b}/_matrix/client/v3/login", json=login, timeout=30))
         self.timed("whoami", lambda: self.s.get(f"{b}/_matrix/client/v3/account/whoami", headers=self.hb, timeout=30))
         self.timed("send", lambda: self.send("measured"))
         # B's sync sees A's message once, then is idle: measure the idle one.
@@ -165,7 +169,7 @@ def main() -> None:
     print(f"\n{args.samples} interleaved samples per endpoint and server\n")
     print(f"{'endpoint':<14}{'server':<28}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'D1 trips':>10}")
     out = {}
-    for what in ["whoami", "send", "sync (idle)", "messages"]:
+    for what in ["login", "whoami", "send", "sync (idle)", "messages"]:
         for t in targets:
             xs = t.samples.get(what, [])
             rts = t.round_trips.get(what)

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::oauth::{verify_access_token, BearerError};
-use crate::core::crypto::{ct_eq, hash_password, verify_password};
+use crate::core::crypto::ct_eq;
 use crate::core::ids::local_user_from_input;
 use crate::core::oauth::jwt::{looks_like_jwt, AccessClaims};
 use crate::core::ratelimit::retry_after;
@@ -17,6 +17,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{parse_json, Request};
+use crate::service::password;
 use crate::store::{accounts, tokens, uia as uia_store};
 
 /// The caller of an authenticated endpoint.
@@ -101,9 +102,9 @@ pub async fn check_password(ctx: &Ctx, req: &Request, user_id: Option<&UserId>, 
         None => None,
     };
     let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
-        Some(hash) => verify_password(password, hash),
+        Some(hash) => password::verify(password, hash).await?,
         None => {
-            let _ = verify_password(password, DUMMY_HASH);
+            let _ = password::verify(password, DUMMY_HASH).await?;
             false
         }
     };
@@ -263,7 +264,7 @@ pub fn check_new_password(password: &str) -> Result<()> {
 }
 
 /// Hashes a new password with the configured cost, after [`check_new_password`].
-pub fn new_password_hash(ctx: &Ctx, password: &str) -> Result<String> {
+pub async fn new_password_hash(ctx: &Ctx, password: &str) -> Result<String> {
     check_new_password(password)?;
-    Ok(hash_password(password, ctx.config.pbkdf2_iterations))
+    password::hash(password, ctx.config.pbkdf2_iterations).await
 }

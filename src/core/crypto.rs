@@ -58,37 +58,70 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// Default PBKDF2 iteration count for new password hashes.
 pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 100_000;
 
-/// Hashes a password as `$pbkdf2-sha256$i=ITER$SALT$HASH` (salt and hash unpadded base64):
-/// the parameters live in the string, so the cost can be raised without breaking old hashes.
-pub fn hash_password(password: &str, iterations: u32) -> String {
-    let salt = random_bytes(16);
-    let out = pbkdf2_sha256(password.as_bytes(), &salt, iterations);
-    format!("$pbkdf2-sha256$i={iterations}${}${}", STANDARD_NO_PAD.encode(&salt), STANDARD_NO_PAD.encode(out))
+/// A stored password hash, `$pbkdf2-sha256$i=ITER$SALT$HASH` (salt and hash unpadded
+/// base64): the parameters live in the string, so the cost can change without breaking old
+/// hashes. The derivation itself is PBKDF2-HMAC-SHA256 with a 32-byte output, computed here
+/// in pure Rust ([`pbkdf2_sha256`]) or, in the Worker, by WebCrypto at native speed
+/// (`service::password`): both give the same bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PasswordHash {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub hash: Vec<u8>,
 }
 
-fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+impl PasswordHash {
+    /// Parses a stored hash; `None` if it is not one (an unparsable hash never matches).
+    pub fn parse(stored: &str) -> Option<PasswordHash> {
+        let parts: Vec<&str> = stored.split('$').collect();
+        // ["", "pbkdf2-sha256", "i=N", salt, hash]
+        let ["", "pbkdf2-sha256", iterations, salt, hash] = parts.as_slice() else {
+            return None;
+        };
+        let iterations = iterations.strip_prefix("i=").and_then(|i| i.parse::<u32>().ok())?;
+        if iterations == 0 || iterations > 10_000_000 {
+            return None;
+        }
+        let (Ok(salt), Ok(hash)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash)) else {
+            return None;
+        };
+        Some(PasswordHash { iterations, salt, hash })
+    }
+
+    /// The stored form.
+    pub fn format(&self) -> String {
+        format!("$pbkdf2-sha256$i={}${}${}", self.iterations, STANDARD_NO_PAD.encode(&self.salt), STANDARD_NO_PAD.encode(&self.hash))
+    }
+
+    /// Whether `derived` (PBKDF2 of the candidate password with this salt and cost) is this
+    /// hash, in constant time.
+    pub fn matches(&self, derived: &[u8]) -> bool {
+        ct_eq(derived, &self.hash)
+    }
+}
+
+/// A fresh 16-byte salt for a new password hash.
+pub fn new_salt() -> Vec<u8> {
+    random_bytes(16)
+}
+
+/// Hashes a password in pure Rust (the reference; the Worker uses WebCrypto).
+pub fn hash_password(password: &str, iterations: u32) -> String {
+    let salt = new_salt();
+    let hash = pbkdf2_sha256(password.as_bytes(), &salt, iterations).to_vec();
+    PasswordHash { iterations, salt, hash }.format()
+}
+
+/// PBKDF2-HMAC-SHA256 with a 32-byte output, in pure Rust.
+pub fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     let mut out = [0u8; 32];
     pbkdf2::pbkdf2::<Hmac<Sha256>>(password, salt, iterations, &mut out).expect("HMAC accepts any key length");
     out
 }
 
-/// Checks a password against a stored hash. An unparsable hash never matches.
+/// Checks a password against a stored hash in pure Rust. An unparsable hash never matches.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    let parts: Vec<&str> = stored.split('$').collect();
-    // ["", "pbkdf2-sha256", "i=N", salt, hash]
-    let ["", "pbkdf2-sha256", iterations, salt, hash] = parts.as_slice() else {
-        return false;
-    };
-    let Some(iterations) = iterations.strip_prefix("i=").and_then(|i| i.parse::<u32>().ok()) else {
-        return false;
-    };
-    if iterations == 0 || iterations > 10_000_000 {
-        return false;
-    }
-    let (Ok(salt), Ok(expected)) = (STANDARD_NO_PAD.decode(salt), STANDARD_NO_PAD.decode(hash)) else {
-        return false;
-    };
-    ct_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iterations), &expected)
+    PasswordHash::parse(stored).is_some_and(|h| h.matches(&pbkdf2_sha256(password.as_bytes(), &h.salt, h.iterations)))
 }
 
 /// Lower-case hex HMAC-SHA1, as Synapse's shared-secret registration uses.
@@ -122,6 +155,17 @@ mod tests {
         for bad in ["", "$", "$pbkdf2-sha256$i=x$a$b", "$md5$i=1$a$b", "$pbkdf2-sha256$i=0$$"] {
             assert!(!verify_password("x", bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn stored_hash_parses_and_formats_back() {
+        let stored = hash_password("pw", 1000);
+        let h = PasswordHash::parse(&stored).unwrap();
+        assert_eq!((h.iterations, h.salt.len(), h.hash.len()), (1000, 16, 32));
+        assert_eq!(h.format(), stored);
+        assert!(h.matches(&pbkdf2_sha256(b"pw", &h.salt, 1000)));
+        assert!(!h.matches(&pbkdf2_sha256(b"pW", &h.salt, 1000)));
+        assert!(PasswordHash::parse("$pbkdf2-sha256$i=10000001$AA$AA").is_none());
     }
 
     #[test]

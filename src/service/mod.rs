@@ -11,6 +11,7 @@ pub mod keys;
 pub mod membership;
 pub mod notify;
 pub mod objects;
+pub mod password;
 pub mod power;
 pub mod relations;
 pub mod rooms;

@@ -56,7 +56,7 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     }
     let localpart = body.username.to_lowercase();
     let user_id = validate_new_localpart(&localpart, &ctx.config.server_name, &ctx.config.reserved_localparts, true)?;
-    let hash = new_password_hash(ctx, &body.password)?;
+    let hash = new_password_hash(ctx, &body.password).await?;
     let displayname = body.displayname.unwrap_or_else(|| localpart.clone());
     if !accounts::create_user(&ctx.db, user_id.as_str(), &hash, &displayname, body.admin).await? {
         return Err(err!(UserInUse, "User ID already taken"));

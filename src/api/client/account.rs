@@ -32,7 +32,7 @@ fn yes() -> bool {
 pub async fn change_password_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let value = req.json_value()?;
     let body: PasswordBody = parse_json(value.clone())?;
-    let hash = new_password_hash(ctx, &body.new_password)?;
+    let hash = new_password_hash(ctx, &body.new_password).await?;
     user_interactive_auth(ctx, req, &value, "change_password", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
     accounts::set_password(&ctx.db, me.user_id.as_str(), &hash).await?;
     if body.logout_devices {

@@ -72,7 +72,7 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 
     user_interactive_auth(ctx, req, &value, "register", &flows(ctx), None).await?;
     let password = body.password.as_deref().ok_or_else(|| err!(MissingParam, "A password is required"))?;
-    let hash = new_password_hash(ctx, password)?;
+    let hash = new_password_hash(ctx, password).await?;
 
     let localpart = localpart.unwrap_or_else(|| random_alpha(12).to_lowercase());
     let user_id = validate_new_localpart(&localpart, &ctx.config.server_name, &ctx.config.reserved_localparts, false)?;

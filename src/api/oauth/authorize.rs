@@ -183,7 +183,7 @@ pub async fn authorize_post_route(ctx: &Ctx, req: &Request) -> Result<Response> 
                 Err(Error::Matrix(_, msg)) => return page(400, View::Register(Some(&msg), username)),
                 Err(e) => return Err(e),
             };
-            let hash = match new_password_hash(ctx, password) {
+            let hash = match new_password_hash(ctx, password).await {
                 Ok(h) => h,
                 Err(Error::Matrix(_, msg)) => return page(400, View::Register(Some(&msg), username)),
                 Err(e) => return Err(e),

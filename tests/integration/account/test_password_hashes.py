@@ -1,0 +1,76 @@
+"""Password hashes are PBKDF2-HMAC-SHA256 in `$pbkdf2-sha256$i=N$salt$hash` form, derived in
+the Worker by WebCrypto (or in wasm past workerd's 100,000-iteration limit). The bytes must
+be the standard ones: a hash the Worker stores verifies with Python's hashlib, and hashes
+made elsewhere (older Stratus, any PBKDF2) log in, at and above WebCrypto's limit."""
+
+import base64
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from matrix_helpers import DEFAULT_PASSWORD, assert_error, assert_ok, login, login_raw, new_user
+
+
+def b64(b: bytes) -> str:
+    return base64.b64encode(b).decode().rstrip("=")
+
+
+def unb64(s: str) -> bytes:
+    return base64.b64decode(s + "=" * (-len(s) % 4))
+
+
+def d1_users(stratus):
+    """The local D1 files that hold the users table (miniflare keeps D1 in SQLite)."""
+    if stratus.state_dir is None:
+        pytest.skip("needs the local D1 files of an instance started here")
+    for db in Path(stratus.state_dir, "persist").rglob("*.sqlite"):
+        con = sqlite3.connect(db, timeout=10)
+        try:
+            tables = {t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+        if "users" in tables:
+            return db
+    pytest.skip("no users table in the local D1 files")
+
+
+def stored_hash(db, user_id):
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        return con.execute("SELECT password_hash FROM users WHERE user_id = ?", (user_id,)).fetchone()[0]
+    finally:
+        con.close()
+
+
+def set_hash(db, user_id, value):
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        con.execute("UPDATE users SET password_hash = ? WHERE user_id = ?", (value, user_id))
+        con.commit()
+    finally:
+        con.close()
+
+
+def test_stored_hash_is_standard_pbkdf2(stratus):
+    db = d1_users(stratus)
+    u = new_user(stratus.base)
+    _, algo, it, salt, digest = stored_hash(db, u["user_id"]).split("$")
+    assert algo == "pbkdf2-sha256"
+    iterations = int(it.removeprefix("i="))
+    want = hashlib.pbkdf2_hmac("sha256", DEFAULT_PASSWORD.encode(), unb64(salt), iterations, 32)
+    assert unb64(digest) == want
+
+
+@pytest.mark.parametrize("iterations", [1000, 100_000, 150_000])
+def test_hashes_made_elsewhere_log_in(stratus, iterations):
+    db = d1_users(stratus)
+    u = new_user(stratus.base)
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", b"a different password", salt, iterations, 32)
+    set_hash(db, u["user_id"], f"$pbkdf2-sha256$i={iterations}${b64(salt)}${b64(digest)}")
+    assert_error(login_raw(stratus.base, {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": u["user_id"]}, "password": DEFAULT_PASSWORD}), 403, "M_FORBIDDEN")
+    out = login(stratus.base, u["user_id"], "a different password")
+    assert out["user_id"] == u["user_id"]
