@@ -17,6 +17,9 @@ from elsewhere on the machine falls on all of them alike. Measured per server:
 - `sync (idle)`: an incremental `/sync` with `timeout=0` and nothing new.
 - `messages`: `GET /messages?dir=b&limit=50` over a room with 60 messages.
 
+`--var DEV_SIMULATED_LATENCY_MS=5` previews production, where every D1 round trip and
+Durable Object call is a network hop (the Worker adds that delay to each; development only).
+
 Prints p50/p95/mean in ms per endpoint and server, and the D1 round trips each Stratus
 request reported (`X-Stratus-D1-Round-Trips`, where the endpoint sets it). Only loopback
 addresses are used; the loops are bounded by `--samples`.
@@ -49,7 +52,7 @@ def register(base: str, name: str) -> dict:
     return r.json()
 
 
-def start_stratus(repo: Path):
+def start_stratus(repo: Path, extra: dict[str, str] | None = None):
     """Starts `wrangler dev` on `repo`'s build with that checkout's own harness."""
     path = repo / "tests" / "integration" / "conftest.py"
     sys.path.insert(0, str(path.parent))
@@ -59,7 +62,7 @@ def start_stratus(repo: Path):
     sys.modules[name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     sys.path.remove(str(path.parent))
-    server = mod.start_worker({"LOGIN_FAILURES_IP_MAX": "100000"})
+    server = mod.start_worker({"LOGIN_FAILURES_IP_MAX": "100000", **(extra or {})})
     return server.base, server.stop
 
 
@@ -142,13 +145,16 @@ def main() -> None:
     ap.add_argument("--repo", action="append", type=Path, help="a checkout with build/ (repeatable); default: this one")
     ap.add_argument("--synapse", action="store_true", help="also measure a local Synapse")
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                    help="a Worker var for every Stratus instance, e.g. DEV_SIMULATED_LATENCY_MS=5 (repeatable)")
     args = ap.parse_args()
     repos = args.repo or [REPO]
+    extra = dict(v.split("=", 1) for v in args.var)
     stops = []
     targets: list[Target] = []
     try:
         for repo in repos:
-            base, stop = start_stratus(repo.resolve())
+            base, stop = start_stratus(repo.resolve(), extra)
             stops.append(stop)
             targets.append(Target(f"Stratus {repo.resolve().name}", base))
         if args.synapse:

@@ -33,6 +33,7 @@ pub fn load_config(env: &Env) -> Result<Rc<Config>> {
             .map_err(|e| Error::internal(format!("configuration: {e}")))?,
     );
     CONFIG.with(|slot| *slot.borrow_mut() = Some(c.clone()));
+    crate::store::db::set_simulated_latency_ms(c.simulated_latency_ms);
     Ok(c)
 }
 

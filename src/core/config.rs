@@ -69,6 +69,9 @@ pub struct Config {
     pub media: MediaConfig,
     /// Where `/voip/turnServer` gets TURN credentials from.
     pub turn: super::turn::TurnConfig,
+    /// Development only (`DEV_SIMULATED_LATENCY_MS`): a delay added to every D1 round trip
+    /// and Durable Object call, to preview production latency locally. 0 = off.
+    pub simulated_latency_ms: u64,
     /// IP literals exempt from the push gateway address checks, which may also use `http`
     /// (`PUSH_GATEWAY_IP_ALLOWLIST`; tests, private deployments).
     pub push_gateway_ip_allowlist: Vec<std::net::IpAddr>,
@@ -211,6 +214,7 @@ impl Config {
                 .map_err(|e| format!("PUSH_GATEWAY_IP_ALLOWLIST: {e}"))?,
             auth_mode,
             oauth,
+            simulated_latency_ms: num("DEV_SIMULATED_LATENCY_MS", 0)?.min(1000),
             turn: super::turn::TurnConfig::from_vars(var)?,
         })
     }
@@ -240,6 +244,9 @@ mod tests {
         assert!(c.media.url_previews);
         assert!(c.media.url_preview_ip_allowlist.is_empty());
         assert!(c.push_gateway_ip_allowlist.is_empty());
+        assert_eq!(c.simulated_latency_ms, 0);
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("DEV_SIMULATED_LATENCY_MS", "5000")]).unwrap();
+        assert_eq!(c.simulated_latency_ms, 1000);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 /// Calls the object of class `P` named `name` (a user or room ID) with `request`.
 pub async fn call<P: Protocol>(env: &Env, name: &str, request: &P::Request) -> Result<P::Response> {
     let fail = |e: worker::Error| Error::internal(format!("{} object: {e}", P::CLASS));
+    crate::store::db::simulated_hop().await;
     let stub = env.durable_object(P::BINDING).map_err(fail)?.id_from_name(name).map_err(fail)?.get_stub().map_err(fail)?;
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::Post).with_body(Some(wasm_bindgen::JsValue::from_str(&serde_json::to_string(request)?)));

@@ -19,6 +19,26 @@ macro_rules! params {
 
 pub struct Db(D1Database, std::cell::Cell<u32>);
 
+thread_local! {
+    // `DEV_SIMULATED_LATENCY_MS` (development only): a fixed delay added to every D1 round
+    // trip and Durable Object call, so that a local run previews production, where each of
+    // them is a network hop. Set once per isolate from the configuration.
+    static SIMULATED_LATENCY_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Sets the simulated latency of this isolate (see `DEV_SIMULATED_LATENCY_MS`).
+pub(crate) fn set_simulated_latency_ms(ms: u64) {
+    SIMULATED_LATENCY_MS.with(|c| c.set(ms));
+}
+
+/// Waits the simulated latency, if one is set (never in production: the default is 0).
+pub(crate) async fn simulated_hop() {
+    let ms = SIMULATED_LATENCY_MS.with(std::cell::Cell::get);
+    if ms > 0 {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
 fn to_js(v: &Value) -> JsValue {
     match v {
         Value::Null => JsValue::NULL,
@@ -45,8 +65,9 @@ impl Db {
         self.1.get()
     }
 
-    fn count(&self) {
+    async fn count(&self) {
         self.1.set(self.1.get() + 1);
+        simulated_hop().await;
     }
 
     /// Prepares a statement with bound parameters (for [`Db::batch`]).
@@ -57,7 +78,7 @@ impl Db {
 
     /// All rows.
     pub async fn all<T: DeserializeOwned>(&self, sql: &str, params: Vec<Value>) -> Result<Vec<T>> {
-        self.count();
+        self.count().await;
         let res = self.stmt(sql, params)?.all().await.map_err(|e| db_err(sql, e))?;
         res.results::<T>().map_err(|e| db_err(sql, e))
     }
@@ -69,14 +90,14 @@ impl Db {
 
     /// Runs a statement; returns the number of rows changed.
     pub async fn run(&self, sql: &str, params: Vec<Value>) -> Result<usize> {
-        self.count();
+        self.count().await;
         let res = self.stmt(sql, params)?.run().await.map_err(|e| db_err(sql, e))?;
         Ok(res.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
     }
 
     /// Runs statements atomically (all or none); returns the rows changed by each.
     pub async fn batch(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<usize>> {
-        self.count();
+        self.count().await;
         let res = self.0.batch(stmts).await.map_err(|e| db_err("batch", e))?;
         Ok(res.iter().map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0)).collect())
     }
@@ -84,7 +105,7 @@ impl Db {
     /// Runs statements in one batch (one transaction, so the reads see one snapshot) and
     /// returns each statement's rows.
     pub async fn batch_rows(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<Vec<Value>>> {
-        self.count();
+        self.count().await;
         let res = self.0.batch(stmts).await.map_err(|e| db_err("batch", e))?;
         res.iter().map(|r| r.results::<Value>().map_err(|e| db_err("batch", e))).collect()
     }
@@ -92,7 +113,7 @@ impl Db {
     /// Runs an `INSERT` that may hit a unique constraint: `Ok(false)` when it did.
     /// This is the atomic guard for single-use things (nonces, codes).
     pub async fn insert_unique(&self, sql: &str, params: Vec<Value>) -> Result<bool> {
-        self.count();
+        self.count().await;
         match self.stmt(sql, params)?.run().await {
             Ok(_) => Ok(true),
             Err(e) => {
