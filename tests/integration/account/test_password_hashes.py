@@ -7,11 +7,11 @@ import base64
 import hashlib
 import os
 import sqlite3
-from pathlib import Path
 
 import pytest
 
-from matrix_helpers import DEFAULT_PASSWORD, assert_error, assert_ok, login, login_raw, new_user
+from local_state import sqlite_with_table
+from matrix_helpers import DEFAULT_PASSWORD, assert_error, login, login_raw, new_user
 
 
 def b64(b: bytes) -> str:
@@ -23,18 +23,11 @@ def unb64(s: str) -> bytes:
 
 
 def d1_users(stratus):
-    """The local D1 files that hold the users table (miniflare keeps D1 in SQLite)."""
-    if stratus.state_dir is None:
+    """The local D1 file that holds the users table."""
+    dbs = sqlite_with_table(stratus, "users")
+    if not dbs:
         pytest.skip("needs the local D1 files of an instance started here")
-    for db in Path(stratus.state_dir, "persist").rglob("*.sqlite"):
-        con = sqlite3.connect(db, timeout=10)
-        try:
-            tables = {t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        finally:
-            con.close()
-        if "users" in tables:
-            return db
-    pytest.skip("no users table in the local D1 files")
+    return dbs[0]
 
 
 def stored_hash(db, user_id):

@@ -3,10 +3,10 @@ for any namespaced key, m.tz, the 64 KiB profile limit, and the m.profile_fields
 
 import json
 import sqlite3
-from pathlib import Path
 
 import pytest
 
+from local_state import sqlite_with_table
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, new_user, qid, uia_password, unique_username
 from rooms_helpers import create_room, get_state, room_pair
 
@@ -223,21 +223,19 @@ def test_capability(base, user):
 
 
 def profile_field_rows(stratus, user_id) -> int | None:
-    """Rows of the user in the local D1 database's profile_fields table (miniflare keeps D1
-    in SQLite); None when the server is not one we started."""
-    if stratus.state_dir is None:
+    """Rows of the user in the local D1 database's profile_fields table; None when the
+    server is not one we started."""
+    dbs = sqlite_with_table(stratus, "profile_fields")
+    if not dbs:
         return None
-    total, found = 0, False
-    for db in Path(stratus.state_dir, "persist").rglob("*.sqlite"):
+    total = 0
+    for db in dbs:
         con = sqlite3.connect(db)
         try:
-            tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-            if "profile_fields" in tables:
-                found = True
-                total += con.execute("SELECT COUNT(*) FROM profile_fields WHERE user_id = ?", (user_id,)).fetchone()[0]
+            total += con.execute("SELECT COUNT(*) FROM profile_fields WHERE user_id = ?", (user_id,)).fetchone()[0]
         finally:
             con.close()
-    return total if found else None
+    return total
 
 
 def test_deactivation_clears_custom_fields(stratus):

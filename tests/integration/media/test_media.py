@@ -14,13 +14,13 @@ import os
 import sqlite3
 import time
 import zlib
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 from PIL import Image
 
+from local_state import sqlite_with_table
 from matrix_helpers import (
     HTTP_TIMEOUT,
     admin_register_raw,
@@ -270,18 +270,15 @@ def test_chunked_upload_without_content_length(base, alice):
 
 
 def r2_keys(stratus) -> list[str] | None:
-    """Object keys in the local R2 bucket (miniflare keeps them in SQLite)."""
-    if stratus.state_dir is None:
+    """Object keys in the local R2 bucket."""
+    dbs = sqlite_with_table(stratus, "_mf_objects", kind="r2")
+    if dbs is None:
         return None
     keys: list[str] = []
-    for db in Path(stratus.state_dir, "persist").rglob("*.sqlite"):
-        if "r2" not in str(db).lower():
-            continue
+    for db in dbs:
         con = sqlite3.connect(db)
         try:
-            tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-            if "_mf_objects" in tables:
-                keys += [k for (k,) in con.execute("SELECT key FROM _mf_objects")]
+            keys += [k for (k,) in con.execute("SELECT key FROM _mf_objects")]
         finally:
             con.close()
     return keys

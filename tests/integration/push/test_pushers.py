@@ -14,10 +14,10 @@ import json
 import sqlite3
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
+from local_state import sqlite_with_table
 from matrix_helpers import CLIENT_V3, assert_error, assert_ok, call, new_user
 from rooms_helpers import room_pair, send
 from stub_server import StubServer
@@ -176,17 +176,10 @@ def test_gateway_redirects_are_not_followed(local_gw):
             assert target.got == [], "the redirect was followed"
 
 
-def d1_files(server) -> list[Path]:
-    """The local D1 databases of a wrangler instance (miniflare keeps them in SQLite)."""
-    if server.state_dir is None:
-        return []
-    return [p for p in Path(server.state_dir, "persist").rglob("*.sqlite") if "d1" in str(p).lower()]
-
-
 def test_stored_private_pusher_is_not_used(stratus):
     """A pusher stored with a loopback URL (before the set-time check existed, or under
     another allow-list) gets nothing: the URL is checked again before each send."""
-    dbs = d1_files(stratus)
+    dbs = sqlite_with_table(stratus, "pushers", kind="d1")
     if not dbs:
         pytest.skip("needs the local D1 files of an instance started here")
     base = stratus.base
@@ -197,15 +190,13 @@ def test_stored_private_pusher_is_not_used(stratus):
         for db in dbs:
             con = sqlite3.connect(db, timeout=10)
             try:
-                tables = {t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                if "pushers" in tables:
-                    con.execute(
-                        "INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name,"
-                        " lang, data, created_ts) VALUES (?, 'org.example.app', 'old', 'http', 'App', 'Phone', 'en', ?, 0)",
-                        (b["user_id"], data),
-                    )
-                    con.commit()
-                    inserted += 1
+                con.execute(
+                    "INSERT INTO pushers (user_id, app_id, pushkey, kind, app_display_name, device_display_name,"
+                    " lang, data, created_ts) VALUES (?, 'org.example.app', 'old', 'http', 'App', 'Phone', 'en', ?, 0)",
+                    (b["user_id"], data),
+                )
+                con.commit()
+                inserted += 1
             finally:
                 con.close()
         assert inserted == 1, dbs
