@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from request_latency import register  # noqa: E402
+from sync_latency import register  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

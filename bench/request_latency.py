@@ -41,15 +41,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-
-def register(base: str, name: str) -> dict:
-    body = {"username": name, "password": "bench-password-123", "auth": {"type": "m.login.dummy"}}
-    r = requests.post(f"{base}/_matrix/client/v3/register", json=body, timeout=30)
-    if r.status_code == 401:  # a UIA round first
-        body["auth"]["session"] = r.json().get("session")
-        r = requests.post(f"{base}/_matrix/client/v3/register", json=body, timeout=30)
-    r.raise_for_status()
-    return r.json()
+from sync_latency import register  # noqa: E402  (one registration helper for the benchmarks)
 
 
 def start_stratus(repo: Path, extra: dict[str, str] | None = None):
