@@ -92,10 +92,6 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
     let mut rooms: BTreeMap<String, RoomOut> = BTreeMap::new();
     let mut invites = Vec::new();
     let mut knocks = Vec::new();
-    // Invites to a user who blocks them are not served (spec v1.18, "Invite permission");
-    // they come back if the user stops blocking. Read only when there is an invite.
-    let invites_blocked =
-        memberships.iter().any(|m| m.membership == "invite") && crate::service::membership::invites_blocked(ctx, &me.user_id).await?;
     for m in memberships {
         if !f.room.room_allowed(&m.room_id) {
             continue;
@@ -119,7 +115,7 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
                 (Some(Range { room_id: m.room_id.clone(), after, up_to: now.rooms }), full)
             }
             "invite" => {
-                if (changed || p.full_state) && !invites_blocked {
+                if changed || p.full_state {
                     invites.push(m.room_id.clone());
                 }
                 continue;
@@ -143,6 +139,11 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
             m.room_id.clone(),
             RoomOut { membership: m.membership.clone(), range, full, my_membership_stream: m.stream(), ..Default::default() },
         );
+    }
+    // Invites to a user who blocks them are not served (spec v1.18, "Invite permission");
+    // they come back if the user stops blocking. Read only when an invite would be served.
+    if !invites.is_empty() && crate::service::membership::invites_blocked(ctx, &me.user_id).await? {
+        invites.clear();
     }
 
     // Timelines: the last `limit` events of each room, plus one to learn `limited`.
