@@ -63,11 +63,10 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
     // A request without `auth` only asks for the flows (Element's first request carries no
     // password): it gets the 401, as from Synapse. The password is needed once a stage is
     // attempted, and is checked before the stage so that a refusal does not use up the session.
-    if value.get("auth").is_some_and(|a| !a.is_null()) {
-        let password = body.password.as_deref().ok_or_else(|| err!(MissingParam, "A password is required"))?;
-        check_new_password(password)?;
-    } else if let Some(p) = body.password.as_deref() {
-        check_new_password(p)?;
+    match body.password.as_deref() {
+        Some(p) => check_new_password(p)?,
+        None if value.get("auth").is_some_and(|a| !a.is_null()) => return Err(err!(MissingParam, "A password is required")),
+        None => {}
     }
 
     user_interactive_auth(ctx, req, &value, "register", &flows(ctx), None).await?;
