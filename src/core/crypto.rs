@@ -126,9 +126,14 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
 
 /// Lower-case hex HMAC-SHA1, as Synapse's shared-secret registration uses.
 pub fn hmac_sha1_hex(key: &[u8], msg: &[u8]) -> String {
+    hex(&hmac_sha1(key, msg))
+}
+
+/// HMAC-SHA1 (Synapse's shared-secret registration, coturn's TURN REST credentials).
+pub fn hmac_sha1(key: &[u8], msg: &[u8]) -> [u8; 20] {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(msg);
-    hex(&mac.finalize().into_bytes())
+    mac.finalize().into_bytes().into()
 }
 
 pub fn hex(bytes: &[u8]) -> String {

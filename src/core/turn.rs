@@ -12,8 +12,9 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+
+use super::crypto::hmac_sha1;
 
 /// Where TURN credentials come from (`TURN_*` / `CLOUDFLARE_TURN_*` settings).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,9 +64,7 @@ impl TurnConfig {
 pub fn shared_secret_credentials(uris: &[String], secret: &str, lifetime_secs: u64, user_id: &str, now_ms: u64) -> Value {
     let expiry = now_ms / 1000 + lifetime_secs;
     let username = format!("{expiry}:{user_id}");
-    let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
-    mac.update(username.as_bytes());
-    let password = STANDARD.encode(mac.finalize().into_bytes());
+    let password = STANDARD.encode(hmac_sha1(secret.as_bytes(), username.as_bytes()));
     json!({ "username": username, "password": password, "uris": uris, "ttl": lifetime_secs })
 }
 
