@@ -23,6 +23,10 @@ pub enum Auth {
     User,
     /// A user's access token, and the user is a server admin (else `403 M_FORBIDDEN`).
     Admin,
+    /// Another homeserver: the request's `X-Matrix` signature is verified before the handler
+    /// runs (spec: server-server-api, "Request Authentication"); the handler gets the origin
+    /// as `&ServerName`.
+    Server,
 }
 
 /// One endpoint: the row `routes!` builds from a declaration.

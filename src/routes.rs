@@ -1,5 +1,6 @@
 //! Every endpoint, declared once: method, path with named parameters, the kind of
-//! authentication the router enforces before the handler runs (`None`, `User`, `Admin`) with
+//! authentication the router enforces before the handler runs (`None`, `User`, `Admin`,
+//! `Server`: another homeserver's signed request, the handler gets the origin) with
 //! optional flags (`legacy_login`: off when `AUTH_MODE=oauth`; `streams_body`: the body is
 //! streamed, not read first), and the handler with the path parameters it takes by name
 //! (`?name`: only some rows of that handler have the segment; a literal is passed as is).
@@ -67,6 +68,10 @@ macro_rules! routes {
     (@call None, $ctx:ident, $req:ident, $who:ident, $p:ident, $f:path, [$($done:expr),*]) => {{
         let _ = ($who, $p);
         $f($ctx, $req $(, $done)*).await
+    }};
+    (@call Server, $ctx:ident, $req:ident, $who:ident, $p:ident, $f:path, [$($done:expr),*]) => {{
+        let _ = $p;
+        $f($ctx, $req, $who.server()? $(, $done)*).await
     }};
     (@call $auth:ident, $ctx:ident, $req:ident, $who:ident, $p:ident, $f:path, [$($done:expr),*]) => {{
         let _ = $p;

@@ -28,6 +28,8 @@ pub type Handler = for<'a> fn(&'a Ctx, &'a Request, &'a Identity, &'a Params) ->
 pub enum Identity {
     Anonymous,
     User(Authed),
+    /// Another homeserver, whose `X-Matrix` signature the router verified.
+    Server(ruma::OwnedServerName),
 }
 
 impl Identity {
@@ -36,7 +38,15 @@ impl Identity {
     pub fn user(&self) -> Result<&Authed> {
         match self {
             Identity::User(a) => Ok(a),
-            Identity::Anonymous => Err(crate::error::Error::internal("handler needs a user on an unauthenticated route")),
+            _ => Err(crate::error::Error::internal("handler needs a user on a route without one")),
+        }
+    }
+
+    /// The origin server of a federation request; only `Server` rows call this.
+    pub fn server(&self) -> Result<&ruma::ServerName> {
+        match self {
+            Identity::Server(s) => Ok(s),
+            _ => Err(crate::error::Error::internal("handler needs a server on a route without one")),
         }
     }
 }
@@ -66,6 +76,7 @@ async fn serve(ctx: &Ctx, req: &Request) -> Result<Response> {
             }
             Identity::User(me)
         }
+        Auth::Server => Identity::Server(crate::service::federation::auth::authenticate(ctx, req).await?),
     };
     (ep.handler)(ctx, req, &who, &params).await
 }

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod config;
 pub mod crypto;
 pub mod e2ee;
+pub mod federation;
 pub mod filter;
 pub mod ids;
 pub mod json;

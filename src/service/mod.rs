@@ -7,6 +7,7 @@ pub mod account_data;
 pub mod directory;
 pub mod e2ee;
 pub mod events;
+pub mod federation;
 pub mod keys;
 pub mod membership;
 pub mod notify;

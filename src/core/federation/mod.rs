@@ -1,0 +1,3 @@
+//! Federation protocol logic (spec: server-server-api), native and unit-tested: the
+//! `X-Matrix` authorization header, server-name resolution, remote key documents and the
+//! checks a PDU from another server goes through.

@@ -1,0 +1,5 @@
+//! Federation (spec: server-server-api): authenticating other servers' requests (`auth`),
+//! signed requests to other servers (`client`), their signing keys (`keys`).
+
+pub mod auth;
+pub mod client;
