@@ -70,6 +70,23 @@ pub enum RoomRequest {
         events: Vec<NewEventWire>,
         txn: Option<Txn>,
     },
+    /// Receives PDUs of this room from another server (federation `/send`, `send_join`…):
+    /// the checks on receipt, then storage (`service::federation::ingest`).
+    Ingest {
+        room_id: String,
+        origin: String,
+        pdus: Vec<Value>,
+    },
+    /// Stores the room a local user joined on another server: the join event and the state
+    /// and auth chain the resident server sent (`send_join`).
+    JoinRemote {
+        room_id: String,
+        room_version: String,
+        origin: String,
+        join_event: Value,
+        state: Vec<Value>,
+        auth_chain: Vec<Value>,
+    },
     /// Sets or clears a member's typing flag (`timeout` in ms, capped by the object).
     Typing {
         room_id: String,
@@ -87,7 +104,20 @@ pub enum RoomResponse {
     Appended {
         event_ids: Vec<String>,
     },
+    /// What became of each ingested PDU (`error` absent: accepted or soft-failed).
+    Ingested {
+        results: Vec<PduResult>,
+    },
     Done,
+}
+
+/// One PDU's outcome, as federation `/send` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PduResult {
+    pub event_id: String,
+    pub error: Option<String>,
+    /// Whether it reached the timeline (not soft-failed, not rejected).
+    pub accepted: bool,
 }
 
 /// The wire form of a [`NewEvent`] between the Worker and the Room Durable Object.

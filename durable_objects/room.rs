@@ -10,18 +10,19 @@
 //! `/sync` reads) and wakes the joined members.
 
 use futures_util::lock::Mutex;
-use ruma::RoomId;
+use ruma::{RoomId, ServerName};
 use serde::Deserialize;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::core::time::now_ms;
 use crate::ctx::load_config;
 use crate::error::Error;
+use crate::service::federation::ingest;
 use crate::service::{timeline, wakeups};
 use crate::store::db::Db;
 use crate::store::{rooms, sync as sstore};
 
-use super::protocol::{NewEventWire, RoomProto, RoomRequest, RoomResponse, Txn};
+use super::protocol::{NewEventWire, PduResult, RoomProto, RoomRequest, RoomResponse, Txn};
 
 #[durable_object]
 pub struct Room {
@@ -76,6 +77,15 @@ impl Room {
         Ok(match request {
             RoomRequest::Health => RoomResponse::Health(super::health::<RoomProto>(self.version)),
             RoomRequest::Append { room_id, events, txn } => RoomResponse::Appended { event_ids: self.append(room_id, events, txn).await? },
+            RoomRequest::Ingest { room_id, origin, pdus } => RoomResponse::Ingested { results: self.ingest(room_id, origin, pdus).await? },
+            RoomRequest::JoinRemote { room_id, room_version, origin, join_event, state, auth_chain } => {
+                let _writer = self.writer.lock().await;
+                let ctx = self.ctx()?;
+                let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
+                let origin = ServerName::parse(&origin).map_err(|_| crate::err!(InvalidParam, "Invalid server name"))?;
+                let id = ingest::store_remote_join(&ctx, &room_id, &room_version, &origin, &join_event, &state, &auth_chain).await?;
+                RoomResponse::Appended { event_ids: vec![id.to_string()] }
+            }
             RoomRequest::Typing { room_id, user_id, typing, timeout } => {
                 self.typing(room_id, user_id, typing, timeout).await?;
                 RoomResponse::Done
@@ -96,6 +106,32 @@ impl Room {
         // Append and fan out (push actions, sync wake-ups): the one write path.
         let pdus = timeline::write(&self.env, &db, &config, Some(&room_id), news, txn).await?;
         Ok(pdus.iter().map(|p| p.event_id.to_string()).collect())
+    }
+
+    fn ctx(&self) -> crate::Result<crate::ctx::Ctx> {
+        crate::ctx::Ctx::new(self.env.clone(), None)
+    }
+
+    /// PDUs from another server, under the writer lock (the room's single writer).
+    async fn ingest(&self, room_id: String, origin: String, pdus: Vec<serde_json::Value>) -> crate::Result<Vec<PduResult>> {
+        let _writer = self.writer.lock().await;
+        let ctx = self.ctx()?;
+        let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
+        let origin = ServerName::parse(&origin).map_err(|_| crate::err!(InvalidParam, "Invalid server name"))?;
+        let mut ingest = ingest::Ingest::new(&ctx, &room_id, &origin).await?;
+        let outcomes = ingest.pdus(&pdus).await;
+        ingest::fan_out(&ctx, &ingest.accepted).await;
+        Ok(outcomes
+            .into_iter()
+            .map(|(id, o)| PduResult {
+                event_id: id.to_string(),
+                accepted: o == ingest::Outcome::Accepted,
+                error: match o {
+                    ingest::Outcome::Rejected(why) => Some(why),
+                    _ => None,
+                },
+            })
+            .collect())
     }
 
     fn sql(&self) -> worker::SqlStorage {

@@ -255,4 +255,10 @@ routes! {
     Get "/_matrix/client/v3/thirdparty/protocols" [User] => client::thirdparty::protocols_route();
     Get "/_matrix/client/v3/account/3pid" [User] => client::account::threepids_route();
     Get "/_matrix/client/v3/voip/turnServer" [User] => client::voip::turn_server_route();
+
+    // Federation: transactions and joins (src/api/federation/).
+    Put "/_matrix/federation/v1/send/{txnId}" [Server] => federation::send::send_transaction_route(txnId);
+    Put "/_matrix/federation/v2/send_join/{roomId}/{eventId}" [Server] => federation::membership::send_join_route(roomId, eventId);
+    Put "/_matrix/federation/v2/send_leave/{roomId}/{eventId}" [Server] => federation::membership::send_leave_route(roomId, eventId);
+    Put "/_matrix/federation/v1/send_knock/{roomId}/{eventId}" [Server] => federation::membership::send_knock_route(roomId, eventId);
 }

@@ -34,16 +34,36 @@ pub fn parse_local_alias(ctx: &Ctx, alias: &str) -> Result<String> {
 
 /// Resolves `!room` or `#alias` to a local room ID.
 pub async fn resolve_room(ctx: &Ctx, id_or_alias: &str) -> Result<OwnedRoomId> {
-    if id_or_alias.starts_with('#') {
-        let a = RoomAliasId::parse(id_or_alias).map_err(|_| err!(InvalidParam, "Invalid room alias"))?;
-        if a.server_name() != ctx.config.server_name {
-            return Err(err!(NotFound, "Room alias not found (federation is not available yet)"));
-        }
-        let room = rooms::alias_room(&ctx.db, a.as_str()).await?.ok_or_else(|| err!(NotFound, "Room alias not found"))?;
-        parse_room_id(&room)
-    } else {
-        parse_room_id(id_or_alias)
+    Ok(resolve_room_servers(ctx, id_or_alias).await?.0)
+}
+
+/// A room ID or alias as a room ID, with the servers an alias lookup named as able to join
+/// it: a local alias from D1, another server's from that server (`GET
+/// /_matrix/federation/v1/query/directory`, spec: server-server-api "Room Aliases").
+pub async fn resolve_room_servers(ctx: &Ctx, id_or_alias: &str) -> Result<(OwnedRoomId, Vec<ruma::OwnedServerName>)> {
+    if !id_or_alias.starts_with('#') {
+        return Ok((parse_room_id(id_or_alias)?, vec![]));
     }
+    let a = RoomAliasId::parse(id_or_alias).map_err(|_| err!(InvalidParam, "Invalid room alias"))?;
+    if a.server_name() == ctx.config.server_name {
+        let room = rooms::alias_room(&ctx.db, a.as_str()).await?.ok_or_else(|| err!(NotFound, "Room alias not found"))?;
+        return Ok((parse_room_id(&room)?, vec![]));
+    }
+    let path = format!(
+        "/_matrix/federation/v1/query/directory?room_alias={}",
+        percent_encoding::utf8_percent_encode(a.as_str(), percent_encoding::NON_ALPHANUMERIC)
+    );
+    let answer = crate::service::federation::client::request(ctx, a.server_name(), crate::http::Method::Get, &path, None)
+        .await
+        .map_err(|_| err!(NotFound, "Room alias not found"))?;
+    let room = answer.get("room_id").and_then(serde_json::Value::as_str).ok_or_else(|| err!(NotFound, "Room alias not found"))?;
+    let mut servers: Vec<ruma::OwnedServerName> = answer
+        .get("servers")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.as_str()).filter_map(|s| ruma::ServerName::parse(s).ok()).collect())
+        .unwrap_or_default();
+    servers.push(a.server_name().to_owned());
+    Ok((parse_room_id(room)?, servers))
 }
 
 /// Gives a room an alias; `false` if the alias exists.

@@ -48,6 +48,24 @@ struct Head {
 /// event is `m.room.create`). All events are written in one batch; if any is refused,
 /// nothing is written.
 pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Vec<NewEvent>, txn: Option<Txn>) -> Result<Vec<Pdu>> {
+    append_or_prepare(db, config, room_id, news, txn, true).await
+}
+
+/// Builds, signs and authorises one event on top of the room's current state without
+/// writing it: an invite of another server's user is signed by that server before it is
+/// stored (spec: server-server-api, "Inviting to a room").
+pub async fn prepare(db: &Db, config: &Config, room_id: &RoomId, new: NewEvent) -> Result<Pdu> {
+    append_or_prepare(db, config, Some(room_id), vec![new], None, false).await?.into_iter().next().ok_or_else(|| Error::internal("no event"))
+}
+
+async fn append_or_prepare(
+    db: &Db,
+    config: &Config,
+    room_id: Option<&RoomId>,
+    news: Vec<NewEvent>,
+    txn: Option<Txn>,
+    write: bool,
+) -> Result<Vec<Pdu>> {
     let mut head = match room_id {
         Some(r) => {
             let row = rooms::get_room(db, r.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
@@ -60,7 +78,7 @@ pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Ve
                 room_id: Some(r.to_owned()),
                 rules: Some(rules),
                 version: row.room_version.clone(),
-                extremities: row.head_event.iter().filter_map(|e| EventId::parse(e).ok()).collect(),
+                extremities: crate::store::graph::parse_extremities(row.extremities.as_deref(), row.head_event.as_deref()),
                 depth: row.head_depth as u64,
                 group: row.state_group.clone(),
                 group_len,
@@ -167,10 +185,11 @@ pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Ve
         let t = txn.as_ref().map(|t| rooms::TxnWrite { user: &t.user_id, device: &t.device_id, txn_id: &t.txn_id, key: &t.key });
         stmts.extend(rooms::append_stmts(
             db,
-            &rooms::EventWrite { pdu: &pdu, state_before: before.as_deref(), state_after: after.as_deref(), txn: t },
+            &rooms::EventWrite { pdu: &pdu, state_before: before.as_deref(), state_after: after.as_deref(), txn: t, project: true },
         )?);
         head.group = after;
-        head.extremities = vec![pdu.event_id.clone()];
+        // The new event names (up to 20 of) the extremities; any it could not name stay.
+        head.extremities = head.extremities.iter().filter(|e| !pdu.prev_events.contains(e)).cloned().chain([pdu.event_id.clone()]).collect();
         head.depth = pdu.depth;
         head.events.insert(pdu.event_id.clone(), pdu.clone());
         out.push(pdu);
@@ -181,8 +200,10 @@ pub async fn append(db: &Db, config: &Config, room_id: Option<&RoomId>, news: Ve
     if created {
         stmts.insert(0, rooms::insert_room_stmt(db, &room, &head.version, last.sender.as_str())?);
     }
-    stmts.push(rooms::set_head_stmt(db, &room, last.event_id.as_str(), last.depth, head.group.as_deref())?);
-    db.batch(stmts).await?;
+    stmts.push(crate::store::graph::set_head_stmt(db, &room, &head.extremities, last.depth, head.group.as_deref(), last.event_id.as_str())?);
+    if write {
+        db.batch(stmts).await?;
+    }
     Ok(out)
 }
 

@@ -23,13 +23,18 @@ pub struct RoomRow {
     pub room_version: String,
     pub is_public: i64,
     pub head_event: Option<String>,
+    /// Forward extremities (JSON array; NULL while the room is linear: `head_event`).
+    pub extremities: Option<String>,
     pub head_depth: f64,
     pub state_group: Option<String>,
 }
 
 pub async fn get_room(db: &Db, room_id: &str) -> Result<Option<RoomRow>> {
-    db.first("SELECT room_id, room_version, creator, is_public, head_event, head_depth, state_group FROM rooms WHERE room_id = ?", params![room_id])
-        .await
+    db.first(
+        "SELECT room_id, room_version, creator, is_public, head_event, extremities, head_depth, state_group FROM rooms WHERE room_id = ?",
+        params![room_id],
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -75,11 +80,18 @@ pub async fn get_events(db: &Db, ids: &[String]) -> Result<Vec<EventRow>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({marks})");
         out.extend(db.all::<EventRow>(&sql, chunk.iter().map(|s| Value::String(s.clone())).collect()).await?);
     }
+    // State of rooms joined over federation may be outliers (not in the timeline).
+    if out.len() < ids.len() {
+        let found: HashSet<&str> = out.iter().map(|r| r.event_id.as_str()).collect();
+        let missing: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !found.contains(id)).collect();
+        let extra = crate::store::graph::outlier_rows(db, &missing).await?;
+        out.extend(extra);
+    }
     Ok(out)
 }
 
 pub async fn get_event(db: &Db, id: &str) -> Result<Option<EventRow>> {
-    db.first(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?"), params![id]).await
+    Ok(get_events(db, &[id.to_owned()]).await?.into_iter().next())
 }
 
 #[derive(Deserialize)]
@@ -170,6 +182,10 @@ pub struct EventWrite<'a> {
     pub state_before: Option<&'a str>,
     pub state_after: Option<&'a str>,
     pub txn: Option<TxnWrite<'a>>,
+    /// Whether a state event also moves `current_state`/`memberships` (a linear append);
+    /// events from other servers move them by state resolution instead
+    /// (`store::graph::current_state_stmts`).
+    pub project: bool,
 }
 
 /// The client transaction an event was sent in: `txn_id` as the client gave it (echoed in
@@ -226,7 +242,7 @@ pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStateme
             txn_device
         ],
     )?];
-    if let Some(k) = &p.state_key {
+    if let Some(k) = p.state_key.as_ref().filter(|_| w.project) {
         stmts.push(db.stmt(
             "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?, ?, ?, ?)
              ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
@@ -376,13 +392,18 @@ pub async fn visibility_history(db: &Db, room_id: &str, user_id: &str, up_to: u6
     .await
 }
 
-/// Events by ID, parsed, keyed by ID.
+/// Events by ID, parsed, keyed by ID: timeline events and outliers (never rejected ones).
 pub async fn get_pdus(db: &Db, ids: &[OwnedEventId]) -> Result<BTreeMap<OwnedEventId, Pdu>> {
     let uniq: Vec<String> = ids.iter().map(|e| e.to_string()).collect::<HashSet<_>>().into_iter().collect();
     let mut out = BTreeMap::new();
     for row in get_events(db, &uniq).await? {
         let p = row.pdu()?;
         out.insert(p.event_id.clone(), p);
+    }
+    // Auth-chain and state events of rooms joined over federation may be outliers.
+    let missing: Vec<&str> = uniq.iter().map(String::as_str).filter(|id| !out.keys().any(|k| k.as_str() == *id)).collect();
+    if !missing.is_empty() {
+        out.extend(crate::store::graph::outlier_pdus(db, &missing).await?);
     }
     Ok(out)
 }
@@ -471,11 +492,6 @@ pub async fn public_rooms(db: &Db) -> Result<Vec<(String, u64)>> {
 /// Statement creating the row of a new room.
 pub fn insert_room_stmt(db: &Db, room_id: &str, version: &str, creator: &str) -> Result<D1PreparedStatement> {
     db.stmt("INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?, ?, ?, ?)", params![room_id, version, creator, now_ms()])
-}
-
-/// Statement moving a room's head (last event, its depth, the current state group).
-pub fn set_head_stmt(db: &Db, room_id: &str, event_id: &str, depth: u64, group: Option<&str>) -> Result<D1PreparedStatement> {
-    db.stmt("UPDATE rooms SET head_event = ?, head_depth = ?, state_group = ? WHERE room_id = ?", params![event_id, depth, group, room_id])
 }
 
 // ---- reading events ----

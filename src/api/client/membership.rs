@@ -3,7 +3,7 @@
 //! rules judge; a refused change is `403` and changes nothing.
 
 use crate::core::json::JsonExt;
-use ruma::{OwnedRoomId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, ServerName, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,11 +15,12 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::directory::resolve_room;
+use crate::service::directory::{resolve_room, resolve_room_servers};
+use crate::service::federation;
 use crate::service::membership as membership_rules;
 use crate::service::power;
 use crate::service::timeline::append_via_room;
-use crate::store::rooms;
+use crate::store::{graph, rooms};
 
 #[derive(Deserialize, Default)]
 struct Reason {
@@ -55,7 +56,12 @@ async fn send_member(ctx: &Ctx, room_id: &RoomId, ev: NewEvent) -> Result<()> {
 
 /// Joins with the user's profile in the member event; for `restricted` rooms, finds a local
 /// member with invite power to authorise the join when the user is in an allowed room.
-async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<String>) -> Result<Response> {
+async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<String>, via: Vec<OwnedServerName>) -> Result<Response> {
+    // Not resident (no local member is joined): the room is joined through a server that is.
+    if let Some(servers) = remote_join_servers(ctx, &room_id, via).await? {
+        federation::join::join_remote(ctx, &me.user_id, &room_id, &servers, reason.as_deref()).await?;
+        return Ok(Response::ok(json!({ "room_id": room_id })));
+    }
     ensure_room(ctx, &room_id).await?;
     let mut ev = member_event(&me.user_id, me.user_id.as_str(), "join", reason.as_deref());
     membership_rules::add_profile(ctx, &mut ev, &me.user_id).await?;
@@ -67,6 +73,29 @@ async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<Strin
     }
     send_member(ctx, &room_id, ev).await?;
     Ok(Response::ok(json!({ "room_id": room_id })))
+}
+
+/// Where to join a room we are not resident in: the client's `via` servers, the room ID's
+/// server (before room v12), and the servers of members we know of. `None`: join locally
+/// (a local member is joined, or no other server is known).
+async fn remote_join_servers(ctx: &Ctx, room_id: &RoomId, via: Vec<OwnedServerName>) -> Result<Option<Vec<OwnedServerName>>> {
+    let ours = ctx.server_name();
+    let known = rooms::get_room(&ctx.db, room_id.as_str()).await?.is_some();
+    if known && graph::member_servers(&ctx.db, room_id.as_str(), "join").await?.iter().any(|s| s == ours) {
+        return Ok(None);
+    }
+    let mut servers = via;
+    if let Some(s) = room_id.server_name() {
+        servers.push(s.to_owned());
+    }
+    for s in graph::member_servers(&ctx.db, room_id.as_str(), "join").await? {
+        if let Ok(s) = ServerName::parse(&s) {
+            servers.push(s);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    servers.retain(|s| s.as_str() != ours && seen.insert(s.clone()));
+    Ok((!servers.is_empty()).then_some(servers))
 }
 
 /// For `restricted`/`knock_restricted` rooms: a joined local user with invite power, if the
@@ -106,14 +135,18 @@ async fn restricted_authoriser(ctx: &Ctx, room_id: &RoomId, user: &UserId) -> Re
 /// # `POST /_matrix/client/v3/join/{roomIdOrAlias}`
 pub async fn join_by_id_or_alias_route(ctx: &Ctx, req: &Request, me: &Authed, target: &str) -> Result<Response> {
     let body: Reason = req.json_or_empty()?;
-    let room_id = resolve_room(ctx, target).await?;
-    join(ctx, me, room_id, body.reason).await
+    let (room_id, mut servers) = resolve_room_servers(ctx, target).await?;
+    // `via` (and the older `server_name`): servers to join through.
+    let mut via: Vec<OwnedServerName> =
+        req.query.iter().filter(|(k, _)| k == "via" || k == "server_name").filter_map(|(_, v)| ServerName::parse(v).ok()).collect();
+    via.append(&mut servers);
+    join(ctx, me, room_id, body.reason, via).await
 }
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/join`
 pub async fn join_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let body: Reason = req.json_or_empty()?;
-    join(ctx, me, parse_room_id(room_id)?, body.reason).await
+    join(ctx, me, parse_room_id(room_id)?, body.reason, vec![]).await
 }
 
 /// # `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
@@ -160,9 +193,6 @@ async fn act_on(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, membership
     let current = rooms::membership(&ctx.db, room_id.as_str(), target.as_str()).await?;
     match membership {
         "invite" => {
-            if target.server_name() != ctx.config.server_name {
-                return Err(err!(Unknown, "Inviting users of other servers needs federation, which is not available yet"));
-            }
             if current.as_deref() == Some("join") {
                 return Err(err!(Forbidden, "{target} is already in the room"));
             }
@@ -183,6 +213,10 @@ async fn act_on(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, membership
     let mut ev = member_event(&me.user_id, target.as_str(), event_membership, body.reason.as_deref());
     if event_membership == "invite" {
         membership_rules::add_profile(ctx, &mut ev, &target).await?;
+        if target.server_name() != ctx.config.server_name {
+            federation::invite::invite_remote(ctx, &room_id, &target, ev).await?;
+            return Ok(Response::ok(json!({})));
+        }
     }
     send_member(ctx, &room_id, ev).await?;
     Ok(Response::ok(json!({})))

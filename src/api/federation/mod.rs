@@ -1,3 +1,5 @@
 //! Server-server API handlers.
 
 pub mod key;
+pub mod membership;
+pub mod send;

@@ -3,3 +3,8 @@
 
 pub mod auth;
 pub mod client;
+pub mod ingest;
+pub mod invite;
+pub mod join;
+pub mod keys;
+pub mod room;

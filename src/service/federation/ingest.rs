@@ -1,0 +1,481 @@
+//! Receiving PDUs from other servers (spec: server-server-api, "Checks performed on receipt
+//! of a PDU", "Soft failure", "Retrieving events"). Runs inside the room's `Room` Durable
+//! Object, the room's single writer, so the extremities and the current state it moves are
+//! never raced by a local send.
+//!
+//! Each PDU goes through the spec's checks in order: format and room version (the caller
+//! parsed it with `core::federation::pdu::incoming`), signatures (the sender's server),
+//! content hash (redacted and kept on mismatch), auth rules against its own `auth_events`,
+//! against the state before it (state resolution v2 over its `prev_events`' states), and
+//! soft failure against the current state. Rejected events are recorded and never served;
+//! soft-failed events stay out of the timeline and the extremities.
+//!
+//! Missing auth events are fetched with `/event`, a gap before the event with
+//! `/get_missing_events` (bounded); if the gap remains, the state before the event comes from
+//! `/state_ids` and `/event`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::signatures::Verified;
+use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, ServerName};
+use serde_json::{json, Value};
+
+use crate::core::federation::pdu::incoming;
+use crate::core::room::auth::check;
+use crate::core::room::pdu::Pdu;
+use crate::core::room::state::{resolve, state_after as apply_event, StateEntry, StateMap};
+use crate::core::room::version_rules;
+use crate::ctx::Ctx;
+use crate::err;
+use crate::error::Result;
+use crate::http::Method;
+use crate::service::federation::{client, keys};
+use crate::store::{graph, rooms};
+
+/// How many events one request may fetch from other servers (auth events, gaps, state).
+const FETCH_BUDGET: usize = 200;
+/// `/get_missing_events` limit per gap.
+const MISSING_LIMIT: u64 = 20;
+/// A full state snapshot every this many links (as `timeline` does).
+const SNAPSHOT_EVERY: u32 = 32;
+
+/// What became of one PDU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// In the timeline (or already known).
+    Accepted,
+    /// Kept in the graph, hidden from clients and extremities.
+    SoftFailed,
+    Rejected(String),
+}
+
+/// The state of one ingest: the room, the events loaded so far, what was written.
+pub struct Ingest<'a> {
+    ctx: &'a Ctx,
+    room_id: OwnedRoomId,
+    rules: RoomVersionRules,
+    /// The server the PDUs came from: asked for whatever is missing.
+    origin: &'a ServerName,
+    events: BTreeMap<OwnedEventId, Pdu>,
+    budget: usize,
+    /// Events newly added to the timeline, for the fan-out.
+    pub accepted: Vec<Pdu>,
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl<'a> Ingest<'a> {
+    /// Starts an ingest into a room we know.
+    pub async fn new(ctx: &'a Ctx, room_id: &RoomId, origin: &'a ServerName) -> Result<Ingest<'a>> {
+        let row = rooms::get_room(&ctx.db, room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
+        let (_, rules) = version_rules(&row.room_version)?;
+        Ok(Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: BTreeMap::new(), budget: FETCH_BUDGET, accepted: vec![] })
+    }
+
+    /// Runs the checks on a batch of PDUs of this room (oldest first), returning each one's
+    /// outcome by event ID. A PDU that cannot even be parsed has no event ID and is skipped.
+    pub async fn pdus(&mut self, values: &[Value]) -> Vec<(OwnedEventId, Outcome)> {
+        let mut parsed: Vec<Pdu> = values.iter().filter_map(|v| incoming(&self.rules, v, Some(&self.room_id)).ok()).collect();
+        parsed.sort_by_key(|p| p.depth);
+        let mut out = Vec::new();
+        for pdu in parsed {
+            let id = pdu.event_id.clone();
+            let outcome = match self.timeline_event(pdu, 0).await {
+                Ok(o) => o,
+                Err(e) => Outcome::Rejected(e.to_string()),
+            };
+            out.push((id, outcome));
+        }
+        out
+    }
+
+    /// Loads events (timeline or outlier) into memory, with their auth chains.
+    async fn load(&mut self, ids: &[OwnedEventId]) -> Result<()> {
+        let mut todo: Vec<OwnedEventId> = ids.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
+        let mut seen: HashSet<OwnedEventId> = HashSet::new();
+        while !todo.is_empty() {
+            todo.retain(|e| seen.insert(e.clone()));
+            if todo.is_empty() {
+                break;
+            }
+            let found = rooms::get_pdus(&self.ctx.db, &todo).await?;
+            todo = found.values().flat_map(|p| p.auth_events.clone()).filter(|e| !self.events.contains_key(e) && !found.contains_key(e)).collect();
+            self.events.extend(found);
+        }
+        Ok(())
+    }
+
+    /// Asks the origin for one event (`GET /_matrix/federation/v1/event/{eventId}`).
+    async fn fetch_event(&mut self, id: &EventId) -> Result<Pdu> {
+        if self.budget == 0 {
+            return Err(err!(Unknown, "Too many events to fetch for one request"));
+        }
+        self.budget -= 1;
+        let path = format!("/_matrix/federation/v1/event/{}", enc(id.as_str()));
+        let body = client::request(self.ctx, self.origin, Method::Get, &path, None).await?;
+        let value = body.get("pdus").and_then(Value::as_array).and_then(|a| a.first()).ok_or_else(|| err!(NotFound, "Event not returned"))?;
+        let pdu = incoming(&self.rules, value, Some(&self.room_id))?;
+        if pdu.event_id != id {
+            return Err(err!(Forbidden, "The server returned another event"));
+        }
+        Ok(pdu)
+    }
+
+    /// Signature and hash checks: the PDU as it may be used (redacted on a hash mismatch).
+    async fn verified(&self, pdu: Pdu) -> Result<Pdu> {
+        match keys::verify_event(self.ctx, &self.rules, &pdu.json).await.map_err(|e| err!(Forbidden, "Signature check failed: {e}"))? {
+            Verified::All => Ok(pdu),
+            Verified::Signatures => pdu.redacted(&self.rules),
+        }
+    }
+
+    /// Makes sure the auth events of `pdu` are known and accepted, fetching what is missing
+    /// as outliers (each checked against its own auth events).
+    async fn ensure_auth_events(&mut self, pdu: &Pdu, depth: u32) -> Result<()> {
+        self.load(&pdu.auth_events).await?;
+        let missing: Vec<OwnedEventId> = pdu.auth_events.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = missing.iter().map(|e| e.as_str()).collect();
+        if !graph::rejected(&self.ctx.db, &ids).await?.is_empty() {
+            return Err(err!(Forbidden, "An auth event was rejected"));
+        }
+        for id in missing {
+            let fetched = self.fetch_event(&id).await?;
+            self.outlier(fetched, depth + 1).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores an auth-chain or state event we were given or fetched, after checking it
+    /// against its own auth events; a failing one is recorded as rejected (and is an error).
+    pub async fn outlier(&mut self, pdu: Pdu, depth: u32) -> Result<()> {
+        if self.events.contains_key(&pdu.event_id) {
+            return Ok(());
+        }
+        if depth > 30 {
+            return Err(err!(Unknown, "Auth chain too deep"));
+        }
+        let pdu = self.verified(pdu).await?;
+        Box::pin(self.ensure_auth_events(&pdu, depth)).await?;
+        let auth_state = self.auth_state(&pdu);
+        let events = &self.events;
+        let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
+        if let Err(e) = check(&self.rules, &pdu, &auth_state, &fetch) {
+            self.ctx.db.batch(vec![graph::insert_rejected_stmt(&self.ctx.db, pdu.event_id.as_str(), self.room_id.as_str(), &e.to_string())?]).await?;
+            return Err(e);
+        }
+        self.ctx.db.batch(vec![graph::insert_outlier_stmt(&self.ctx.db, &pdu, None, false)?]).await?;
+        self.events.insert(pdu.event_id.clone(), pdu);
+        Ok(())
+    }
+
+    /// The state its auth events describe (plus the create event, which v12 leaves out).
+    fn auth_state(&self, pdu: &Pdu) -> StateMap {
+        let mut map: StateMap = pdu
+            .auth_events
+            .iter()
+            .filter_map(|id| self.events.get(id))
+            .filter_map(|p| p.state_key.clone().map(|k| ((p.kind.to_string(), k), p.event_id.clone())))
+            .collect();
+        if self.rules.authorization.room_create_event_id_as_room_id {
+            if let Some(create) = self.events.values().find(|p| p.kind.to_string() == "m.room.create" && p.room_id == self.room_id) {
+                map.insert(("m.room.create".into(), String::new()), create.event_id.clone());
+            }
+        }
+        map
+    }
+
+    /// The state group and map after each of `ids`, for those whose state we know.
+    async fn states_after(&mut self, ids: &[OwnedEventId]) -> Result<Vec<(String, StateMap)>> {
+        let strs: Vec<&str> = ids.iter().map(|e| e.as_str()).collect();
+        let groups = graph::state_after(&self.ctx.db, &strs).await?;
+        let mut out = Vec::new();
+        for g in groups.values() {
+            let (map, _) = rooms::load_state_group(&self.ctx.db, g).await?;
+            out.push((g.clone(), map));
+        }
+        Ok(out)
+    }
+
+    /// Resolves state maps (loading every event they and their auth chains name).
+    async fn resolve(&mut self, maps: &[StateMap]) -> Result<StateMap> {
+        if let [only] = maps {
+            return Ok(only.clone());
+        }
+        let ids: Vec<OwnedEventId> = maps.iter().flat_map(|m| m.values().cloned()).collect();
+        self.load(&ids).await?;
+        let events = &self.events;
+        resolve(&self.rules, maps, |id: &EventId| events.get(id).cloned())
+    }
+
+    /// The state before `pdu` from the origin (`/state_ids` at the event, then `/event` for
+    /// what we lack), when its `prev_events` cannot all be had.
+    async fn remote_state_before(&mut self, pdu: &Pdu, depth: u32) -> Result<StateMap> {
+        let path = format!("/_matrix/federation/v1/state_ids/{}?event_id={}", enc(self.room_id.as_str()), enc(pdu.event_id.as_str()));
+        let body = client::request(self.ctx, self.origin, Method::Get, &path, None).await?;
+        let ids = |k: &str| -> Vec<OwnedEventId> {
+            body.get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).filter_map(|s| EventId::parse(s).ok()).collect())
+                .unwrap_or_default()
+        };
+        let (state_ids, chain_ids) = (ids("pdu_ids"), ids("auth_chain_ids"));
+        let mut wanted = chain_ids;
+        wanted.extend(state_ids.iter().cloned());
+        self.load(&wanted).await?;
+        // Auth chain first (by depth once fetched), then the state events.
+        let mut fetched = Vec::new();
+        let lacking: Vec<OwnedEventId> = wanted.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
+        for id in lacking {
+            fetched.push(self.fetch_event(&id).await?);
+        }
+        fetched.sort_by_key(|p| p.depth);
+        for p in fetched {
+            // A state event that fails its checks is left out of the state, as Synapse does.
+            let _ = self.outlier(p, depth + 1).await;
+        }
+        Ok(state_ids
+            .iter()
+            .filter_map(|id| self.events.get(id))
+            .filter_map(|p| p.state_key.clone().map(|k| ((p.kind.to_string(), k), p.event_id.clone())))
+            .collect())
+    }
+
+    /// Fills a gap before `pdu` with `/get_missing_events` (earliest: our extremities), each
+    /// returned event ingested as a timeline event first.
+    async fn fill_gap(&mut self, pdu: &Pdu, depth: u32) -> Result<()> {
+        let earliest = graph::extremities(&self.ctx.db, self.room_id.as_str()).await?;
+        let path = format!("/_matrix/federation/v1/get_missing_events/{}", enc(self.room_id.as_str()));
+        let body = json!({ "earliest_events": earliest, "latest_events": [pdu.event_id], "limit": MISSING_LIMIT, "min_depth": 0 });
+        let answer = client::request(self.ctx, self.origin, Method::Post, &path, Some(&body)).await?;
+        let mut got: Vec<Pdu> = answer
+            .get("events")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| incoming(&self.rules, v, Some(&self.room_id)).ok()).collect())
+            .unwrap_or_default();
+        got.sort_by_key(|p| p.depth);
+        self.budget = self.budget.saturating_sub(got.len());
+        for p in got {
+            let _ = Box::pin(self.timeline_event(p, depth + 1)).await;
+        }
+        Ok(())
+    }
+
+    /// All the checks for an event meant for the timeline, then its storage.
+    pub async fn timeline_event(&mut self, pdu: Pdu, depth: u32) -> Result<Outcome> {
+        self.timeline_event_at(pdu, depth, None).await
+    }
+
+    /// [`Self::timeline_event`], with the state before the event given (a join's state from
+    /// the resident server) instead of derived from its `prev_events`.
+    async fn timeline_event_at(&mut self, pdu: Pdu, depth: u32, given_before: Option<StateMap>) -> Result<Outcome> {
+        let id_str = pdu.event_id.to_string();
+        if graph::known(&self.ctx.db, &[id_str.as_str()]).await?.contains(&id_str) {
+            return Ok(match graph::rejected(&self.ctx.db, &[id_str.as_str()]).await?.is_empty() {
+                true => Outcome::Accepted,
+                false => Outcome::Rejected("rejected earlier".into()),
+            });
+        }
+        if depth > 5 {
+            return Err(err!(Unknown, "Gap too deep"));
+        }
+        let pdu = self.verified(pdu).await?;
+        let reject = |this: &Self, reason: String| -> Result<Outcome> {
+            let _ = this;
+            Ok(Outcome::Rejected(reason))
+        };
+        // Auth events known and the event allowed by them.
+        if let Err(e) = self.ensure_auth_events(&pdu, depth).await {
+            self.record_rejected(&pdu, &e.to_string()).await?;
+            return reject(self, e.to_string());
+        }
+        let auth_state = self.auth_state(&pdu);
+        {
+            let events = &self.events;
+            let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
+            if let Err(e) = check(&self.rules, &pdu, &auth_state, &fetch) {
+                self.record_rejected(&pdu, &e.to_string()).await?;
+                return reject(self, e.to_string());
+            }
+        }
+
+        // The state before it: resolution over its prev_events' states.
+        let mut prevs = match &given_before {
+            Some(_) => vec![],
+            None => self.states_after(&pdu.prev_events).await?,
+        };
+        if given_before.is_none() && prevs.len() < pdu.prev_events.len() {
+            let _ = self.fill_gap(&pdu, depth).await;
+            prevs = self.states_after(&pdu.prev_events).await?;
+        }
+        let (before_group, before) = if let Some(given) = given_before {
+            (None, given)
+        } else if prevs.len() == pdu.prev_events.len() && !prevs.is_empty() {
+            if let [(g, m)] = prevs.as_slice() {
+                (Some(g.clone()), m.clone())
+            } else {
+                let maps: Vec<StateMap> = prevs.into_iter().map(|(_, m)| m).collect();
+                (None, self.resolve(&maps).await?)
+            }
+        } else {
+            (None, self.remote_state_before(&pdu, depth).await?)
+        };
+        let needed: Vec<OwnedEventId> = before.values().cloned().collect();
+        self.load(&needed).await?;
+        {
+            let events = &self.events;
+            let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
+            if let Err(e) = check(&self.rules, &pdu, &before, &fetch) {
+                self.record_rejected(&pdu, &e.to_string()).await?;
+                return reject(self, e.to_string());
+            }
+        }
+
+        // Soft failure: allowed at its place in the graph, but not by the current state.
+        let row = rooms::get_room(&self.ctx.db, self.room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
+        let current = match &row.state_group {
+            Some(g) => rooms::load_state_group(&self.ctx.db, g).await?.0,
+            None => StateMap::new(),
+        };
+        let current_ids: Vec<OwnedEventId> = current.values().cloned().collect();
+        self.load(&current_ids).await?;
+        // A room we are only now joining has no current state to compare with.
+        let soft_failed = row.state_group.is_some() && {
+            let events = &self.events;
+            let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
+            check(&self.rules, &pdu, &current, &fetch).is_err()
+        };
+
+        let mut stmts = Vec::new();
+        let room = self.room_id.to_string();
+        let before_group = match before_group {
+            Some(g) => g,
+            None => {
+                let g = format!("pre:{}", pdu.event_id);
+                stmts.push(rooms::insert_state_group(&self.ctx.db, &g, &room, None, &entries(&before), 0)?);
+                g
+            }
+        };
+        let after = apply_event(&before, &pdu);
+        let after_group = match &pdu.state_key {
+            None => before_group.clone(),
+            Some(k) => {
+                let g = pdu.event_id.to_string();
+                let len = rooms::state_group_len(&self.ctx.db, &before_group).await?;
+                if len + 1 >= SNAPSHOT_EVERY || stmts.len() == 1 {
+                    stmts.push(rooms::insert_state_group(&self.ctx.db, &g, &room, None, &entries(&after), 0)?);
+                } else {
+                    let entry = StateEntry(pdu.kind.to_string(), k.clone(), pdu.event_id.clone());
+                    stmts.push(rooms::insert_state_group(&self.ctx.db, &g, &room, Some(&before_group), &[entry], len + 1)?);
+                }
+                g
+            }
+        };
+        if soft_failed {
+            stmts.push(graph::insert_outlier_stmt(&self.ctx.db, &pdu, Some(&after_group), true)?);
+            self.ctx.db.batch(stmts).await?;
+            self.events.insert(pdu.event_id.clone(), pdu);
+            return Ok(Outcome::SoftFailed);
+        }
+
+        // Into the timeline; the extremities and the current state move.
+        stmts.extend(rooms::append_stmts(
+            &self.ctx.db,
+            &rooms::EventWrite { pdu: &pdu, state_before: Some(&before_group), state_after: Some(&after_group), txn: None, project: false },
+        )?);
+        let old_ext = graph::parse_extremities(row.extremities.as_deref(), row.head_event.as_deref());
+        let mut ext: Vec<OwnedEventId> = old_ext.iter().filter(|e| !pdu.prev_events.contains(e)).cloned().collect();
+        ext.push(pdu.event_id.clone());
+        let (new_group, new_current) = if ext.len() == 1 {
+            (after_group.clone(), after.clone())
+        } else {
+            let others: Vec<OwnedEventId> = ext.iter().filter(|e| **e != pdu.event_id).cloned().collect();
+            let mut maps: Vec<StateMap> = self.states_after(&others).await?.into_iter().map(|(_, m)| m).collect();
+            maps.push(after.clone());
+            let resolved = self.resolve(&maps).await?;
+            let g = format!("cur:{}", pdu.event_id);
+            stmts.push(rooms::insert_state_group(&self.ctx.db, &g, &room, None, &entries(&resolved), 0)?);
+            (g, resolved)
+        };
+        let changed: Vec<OwnedEventId> = new_current.values().cloned().collect();
+        self.load(&changed).await?;
+        let mut with_self = self.events.clone();
+        with_self.insert(pdu.event_id.clone(), pdu.clone());
+        stmts.extend(graph::current_state_stmts(&self.ctx.db, &room, &current, &new_current, &with_self)?);
+        let latest = pdu.event_id.to_string();
+        stmts.push(graph::set_head_stmt(&self.ctx.db, &room, &ext, pdu.depth, Some(&new_group), &latest)?);
+        self.ctx.db.batch(stmts).await?;
+        self.events.insert(pdu.event_id.clone(), pdu.clone());
+        self.accepted.push(pdu);
+        Ok(Outcome::Accepted)
+    }
+
+    async fn record_rejected(&self, pdu: &Pdu, reason: &str) -> Result<()> {
+        worker::console_warn!("rejected {} in {} from {}: {reason}", pdu.event_id, self.room_id, self.origin);
+        self.ctx.db.batch(vec![graph::insert_rejected_stmt(&self.ctx.db, pdu.event_id.as_str(), self.room_id.as_str(), reason)?]).await?;
+        Ok(())
+    }
+}
+
+fn entries(map: &StateMap) -> Vec<StateEntry> {
+    map.iter().map(|((t, k), e)| StateEntry(t.clone(), k.clone(), e.clone())).collect()
+}
+
+/// The fan-out for events that reached the timeline (push actions, sync wake-ups).
+pub async fn fan_out(ctx: &Ctx, pdus: &[Pdu]) {
+    if pdus.is_empty() {
+        return;
+    }
+    if let Err(e) = crate::service::notify::after_append(&ctx.env, &ctx.db, &ctx.config, pdus).await {
+        worker::console_error!("fan-out after federation ingest: {e}");
+    }
+}
+
+/// Stores a room joined over federation (spec: "Joining Rooms", `send_join` v2 response):
+/// the auth chain and the state as outliers, each checked against its auth events, then the
+/// join itself on top of that state. Returns the join's event ID.
+pub async fn store_remote_join(
+    ctx: &Ctx,
+    room_id: &RoomId,
+    room_version: &str,
+    origin: &ServerName,
+    join: &Value,
+    state: &[Value],
+    auth_chain: &[Value],
+) -> Result<OwnedEventId> {
+    let (_, rules) = version_rules(room_version)?;
+    let mut events: Vec<Pdu> = auth_chain.iter().chain(state).filter_map(|v| incoming(&rules, v, Some(room_id)).ok()).collect();
+    events.sort_by_key(|p| p.depth);
+    let create =
+        events.iter().find(|p| p.kind.to_string() == "m.room.create").ok_or_else(|| err!(BadJson, "The join's state has no create event"))?;
+    if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
+        ctx.db.batch(vec![graph::insert_room_if_missing_stmt(&ctx.db, room_id.as_str(), room_version, create.sender.as_str())?]).await?;
+    }
+    let state_ids: HashSet<OwnedEventId> = state.iter().filter_map(|v| incoming(&rules, v, Some(room_id)).ok()).map(|p| p.event_id).collect();
+    let mut ingest = Ingest::new(ctx, room_id, origin).await?;
+    for p in events {
+        // One bad event does not sink the join; it is left out of the state.
+        if let Err(e) = ingest.outlier(p, 0).await {
+            worker::console_warn!("join of {room_id}: state event refused: {e}");
+        }
+    }
+    let before: StateMap = state_ids
+        .iter()
+        .filter_map(|id| ingest.events.get(id))
+        .filter_map(|p| p.state_key.clone().map(|k| ((p.kind.to_string(), k), p.event_id.clone())))
+        .collect();
+    let pdu = incoming(&rules, join, Some(room_id))?;
+    let id = pdu.event_id.clone();
+    match ingest.timeline_event_at(pdu, 0, Some(before)).await? {
+        Outcome::Accepted => {}
+        Outcome::SoftFailed => return Err(err!(Forbidden, "The join was refused")),
+        Outcome::Rejected(why) => return Err(err!(Forbidden, "The join was refused: {why}")),
+    }
+    fan_out(ctx, &ingest.accepted).await;
+    Ok(id)
+}

@@ -1,0 +1,79 @@
+//! Calls into a room's `Room` Durable Object for federation: PDUs from other servers and
+//! rooms joined on other servers go through the room's single writer.
+
+use ruma::{RoomId, ServerName};
+use serde_json::Value;
+
+use crate::ctx::Ctx;
+use crate::durable_objects::protocol::{PduResult, RoomProto, RoomRequest, RoomResponse};
+use crate::error::Result;
+use crate::service::objects::{call, unexpected};
+
+/// Runs the checks on receipt for PDUs of one room and stores them.
+pub async fn ingest(ctx: &Ctx, room_id: &RoomId, origin: &ServerName, pdus: Vec<Value>) -> Result<Vec<PduResult>> {
+    let request = RoomRequest::Ingest { room_id: room_id.to_string(), origin: origin.to_string(), pdus };
+    match call::<RoomProto>(&ctx.env, room_id.as_str(), &request).await? {
+        RoomResponse::Ingested { results } => Ok(results),
+        _ => Err(unexpected::<RoomProto>()),
+    }
+}
+
+/// What the resident server answered to `send_join`, for the room's object to store.
+pub struct JoinedRoom {
+    pub room_version: String,
+    pub join_event: Value,
+    pub state: Vec<Value>,
+    pub auth_chain: Vec<Value>,
+}
+
+/// Stores a room joined on `origin`; returns the join's event ID.
+pub async fn store_join(ctx: &Ctx, room_id: &RoomId, origin: &ServerName, joined: JoinedRoom) -> Result<String> {
+    let request = RoomRequest::JoinRemote {
+        room_id: room_id.to_string(),
+        room_version: joined.room_version,
+        origin: origin.to_string(),
+        join_event: joined.join_event,
+        state: joined.state,
+        auth_chain: joined.auth_chain,
+    };
+    match call::<RoomProto>(&ctx.env, room_id.as_str(), &request).await? {
+        RoomResponse::Appended { event_ids } => event_ids.into_iter().next().ok_or_else(unexpected::<RoomProto>),
+        _ => Err(unexpected::<RoomProto>()),
+    }
+}
+
+/// The auth chain of some events (every event reachable through `auth_events`), loaded level
+/// by level, oldest first.
+pub async fn auth_chain(ctx: &Ctx, start: &[ruma::OwnedEventId]) -> Result<Vec<crate::core::room::pdu::Pdu>> {
+    use std::collections::BTreeMap;
+    let mut have: BTreeMap<ruma::OwnedEventId, crate::core::room::pdu::Pdu> = BTreeMap::new();
+    let mut todo: Vec<ruma::OwnedEventId> =
+        crate::store::rooms::get_pdus(&ctx.db, start).await?.values().flat_map(|p| p.auth_events.clone()).collect();
+    while !todo.is_empty() {
+        todo.retain(|e| !have.contains_key(e));
+        todo.sort();
+        todo.dedup();
+        if todo.is_empty() {
+            break;
+        }
+        let found = crate::store::rooms::get_pdus(&ctx.db, &todo).await?;
+        todo = found.values().flat_map(|p| p.auth_events.clone()).collect();
+        if found.is_empty() {
+            break;
+        }
+        have.extend(found);
+    }
+    let mut out: Vec<_> = have.into_values().collect();
+    out.sort_by_key(|p| p.depth);
+    Ok(out)
+}
+
+/// The state before a timeline event, as PDUs.
+pub async fn state_before(ctx: &Ctx, event_id: &ruma::EventId) -> Result<Vec<crate::core::room::pdu::Pdu>> {
+    let Some(group) = crate::store::graph::state_before(&ctx.db, event_id.as_str()).await? else {
+        return Ok(vec![]);
+    };
+    let (map, _) = crate::store::rooms::load_state_group(&ctx.db, &group).await?;
+    let ids: Vec<ruma::OwnedEventId> = map.into_values().collect();
+    Ok(crate::store::rooms::get_pdus(&ctx.db, &ids).await?.into_values().collect())
+}

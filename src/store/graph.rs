@@ -1,0 +1,299 @@
+//! The room graph beyond the linear timeline (migration 0010): forward extremities, outliers
+//! and soft-failed events, rejected events, the state after any known event, current-state
+//! rewrites after state resolution, and inbound federation transactions.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ruma::{EventId, OwnedEventId, RoomId};
+use serde::Deserialize;
+use serde_json::Value;
+use worker::D1PreparedStatement;
+
+use crate::core::room::pdu::{parse_stored, to_json_string, Pdu};
+use crate::core::room::state::StateMap;
+use crate::core::time::now_ms;
+use crate::error::{Error, Result};
+use crate::params;
+use crate::store::db::Db;
+
+const MAX_PARAMS: usize = 90;
+
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+fn strings(ids: &[&str]) -> Vec<Value> {
+    ids.iter().map(|s| Value::String((*s).to_owned())).collect()
+}
+
+/// The room's forward extremities: the JSON column, or the head event of a linear room.
+pub async fn extremities(db: &Db, room_id: &str) -> Result<Vec<OwnedEventId>> {
+    #[derive(Deserialize)]
+    struct R {
+        extremities: Option<String>,
+        head_event: Option<String>,
+    }
+    let Some(r) = db.first::<R>("SELECT extremities, head_event FROM rooms WHERE room_id = ?", params![room_id]).await? else {
+        return Ok(vec![]);
+    };
+    Ok(parse_extremities(r.extremities.as_deref(), r.head_event.as_deref()))
+}
+
+/// Reads the stored extremities (see [`extremities`]).
+pub fn parse_extremities(column: Option<&str>, head: Option<&str>) -> Vec<OwnedEventId> {
+    let ids: Vec<String> = match column {
+        Some(s) => serde_json::from_str(s).unwrap_or_default(),
+        None => head.map(|h| vec![h.to_owned()]).unwrap_or_default(),
+    };
+    ids.iter().filter_map(|s| EventId::parse(s).ok()).collect()
+}
+
+/// Statement moving the room's head: the extremities, the greatest depth, the group of the
+/// current state and the latest timeline event.
+pub fn set_head_stmt(
+    db: &Db,
+    room_id: &str,
+    extremities: &[OwnedEventId],
+    depth: u64,
+    group: Option<&str>,
+    latest: &str,
+) -> Result<D1PreparedStatement> {
+    let ext = serde_json::to_string(&extremities.iter().map(|e| e.as_str()).collect::<Vec<_>>())?;
+    db.stmt(
+        "UPDATE rooms SET extremities = ?, head_depth = MAX(head_depth, ?), state_group = ?, head_event = ? WHERE room_id = ?",
+        params![ext, depth, group, latest, room_id],
+    )
+}
+
+/// Statement creating the row of a room we join over federation (if it is not there yet).
+pub fn insert_room_if_missing_stmt(db: &Db, room_id: &str, version: &str, creator: &str) -> Result<D1PreparedStatement> {
+    db.stmt(
+        "INSERT OR IGNORE INTO rooms (room_id, room_version, creator, created_ts) VALUES (?, ?, ?, ?)",
+        params![room_id, version, creator, now_ms()],
+    )
+}
+
+/// The servers of a room's members with `membership` (from the projection), ours included.
+pub async fn member_servers(db: &Db, room_id: &str, membership: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        user_id: String,
+    }
+    let rows = db.all::<R>("SELECT user_id FROM memberships WHERE room_id = ? AND membership = ?", params![room_id, membership]).await?;
+    let mut servers: Vec<String> = rows.iter().filter_map(|r| r.user_id.split_once(':').map(|(_, s)| s.to_owned())).collect();
+    servers.sort();
+    servers.dedup();
+    Ok(servers)
+}
+
+/// Which of `ids` we already know: in the timeline, as outliers, or rejected.
+pub async fn known(db: &Db, ids: &[&str]) -> Result<HashSet<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        event_id: String,
+    }
+    let mut out = HashSet::new();
+    for chunk in ids.chunks(MAX_PARAMS / 3) {
+        let m = marks(chunk.len());
+        let mut p = strings(chunk);
+        p.extend(strings(chunk));
+        p.extend(strings(chunk));
+        let sql = format!(
+            "SELECT event_id FROM events WHERE event_id IN ({m}) UNION SELECT event_id FROM outliers WHERE event_id IN ({m})
+             UNION SELECT event_id FROM rejected_events WHERE event_id IN ({m})"
+        );
+        out.extend(db.all::<R>(&sql, p).await?.into_iter().map(|r| r.event_id));
+    }
+    Ok(out)
+}
+
+/// Which of `ids` were rejected.
+pub async fn rejected(db: &Db, ids: &[&str]) -> Result<HashSet<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        event_id: String,
+    }
+    let mut out = HashSet::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let sql = format!("SELECT event_id FROM rejected_events WHERE event_id IN ({})", marks(chunk.len()));
+        out.extend(db.all::<R>(&sql, strings(chunk)).await?.into_iter().map(|r| r.event_id));
+    }
+    Ok(out)
+}
+
+/// Outliers (and soft-failed events) by ID, parsed.
+pub async fn outlier_pdus(db: &Db, ids: &[&str]) -> Result<BTreeMap<OwnedEventId, Pdu>> {
+    #[derive(Deserialize)]
+    struct R {
+        event_id: String,
+        room_id: String,
+        json: String,
+    }
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let sql = format!("SELECT event_id, room_id, json FROM outliers WHERE event_id IN ({})", marks(chunk.len()));
+        for r in db.all::<R>(&sql, strings(chunk)).await? {
+            let id = EventId::parse(&r.event_id).map_err(Error::internal)?;
+            let room = RoomId::parse(&r.room_id).map_err(Error::internal)?;
+            out.insert(id.clone(), Pdu::from_json(id, parse_stored(&r.json)?, Some(&room))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Outliers as event rows, for the readers of state (a room joined over federation has its
+/// state from before the join as outliers): stream position 0, never soft-failed ones.
+pub async fn outlier_rows(db: &Db, ids: &[&str]) -> Result<Vec<crate::store::rooms::EventRow>> {
+    #[derive(Deserialize)]
+    struct R {
+        event_id: String,
+        room_id: String,
+        json: String,
+        state_after: Option<String>,
+    }
+    let mut out = Vec::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let sql = format!("SELECT event_id, room_id, json, state_after FROM outliers WHERE soft_failed = 0 AND event_id IN ({})", marks(chunk.len()));
+        for r in db.all::<R>(&sql, strings(chunk)).await? {
+            let j: Value = serde_json::from_str(&r.json)?;
+            let s = |k: &str| j.get(k).and_then(Value::as_str).map(str::to_owned);
+            let content = j.get("content").cloned().unwrap_or(Value::Null);
+            let membership = (s("type").as_deref() == Some("m.room.member"))
+                .then(|| content.get("membership").and_then(Value::as_str).map(str::to_owned))
+                .flatten();
+            out.push(crate::store::rooms::EventRow {
+                kind: s("type").unwrap_or_default(),
+                state_key: s("state_key"),
+                sender: s("sender").unwrap_or_default(),
+                origin_server_ts: j.get("origin_server_ts").and_then(Value::as_f64).unwrap_or(0.0),
+                event_id: r.event_id,
+                room_id: r.room_id,
+                stream: 0.0,
+                json: r.json,
+                state_after: r.state_after,
+                membership,
+                redacted_by: None,
+                txn_id: None,
+                txn_device: None,
+                relates_to: None,
+                rel_type: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The state group before an event in the timeline.
+pub async fn state_before(db: &Db, event_id: &str) -> Result<Option<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        state_before: Option<String>,
+    }
+    Ok(db.first::<R>("SELECT state_before FROM events WHERE event_id = ?", params![event_id]).await?.and_then(|r| r.state_before))
+}
+
+/// The state group after each of `ids` (timeline events and outliers), where known.
+pub async fn state_after(db: &Db, ids: &[&str]) -> Result<BTreeMap<String, String>> {
+    #[derive(Deserialize)]
+    struct R {
+        event_id: String,
+        state_after: Option<String>,
+    }
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(MAX_PARAMS / 2) {
+        let m = marks(chunk.len());
+        let mut p = strings(chunk);
+        p.extend(strings(chunk));
+        let sql = format!(
+            "SELECT event_id, state_after FROM events WHERE event_id IN ({m}) UNION ALL SELECT event_id, state_after FROM outliers WHERE event_id IN ({m})"
+        );
+        for r in db.all::<R>(&sql, p).await? {
+            if let Some(g) = r.state_after {
+                out.insert(r.event_id, g);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Statement storing an outlier (or a soft-failed event) once.
+pub fn insert_outlier_stmt(db: &Db, pdu: &Pdu, state_after: Option<&str>, soft_failed: bool) -> Result<D1PreparedStatement> {
+    db.stmt(
+        "INSERT OR IGNORE INTO outliers (event_id, room_id, json, state_after, soft_failed, received_ts) VALUES (?, ?, ?, ?, ?, ?)",
+        params![pdu.event_id.as_str(), pdu.room_id.as_str(), to_json_string(pdu), state_after, soft_failed as i64, now_ms()],
+    )
+}
+
+/// Statement recording a rejected event.
+pub fn insert_rejected_stmt(db: &Db, event_id: &str, room_id: &str, reason: &str) -> Result<D1PreparedStatement> {
+    db.stmt(
+        "INSERT OR IGNORE INTO rejected_events (event_id, room_id, reason, received_ts) VALUES (?, ?, ?, ?)",
+        params![event_id, room_id, reason, now_ms()],
+    )
+}
+
+/// Statements moving the current-state projections (`current_state`, `memberships`) from
+/// `before` to `after` (the state resolution of the new extremities). `events` holds the
+/// member events among the changes (their `membership` is read from the content).
+pub fn current_state_stmts(
+    db: &Db,
+    room_id: &str,
+    before: &StateMap,
+    after: &StateMap,
+    events: &BTreeMap<OwnedEventId, Pdu>,
+) -> Result<Vec<D1PreparedStatement>> {
+    let mut stmts = Vec::new();
+    for ((t, k), e) in after {
+        if before.get(&(t.clone(), k.clone())) == Some(e) {
+            continue;
+        }
+        stmts.push(db.stmt(
+            "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?, ?, ?, ?)
+             ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
+            params![room_id, t, k, e.as_str()],
+        )?);
+        if t == "m.room.member" {
+            let membership = events.get(e).and_then(|p| p.content_value().get("membership").and_then(Value::as_str).map(str::to_owned));
+            if let Some(m) = membership {
+                // The stream of the member event when it is in the timeline; an outlier's
+                // membership (a member we learned from a join's state) sorts at the event
+                // that brought it in.
+                stmts.push(db.stmt(
+                    "INSERT INTO memberships (room_id, user_id, membership, event_id, stream)
+                     VALUES (?1, ?2, ?3, ?4, COALESCE((SELECT stream FROM events WHERE event_id = ?4), (SELECT COALESCE(MAX(stream), 0) FROM events)))
+                     ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                       event_id = excluded.event_id, stream = excluded.stream, forgotten = 0",
+                    params![room_id, k, m, e.as_str()],
+                )?);
+            }
+        }
+    }
+    for (t, k) in before.keys() {
+        if !after.contains_key(&(t.clone(), k.clone())) {
+            stmts.push(db.stmt("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?", params![room_id, t, k])?);
+        }
+    }
+    Ok(stmts)
+}
+
+/// The answer given to an earlier transaction from `origin` with this ID.
+pub async fn txn_response(db: &Db, origin: &str, txn_id: &str) -> Result<Option<Value>> {
+    #[derive(Deserialize)]
+    struct R {
+        response: String,
+    }
+    match db.first::<R>("SELECT response FROM federation_txns WHERE origin = ? AND txn_id = ?", params![origin, txn_id]).await? {
+        Some(r) => Ok(Some(serde_json::from_str(&r.response)?)),
+        None => Ok(None),
+    }
+}
+
+/// Records the answer to a transaction (the first one wins).
+pub async fn put_txn_response(db: &Db, origin: &str, txn_id: &str, response: &Value) -> Result<()> {
+    db.run(
+        "INSERT OR IGNORE INTO federation_txns (origin, txn_id, response, received_ts) VALUES (?, ?, ?, ?)",
+        params![origin, txn_id, response.to_string(), now_ms()],
+    )
+    .await?;
+    Ok(())
+}
