@@ -74,18 +74,24 @@ impl EventRow {
 
 /// Events by ID (any order; missing ones are left out).
 pub async fn get_events(db: &Db, ids: &[String]) -> Result<Vec<EventRow>> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(MAX_PARAMS) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({marks})");
-        out.extend(db.all::<EventRow>(&sql, chunk.iter().map(|s| Value::String(s.clone())).collect()).await?);
-    }
+    let mut out = get_events_in_timeline(db, ids).await?;
     // State of rooms joined over federation may be outliers (not in the timeline).
     if out.len() < ids.len() {
         let found: HashSet<&str> = out.iter().map(|r| r.event_id.as_str()).collect();
         let missing: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !found.contains(id)).collect();
         let extra = crate::store::graph::outlier_rows(db, &missing).await?;
         out.extend(extra);
+    }
+    Ok(out)
+}
+
+/// Timeline events by ID (no outliers).
+pub async fn get_events_in_timeline(db: &Db, ids: &[String]) -> Result<Vec<EventRow>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({marks})");
+        out.extend(db.all::<EventRow>(&sql, chunk.iter().map(|s| Value::String(s.clone())).collect()).await?);
     }
     Ok(out)
 }

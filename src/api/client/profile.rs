@@ -19,10 +19,15 @@ use crate::store::profile as fields;
 fn parse_user(ctx: &Ctx, user_id: &str) -> Result<ruma::OwnedUserId> {
     let id = parse_client_user_id(user_id)?;
     if id.server_name() != ctx.config.server_name {
-        // Federation queries come with the federation issue.
         return Err(err!(NotFound, "Profile not found"));
     }
     Ok(id)
+}
+
+/// Another server's user, whose profile that server is asked for.
+fn remote_user(ctx: &Ctx, user_id: &str) -> Result<Option<ruma::OwnedUserId>> {
+    let id = parse_client_user_id(user_id)?;
+    Ok((id.server_name() != ctx.config.server_name).then_some(id))
 }
 
 async fn load(ctx: &Ctx, user_id: &str) -> Result<User> {
@@ -36,6 +41,9 @@ async fn load(ctx: &Ctx, user_id: &str) -> Result<User> {
 /// # `GET /_matrix/client/v3/profile/{userId}`
 /// Display name, avatar and every custom field that is set.
 pub async fn profile_route(ctx: &Ctx, _req: &Request, user_id: &str) -> Result<Response> {
+    if let Some(remote) = remote_user(ctx, user_id)? {
+        return Ok(Response::ok(crate::service::federation::query::profile(ctx, &remote, None).await?));
+    }
     let u = load(ctx, user_id).await?;
     let mut body = Map::new();
     if let Some(d) = u.displayname {
@@ -53,6 +61,14 @@ pub async fn profile_route(ctx: &Ctx, _req: &Request, user_id: &str) -> Result<R
 /// # `GET /_matrix/client/v3/profile/{userId}/{keyName}`
 /// 404 when the user or the field does not exist.
 pub async fn get_field_route(ctx: &Ctx, _req: &Request, user_id: &str, key: &str) -> Result<Response> {
+    if let Some(remote) = remote_user(ctx, user_id)? {
+        parse_key(key)?;
+        let profile = crate::service::federation::query::profile(ctx, &remote, Some(key)).await?;
+        return match profile.get(key) {
+            Some(v) if !v.is_null() => Ok(Response::ok(json!({ key: v }))),
+            _ => Err(err!(NotFound, "Profile field not set")),
+        };
+    }
     parse_user(ctx, user_id)?;
     let k = parse_key(key)?;
     let u = load(ctx, user_id).await?;

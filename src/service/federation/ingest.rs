@@ -37,6 +37,8 @@ use crate::store::{graph, rooms};
 const FETCH_BUDGET: usize = 200;
 /// `/get_missing_events` limit per gap.
 const MISSING_LIMIT: u64 = 20;
+/// How many events of history a join fetches before storing the join.
+const JOIN_BACKFILL: u32 = 50;
 /// A full state snapshot every this many links (as `timeline` does).
 const SNAPSHOT_EVERY: u32 = 32;
 
@@ -172,6 +174,53 @@ impl<'a> Ingest<'a> {
         self.ctx.db.batch(vec![graph::insert_outlier_stmt(&self.ctx.db, &pdu, None, false)?]).await?;
         self.events.insert(pdu.event_id.clone(), pdu);
         Ok(())
+    }
+
+    /// Stores an event from before our join (`/backfill`) in the timeline, ahead of the join:
+    /// checked for signatures and against its auth events (the state before it is not
+    /// computed: it only serves history). Returns whether it was stored.
+    async fn historical(&mut self, pdu: Pdu) -> Result<bool> {
+        let id = pdu.event_id.to_string();
+        if !rooms::get_events_in_timeline(&self.ctx.db, &[id.clone()]).await?.is_empty()
+            || !graph::rejected(&self.ctx.db, &[id.as_str()]).await?.is_empty()
+        {
+            return Ok(false);
+        }
+        let pdu = self.verified(pdu).await?;
+        self.ensure_auth_events(&pdu, 0).await?;
+        let auth_state = self.auth_state(&pdu);
+        let events = &self.events;
+        let fetch = |e: &EventId| if e == pdu.event_id { Some(pdu.clone()) } else { events.get(e).cloned() };
+        if let Err(e) = check(&self.rules, &pdu, &auth_state, &fetch) {
+            self.record_rejected(&pdu, &e.to_string()).await?;
+            return Ok(false);
+        }
+        let stmts =
+            rooms::append_stmts(&self.ctx.db, &rooms::EventWrite { pdu: &pdu, state_before: None, state_after: None, txn: None, project: false })?;
+        self.ctx.db.batch(stmts).await?;
+        self.events.insert(pdu.event_id.clone(), pdu);
+        Ok(true)
+    }
+
+    /// Fetches up to `limit` events before `before` from the origin (`GET
+    /// /_matrix/federation/v1/backfill`) and stores them as history, oldest first.
+    async fn backfill(&mut self, before: &[OwnedEventId], limit: u32) -> Result<usize> {
+        let v: String = before.iter().map(|e| format!("&v={}", enc(e.as_str()))).collect();
+        let path = format!("/_matrix/federation/v1/backfill/{}?limit={limit}{v}", enc(self.room_id.as_str()));
+        let answer = client::request(self.ctx, self.origin, Method::Get, &path, None).await?;
+        let mut got: Vec<Pdu> = answer
+            .get("pdus")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| incoming(&self.rules, v, Some(&self.room_id)).ok()).collect())
+            .unwrap_or_default();
+        got.sort_by_key(|p| p.depth);
+        let mut stored = 0;
+        for p in got {
+            if matches!(self.historical(p).await, Ok(true)) {
+                stored += 1;
+            }
+        }
+        Ok(stored)
     }
 
     /// The state its auth events describe (plus the create event, which v12 leaves out).
@@ -471,6 +520,11 @@ pub async fn store_remote_join(
         .collect();
     let pdu = incoming(&rules, join, Some(room_id))?;
     let id = pdu.event_id.clone();
+    // Recent history first, so it sorts before the join (spec: "Backfilling"); a failure
+    // only costs history.
+    if let Err(e) = ingest.backfill(&pdu.prev_events, JOIN_BACKFILL).await {
+        worker::console_warn!("join of {room_id}: backfill from {origin}: {e}");
+    }
     match ingest.timeline_event_at(pdu, 0, Some(before)).await? {
         Outcome::Accepted => {}
         Outcome::SoftFailed => return Err(err!(Forbidden, "The join was refused")),

@@ -7,4 +7,5 @@ pub mod ingest;
 pub mod invite;
 pub mod join;
 pub mod keys;
+pub mod query;
 pub mod room;

@@ -1,0 +1,25 @@
+//! Queries to other servers on a client's behalf (spec: server-server-api, "Querying for
+//! information"): profiles of their users.
+
+use ruma::UserId;
+use serde_json::Value;
+
+use crate::ctx::Ctx;
+use crate::err;
+use crate::error::Result;
+use crate::http::Method;
+use crate::service::federation::client;
+
+/// A remote user's profile (or one field of it). Any failure of the remote server is a
+/// `404 M_NOT_FOUND` for the client, as Synapse answers.
+pub async fn profile(ctx: &Ctx, user: &UserId, field: Option<&str>) -> Result<Value> {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let mut path = format!("/_matrix/federation/v1/query/profile?user_id={}", enc(user.as_str()));
+    if let Some(f) = field {
+        path.push_str(&format!("&field={}", enc(f)));
+    }
+    match client::request(ctx, user.server_name(), Method::Get, &path, None).await {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(err!(NotFound, "Profile not found")),
+    }
+}
