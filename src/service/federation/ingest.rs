@@ -181,7 +181,7 @@ impl<'a> Ingest<'a> {
     /// computed: it only serves history). Returns whether it was stored.
     async fn historical(&mut self, pdu: Pdu) -> Result<bool> {
         let id = pdu.event_id.to_string();
-        if !rooms::get_events_in_timeline(&self.ctx.db, &[id.clone()]).await?.is_empty()
+        if !rooms::get_events_in_timeline(&self.ctx.db, std::slice::from_ref(&id)).await?.is_empty()
             || !graph::rejected(&self.ctx.db, &[id.as_str()]).await?.is_empty()
         {
             return Ok(false);
