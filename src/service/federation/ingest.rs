@@ -203,24 +203,16 @@ impl<'a> Ingest<'a> {
     }
 
     /// Fetches up to `limit` events before `before` from the origin (`GET
-    /// /_matrix/federation/v1/backfill`) and stores them as history, oldest first.
-    async fn backfill(&mut self, before: &[OwnedEventId], limit: u32) -> Result<usize> {
+    /// /_matrix/federation/v1/backfill`).
+    async fn backfill(&mut self, before: &[OwnedEventId], limit: u32) -> Result<Vec<Pdu>> {
         let v: String = before.iter().map(|e| format!("&v={}", enc(e.as_str()))).collect();
         let path = format!("/_matrix/federation/v1/backfill/{}?limit={limit}{v}", enc(self.room_id.as_str()));
         let answer = client::request(self.ctx, self.origin, Method::Get, &path, None).await?;
-        let mut got: Vec<Pdu> = answer
+        Ok(answer
             .get("pdus")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|v| incoming(&self.rules, v, Some(&self.room_id)).ok()).collect())
-            .unwrap_or_default();
-        got.sort_by_key(|p| p.depth);
-        let mut stored = 0;
-        for p in got {
-            if matches!(self.historical(p).await, Ok(true)) {
-                stored += 1;
-            }
-        }
-        Ok(stored)
+            .unwrap_or_default())
     }
 
     /// The state its auth events describe (plus the create event, which v12 leaves out).
@@ -520,10 +512,25 @@ pub async fn store_remote_join(
         .collect();
     let pdu = incoming(&rules, join, Some(room_id))?;
     let id = pdu.event_id.clone();
-    // Recent history first, so it sorts before the join (spec: "Backfilling"); a failure
-    // only costs history.
-    if let Err(e) = ingest.backfill(&pdu.prev_events, JOIN_BACKFILL).await {
-        worker::console_warn!("join of {room_id}: backfill from {origin}: {e}");
+    // Recent history (spec: "Backfilling"; a failure only costs history) and the room's
+    // state go into the timeline ahead of the join, oldest first, so that the readers of the
+    // timeline and of state by stream position (`/sync`, `/messages`) see the room as it was
+    // when we joined.
+    let mut history = match ingest.backfill(&pdu.prev_events, JOIN_BACKFILL).await {
+        Ok(h) => h,
+        Err(e) => {
+            worker::console_warn!("join of {room_id}: backfill from {origin}: {e}");
+            vec![]
+        }
+    };
+    history.extend(before.values().filter_map(|id| ingest.events.get(id)).cloned());
+    history.sort_by_key(|p| p.depth);
+    let mut seen = HashSet::new();
+    history.retain(|p| seen.insert(p.event_id.clone()));
+    for p in history {
+        if let Err(e) = ingest.historical(p).await {
+            worker::console_warn!("join of {room_id}: history event refused: {e}");
+        }
     }
     match ingest.timeline_event_at(pdu, 0, Some(before)).await? {
         Outcome::Accepted => {}
