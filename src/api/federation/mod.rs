@@ -1,3 +1,4 @@
 //! Server-server API handlers.
 
 pub mod key;
+pub mod version;

@@ -1,5 +1,10 @@
 //! Federation (spec: server-server-api): authenticating other servers' requests (`auth`),
-//! signed requests to other servers (`client`), their signing keys (`keys`).
+//! signed requests to other servers (`client`, over `fetch` or a TCP `socket`, to where
+//! `resolve` says), their signing keys (`keys`), room server ACLs (`acl`).
 
+pub mod acl;
 pub mod auth;
 pub mod client;
+pub mod keys;
+pub mod resolve;
+pub mod socket;
