@@ -45,7 +45,16 @@ async fn read_request(mut req: worker::Request, max_body: usize) -> Result<Reque
         return Err(too_large());
     }
     let client_ip = headers.iter().find(|(k, _)| k == "cf-connecting-ip").map(|(_, v)| v.clone());
-    Ok(Request { method, path: url.path().to_owned(), query: parse_query(url.query().unwrap_or("")), headers, body, client_ip, body_stream })
+    Ok(Request {
+        method,
+        path: url.path().to_owned(),
+        query: parse_query(url.query().unwrap_or("")),
+        raw_query: url.query().map(str::to_owned),
+        headers,
+        body,
+        client_ip,
+        body_stream,
+    })
 }
 
 fn to_worker(resp: Response) -> worker::Result<worker::Response> {

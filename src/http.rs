@@ -49,6 +49,9 @@ pub struct Request {
     pub path: String,
     /// Decoded query parameters, in order.
     pub query: Vec<(String, String)>,
+    /// The query string as sent (still percent-encoded), without the `?`: federation request
+    /// signatures cover the URI exactly as sent.
+    pub raw_query: Option<String>,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -70,6 +73,14 @@ pub struct BodyStream(
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The path and query as sent (`/_matrix/…?a=b`), as federation signatures cover them.
+    pub fn uri(&self) -> String {
+        match &self.raw_query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
     }
 
     pub fn query(&self, key: &str) -> Option<&str> {
@@ -227,6 +238,7 @@ mod tests {
             method: Method::Post,
             path: "/".into(),
             query: vec![],
+            raw_query: None,
             headers: vec![],
             body: body.as_bytes().to_vec(),
             client_ip: None,

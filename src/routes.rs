@@ -95,6 +95,9 @@ routes! {
     Get "/_matrix/client/v3/capabilities" [User] => client::discovery::capabilities_route();
     Get "/_matrix/key/v2/server" [None] => federation::key::server_keys_route(?keyId);
     Get "/_matrix/key/v2/server/{keyId}" [None] => federation::key::server_keys_route(?keyId);
+    Post "/_matrix/key/v2/query" [None] => federation::key::query_keys_route();
+    Get "/_matrix/key/v2/query/{serverName}" [None] => federation::key::query_server_keys_route(serverName);
+    Get "/_matrix/federation/v1/version" [None] => federation::version::version_route();
     Post "/_matrix/client/v3/register" [None, legacy_login] => client::register::register_route();
     Get "/_matrix/client/v3/register/available" [None] => client::register::available_route();
     Get "/_matrix/client/v1/register/m.login.registration_token/validity" [None] => client::register::token_validity_route();

@@ -75,6 +75,9 @@ pub struct Config {
     /// IP literals exempt from the push gateway address checks, which may also use `http`
     /// (`PUSH_GATEWAY_IP_ALLOWLIST`; tests, private deployments).
     pub push_gateway_ip_allowlist: Vec<std::net::IpAddr>,
+    /// Federation transport and trust: discovery, outbound transport, allow/deny lists,
+    /// notaries (`FEDERATION_*`, `TRUSTED_KEY_SERVERS`).
+    pub federation_transport: super::federation::discovery::FederationConfig,
 }
 
 impl Config {
@@ -216,6 +219,7 @@ impl Config {
             oauth,
             simulated_latency_ms: num("DEV_SIMULATED_LATENCY_MS", 0)?.min(1000),
             turn: super::turn::TurnConfig::from_vars(var)?,
+            federation_transport: super::federation::discovery::FederationConfig::from_vars(var)?,
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::federation::room;
+use crate::service::federation::{acl, room};
 use crate::store::rooms;
 
 /// Checks the membership event a remote server asks us to accept and runs it through the
@@ -20,6 +20,7 @@ use crate::store::rooms;
 async fn accept_membership(ctx: &Ctx, req: &Request, origin: &ServerName, room_id: &str, event_id: &str, membership: &str) -> Result<Pdu> {
     let room_id = RoomId::parse(room_id).map_err(|_| err!(InvalidParam, "Invalid room ID"))?;
     let row = rooms::get_room(&ctx.db, room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
+    acl::check(ctx, &room_id, origin).await?;
     let (_, rules) = version_rules(&row.room_version)?;
     let body = req.json_value()?;
     let pdu = incoming(&rules, &body, Some(&room_id))?;

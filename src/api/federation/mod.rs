@@ -3,3 +3,4 @@
 pub mod key;
 pub mod membership;
 pub mod send;
+pub mod version;

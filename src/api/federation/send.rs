@@ -9,7 +9,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::federation::room;
+use crate::service::federation::{acl, room};
 use crate::store::{graph, rooms};
 
 /// The spec's limits on one transaction.
@@ -46,7 +46,12 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
     for (room_id, pdus) in by_room {
         let outcome = match rooms::get_room(&ctx.db, room_id.as_str()).await? {
             None => Err(err!(NotFound, "Unknown room")),
-            Some(_) => room::ingest(ctx, &room_id, origin, pdus).await,
+            // A server the room's ACL denies has its PDUs for that room dropped (spec:
+            // "Server Access Control Lists").
+            Some(_) => match acl::check(ctx, &room_id, origin).await {
+                Ok(()) => room::ingest(ctx, &room_id, origin, pdus).await,
+                Err(e) => Err(e),
+            },
         };
         match outcome {
             Ok(list) => {

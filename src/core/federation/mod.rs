@@ -1,4 +1,10 @@
 //! Federation protocol logic (spec: server-server-api), native and unit-tested: the
 //! `X-Matrix` authorization header, server-name resolution, remote key documents and the
 //! checks a PDU from another server goes through.
+
+pub mod acl;
+pub mod discovery;
+pub mod http1;
+pub mod keys;
 pub mod pdu;
+pub mod xmatrix;

@@ -1,16 +1,175 @@
 //! Signed requests to other homeservers (spec: server-server-api, "Request Authentication",
 //! "Resolving server names").
+//!
+//! Port 443 goes through `fetch()`; any other port through a TCP socket with TLS
+//! ([`super::socket`]), because a deployed Worker's `fetch()` ignores custom ports
+//! (`FEDERATION_TRANSPORT` forces one path). Every request has a deadline
+//! (`FEDERATION_TIMEOUT_MS`) and a response size cap; a remote failure becomes our own
+//! `M_UNKNOWN`, never the remote body.
 
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
 use ruma::ServerName;
 use serde_json::Value;
+use worker::{AbortController, Delay, Fetch, Headers, RequestInit};
 
+use super::{resolve, socket};
+use crate::core::federation::http1;
+use crate::core::federation::xmatrix;
+use crate::core::time::now_ms;
 use crate::ctx::Ctx;
 use crate::err;
-use crate::error::Result;
+use crate::error::{log_error, Result};
 use crate::http::Method;
+
+/// A remote server's answer: its status and JSON body (`Null` when the body was not JSON).
+#[derive(Debug)]
+pub struct RemoteResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl RemoteResponse {
+    /// The remote `errcode`, for callers that react to one (e.g. `M_NOT_FOUND`).
+    pub fn errcode(&self) -> Option<&str> {
+        self.body.get("errcode").and_then(Value::as_str)
+    }
+}
 
 /// Sends a signed request to `destination` (`path_and_query` as it goes on the wire) and
 /// returns its JSON body. A remote error becomes our own error, never relayed raw.
-pub async fn request(_ctx: &Ctx, _destination: &ServerName, _method: Method, _path_and_query: &str, _body: Option<&Value>) -> Result<Value> {
-    Err(err!(Unknown, "Federation requests are not available yet"))
+pub async fn request(ctx: &Ctx, destination: &ServerName, method: Method, path_and_query: &str, body: Option<&Value>) -> Result<Value> {
+    let r = send(ctx, destination, method, path_and_query, body).await?;
+    if (200..300).contains(&r.status) {
+        return Ok(r.body);
+    }
+    let code = r.errcode().filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')).unwrap_or("");
+    Err(err!(Unknown, "{destination} refused the request (HTTP {} {code})", r.status))
+}
+
+/// Like [`request`], but any HTTP answer is returned with its status, for callers that must
+/// tell a remote 404 from a 403. Transport failures (unreachable, timeout, unparsable) and
+/// refusals (ourselves, the allow/deny lists) are errors.
+pub async fn send(ctx: &Ctx, destination: &ServerName, method: Method, path_and_query: &str, body: Option<&Value>) -> Result<RemoteResponse> {
+    let cfg = &ctx.config.federation_transport;
+    if destination.as_str() == ctx.server_name() {
+        return Err(err!(Forbidden, "Refusing to send a federation request to this server itself"));
+    }
+    if !cfg.domains.permits(destination.as_str()) {
+        return Err(err!(Forbidden, "Federation with {destination} is not allowed by this server"));
+    }
+    let deadline = now_ms() + cfg.timeout_ms;
+    let dest = resolve::resolve(ctx, destination, deadline).await?;
+    let origin = ctx.server_name();
+    let auth = xmatrix::sign_request(&ctx.config.signing_key, origin, destination.as_str(), method.as_str(), path_and_query, body)
+        .map_err(|e| err!(BadJson, "Cannot sign the request: {e}"))?;
+    let bytes = match body {
+        Some(b) => serde_json::to_vec(b)?,
+        None => Vec::new(),
+    };
+    let tls = !cfg.insecure_http;
+    let fail = |why: &str| {
+        log_error(&format!("federation {} {destination}{path_and_query}: {why}", method.as_str()));
+        err!(Unknown, "Could not reach {destination}")
+    };
+    let (status, resp_body) = if cfg.transport.uses_socket(dest.port) {
+        let headers: Vec<(&str, &str)> = if body.is_some() {
+            vec![("Authorization", auth.as_str()), ("Content-Type", "application/json"), ("Accept", "application/json")]
+        } else {
+            vec![("Authorization", auth.as_str()), ("Accept", "application/json")]
+        };
+        let raw = http1::request(method.as_str(), &dest.host_header, path_and_query, &headers, &bytes);
+        let r = socket::send(&dest, tls, &raw, deadline, cfg.max_response_bytes).await.map_err(|e| fail(&e))?;
+        (r.status, r.body)
+    } else {
+        let url = format!("{}{path_and_query}", dest.base_url(tls));
+        let mut headers = vec![("Authorization", auth.as_str()), ("Accept", "application/json")];
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let r = fetch(method.as_str(), &url, &headers, bytes, deadline, cfg.max_response_bytes).await.map_err(|e| fail(&e))?;
+        (r.status, r.body)
+    };
+    let body = if resp_body.is_empty() { Value::Null } else { serde_json::from_slice(&resp_body).unwrap_or(Value::Null) };
+    if (200..300).contains(&status) && !body.is_object() && !body.is_array() {
+        return Err(fail(&format!("HTTP {status} without a JSON body")));
+    }
+    Ok(RemoteResponse { status, body })
+}
+
+/// Awaits `fut` until `deadline` (ms since the epoch); `None` when time ran out.
+pub(crate) async fn before<F: std::future::Future>(deadline: u64, fut: F) -> Option<F::Output> {
+    let left = deadline.saturating_sub(now_ms());
+    if left == 0 {
+        return None;
+    }
+    let fut = Box::pin(fut);
+    let delay = Box::pin(Delay::from(Duration::from_millis(left)));
+    match select(fut, delay).await {
+        Either::Left((out, _)) => Some(out),
+        Either::Right(_) => None,
+    }
+}
+
+/// What [`fetch`] got.
+pub(crate) struct Fetched {
+    pub status: u16,
+    pub cache_control: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// A `fetch()` with a deadline and a body cap (redirects followed by the runtime), or why it
+/// failed.
+pub(crate) async fn fetch(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>, deadline: u64, max: usize) -> Result<Fetched, String> {
+    let h = Headers::new();
+    for (k, v) in headers {
+        h.set(k, v).map_err(|e| format!("header {k}: {e}"))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::from(method.to_owned())).with_headers(h);
+    if !body.is_empty() {
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    let req = worker::Request::new_with_init(url, &init).map_err(|e| format!("request: {e}"))?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let mut resp = match before(deadline, Fetch::Request(req).send_with_signal(&signal)).await {
+        None => {
+            controller.abort();
+            return Err("timed out".into());
+        }
+        Some(r) => r.map_err(|e| format!("fetch: {e}"))?,
+    };
+    let status = resp.status_code();
+    let cache_control = resp.headers().get("cache-control").ok().flatten();
+    if let Ok(Some(len)) = resp.headers().get("content-length") {
+        if len.parse::<usize>().is_ok_and(|n| n > max) {
+            controller.abort();
+            return Err("response too large".into());
+        }
+    }
+    let mut out = Vec::new();
+    let Ok(mut stream) = resp.stream() else {
+        return Ok(Fetched { status, cache_control, body: out });
+    };
+    loop {
+        match before(deadline, stream.next()).await {
+            None => {
+                controller.abort();
+                return Err("timed out reading".into());
+            }
+            Some(None) => break,
+            Some(Some(Err(e))) => return Err(format!("read: {e}")),
+            Some(Some(Ok(chunk))) => {
+                if chunk.len() > max.saturating_sub(out.len()) {
+                    controller.abort();
+                    return Err("response too large".into());
+                }
+                out.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(Fetched { status, cache_control, body: out })
 }

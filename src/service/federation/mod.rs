@@ -1,6 +1,8 @@
 //! Federation (spec: server-server-api): authenticating other servers' requests (`auth`),
-//! signed requests to other servers (`client`), their signing keys (`keys`).
+//! signed requests to other servers (`client`, over `fetch` or a TCP `socket`, to where
+//! `resolve` says), their signing keys (`keys`), room server ACLs (`acl`).
 
+pub mod acl;
 pub mod auth;
 pub mod client;
 pub mod ingest;
@@ -8,4 +10,6 @@ pub mod invite;
 pub mod join;
 pub mod keys;
 pub mod query;
+pub mod resolve;
 pub mod room;
+pub mod socket;
