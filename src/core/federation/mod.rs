@@ -1,3 +1,6 @@
 //! Federation protocol logic (spec: server-server-api), native and unit-tested: the
 //! `X-Matrix` authorization header, server-name resolution, remote key documents and the
 //! checks a PDU from another server goes through.
+
+pub mod membership;
+pub mod server_view;
