@@ -255,4 +255,19 @@ routes! {
     Get "/_matrix/client/v3/thirdparty/protocols" [User] => client::thirdparty::protocols_route();
     Get "/_matrix/client/v3/account/3pid" [User] => client::account::threepids_route();
     Get "/_matrix/client/v3/voip/turnServer" [User] => client::voip::turn_server_route();
+    // Federation: reads, templates, invites
+    Get "/_matrix/federation/v1/event/{eventId}" [Server] => federation::events::event_route(eventId);
+    Get "/_matrix/federation/v1/backfill/{roomId}" [Server] => federation::events::backfill_route(roomId);
+    Post "/_matrix/federation/v1/get_missing_events/{roomId}" [Server] => federation::events::get_missing_events_route(roomId);
+    Get "/_matrix/federation/v1/state/{roomId}" [Server] => federation::state::state_route(roomId);
+    Get "/_matrix/federation/v1/state_ids/{roomId}" [Server] => federation::state::state_ids_route(roomId);
+    Get "/_matrix/federation/v1/event_auth/{roomId}/{eventId}" [Server] => federation::state::event_auth_route(roomId, eventId);
+    Get "/_matrix/federation/v1/query/directory" [Server] => federation::query::directory_route();
+    Get "/_matrix/federation/v1/query/profile" [Server] => federation::query::profile_route();
+    Get "/_matrix/federation/v1/publicRooms" [Server] => federation::directory::public_rooms_get_route();
+    Post "/_matrix/federation/v1/publicRooms" [Server] => federation::directory::public_rooms_post_route();
+    Get "/_matrix/federation/v1/make_join/{roomId}/{userId}" [Server] => federation::make::make_join_route(roomId, userId);
+    Get "/_matrix/federation/v1/make_knock/{roomId}/{userId}" [Server] => federation::make::make_knock_route(roomId, userId);
+    Get "/_matrix/federation/v1/make_leave/{roomId}/{userId}" [Server] => federation::make::make_leave_route(roomId, userId);
+    Put "/_matrix/federation/v2/invite/{roomId}/{eventId}" [Server] => federation::invite::invite_route(roomId, eventId);
 }

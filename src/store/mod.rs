@@ -6,6 +6,7 @@ pub mod backup;
 pub mod db;
 pub mod e2ee;
 pub mod fanout;
+pub mod federation_rooms;
 pub mod media;
 pub mod oauth;
 pub mod profile;

@@ -212,7 +212,13 @@ pub fn leave_from_template(
 /// "out-of-band" leave), so that the user's membership moves on locally.
 pub fn out_of_band_leave(rules: &RoomVersionRules, invite: &Pdu, now: u64, server_name: &str, key: &ServerSigningKey) -> Result<Pdu> {
     let user = UserId::parse(invite.state_key.as_deref().unwrap_or_default()).map_err(Error::internal)?;
-    let new = NewEvent { kind: "m.room.member".into(), state_key: Some(user.to_string()), content: json!({ "membership": "leave" }), sender: user, redacts: None };
+    let new = NewEvent {
+        kind: "m.room.member".into(),
+        state_key: Some(user.to_string()),
+        content: json!({ "membership": "leave" }),
+        sender: user,
+        redacts: None,
+    };
     let ids = [invite.event_id.clone()];
     build_pdu(rules, Some(&invite.room_id), &new, &ids, &ids, invite.depth + 1, now, server_name, key)
 }

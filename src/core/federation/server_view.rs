@@ -123,13 +123,13 @@ impl Walk {
 
     /// The events walked, newest (deepest) first.
     pub fn newest_first(mut self) -> Vec<OwnedEventId> {
-        self.out.sort_by(|a, b| b.1.cmp(&a.1));
+        self.out.sort_by_key(|a| std::cmp::Reverse(a.1));
         self.out.into_iter().map(|(e, _)| e).collect()
     }
 
     /// The events walked, oldest first.
     pub fn oldest_first(mut self) -> Vec<OwnedEventId> {
-        self.out.sort_by(|a, b| a.1.cmp(&b.1));
+        self.out.sort_by_key(|a| a.1);
         self.out.into_iter().map(|(e, _)| e).collect()
     }
 }
@@ -151,7 +151,8 @@ mod tests {
     #[test]
     fn servers_see_by_their_users() {
         // (visibility, the server's users' memberships at the event, expected)
-        let cases: [(HistoryVisibility, &[(&str, &str)], bool); 10] = [
+        type Case = (HistoryVisibility, &'static [(&'static str, &'static str)], bool);
+        let cases: [Case; 10] = [
             (WorldReadable, &[], true),
             (Shared, &[], true),
             (Shared, &[("@a:o", "leave")], true),

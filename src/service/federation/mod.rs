@@ -3,3 +3,6 @@
 
 pub mod auth;
 pub mod client;
+pub mod invites;
+pub mod templates;
+pub mod visibility;
