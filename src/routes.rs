@@ -264,4 +264,20 @@ routes! {
     Put "/_matrix/federation/v2/send_join/{roomId}/{eventId}" [Server] => federation::membership::send_join_route(roomId, eventId);
     Put "/_matrix/federation/v2/send_leave/{roomId}/{eventId}" [Server] => federation::membership::send_leave_route(roomId, eventId);
     Put "/_matrix/federation/v1/send_knock/{roomId}/{eventId}" [Server] => federation::membership::send_knock_route(roomId, eventId);
+
+    // Federation: reads, templates, invites.
+    Get "/_matrix/federation/v1/event/{eventId}" [Server] => federation::events::event_route(eventId);
+    Get "/_matrix/federation/v1/backfill/{roomId}" [Server] => federation::events::backfill_route(roomId);
+    Post "/_matrix/federation/v1/get_missing_events/{roomId}" [Server] => federation::events::get_missing_events_route(roomId);
+    Get "/_matrix/federation/v1/state/{roomId}" [Server] => federation::state::state_route(roomId);
+    Get "/_matrix/federation/v1/state_ids/{roomId}" [Server] => federation::state::state_ids_route(roomId);
+    Get "/_matrix/federation/v1/event_auth/{roomId}/{eventId}" [Server] => federation::state::event_auth_route(roomId, eventId);
+    Get "/_matrix/federation/v1/query/directory" [Server] => federation::query::directory_route();
+    Get "/_matrix/federation/v1/query/profile" [Server] => federation::query::profile_route();
+    Get "/_matrix/federation/v1/publicRooms" [Server] => federation::directory::public_rooms_get_route();
+    Post "/_matrix/federation/v1/publicRooms" [Server] => federation::directory::public_rooms_post_route();
+    Get "/_matrix/federation/v1/make_join/{roomId}/{userId}" [Server] => federation::make::make_join_route(roomId, userId);
+    Get "/_matrix/federation/v1/make_knock/{roomId}/{userId}" [Server] => federation::make::make_knock_route(roomId, userId);
+    Get "/_matrix/federation/v1/make_leave/{roomId}/{userId}" [Server] => federation::make::make_leave_route(roomId, userId);
+    Put "/_matrix/federation/v2/invite/{roomId}/{eventId}" [Server] => federation::invite::invite_route(roomId, eventId);
 }

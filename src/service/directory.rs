@@ -92,3 +92,56 @@ pub async fn set_visibility(ctx: &Ctx, room_id: &RoomId, user: &UserId, public: 
     }
     rooms::set_public(&ctx.db, room_id.as_str(), public).await
 }
+
+/// A page of the published room directory (spec: `publicRooms`, client and federation
+/// forms): most members first, filtered by `term` (name, topic, alias or room ID) and room
+/// types, paged by offset tokens `o<N>`.
+pub async fn public_rooms_page(
+    ctx: &Ctx,
+    limit: Option<u32>,
+    since: Option<&str>,
+    term: Option<&str>,
+    room_types: Option<&[Option<String>]>,
+) -> Result<serde_json::Value> {
+    use serde_json::{json, Value};
+    let limit = limit.filter(|l| *l > 0).unwrap_or(100).clamp(1, 500) as usize;
+    let offset: usize = match since {
+        Some(s) => s.strip_prefix('o').and_then(|n| n.parse().ok()).ok_or_else(|| err!(InvalidParam, "Invalid since token"))?,
+        None => 0,
+    };
+    let term = term.map(str::to_lowercase);
+    let mut chunk = Vec::new();
+    for (room_id, joined) in rooms::public_rooms(&ctx.db).await? {
+        let summary = crate::service::summary::room_summary(ctx, &room_id, joined).await?;
+        if let Some(t) = &term {
+            let hay = ["name", "topic", "canonical_alias", "room_id"]
+                .iter()
+                .filter_map(|k| summary.get(*k).and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase();
+            if !hay.contains(t.as_str()) {
+                continue;
+            }
+        }
+        if let Some(types) = room_types {
+            let rt = summary.get("room_type").and_then(Value::as_str).map(str::to_owned);
+            if !types.is_empty() && !types.contains(&rt) {
+                continue;
+            }
+        }
+        chunk.push(summary);
+    }
+    let total = chunk.len();
+    let page: Vec<Value> = chunk.into_iter().skip(offset).take(limit).collect();
+    let mut resp = serde_json::Map::new();
+    resp.insert("chunk".into(), json!(page));
+    resp.insert("total_room_count_estimate".into(), json!(total));
+    if offset + limit < total {
+        resp.insert("next_batch".into(), json!(format!("o{}", offset + limit)));
+    }
+    if offset > 0 {
+        resp.insert("prev_batch".into(), json!(format!("o{}", offset.saturating_sub(limit))));
+    }
+    Ok(Value::Object(resp))
+}

@@ -7,6 +7,7 @@ pub mod db;
 pub mod e2ee;
 pub mod fanout;
 pub mod federation;
+pub mod federation_rooms;
 pub mod graph;
 pub mod media;
 pub mod oauth;

@@ -165,6 +165,13 @@ pub async fn knock_route(ctx: &Ctx, req: &Request, me: &Authed, target: &str) ->
 pub async fn leave_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let body: Reason = req.json_or_empty()?;
     let room_id = parse_room_id(room_id)?;
+    // An invite from another server to a room this server is not in: rejected through the
+    // inviting server (spec: server-server-api, "Leaving Rooms (Rejecting Invites)").
+    if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none()
+        && crate::service::federation::invites::reject(ctx, &me.user_id, &room_id, body.reason.as_deref()).await?
+    {
+        return Ok(Response::ok(json!({})));
+    }
     ensure_room(ctx, &room_id).await?;
     match rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?.as_deref() {
         Some("join") | Some("invite") | Some("knock") => {}

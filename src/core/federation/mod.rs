@@ -6,5 +6,7 @@ pub mod acl;
 pub mod discovery;
 pub mod http1;
 pub mod keys;
+pub mod membership;
 pub mod pdu;
+pub mod server_view;
 pub mod xmatrix;

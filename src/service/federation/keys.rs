@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use super::client;
 use crate::core::federation::keys::{
-    check_key_document, check_notary_signature, key_map, notary_sign, satisfied, signing_key_ids, usable, verify_signed_by, KeyDocument, Purpose,
-    ServerKey, OWN_KEY_VALIDITY_MS,
+    check_key_document, check_notary_signature, key_map, notary_sign, satisfied, signing_key_ids, usable, KeyDocument, Purpose, ServerKey,
+    OWN_KEY_VALIDITY_MS,
 };
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
@@ -153,20 +153,6 @@ pub async fn verify_event(ctx: &Ctx, rules: &RoomVersionRules, pdu: &CanonicalJs
         map.extend(key_map(server.as_str(), keys.iter().filter(|k| usable(k, purpose))));
     }
     ruma::signatures::verify_event(&map, pdu, rules).map_err(|e| bad(&e))
-}
-
-/// Checks `server`'s signature on a signed JSON object now (e.g. a signed invite), with its
-/// current keys. Other servers' signatures on the object are not looked at.
-#[allow(dead_code)] // used by inbound invites (federation endpoints branch)
-pub async fn verify_json(ctx: &Ctx, server: &ServerName, obj: &CanonicalJsonObject) -> Result<()> {
-    let now = now_ms();
-    let ids = signing_key_ids(obj, server.as_str());
-    if ids.is_empty() {
-        return Err(err!(Forbidden, "Not signed by {server}"));
-    }
-    let keys = server_keys(ctx, server, &ids, Purpose::Now(now)).await?;
-    let map = key_map(server.as_str(), keys.iter().filter(|k| usable(k, Purpose::Now(now))));
-    verify_signed_by(&map, obj, server.as_str()).map_err(|e| err!(Forbidden, "Signature of {server} check failed: {e}"))
 }
 
 /// The key documents of `server` we vouch for as a notary (spec: "Querying Keys Through

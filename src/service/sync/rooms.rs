@@ -391,8 +391,17 @@ pub async fn finish(ctx: &Ctx, me: &Authed, p: &Params, plan: Plan) -> Result<Ro
                 .collect::<Vec<_>>()
                 .into()
         };
+        // Invites from other servers to rooms not known here: the state the inviter sent.
+        let mut remote = if invites.iter().any(|r| !stripped.iter().any(|e| &e.room_id == r)) {
+            crate::service::federation::invites::pending_invite_state(ctx, user).await?
+        } else {
+            HashMap::new()
+        };
         for room_id in invites {
-            let invite_state = state_of(&room_id);
+            let invite_state = match remote.remove(&room_id) {
+                Some(events) => events.into(),
+                None => state_of(&room_id),
+            };
             out.invite.insert(room_id, InvitedRoom { invite_state });
         }
         for room_id in knocks {
