@@ -88,11 +88,11 @@ pub fn is_ours(ours: &str, e: &Outgoing) -> bool {
     server_of(e.sender) == Some(ours)
 }
 
-/// The servers our events go to: those of the room's joined members, and for a membership
-/// event its target's (an invite, kick or ban of a user whose server has nobody joined, or
-/// the server of someone who just left), never ourselves. Sorted, distinct.
-pub fn destinations<'a>(ours: &str, joined: impl IntoIterator<Item = &'a str>, events: &[Outgoing]) -> Vec<String> {
-    let mut out: BTreeSet<&str> = joined.into_iter().filter_map(server_of).collect();
+/// The servers our events go to: those of the room's joined members (`joined_servers`), and
+/// for a membership event its target's (an invite, kick or ban of a user whose server has
+/// nobody joined, or the server of someone who just left), never ourselves. Sorted, distinct.
+pub fn destinations<'a>(ours: &str, joined_servers: impl IntoIterator<Item = &'a str>, events: &[Outgoing]) -> Vec<String> {
+    let mut out: BTreeSet<&str> = joined_servers.into_iter().filter(|s| !s.is_empty()).collect();
     out.extend(events.iter().filter_map(|e| e.member_target).filter_map(server_of));
     out.remove(ours);
     out.into_iter().map(str::to_owned).collect()
@@ -252,14 +252,16 @@ mod tests {
 
     #[test]
     fn destinations_are_joined_servers_and_membership_targets_but_not_us() {
-        let joined = ["@a:us", "@b:one", "@c:one", "@d:two"];
+        let members = ["@a:us", "@b:one", "@c:one", "@d:two", "nonsense"];
+        let joined: Vec<&str> = members.iter().filter_map(|m| server_of(m)).collect();
+        let joined = joined.iter().copied();
         let msg = Outgoing { sender: "@a:us", member_target: None };
-        assert_eq!(destinations("us", joined, &[msg]), vec!["one", "two"]);
+        assert_eq!(destinations("us", joined.clone(), &[msg]), vec!["one", "two"]);
         let invite = Outgoing { sender: "@a:us", member_target: Some("@e:three") };
         let self_target = Outgoing { sender: "@a:us", member_target: Some("@a:us") };
         assert_eq!(destinations("us", joined, &[invite, self_target]), vec!["one", "three", "two"]);
-        assert!(destinations("us", ["@a:us"], &[]).is_empty());
-        assert!(destinations("us", ["nonsense"], &[]).is_empty());
+        assert!(destinations("us", ["us"], &[]).is_empty());
+        assert!(destinations("us", [""], &[]).is_empty());
     }
 
     fn q(seq: i64, id: &str, prev: &[&str]) -> QueuedPdu {
