@@ -3,6 +3,7 @@
 //! - [`UserKeys`]: one per user; atomic one-time-key claims.
 //! - [`Room`]: one per room; the room's single writer, and typing.
 //! - [`UserSync`]: one per user; to-device queues and sync wake-ups.
+//! - [`Destination`]: one per remote server; the outbound federation queue.
 //!
 //! Each class has one protocol ([`protocol`]): a request enum and a response enum. Callers
 //! use [`crate::service::objects::call`]; each object reads the request with [`read`] and
@@ -12,12 +13,16 @@
 pub mod protocol;
 
 #[cfg(target_arch = "wasm32")]
+mod destination;
+#[cfg(target_arch = "wasm32")]
 mod room;
 #[cfg(target_arch = "wasm32")]
 mod user_keys;
 #[cfg(target_arch = "wasm32")]
 mod user_sync;
 
+#[cfg(target_arch = "wasm32")]
+pub use destination::Destination;
 #[cfg(target_arch = "wasm32")]
 pub use room::Room;
 #[cfg(target_arch = "wasm32")]

@@ -347,6 +347,69 @@ pub enum UserSyncResponse {
     Done,
 }
 
+// ---------------------------------------------------------------------------------------
+// Destination: one per remote server (named by its server name); its outbound queue.
+
+pub enum DestinationProto {}
+
+impl Protocol for DestinationProto {
+    const BINDING: &'static str = "DESTINATION";
+    const CLASS: &'static str = "Destination";
+    const HEALTH: DestinationRequest = DestinationRequest::Health;
+    type Request = DestinationRequest;
+    type Response = DestinationResponse;
+    fn health(r: DestinationResponse) -> Option<Health> {
+        match r {
+            DestinationResponse::Health(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+/// One of our PDUs queued for a destination: `pdu` is the signed PDU as it goes in a
+/// transaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueuedPduWire {
+    pub room_id: String,
+    pub event_id: String,
+    pub pdu: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum DestinationRequest {
+    Health,
+    /// Queues PDUs (in order; an event ID already queued is skipped) and EDUs for
+    /// `destination`, and schedules a send unless the destination is backing off.
+    Enqueue {
+        destination: String,
+        pdus: Vec<QueuedPduWire>,
+        edus: Vec<Value>,
+    },
+    /// The destination is reachable again (e.g. it just sent us something): end the backoff
+    /// and send what is queued now.
+    Wake {
+        destination: String,
+    },
+    /// The queue's state (operators, tests).
+    Status,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum DestinationResponse {
+    Health(Health),
+    /// Queue lengths after the call (`Enqueue`, `Wake`, `Status`), the transaction in flight
+    /// or waiting for its retry, failed attempts in a row and when the next is due (ms).
+    Status {
+        queued_pdus: u64,
+        queued_edus: u64,
+        txn_id: Option<String>,
+        retries: u32,
+        next_attempt_ms: u64,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +490,22 @@ mod tests {
         round_trip(UserSyncResponse::ToDevice { events: vec![json!({"type": "m.x"})], position: 12 });
         round_trip(UserSyncResponse::Txn { new: false });
         round_trip(UserSyncResponse::Done);
+    }
+
+    #[test]
+    fn destination_messages_round_trip() {
+        let p = QueuedPduWire { room_id: "!r:s".into(), event_id: "$e".into(), pdu: json!({"type": "m.room.message"}) };
+        round_trip(DestinationRequest::Health);
+        round_trip(DestinationRequest::Enqueue {
+            destination: "remote.example:8448".into(),
+            pdus: vec![p],
+            edus: vec![json!({"edu_type": "m.typing"})],
+        });
+        round_trip(DestinationRequest::Wake { destination: "remote.example".into() });
+        round_trip(DestinationRequest::Status);
+        round_trip(DestinationResponse::Health(Health { class: "Destination".into(), schema_version: 1 }));
+        round_trip(DestinationResponse::Status { queued_pdus: 3, queued_edus: 0, txn_id: Some("1.2".into()), retries: 2, next_attempt_ms: 9 });
+        assert!(DestinationProto::health(DestinationResponse::Health(Health { class: "Destination".into(), schema_version: 1 })).is_some());
     }
 
     #[test]

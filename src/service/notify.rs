@@ -1,7 +1,8 @@
 //! The fan-out after new room events commit: [`after_append`] records what each member's
 //! push rules say about them (unread counts, `/notifications`), wakes the syncs of everyone
-//! concerned ([`crate::service::wakeups`]) and hands pushes to the members' push gateways in
-//! the background. To-device queues live in [`crate::service::to_device`].
+//! concerned ([`crate::service::wakeups`]), queues our own events for the other servers in
+//! the room ([`crate::service::federation::sender`]) and hands pushes to the members' push
+//! gateways in the background. To-device queues live in [`crate::service::to_device`].
 
 use ruma::events::TimelineEventType;
 use std::collections::{BTreeSet, HashMap};
@@ -23,7 +24,7 @@ use crate::store::sync as sstore;
 
 /// After events were appended to a room: record push actions for the joined members, wake
 /// everyone the events concern (joined, invited, knocking, and the targets of membership
-/// changes), and send pushes in the background (`spawn`).
+/// changes), queue our events for federation, and send pushes in the background (`spawn`).
 pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> Result<()> {
     let Some(first) = pdus.first() else { return Ok(()) };
     let room_id = first.room_id.clone();
@@ -45,7 +46,14 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
             vec![]
         }
     };
-    crate::service::wakeups::notify_users(env, config, affected).await;
+    // Our own events also go to the other servers in the room: queued in parallel with the
+    // wake-ups (one Durable Object call each), sent later by each destination's queue.
+    let joined_servers: Vec<&str> = joined.iter().filter_map(|u| crate::core::federation::queue::server_of(u)).collect();
+    let federation = crate::service::federation::sender::send_pdus_to(env, config, joined_servers, pdus);
+    let ((), queued) = futures_util::future::join(crate::service::wakeups::notify_users(env, config, affected), federation).await;
+    if let Err(e) = queued {
+        worker::console_error!("federation queue for {room_id}: {e}");
+    }
     if !pushes.is_empty() {
         let db2 = Db::new(env.d1("DB").map_err(Error::internal)?);
         let allow = config.push_gateway_ip_allowlist.clone();

@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod profile;
 pub mod pushers;
 pub mod rooms;
+pub mod servers;
 pub mod spaces;
 pub mod sync;
 pub mod tokens;

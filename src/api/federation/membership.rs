@@ -12,7 +12,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::federation::{acl, room};
+use crate::service::federation::{acl, room, sender};
 use crate::store::rooms;
 
 /// Checks the membership event a remote server asks us to accept and runs it through the
@@ -36,7 +36,12 @@ async fn accept_membership(ctx: &Ctx, req: &Request, origin: &ServerName, room_i
     }
     let results = room::ingest(ctx, &room_id, origin, vec![body]).await?;
     match results.into_iter().find(|r| r.event_id == event_id) {
-        Some(r) if r.accepted => Ok(pdu),
+        Some(r) if r.accepted => {
+            if let Err(e) = sender::send_on_behalf(&ctx.env, &ctx.db, &ctx.config, &pdu, origin.as_str()).await {
+                worker::console_error!("forwarding {event_id} of {origin}: {e}");
+            }
+            Ok(pdu)
+        }
         Some(r) => Err(err!(Forbidden, "{}", r.error.unwrap_or_else(|| "The event is not allowed by the room's current state".into()))),
         None => Err(err!(Forbidden, "The event was refused")),
     }

@@ -9,7 +9,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::federation::{acl, room};
+use crate::service::federation::{acl, room, sender};
 use crate::store::{graph, rooms};
 
 /// The spec's limits on one transaction.
@@ -23,6 +23,15 @@ const MAX_EDUS: usize = 100;
 /// accepted and not yet acted on (typing, receipts, presence and device lists come with the
 /// next federation issue).
 pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerName, txn_id: &str) -> Result<Response> {
+    // The origin is up: whatever we queued for it goes now, not at the end of its backoff.
+    if let Some(w) = &ctx.wctx {
+        let (env, dest) = (ctx.env.clone(), origin.to_string());
+        w.wait_until(async move {
+            if let Err(e) = sender::wake(&env, &dest).await {
+                worker::console_error!("waking the queue of {dest}: {e}");
+            }
+        });
+    }
     if let Some(done) = graph::txn_response(&ctx.db, origin.as_str(), txn_id).await? {
         return Ok(Response::ok(done));
     }
