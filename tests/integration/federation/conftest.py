@@ -162,6 +162,19 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("pair", pairs, ids=[pair_id(a, b) for a, b in pairs], indirect=True)
 
 
+def pytest_collection_modifyitems(config, items):
+    # STRATUS_FED_XFAIL=1: the scenarios that involve Stratus are expected to fail (federation
+    # not on main yet), so a full `make test` stays green while they still run and report
+    # XPASS as features land. Synapse↔Synapse and the smoke tests are unaffected.
+    if os.environ.get("STRATUS_FED_XFAIL") != "1":
+        return
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        pair_param = callspec.params.get("pair") if callspec else None
+        if pair_param and any(label.startswith("stratus") for label in pair_param):
+            item.add_marker(pytest.mark.xfail(reason="Stratus federation not complete yet (STRATUS_FED_XFAIL=1)", strict=False))
+
+
 @pytest.fixture
 def pair(request, hs):
     """(local, remote) servers of this test."""
