@@ -51,6 +51,18 @@ def trust(cert: Cert, d: Path) -> None:
     matrix_helpers._session.verify = str(bundle)
 
 
+def integration_harness():
+    """tests/integration/conftest.py (starts wrangler dev from build/), loaded by path: the
+    federation folder on sys.path has a conftest.py of its own."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stratus_integration_conftest", REPO / "tests" / "integration" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # (dataclasses look their module up there)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def start(label: str, cert: Cert, stops: list) -> HS:
     if label.startswith("synapse"):
         s = FedSynapse(cert, prefix=f"bench-{label}-")
@@ -61,8 +73,7 @@ def start(label: str, cert: Cert, stops: list) -> HS:
                   s.log_tail)
     import base64
 
-    import conftest  # the integration harness: wrangler dev from build/
-
+    conftest = sys.modules.get("stratus_integration_conftest") or integration_harness()
     port = free_port()
     name = f"127.0.0.1:{port}"
     key = f"ed25519 bench_{label} {base64.b64encode(os.urandom(32)).decode().rstrip('=')}"
@@ -159,11 +170,11 @@ def main() -> None:
                 results[name] = {"n": len(xs), "lost": lost, "p50_ms": pct(xs, 50), "p95_ms": pct(xs, 95),
                                  "mean_ms": statistics.fmean(xs) if xs else float("nan")}
             except (Exception, SystemExit) as e:  # noqa: BLE001 - reported as n/a
-                results[name] = {"n": 0, "error": str(e).splitlines()[0][:200] if str(e) else type(e).__name__}
+                results[name] = {"n": 0, "error": str(e).splitlines()[0][:400] if str(e) else type(e).__name__}
             except BaseException as e:  # pytest.fail from the harness
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                results[name] = {"n": 0, "error": str(e).splitlines()[0][:200]}
+                results[name] = {"n": 0, "error": str(e).splitlines()[0][:400]}
     finally:
         for s in reversed(stops):
             try:
