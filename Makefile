@@ -1,11 +1,27 @@
 # Stratus: `make dev` serves a homeserver on 127.0.0.1:$(PORT); `make test` runs every test.
 # Override PORT, SERVER_NAME and STATE_DIR to run instances side by side:
 #   make dev PORT=8788 STATE_DIR=.state/b
+# PROTOCOL=https serves TLS (as federation needs) with TLS_CERT/TLS_KEY, by default a
+# self-signed certificate for localhost and 127.0.0.1 made in .state/tls; the Worker trusts
+# TLS_CA as NODE_EXTRA_CA_CERTS (that certificate by default: peers started the same way
+# share it).
+#   make dev PROTOCOL=https PORT=8448
 
 PORT ?= 8787
 SERVER_NAME ?= localhost:$(PORT)
-PUBLIC_BASEURL ?= http://127.0.0.1:$(PORT)
+PROTOCOL ?= http
+PUBLIC_BASEURL ?= $(PROTOCOL)://127.0.0.1:$(PORT)
 STATE_DIR ?= .wrangler/state
+TLS_DIR ?= .state/tls
+TLS_CERT ?= $(TLS_DIR)/cert.pem
+TLS_KEY ?= $(TLS_DIR)/key.pem
+TLS_CA ?= $(TLS_CERT)
+
+ifeq ($(PROTOCOL),https)
+DEV_TLS_DEPS := $(TLS_CERT)
+DEV_TLS_ARGS := --local-protocol https --https-key-path $(TLS_KEY) --https-cert-path $(TLS_CERT)
+DEV_ENV := NODE_EXTRA_CA_CERTS=$(TLS_CA)
+endif
 
 export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
@@ -26,9 +42,15 @@ dev-vars:
 migrate: install dev-vars
 	$(WRANGLER) d1 migrations apply stratus --local --persist-to $(STATE_DIR)
 
-dev: build migrate
-	STRATUS_SKIP_BUILD=1 $(WRANGLER) dev --ip 127.0.0.1 --port $(PORT) --persist-to $(STATE_DIR) \
-		--var SERVER_NAME:$(SERVER_NAME) --var PUBLIC_BASEURL:$(PUBLIC_BASEURL)
+dev: build migrate $(DEV_TLS_DEPS)
+	$(DEV_ENV) STRATUS_SKIP_BUILD=1 $(WRANGLER) dev --ip 127.0.0.1 --port $(PORT) --persist-to $(STATE_DIR) \
+		--var SERVER_NAME:$(SERVER_NAME) --var PUBLIC_BASEURL:$(PUBLIC_BASEURL) $(DEV_TLS_ARGS)
+
+# A self-signed certificate for `make dev PROTOCOL=https` (never overwritten once made).
+$(TLS_DIR)/cert.pem:
+	mkdir -p $(TLS_DIR)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 -subj /CN=localhost \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout $(TLS_DIR)/key.pem -out $(TLS_DIR)/cert.pem
 
 # Formatting and lints for both targets; any warning fails (the wasm-only modules are
 # compiled only for wasm32, so both runs are needed).

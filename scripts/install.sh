@@ -2,7 +2,8 @@
 # Installs whatever the build, `make dev` and `make test` need and is missing. Idempotent:
 # every step checks first. Only registry packages (crates.io, npm, PyPI) are used.
 #   scripts/install.sh          build tools (Rust target, wasm-bindgen, worker-build, npm)
-#   scripts/install.sh test     also the Python test environment in .venv
+#   scripts/install.sh test     also the Python test environment in .venv, and the reference
+#                               Synapse (tests/synapse-requirements.txt) in bench/.synapse-venv
 set -eu
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -43,5 +44,17 @@ if [ "${1:-}" = "test" ]; then
         echo "install: python test packages"
         .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
         touch .venv/.installed
+    fi
+    # Synapse in its own venv (its dependencies must not meet the test packages'); the
+    # federation tests, the E2EE comparison and the benchmarks run it. Same marker as
+    # bench/synapse_local.py.
+    if [ ! -x bench/.synapse-venv/bin/python ]; then
+        echo "install: synapse venv"
+        python3 -m venv bench/.synapse-venv
+    fi
+    if [ ! -f bench/.synapse-venv/.installed ] || [ tests/synapse-requirements.txt -nt bench/.synapse-venv/.installed ]; then
+        echo "install: $(grep -v '^#' tests/synapse-requirements.txt | tr '\n' ' ')"
+        bench/.synapse-venv/bin/pip install --quiet --disable-pip-version-check -r tests/synapse-requirements.txt
+        touch bench/.synapse-venv/.installed
     fi
 fi

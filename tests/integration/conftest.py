@@ -80,6 +80,10 @@ class Server:
     state_dir: Path | None = None
     log_path: Path | None = None
     _server_name: str | None = None
+    # (wrangler command, its environment, TLS verify for the readiness probe): lets
+    # stop_process/start_process take the instance down and bring it back on the same port
+    # with the same state (federation tests: a peer that was down for a while).
+    launch: tuple[list[str], dict[str, str], bool | str] | None = None
 
     @property
     def server_name(self) -> str:
@@ -95,7 +99,21 @@ class Server:
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
+    def stop_process(self) -> None:
+        """Ends wrangler but keeps the state directory (see start_process)."""
+        self._kill()
+
+    def start_process(self) -> None:
+        """Starts wrangler again with the same command, port and state (after stop_process)."""
+        assert self.launch is not None and self.proc is None, "start_process: not stopped or not started here"
+        _spawn(self, *self.launch)
+
     def stop(self) -> None:
+        self._kill()
+        if self.state_dir is not None and not os.environ.get("STRATUS_KEEP_STATE"):
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -110,8 +128,6 @@ class Server:
                     pass
                 self.proc.wait(timeout=10)
         self.proc = None
-        if self.state_dir is not None and not os.environ.get("STRATUS_KEEP_STATE"):
-            shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 def _child_env(state_dir: Path) -> dict[str, str]:
@@ -157,19 +173,28 @@ def _snapshot_config(state_dir: Path) -> Path:
     return config_path
 
 
-def start_worker(extra_vars: dict[str, str] | None = None, process_env: dict[str, str] | None = None) -> Server:
+def start_worker(
+    extra_vars: dict[str, str] | None = None,
+    process_env: dict[str, str] | None = None,
+    *,
+    https: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Server:
+    """``https={"key": path, "cert": path, "ca": path?}`` serves TLS (``--local-protocol https``;
+    the readiness probe trusts ``ca``, or skips verification without it). ``port`` picks the
+    port (e.g. to put it into SERVER_NAME beforehand); a free one otherwise."""
     if not WRANGLER.exists():
         pytest.fail(f"{WRANGLER} not found: run `npm ci` first")
     dev_vars = read_dev_vars()
     if "REGISTRATION_SHARED_SECRET" not in dev_vars:
         pytest.fail(f"{DEV_VARS} is missing or has no REGISTRATION_SHARED_SECRET (run make)")
 
-    port = free_port()
+    port = port or free_port()
     state_dir = Path(tempfile.mkdtemp(prefix=f"stratus-it-{port}-"))
     log_path = state_dir / "wrangler.log"
     env = _child_env(state_dir)
     env.update(process_env or {})
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if https else 'http'}://127.0.0.1:{port}"
     server_name = f"127.0.0.1:{port}"
     all_vars = {"SERVER_NAME": server_name, "PUBLIC_BASEURL": base}
     all_vars.update(extra_vars or {})
@@ -202,7 +227,7 @@ def start_worker(extra_vars: dict[str, str] | None = None, process_env: dict[str
         vars=all_vars,
         state_dir=state_dir,
         log_path=log_path,
-        _server_name=server_name,
+        _server_name=all_vars["SERVER_NAME"],
     )
     if mig is None or mig.returncode != 0:
         tail = server.log_tail()
@@ -219,9 +244,19 @@ def start_worker(extra_vars: dict[str, str] | None = None, process_env: dict[str
         "--show-interactive-dev-session=false",
         *config_args,
     ]
+    if https:
+        cmd += ["--local-protocol", "https", "--https-key-path", str(https["key"]), "--https-cert-path", str(https["cert"])]
     for k, v in all_vars.items():
         cmd += ["--var", f"{k}:{v}"]
-    log = open(log_path, "ab")
+    verify: bool | str = str(https["ca"]) if https and https.get("ca") else not https
+    server.launch = (cmd, env, verify)
+    return _spawn(server, cmd, env, verify)
+
+
+def _spawn(server: Server, cmd: list[str], env: dict[str, str], verify: bool | str) -> Server:
+    """Starts wrangler for ``server`` and waits until it answers (fails the test otherwise)."""
+    base = server.base
+    log = open(server.log_path, "ab")
     log.write(("=== " + " ".join(cmd) + " ===\n").encode())
     log.flush()
     server.proc = subprocess.Popen(
@@ -242,7 +277,7 @@ def start_worker(extra_vars: dict[str, str] | None = None, process_env: dict[str
             last_err = f"wrangler exited with {server.proc.returncode}"
             break
         try:
-            r = requests.get(f"{base}/_matrix/client/versions", timeout=5)
+            r = requests.get(f"{base}/_matrix/client/versions", timeout=5, verify=verify)
             if r.status_code == 200:
                 return server
             last_err = f"HTTP {r.status_code}: {r.text[:200]}"
@@ -299,14 +334,27 @@ def stratus_factory():
 
     Extra instances are always started locally (even with STRATUS_URL set) and are
     cached per var-set for the whole session. ``process_env`` adds environment variables
-    for wrangler itself (not Worker vars), e.g. to switch off a dev-only behaviour.
+    for wrangler itself (not Worker vars), e.g. to switch off a dev-only behaviour or
+    ``NODE_EXTRA_CA_CERTS``. ``https`` and ``port``: see ``start_worker`` (federation tests
+    pass ``port`` with ``SERVER_NAME=127.0.0.1:<port>``).
     """
     cache: dict[tuple, Server] = {}
 
-    def get(extra_vars: dict[str, str], process_env: dict[str, str] | None = None) -> Server:
-        key = (tuple(sorted(extra_vars.items())), tuple(sorted((process_env or {}).items())))
+    def get(
+        extra_vars: dict[str, str],
+        process_env: dict[str, str] | None = None,
+        *,
+        https: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> Server:
+        key = (
+            tuple(sorted(extra_vars.items())),
+            tuple(sorted((process_env or {}).items())),
+            tuple(sorted((https or {}).items())),
+            port,
+        )
         if key not in cache:
-            server = start_worker(dict(extra_vars), process_env)
+            server = start_worker(dict(extra_vars), process_env, https=https, port=port)
             _STARTED.append(server)
             cache[key] = server
         return cache[key]

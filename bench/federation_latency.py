@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Cross-server message-delivery latency: user B on server Y long-polls /sync in a room of
+server X; user A on X sends; the time from the start of A's send request to B's /sync
+returning the event. p50 and p95 over N samples, for each pair:
+
+    Stratus→Synapse, Synapse→Stratus, Stratus→Stratus, Synapse→Synapse (the baseline)
+
+All on loopback, federation over TLS with one self-signed CA made for the run (the
+harness of tests/integration/federation: Synapse from bench/synapse_local.py, Stratus from
+`wrangler dev` serving build/ with --local-protocol https and NODE_EXTRA_CA_CERTS).
+
+    .venv/bin/python bench/federation_latency.py [--samples 50] [--pairs synapse-synapse2,stratus-synapse]
+
+A pair whose room cannot be joined across the servers (Stratus before federation works)
+is reported as n/a with the reason, and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path.insert(0, str(REPO / "tests" / "integration" / "federation"))
+
+import matrix_helpers  # noqa: E402
+from fed_helpers import HS, User, create_room, join, register_user, rpath, wait_for_membership  # noqa: E402
+from matrix_helpers import CLIENT_V3, call  # noqa: E402
+from synapse_local import Cert, FedSynapse, free_port, make_cert  # noqa: E402
+
+ALL_PAIRS = ["stratus-synapse", "synapse-stratus", "stratus-stratus2", "synapse-synapse2"]
+SAMPLE_DEADLINE = 20.0
+
+
+def trust(cert: Cert, d: Path) -> None:
+    """This process trusts the run's CA (on top of the system bundle that requests uses)."""
+    system = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    bundle = d / "bundle.pem"
+    bundle.write_bytes((Path(system).read_bytes() + b"\n" if system and Path(system).is_file() else b"") + cert.ca.read_bytes())
+    os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = str(bundle)
+    matrix_helpers._session.verify = str(bundle)
+
+
+def integration_harness():
+    """tests/integration/conftest.py (starts wrangler dev from build/), loaded by path: the
+    federation folder on sys.path has a conftest.py of its own."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stratus_integration_conftest", REPO / "tests" / "integration" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # (dataclasses look their module up there)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def start(label: str, cert: Cert, stops: list) -> HS:
+    if label.startswith("synapse"):
+        s = FedSynapse(cert, prefix=f"bench-{label}-")
+        stops.append(s.stop)
+        s.start_process()
+        key = next(s.dir.glob("*.signing.key")).read_text().strip()
+        return HS("synapse", label, s.server_name, s.base, s.fed_base, s.shared_secret, key, s.stop_process, s.start_process,
+                  s.log_tail)
+    import base64
+
+    conftest = sys.modules.get("stratus_integration_conftest") or integration_harness()
+    port = free_port()
+    name = f"127.0.0.1:{port}"
+    key = f"ed25519 bench_{label} {base64.b64encode(os.urandom(32)).decode().rstrip('=')}"
+    server = conftest.start_worker(
+        {"LOGIN_FAILURES_IP_MAX": "100000", "SERVER_NAME": name, "PUBLIC_BASEURL": f"https://{name}", "SIGNING_KEY": key},
+        {"NODE_EXTRA_CA_CERTS": str(cert.ca)},
+        https={"key": str(cert.key), "cert": str(cert.cert), "ca": str(cert.ca)},
+        port=port,
+    )
+    stops.append(server.stop)
+    return HS("stratus", label, name, server.base, server.base, server.shared_secret or "", key, server.stop_process,
+              server.start_process, server.log_tail)
+
+
+def measure(x: HS, y: HS, n: int) -> tuple[list[float], int]:
+    """(latencies in ms, samples lost). Raises if B cannot join A's room."""
+    a, b = register_user(x, "bencha"), register_user(y, "benchb")
+    room = create_room(a)
+    join(b, room, via=[x.server_name])
+    wait_for_membership(a, room, b.user_id, "join")
+    since = call(y.base, "GET", f"{CLIENT_V3}/sync", token=b.token, params={"timeout": "0"}).json()["next_batch"]
+    latencies: list[float] = []
+    lost = 0
+    for i in range(n):
+        text = f"bench {uuid.uuid4().hex[:8]} {i}"
+        result: dict = {}
+        started = threading.Event()
+
+        def poll(cur: str = since) -> None:
+            started.set()
+            deadline = time.monotonic() + SAMPLE_DEADLINE
+            while time.monotonic() < deadline:
+                r = call(y.base, "GET", f"{CLIENT_V3}/sync", token=b.token,
+                         params={"timeout": "10000", "since": cur, "set_presence": "offline"})
+                body = r.json()
+                cur = body["next_batch"]
+                evs = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {}).get("events", [])
+                if any(e.get("content", {}).get("body") == text for e in evs):
+                    result["t1"] = time.perf_counter()
+                    break
+            result["since"] = cur
+
+        t = threading.Thread(target=poll, daemon=True)
+        t.start()
+        started.wait()
+        time.sleep(0.15)  # let the long-poll reach the server and park
+        t0 = time.perf_counter()
+        r = call(x.base, "PUT", rpath(room, "send", "m.room.message", uuid.uuid4().hex), {"msgtype": "m.text", "body": text},
+                 token=a.token)
+        r.raise_for_status()
+        t.join(SAMPLE_DEADLINE + 15)
+        since = result.get("since", since)
+        if "t1" in result:
+            latencies.append((result["t1"] - t0) * 1000)
+        else:
+            lost += 1
+    return latencies, lost
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=50)
+    ap.add_argument("--pairs", default=",".join(ALL_PAIRS), help=f"comma-separated, of {ALL_PAIRS}")
+    args = ap.parse_args()
+    pairs = [p.split("-") for p in args.pairs.split(",") if p]
+    for p in pairs:
+        assert "-".join(p) in ALL_PAIRS, f"unknown pair {'-'.join(p)}"
+    d = Path(tempfile.mkdtemp(prefix="bench-fed-"))
+    cert = make_cert(d)
+    trust(cert, d)
+    servers: dict[str, HS] = {}
+    stops: list = []
+    results: dict[str, dict] = {}
+    try:
+        for x, y in pairs:
+            name = f"{x}→{y}"
+            try:
+                for label in (x, y):
+                    if label not in servers:
+                        t0 = time.monotonic()
+                        servers[label] = start(label, cert, stops)
+                        print(f"{label} at {servers[label].fed_base} (client {servers[label].base}) in {time.monotonic() - t0:.1f} s",
+                              flush=True)
+                print(f"{name}: {args.samples} samples", flush=True)
+                xs, lost = measure(servers[x], servers[y], args.samples)
+                results[name] = {"n": len(xs), "lost": lost, "p50_ms": pct(xs, 50), "p95_ms": pct(xs, 95),
+                                 "mean_ms": statistics.fmean(xs) if xs else float("nan")}
+            except (Exception, SystemExit) as e:  # noqa: BLE001 - reported as n/a
+                results[name] = {"n": 0, "error": str(e).splitlines()[0][:400] if str(e) else type(e).__name__}
+            except BaseException as e:  # pytest.fail from the harness
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                results[name] = {"n": 0, "error": str(e).splitlines()[0][:400]}
+    finally:
+        for s in reversed(stops):
+            try:
+                s()
+            except BaseException:
+                pass
+    print()
+    print(f"{'pair':<22}{'n':>5}{'lost':>6}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:<22}  n/a: {r['error']}")
+        else:
+            print(f"{name:<22}{r['n']:>5}{r['lost']:>6}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{r['mean_ms']:>10.1f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
