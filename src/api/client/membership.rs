@@ -20,7 +20,7 @@ use crate::service::federation;
 use crate::service::membership as membership_rules;
 use crate::service::power;
 use crate::service::timeline::append_via_room;
-use crate::store::{graph, rooms};
+use crate::store::{federation_rooms, graph, rooms};
 
 #[derive(Deserialize, Default)]
 struct Reason {
@@ -58,7 +58,7 @@ async fn send_member(ctx: &Ctx, room_id: &RoomId, ev: NewEvent) -> Result<()> {
 /// member with invite power to authorise the join when the user is in an allowed room.
 async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<String>, via: Vec<OwnedServerName>) -> Result<Response> {
     // Not resident (no local member is joined): the room is joined through a server that is.
-    if let Some(servers) = remote_join_servers(ctx, &room_id, via).await? {
+    if let Some(servers) = remote_join_servers(ctx, &room_id, &me.user_id, via).await? {
         federation::join::join_remote(ctx, &me.user_id, &room_id, &servers, reason.as_deref()).await?;
         return Ok(Response::ok(json!({ "room_id": room_id })));
     }
@@ -77,14 +77,21 @@ async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<Strin
 
 /// Where to join a room we are not resident in: the client's `via` servers, the room ID's
 /// server (before room v12), and the servers of members we know of. `None`: join locally
-/// (a local member is joined, or no other server is known).
-async fn remote_join_servers(ctx: &Ctx, room_id: &RoomId, via: Vec<OwnedServerName>) -> Result<Option<Vec<OwnedServerName>>> {
+/// (a local member is joined, or no other server is known). The room ID's server and an
+/// invite's are listed as the ones most likely to be in the room.
+async fn remote_join_servers(ctx: &Ctx, room_id: &RoomId, user: &UserId, via: Vec<OwnedServerName>) -> Result<Option<Vec<OwnedServerName>>> {
     let ours = ctx.server_name();
     let known = rooms::get_room(&ctx.db, room_id.as_str()).await?.is_some();
     if known && graph::member_servers(&ctx.db, room_id.as_str(), "join").await?.iter().any(|s| s == ours) {
         return Ok(None);
     }
     let mut servers = via;
+    // An invite from another server: its server is in the room.
+    if let Some(inv) = federation_rooms::remote_invite(&ctx.db, room_id.as_str(), user.as_str()).await? {
+        if let Ok(s) = ServerName::parse(&inv.via_server) {
+            servers.push(s);
+        }
+    }
     if let Some(s) = room_id.server_name() {
         servers.push(s.to_owned());
     }

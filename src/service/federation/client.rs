@@ -46,7 +46,16 @@ pub async fn request(ctx: &Ctx, destination: &ServerName, method: Method, path_a
         return Ok(r.body);
     }
     let code = r.errcode().filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')).unwrap_or("");
-    Err(err!(Unknown, "{destination} refused the request (HTTP {} {code})", r.status))
+    // The refusals a client must tell apart keep their kind (a remote ban is our 403 too);
+    // the remote's own message is not passed on.
+    Err(match (r.status, code) {
+        (403, "M_FORBIDDEN") => err!(Forbidden, "{destination} refused the request"),
+        (404, "M_NOT_FOUND") => err!(NotFound, "{destination} does not know it"),
+        (400, "M_UNSUPPORTED_ROOM_VERSION" | "M_INCOMPATIBLE_ROOM_VERSION") => {
+            err!(UnsupportedRoomVersion, "{destination}: room version not supported")
+        }
+        _ => err!(Unknown, "{destination} refused the request (HTTP {} {code})", r.status),
+    })
 }
 
 /// Like [`request`], but any HTTP answer is returned with its status, for callers that must

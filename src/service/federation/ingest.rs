@@ -74,7 +74,20 @@ impl<'a> Ingest<'a> {
     pub async fn new(ctx: &'a Ctx, room_id: &RoomId, origin: &'a ServerName) -> Result<Ingest<'a>> {
         let row = rooms::get_room(&ctx.db, room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
         let (_, rules) = version_rules(&row.room_version)?;
-        Ok(Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: BTreeMap::new(), budget: FETCH_BUDGET, accepted: vec![] })
+        let mut ingest = Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: BTreeMap::new(), budget: FETCH_BUDGET, accepted: vec![] };
+        // From room v12 the create event is not among `auth_events` (its ID is the room ID's).
+        if let Some(create) = ingest.create_event_id() {
+            ingest.load(&[create]).await?;
+        }
+        Ok(ingest)
+    }
+
+    /// The create event's ID where the room ID is derived from it (room v12).
+    fn create_event_id(&self) -> Option<OwnedEventId> {
+        if !self.rules.authorization.room_create_event_id_as_room_id {
+            return None;
+        }
+        EventId::parse(format!("${}", self.room_id.as_str().trim_start_matches('!'))).ok()
     }
 
     /// Runs the checks on a batch of PDUs of this room (oldest first), returning each one's
@@ -223,10 +236,8 @@ impl<'a> Ingest<'a> {
             .filter_map(|id| self.events.get(id))
             .filter_map(|p| p.state_key.clone().map(|k| ((p.kind.to_string(), k), p.event_id.clone())))
             .collect();
-        if self.rules.authorization.room_create_event_id_as_room_id {
-            if let Some(create) = self.events.values().find(|p| p.kind.to_string() == "m.room.create" && p.room_id == self.room_id) {
-                map.insert(("m.room.create".into(), String::new()), create.event_id.clone());
-            }
+        if let Some(create) = self.create_event_id() {
+            map.insert(("m.room.create".into(), String::new()), create);
         }
         map
     }

@@ -28,7 +28,11 @@ pub async fn join_remote(ctx: &Ctx, user: &UserId, room_id: &RoomId, servers: &[
     let mut last = err!(NotFound, "No server in the room could be reached to join it");
     for server in servers.iter().filter(|s| s.as_str() != ctx.server_name()) {
         match join_via(ctx, user, room_id, server, reason).await {
-            Ok(id) => return Ok(id),
+            Ok(id) => {
+                // An invite that led here is answered.
+                ctx.db.batch(vec![crate::store::federation_rooms::delete_remote_invite_stmt(&ctx.db, room_id.as_str(), user.as_str())?]).await?;
+                return Ok(id);
+            }
             Err(e) => {
                 worker::console_warn!("join of {room_id} via {server}: {e}");
                 last = e;
