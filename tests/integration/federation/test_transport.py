@@ -14,6 +14,7 @@ test_socket_tls_to_a_self_signed_peer for what TLS to a local self-signed peer d
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -198,3 +199,55 @@ def test_tls_peer_with_an_unknown_ca_is_refused(stratus_factory, tls_files, tran
         assert o.seen == [], o.seen
     finally:
         o.close()
+
+
+def _server_rows():
+    import re
+    from pathlib import Path
+
+    routes = Path(__file__).resolve().parents[3] / "src" / "routes.rs"
+    row = re.compile(r'^\s*(Get|Put|Post|Delete) "([^"]+)" \[Server(?:, [\w, ]+)?\] =>', re.M)
+    return [(m.upper(), re.sub(r"\{[^}]+\}", "x", p)) for m, p in row.findall(routes.read_text())]
+
+
+def test_inbound_x_matrix_authentication(fed, origin):
+    """Any `[Server]` row: the router's authenticate() accepts a request the stand-in signed
+    (whatever the handler then answers, it is not 401) and refuses a bad signature, a wrong
+    destination, an unknown key, a changed URI or body, and an origin on the deny list."""
+    rows = _server_rows()
+    if not rows:
+        pytest.skip("no [Server] route in src/routes.rs yet")
+    method, path = sorted(rows, key=lambda r: r[0] != "GET")[0]
+    uri = f"{path}?probe=a%20b"
+    content = None if method == "GET" else {}
+    stratus_name, _ = server_verify_keys(fed.base)
+
+    def send(header, send_uri=uri, body=content):
+        data = None if body is None else json.dumps(body)
+        return requests.request(method, fed.base + send_uri, data=data, headers={"Authorization": header}, timeout=30)
+
+    good = origin.sign_request(stratus_name, method, uri, content)
+    r = send(good)
+    assert r.status_code != 401, r.text
+    assert [s.path for s in origin.seen] == ["/_matrix/key/v2/server"], origin.seen
+
+    from signedjson.key import generate_signing_key
+
+    forged = origin.sign_request(stratus_name, method, uri, content, key=generate_signing_key(origin.key_version))
+    assert_error(send(forged), 401, "M_UNAUTHORIZED")
+    assert_error(send(origin.sign_request("elsewhere.example", method, uri, content)), 401, "M_UNAUTHORIZED")
+    assert_error(send(good.replace(f"ed25519:{origin.key_version}", "ed25519:nokey")), 401, "M_UNAUTHORIZED")
+    assert_error(send(good, send_uri=f"{path}?probe=other"), 401, "M_UNAUTHORIZED")
+    if content is not None:
+        assert_error(send(good, body={"changed": True}), 401, "M_UNAUTHORIZED")
+    # Several credentials (joined by the runtime into one header): the valid one is used.
+    r = send(f"{forged}, {good}")
+    assert r.status_code != 401, r.text
+
+    denied = Origin(name_host="localhost")
+    try:
+        h = denied.sign_request(stratus_name, method, uri, content)
+        assert_error(send(h), 403, "M_FORBIDDEN")
+        assert denied.seen == []
+    finally:
+        denied.close()
