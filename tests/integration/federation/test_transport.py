@@ -228,7 +228,7 @@ def test_inbound_x_matrix_authentication(fed, origin):
 
     good = origin.sign_request(stratus_name, method, uri, content)
     r = send(good)
-    assert r.status_code != 401, r.text
+    assert r.status_code != 401 and r.status_code < 500, r.text
     assert [s.path for s in origin.seen] == ["/_matrix/key/v2/server"], origin.seen
 
     from signedjson.key import generate_signing_key
@@ -242,7 +242,7 @@ def test_inbound_x_matrix_authentication(fed, origin):
         assert_error(send(good, body={"changed": True}), 401, "M_UNAUTHORIZED")
     # Several credentials (joined by the runtime into one header): the valid one is used.
     r = send(f"{forged}, {good}")
-    assert r.status_code != 401, r.text
+    assert r.status_code != 401 and r.status_code < 500, r.text
 
     denied = Origin(name_host="localhost")
     try:
