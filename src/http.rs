@@ -264,6 +264,15 @@ mod tests {
     }
 
     #[test]
+    fn uri_is_the_path_and_query_as_sent() {
+        let mut r = req("");
+        r.path = "/_matrix/federation/v1/query/profile".into();
+        assert_eq!(r.uri(), "/_matrix/federation/v1/query/profile");
+        r.raw_query = Some("user_id=%40a%3Ab&field=displayname".into());
+        assert_eq!(r.uri(), "/_matrix/federation/v1/query/profile?user_id=%40a%3Ab&field=displayname");
+    }
+
+    #[test]
     fn tokens_from_header_or_query() {
         let mut r = req("");
         r.query = parse_query("access_token=abc%2B1&x=y+z");

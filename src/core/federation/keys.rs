@@ -268,6 +268,41 @@ mod tests {
     }
 
     #[test]
+    fn event_signatures_use_the_key_valid_at_the_event() {
+        use ruma::signatures::{hash_and_sign_event, verify_event};
+        use ruma::RoomVersionId;
+        let signer = ServerSigningKey::generate();
+        let rules = RoomVersionId::V10.rules().unwrap();
+        let CanonicalJsonValue::Object(mut pdu) = CanonicalJsonValue::try_from(json!({
+            "auth_events": [], "prev_events": [], "content": {"body": "hi"}, "depth": 3,
+            "origin_server_ts": 1000, "room_id": "!r:a.org", "sender": "@u:a.org", "type": "m.room.message",
+        }))
+        .unwrap() else {
+            panic!()
+        };
+        hash_and_sign_event("a.org", &signer, &mut pdu, &rules.redaction).unwrap();
+        let as_current = |valid: u64| ServerKey { key_id: signer.key_id(), key: signer.public_key_base64(), valid_until_ts: valid, expired_ts: None };
+        let as_old = |expired: u64| ServerKey { expired_ts: Some(expired), ..as_current(expired) };
+        let check = |k: ServerKey, enforce: bool| {
+            let purpose = Purpose::Event { ts: 1000, enforce_validity: enforce };
+            let map = key_map("a.org", std::iter::once(&k).filter(|k| usable(k, purpose)));
+            verify_event(&map, &pdu, &rules).is_ok()
+        };
+        assert!(check(as_current(1000), true));
+        // The document stopped vouching for the key before the event: v5+ refuses, v1-4 not.
+        assert!(!check(as_current(999), true));
+        assert!(check(as_current(999), false));
+        // An old key signs events from before it expired, not after.
+        assert!(check(as_old(1001), true));
+        assert!(!check(as_old(1000), true));
+        // A tampered event fails with the right key.
+        let mut tampered = pdu.clone();
+        tampered.insert("depth".into(), CanonicalJsonValue::Integer(4u32.into()));
+        let map = key_map("a.org", [&as_current(2000)]);
+        assert!(verify_event(&map, &tampered, &rules).is_err());
+    }
+
+    #[test]
     fn query_criteria() {
         let body = json!({"server_keys": {"a.org": {"ed25519:1": {"minimum_valid_until_ts": 50}}, "b.org": {}}});
         let c = parse_query_criteria(&body, 7).unwrap();

@@ -131,6 +131,40 @@ fn unquote(v: &str) -> String {
     out
 }
 
+/// Why a request's credentials were refused before any key was looked up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401: nothing usable (none sent, destination not us, origin is us).
+    Unauthorized(String),
+    /// 403: the origin is refused by our allow/deny lists.
+    Forbidden(String),
+}
+
+/// The credentials worth checking a signature for, in order: addressed to `ours` (or to no
+/// one, as before spec v1.3), not from ourselves, from an origin `permits` accepts.
+pub fn screen(creds: Vec<XMatrix>, ours: &str, permits: impl Fn(&str) -> bool) -> Result<Vec<XMatrix>, Refusal> {
+    if creds.is_empty() {
+        return Err(Refusal::Unauthorized("Missing or malformed X-Matrix authorization".into()));
+    }
+    let mut why = String::new();
+    let mut out = Vec::new();
+    for x in creds {
+        if x.destination.as_ref().is_some_and(|d| d.as_str() != ours) {
+            why = "the destination is not this server".into();
+        } else if x.origin.as_str() == ours {
+            why = "the origin is this server".into();
+        } else if !permits(x.origin.as_str()) {
+            return Err(Refusal::Forbidden(format!("Federation with {} is not allowed by this server", x.origin)));
+        } else {
+            out.push(x);
+        }
+    }
+    if out.is_empty() {
+        return Err(Refusal::Unauthorized(format!("X-Matrix authorization failed: {why}")));
+    }
+    Ok(out)
+}
+
 /// The header value for one credential, as the spec asks senders to write it (one space,
 /// lower-case names, no spaces around commas; server names and key IDs never need escapes).
 pub fn header(origin: &str, destination: &str, key: &str, sig: &str) -> String {
@@ -279,6 +313,24 @@ mod tests {
         let mut old = cred.clone();
         old.destination = None;
         verify_request(&old, &pk, "PUT", uri, "b.org", Some(&body)).unwrap();
+    }
+
+    #[test]
+    fn screening() {
+        let all = |_: &str| true;
+        let deny_b = |o: &str| o != "b.org";
+        assert!(matches!(screen(vec![], "us.org", all), Err(Refusal::Unauthorized(_))));
+        let to_other = x("a.org", Some("other.org"), "ed25519:1", "s");
+        let from_us = x("us.org", Some("us.org"), "ed25519:1", "s");
+        let good = x("a.org", Some("us.org"), "ed25519:1", "s");
+        let legacy = x("a.org", None, "ed25519:1", "s");
+        let Err(Refusal::Unauthorized(m)) = screen(vec![to_other.clone()], "us.org", all) else { panic!() };
+        assert!(m.contains("destination"), "{m}");
+        let Err(Refusal::Unauthorized(m)) = screen(vec![from_us], "us.org", all) else { panic!() };
+        assert!(m.contains("origin"), "{m}");
+        assert_eq!(screen(vec![to_other, good.clone(), legacy.clone()], "us.org", all), Ok(vec![good, legacy]));
+        let from_b = x("b.org", Some("us.org"), "ed25519:1", "s");
+        assert!(matches!(screen(vec![from_b], "us.org", deny_b), Err(Refusal::Forbidden(_))));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::keys::server_keys;
 use crate::core::federation::keys::{usable, Purpose};
-use crate::core::federation::xmatrix::{parse_all, verify_request};
+use crate::core::federation::xmatrix::{parse_all, screen, verify_request, Refusal};
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
 use crate::err;
@@ -18,30 +18,20 @@ use crate::http::Request;
 /// the first that verifies wins. 401 `M_UNAUTHORIZED` for anything that does not verify, 403
 /// `M_FORBIDDEN` for an origin our allow/deny lists refuse.
 pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<OwnedServerName> {
-    let creds = req.header("authorization").map(parse_all).unwrap_or_default();
-    if creds.is_empty() {
-        return Err(err!(Unauthorized, "Missing or malformed X-Matrix authorization"));
-    }
     let ours = ctx.server_name();
+    let creds = req.header("authorization").map(parse_all).unwrap_or_default();
+    let creds = screen(creds, ours, |o| ctx.config.federation_transport.domains.permits(o)).map_err(|r| match r {
+        Refusal::Unauthorized(m) => err!(Unauthorized, "{m}"),
+        Refusal::Forbidden(m) => err!(Forbidden, "{m}"),
+    })?;
     let content: Option<Value> = if req.body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        Some(serde_json::from_slice(&req.body).map_err(|_| err!(NotJson, "Content not JSON."))?)
+        Some(serde_json::from_slice(&req.body).map_err(|_| err!(Unauthorized, "X-Matrix authorization failed: the body is not JSON"))?)
     };
     let uri = req.uri();
-    let mut why = String::from("no usable credential");
+    let mut why = String::new();
     for x in creds {
-        if x.destination.as_ref().is_some_and(|d| d.as_str() != ours) {
-            why = "the destination is not this server".into();
-            continue;
-        }
-        if x.origin.as_str() == ours {
-            why = "the origin is this server".into();
-            continue;
-        }
-        if !ctx.config.federation_transport.domains.permits(x.origin.as_str()) {
-            return Err(err!(Forbidden, "Federation with {} is not allowed by this server", x.origin));
-        }
         let now = now_ms();
         let keys = server_keys(ctx, &x.origin, std::slice::from_ref(&x.key), Purpose::Now(now)).await?;
         let Some(key) = keys.iter().find(|k| k.key_id == x.key && usable(k, Purpose::Now(now))) else {

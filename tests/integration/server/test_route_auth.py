@@ -1,7 +1,8 @@
 """The router authenticates before any handler runs: every endpoint that `src/routes.rs`
 declares `[User]` or `[Admin]` answers 401 `M_MISSING_TOKEN` without a token and 401
 `M_UNKNOWN_TOKEN` with a wrong one, whatever its parameters and body; `[Admin]` endpoints
-answer 403 to a user who is not an admin. The rows are read from the route table itself,
+answer 403 to a user who is not an admin; `[Server]` (federation) endpoints answer 401
+`M_UNAUTHORIZED` without an `X-Matrix` authorization or with a malformed one. The rows are read from the route table itself,
 so a new endpoint is covered the day it is declared."""
 
 import re
@@ -40,3 +41,15 @@ def test_authenticated_routes_refuse_missing_and_unknown_tokens(base, method, pa
 @pytest.mark.parametrize("method,path", sorted(set(rows({"Admin"}))))
 def test_admin_routes_refuse_non_admins(base, user, method, path):
     assert_error(call(base, method, path, data="{}", token=user["access_token"]), 403, "M_FORBIDDEN")
+
+
+SERVER = sorted(set(rows({"Server"})))
+
+
+@pytest.mark.parametrize("method,path", SERVER)
+def test_server_routes_refuse_requests_without_x_matrix(base, method, path):
+    assert_error(call(base, method, path, data="{}"), 401, "M_UNAUTHORIZED")
+    r = call(base, method, path, data="{}", headers={"Authorization": "X-Matrix origin=a.example"})
+    assert_error(r, 401, "M_UNAUTHORIZED")
+    r = call(base, method, path, data="{}", token="a-client-token")
+    assert_error(r, 401, "M_UNAUTHORIZED")
