@@ -429,6 +429,7 @@ impl<'a> Ingest<'a> {
             }
         };
         if soft_failed {
+            worker::console_warn!("soft-failed {} in {} from {}: not allowed by the current state", pdu.event_id, self.room_id, self.origin);
             stmts.push(graph::insert_outlier_stmt(&self.ctx.db, &pdu, Some(&after_group), true)?);
             self.ctx.db.batch(stmts).await?;
             self.events.insert(pdu.event_id.clone(), pdu);
