@@ -41,9 +41,7 @@ pub struct InviteBody {
 /// PLACEHOLDER(keys): the signature check of the invite against the origin's keys, which
 /// another helper provides as `service::federation::keys::verify_event`; the lead connects
 /// it here (a failure is `400 M_INVALID_PARAM`, the spec's suggested code). Until then the
-/// content hash and event ID are checked (`check_invite`), the signatures are not. The body
-/// becomes `keys::verify_event(ctx, rules, &pdu.json)` requiring `Verified::All` (the call
-/// site then passes `&rules`; checked against the transport branch).
+/// content hash and event ID are checked (`check_invite`), the signatures are not.
 async fn verify_signatures(_ctx: &Ctx, _pdu: &Pdu) -> Result<()> {
     Ok(())
 }

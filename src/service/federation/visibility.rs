@@ -32,10 +32,8 @@ pub const MAX_EVENTS: usize = 100;
 const MAX_ROUNDS: usize = 50;
 
 /// PLACEHOLDER(acl): the server ACL check another helper provides as
-/// `service::federation::acl::check(ctx, room_id, origin)`; the lead swaps the body for
-/// `crate::service::federation::acl::check(ctx, &RoomId::parse(room_id)?, origin).await`
-/// (checked against the transport branch: the tests pass with it). Until then every server
-/// is allowed.
+/// `service::federation::acl::check(ctx, room_id, origin)`; the lead swaps this call for it.
+/// Until then every server is allowed.
 pub async fn acl_check(_ctx: &Ctx, _room_id: &str, _origin: &ServerName) -> Result<()> {
     Ok(())
 }
