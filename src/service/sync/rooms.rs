@@ -398,7 +398,8 @@ pub async fn finish(ctx: &Ctx, me: &Authed, p: &Params, plan: Plan) -> Result<Ro
             HashMap::new()
         };
         for room_id in invites {
-            let invite_state = match remote.remove(&room_id) {
+            let local = stripped.iter().any(|e| e.room_id == room_id);
+            let invite_state = match remote.remove(&room_id).filter(|_| !local) {
                 Some(events) => events.into(),
                 None => state_of(&room_id),
             };
