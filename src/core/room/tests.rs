@@ -227,3 +227,26 @@ fn conflicted_subgraph_is_the_paths_between_conflicted_events() {
     let want: std::collections::HashSet<_> = [pl1, pl2, topic].into_iter().collect();
     assert_eq!(sub, want, "create {create} and join {join} are ancestors only");
 }
+
+#[test]
+fn resolution_does_not_depend_on_the_order_of_the_states() {
+    use serde_json::json;
+    for v in ["10", "12"] {
+        let mut room = TestRoom::new(v);
+        let mut create = json!({ "room_version": v });
+        if v == "10" {
+            create["creator"] = json!("@alice");
+        }
+        let (_, b) = room.send(&Branch::default(), &new_event("alice", "m.room.create", Some(""), create), None).unwrap();
+        let (_, b) = room.send(&b, &new_event("alice", "m.room.member", Some("@alice"), json!({"membership": "join"})), None).unwrap();
+        let users = if v == "12" { json!({"@bob": 100}) } else { json!({"@alice": 100, "@bob": 100}) };
+        let (_, b) = room.send(&b, &new_event("alice", "m.room.power_levels", Some(""), json!({ "users": users })), None).unwrap();
+        let (_, b) = room.send(&b, &new_event("alice", "m.room.join_rules", Some(""), json!({"join_rule": "public"})), None).unwrap();
+        let (_, b) = room.send(&b, &new_event("bob", "m.room.member", Some("@bob"), json!({"membership": "join"})), None).unwrap();
+        let (_, left) = room.send(&b, &new_event("alice", "m.room.topic", Some(""), json!({"topic": "l"})), None).unwrap();
+        let (_, right) = room.send(&b, &new_event("bob", "m.room.topic", Some(""), json!({"topic": "r"})), None).unwrap();
+        let one = room.resolve(&[left.clone(), right.clone()]).unwrap();
+        let two = room.resolve(&[right.clone(), left.clone()]).unwrap();
+        assert_eq!(one, two, "v{v}");
+    }
+}

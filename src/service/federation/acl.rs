@@ -12,8 +12,6 @@ use crate::error::Result;
 use crate::store::rooms;
 
 /// 403 `M_FORBIDDEN` when the room's current server ACL denies `origin`; no ACL allows all.
-// For the federation endpoints (PDU and invite handling), which land separately.
-#[allow(dead_code)]
 pub async fn check(ctx: &Ctx, room_id: &RoomId, origin: &ServerName) -> Result<()> {
     let key = ("m.room.server_acl".to_owned(), String::new());
     let state = rooms::current_state_keys(&ctx.db, room_id.as_str(), std::slice::from_ref(&key)).await?;

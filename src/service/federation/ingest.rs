@@ -450,6 +450,8 @@ impl<'a> Ingest<'a> {
             let others: Vec<OwnedEventId> = ext.iter().filter(|e| **e != pdu.event_id).cloned().collect();
             let mut maps: Vec<StateMap> = self.states_after(&others).await?.into_iter().map(|(_, m)| m).collect();
             maps.push(after.clone());
+            // The resolution reads the new event too, which is not stored yet.
+            self.events.insert(pdu.event_id.clone(), pdu.clone());
             let resolved = self.resolve(&maps).await?;
             let g = format!("cur:{}", pdu.event_id);
             stmts.push(rooms::insert_state_group(&self.ctx.db, &g, &room, None, &entries(&resolved), 0)?);
