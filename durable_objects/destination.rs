@@ -100,7 +100,7 @@ impl DurableObject for Destination {
         if let Err(e) = self.run().await {
             console_error!("federation sender: {e}");
             if let Ok(st) = self.load_state() {
-                let st = st.failed(now_ms(), jitter());
+                let st = st.failed(now_ms(), jitter(), self.retry_schedule());
                 if self.save_state(&st).is_ok() {
                     let _ = self.set_alarm_at(st.next_attempt_ms).await;
                 }
@@ -146,6 +146,11 @@ impl Destination {
     fn set_meta(&self, k: &str, v: &str) -> crate::Result<()> {
         self.sql().exec("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", vec![k.into(), v.into()]).map_err(fail)?;
         Ok(())
+    }
+
+    /// The retry schedule from the configuration (the default if it cannot be read).
+    fn retry_schedule(&self) -> queue::Backoff {
+        crate::ctx::load_config(&self.env).map(|c| c.federation_transport.retry).unwrap_or_default()
     }
 
     fn load_state(&self) -> crate::Result<SendState> {
@@ -315,7 +320,7 @@ impl Destination {
                     self.save_state(&SendState::delivered())?;
                 }
                 Err(e) => {
-                    let next = st.failed(now_ms(), jitter());
+                    let next = st.failed(now_ms(), jitter(), self.retry_schedule());
                     self.save_state(&next)?;
                     console_log!(
                         "federation txn to {destination}: {txn}, {n_pdus} PDUs, {n_edus} EDUs: failed ({e}); retry {} in {} ms",

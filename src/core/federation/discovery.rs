@@ -220,6 +220,8 @@ pub struct FederationConfig {
     /// Notary servers asked for keys a server does not serve itself (`TRUSTED_KEY_SERVERS`,
     /// none by default).
     pub trusted_key_servers: Vec<String>,
+    /// The outbound queue's retry schedule (`FEDERATION_RETRY_MIN_MS`, `FEDERATION_RETRY_MAX_MS`).
+    pub retry: crate::core::federation::queue::Backoff,
 }
 
 impl FederationConfig {
@@ -256,6 +258,10 @@ impl FederationConfig {
             max_response_bytes: num("FEDERATION_MAX_RESPONSE_BYTES", 32 * 1024 * 1024)?.clamp(64 * 1024, 100 * 1024 * 1024) as usize,
             domains: DomainLists::parse(&var("FEDERATION_ALLOW").unwrap_or_default(), &var("FEDERATION_DENY").unwrap_or_default()),
             trusted_key_servers,
+            retry: crate::core::federation::queue::Backoff {
+                base_ms: num("FEDERATION_RETRY_MIN_MS", crate::core::federation::queue::BACKOFF_BASE_MS)?.clamp(100, 3_600_000),
+                max_ms: num("FEDERATION_RETRY_MAX_MS", crate::core::federation::queue::BACKOFF_MAX_MS)?.clamp(1_000, 86_400_000),
+            },
         })
     }
 }

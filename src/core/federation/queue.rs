@@ -35,11 +35,30 @@ pub const MAX_QUEUED_EDUS: usize = 5_000;
 /// Transactions sent in one go before the object yields (re-arms its alarm at once).
 pub const MAX_TXNS_PER_RUN: usize = 50;
 
+/// The retry schedule: `base_ms` doubling per failure up to `max_ms`
+/// (`FEDERATION_RETRY_MIN_MS` / `FEDERATION_RETRY_MAX_MS`; 5 s and 1 h by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub base_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base_ms: BACKOFF_BASE_MS, max_ms: BACKOFF_MAX_MS }
+    }
+}
+
 /// The delay before retry number `retries` (1 for the first retry). `jitter` in `[0, 1)`
 /// spreads retries of many destinations over ±20 % so they do not fire together.
 pub fn backoff_ms(retries: u32, jitter: f64) -> u64 {
+    backoff_with(Backoff::default(), retries, jitter)
+}
+
+/// [`backoff_ms`] on a given schedule.
+pub fn backoff_with(schedule: Backoff, retries: u32, jitter: f64) -> u64 {
     let doublings = retries.saturating_sub(1).min(20);
-    let delay = BACKOFF_BASE_MS.saturating_mul(1u64 << doublings).min(BACKOFF_MAX_MS);
+    let delay = schedule.base_ms.saturating_mul(1u64 << doublings).min(schedule.max_ms.max(schedule.base_ms));
     let jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.5 };
     let spread = delay as f64 * 0.4 * jitter;
     (delay as f64 * 0.8 + spread).round() as u64
@@ -149,9 +168,9 @@ pub struct SendState {
 
 impl SendState {
     /// After a failed attempt: the same transaction waits for its retry.
-    pub fn failed(&self, now_ms: u64, jitter: f64) -> SendState {
+    pub fn failed(&self, now_ms: u64, jitter: f64, schedule: Backoff) -> SendState {
         let retries = self.retries.saturating_add(1);
-        SendState { txn_id: self.txn_id.clone(), retries, next_attempt_ms: now_ms.saturating_add(backoff_ms(retries, jitter)) }
+        SendState { txn_id: self.txn_id.clone(), retries, next_attempt_ms: now_ms.saturating_add(backoff_with(schedule, retries, jitter)) }
     }
 
     /// After a delivered transaction (or when the remote is known to be back): the next
@@ -192,6 +211,11 @@ mod tests {
         assert_eq!(backoff_ms(30, 1.0), BACKOFF_MAX_MS * 6 / 5);
         assert_eq!(backoff_ms(2, f64::NAN), 10_000);
         assert_eq!(backoff_ms(2, 7.0), 12_000, "jitter is clamped");
+        // A short schedule (tests, private deployments): 1 s doubling to 5 s.
+        let short = Backoff { base_ms: 1_000, max_ms: 5_000 };
+        assert_eq!(backoff_with(short, 1, 0.5), 1_000);
+        assert_eq!(backoff_with(short, 3, 0.5), 4_000);
+        assert_eq!(backoff_with(short, 9, 0.5), 5_000);
     }
 
     #[test]
@@ -199,12 +223,12 @@ mod tests {
         let s = SendState { txn_id: Some("1.1".into()), retries: 0, next_attempt_ms: 0 };
         assert!(!s.failing());
         assert_eq!(s.due(100), 100);
-        let f = s.failed(1_000, 0.5);
+        let f = s.failed(1_000, 0.5, Backoff::default());
         assert_eq!(f, SendState { txn_id: Some("1.1".into()), retries: 1, next_attempt_ms: 6_000 });
         assert!(f.failing());
         assert_eq!(f.due(2_000), 6_000, "new items wait for the retry");
         assert_eq!(f.due(9_000), 9_000);
-        let f2 = f.failed(6_000, 0.5);
+        let f2 = f.failed(6_000, 0.5, Backoff::default());
         assert_eq!((f2.retries, f2.next_attempt_ms, f2.txn_id.as_deref()), (2, 16_000, Some("1.1")));
         assert_eq!(SendState::delivered(), SendState::default());
     }

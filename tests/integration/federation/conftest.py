@@ -34,7 +34,9 @@ from synapse_local import Cert, FedSynapse, free_port, make_cert  # noqa: E402
 
 # As the main instance (tests/integration/conftest.py): every test logs in from 127.0.0.1.
 # (That conftest can't be imported from here: both are modules named `conftest`.)
-STRATUS_VARS = {"LOGIN_FAILURES_IP_MAX": "100000"}
+# Retries as the Synapses here are configured (1-5 s), so a peer restarted by a test is
+# caught up within the tests' deadlines.
+STRATUS_VARS = {"LOGIN_FAILURES_IP_MAX": "100000", "FEDERATION_RETRY_MIN_MS": "1000", "FEDERATION_RETRY_MAX_MS": "5000"}
 
 # Synapses started in this session, for their log tails on failures.
 _SYNAPSES: list[HS] = []
