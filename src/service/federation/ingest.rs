@@ -341,9 +341,13 @@ impl<'a> Ingest<'a> {
             let _ = this;
             Ok(Outcome::Rejected(reason))
         };
-        // Auth events known and the event allowed by them.
+        // Auth events known and the event allowed by them. An auth event that was rejected
+        // rejects this one for good; one that could not be fetched (the origin failed) only
+        // fails this attempt: the event may come again, e.g. through a later gap fill.
         if let Err(e) = self.ensure_auth_events(&pdu, depth).await {
-            self.record_rejected(&pdu, &e.to_string()).await?;
+            if e.kind() == crate::error::ErrorKind::Forbidden {
+                self.record_rejected(&pdu, &e.to_string()).await?;
+            }
             return reject(self, e.to_string());
         }
         let auth_state = self.auth_state(&pdu);
