@@ -14,6 +14,7 @@ pub mod notify;
 pub mod objects;
 pub mod password;
 pub mod power;
+pub mod profile;
 pub mod relations;
 pub mod rooms;
 pub mod session;

@@ -183,15 +183,6 @@ pub async fn outlier_rows(db: &Db, ids: &[&str]) -> Result<Vec<crate::store::roo
     Ok(out)
 }
 
-/// The state group before an event in the timeline.
-pub async fn state_before(db: &Db, event_id: &str) -> Result<Option<String>> {
-    #[derive(Deserialize)]
-    struct R {
-        state_before: Option<String>,
-    }
-    Ok(db.first::<R>("SELECT state_before FROM events WHERE event_id = ?", params![event_id]).await?.and_then(|r| r.state_before))
-}
-
 /// The state group after each of `ids` (timeline events and outliers), where known.
 pub async fn state_after(db: &Db, ids: &[&str]) -> Result<BTreeMap<String, String>> {
     #[derive(Deserialize)]

@@ -4,7 +4,7 @@
 use crate::core::json::JsonExt;
 use ruma::RoomAliasId;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::api::auth::Authed;
 use crate::api::params;
@@ -14,7 +14,6 @@ use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::service::directory::{self, parse_local_alias};
 use crate::service::events::check_can_read;
-use crate::service::summary::room_summary;
 use crate::store::rooms;
 
 #[derive(Deserialize)]
@@ -124,50 +123,30 @@ pub async fn public_rooms_post_route(ctx: &Ctx, req: &Request, _me: &Authed) -> 
     public_rooms(ctx, body).await
 }
 
+/// Ours from the directory (`service::directory::public_rooms_page`, shared with the
+/// federation form); another server's through its federation `publicRooms`.
 async fn public_rooms(ctx: &Ctx, body: PublicRoomsBody) -> Result<Response> {
-    if let Some(s) = &body.server {
-        if s != ctx.server_name() {
-            return Err(err!(NotFound, "Other servers' directories need federation, which is not available yet"));
-        }
-    }
-    let limit = body.limit.unwrap_or(100).clamp(1, 500) as usize;
-    let offset: usize = match &body.since {
-        Some(s) => s.strip_prefix('o').and_then(|n| n.parse().ok()).ok_or_else(|| err!(InvalidParam, "Invalid since token"))?,
-        None => 0,
-    };
-    let rows = rooms::public_rooms(&ctx.db).await?;
-    let term = body.filter.as_ref().and_then(|f| f.generic_search_term.clone()).map(|t| t.to_lowercase());
+    let term = body.filter.as_ref().and_then(|f| f.generic_search_term.clone());
     let types = body.filter.as_ref().and_then(|f| f.room_types.clone());
-    let mut chunk = Vec::new();
-    for (room_id, joined) in rows {
-        let summary = room_summary(ctx, &room_id, joined).await?;
+    if let Some(s) = body.server.as_deref().filter(|s| *s != ctx.server_name()) {
+        let server = ruma::ServerName::parse(s).map_err(|_| err!(InvalidParam, "Invalid server name"))?;
+        let mut filter = serde_json::Map::new();
         if let Some(t) = &term {
-            let hay = ["name", "topic", "canonical_alias", "room_id"]
-                .iter()
-                .filter_map(|k| summary.get(*k).and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_lowercase();
-            if !hay.contains(t.as_str()) {
-                continue;
-            }
+            filter.insert("generic_search_term".into(), json!(t));
         }
-        if let Some(types) = &types {
-            let rt = summary.get("room_type").and_then(Value::as_str).map(str::to_owned);
-            if !types.is_empty() && !types.contains(&rt) {
-                continue;
-            }
+        if let Some(t) = &types {
+            filter.insert("room_types".into(), json!(t));
         }
-        chunk.push(summary);
+        let mut query = json!({ "filter": filter });
+        if let Some(l) = body.limit {
+            query.set("limit", json!(l));
+        }
+        if let Some(since) = &body.since {
+            query.set("since", json!(since));
+        }
+        let page = crate::service::federation::query::public_rooms(ctx, &server, &query).await?;
+        return Ok(Response::ok(page));
     }
-    let total = chunk.len();
-    let page: Vec<Value> = chunk.into_iter().skip(offset).take(limit).collect();
-    let mut resp = json!({ "chunk": page, "total_room_count_estimate": total });
-    if offset + limit < total {
-        resp.set("next_batch", json!(format!("o{}", offset + limit)));
-    }
-    if offset > 0 {
-        resp.set("prev_batch", json!(format!("o{}", offset.saturating_sub(limit))));
-    }
-    Ok(Response::ok(resp))
+    let page = crate::service::directory::public_rooms_page(ctx, body.limit, body.since.as_deref(), term.as_deref(), types.as_deref()).await?;
+    Ok(Response::ok(page))
 }

@@ -4,7 +4,7 @@
 
 use crate::core::json::JsonExt;
 use ruma::UserId;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
 use crate::core::ids::parse_client_user_id;
@@ -44,17 +44,8 @@ pub async fn profile_route(ctx: &Ctx, _req: &Request, user_id: &str) -> Result<R
     if let Some(remote) = remote_user(ctx, user_id)? {
         return Ok(Response::ok(crate::service::federation::query::profile(ctx, &remote, None).await?));
     }
-    let u = load(ctx, user_id).await?;
-    let mut body = Map::new();
-    if let Some(d) = u.displayname {
-        body.insert("displayname".into(), json!(d));
-    }
-    if let Some(a) = u.avatar_url {
-        body.insert("avatar_url".into(), json!(a));
-    }
-    for f in fields::fields(&ctx.db, &u.user_id).await? {
-        body.insert(f.key, serde_json::from_str(&f.value)?);
-    }
+    let id = parse_user(ctx, user_id)?;
+    let body = crate::service::profile::public_profile(ctx, id.as_str()).await?;
     Ok(Response::ok(Value::Object(body)))
 }
 

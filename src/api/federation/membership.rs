@@ -2,7 +2,7 @@
 //! server-server-api, "Joining Rooms", "Leaving Rooms (Rejecting Invites)", "Knocking upon
 //! a room"). The templates (`make_*`) are in `make.rs`; these accept the signed event.
 
-use ruma::{EventId, RoomId, ServerName};
+use ruma::{RoomId, ServerName};
 use serde_json::{json, Value};
 
 use crate::core::federation::pdu::{incoming, to_wire};
@@ -12,7 +12,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::federation::{acl, room, sender};
+use crate::service::federation::{acl, room, sender, visibility};
 use crate::store::rooms;
 
 /// Checks the membership event a remote server asks us to accept and runs it through the
@@ -47,15 +47,21 @@ async fn accept_membership(ctx: &Ctx, req: &Request, origin: &ServerName, room_i
     }
 }
 
+/// The room's state before an accepted event, as PDUs.
+async fn state_before(ctx: &Ctx, room_id: &str, event_id: &str) -> Result<Vec<Pdu>> {
+    let row = visibility::event_in_room(ctx, room_id, event_id).await?;
+    let state = visibility::state_before(ctx, &row).await?;
+    Ok(rooms::get_pdus(&ctx.db, &visibility::state_ids(&state)).await?.into_values().collect())
+}
+
 /// # `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`
 /// Accepts a join and answers with the room's state before it and the auth chain.
 pub async fn send_join_route(ctx: &Ctx, req: &Request, origin: &ServerName, room_id: &str, event_id: &str) -> Result<Response> {
     let pdu = accept_membership(ctx, req, origin, room_id, event_id, "join").await?;
-    let id = EventId::parse(event_id).map_err(|_| err!(InvalidParam, "Invalid event ID"))?;
-    let state = room::state_before(ctx, &id).await?;
+    let state = state_before(ctx, room_id, event_id).await?;
     let mut start: Vec<_> = state.iter().map(|p| p.event_id.clone()).collect();
     start.push(pdu.event_id.clone());
-    let chain = room::auth_chain(ctx, &start).await?;
+    let chain: Vec<Pdu> = visibility::auth_chain(ctx, room_id, &start).await?.iter().map(|r| r.pdu()).collect::<Result<_>>()?;
     let mut servers: Vec<String> = state
         .iter()
         .filter(|p| p.kind.to_string() == "m.room.member" && p.content_value().get("membership").and_then(Value::as_str) == Some("join"))
@@ -83,8 +89,8 @@ pub async fn send_leave_route(ctx: &Ctx, req: &Request, origin: &ServerName, roo
 /// # `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`
 /// Answers with the stripped state a knocking user's client shows.
 pub async fn send_knock_route(ctx: &Ctx, req: &Request, origin: &ServerName, room_id: &str, event_id: &str) -> Result<Response> {
-    let pdu = accept_membership(ctx, req, origin, room_id, event_id, "knock").await?;
-    let state = room::state_before(ctx, &pdu.event_id).await?;
+    accept_membership(ctx, req, origin, room_id, event_id, "knock").await?;
+    let state = state_before(ctx, room_id, event_id).await?;
     const STRIPPED: [&str; 7] =
         ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
     let stripped: Vec<Value> = state

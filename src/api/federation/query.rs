@@ -2,14 +2,13 @@
 //! information"): a local room alias, a local user's profile.
 
 use ruma::{RoomAliasId, ServerName, UserId};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::store::profile as fields;
-use crate::store::{accounts, rooms};
+use crate::store::rooms;
 
 /// # `GET /_matrix/federation/v1/query/directory`
 /// The room of a local alias and the servers of its joined members (this one first).
@@ -40,20 +39,7 @@ pub async fn profile_route(ctx: &Ctx, req: &Request, _origin: &ServerName) -> Re
     if user.server_name() != ctx.config.server_name {
         return Err(err!(InvalidParam, "The user is not on this server"));
     }
-    let u = match accounts::get_user(&ctx.db, user.as_str()).await? {
-        Some(u) if u.deactivated == 0 => u,
-        _ => return Err(err!(NotFound, "Profile not found")),
-    };
-    let mut body = Map::new();
-    if let Some(d) = u.displayname {
-        body.insert("displayname".into(), json!(d));
-    }
-    if let Some(a) = u.avatar_url {
-        body.insert("avatar_url".into(), json!(a));
-    }
-    for f in fields::fields(&ctx.db, &u.user_id).await? {
-        body.insert(f.key, serde_json::from_str(&f.value)?);
-    }
+    let mut body = crate::service::profile::public_profile(ctx, user.as_str()).await?;
     match req.query("field") {
         None => Ok(Response::ok(Value::Object(body))),
         Some(field) => match body.remove(field) {

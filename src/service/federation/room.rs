@@ -41,39 +41,3 @@ pub async fn store_join(ctx: &Ctx, room_id: &RoomId, origin: &ServerName, joined
         _ => Err(unexpected::<RoomProto>()),
     }
 }
-
-/// The auth chain of some events (every event reachable through `auth_events`), loaded level
-/// by level, oldest first.
-pub async fn auth_chain(ctx: &Ctx, start: &[ruma::OwnedEventId]) -> Result<Vec<crate::core::room::pdu::Pdu>> {
-    use std::collections::BTreeMap;
-    let mut have: BTreeMap<ruma::OwnedEventId, crate::core::room::pdu::Pdu> = BTreeMap::new();
-    let mut todo: Vec<ruma::OwnedEventId> =
-        crate::store::rooms::get_pdus(&ctx.db, start).await?.values().flat_map(|p| p.auth_events.clone()).collect();
-    while !todo.is_empty() {
-        todo.retain(|e| !have.contains_key(e));
-        todo.sort();
-        todo.dedup();
-        if todo.is_empty() {
-            break;
-        }
-        let found = crate::store::rooms::get_pdus(&ctx.db, &todo).await?;
-        todo = found.values().flat_map(|p| p.auth_events.clone()).collect();
-        if found.is_empty() {
-            break;
-        }
-        have.extend(found);
-    }
-    let mut out: Vec<_> = have.into_values().collect();
-    out.sort_by_key(|p| p.depth);
-    Ok(out)
-}
-
-/// The state before a timeline event, as PDUs.
-pub async fn state_before(ctx: &Ctx, event_id: &ruma::EventId) -> Result<Vec<crate::core::room::pdu::Pdu>> {
-    let Some(group) = crate::store::graph::state_before(&ctx.db, event_id.as_str()).await? else {
-        return Ok(vec![]);
-    };
-    let (map, _) = crate::store::rooms::load_state_group(&ctx.db, &group).await?;
-    let ids: Vec<ruma::OwnedEventId> = map.into_values().collect();
-    Ok(crate::store::rooms::get_pdus(&ctx.db, &ids).await?.into_values().collect())
-}
