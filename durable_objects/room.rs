@@ -39,7 +39,24 @@ pub struct Room {
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS typing (user_id TEXT PRIMARY KEY, expires_ts INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+    // PDUs from other servers that could not be checked yet (Outcome::Deferred).
+    "CREATE TABLE IF NOT EXISTS pending_pdus (event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL, origin TEXT NOT NULL, \
+     json TEXT NOT NULL, attempts INTEGER NOT NULL, next_ts INTEGER NOT NULL)",
 ];
+
+/// A deferred PDU is tried this many times in all, then dropped (logged).
+const PENDING_ATTEMPTS: i64 = 6;
+/// Deferred PDUs retried per alarm.
+const PENDING_PER_ALARM: usize = 20;
+
+#[derive(Deserialize)]
+struct PendingRow {
+    event_id: String,
+    room_id: String,
+    origin: String,
+    json: String,
+    attempts: f64,
+}
 
 /// Typing timeouts are capped (clients send 30 s).
 const MAX_TYPING_MS: u64 = 120_000;
@@ -47,7 +64,6 @@ const MAX_TYPING_MS: u64 = 120_000;
 #[derive(Deserialize)]
 struct TypingRow {
     user_id: String,
-    expires_ts: f64,
 }
 
 impl DurableObject for Room {
@@ -67,6 +83,12 @@ impl DurableObject for Room {
     async fn alarm(&self) -> Result<Response> {
         if let Err(e) = self.expire_typing().await {
             worker::console_error!("typing expiry: {e}");
+        }
+        if let Err(e) = self.retry_pending().await {
+            worker::console_error!("deferred PDUs: {e}");
+        }
+        if let Err(e) = self.schedule_alarm().await {
+            worker::console_error!("room alarm: {e}");
         }
         Response::ok("")
     }
@@ -121,17 +143,112 @@ impl Room {
         let mut ingest = ingest::Ingest::new(&ctx, &room_id, &origin).await?;
         let outcomes = ingest.pdus(&pdus).await;
         ingest::fan_out(&ctx, &ingest.accepted).await;
-        Ok(outcomes
-            .into_iter()
-            .map(|(id, o)| PduResult {
+        let mut deferred = false;
+        let mut results = Vec::new();
+        for (id, o) in outcomes {
+            if let ingest::Outcome::Deferred(why) = &o {
+                // Kept here and tried again on the alarm: the sender has handed it over.
+                if let Some(json) = pdus.iter().find(|p| ingest::event_id_of(ingest.rules(), p).as_ref() == Some(&id)) {
+                    worker::console_warn!("deferred {id} in {room_id} from {origin}: {why}");
+                    self.defer(id.as_str(), room_id.as_str(), origin.as_str(), json, 0)?;
+                    deferred = true;
+                }
+            }
+            results.push(PduResult {
                 event_id: id.to_string(),
                 accepted: o == ingest::Outcome::Accepted,
                 error: match o {
                     ingest::Outcome::Rejected(why) => Some(why),
                     _ => None,
                 },
-            })
-            .collect())
+            });
+        }
+        if deferred {
+            self.schedule_alarm().await?;
+        }
+        Ok(results)
+    }
+
+    /// The retry schedule of deferred PDUs: the outbound queue's (`FEDERATION_RETRY_*`).
+    fn retry_delay(&self, attempts: i64) -> u64 {
+        let schedule = load_config(&self.env).map(|c| c.federation_transport.retry).unwrap_or_default();
+        crate::core::federation::queue::backoff_with(schedule, u32::try_from(attempts.max(1)).unwrap_or(1), 0.5)
+    }
+
+    /// Keeps a PDU for a later try (`attempts` made so far).
+    fn defer(&self, event_id: &str, room_id: &str, origin: &str, json: &serde_json::Value, attempts: i64) -> crate::Result<()> {
+        let next = now_ms().saturating_add(self.retry_delay(attempts + 1)) as f64;
+        self.sql()
+            .exec(
+                "INSERT INTO pending_pdus (event_id, room_id, origin, json, attempts, next_ts) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (event_id) DO UPDATE SET attempts = excluded.attempts, next_ts = excluded.next_ts",
+                vec![event_id.into(), room_id.into(), origin.into(), json.to_string().into(), ((attempts + 1) as f64).into(), next.into()],
+            )
+            .map_err(Error::internal)?;
+        Ok(())
+    }
+
+    /// Tries the deferred PDUs that are due again, under the writer lock; each is dropped
+    /// once accepted, soft-failed, rejected or out of attempts.
+    async fn retry_pending(&self) -> crate::Result<()> {
+        let _writer = self.writer.lock().await;
+        let now = now_ms() as f64;
+        let rows: Vec<PendingRow> = self
+            .sql()
+            .exec("SELECT event_id, room_id, origin, json, attempts FROM pending_pdus WHERE next_ts <= ? ORDER BY next_ts", vec![now.into()])
+            .and_then(|c| c.to_array())
+            .map_err(Error::internal)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ctx = self.ctx()?;
+        for row in rows.into_iter().take(PENDING_PER_ALARM) {
+            let (Ok(room_id), Ok(origin), Ok(json)) =
+                (RoomId::parse(&row.room_id), ServerName::parse(&row.origin), serde_json::from_str::<serde_json::Value>(&row.json))
+            else {
+                self.drop_pending(&row.event_id)?;
+                continue;
+            };
+            let mut ingest = ingest::Ingest::new(&ctx, &room_id, &origin).await?;
+            let outcome = ingest.pdus(std::slice::from_ref(&json)).await.into_iter().next().map(|(_, o)| o);
+            ingest::fan_out(&ctx, &ingest.accepted).await;
+            let attempts = row.attempts as i64;
+            match outcome {
+                Some(ingest::Outcome::Deferred(why)) if attempts < PENDING_ATTEMPTS => {
+                    worker::console_warn!("deferred {} again (attempt {}): {why}", row.event_id, attempts + 1);
+                    self.defer(&row.event_id, &row.room_id, &row.origin, &json, attempts)?;
+                }
+                Some(ingest::Outcome::Deferred(why)) => {
+                    worker::console_warn!("dropping {} from {} after {attempts} attempts: {why}", row.event_id, row.origin);
+                    self.drop_pending(&row.event_id)?;
+                }
+                _ => self.drop_pending(&row.event_id)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_pending(&self, event_id: &str) -> crate::Result<()> {
+        self.sql().exec("DELETE FROM pending_pdus WHERE event_id = ?", vec![event_id.into()]).map_err(Error::internal)?;
+        Ok(())
+    }
+
+    /// One alarm serves typing expiry and deferred PDUs: set it for the earlier of the two.
+    async fn schedule_alarm(&self) -> crate::Result<()> {
+        #[derive(Deserialize)]
+        struct Next {
+            next: Option<f64>,
+        }
+        let next: Vec<Next> = self
+            .sql()
+            .exec("SELECT MIN(t) AS next FROM (SELECT MIN(expires_ts) AS t FROM typing UNION ALL SELECT MIN(next_ts) FROM pending_pdus)", None)
+            .and_then(|c| c.to_array())
+            .map_err(Error::internal)?;
+        if let Some(at) = next.first().and_then(|n| n.next) {
+            let wait = (at - now_ms() as f64).max(1.0) as u64;
+            self.state.storage().set_alarm(std::time::Duration::from_millis(wait)).await.map_err(Error::internal)?;
+        }
+        Ok(())
     }
 
     fn sql(&self) -> worker::SqlStorage {
@@ -174,9 +291,8 @@ impl Room {
         self.sql().exec("DELETE FROM typing WHERE expires_ts <= ?", vec![now.into()]).map_err(Error::internal)?;
         let rows = self.typing_rows()?;
         let now_typing: Vec<String> = rows.iter().map(|r| r.user_id.clone()).collect();
-        if let Some(next) = rows.iter().map(|r| r.expires_ts).fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.min(b)))) {
-            let wait = (next - now).max(1.0) as i64;
-            self.state.storage().set_alarm(std::time::Duration::from_millis(wait as u64)).await.map_err(Error::internal)?;
+        if !rows.is_empty() {
+            self.schedule_alarm().await?;
         }
         if now_typing != was {
             let db = self.db()?;

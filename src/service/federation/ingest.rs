@@ -50,6 +50,9 @@ pub enum Outcome {
     /// Kept in the graph, hidden from clients and extremities.
     SoftFailed,
     Rejected(String),
+    /// Could not be checked now (the origin or a key could not be reached, the request's
+    /// budget ran out): the room's object keeps it and tries again later.
+    Deferred(String),
 }
 
 /// The state of one ingest: the room, the events loaded so far, what was written.
@@ -90,6 +93,11 @@ impl<'a> Ingest<'a> {
         EventId::parse(format!("${}", self.room_id.as_str().trim_start_matches('!'))).ok()
     }
 
+    /// The rules of the room's version.
+    pub fn rules(&self) -> &RoomVersionRules {
+        &self.rules
+    }
+
     /// Runs the checks on a batch of PDUs of this room (oldest first), returning each one's
     /// outcome by event ID. A PDU that cannot even be parsed has no event ID and is skipped.
     pub async fn pdus(&mut self, values: &[Value]) -> Vec<(OwnedEventId, Outcome)> {
@@ -100,7 +108,7 @@ impl<'a> Ingest<'a> {
             let id = pdu.event_id.clone();
             let outcome = match self.timeline_event(pdu, 0).await {
                 Ok(o) => o,
-                Err(e) => Outcome::Rejected(e.to_string()),
+                Err(e) => Outcome::Deferred(e.to_string()),
             };
             out.push((id, outcome));
         }
@@ -345,9 +353,10 @@ impl<'a> Ingest<'a> {
         // rejects this one for good; one that could not be fetched (the origin failed) only
         // fails this attempt: the event may come again, e.g. through a later gap fill.
         if let Err(e) = self.ensure_auth_events(&pdu, depth).await {
-            if e.kind() == crate::error::ErrorKind::Forbidden {
-                self.record_rejected(&pdu, &e.to_string()).await?;
+            if e.kind() != crate::error::ErrorKind::Forbidden {
+                return Ok(Outcome::Deferred(e.to_string()));
             }
+            self.record_rejected(&pdu, &e.to_string()).await?;
             return reject(self, e.to_string());
         }
         let auth_state = self.auth_state(&pdu);
@@ -495,6 +504,14 @@ pub async fn fan_out(ctx: &Ctx, pdus: &[Pdu]) {
     }
 }
 
+/// The event ID of a PDU as it came on the wire (`None` if it cannot be read).
+pub fn event_id_of(rules: &RoomVersionRules, value: &Value) -> Option<OwnedEventId> {
+    crate::core::federation::pdu::canonical_object(value).ok().and_then(|mut o| {
+        o.remove("unsigned");
+        crate::core::federation::pdu::event_id_of(rules, &o).ok()
+    })
+}
+
 /// Stores a room joined over federation (spec: "Joining Rooms", `send_join` v2 response):
 /// the auth chain and the state as outliers, each checked against its auth events, then the
 /// join itself on top of that state. Returns the join's event ID.
@@ -554,6 +571,7 @@ pub async fn store_remote_join(
         Outcome::Accepted => {}
         Outcome::SoftFailed => return Err(err!(Forbidden, "The join was refused")),
         Outcome::Rejected(why) => return Err(err!(Forbidden, "The join was refused: {why}")),
+        Outcome::Deferred(why) => return Err(err!(Unknown, "The join could not be checked: {why}")),
     }
     fan_out(ctx, &ingest.accepted).await;
     Ok(id)

@@ -7,6 +7,10 @@ and records every ``PUT /_matrix/federation/v1/send/{txnId}`` it receives. While
 is set it answers those with 500, as a remote that is down would; the recorded attempts
 keep their status so a test can check retries.
 
+It also keeps the events it made (its join, ``build_event``) and serves them to Stratus
+(``GET /event/{eventId}``, ``POST /get_missing_events``) unless ``serving`` is off (then 500),
+so a test can send a PDU whose ancestors Stratus must fetch while the origin cannot answer.
+
 Event IDs of received PDUs are computed here (reference hashes, spec: server-server-api
 "Calculating the reference hash for an event", the redaction algorithm of rooms v11), so a
 test can de-duplicate by event ID and compare with what the client API returned.
@@ -99,6 +103,8 @@ class SenderStandIn:
         self.attempts: list[SenderAttempt] = []
         self.other_requests: list[tuple[str, str]] = []
         self.room_version = "12"
+        self.serving = True
+        self.events: dict[str, dict] = {}
         self._lock = threading.Lock()
         stand_in = self
 
@@ -123,6 +129,16 @@ class SenderStandIn:
                     self._answer(200, stand_in.key_document())
                 elif self.path.startswith("/_matrix/federation/v1/version"):
                     self._answer(200, {"server": {"name": "sender-stand-in", "version": "0"}})
+                elif self.path.startswith("/_matrix/federation/v1/event/"):
+                    stand_in.other_requests.append(("GET", self.path))
+                    from urllib.parse import unquote
+                    ev = stand_in.events.get(unquote(self.path.split("/event/", 1)[1].split("?", 1)[0]))
+                    if not stand_in.serving:
+                        self._answer(500, {"errcode": "M_UNKNOWN", "error": "down for the test"})
+                    elif ev is None:
+                        self._answer(404, {"errcode": "M_NOT_FOUND", "error": "Unknown event"})
+                    else:
+                        self._answer(200, {"origin": stand_in.server_name, "origin_server_ts": int(time.time() * 1000), "pdus": [ev]})
                 else:
                     stand_in.other_requests.append(("GET", self.path))
                     self._answer(404, {"errcode": "M_UNRECOGNIZED", "error": "Not here"})
@@ -150,8 +166,25 @@ class SenderStandIn:
                     self._answer(200, {"pdus": {i: {} for i in ids}})
 
             def do_POST(self) -> None:  # noqa: N802
-                self._body()
+                raw = self._body()
                 stand_in.other_requests.append(("POST", self.path))
+                if self.path.startswith("/_matrix/federation/v1/get_missing_events/"):
+                    if not stand_in.serving:
+                        self._answer(500, {"errcode": "M_UNKNOWN", "error": "down for the test"})
+                        return
+                    body = json.loads(raw or b"{}")
+                    earliest = set(body.get("earliest_events", []))
+                    # Walk back from the latest events through the ones we made.
+                    out, todo, seen = [], list(body.get("latest_events", [])), set()
+                    while todo:
+                        for prev in stand_in.events.get(todo.pop(), {}).get("prev_events", []):
+                            if prev in seen or prev in earliest or prev not in stand_in.events:
+                                continue
+                            seen.add(prev)
+                            out.append(stand_in.events[prev])
+                            todo.append(prev)
+                    self._answer(200, {"events": out})
+                    return
                 self._answer(404, {"errcode": "M_UNRECOGNIZED", "error": "Not here"})
 
             def log_message(self, *a: Any) -> None:
@@ -217,6 +250,15 @@ class SenderStandIn:
         event.setdefault("origin_server_ts", int(time.time() * 1000))
         if not (self.room_version.isdigit() and int(self.room_version) >= 11):
             event.setdefault("origin", self.server_name)
+        event_id = self.finish(event)
+        self.join_event = event
+        path = f"/_matrix/federation/v2/send_join/{quote(room_id, safe='')}/{quote(event_id, safe='')}"
+        r = self.request(base, destination, "PUT", path, event)
+        assert r.status_code == 200, f"send_join: {r.status_code} {r.text[:500]}"
+        return event_id
+
+    def finish(self, event: dict) -> str:
+        """Hashes and signs ``event`` in place, keeps it to serve, returns its event ID."""
         event.pop("hashes", None)
         event.pop("signatures", None)
         event.pop("unsigned", None)
@@ -225,10 +267,16 @@ class SenderStandIn:
         signed_red = self.sign_json(sender_redact(event, self.room_version))
         event["signatures"] = signed_red["signatures"]
         event_id = sender_event_id(event, self.room_version)
-        path = f"/_matrix/federation/v2/send_join/{quote(room_id, safe='')}/{quote(event_id, safe='')}"
-        r = self.request(base, destination, "PUT", path, event)
-        assert r.status_code == 200, f"send_join: {r.status_code} {r.text[:500]}"
+        self.events[event_id] = event
         return event_id
+
+    def build_event(self, room_id: str, localpart: str, kind: str, content: dict, prev: list[str], auth: list[str], depth: int) -> tuple[str, dict]:
+        """A signed event of ours in ``room_id`` (kept to serve)."""
+        event = {
+            "type": kind, "room_id": room_id, "sender": f"@{localpart}:{self.server_name}", "content": content,
+            "prev_events": prev, "auth_events": auth, "depth": depth, "origin_server_ts": int(time.time() * 1000),
+        }
+        return self.finish(event), event
 
     # ------------------------------------------------------------------ what arrived
 

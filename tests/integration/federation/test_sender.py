@@ -105,3 +105,47 @@ def test_only_our_events_and_only_to_servers_in_the_room(fed, stand_in):
     assert quiet not in delivered
     senders = {p.get("sender") for a in stand_in.snapshot() for p in a.body.get("pdus", [])}
     assert senders == {alice["user_id"]}, senders
+
+
+@pytest.fixture(scope="module")
+def fed_fast_retry(stratus_factory):
+    return stratus_factory({**FED_VARS, "FEDERATION_RETRY_MIN_MS": "500", "FEDERATION_RETRY_MAX_MS": "2000"})
+
+
+def test_a_pdu_that_cannot_be_checked_yet_is_kept_and_retried(fed_fast_retry, stand_in):
+    """Inbound work that does not fit the request goes on in the room's object: a PDU whose
+    ancestor cannot be fetched while its server is failing is not rejected; it is kept and
+    tried again on the room's alarm, and appears (with the ancestor) once the server answers."""
+    fed = fed_fast_retry
+    alice, room = joined_room_with_stand_in(fed, stand_in)
+    state = assert_ok(call(fed.base, "GET", f"{CLIENT_V3}/rooms/{qid(room)}/state", token=alice["access_token"]))
+    pl = next(e["event_id"] for e in state if e["type"] == "m.room.power_levels")
+    join = stand_in.join_event
+    join_id = next(i for i, e in stand_in.events.items() if e is join)
+    auth = [pl, join_id]
+    a_id, _ = stand_in.build_event(room, "bob", "m.room.message", {"msgtype": "m.text", "body": "ancestor A"}, [join_id], auth, join["depth"] + 1)
+    b_id, b = stand_in.build_event(room, "bob", "m.room.message", {"msgtype": "m.text", "body": "child B"}, [a_id], auth, join["depth"] + 2)
+
+    def bodies() -> list[str]:
+        page = assert_ok(call(fed.base, "GET", f"{CLIENT_V3}/rooms/{qid(room)}/messages?dir=b&limit=50", token=alice["access_token"]))
+        return [e.get("content", {}).get("body") for e in page["chunk"]]
+
+    stand_in.serving = False
+    path = f"/_matrix/federation/v1/send/deferral-{time.monotonic_ns()}"
+    r = stand_in.request(fed.base, fed.server_name, "PUT", path, {"origin": stand_in.server_name, "origin_server_ts": int(time.time() * 1000), "pdus": [b]})
+    assert r.status_code == 200, r.text
+    assert "error" not in r.json()["pdus"].get(b_id, {}), r.json()
+    time.sleep(2)
+    assert "child B" not in bodies(), "B was stored without its ancestor"
+    assert any(p.startswith("/_matrix/federation/v1/get_missing_events/") or "/event/" in p for _, p in stand_in.other_requests), stand_in.other_requests
+
+    stand_in.serving = True
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        got = bodies()
+        if "child B" in got and "ancestor A" in got:
+            break
+        time.sleep(0.5)
+    got = bodies()
+    assert "child B" in got and "ancestor A" in got, f"B and A never arrived after the server recovered: {got}"
+    assert got.index("child B") < got.index("ancestor A"), "B (newer) is listed before A when paginating backwards"
