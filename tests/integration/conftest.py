@@ -27,12 +27,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from dev_vars import DEV_VARS, read_dev_vars
 from matrix_helpers import DEFAULT_PASSWORD, new_user, server_name_of
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_BIN = REPO / "node_modules" / ".bin"
 WRANGLER = NODE_BIN / "wrangler"
-DEV_VARS = REPO / ".dev.vars"
 WRANGLER_TOML = REPO / "wrangler.toml"
 
 STARTUP_TIMEOUT = 90.0
@@ -42,26 +42,6 @@ STARTUP_TIMEOUT = 90.0
 # otherwise trip the default (20 a minute) and turn unrelated 403s into 429s. The
 # per-address limit itself is tested on a dedicated instance (account/test_ratelimit.py).
 MAIN_VARS: dict[str, str] = {"LOGIN_FAILURES_IP_MAX": "100000"}
-
-
-def read_dev_vars(path: Path = DEV_VARS) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if not path.exists():
-        return out
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].strip()
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            quote_char, value = value[0], value[1:-1]
-            if quote_char == '"':
-                value = value.replace("\\n", "\n").replace('\\"', '"')
-        out[key.strip()] = value
-    return out
 
 
 def free_port() -> int:

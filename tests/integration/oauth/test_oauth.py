@@ -655,7 +655,7 @@ def test_key_rotation_publishes_old_key(base: str, stratus_factory):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from conftest import read_dev_vars
+    from dev_vars import read_dev_vars
 
     old_kids = [k["kid"] for k in requests.get(f"{base}/.well-known/jwks.json", timeout=30).json()["keys"]]
     new_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(

@@ -66,7 +66,7 @@ def test_key_matches_signing_key_secret(stratus, key_doc):
     """If SIGNING_KEY is in Synapse's "ed25519 KEYID SEED" format, the published key must match."""
     if not stratus.owned:
         pytest.skip("SIGNING_KEY only known for a locally started server")
-    from conftest import read_dev_vars
+    from dev_vars import read_dev_vars
 
     raw = read_dev_vars().get("SIGNING_KEY", "")
     parts = raw.split()
