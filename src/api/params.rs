@@ -32,19 +32,3 @@ pub fn stream_token(t: &str) -> Result<i64> {
         .ok_or_else(|| err!(InvalidParam, "Invalid pagination token"))?;
     Ok(if neg { -n } else { n })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::stream_token;
-
-    #[test]
-    fn stream_tokens() {
-        assert_eq!(stream_token("s42").ok(), Some(42));
-        assert_eq!(stream_token("s-17").ok(), Some(-17));
-        assert_eq!(stream_token("s0").ok(), Some(0));
-        assert_eq!(stream_token("s12_3_4_5_6_7_8").ok(), Some(12));
-        for bad in ["", "s", "s-", "s--3", "x12", "12", "s-x", "s99999999999999999999"] {
-            assert!(stream_token(bad).is_err(), "{bad}");
-        }
-    }
-}

@@ -32,8 +32,7 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
     let history = rooms::visibility_history(&ctx.db, room_id, reader.user_id.as_str(), up_to).await?;
     let me = reader.user_id.as_str();
     // Rule 3 of the spec looks forward: did the user join at any point after the event?
-    let joins: Vec<i64> =
-        history.iter().filter(|h| h.kind == "m.room.member" && h.membership.as_deref() == Some("join")).map(|h| h.pos()).collect();
+    let joins: Vec<i64> = history.iter().filter(|h| h.kind == "m.room.member" && h.membership.as_deref() == Some("join")).map(|h| h.pos()).collect();
     // Assumes a linear room (one writer per room, no federation yet): "the state before
     // event X" is taken as the result of the history entries with a lower stream position.
     // In a DAG this must become the state before each event (`service::state`), which costs
