@@ -87,6 +87,14 @@ pub enum RoomRequest {
         state: Vec<Value>,
         auth_chain: Vec<Value>,
     },
+    /// Fetches history before `from` (events whose `prev_events` we lack) from a server in
+    /// the room and stores it below every stream position (`/messages` past the oldest
+    /// event). Answered with `Appended` (the new event IDs).
+    Backfill {
+        room_id: String,
+        from: Vec<String>,
+        limit: u32,
+    },
     /// Sets or clears a member's typing flag (`timeout` in ms, capped by the object).
     Typing {
         room_id: String,
@@ -436,6 +444,7 @@ mod tests {
         round_trip(RoomRequest::Append { room_id: "!r:s".into(), events: vec![], txn: None });
         round_trip(RoomRequest::Typing { room_id: "!r:s".into(), user_id: "@a:s".into(), typing: true, timeout: Some(30_000) });
         round_trip(RoomRequest::Typing { room_id: "!r:s".into(), user_id: "@a:s".into(), typing: false, timeout: None });
+        round_trip(RoomRequest::Backfill { room_id: "!r:s".into(), from: vec!["$e".into()], limit: 25 });
         round_trip(RoomResponse::Health(Health { class: "Room".into(), schema_version: 2 }));
         round_trip(RoomResponse::Appended { event_ids: vec!["$a".into(), "$b".into()] });
         round_trip(RoomResponse::Done);

@@ -108,6 +108,13 @@ impl Room {
                 let id = ingest::store_remote_join(&ctx, &room_id, &room_version, &origin, &join_event, &state, &auth_chain).await?;
                 RoomResponse::Appended { event_ids: vec![id.to_string()] }
             }
+            RoomRequest::Backfill { room_id, from, limit } => {
+                let _writer = self.writer.lock().await;
+                let ctx = self.ctx()?;
+                let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
+                let from: Vec<ruma::OwnedEventId> = from.iter().filter_map(|e| ruma::EventId::parse(e).ok()).collect();
+                RoomResponse::Appended { event_ids: ingest::backfill_room(&ctx, &room_id, &from, limit).await? }
+            }
             RoomRequest::Typing { room_id, user_id, typing, timeout } => {
                 self.typing(room_id, user_id, typing, timeout).await?;
                 RoomResponse::Done

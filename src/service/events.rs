@@ -28,20 +28,19 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
     if rows.is_empty() {
         return Ok(rows);
     }
-    let up_to = rows.iter().map(|r| r.stream()).max().unwrap_or(0);
+    let up_to = rows.iter().map(|r| r.pos()).max().unwrap_or(0);
     let history = rooms::visibility_history(&ctx.db, room_id, reader.user_id.as_str(), up_to).await?;
     let me = reader.user_id.as_str();
     // Rule 3 of the spec looks forward: did the user join at any point after the event?
-    let joins: Vec<u64> =
-        history.iter().filter(|h| h.kind == "m.room.member" && h.membership.as_deref() == Some("join")).map(|h| h.stream()).collect();
+    let joins: Vec<i64> = history.iter().filter(|h| h.kind == "m.room.member" && h.membership.as_deref() == Some("join")).map(|h| h.pos()).collect();
     // Assumes a linear room (one writer per room, no federation yet): "the state before
     // event X" is taken as the result of the history entries with a lower stream position.
     // In a DAG this must become the state before each event (`service::state`), which costs
     // a state-group load per distinct group of the page.
-    let at = |stream: u64| -> (HistoryVisibility, Option<String>) {
+    let at = |stream: i64| -> (HistoryVisibility, Option<String>) {
         let mut vis = HistoryVisibility::Shared;
         let mut membership = None;
-        for h in history.iter().take_while(|h| h.stream() < stream) {
+        for h in history.iter().take_while(|h| h.pos() < stream) {
             if h.kind == "m.room.history_visibility" {
                 let content: Value =
                     serde_json::from_str::<Value>(&h.json).map(|j| j.get("content").cloned().unwrap_or_default()).unwrap_or(Value::Null);
@@ -55,7 +54,7 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
     Ok(rows
         .into_iter()
         .filter(|row| {
-            let (mut vis, mut membership) = at(row.stream());
+            let (mut vis, mut membership) = at(row.pos());
             if row.kind == "m.room.history_visibility" {
                 // Both sides of a visibility change see the change itself.
                 let content: Value =
@@ -69,7 +68,7 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
                     return true;
                 }
             }
-            let joined_after = joins.iter().any(|j| *j > row.stream());
+            let joined_after = joins.iter().any(|j| *j > row.pos());
             may_see(vis, membership.as_deref(), joined_after)
         })
         .collect())

@@ -61,8 +61,16 @@ pub const EVENT_COLUMNS: &str = "event_id, room_id, stream, type, state_key, sen
      state_before, state_after, membership, redacted_by, txn_id, txn_device, relates_to, rel_type";
 
 impl EventRow {
+    /// The stream position for sync, which only reads positive positions (backfilled
+    /// events, below 0, saturate to 0).
     pub fn stream(&self) -> u64 {
         self.stream as u64
+    }
+
+    /// The stream position, negative for events backfilled after the join (`/messages`,
+    /// `/context`, `/relations` tokens and history visibility order by it).
+    pub fn pos(&self) -> i64 {
+        self.stream as i64
     }
 
     pub fn pdu(&self) -> Result<Pdu> {
@@ -213,9 +221,32 @@ fn relation(content: &Value) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The next stream position (appends).
+const NEXT_POS: &str = "(SELECT COALESCE(MAX(stream), 0) + 1 FROM events)";
+/// A stream position below every other one, and below 0: events backfilled after the join
+/// sort before the whole room in `/messages` and never reach `/sync` (which reads positions
+/// after its token), as in Synapse.
+const BELOW_POS: &str = "(SELECT COALESCE(MIN(MIN(stream), 0), 0) - 1 FROM events)";
+
 /// Statements appending one event: the event row with the next stream position, the
 /// current state and membership projections, the redaction mark and the transaction ID.
 pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStatement>> {
+    event_stmts(db, w, NEXT_POS)
+}
+
+/// [`append_stmts`] for an event backfilled after the join: at a stream position below all
+/// others (so a batch is written newest first).
+pub fn backfill_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStatement>> {
+    event_stmts(db, w, BELOW_POS)
+}
+
+/// Moves a stored event below all others (an event stored at the join out of its place in
+/// history, once the history before it is backfilled).
+pub fn move_below_stmt(db: &Db, event_id: &str) -> Result<D1PreparedStatement> {
+    db.stmt(&format!("UPDATE events SET stream = {BELOW_POS} WHERE event_id = ?"), params![event_id])
+}
+
+fn event_stmts(db: &Db, w: &EventWrite<'_>, pos: &str) -> Result<Vec<D1PreparedStatement>> {
     let p = w.pdu;
     let content = p.content_value();
     let membership =
@@ -227,9 +258,11 @@ pub fn append_stmts(db: &Db, w: &EventWrite<'_>) -> Result<Vec<D1PreparedStateme
     };
     let room = p.room_id.as_str();
     let mut stmts = vec![db.stmt(
-        "INSERT INTO events (event_id, room_id, stream, depth, type, state_key, sender, origin_server_ts, json,
+        &format!(
+            "INSERT INTO events (event_id, room_id, stream, depth, type, state_key, sender, origin_server_ts, json,
              state_before, state_after, membership, relates_to, rel_type, txn_id, txn_device)
-         VALUES (?1, ?2, (SELECT COALESCE(MAX(stream), 0) + 1 FROM events), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+         VALUES (?1, ?2, {pos}, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        ),
         params![
             p.event_id.as_str(),
             room,
@@ -369,7 +402,7 @@ pub async fn forget(db: &Db, room_id: &str, user_id: &str) -> Result<()> {
 
 /// A page of events of a room between stream positions (exclusive `after`, inclusive
 /// `up_to`), in the given direction.
-pub async fn events_page(db: &Db, room_id: &str, after: u64, up_to: u64, backwards: bool, limit: u32) -> Result<Vec<EventRow>> {
+pub async fn events_page(db: &Db, room_id: &str, after: i64, up_to: i64, backwards: bool, limit: u32) -> Result<Vec<EventRow>> {
     let order = if backwards { "DESC" } else { "ASC" };
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND stream > ? AND stream <= ? ORDER BY stream {order} LIMIT ?");
     db.all(&sql, params![room_id, after, up_to, limit]).await
@@ -383,10 +416,44 @@ pub async fn max_stream(db: &Db) -> Result<u64> {
     Ok(db.first::<R>("SELECT MAX(stream) AS m FROM events", vec![]).await?.and_then(|r| r.m).unwrap_or(0.0) as u64)
 }
 
+/// Which of `ids` are in the timeline (IDs only).
+pub async fn in_timeline(db: &Db, ids: &[String]) -> Result<HashSet<String>> {
+    #[derive(Deserialize)]
+    struct R {
+        event_id: String,
+    }
+    let mut out = HashSet::new();
+    for chunk in ids.chunks(MAX_PARAMS) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT event_id FROM events WHERE event_id IN ({marks})");
+        out.extend(db.all::<R>(&sql, chunk.iter().map(|s| Value::String(s.clone())).collect()).await?.into_iter().map(|r| r.event_id));
+    }
+    Ok(out)
+}
+
+/// A timeline event's ID, depth and stream position.
+#[derive(Deserialize)]
+pub struct PlacedRow {
+    pub event_id: String,
+    pub depth: f64,
+    pub stream: f64,
+}
+
+/// Events stored at the join (no state of their own: `state_after` NULL) below stream
+/// position `below`, at most `max_depth` deep: out of place once history down to
+/// `max_depth` is backfilled.
+pub async fn historical_below(db: &Db, room_id: &str, below: i64, max_depth: u64) -> Result<Vec<PlacedRow>> {
+    db.all(
+        "SELECT event_id, depth, stream FROM events WHERE room_id = ? AND stream < ? AND state_after IS NULL AND depth <= ? ORDER BY stream DESC LIMIT 500",
+        params![room_id, below, max_depth],
+    )
+    .await
+}
+
 /// All membership changes of one user in a room, and the room's history-visibility changes
 /// up to `up_to`, in stream order: what history visibility needs for a page of events (the
 /// user's later joins matter too: spec rule 3 for `shared`).
-pub async fn visibility_history(db: &Db, room_id: &str, user_id: &str, up_to: u64) -> Result<Vec<EventRow>> {
+pub async fn visibility_history(db: &Db, room_id: &str, user_id: &str, up_to: i64) -> Result<Vec<EventRow>> {
     db.all(
         &format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND

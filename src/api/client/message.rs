@@ -2,7 +2,7 @@
 //! "Redactions", "GET /messages", "GET /context").
 
 use crate::core::json::JsonExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ruma::RoomId;
 use serde_json::{json, Value};
@@ -17,9 +17,11 @@ use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::service::events::{check_can_read, filter_visible, to_client, Reader};
+use crate::service::federation::room as federation_room;
 use crate::service::relations::bundle_thread_summaries;
 use crate::service::state;
 use crate::service::timeline::{append_via_room, Txn};
+use crate::store::graph;
 use crate::store::rooms::{self, EventRow};
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
@@ -70,6 +72,9 @@ pub async fn redact_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, 
     Ok(Response::ok(json!({ "event_id": id })))
 }
 
+/// How many times one backwards `/messages` request may fetch history from another server.
+const BACKFILL_FETCHES: u32 = 2;
+
 fn limit_param(req: &Request, default: u32) -> Result<u32> {
     match req.query("limit") {
         Some(l) => Ok(l.parse::<u32>().map_err(|_| err!(InvalidParam, "limit must be a non-negative integer"))?.min(1000)),
@@ -77,19 +82,45 @@ fn limit_param(req: &Request, default: u32) -> Result<u32> {
     }
 }
 
+/// Which of `rows` (history stored at or after the join: no state of their own) have
+/// `prev_events` we lack, neither in the timeline nor rejected: where older history is missing.
+async fn gaps(ctx: &Ctx, rows: &[EventRow]) -> Result<HashSet<String>> {
+    let mut prevs: Vec<(String, Vec<String>)> = Vec::new();
+    for r in rows.iter().filter(|r| r.state_after.is_none()) {
+        let Ok(p) = r.pdu() else { continue };
+        prevs.push((r.event_id.clone(), p.prev_events.iter().map(|e| e.to_string()).collect()));
+    }
+    let all: Vec<String> = prevs.iter().flat_map(|(_, p)| p.iter().cloned()).collect::<HashSet<_>>().into_iter().collect();
+    if all.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut have = rooms::in_timeline(&ctx.db, &all).await?;
+    let lacking: Vec<&str> = all.iter().map(String::as_str).filter(|e| !have.contains(*e)).collect();
+    if !lacking.is_empty() {
+        have.extend(graph::rejected(&ctx.db, &lacking).await?);
+    }
+    Ok(prevs.into_iter().filter(|(_, p)| p.iter().any(|e| !have.contains(e))).map(|(id, _)| id).collect())
+}
+
 /// Pages through a room in one direction, keeping visible events that match the filter,
 /// until `limit` or the end. Returns the events and the position reached.
+///
+/// With `backfill` (backwards `/messages` in a room joined over federation), reaching an
+/// event whose `prev_events` we lack fetches the history before it from a server in the
+/// room (`service::federation::room::backfill`, at most two fetches per request); it is
+/// stored below every position, so the pagination goes on over it.
 #[allow(clippy::too_many_arguments)] // one call site per direction; a struct would only rename them
 async fn paginate(
     ctx: &Ctx,
     reader: &Reader<'_>,
-    room_id: &str,
-    from: u64,
-    to: Option<u64>,
+    room_id: &RoomId,
+    from: i64,
+    to: Option<i64>,
     backwards: bool,
     limit: u32,
     filter: &RoomEventFilter,
-) -> Result<(Vec<EventRow>, u64, bool)> {
+    mut backfill: u32,
+) -> Result<(Vec<EventRow>, i64, bool)> {
     let mut out = Vec::new();
     let mut pos = from;
     let mut exhausted = false;
@@ -99,29 +130,46 @@ async fn paginate(
             break;
         }
         let batch = (limit - out.len() as u32).clamp(20, 500);
-        let (after, up_to) = if backwards { (to.unwrap_or(0), pos) } else { (pos, to.unwrap_or(u64::MAX >> 12)) };
+        let (after, up_to) = if backwards { (to.unwrap_or(i64::MIN >> 12), pos) } else { (pos, to.unwrap_or(i64::MAX >> 12)) };
         if after >= up_to {
             exhausted = true;
             break;
         }
-        let rows = rooms::events_page(&ctx.db, room_id, after, up_to, backwards, batch).await?;
+        let rows = rooms::events_page(&ctx.db, room_id.as_str(), after, up_to, backwards, batch).await?;
         let n = rows.len() as u32;
-        let visible = filter_visible(ctx, reader, room_id, rows.clone()).await?;
+        let holes = if backwards && backfill > 0 { gaps(ctx, &rows).await? } else { HashSet::new() };
+        let visible = filter_visible(ctx, reader, room_id.as_str(), rows.clone()).await?;
         let mut consumed_all = true;
+        let mut fetched = false;
         for row in rows {
             if out.len() as u32 >= limit {
                 consumed_all = false;
                 break;
             }
             // The token just past this event, in the direction of travel.
-            pos = if backwards { row.stream() - 1 } else { row.stream() };
+            pos = if backwards { row.pos() - 1 } else { row.pos() };
             if visible.iter().any(|v| v.event_id == row.event_id) {
                 let content: Value =
                     serde_json::from_str::<Value>(&row.json).map(|j| j.get("content").cloned().unwrap_or_default()).unwrap_or(Value::Null);
                 if filter.matches(&row.kind, &row.sender, &content) {
-                    out.push(row);
+                    out.push(row.clone());
                 }
             }
+            if holes.contains(&row.event_id) && backfill > 0 {
+                // History is missing right before this event: fetch it, then read on from
+                // here (what the fetch stored, and what it moved, lies below).
+                backfill -= 1;
+                let want = (limit.saturating_sub(out.len() as u32)).clamp(10, 100);
+                match federation_room::backfill(ctx, room_id, std::slice::from_ref(&row.event_id), want).await {
+                    Ok(ids) => fetched = !ids.is_empty(),
+                    Err(e) => worker::console_warn!("backfill of {room_id} before {}: {e}", row.event_id),
+                }
+                consumed_all = false;
+                break;
+            }
+        }
+        if fetched {
+            continue;
         }
         if consumed_all && n < batch {
             exhausted = true;
@@ -137,7 +185,7 @@ async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, events: &[EventRow]) -> Re
     let mut latest: HashMap<&str, &EventRow> = HashMap::new();
     for e in events {
         let l = latest.entry(e.sender.as_str()).or_insert(e);
-        if e.stream() > l.stream() {
+        if e.pos() > l.pos() {
             *l = e;
         }
     }
@@ -153,7 +201,7 @@ async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, events: &[EventRow]) -> Re
         }
     }
     let mut rows = rooms::get_events(&ctx.db, &ids).await?;
-    rows.sort_by_key(EventRow::stream);
+    rows.sort_by_key(EventRow::pos);
     to_client(ctx, reader, &rows).await
 }
 
@@ -173,12 +221,13 @@ pub async fn messages_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str
     let limit = filter.limit.unwrap_or(limit_param(req, 10)?).min(1000);
     let from = match req.query("from") {
         Some(t) => params::stream_token(t)?,
-        None if backwards => rooms::max_stream(&ctx.db).await?,
+        None if backwards => rooms::max_stream(&ctx.db).await? as i64,
         None => 0,
     };
     let to = req.query("to").map(params::stream_token).transpose()?;
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
-    let (rows, end, exhausted) = paginate(ctx, &reader, room_id.as_str(), from, to, backwards, limit, &filter).await?;
+    let backfill = if backwards { BACKFILL_FETCHES } else { 0 };
+    let (rows, end, exhausted) = paginate(ctx, &reader, &room_id, from, to, backwards, limit, &filter, backfill).await?;
     let mut chunk = to_client(ctx, &reader, &rows).await?;
     bundle_thread_summaries(ctx, &reader, &mut chunk).await?;
     let mut resp = json!({ "start": format!("s{from}"), "chunk": chunk });
@@ -225,9 +274,9 @@ pub async fn context_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str,
     let limit = filter.limit.unwrap_or(limit_param(req, 10)?);
     let before_n = limit / 2;
     let after_n = limit - before_n;
-    let s = row.stream();
-    let (before, start, _) = paginate(ctx, &reader, room_id.as_str(), s - 1, None, true, before_n, &filter).await?;
-    let (after, end, _) = paginate(ctx, &reader, room_id.as_str(), s, None, false, after_n, &filter).await?;
+    let s = row.pos();
+    let (before, start, _) = paginate(ctx, &reader, &room_id, s - 1, None, true, before_n, &filter, 0).await?;
+    let (after, end, _) = paginate(ctx, &reader, &room_id, s, None, false, after_n, &filter, 0).await?;
     let last = after.last().unwrap_or(&row);
     let map = state::after_event(&ctx.db, last).await?;
     let ids: Vec<String> = if filter.lazy_load_members {

@@ -62,12 +62,12 @@ pub async fn relations_route(
     }
     // The direct filter applies to the relation type and event type of each returned event.
     all.retain(|r| rel_type.is_none_or(|t| r.rel_type.as_deref() == Some(t)) && event_type.is_none_or(|t| r.kind == t));
-    all.sort_by_key(|r| r.stream());
+    all.sort_by_key(|r| r.pos());
     if backwards {
         all.reverse();
     }
     all.retain(|r| {
-        let s = r.stream();
+        let s = r.pos();
         match (backwards, from, to) {
             (true, Some(f), _) if s > f => false,
             (true, _, Some(t)) if s <= t => false,
@@ -79,7 +79,7 @@ pub async fn relations_route(
     let more = all.len() > limit as usize;
     all.truncate(limit as usize);
     let visible = filter_visible(ctx, &reader, room_id.as_str(), all).await?;
-    let next = visible.last().map(|r| if backwards { r.stream() - 1 } else { r.stream() });
+    let next = visible.last().map(|r| if backwards { r.pos() - 1 } else { r.pos() });
     let mut chunk = to_client(ctx, &reader, &visible).await?;
     bundle_thread_summaries(ctx, &reader, &mut chunk).await?;
     let mut resp = json!({ "chunk": chunk });

@@ -133,7 +133,8 @@ pub async fn members_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str)
         // A user who has left sees nothing after their leave: `visible_state` already holds
         // the state at the leave, so only earlier positions are looked up.
         let left = !matches!(rooms::membership(&ctx.db, room_id.as_str(), me.user_id.as_str()).await?.as_deref(), Some("join") | None);
-        if !left {
+        // History backfilled after a join (below 0) has no state stored: the current one.
+        if let (false, Ok(pos)) = (left, u64::try_from(pos)) {
             state = state::at_stream(&ctx.db, room_id.as_str(), pos).await?;
         }
     }

@@ -201,6 +201,12 @@ impl<'a> Ingest<'a> {
     /// checked for signatures and against its auth events (the state before it is not
     /// computed: it only serves history). Returns whether it was stored.
     async fn historical(&mut self, pdu: Pdu) -> Result<bool> {
+        self.historical_at(pdu, false).await
+    }
+
+    /// [`Self::historical`]; `below`: at a stream position below all others (backfill after
+    /// the join) instead of the next one.
+    async fn historical_at(&mut self, pdu: Pdu, below: bool) -> Result<bool> {
         let id = pdu.event_id.to_string();
         if !rooms::get_events_in_timeline(&self.ctx.db, std::slice::from_ref(&id)).await?.is_empty()
             || !graph::rejected(&self.ctx.db, &[id.as_str()]).await?.is_empty()
@@ -216,8 +222,8 @@ impl<'a> Ingest<'a> {
             self.record_rejected(&pdu, &e.to_string()).await?;
             return Ok(false);
         }
-        let stmts =
-            rooms::append_stmts(&self.ctx.db, &rooms::EventWrite { pdu: &pdu, state_before: None, state_after: None, txn: None, project: false })?;
+        let write = rooms::EventWrite { pdu: &pdu, state_before: None, state_after: None, txn: None, project: false };
+        let stmts = if below { rooms::backfill_stmts(&self.ctx.db, &write)? } else { rooms::append_stmts(&self.ctx.db, &write)? };
         self.ctx.db.batch(stmts).await?;
         self.events.insert(pdu.event_id.clone(), pdu);
         Ok(true)
@@ -575,4 +581,88 @@ pub async fn store_remote_join(
     }
     fan_out(ctx, &ingest.accepted).await;
     Ok(id)
+}
+
+/// At most this many servers are asked per on-demand backfill.
+const BACKFILL_SERVERS: usize = 2;
+
+/// On-demand backfill (spec: server-server-api, "Backfilling and retrieving missing events",
+/// `GET /_matrix/federation/v1/backfill`): up to `limit` events before `from` (events of
+/// ours whose `prev_events` we lack) from a server in the room, stored as history below
+/// every stream position (so `/messages` finds them past the oldest event and `/sync` never
+/// sees them), newest first, each checked as at the join (signatures, auth events). Events
+/// the join stored out of place (the room's state, placed before the join's history) that
+/// are older than the newest fetched event move down with them, in depth order, so that
+/// history visibility and the order of `/messages` stay right. Returns the new event IDs.
+/// Runs inside the room's `Room` Durable Object.
+pub async fn backfill_room(ctx: &Ctx, room_id: &RoomId, from: &[OwnedEventId], limit: u32) -> Result<Vec<String>> {
+    let ours = ctx.server_name();
+    let mut servers: Vec<String> = graph::member_servers(&ctx.db, room_id.as_str(), "join").await?;
+    if let Some(s) = room_id.server_name() {
+        servers.insert(0, s.to_string());
+    }
+    let mut seen = HashSet::new();
+    servers.retain(|s| s.as_str() != ours && seen.insert(s.clone()));
+    let from_ids: Vec<String> = from.iter().map(|e| e.to_string()).collect();
+    let from_rows = rooms::get_events_in_timeline(&ctx.db, &from_ids).await?;
+    let Some(boundary) = from_rows.iter().filter(|r| r.room_id == room_id.as_str()).map(|r| r.pos()).min() else {
+        return Ok(vec![]);
+    };
+    let limit = limit.clamp(1, 100);
+    for server in servers.iter().take(BACKFILL_SERVERS) {
+        let Ok(origin) = ServerName::parse(server) else { continue };
+        let mut ingest = Ingest::new(ctx, room_id, &origin).await?;
+        let mut got = match ingest.backfill(from, limit).await {
+            Ok(g) => g,
+            Err(e) => {
+                worker::console_warn!("backfill of {room_id} from {origin}: {e}");
+                continue;
+            }
+        };
+        let ids: Vec<String> = got.iter().map(|p| p.event_id.to_string()).collect();
+        let have = rooms::in_timeline(&ctx.db, &ids).await?;
+        let id_strs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let rejected = graph::rejected(&ctx.db, &id_strs).await?;
+        got.retain(|p| !have.contains(p.event_id.as_str()) && !rejected.contains(p.event_id.as_str()));
+        let mut dedup = HashSet::new();
+        got.retain(|p| dedup.insert(p.event_id.clone()));
+        if got.is_empty() {
+            // The server has nothing before what we have: the history is complete (or it
+            // cannot serve more; another request may ask again).
+            return Ok(vec![]);
+        }
+        let newest = got.iter().map(|p| p.depth).max().unwrap_or(0);
+        let misplaced = rooms::historical_below(&ctx.db, room_id.as_str(), boundary, newest).await?;
+        // Newest first: each write takes the position below all the previous ones.
+        enum Item {
+            New(Pdu),
+            Move(String),
+        }
+        let mut items: Vec<(u64, i64, Item)> = got.into_iter().map(|p| (p.depth, i64::MAX, Item::New(p))).collect();
+        items.extend(misplaced.into_iter().map(|r| (r.depth as u64, r.stream as i64, Item::Move(r.event_id))));
+        items.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        let mut stored = Vec::new();
+        let mut moves = Vec::new();
+        for (_, _, item) in items {
+            match item {
+                Item::New(p) => {
+                    if !moves.is_empty() {
+                        ctx.db.batch(std::mem::take(&mut moves)).await?;
+                    }
+                    let id = p.event_id.to_string();
+                    match ingest.historical_at(p, true).await {
+                        Ok(true) => stored.push(id),
+                        Ok(false) => {}
+                        Err(e) => worker::console_warn!("backfill of {room_id} from {origin}: {id} refused: {e}"),
+                    }
+                }
+                Item::Move(id) => moves.push(rooms::move_below_stmt(&ctx.db, &id)?),
+            }
+        }
+        if !moves.is_empty() {
+            ctx.db.batch(moves).await?;
+        }
+        return Ok(stored);
+    }
+    Ok(vec![])
 }

@@ -18,6 +18,16 @@ pub async fn ingest(ctx: &Ctx, room_id: &RoomId, origin: &ServerName, pdus: Vec<
     }
 }
 
+/// Backfills up to `limit` events before `from` from a server in the room, through the
+/// room's single writer; returns the IDs of the events stored.
+pub async fn backfill(ctx: &Ctx, room_id: &RoomId, from: &[String], limit: u32) -> Result<Vec<String>> {
+    let request = RoomRequest::Backfill { room_id: room_id.to_string(), from: from.to_vec(), limit };
+    match call::<RoomProto>(&ctx.env, room_id.as_str(), &request).await? {
+        RoomResponse::Appended { event_ids } => Ok(event_ids),
+        _ => Err(unexpected::<RoomProto>()),
+    }
+}
+
 /// What the resident server answered to `send_join`, for the room's object to store.
 pub struct JoinedRoom {
     pub room_version: String,

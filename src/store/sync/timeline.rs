@@ -40,13 +40,14 @@ pub async fn timeline_windows(db: &Db, ranges: &[Range], per_room: u32) -> Resul
 
 /// For each range, the latest state event of every `(type, state_key)` written in it: the
 /// state delta over the range (local rooms are linear, so this is the resolved state).
-/// With `after = 0` it is the full state at `up_to`.
+/// With `after = 0` it is the full state at `up_to`, history backfilled after a join (below
+/// position 0, where the room's state stored at the join moves with it) included.
 pub async fn state_deltas(db: &Db, ranges: &[Range]) -> Result<Vec<EventRow>> {
     let mut out = Vec::new();
     for chunk in ranges.chunks(MAX_PARAMS / 3) {
         let sql = format!(
             "WITH t(rid, lo, hi) AS (VALUES {})
-             SELECT {EVENT_COLUMNS}, MAX(stream) AS last FROM events JOIN t ON room_id = t.rid AND stream > t.lo AND stream <= t.hi
+             SELECT {EVENT_COLUMNS}, MAX(stream) AS last FROM events JOIN t ON room_id = t.rid AND (stream > t.lo OR t.lo = 0) AND stream <= t.hi
              WHERE state_key IS NOT NULL GROUP BY room_id, type, state_key",
             values_clause(chunk.len(), 3)
         );

@@ -194,6 +194,57 @@ def test_late_joiner_backfills_history(pair):
     wait_until(history_complete, f"{remote} to backfill 30 messages from {local}")
 
 
+def test_late_joiner_backfills_long_history_on_demand(pair):
+    """More history than a join fetches (120 messages): the joiner's /messages, in pages of
+    25, goes past the oldest local event by backfilling from the room's server, in order,
+    without repeats; what it backfills never shows up in the joiner's incremental /sync."""
+    local, remote = pair
+    a, b = register_user(local, "a"), register_user(remote, "b")
+    room = create_room(a, initial_state=[{"type": "m.room.history_visibility", "state_key": "",
+                                          "content": {"history_visibility": "shared"}}])
+    t = tag()
+    sent = [f"long history {t} {i}" for i in range(120)]
+    for text in sent:
+        send_text(a, room, text)
+    join(b, room, via=[local.server_name])
+    wait_for_membership(b, room, b.user_id, "join")
+    sync_once(b, 0)
+    seen_before = len(b.seen)
+    tokens: list[str] = []
+
+    def paginate_all():
+        got: list[str] = []
+        ids: list[str] = []
+        params = {"dir": "b", "limit": "25"}
+        for _ in range(30):
+            body = api(b, "GET", rpath(room, "messages"), params=params)
+            assert body.status_code == 200, f"/messages of {b}: {describe(body)}"
+            page = body.json()
+            chunk = page.get("chunk", [])
+            assert len(chunk) <= 25, f"{len(chunk)} events for limit 25"
+            ids += [e["event_id"] for e in chunk]
+            got += [x for x in bodies(chunk) if x.startswith(f"long history {t} ")]
+            if not page.get("end") or (not chunk and page.get("end") == params.get("from")):
+                break
+            params["from"] = page["end"]
+            tokens.append(page["end"])
+        assert len(ids) == len(set(ids)), f"{b} paginates some events twice"
+        got.reverse()
+        return got == sent or AssertionError(f"{b} paginates {len(got)} of {len(sent)}: {got[:2]}...{got[-2:]}")
+
+    wait_until(paginate_all, f"{remote} to backfill 120 messages from {local}", timeout=60)
+    if remote.kind == "stratus":
+        # History older than the join sorts below every position: negative tokens.
+        assert any(tok.startswith("s-") for tok in tokens), f"no negative token among {tokens}"
+        r = api(b, "GET", rpath(room, "messages"), params={"dir": "b", "from": "s-x"})
+        assert r.status_code == 400 and r.json().get("errcode") == "M_INVALID_PARAM", describe(r)
+    # The backfilled history is old news: the joiner's next /sync does not bring it.
+    send_text(a, room, f"after backfill {t}")
+    wait_for_message(b, room, f"after backfill {t}")
+    late = [x for _, r_, e in b.seen[seen_before:] if r_ == room for x in bodies([e])]
+    assert not [x for x in late if x.startswith(f"long history {t} ")], f"backfilled history in {b}'s /sync: {late[:5]}"
+
+
 def test_forged_pdus_are_rejected(pair):
     """A stand-in signs as the remote server (its real key) and sends PDUs into the local
     server's room; only the well-formed control PDU may be seen by anyone."""
