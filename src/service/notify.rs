@@ -39,18 +39,23 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
             }
         }
     }
-    let pushes = match record_push_actions(db, config, &room_id, pdus, &joined, &stored, &state).await {
-        Ok(p) => p,
-        Err(e) => {
-            worker::console_error!("push actions for {room_id}: {e}");
-            vec![]
-        }
-    };
-    // Our own events also go to the other servers in the room: queued in parallel with the
-    // wake-ups (one Durable Object call each), sent later by each destination's queue.
+    // Our own events also go to the other servers in the room: queued (one Durable Object
+    // call each, sent later by each destination's queue) while the push actions are recorded
+    // and the members woken, which must stay in that order (a woken sync reads the counts).
     let joined_servers: Vec<&str> = joined.iter().filter_map(|u| crate::core::federation::queue::server_of(u)).collect();
     let federation = crate::service::federation::sender::send_pdus_to(env, config, joined_servers, pdus);
-    let ((), queued) = futures_util::future::join(crate::service::wakeups::notify_users(env, config, affected), federation).await;
+    let local = async {
+        let pushes = match record_push_actions(db, config, &room_id, pdus, &joined, &stored, &state).await {
+            Ok(p) => p,
+            Err(e) => {
+                worker::console_error!("push actions for {room_id}: {e}");
+                vec![]
+            }
+        };
+        crate::service::wakeups::notify_users(env, config, affected).await;
+        pushes
+    };
+    let (queued, pushes) = futures_util::future::join(federation, local).await;
     if let Err(e) = queued {
         worker::console_error!("federation queue for {room_id}: {e}");
     }

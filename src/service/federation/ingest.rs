@@ -131,6 +131,38 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
+    /// Loads events (timeline or outlier) into memory, without their auth chains: what an
+    /// auth check reads.
+    async fn load_direct(&mut self, ids: &[OwnedEventId]) -> Result<()> {
+        let todo: Vec<OwnedEventId> = ids.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
+        if !todo.is_empty() {
+            let found = rooms::get_pdus(&self.ctx.db, &todo).await?;
+            self.events.extend(found);
+        }
+        Ok(())
+    }
+
+    /// The events of `state` that the auth rules read for `pdu` (spec: "Auth events
+    /// selection", plus the create, power-levels and join-rules events), loaded.
+    async fn load_auth_state(&mut self, pdu: &Pdu, state: &StateMap) -> Result<()> {
+        let new = crate::core::room::pdu::NewEvent {
+            kind: pdu.kind.to_string(),
+            state_key: pdu.state_key.clone(),
+            content: pdu.content_value(),
+            sender: pdu.sender.clone(),
+            redacts: None,
+        };
+        let mut keys = crate::core::room::auth::auth_types(&self.rules, &new).unwrap_or_default();
+        keys.extend([
+            ("m.room.create".to_owned(), String::new()),
+            ("m.room.power_levels".to_owned(), String::new()),
+            ("m.room.join_rules".to_owned(), String::new()),
+            ("m.room.member".to_owned(), pdu.sender.to_string()),
+        ]);
+        let ids: Vec<OwnedEventId> = keys.iter().filter_map(|k| state.get(k).cloned()).collect();
+        self.load_direct(&ids).await
+    }
+
     /// Asks the origin for one event (`GET /_matrix/federation/v1/event/{eventId}`).
     async fn fetch_event(&mut self, id: &EventId) -> Result<Pdu> {
         if self.budget == 0 {
@@ -158,7 +190,7 @@ impl<'a> Ingest<'a> {
     /// Makes sure the auth events of `pdu` are known and accepted, fetching what is missing
     /// as outliers (each checked against its own auth events).
     async fn ensure_auth_events(&mut self, pdu: &Pdu, depth: u32) -> Result<()> {
-        self.load(&pdu.auth_events).await?;
+        self.load_direct(&pdu.auth_events).await?;
         let missing: Vec<OwnedEventId> = pdu.auth_events.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
         if missing.is_empty() {
             return Ok(());
@@ -396,8 +428,7 @@ impl<'a> Ingest<'a> {
         } else {
             (None, self.remote_state_before(&pdu, depth).await?)
         };
-        let needed: Vec<OwnedEventId> = before.values().cloned().collect();
-        self.load(&needed).await?;
+        self.load_auth_state(&pdu, &before).await?;
         {
             let events = &self.events;
             let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
@@ -408,15 +439,20 @@ impl<'a> Ingest<'a> {
         }
 
         // Soft failure: allowed at its place in the graph, but not by the current state.
+        // When the event extends the current state (the usual case: it names our one
+        // extremity), that state is the one it was just checked against.
         let row = rooms::get_room(&self.ctx.db, self.room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
+        let extends_current = before_group.is_some() && before_group == row.state_group;
         let current = match &row.state_group {
+            _ if extends_current => before.clone(),
             Some(g) => rooms::load_state_group(&self.ctx.db, g).await?.0,
             None => StateMap::new(),
         };
-        let current_ids: Vec<OwnedEventId> = current.values().cloned().collect();
-        self.load(&current_ids).await?;
+        if !extends_current {
+            self.load_auth_state(&pdu, &current).await?;
+        }
         // A room we are only now joining has no current state to compare with.
-        let soft_failed = row.state_group.is_some() && {
+        let soft_failed = row.state_group.is_some() && !extends_current && {
             let events = &self.events;
             let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
             check(&self.rules, &pdu, &current, &fetch).is_err()
@@ -476,8 +512,10 @@ impl<'a> Ingest<'a> {
             stmts.push(rooms::insert_state_group(&self.ctx.db, &g, &room, None, &entries(&resolved), 0)?);
             (g, resolved)
         };
-        let changed: Vec<OwnedEventId> = new_current.values().cloned().collect();
-        self.load(&changed).await?;
+        // The member events among the changes (their membership goes to `memberships`).
+        let changed: Vec<OwnedEventId> =
+            new_current.iter().filter(|(k, e)| k.0 == "m.room.member" && current.get(*k) != Some(*e)).map(|(_, e)| e.clone()).collect();
+        self.load_direct(&changed).await?;
         let mut with_self = self.events.clone();
         with_self.insert(pdu.event_id.clone(), pdu.clone());
         stmts.extend(graph::current_state_stmts(&self.ctx.db, &room, &current, &new_current, &with_self)?);

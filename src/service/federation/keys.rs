@@ -30,8 +30,24 @@ const REFETCH_COOLDOWN_MS: u64 = 30_000;
 /// of `/_matrix/key/v2/server`: "the lesser of this field and 7 days into the future").
 const MAX_VALIDITY_MS: u64 = 7 * 24 * 3600 * 1000;
 
+/// How long an isolate reuses a server's keys read from D1 before reading them again (a
+/// key document is valid for hours; a revoked key is at worst believed this much longer).
+const ISOLATE_CACHE_MS: u64 = 300_000;
+
 thread_local! {
     static LAST_FETCH: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
+    /// Keys per server as last read from D1 on this isolate, with when: every inbound
+    /// request and every PDU checks a signature, and this saves each a D1 round trip.
+    static CACHE: RefCell<HashMap<String, (Vec<ServerKey>, u64)>> = RefCell::new(HashMap::new());
+}
+
+fn cached(server: &str) -> Option<Vec<ServerKey>> {
+    let now = now_ms();
+    CACHE.with(|c| c.borrow().get(server).filter(|(_, at)| now.saturating_sub(*at) < ISOLATE_CACHE_MS).map(|(k, _)| k.clone()))
+}
+
+fn remember(server: &str, keys: &[ServerKey]) {
+    CACHE.with(|c| c.borrow_mut().insert(server.to_owned(), (keys.to_vec(), now_ms())));
 }
 
 /// Our own key, as the others see it.
@@ -46,13 +62,21 @@ pub async fn server_keys(ctx: &Ctx, server: &ServerName, key_ids: &[String], pur
     if server.as_str() == ctx.server_name() {
         return Ok(own_keys(ctx));
     }
-    let cached = store::keys(&ctx.db, server.as_str()).await?;
-    if satisfied(&cached, key_ids, purpose) || !may_fetch(server.as_str()) {
-        return Ok(cached);
+    if let Some(keys) = cached(server.as_str()).filter(|k| satisfied(k, key_ids, purpose)) {
+        return Ok(keys);
+    }
+    let stored = store::keys(&ctx.db, server.as_str()).await?;
+    if satisfied(&stored, key_ids, purpose) || !may_fetch(server.as_str()) {
+        remember(server.as_str(), &stored);
+        return Ok(stored);
     }
     match fetch_keys(ctx, server).await {
-        Some(_) => store::keys(&ctx.db, server.as_str()).await,
-        None => Ok(cached),
+        Some(_) => {
+            let keys = store::keys(&ctx.db, server.as_str()).await?;
+            remember(server.as_str(), &keys);
+            Ok(keys)
+        }
+        None => Ok(stored),
     }
 }
 
