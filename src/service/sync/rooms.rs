@@ -191,7 +191,9 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
             state_ranges.push(StateRange { room_id: room_id.clone(), after, up_to: after, resets_up_to: range.up_to });
         }
     }
-    let mut read: HashMap<String, (Vec<Candidate<EventRow>>, Vec<Candidate<EventRow>>)> = HashMap::new();
+    // Per room: the state up to the timeline's start, and the resets made during it.
+    type Read = (Vec<Candidate<EventRow>>, Vec<Candidate<EventRow>>);
+    let mut read: HashMap<String, Read> = HashMap::new();
     for s in sstore::state_at(&ctx.db, &state_ranges).await? {
         let Some(key) = s.row.state_key.clone().map(|k| (s.row.kind.clone(), k)) else { continue };
         let (before, during) = read.entry(s.row.room_id.clone()).or_default();
