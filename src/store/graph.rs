@@ -267,6 +267,37 @@ pub fn current_state_stmts(
     Ok(stmts)
 }
 
+/// Statements recording state resets (`core::room::resets::state_resets`, migration 0012) at
+/// the stream position of `at_event`, which the same batch appends first. A member key's
+/// projection row (`memberships`, already moved by [`current_state_stmts`]) takes that
+/// position too: the membership changed there, so `/sync` sees the change after its token
+/// (a reset that bans the user moves the room to `leave`) even though the member event
+/// itself is older.
+pub fn state_resets_stmts(
+    db: &Db,
+    room_id: &str,
+    at_event: &str,
+    resets: &[((String, String), Option<OwnedEventId>)],
+) -> Result<Vec<D1PreparedStatement>> {
+    let mut stmts = Vec::new();
+    for ((t, k), e) in resets {
+        let e = e.as_ref().map(|e| e.as_str());
+        stmts.push(db.stmt(
+            "INSERT OR REPLACE INTO state_resets (stream, room_id, type, state_key, event_id)
+             VALUES ((SELECT stream FROM events WHERE event_id = ?1), ?2, ?3, ?4, ?5)",
+            params![at_event, room_id, t, k, e],
+        )?);
+        if let (Some(e), "m.room.member") = (e, t.as_str()) {
+            stmts.push(db.stmt(
+                "UPDATE memberships SET stream = (SELECT stream FROM events WHERE event_id = ?1)
+                 WHERE room_id = ?2 AND user_id = ?3 AND event_id = ?4",
+                params![at_event, room_id, k, e],
+            )?);
+        }
+    }
+    Ok(stmts)
+}
+
 /// The answer given to an earlier transaction from `origin` with this ID.
 pub async fn txn_response(db: &Db, origin: &str, txn_id: &str) -> Result<Option<Value>> {
     #[derive(Deserialize)]

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod create;
 pub mod pdu;
 pub mod power;
+pub mod resets;
 pub mod state;
 pub mod visibility;
 

@@ -519,6 +519,13 @@ impl<'a> Ingest<'a> {
         let mut with_self = self.events.clone();
         with_self.insert(pdu.event_id.clone(), pdu.clone());
         stmts.extend(graph::current_state_stmts(&self.ctx.db, &room, &current, &new_current, &with_self)?);
+        // What resolution changed beyond the event's own key, for `/sync` (none when the room
+        // had no current state: a join's state is in the timeline ahead of it).
+        if row.state_group.is_some() {
+            let own = pdu.state_key.as_ref().map(|k| ((pdu.kind.to_string(), k.clone()), pdu.event_id.clone()));
+            let resets = crate::core::room::resets::state_resets(&current, &new_current, own.as_ref().map(|(k, e)| (k, e)));
+            stmts.extend(graph::state_resets_stmts(&self.ctx.db, &room, pdu.event_id.as_str(), &resets)?);
+        }
         let latest = pdu.event_id.to_string();
         stmts.push(graph::set_head_stmt(&self.ctx.db, &room, &ext, pdu.depth, Some(&new_group), &latest)?);
         self.ctx.db.batch(stmts).await?;

@@ -7,8 +7,10 @@
 //!
 //! Every read covers all rooms at once (room windows and state in chunks of 30 rooms):
 //! the cost of a sync does not grow by a query per room. State deltas use the event stream
-//! directly: local rooms are linear, so the latest state event of each key up to a position
-//! is the state at that position.
+//! directly: the latest state event of each key up to a position is the state at that
+//! position, except where state resolution changed it when another server's branch joined
+//! (federated rooms); those changes are recorded as state resets at the joining event's
+//! position and read alongside (`store::sync::state_at`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -17,6 +19,7 @@ use serde_json::Value;
 use super::Params;
 use crate::api::auth::Authed;
 use crate::core::filter::apply_event_fields;
+use crate::core::room::resets::{start_state, Candidate, StateKey};
 use crate::core::room::visibility::HistoryVisibility;
 use crate::core::sync::{
     room_summaries, AccountDataEvent, EphemeralEvent, Events, InvitedRoom, JoinedRoom, KnockedRoom, RoomSummary, RoomUpdate, Rooms, StateSection,
@@ -27,7 +30,7 @@ use crate::ctx::Ctx;
 use crate::error::Result;
 use crate::service::events::{filter_visible, to_client, Reader};
 use crate::store::rooms::EventRow;
-use crate::store::sync::{self as sstore, MembershipRow, Range};
+use crate::store::sync::{self as sstore, MembershipRow, Range, StateRange};
 
 /// Per room: what the response will hold.
 #[derive(Default)]
@@ -83,10 +86,12 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
     let limit = f.timeline_limit();
 
     // A stream whose position has not moved since the token is not read at all.
-    let active: HashSet<String> = if initial || now.rooms <= since.rooms {
-        HashSet::new()
+    // Rooms where state resolution also reset state since the token (federated rooms).
+    let (active, reset_rooms): (HashSet<String>, HashSet<String>) = if initial || now.rooms <= since.rooms {
+        (HashSet::new(), HashSet::new())
     } else {
-        sstore::rooms_with_events(&ctx.db, user, since.rooms, now.rooms).await?.into_iter().collect()
+        let rows = sstore::rooms_with_events(&ctx.db, user, since.rooms, now.rooms).await?;
+        (rows.iter().map(|(r, _)| r.clone()).collect(), rows.into_iter().filter(|(_, x)| *x).map(|(r, _)| r).collect())
     };
 
     let mut rooms: BTreeMap<String, RoomOut> = BTreeMap::new();
@@ -170,20 +175,40 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
         r.timeline = rows;
     }
 
-    // State: before the timeline (or, with use_state_after, at its end).
+    // State: before the timeline (or, with use_state_after, at its end), with the state
+    // resets of federated rooms (changes state resolution made that no timeline event
+    // shows): in `state_after` they are part of the state at the end; otherwise the resets
+    // made during the timeline come in `state` too (`core::room::resets::start_state`), even
+    // in an incremental sync that would have no state section.
     let mut state_ranges = Vec::new();
     for (room_id, r) in rooms.iter() {
         let Some(range) = &r.range else { continue };
         let after = if r.full { 0 } else { range.after };
         let up_to = if p.state_after { range.up_to } else { r.timeline.first().map(|e| e.stream() - 1).unwrap_or(range.up_to) };
         if p.state_after || r.full || r.limited {
-            state_ranges.push(Range { room_id: room_id.clone(), after, up_to });
+            state_ranges.push(StateRange { room_id: room_id.clone(), after, up_to, resets_up_to: range.up_to });
+        } else if reset_rooms.contains(room_id) {
+            state_ranges.push(StateRange { room_id: room_id.clone(), after, up_to: after, resets_up_to: range.up_to });
         }
     }
-    for row in sstore::state_deltas(&ctx.db, &state_ranges).await? {
-        if let Some(r) = rooms.get_mut(&row.room_id) {
-            r.state.push(row);
+    // Per room: the state up to the timeline's start, and the resets made during it.
+    type Read = (Vec<Candidate<EventRow>>, Vec<Candidate<EventRow>>);
+    let mut read: HashMap<String, Read> = HashMap::new();
+    for s in sstore::state_at(&ctx.db, &state_ranges).await? {
+        let Some(key) = s.row.state_key.clone().map(|k| (s.row.kind.clone(), k)) else { continue };
+        let (before, during) = read.entry(s.row.room_id.clone()).or_default();
+        let c = Candidate { key, at: s.at, item: s.row };
+        if s.after_up_to {
+            during.push(c);
+        } else {
+            before.push(c);
         }
+    }
+    for (room_id, (before, during)) in read {
+        let Some(r) = rooms.get_mut(&room_id) else { continue };
+        let timeline_last: HashMap<StateKey, u64> =
+            r.timeline.iter().filter_map(|e| e.state_key.clone().map(|k| ((e.kind.clone(), k), e.stream()))).collect();
+        r.state = start_state(before, during, &timeline_last);
     }
 
     // History visibility: a currently joined user sees events from before their membership

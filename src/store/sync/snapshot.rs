@@ -71,20 +71,27 @@ pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncTo
     Ok((token, members, newly_joined))
 }
 
-/// Rooms the user has any membership in that have events in `(after, up_to]`.
-pub async fn rooms_with_events(db: &Db, user: &str, after: u64, up_to: u64) -> Result<Vec<String>> {
+/// Rooms the user has any membership in that have events in `(after, up_to]`, each with
+/// whether state resolution also reset some of its state in that range (migration 0012).
+pub async fn rooms_with_events(db: &Db, user: &str, after: u64, up_to: u64) -> Result<Vec<(String, bool)>> {
     #[derive(Deserialize)]
     struct R {
         room_id: String,
+        resets: f64,
     }
     Ok(db
         .all::<R>(
-            "SELECT DISTINCT room_id FROM events WHERE stream > ? AND stream <= ?
-               AND room_id IN (SELECT room_id FROM memberships WHERE user_id = ?)",
+            "SELECT room_id, MAX(r) AS resets FROM (
+               SELECT DISTINCT room_id, 0 AS r FROM events WHERE stream > ?1 AND stream <= ?2
+                 AND room_id IN (SELECT room_id FROM memberships WHERE user_id = ?3)
+               UNION ALL
+               SELECT DISTINCT room_id, 1 AS r FROM state_resets WHERE stream > ?1 AND stream <= ?2
+                 AND room_id IN (SELECT room_id FROM memberships WHERE user_id = ?3)
+             ) GROUP BY room_id",
             params![after, up_to, user],
         )
         .await?
         .into_iter()
-        .map(|r| r.room_id)
+        .map(|r| (r.room_id, r.resets != 0.0))
         .collect())
 }

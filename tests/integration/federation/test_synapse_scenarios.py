@@ -11,6 +11,7 @@ Every wait has a 20 s deadline (the restart test allows longer for the peer to c
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -46,7 +47,7 @@ from fed_helpers import (
     wait_same_state,
     wait_until,
 )
-from matrix_helpers import CLIENT_V3, describe
+from matrix_helpers import CLIENT_V3, call, describe
 
 
 def tag() -> str:
@@ -351,6 +352,92 @@ def test_concurrent_sends_converge(pair):
         wait_for_message(a, room, f"remote {t} {i}")
         wait_for_message(b, room, f"local {t} {i}")
     wait_same_state(a, b, room)
+
+
+def enable_state_after(u: User) -> None:
+    """MSC4222 (`use_state_after`) is behind a per-user experimental flag on Synapse (set
+    through its admin API); Stratus always serves it."""
+    if u.hs.kind != "synapse":
+        return
+    admin = register_user(u.hs, "adm", admin=True)
+    r = api(admin, "PUT", f"/_synapse/admin/v1/experimental_features/{u.user_id}", {"features": {"msc4222": True}})
+    assert r.status_code == 200, describe(r)
+
+
+def state_after_sync(u: User, since: str | None, view: dict[str, dict[tuple[str, str], dict]]) -> str:
+    """One `use_state_after` /sync, applied to `view` (room → state) the way MSC4222 tells a
+    client to: the timeline's state events, then `state_after`. Returns the next token."""
+    params = {"timeout": "0", "org.matrix.msc4222.use_state_after": "true", "filter": json.dumps({"room": {"timeline": {"limit": 100}}})}
+    if since:
+        params["since"] = since
+    r = call(u.hs.base, "GET", f"{CLIENT_V3}/sync", token=u.token, params=params)
+    assert r.status_code == 200, describe(r)
+    body = r.json()
+    for room_id, room in body.get("rooms", {}).get("join", {}).items():
+        assert "state" not in room, f"{u}: a state_after sync answered with `state` in {room_id}"
+        state = view.setdefault(room_id, {})
+        after = room.get("org.matrix.msc4222.state_after", room.get("state_after", {})).get("events", [])
+        for e in room.get("timeline", {}).get("events", []) + after:
+            if "state_key" in e:
+                state[(e["type"], e["state_key"])] = e
+    return body["next_batch"]
+
+
+def test_concurrent_topics_reach_sync(pair):
+    """Both servers set the topic concurrently; where the branches meet, state resolution may
+    keep the other branch's (older) topic, a change no timeline event shows. Each user's
+    view built from its /sync responses (with `use_state_after`, which can express such a
+    change at the end of a timeline) ends with the topic its server's `/state` has."""
+    local, remote = pair
+    a, b = register_user(local, "a"), register_user(remote, "b")
+    room = create_room(a, power_level_content_override={"users": {b.user_id: 100}})
+    join(b, room, via=[local.server_name])
+    wait_for_membership(a, room, b.user_id, "join")
+    views: dict[str, dict[str, dict[tuple[str, str], dict]]] = {}
+    tokens: dict[str, str | None] = {}
+    for u in (a, b):
+        enable_state_after(u)
+        views[u.user_id] = {}
+        tokens[u.user_id] = state_after_sync(u, None, views[u.user_id])
+    t = tag()
+    errors: list[BaseException] = []
+
+    def burst(u: User, who: str) -> None:
+        try:
+            for i in range(5):
+                put_state(u, room, "m.room.topic", {"topic": f"{who} {t} {i}"})
+                send_text(u, room, f"{who} {t} {i}")
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=burst, args=(a, "local")), threading.Thread(target=burst, args=(b, "remote"))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(DEADLINE)
+    assert not errors, errors
+    for i in range(5):
+        wait_for_message(a, room, f"remote {t} {i}")
+        wait_for_message(b, room, f"local {t} {i}")
+    wait_same_state(a, b, room)
+
+    def views_match() -> bool:
+        ok_all = True
+        for u in (a, b):
+            tokens[u.user_id] = state_after_sync(u, tokens[u.user_id], views[u.user_id])
+            seen = views[u.user_id].get(room, {}).get(("m.room.topic", ""), {}).get("content", {}).get("topic")
+            ok_all &= seen == get_state(u, room, "m.room.topic").get("topic")
+        return ok_all
+
+    deadline = time.monotonic() + DEADLINE
+    while not views_match():
+        if time.monotonic() > deadline:
+            detail = {
+                str(u): (views[u.user_id].get(room, {}).get(("m.room.topic", ""), {}).get("content"), get_state(u, room, "m.room.topic"))
+                for u in (a, b)
+            }
+            raise AssertionError(f"a user's /sync view of the topic differs from its server's (view, /state): {detail}")
+        time.sleep(0.5)
 
 
 def test_helpers_register_and_sync(pair):
