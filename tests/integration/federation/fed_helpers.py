@@ -258,6 +258,10 @@ def joined_pair(local: HS, remote: HS, **room: Any) -> tuple[User, User, str]:
     room_id = create_room(a, **room)
     join(b, room_id, via=[local.server_name])
     wait_for_membership(a, room_id, b.user_id, "join")
+    # b's /sync position from before anything else happens in the room: a kick or ban that
+    # lands before b's first (initial) sync would be left out of it (left rooms come only
+    # with include_leave) and a test waiting for it would time out.
+    wait_for_membership(b, room_id, b.user_id, "join")
     return a, b, room_id
 
 
