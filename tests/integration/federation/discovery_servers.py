@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
+from transport_origin import Seen
+
 
 def localhost_names():
     """`lOcalhost`, `LOcalhost`, ... (never plain `localhost`): distinct names for 127.0.0.1."""
@@ -68,12 +70,6 @@ class _Quiet(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-@dataclass
-class WellKnownHit:
-    path: str
-    host: str | None
-
-
 # What the well-known host answers: (status, headers, body).
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -91,18 +87,20 @@ NOT_FOUND: Answer = (404, {"Content-Type": "application/json"}, b'{"errcode":"M_
 @dataclass
 class WellKnownHost:
     """HTTPS on 127.0.0.1:443 with the session certificate. `answer(path)` gives the reply
-    (404 by default); `hits` records every request (path, Host)."""
+    (404 by default); `hits` records every request. It can serve a homeserver's paths too
+    (a homeserver on 443)."""
 
     cert: object
     answer: Callable[[str], Answer] = lambda _path: NOT_FOUND
-    hits: list[WellKnownHit] = field(default_factory=list)
+    hits: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         host = self
 
         class Handler(_Quiet):
             def do_GET(self) -> None:
-                host.hits.append(WellKnownHit(self.path, self.headers.get("Host")))
+                h = self.headers
+                host.hits.append(Seen(self.command, self.path, h.get("Host"), h.get("Authorization"), b"", h.get("User-Agent")))
                 status, headers, body = host.answer(self.path)
                 self.reply(status, body, headers)
 
