@@ -30,6 +30,17 @@ impl Destination {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
         format!("{scheme}://{host}:{}", self.port)
     }
+
+    /// Whether `fetch()` would send the `Host` header the spec asks for. It sends the URL's
+    /// authority and cannot be told otherwise (Workers refuse to override `Host`), so it
+    /// cannot carry a request whose `Host` is not the host connected to: an SRV target or
+    /// a hostname on 8448 (Host: the server name, without the port). `host:443` and `host`
+    /// are the same authority (443 being https's default port).
+    pub fn fetch_sends_host_header(&self) -> bool {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let (host, want) = (host.to_ascii_lowercase(), self.host_header.to_ascii_lowercase());
+        want == format!("{host}:{}", self.port) || (self.port == 443 && want == host)
+    }
 }
 
 pub const DEFAULT_PORT: u16 = 8448;
@@ -40,6 +51,8 @@ pub const WELL_KNOWN_MAX_TTL_SECS: u64 = 48 * 3600;
 pub const WELL_KNOWN_ERROR_TTL_SECS: u64 = 3600;
 /// Most bytes of a well-known document read.
 pub const WELL_KNOWN_MAX_BYTES: usize = 50 * 1024;
+/// Longest reuse of a resolved destination (see [`destination_ttl`]).
+pub const DEST_CACHE_SECS: u64 = 3600;
 /// KV's shortest expiry.
 pub const MIN_CACHE_TTL_SECS: u64 = 60;
 
@@ -152,6 +165,15 @@ pub fn well_known_ttl(cache_control: Option<&str>) -> u64 {
     ttl.unwrap_or(WELL_KNOWN_DEFAULT_TTL_SECS).clamp(MIN_CACHE_TTL_SECS, WELL_KNOWN_MAX_TTL_SECS)
 }
 
+/// How long a resolved destination is reused: at most an hour (`DEST_CACHE_SECS`), and no
+/// longer than what it was derived from lives — the well-known outcome (its `Cache-Control`
+/// or back-off) and the SRV record (its TTL) — so that a changed delegation is followed when
+/// the server said it would be.
+pub fn destination_ttl(well_known_secs: u64, srv_ttl: Option<u64>) -> u64 {
+    let ttl = well_known_secs.min(srv_ttl.unwrap_or(u64::MAX)).min(DEST_CACHE_SECS);
+    ttl.max(MIN_CACHE_TTL_SECS)
+}
+
 /// How long to remember a failed well-known lookup after `failures` failures in a row:
 /// exponential back-off from a minute, at most an hour.
 pub fn well_known_failure_ttl(failures: u32) -> u64 {
@@ -183,19 +205,21 @@ impl WellKnownCache {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     /// `fetch()` for port 443, a TCP socket for any other port (deployed Workers' `fetch`
-    /// ignores other ports).
+    /// ignores other ports), and for port 443 when `fetch()` cannot send the right `Host`
+    /// (an SRV target on 443).
     Auto,
     /// Always a TCP socket (tests of the socket path).
     Socket,
-    /// Always `fetch()` (development, where `wrangler dev` honours ports).
+    /// Always `fetch()` (development, where `wrangler dev` honours ports); the `Host` header
+    /// is then the host and port connected to, whatever the spec asks.
     Fetch,
 }
 
 impl Transport {
-    /// Whether a request to `port` goes through a socket.
-    pub fn uses_socket(self, port: u16) -> bool {
+    /// Whether a request to `dest` goes through a socket.
+    pub fn uses_socket(self, dest: &Destination) -> bool {
         match self {
-            Transport::Auto => port != 443,
+            Transport::Auto => dest.port != 443 || !dest.fetch_sends_host_header(),
             Transport::Socket => true,
             Transport::Fetch => false,
         }
@@ -337,6 +361,12 @@ mod tests {
         assert_eq!(well_known_ttl(Some("max-age=5")), 60);
         assert_eq!(well_known_ttl(Some("no-store")), 60);
         assert_eq!(well_known_ttl(Some("max-age=abc")), 24 * 3600);
+        // A destination lives no longer than the well-known or SRV record it came from.
+        assert_eq!(destination_ttl(24 * 3600, None), 3600);
+        assert_eq!(destination_ttl(300, None), 300);
+        assert_eq!(destination_ttl(24 * 3600, Some(120)), 120);
+        assert_eq!(destination_ttl(600, Some(900)), 600);
+        assert_eq!(destination_ttl(0, Some(0)), 60);
         assert_eq!(well_known_failure_ttl(1), 60);
         assert_eq!(well_known_failure_ttl(2), 120);
         assert_eq!(well_known_failure_ttl(6), 1920);
@@ -360,8 +390,24 @@ mod tests {
         assert_eq!(c.transport, Transport::Auto);
         assert!(!c.insecure_http && c.trusted_key_servers.is_empty() && c.domains.permits("x.org"));
         assert_eq!(c.doh_url, "https://cloudflare-dns.com/dns-query");
-        assert!(Transport::Auto.uses_socket(8448) && !Transport::Auto.uses_socket(443));
-        assert!(Transport::Socket.uses_socket(443) && !Transport::Fetch.uses_socket(8448));
+        let to = |host: &str, port: u16, hh: &str| Destination { host: host.into(), port, host_header: hh.into() };
+        assert!(Transport::Auto.uses_socket(&to("a.org", 8448, "a.org:8448")) && !Transport::Auto.uses_socket(&to("a.org", 443, "a.org")));
+        assert!(Transport::Socket.uses_socket(&to("a.org", 443, "a.org")) && !Transport::Fetch.uses_socket(&to("a.org", 8448, "a.org")));
+        // fetch() sends the URL's authority as Host: fine for a name with its port (443 or
+        // not, an IP literal too), not for an SRV target or a hostname without its port.
+        for (dest, ok) in [
+            (to("a.org", 443, "a.org"), true),
+            (to("m.a.org", 443, "m.a.org:443"), true),
+            (to("A.org", 8000, "a.ORG:8000"), true),
+            (to("::1", 8448, "[::1]:8448"), true),
+            (to("1.2.3.4", 8448, "1.2.3.4"), false),
+            (to("a.org", 8448, "a.org"), false),
+            (to("matrix.a.org", 443, "a.org"), false),
+        ] {
+            assert_eq!(dest.fetch_sends_host_header(), ok, "{dest:?}");
+        }
+        // So with `auto`, an SRV target on 443 goes through a socket, which sends our Host.
+        assert!(Transport::Auto.uses_socket(&to("matrix.a.org", 443, "a.org")));
         let vars = |k: &str| match k {
             "FEDERATION_TRANSPORT" => Some("socket".to_string()),
             "FEDERATION_INSECURE_HTTP" => Some("1".into()),

@@ -2,7 +2,8 @@
 //! "Resolving server names").
 //!
 //! Port 443 goes through `fetch()`; any other port through a TCP socket with TLS
-//! ([`super::socket`]), because a deployed Worker's `fetch()` ignores custom ports
+//! ([`super::socket`]), because a deployed Worker's `fetch()` ignores custom ports, and so
+//! does a request whose `Host` `fetch()` cannot send (an SRV target on 443)
 //! (`FEDERATION_TRANSPORT` forces one path). Every request has a deadline
 //! (`FEDERATION_TIMEOUT_MS`) and a response size cap; a remote failure becomes our own
 //! `M_UNKNOWN`, never the remote body.
@@ -83,7 +84,7 @@ pub async fn send(ctx: &Ctx, destination: &ServerName, method: Method, path_and_
         log_error(&format!("federation {} {destination}{path_and_query}: {why}", method.as_str()));
         err!(Unknown, "Could not reach {destination}")
     };
-    let (status, resp_body) = if cfg.transport.uses_socket(dest.port) {
+    let (status, resp_body) = if cfg.transport.uses_socket(&dest) {
         let headers: Vec<(&str, &str)> = if body.is_some() {
             vec![("Authorization", auth.as_str()), ("Content-Type", "application/json"), ("Accept", "application/json")]
         } else {

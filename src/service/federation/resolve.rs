@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::client::fetch;
 use crate::core::federation::discovery::{
-    after_srv, delegated, direct, parse_srv_answer, parse_well_known, split, srv_names, well_known_ttl, Destination, WellKnownCache,
+    after_srv, delegated, destination_ttl, direct, parse_srv_answer, parse_well_known, split, srv_names, well_known_ttl, Destination, WellKnownCache,
     MIN_CACHE_TTL_SECS, WELL_KNOWN_MAX_BYTES,
 };
 use crate::core::time::now_ms;
@@ -17,8 +17,6 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 
-/// How long a resolved destination is reused (its SRV TTL, if shorter).
-const DEST_CACHE_SECS: u64 = 3600;
 /// How long a well-known outcome stays in KV after it expired (for back-off).
 const KEEP_WELL_KNOWN_SECS: u64 = 7 * 24 * 3600;
 /// Time a well-known or DNS lookup may take (within the request's deadline).
@@ -36,26 +34,28 @@ pub async fn resolve(ctx: &Ctx, server: &ServerName, deadline: u64) -> Result<De
     }
     let (host, _) = split(server.as_str()).ok_or_else(|| err!(InvalidParam, "Bad server name"))?;
     let lookup_deadline = deadline.min(now_ms() + LOOKUP_TIMEOUT_MS);
-    let (dest, ttl) = match well_known(ctx, &host, lookup_deadline).await.delegated {
+    let (wk, wk_secs) = well_known(ctx, &host, lookup_deadline).await;
+    let (dest, srv_ttl) = match wk.delegated {
         Some(name) => match delegated(&name) {
-            Some(d) => (d, DEST_CACHE_SECS),
+            Some(d) => (d, None),
             None => srv(ctx, &split(&name).map(|(h, _)| h).unwrap_or(name), lookup_deadline).await,
         },
         None => srv(ctx, &host, lookup_deadline).await,
     };
-    kv_put(ctx, &dest_key, &dest, ttl).await;
+    kv_put(ctx, &dest_key, &dest, destination_ttl(wk_secs, srv_ttl)).await;
     Ok(dest)
 }
 
-/// The (cached) well-known outcome for `host`.
-async fn well_known(ctx: &Ctx, host: &str, deadline: u64) -> WellKnownCache {
+/// The (cached) well-known outcome for `host`, with the seconds it stays valid.
+async fn well_known(ctx: &Ctx, host: &str, deadline: u64) -> (WellKnownCache, u64) {
     let key = format!("fed:wk:{host}");
     // Stored with its expiry and kept in KV longer than that, so that the next failure knows
     // the previous outcome (back-off, keeping a valid delegation through an outage).
     let cached = kv_get::<(WellKnownCache, u64)>(ctx, &key).await;
     if let Some((c, expires_ms)) = cached.as_ref() {
-        if now_ms() < *expires_ms {
-            return c.clone();
+        let now = now_ms();
+        if now < *expires_ms {
+            return (c.clone(), (expires_ms - now) / 1000);
         }
     }
     let cached = cached.map(|(c, _)| c);
@@ -69,18 +69,18 @@ async fn well_known(ctx: &Ctx, host: &str, deadline: u64) -> WellKnownCache {
         None => WellKnownCache::after_failure(cached.as_ref()),
     };
     kv_put(ctx, &key, &(&entry, now_ms() + ttl * 1000), KEEP_WELL_KNOWN_SECS).await;
-    entry
+    (entry, ttl)
 }
 
-/// SRV `_matrix-fed._tcp`, then `_matrix._tcp`, then port 8448, for `host`; with the TTL to
-/// cache the result.
-async fn srv(ctx: &Ctx, host: &str, deadline: u64) -> (Destination, u64) {
+/// SRV `_matrix-fed._tcp`, then `_matrix._tcp`, then port 8448, for `host`; with the TTL of
+/// the record found.
+async fn srv(ctx: &Ctx, host: &str, deadline: u64) -> (Destination, Option<u64>) {
     for name in srv_names(host) {
         if let Some((target, port, ttl)) = srv_lookup(ctx, &name, deadline).await {
-            return (after_srv(host, Some((target, port))), ttl.clamp(MIN_CACHE_TTL_SECS, DEST_CACHE_SECS));
+            return (after_srv(host, Some((target, port))), Some(ttl));
         }
     }
-    (after_srv(host, None), DEST_CACHE_SECS)
+    (after_srv(host, None), None)
 }
 
 /// One SRV lookup over DNS-over-HTTPS (JSON API, `FEDERATION_DOH_URL`).

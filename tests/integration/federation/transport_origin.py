@@ -65,6 +65,8 @@ class Origin:
     seen: list[Seen] = field(default_factory=list)
     key_version: str = "stand1"
     key_doc_override: Callable[[dict], dict] | None = None
+    # The port to listen on (0: any free one).
+    bind_port: int = 0
 
     def __post_init__(self) -> None:
         self.signing_key = generate_signing_key(self.key_version)
@@ -104,7 +106,7 @@ class Origin:
             def log_message(self, *a) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.bind_port), Handler)
         if self.tls_context is not None:
             self.httpd.socket = self.tls_context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
