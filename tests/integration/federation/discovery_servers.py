@@ -1,4 +1,4 @@
-"""Stand-ins for the discovery tests (test_discovery.py): the `/.well-known/matrix/server`
+"""Stand-ins for the discovery tests (test_server_discovery.py): the `/.well-known/matrix/server`
 host on 127.0.0.1:443 (TLS) and a DNS-over-HTTPS resolver (JSON API, like Cloudflare's),
 both recording what they were asked. The homeserver itself is transport_origin.Origin.
 
