@@ -49,10 +49,7 @@ pub async fn resolve_room_servers(ctx: &Ctx, id_or_alias: &str) -> Result<(Owned
         let room = rooms::alias_room(&ctx.db, a.as_str()).await?.ok_or_else(|| err!(NotFound, "Room alias not found"))?;
         return Ok((parse_room_id(&room)?, vec![]));
     }
-    let path = format!(
-        "/_matrix/federation/v1/query/directory?room_alias={}",
-        percent_encoding::utf8_percent_encode(a.as_str(), percent_encoding::NON_ALPHANUMERIC)
-    );
+    let path = format!("/_matrix/federation/v1/query/directory?room_alias={}", crate::core::federation::uri_component(a.as_str()));
     let answer = crate::service::federation::client::request(ctx, a.server_name(), crate::http::Method::Get, &path, None)
         .await
         .map_err(|_| err!(NotFound, "Room alias not found"))?;

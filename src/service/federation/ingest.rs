@@ -22,6 +22,7 @@ use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, ServerName};
 use serde_json::{json, Value};
 
 use crate::core::federation::pdu::incoming;
+use crate::core::federation::uri_component;
 use crate::core::room::auth::check;
 use crate::core::room::pdu::Pdu;
 use crate::core::room::state::{resolve, state_after as apply_event, StateEntry, StateMap};
@@ -66,10 +67,6 @@ pub struct Ingest<'a> {
     budget: usize,
     /// Events newly added to the timeline, for the fan-out.
     pub accepted: Vec<Pdu>,
-}
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 impl<'a> Ingest<'a> {
@@ -169,7 +166,7 @@ impl<'a> Ingest<'a> {
             return Err(err!(Unknown, "Too many events to fetch for one request"));
         }
         self.budget -= 1;
-        let path = format!("/_matrix/federation/v1/event/{}", enc(id.as_str()));
+        let path = format!("/_matrix/federation/v1/event/{}", uri_component(id.as_str()));
         let body = client::request(self.ctx, self.origin, Method::Get, &path, None).await?;
         let value = body.get("pdus").and_then(Value::as_array).and_then(|a| a.first()).ok_or_else(|| err!(NotFound, "Event not returned"))?;
         let pdu = incoming(&self.rules, value, Some(&self.room_id))?;
@@ -264,8 +261,8 @@ impl<'a> Ingest<'a> {
     /// Fetches up to `limit` events before `before` from the origin (`GET
     /// /_matrix/federation/v1/backfill`).
     async fn backfill(&mut self, before: &[OwnedEventId], limit: u32) -> Result<Vec<Pdu>> {
-        let v: String = before.iter().map(|e| format!("&v={}", enc(e.as_str()))).collect();
-        let path = format!("/_matrix/federation/v1/backfill/{}?limit={limit}{v}", enc(self.room_id.as_str()));
+        let v: String = before.iter().map(|e| format!("&v={}", uri_component(e.as_str()))).collect();
+        let path = format!("/_matrix/federation/v1/backfill/{}?limit={limit}{v}", uri_component(self.room_id.as_str()));
         let answer = client::request(self.ctx, self.origin, Method::Get, &path, None).await?;
         Ok(answer
             .get("pdus")
@@ -314,7 +311,8 @@ impl<'a> Ingest<'a> {
     /// The state before `pdu` from the origin (`/state_ids` at the event, then `/event` for
     /// what we lack), when its `prev_events` cannot all be had.
     async fn remote_state_before(&mut self, pdu: &Pdu, depth: u32) -> Result<StateMap> {
-        let path = format!("/_matrix/federation/v1/state_ids/{}?event_id={}", enc(self.room_id.as_str()), enc(pdu.event_id.as_str()));
+        let path =
+            format!("/_matrix/federation/v1/state_ids/{}?event_id={}", uri_component(self.room_id.as_str()), uri_component(pdu.event_id.as_str()));
         let body = client::request(self.ctx, self.origin, Method::Get, &path, None).await?;
         let ids = |k: &str| -> Vec<OwnedEventId> {
             body.get(k)
@@ -348,7 +346,7 @@ impl<'a> Ingest<'a> {
     /// returned event ingested as a timeline event first.
     async fn fill_gap(&mut self, pdu: &Pdu, depth: u32) -> Result<()> {
         let earliest = graph::extremities(&self.ctx.db, self.room_id.as_str()).await?;
-        let path = format!("/_matrix/federation/v1/get_missing_events/{}", enc(self.room_id.as_str()));
+        let path = format!("/_matrix/federation/v1/get_missing_events/{}", uri_component(self.room_id.as_str()));
         let body = json!({ "earliest_events": earliest, "latest_events": [pdu.event_id], "limit": MISSING_LIMIT, "min_depth": 0 });
         let answer = client::request(self.ctx, self.origin, Method::Post, &path, Some(&body)).await?;
         let mut got: Vec<Pdu> = answer

@@ -7,6 +7,7 @@ use ruma::{RoomId, UserId};
 use serde_json::{json, Value};
 
 use crate::core::federation::pdu::{incoming, to_wire};
+use crate::core::federation::uri_component;
 use crate::core::room::pdu::NewEvent;
 use crate::core::room::version_rules;
 use crate::ctx::Ctx;
@@ -16,10 +17,6 @@ use crate::http::Method;
 use crate::service::federation::{client, keys, room};
 use crate::service::timeline;
 use crate::store::rooms;
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
 
 /// The stripped state sent with an invite (spec: "Stripped state").
 async fn invite_room_state(ctx: &Ctx, room_id: &RoomId) -> Result<Vec<Value>> {
@@ -51,7 +48,7 @@ pub async fn invite_remote(ctx: &Ctx, room_id: &RoomId, target: &UserId, ev: New
         "room_version": row.room_version,
         "invite_room_state": invite_room_state(ctx, room_id).await?,
     });
-    let path = format!("/_matrix/federation/v2/invite/{}/{}", enc(room_id.as_str()), enc(pdu.event_id.as_str()));
+    let path = format!("/_matrix/federation/v2/invite/{}/{}", uri_component(room_id.as_str()), uri_component(pdu.event_id.as_str()));
     let answer = client::request(ctx, target.server_name(), Method::Put, &path, Some(&body)).await?;
     let signed = answer.get("event").cloned().ok_or_else(|| err!(Unknown, "The invitee's server did not sign the invite"))?;
     let back = incoming(&rules, &signed, Some(room_id))?;

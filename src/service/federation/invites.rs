@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ruma::{EventId, RoomId, ServerName, UserId};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -15,6 +14,7 @@ use serde_json::{json, Value};
 use crate::core::federation::membership::{
     canonical_object, check_invite, countersign, leave_from_template, out_of_band_leave, stripped_invite_state, Refusal,
 };
+use crate::core::federation::uri_component;
 use crate::core::room::pdu::{parse_stored, Pdu};
 use crate::core::room::version_rules;
 use crate::core::sync::StrippedStateEvent;
@@ -87,13 +87,6 @@ pub async fn receive(ctx: &Ctx, origin: &ServerName, room_id: &str, event_id: &s
     Ok(Ok(json!({ "event": serde_json::to_value(&signed.json)? })))
 }
 
-/// Path segments as they go on the wire.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-fn seg(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
-
 /// Rejects a remote invite to a room this server is not in: `make_leave` on the inviting
 /// server, the leave built from its template and signed here, `send_leave` back to it
 /// (spec: "Leaving Rooms (Rejecting Invites)"). The user's membership then moves to `leave`
@@ -134,9 +127,14 @@ fn invite_pdu(row: &RemoteInviteRow, room_id: &RoomId) -> Result<Pdu> {
 async fn remote_leave(ctx: &Ctx, row: &RemoteInviteRow, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<Pdu> {
     let via = <&ServerName>::try_from(row.via_server.as_str()).map_err(Error::internal)?;
     let (_, rules) = version_rules(&row.room_version)?;
-    let made =
-        client::request(ctx, via, Method::Get, &format!("/_matrix/federation/v1/make_leave/{}/{}", seg(room_id.as_str()), seg(user.as_str())), None)
-            .await?;
+    let made = client::request(
+        ctx,
+        via,
+        Method::Get,
+        &format!("/_matrix/federation/v1/make_leave/{}/{}", uri_component(room_id.as_str()), uri_component(user.as_str())),
+        None,
+    )
+    .await?;
     let mut template = made.get("event").cloned().ok_or_else(|| err!(Unknown, "make_leave answered no template"))?;
     if let (Some(r), Some(c)) = (reason, template.get_mut("content").and_then(Value::as_object_mut)) {
         c.insert("reason".into(), json!(r));
@@ -147,7 +145,7 @@ async fn remote_leave(ctx: &Ctx, row: &RemoteInviteRow, room_id: &RoomId, user: 
         ctx,
         via,
         Method::Put,
-        &format!("/_matrix/federation/v2/send_leave/{}/{}", seg(room_id.as_str()), seg(leave.event_id.as_str())),
+        &format!("/_matrix/federation/v2/send_leave/{}/{}", uri_component(room_id.as_str()), uri_component(leave.event_id.as_str())),
         Some(&body),
     )
     .await?;

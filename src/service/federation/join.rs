@@ -6,6 +6,7 @@ use ruma::{OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{json, Value};
 
 use crate::core::federation::pdu::{finish_template, to_wire};
+use crate::core::federation::uri_component;
 use crate::core::json::JsonExt;
 use crate::core::room::pdu::NewEvent;
 use crate::core::room::{version_rules, SUPPORTED_VERSIONS};
@@ -17,10 +18,6 @@ use crate::http::Method;
 use crate::service::federation::client;
 use crate::service::federation::room::{store_join, JoinedRoom};
 use crate::service::membership::add_profile;
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
 
 /// Joins `user` to `room_id` through the first of `servers` that lets us; returns the join's
 /// event ID. Every server failing gives the last failure.
@@ -44,7 +41,12 @@ pub async fn join_remote(ctx: &Ctx, user: &UserId, room_id: &RoomId, servers: &[
 
 async fn join_via(ctx: &Ctx, user: &UserId, room_id: &RoomId, server: &ServerName, reason: Option<&str>) -> Result<String> {
     let vers: String = SUPPORTED_VERSIONS.iter().map(|(v, _)| format!("&ver={v}")).collect();
-    let path = format!("/_matrix/federation/v1/make_join/{}/{}?{}", enc(room_id.as_str()), enc(user.as_str()), vers.trim_start_matches('&'));
+    let path = format!(
+        "/_matrix/federation/v1/make_join/{}/{}?{}",
+        uri_component(room_id.as_str()),
+        uri_component(user.as_str()),
+        vers.trim_start_matches('&')
+    );
     let made = client::request(ctx, server, Method::Get, &path, None).await?;
     let version = made.get("room_version").and_then(Value::as_str).unwrap_or("1").to_owned();
     let (_, rules) = version_rules(&version)?;
@@ -69,7 +71,7 @@ async fn join_via(ctx: &Ctx, user: &UserId, room_id: &RoomId, server: &ServerNam
     }
     template.set("room_id", json!(room_id));
     let pdu = finish_template(&rules, &template, now_ms(), ctx.server_name(), &ctx.config.signing_key)?;
-    let path = format!("/_matrix/federation/v2/send_join/{}/{}", enc(room_id.as_str()), enc(pdu.event_id.as_str()));
+    let path = format!("/_matrix/federation/v2/send_join/{}/{}", uri_component(room_id.as_str()), uri_component(pdu.event_id.as_str()));
     let sent = client::request(ctx, server, Method::Put, &path, Some(&to_wire(&pdu))).await?;
     let list = |k: &str| sent.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
     // A resident server may add its signature (restricted joins): take its copy then.

@@ -4,6 +4,7 @@
 use ruma::UserId;
 use serde_json::Value;
 
+use crate::core::federation::uri_component;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
@@ -13,10 +14,9 @@ use crate::service::federation::client;
 /// A remote user's profile (or one field of it). Any failure of the remote server is a
 /// `404 M_NOT_FOUND` for the client, as Synapse answers.
 pub async fn profile(ctx: &Ctx, user: &UserId, field: Option<&str>) -> Result<Value> {
-    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
-    let mut path = format!("/_matrix/federation/v1/query/profile?user_id={}", enc(user.as_str()));
+    let mut path = format!("/_matrix/federation/v1/query/profile?user_id={}", uri_component(user.as_str()));
     if let Some(f) = field {
-        path.push_str(&format!("&field={}", enc(f)));
+        path.push_str(&format!("&field={}", uri_component(f)));
     }
     match client::request(ctx, user.server_name(), Method::Get, &path, None).await {
         Ok(v) if v.is_object() => Ok(v),
