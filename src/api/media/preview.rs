@@ -9,13 +9,11 @@
 //! in production. Results are cached in KV for an hour.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
-use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use url::Url;
-use worker::{AbortController, Delay, Fetch, Headers, RequestInit, RequestRedirect};
+use worker::{AbortController, Fetch, Headers, RequestInit, RequestRedirect};
 
 use crate::api::auth::Authed;
 use crate::core::crypto::{hex, sha256};
@@ -27,6 +25,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
+use crate::service::deadline::before;
 use crate::store::media::{self, Body};
 
 /// Most bytes of a preview image stored.
@@ -89,20 +88,6 @@ struct Fetched {
     body: Vec<u8>,
     /// Whether the body was cut at the byte limit.
     truncated: bool,
-}
-
-/// Awaits `fut` until `deadline` (ms since the epoch).
-async fn before<F: std::future::Future>(deadline: u64, fut: F) -> Option<F::Output> {
-    let left = deadline.saturating_sub(now_ms());
-    if left == 0 {
-        return None;
-    }
-    let fut = Box::pin(fut);
-    let delay = Box::pin(Delay::from(Duration::from_millis(left)));
-    match select(fut, delay).await {
-        Either::Left((out, _)) => Some(out),
-        Either::Right(_) => None,
-    }
 }
 
 /// GETs `url`, following at most [`MAX_REDIRECTS`] redirects by hand (each target checked),

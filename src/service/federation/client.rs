@@ -8,13 +8,10 @@
 //! (`FEDERATION_TIMEOUT_MS`) and a response size cap; a remote failure becomes our own
 //! `M_UNKNOWN`, never the remote body.
 
-use std::time::Duration;
-
-use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use ruma::ServerName;
 use serde_json::Value;
-use worker::{AbortController, Delay, Fetch, Headers, RequestInit};
+use worker::{AbortController, Fetch, Headers, RequestInit};
 
 use super::{resolve, socket};
 use crate::core::federation::http1;
@@ -24,6 +21,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::{log_error, Result};
 use crate::http::Method;
+use crate::service::deadline::before;
 
 /// A remote server's answer: its status and JSON body (`Null` when the body was not JSON).
 #[derive(Debug)]
@@ -107,20 +105,6 @@ pub async fn send(ctx: &Ctx, destination: &ServerName, method: Method, path_and_
         return Err(fail(&format!("HTTP {status} without a JSON body")));
     }
     Ok(RemoteResponse { status, body })
-}
-
-/// Awaits `fut` until `deadline` (ms since the epoch); `None` when time ran out.
-pub(crate) async fn before<F: std::future::Future>(deadline: u64, fut: F) -> Option<F::Output> {
-    let left = deadline.saturating_sub(now_ms());
-    if left == 0 {
-        return None;
-    }
-    let fut = Box::pin(fut);
-    let delay = Box::pin(Delay::from(Duration::from_millis(left)));
-    match select(fut, delay).await {
-        Either::Left((out, _)) => Some(out),
-        Either::Right(_) => None,
-    }
 }
 
 /// What [`fetch`] got.

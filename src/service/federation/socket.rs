@@ -10,9 +10,9 @@ use futures_util::future::poll_fn;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use worker::{SecureTransport, Socket};
 
-use super::client::before;
 use crate::core::federation::discovery::Destination;
 use crate::core::federation::http1::{self, Parsed};
+use crate::service::deadline::before;
 
 /// Sends `request` (a complete HTTP/1.1 request with `Connection: close`) and reads the
 /// response, all before `deadline` (ms since the epoch). `tls: false` is the development
