@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::core::federation::pdu::{incoming, to_wire};
 use crate::core::room::pdu::Pdu;
-use crate::core::room::version_rules;
+use crate::core::room::{version_rules, STRIPPED_STATE_TYPES};
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
@@ -91,12 +91,6 @@ pub async fn send_leave_route(ctx: &Ctx, req: &Request, origin: &ServerName, roo
 pub async fn send_knock_route(ctx: &Ctx, req: &Request, origin: &ServerName, room_id: &str, event_id: &str) -> Result<Response> {
     accept_membership(ctx, req, origin, room_id, event_id, "knock").await?;
     let state = state_before(ctx, room_id, event_id).await?;
-    const STRIPPED: [&str; 7] =
-        ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
-    let stripped: Vec<Value> = state
-        .iter()
-        .filter(|p| STRIPPED.contains(&p.kind.to_string().as_str()))
-        .map(|p| json!({ "type": p.kind.to_string(), "state_key": p.state_key, "sender": p.sender, "content": p.content_value() }))
-        .collect();
+    let stripped: Vec<Value> = state.iter().filter(|p| STRIPPED_STATE_TYPES.contains(&p.kind.to_string().as_str())).map(Pdu::stripped).collect();
     Ok(Response::ok(json!({ "knock_room_state": stripped })))
 }

@@ -20,6 +20,11 @@ use crate::error::Result;
 
 /// Room versions new rooms may use, with their stability for `/capabilities`. Versions 1 and 2
 /// use a different event-ID format and state resolution v1, which ruma does not implement.
+/// The state events a room's stripped state carries (spec: client-server-api, "Stripped
+/// state"): what invites and knocks show of a room, besides the user's own member event.
+pub const STRIPPED_STATE_TYPES: [&str; 7] =
+    ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
+
 pub const SUPPORTED_VERSIONS: &[(&str, &str)] = &[
     ("3", "unstable"),
     ("4", "unstable"),

@@ -118,6 +118,11 @@ impl Pdu {
         })
     }
 
+    /// The event as stripped state: type, state key, sender and content.
+    pub fn stripped(&self) -> Value {
+        serde_json::json!({ "type": self.kind.to_string(), "state_key": self.state_key, "sender": self.sender, "content": self.content_value() })
+    }
+
     /// For an `m.room.create` event: whether `user` is a room creator (its sender, or one of
     /// `additional_creators` from room v12).
     pub fn names_creator(&self, user: &str) -> bool {

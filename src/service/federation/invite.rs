@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::core::federation::pdu::{incoming, to_wire};
 use crate::core::federation::uri_component;
 use crate::core::room::pdu::NewEvent;
-use crate::core::room::version_rules;
+use crate::core::room::{version_rules, STRIPPED_STATE_TYPES};
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
@@ -20,9 +20,7 @@ use crate::store::rooms;
 
 /// The stripped state sent with an invite (spec: "Stripped state").
 async fn invite_room_state(ctx: &Ctx, room_id: &RoomId) -> Result<Vec<Value>> {
-    const TYPES: [&str; 7] =
-        ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias", "m.room.encryption", "m.room.topic"];
-    let keys: Vec<(String, String)> = TYPES.iter().map(|t| ((*t).to_owned(), String::new())).collect();
+    let keys: Vec<(String, String)> = STRIPPED_STATE_TYPES.iter().map(|t| ((*t).to_owned(), String::new())).collect();
     let state = rooms::current_state_keys(&ctx.db, room_id.as_str(), &keys).await?;
     let pdus = rooms::get_pdus(&ctx.db, &state.into_values().collect::<Vec<_>>()).await?;
     Ok(pdus
@@ -32,7 +30,7 @@ async fn invite_room_state(ctx: &Ctx, room_id: &RoomId) -> Result<Vec<Value>> {
             if p.kind.to_string() == "m.room.create" {
                 to_wire(p)
             } else {
-                json!({ "type": p.kind.to_string(), "state_key": p.state_key, "sender": p.sender, "content": p.content_value() })
+                p.stripped()
             }
         })
         .collect())

@@ -2,23 +2,24 @@
 
 use serde::Deserialize;
 
+use crate::core::room::STRIPPED_STATE_TYPES;
 use crate::error::Result;
 use crate::params;
 use crate::store::db::Db;
 use crate::store::rooms::{EventRow, EVENT_COLUMNS};
 
 /// The stripped state of the rooms the user is invited to or knocking on (spec:
-/// "Stripped state"): the room's create, join rules, name, avatar, alias, encryption and
-/// topic, and the user's own member event. One query.
+/// "Stripped state"): the events of `STRIPPED_STATE_TYPES` and the user's own member
+/// event. One query.
 pub async fn stripped_state(db: &Db, user: &str) -> Result<Vec<EventRow>> {
+    // The types are constants of ours, quoted here, not input.
+    let types = STRIPPED_STATE_TYPES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
     db.all(
         &format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (
                SELECT c.event_id FROM current_state c
                WHERE c.room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1 AND membership IN ('invite', 'knock'))
-                 AND (c.type IN ('m.room.create', 'm.room.join_rules', 'm.room.name', 'm.room.avatar',
-                                 'm.room.canonical_alias', 'm.room.encryption', 'm.room.topic')
-                      OR (c.type = 'm.room.member' AND c.state_key = ?1)))"
+                 AND (c.type IN ({types}) OR (c.type = 'm.room.member' AND c.state_key = ?1)))"
         ),
         params![user],
     )
