@@ -82,7 +82,8 @@ async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<Strin
 async fn remote_join_servers(ctx: &Ctx, room_id: &RoomId, user: &UserId, via: Vec<OwnedServerName>) -> Result<Option<Vec<OwnedServerName>>> {
     let ours = ctx.server_name();
     let known = rooms::get_room(&ctx.db, room_id.as_str()).await?.is_some();
-    if known && graph::member_servers(&ctx.db, room_id.as_str(), "join").await?.iter().any(|s| s == ours) {
+    let members = if known { graph::member_servers(&ctx.db, room_id.as_str(), "join").await? } else { vec![] };
+    if members.iter().any(|s| s == ours) {
         return Ok(None);
     }
     let mut servers = via;
@@ -95,7 +96,7 @@ async fn remote_join_servers(ctx: &Ctx, room_id: &RoomId, user: &UserId, via: Ve
     if let Some(s) = room_id.server_name() {
         servers.push(s.to_owned());
     }
-    for s in graph::member_servers(&ctx.db, room_id.as_str(), "join").await? {
+    for s in members {
         if let Ok(s) = ServerName::parse(&s) {
             servers.push(s);
         }

@@ -29,7 +29,7 @@ use crate::core::room::state::{resolve, state_after as apply_event, StateEntry, 
 use crate::core::room::version_rules;
 use crate::ctx::Ctx;
 use crate::err;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::Method;
 use crate::service::federation::{client, keys};
 use crate::store::{graph, rooms};
@@ -214,11 +214,8 @@ impl<'a> Ingest<'a> {
         }
         let pdu = self.verified(pdu).await?;
         Box::pin(self.ensure_auth_events(&pdu, depth)).await?;
-        let auth_state = self.auth_state(&pdu);
-        let events = &self.events;
-        let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
-        if let Err(e) = check(&self.rules, &pdu, &auth_state, &fetch) {
-            self.ctx.db.batch(vec![graph::insert_rejected_stmt(&self.ctx.db, pdu.event_id.as_str(), self.room_id.as_str(), &e.to_string())?]).await?;
+        if let Err(e) = self.allowed(&pdu, &self.auth_state(&pdu)) {
+            self.record_rejected(&pdu, &e.to_string()).await?;
             return Err(e);
         }
         self.ctx.db.batch(vec![graph::insert_outlier_stmt(&self.ctx.db, &pdu, None, false)?]).await?;
@@ -244,10 +241,7 @@ impl<'a> Ingest<'a> {
         }
         let pdu = self.verified(pdu).await?;
         self.ensure_auth_events(&pdu, 0).await?;
-        let auth_state = self.auth_state(&pdu);
-        let events = &self.events;
-        let fetch = |e: &EventId| if e == pdu.event_id { Some(pdu.clone()) } else { events.get(e).cloned() };
-        if let Err(e) = check(&self.rules, &pdu, &auth_state, &fetch) {
+        if let Err(e) = self.allowed(&pdu, &self.auth_state(&pdu)) {
             self.record_rejected(&pdu, &e.to_string()).await?;
             return Ok(false);
         }
@@ -269,6 +263,19 @@ impl<'a> Ingest<'a> {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|v| incoming(&self.rules, v, Some(&self.room_id)).ok()).collect())
             .unwrap_or_default())
+    }
+
+    /// The auth rules for `pdu` against `state` (the event itself findable among the events).
+    fn allowed(&self, pdu: &Pdu, state: &StateMap) -> Result<()> {
+        let events = &self.events;
+        let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
+        check(&self.rules, pdu, state, &fetch)
+    }
+
+    /// Records `pdu` as rejected for `why`; the outcome to report.
+    async fn rejected(&self, pdu: &Pdu, why: &Error) -> Result<Outcome> {
+        self.record_rejected(pdu, &why.to_string()).await?;
+        Ok(Outcome::Rejected(why.to_string()))
     }
 
     /// The state its auth events describe (plus the create event, which v12 leaves out).
@@ -381,10 +388,6 @@ impl<'a> Ingest<'a> {
             return Err(err!(Unknown, "Gap too deep"));
         }
         let pdu = self.verified(pdu).await?;
-        let reject = |this: &Self, reason: String| -> Result<Outcome> {
-            let _ = this;
-            Ok(Outcome::Rejected(reason))
-        };
         // Auth events known and the event allowed by them. An auth event that was rejected
         // rejects this one for good; one that could not be fetched (the origin failed) only
         // fails this attempt: the event may come again, e.g. through a later gap fill.
@@ -392,17 +395,10 @@ impl<'a> Ingest<'a> {
             if e.kind() != crate::error::ErrorKind::Forbidden {
                 return Ok(Outcome::Deferred(e.to_string()));
             }
-            self.record_rejected(&pdu, &e.to_string()).await?;
-            return reject(self, e.to_string());
+            return self.rejected(&pdu, &e).await;
         }
-        let auth_state = self.auth_state(&pdu);
-        {
-            let events = &self.events;
-            let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
-            if let Err(e) = check(&self.rules, &pdu, &auth_state, &fetch) {
-                self.record_rejected(&pdu, &e.to_string()).await?;
-                return reject(self, e.to_string());
-            }
+        if let Err(e) = self.allowed(&pdu, &self.auth_state(&pdu)) {
+            return self.rejected(&pdu, &e).await;
         }
 
         // The state before it: resolution over its prev_events' states.
@@ -427,13 +423,8 @@ impl<'a> Ingest<'a> {
             (None, self.remote_state_before(&pdu, depth).await?)
         };
         self.load_auth_state(&pdu, &before).await?;
-        {
-            let events = &self.events;
-            let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
-            if let Err(e) = check(&self.rules, &pdu, &before, &fetch) {
-                self.record_rejected(&pdu, &e.to_string()).await?;
-                return reject(self, e.to_string());
-            }
+        if let Err(e) = self.allowed(&pdu, &before) {
+            return self.rejected(&pdu, &e).await;
         }
 
         // Soft failure: allowed at its place in the graph, but not by the current state.
@@ -450,11 +441,7 @@ impl<'a> Ingest<'a> {
             self.load_auth_state(&pdu, &current).await?;
         }
         // A room we are only now joining has no current state to compare with.
-        let soft_failed = row.state_group.is_some() && !extends_current && {
-            let events = &self.events;
-            let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
-            check(&self.rules, &pdu, &current, &fetch).is_err()
-        };
+        let soft_failed = row.state_group.is_some() && !extends_current && self.allowed(&pdu, &current).is_err();
 
         let mut stmts = Vec::new();
         let room = self.room_id.to_string();
