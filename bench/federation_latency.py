@@ -37,6 +37,7 @@ import matrix_helpers  # noqa: E402
 from fed_helpers import HS, User, create_room, join, register_user, rpath, wait_for_membership  # noqa: E402
 from matrix_helpers import CLIENT_V3, call  # noqa: E402
 from synapse_local import Cert, FedSynapse, free_port, make_cert  # noqa: E402
+from sync_latency import pct  # noqa: E402  (one percentile for the benchmarks)
 
 ALL_PAIRS = ["stratus-synapse", "synapse-stratus", "stratus-stratus2", "synapse-synapse2"]
 SAMPLE_DEADLINE = 20.0
@@ -131,14 +132,6 @@ def measure(x: HS, y: HS, n: int) -> tuple[list[float], int]:
         else:
             lost += 1
     return latencies, lost
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
-    return xs[k]
 
 
 def main() -> None:

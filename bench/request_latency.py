@@ -41,7 +41,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from sync_latency import register  # noqa: E402  (one registration helper for the benchmarks)
+from sync_latency import pct, register  # noqa: E402  (one registration helper and percentile for the benchmarks)
 
 
 def start_stratus(repo: Path, extra: dict[str, str] | None = None):
@@ -123,13 +123,6 @@ class Target:
             "messages",
             lambda: self.s.get(f"{b}/_matrix/client/v3/rooms/{self.room}/messages", params={"dir": "b", "limit": "50"}, headers=self.hb, timeout=60),
         )
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    return xs[min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))]
 
 
 def main() -> None:
