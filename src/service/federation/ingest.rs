@@ -561,14 +561,17 @@ pub async fn store_remote_join(
     auth_chain: &[Value],
 ) -> Result<OwnedEventId> {
     let (_, rules) = version_rules(room_version)?;
-    let mut events: Vec<Pdu> = auth_chain.iter().chain(state).filter_map(|v| incoming(&rules, v, Some(room_id)).ok()).collect();
+    let parse = |list: &[Value]| -> Vec<Pdu> { list.iter().filter_map(|v| incoming(&rules, v, Some(room_id)).ok()).collect() };
+    let state_pdus = parse(state);
+    let state_ids: HashSet<OwnedEventId> = state_pdus.iter().map(|p| p.event_id.clone()).collect();
+    let mut events = parse(auth_chain);
+    events.extend(state_pdus);
     events.sort_by_key(|p| p.depth);
     let create =
         events.iter().find(|p| p.kind.to_string() == "m.room.create").ok_or_else(|| err!(BadJson, "The join's state has no create event"))?;
     if rooms::get_room(&ctx.db, room_id.as_str()).await?.is_none() {
         ctx.db.batch(vec![graph::insert_room_if_missing_stmt(&ctx.db, room_id.as_str(), room_version, create.sender.as_str())?]).await?;
     }
-    let state_ids: HashSet<OwnedEventId> = state.iter().filter_map(|v| incoming(&rules, v, Some(room_id)).ok()).map(|p| p.event_id).collect();
     let mut ingest = Ingest::new(ctx, room_id, origin).await?;
     for p in events {
         // One bad event does not sink the join; it is left out of the state.
