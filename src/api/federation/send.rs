@@ -9,7 +9,7 @@ use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::federation::{acl, room, sender};
+use crate::service::federation::{acl, edu, room, sender};
 use crate::store::{graph, rooms};
 
 /// The spec's limits on one transaction.
@@ -19,9 +19,8 @@ const MAX_EDUS: usize = 100;
 /// # `PUT /_matrix/federation/v1/send/{txnId}`
 /// Each PDU goes through the checks on receipt in its room's `Room` object; the answer
 /// reports each PDU's outcome (a refused PDU does not fail the transaction). A transaction
-/// repeated by its origin gets the first answer and is not processed again. EDUs are
-/// accepted and not yet acted on (typing, receipts, presence and device lists come with the
-/// next federation issue).
+/// repeated by its origin gets the first answer and is not processed again. EDUs go to
+/// [`edu::receive`] after the PDUs (a receipt may name an event of the same transaction).
 pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerName, txn_id: &str) -> Result<Response> {
     // The origin is up: whatever we queued for it goes now, not at the end of its backoff.
     if let Some(w) = &ctx.wctx {
@@ -37,8 +36,8 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
     }
     let body = req.json_value()?;
     let pdus = body.get("pdus").and_then(Value::as_array).cloned().unwrap_or_default();
-    let edus = body.get("edus").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-    if pdus.len() > MAX_PDUS || edus > MAX_EDUS {
+    let edus = body.get("edus").and_then(Value::as_array).cloned().unwrap_or_default();
+    if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
         return Err(err!(BadJson, "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"));
     }
     // By room, keeping the order they came in.
@@ -71,6 +70,7 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
             Err(e) => worker::console_warn!("transaction {txn_id} from {origin}: room {room_id}: {e}"),
         }
     }
+    edu::receive(ctx, origin, &edus).await;
     let answer = json!({ "pdus": results });
     graph::put_txn_response(&ctx.db, origin.as_str(), txn_id, &answer).await?;
     Ok(Response::ok(answer))

@@ -9,6 +9,7 @@
 pub mod acl;
 pub mod auth;
 pub mod client;
+pub mod edu;
 pub mod ingest;
 pub mod invite;
 pub mod invites;

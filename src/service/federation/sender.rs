@@ -82,8 +82,24 @@ async fn enqueue_pdus(env: &Env, destinations: Vec<String>, pdus: &[&Pdu]) -> Re
     Ok(())
 }
 
+/// Queues one EDU (`{"edu_type": …, "content": …}`) for each of `servers` but ourselves, in
+/// parallel (bounded); one failing queue fails only its own delivery (logged).
+#[allow(dead_code)] // the EDU senders (typing, receipts, presence, device lists) are being written
+pub async fn send_edu<'a>(env: &Env, config: &Config, servers: impl IntoIterator<Item = &'a str>, edu: &Value) {
+    let ours = config.server_name.as_str();
+    let mut destinations: Vec<&str> = servers.into_iter().filter(|s| *s != ours).collect();
+    destinations.sort_unstable();
+    destinations.dedup();
+    stream::iter(destinations)
+        .for_each_concurrent(PARALLEL, |dest| async move {
+            if let Err(e) = enqueue_edus(env, dest, vec![edu.clone()]).await {
+                worker::console_error!("federation queue of {dest}: {e}");
+            }
+        })
+        .await;
+}
+
 /// Queues EDUs (`{"edu_type": …, "content": …}`) for one destination.
-#[allow(dead_code)] // the EDU senders (typing, receipts, presence, device lists) come next
 pub async fn enqueue_edus(env: &Env, destination: &str, edus: Vec<Value>) -> Result<()> {
     if edus.is_empty() {
         return Ok(());
