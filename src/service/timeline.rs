@@ -185,7 +185,14 @@ async fn append_or_prepare(
         let t = txn.as_ref().map(|t| rooms::TxnWrite { user: &t.user_id, device: &t.device_id, txn_id: &t.txn_id, key: &t.key });
         stmts.extend(rooms::append_stmts(
             db,
-            &rooms::EventWrite { pdu: &pdu, state_before: before.as_deref(), state_after: after.as_deref(), txn: t, project: true },
+            &rooms::EventWrite {
+                pdu: &pdu,
+                state_before: before.as_deref(),
+                state_after: after.as_deref(),
+                txn: t,
+                project: true,
+                redacts_others: true,
+            },
         )?);
         head.group = after;
         // The new event names (up to 20 of) the extremities; any it could not name stay.

@@ -200,6 +200,11 @@ pub struct EventWrite<'a> {
     /// events from other servers move them by state resolution instead
     /// (`store::graph::current_state_stmts`).
     pub project: bool,
+    /// For a redaction: whether its sender may redact other users' events (the room's
+    /// `redact` level). Without it the redaction applies only to events of its sender's own
+    /// server (spec: rooms/v3, "Handling redactions"; from v3 the auth rules leave this to
+    /// the server, and it is how a remote server's user is kept from redacting ours).
+    pub redacts_others: bool,
 }
 
 /// The client transaction an event was sent in: `txn_id` as the client gave it (echoed in
@@ -300,8 +305,9 @@ fn event_stmts(db: &Db, w: &EventWrite<'_>, pos: &str) -> Result<Vec<D1PreparedS
     if let Some(r) = &p.redacts {
         if p.kind == TimelineEventType::RoomRedaction {
             stmts.push(db.stmt(
-                "UPDATE events SET redacted_by = ? WHERE event_id = ? AND room_id = ? AND redacted_by IS NULL",
-                params![p.event_id.as_str(), r.as_str(), room],
+                "UPDATE events SET redacted_by = ?1 WHERE event_id = ?2 AND room_id = ?3 AND redacted_by IS NULL
+                 AND (?4 OR substr(sender, instr(sender, ':') + 1) = ?5)",
+                params![p.event_id.as_str(), r.as_str(), room, w.redacts_others, p.sender.server_name().as_str()],
             )?);
         }
     }

@@ -25,6 +25,7 @@ use crate::core::federation::pdu::incoming;
 use crate::core::federation::uri_component;
 use crate::core::room::auth::check;
 use crate::core::room::pdu::Pdu;
+use crate::core::room::power::PowerLevels;
 use crate::core::room::state::{resolve, state_after as apply_event, StateEntry, StateMap};
 use crate::core::room::version_rules;
 use crate::ctx::Ctx;
@@ -245,7 +246,8 @@ impl<'a> Ingest<'a> {
             self.record_rejected(&pdu, &e.to_string()).await?;
             return Ok(false);
         }
-        let write = rooms::EventWrite { pdu: &pdu, state_before: None, state_after: None, txn: None, project: false };
+        let redacts_others = self.may_redact_others(&pdu, &self.auth_state(&pdu));
+        let write = rooms::EventWrite { pdu: &pdu, state_before: None, state_after: None, txn: None, project: false, redacts_others };
         let stmts = if below { rooms::backfill_stmts(&self.ctx.db, &write)? } else { rooms::append_stmts(&self.ctx.db, &write)? };
         self.ctx.db.batch(stmts).await?;
         self.events.insert(pdu.event_id.clone(), pdu);
@@ -270,6 +272,16 @@ impl<'a> Ingest<'a> {
         let events = &self.events;
         let fetch = |id: &EventId| if id == pdu.event_id { Some(pdu.clone()) } else { events.get(id).cloned() };
         check(&self.rules, pdu, state, &fetch)
+    }
+
+    /// Whether `pdu` (a redaction) may redact other servers' events, by the power levels of
+    /// `state` (the state before it; its events loaded).
+    fn may_redact_others(&self, pdu: &Pdu, state: &StateMap) -> bool {
+        if pdu.redacts.is_none() {
+            return false;
+        }
+        let get = |t: &str| state.get(&(t.to_owned(), String::new())).and_then(|e| self.events.get(e));
+        PowerLevels::new(&self.rules, get("m.room.create"), get("m.room.power_levels")).is_ok_and(|l| l.can_redact_others(&pdu.sender))
     }
 
     /// Records `pdu` as rejected for `why`; the outcome to report.
@@ -479,7 +491,14 @@ impl<'a> Ingest<'a> {
         // Into the timeline; the extremities and the current state move.
         stmts.extend(rooms::append_stmts(
             &self.ctx.db,
-            &rooms::EventWrite { pdu: &pdu, state_before: Some(&before_group), state_after: Some(&after_group), txn: None, project: false },
+            &rooms::EventWrite {
+                pdu: &pdu,
+                state_before: Some(&before_group),
+                state_after: Some(&after_group),
+                txn: None,
+                project: false,
+                redacts_others: self.may_redact_others(&pdu, &before),
+            },
         )?);
         let old_ext = graph::parse_extremities(row.extremities.as_deref(), row.head_event.as_deref());
         let mut ext: Vec<OwnedEventId> = old_ext.iter().filter(|e| !pdu.prev_events.contains(e)).cloned().collect();
