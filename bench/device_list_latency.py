@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Cross-server device-list latency (issue: Federation II): user A on server X and user B on
+server Y share a room; B long-polls /sync on Y; A signs in a new device on X and uploads its
+device keys. The figure is the time from the start of A's `POST /keys/upload` to B's /sync
+returning A in `device_lists.changed` (Y learnt it from X's `m.device_list_update` EDU, and
+woke B). p50 and p95 over N samples, for each pair:
+
+    Stratus→Synapse, Synapse→Stratus, Stratus→Stratus, Synapse→Synapse (the baseline)
+
+The harness is bench/federation_latency.py's (one CA for the run, Synapse from
+bench/synapse_local.py, Stratus from `wrangler dev` serving build/ over TLS).
+
+    .venv/bin/python bench/device_list_latency.py [--samples 20] [--pairs synapse-synapse2,stratus-synapse]
+
+Signing in creates the device, which servers announce too; the sample waits for that
+announcement (or 5 s) and drains B's /sync before timing the key upload, so each sample
+times one change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import federation_latency as fl  # noqa: E402  (sets up sys.path for the test helpers too)
+from fed_helpers import DEFAULT_PASSWORD, HS, create_room, join, register_user, wait_for_membership  # noqa: E402
+from matrix_helpers import CLIENT_V3, call  # noqa: E402
+from synapse_local import make_cert  # noqa: E402
+from sync_latency import pct  # noqa: E402
+
+SAMPLE_DEADLINE = 20.0
+
+
+def device_keys(user_id: str, device_id: str) -> dict:
+    """Device keys signed by the device's own ed25519 key, as a client uploads them."""
+    import nacl.signing
+    import signedjson.key
+    import signedjson.sign
+
+    seed = nacl.signing.SigningKey.generate()
+    key = signedjson.key.decode_signing_key_base64("ed25519", device_id, signedjson.key.encode_signing_key_base64(seed))
+    curve = signedjson.key.encode_verify_key_base64(nacl.signing.SigningKey.generate().verify_key)  # any 32-byte key
+    keys = {
+        "user_id": user_id,
+        "device_id": device_id,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {f"curve25519:{device_id}": curve, f"ed25519:{device_id}": signedjson.key.encode_verify_key_base64(key.verify_key)},
+    }
+    return signedjson.sign.sign_json(keys, user_id, key)
+
+
+def login(hs: HS, user_id: str, password: str) -> tuple[str, str]:
+    localpart = user_id.split(":", 1)[0].lstrip("@")
+    r = call(hs.base, "POST", f"{CLIENT_V3}/login",
+             {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": localpart}, "password": password})
+    r.raise_for_status()
+    body = r.json()
+    return body["access_token"], body["device_id"]
+
+
+def changed(body: dict, user_id: str) -> bool:
+    return user_id in body.get("device_lists", {}).get("changed", [])
+
+
+def measure(x: HS, y: HS, n: int) -> tuple[list[float], int]:
+    """(latencies in ms, samples lost). Raises if B cannot join A's room."""
+    a, b = register_user(x, "bencha"), register_user(y, "benchb")
+    room = create_room(a)
+    join(b, room, via=[x.server_name])
+    wait_for_membership(a, room, b.user_id, "join")
+    since = call(y.base, "GET", f"{CLIENT_V3}/sync", token=b.token, params={"timeout": "0"}).json()["next_batch"]
+
+    def sync(cur: str, timeout_ms: int) -> dict:
+        return call(y.base, "GET", f"{CLIENT_V3}/sync", token=b.token,
+                    params={"timeout": str(timeout_ms), "since": cur, "set_presence": "offline"}).json()
+
+    latencies: list[float] = []
+    lost = 0
+    for _ in range(n):
+        token, device = login(x, a.user_id, DEFAULT_PASSWORD)
+        # The new device's own announcement, then nothing pending.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            body = sync(since, 1000)
+            since = body["next_batch"]
+            if changed(body, a.user_id):
+                break
+        since = sync(since, 0)["next_batch"]
+
+        result: dict = {}
+        started = threading.Event()
+
+        def poll(cur: str = since) -> None:
+            started.set()
+            end = time.monotonic() + SAMPLE_DEADLINE
+            while time.monotonic() < end:
+                body = sync(cur, 10000)
+                cur = body["next_batch"]
+                if changed(body, a.user_id):
+                    result["t1"] = time.perf_counter()
+                    break
+            result["since"] = cur
+
+        t = threading.Thread(target=poll, daemon=True)
+        t.start()
+        started.wait()
+        time.sleep(0.15)  # let the long-poll park
+        t0 = time.perf_counter()
+        r = call(x.base, "POST", f"{CLIENT_V3}/keys/upload", {"device_keys": device_keys(a.user_id, device)}, token=token)
+        r.raise_for_status()
+        t.join(SAMPLE_DEADLINE + 15)
+        since = result.get("since", since)
+        if "t1" in result:
+            latencies.append((result["t1"] - t0) * 1000)
+        else:
+            lost += 1
+    return latencies, lost
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--pairs", default=",".join(fl.ALL_PAIRS), help=f"comma-separated, of {fl.ALL_PAIRS}")
+    args = ap.parse_args()
+    pairs = [p.split("-") for p in args.pairs.split(",") if p]
+    for p in pairs:
+        assert "-".join(p) in fl.ALL_PAIRS, f"unknown pair {'-'.join(p)}"
+    d = Path(tempfile.mkdtemp(prefix="bench-devlist-"))
+    cert = make_cert(d)
+    fl.trust(cert, d)
+    servers: dict[str, HS] = {}
+    stops: list = []
+    results: dict[str, dict] = {}
+    try:
+        for x, y in pairs:
+            name = f"{x}→{y}"
+            try:
+                for label in (x, y):
+                    if label not in servers:
+                        servers[label] = fl.start(label, cert, stops)
+                print(f"{name}: {args.samples} samples", flush=True)
+                xs, lost = measure(servers[x], servers[y], args.samples)
+                results[name] = {"n": len(xs), "lost": lost, "p50_ms": pct(xs, 50), "p95_ms": pct(xs, 95),
+                                 "mean_ms": statistics.fmean(xs) if xs else float("nan")}
+            except Exception as e:  # noqa: BLE001 - reported as n/a
+                results[name] = {"n": 0, "error": str(e).splitlines()[0][:400] if str(e) else type(e).__name__}
+    finally:
+        for s in reversed(stops):
+            try:
+                s()
+            except BaseException:
+                pass
+    print()
+    print(f"{'pair':<22}{'n':>5}{'lost':>6}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:<22}  n/a: {r['error']}")
+        else:
+            print(f"{name:<22}{r['n']:>5}{r['lost']:>6}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{r['mean_ms']:>10.1f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
