@@ -256,6 +256,8 @@ class FedSynapse:
             "federation_domain_whitelist": None,
             "allow_public_rooms_over_federation": True,
             "allow_public_rooms_without_auth": True,
+            # Anyone may publish a room (Synapse's default lets no one), for the directory tests.
+            "room_list_publication_rules": [{"action": "allow"}],
             # A peer that was down is retried within seconds, not Synapse's default minutes.
             "federation": {"destination_min_retry_interval": "1s", "destination_retry_multiplier": 1.5,
                            "destination_max_retry_interval": "5s"},
