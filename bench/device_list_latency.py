@@ -31,39 +31,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import federation_latency as fl  # noqa: E402  (sets up sys.path for the test helpers too)
-from fed_helpers import DEFAULT_PASSWORD, HS, create_room, join, register_user, wait_for_membership  # noqa: E402
+from fed_helpers import HS, create_room, join, login_device, register_user, signed_device_keys, wait_for_membership  # noqa: E402
 from matrix_helpers import CLIENT_V3, call  # noqa: E402
 from synapse_local import make_cert  # noqa: E402
 from sync_latency import pct  # noqa: E402
 
 SAMPLE_DEADLINE = 20.0
-
-
-def device_keys(user_id: str, device_id: str) -> dict:
-    """Device keys signed by the device's own ed25519 key, as a client uploads them."""
-    import nacl.signing
-    import signedjson.key
-    import signedjson.sign
-
-    seed = nacl.signing.SigningKey.generate()
-    key = signedjson.key.decode_signing_key_base64("ed25519", device_id, signedjson.key.encode_signing_key_base64(seed))
-    curve = signedjson.key.encode_verify_key_base64(nacl.signing.SigningKey.generate().verify_key)  # any 32-byte key
-    keys = {
-        "user_id": user_id,
-        "device_id": device_id,
-        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-        "keys": {f"curve25519:{device_id}": curve, f"ed25519:{device_id}": signedjson.key.encode_verify_key_base64(key.verify_key)},
-    }
-    return signedjson.sign.sign_json(keys, user_id, key)
-
-
-def login(hs: HS, user_id: str, password: str) -> tuple[str, str]:
-    localpart = user_id.split(":", 1)[0].lstrip("@")
-    r = call(hs.base, "POST", f"{CLIENT_V3}/login",
-             {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": localpart}, "password": password})
-    r.raise_for_status()
-    body = r.json()
-    return body["access_token"], body["device_id"]
 
 
 def changed(body: dict, user_id: str) -> bool:
@@ -85,7 +58,7 @@ def measure(x: HS, y: HS, n: int) -> tuple[list[float], int]:
     latencies: list[float] = []
     lost = 0
     for _ in range(n):
-        token, device = login(x, a.user_id, DEFAULT_PASSWORD)
+        token, device = login_device(x, a.user_id)
         # The new device's own announcement, then nothing pending.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -114,7 +87,7 @@ def measure(x: HS, y: HS, n: int) -> tuple[list[float], int]:
         started.wait()
         time.sleep(0.15)  # let the long-poll park
         t0 = time.perf_counter()
-        r = call(x.base, "POST", f"{CLIENT_V3}/keys/upload", {"device_keys": device_keys(a.user_id, device)}, token=token)
+        r = call(x.base, "POST", f"{CLIENT_V3}/keys/upload", {"device_keys": signed_device_keys(a.user_id, device)}, token=token)
         r.raise_for_status()
         t.join(SAMPLE_DEADLINE + 15)
         since = result.get("since", since)

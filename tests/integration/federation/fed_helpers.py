@@ -395,3 +395,33 @@ def build_pdu(ctx: dict, room_id: str, sender: str, etype: str, content: dict, s
     if state_key is not None:
         ev["state_key"] = state_key
     return ev
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def signed_device_keys(user_id: str, device_id: str) -> dict:
+    """Device keys signed by the device's own (fresh) ed25519 key, as a client uploads them."""
+    import nacl.signing
+    import signedjson.key
+    import signedjson.sign
+
+    key = signedjson.key.decode_signing_key_base64("ed25519", device_id,
+                                                   signedjson.key.encode_signing_key_base64(nacl.signing.SigningKey.generate()))
+    curve = signedjson.key.encode_verify_key_base64(nacl.signing.SigningKey.generate().verify_key)  # any 32-byte key
+    keys = {
+        "user_id": user_id,
+        "device_id": device_id,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {f"curve25519:{device_id}": curve, f"ed25519:{device_id}": signedjson.key.encode_verify_key_base64(key.verify_key)},
+    }
+    return signedjson.sign.sign_json(keys, user_id, key)
+
+
+def login_device(hs: HS, user_id: str, password: str = DEFAULT_PASSWORD) -> tuple[str, str]:
+    """Signs in a new device: (access token, device ID)."""
+    localpart = user_id.split(":", 1)[0].lstrip("@")
+    body = ok(call(hs.base, "POST", f"{CLIENT_V3}/login",
+                   {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": localpart}, "password": password}),
+              f"login of {user_id} on {hs}")
+    return body["access_token"], body["device_id"]
