@@ -10,3 +10,12 @@ CREATE TABLE federation_to_device_ids (
     PRIMARY KEY (origin, message_id)
 );
 CREATE INDEX federation_to_device_ids_ts ON federation_to_device_ids (received_ts);
+
+-- When each local user's presence was last announced to other servers (`m.presence`). A
+-- change is sent at once; an unchanged online presence is announced again every 25 minutes
+-- (checked at most once a minute, when a sync refreshes the user's last activity), because
+-- Synapse takes a remote user it has not heard about for 30 minutes to be offline.
+CREATE TABLE presence_pings (
+    user_id TEXT PRIMARY KEY,
+    sent_ts INTEGER NOT NULL
+);

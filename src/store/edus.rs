@@ -1,5 +1,6 @@
-//! Bookkeeping for EDUs from other servers: the `m.direct_to_device` message IDs already
-//! received (table `federation_to_device_ids`, `migrations/0015_federation_edus.sql`).
+//! Bookkeeping for EDUs (`migrations/0015_federation_edus.sql`): the `m.direct_to_device`
+//! message IDs already received (table `federation_to_device_ids`) and when each local
+//! user's unchanged presence was last announced to other servers (`presence_pings`).
 
 use crate::core::time::now_ms;
 use crate::error::Result;
@@ -31,5 +32,31 @@ pub async fn claim_to_device_message(db: &Db, origin: &str, message_id: &str) ->
 /// be allowed to try again).
 pub async fn unclaim_to_device_message(db: &Db, origin: &str, message_id: &str) -> Result<()> {
     db.run("DELETE FROM federation_to_device_ids WHERE origin = ? AND message_id = ?", params![origin, message_id]).await?;
+    Ok(())
+}
+
+/// Claims the right to re-announce `user`'s unchanged presence to other servers: true (and
+/// the time recorded) if the last announcement is older than `interval_ms` or there was
+/// none. One conditional upsert, so concurrent syncs announce once.
+pub async fn presence_ping_due(db: &Db, user: &str, interval_ms: u64) -> Result<bool> {
+    let now = now_ms();
+    let changed = db
+        .run(
+            "INSERT INTO presence_pings (user_id, sent_ts) VALUES (?1, ?2)
+             ON CONFLICT (user_id) DO UPDATE SET sent_ts = excluded.sent_ts WHERE presence_pings.sent_ts < ?3",
+            params![user, now, now.saturating_sub(interval_ms)],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Records that `user`'s presence was just announced (a change was sent), so the next
+/// re-announcement is a full interval away.
+pub async fn presence_pinged(db: &Db, user: &str) -> Result<()> {
+    db.run(
+        "INSERT INTO presence_pings (user_id, sent_ts) VALUES (?1, ?2) ON CONFLICT (user_id) DO UPDATE SET sent_ts = excluded.sent_ts",
+        params![user, now_ms()],
+    )
+    .await?;
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! `{push: [{user_id, presence, status_msg?, last_active_ago, currently_active?}]}`.
 //!
 //! Out: a local user's presence change goes to every server with a member sharing a joined
-//! room with them (presence is always on here: there is no setting that turns it off).
+//! room with them (presence is always on here: there is no setting that turns it off), and
+//! an unchanged online presence is announced again every 25 minutes ([`keep_alive`]).
 //! In: each update is accepted only for a user of the origin who shares a room with one of
 //! our users (nobody here could see anyone else's), stored in the `presence` table as a
 //! local user's is, so `/sync` and `GET /presence/{userId}/status` show it, and wakes the
@@ -18,7 +19,11 @@ use crate::ctx::Ctx;
 use crate::error::Result;
 use crate::service::federation::sender;
 use crate::service::wakeups;
-use crate::store::sync as sstore;
+use crate::store::{edus, sync as sstore};
+
+/// How often an unchanged online presence is announced again (Synapse's
+/// `FEDERATION_PING_INTERVAL`, under its 30-minute `FEDERATION_TIMEOUT`).
+pub const PING_INTERVAL_MS: u64 = 25 * 60 * 1000;
 
 /// Updates looked at per EDU (Synapse sends at most a few hundred per transaction).
 const MAX_UPDATES: usize = 500;
@@ -47,6 +52,17 @@ pub async fn send(ctx: &Ctx, user_id: &str, sharing: Option<Vec<String>>) -> Res
     }
     let edu = json!({ "edu_type": "m.presence", "content": { "push": [update] } });
     sender::send_edu(&ctx.env, &ctx.config, servers, &edu).await;
+    edus::presence_pinged(&ctx.db, user_id).await
+}
+
+/// An online user's presence did not change but their last activity was refreshed (at most
+/// once a minute): announces it again if [`PING_INTERVAL_MS`] passed since the last time,
+/// since other servers take a remote user they have not heard about for a while to be
+/// offline (Synapse: after 30 minutes).
+pub async fn keep_alive(ctx: &Ctx, user_id: &str) -> Result<()> {
+    if edus::presence_ping_due(&ctx.db, user_id, PING_INTERVAL_MS).await? {
+        send(ctx, user_id, None).await?;
+    }
     Ok(())
 }
 
