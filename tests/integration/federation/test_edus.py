@@ -30,6 +30,30 @@ DEADLINE = 20.0
 QUIET = 4.0
 
 
+@pytest.fixture(scope="module")
+def stratus_no_presence(stratus_factory, fed_cert) -> HS:
+    """A third Stratus with FEDERATION_PRESENCE=off (built as the federation conftest builds
+    `stratus_fed`)."""
+    import base64
+    import os
+
+    from synapse_local import free_port
+
+    port = free_port()
+    name = f"127.0.0.1:{port}"
+    key = f"ed25519 fed_nopresence {base64.b64encode(os.urandom(32)).decode().rstrip('=')}"
+    server = stratus_factory(
+        {"LOGIN_FAILURES_IP_MAX": "100000", "FEDERATION_RETRY_MIN_MS": "1000", "FEDERATION_RETRY_MAX_MS": "5000",
+         "SERVER_NAME": name, "PUBLIC_BASEURL": f"https://{name}", "SIGNING_KEY": key, "FEDERATION_PRESENCE": "off"},
+        {"NODE_EXTRA_CA_CERTS": str(fed_cert.ca)},
+        https={"key": str(fed_cert.key), "cert": str(fed_cert.cert), "ca": str(fed_cert.ca)},
+        port=port,
+    )
+    return HS(kind="stratus", label="stratus_no_presence", server_name=name, base=server.base, fed_base=server.base,
+              shared_secret=server.shared_secret or "", signing_key=key, stop_process=server.stop_process,
+              start_process=server.start_process, log_tail=server.log_tail)
+
+
 @pytest.fixture
 def servers(request, hs) -> tuple[HS, HS]:
     a, b = request.param
@@ -324,3 +348,28 @@ def test_presence_crosses(servers):
     assert got[-1]["content"]["presence"] == "unavailable", got
     status = ok(api(a, "GET", f"{CLIENT_V3}/presence/{qid(b.user_id)}/status"), f"{a} reads {b}'s presence")
     assert status["presence"] == "unavailable" and status.get("status_msg") == tag, status
+
+
+@pytest.mark.parametrize("other", ["synapse", "stratus"])
+def test_presence_off_stays_home(other, hs, stratus_no_presence):
+    """With FEDERATION_PRESENCE=off, a Stratus neither sends its users' presence nor takes
+    other servers'; typing in the same room still crosses both ways (the control), and local
+    presence still works."""
+    a, b = register_user(stratus_no_presence, "a"), register_user(hs(other), "b")
+    a2 = register_user(stratus_no_presence, "a2")
+    room_id = room_with(b, a)
+    join(a2, room_id, via=[b.hs.server_name])
+    wait_for_membership(a, room_id, a2.user_id, "join")
+    prime(a)
+    prime(b)
+    tag_a, tag_b = uuid.uuid4().hex, uuid.uuid4().hex
+    ok(api(a2, "PUT", f"{CLIENT_V3}/presence/{qid(a2.user_id)}/status", {"presence": "unavailable", "status_msg": tag_a}), "presence a2")
+    ok(api(b, "PUT", f"{CLIENT_V3}/presence/{qid(b.user_id)}/status", {"presence": "unavailable", "status_msg": tag_b}), "presence b")
+    # Local presence still works, and typing crosses both ways: federation itself is up.
+    collect(a, "presence", lambda p: p.get("sender") == a2.user_id and p["content"].get("status_msg") == tag_a, f"{a2}'s presence")
+    set_typing(a, room_id, True)
+    set_typing(b, room_id, True)
+    typing_users(b, room_id, want=lambda ids: a.user_id in ids)
+    typing_users(a, room_id, want=lambda ids: b.user_id in ids)
+    never(a, "presence", lambda p: p["content"].get("status_msg") == tag_b, f"{b}'s presence", quiet=2.0)
+    never(b, "presence", lambda p: p["content"].get("status_msg") == tag_a, f"{a2}'s presence", quiet=2.0)

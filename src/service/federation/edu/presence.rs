@@ -3,8 +3,8 @@
 //! `{push: [{user_id, presence, status_msg?, last_active_ago, currently_active?}]}`.
 //!
 //! Out: a local user's presence change goes to every server with a member sharing a joined
-//! room with them (presence is always on here: there is no setting that turns it off), and
-//! an unchanged online presence is announced again every 25 minutes ([`keep_alive`]).
+//! room with them, and an unchanged online presence is announced again every 25 minutes
+//! ([`keep_alive`]). Both ways only while `FEDERATION_PRESENCE` is on (the default).
 //! In: each update is accepted only for a user of the origin who shares a room with one of
 //! our users (nobody here could see anyone else's), stored in the `presence` table as a
 //! local user's is, so `/sync` and `GET /presence/{userId}/status` show it, and wakes the
@@ -35,6 +35,9 @@ pub async fn send(ctx: &Ctx, user_id: &str, sharing: Option<Vec<String>>) -> Res
         Some(s) => s,
         None => sstore::users_sharing_rooms(&ctx.db, user_id).await?,
     };
+    if !ctx.config.federation_presence {
+        return Ok(());
+    }
     let ours = ctx.config.server_name.as_str();
     let servers: Vec<&str> = sharing.iter().filter_map(|u| queue::server_of(u)).filter(|s| *s != ours).collect();
     if servers.is_empty() {
@@ -60,7 +63,7 @@ pub async fn send(ctx: &Ctx, user_id: &str, sharing: Option<Vec<String>>) -> Res
 /// since other servers take a remote user they have not heard about for a while to be
 /// offline (Synapse: after 30 minutes).
 pub async fn keep_alive(ctx: &Ctx, user_id: &str) -> Result<()> {
-    if edus::presence_ping_due(&ctx.db, user_id, PING_INTERVAL_MS).await? {
+    if ctx.config.federation_presence && edus::presence_ping_due(&ctx.db, user_id, PING_INTERVAL_MS).await? {
         send(ctx, user_id, None).await?;
     }
     Ok(())
@@ -69,6 +72,9 @@ pub async fn keep_alive(ctx: &Ctx, user_id: &str) -> Result<()> {
 /// Applies one `m.presence` EDU from `origin`. An update that is not acceptable is skipped
 /// (logged) and the others still apply.
 pub async fn receive(ctx: &Ctx, origin: &ServerName, content: &Value) -> Result<()> {
+    if !ctx.config.federation_presence {
+        return Ok(());
+    }
     let Some(push) = content.get("push").and_then(Value::as_array) else { return Ok(()) };
     for update in push.iter().take(MAX_UPDATES) {
         let Some(user) = update.get("user_id").and_then(Value::as_str) else { continue };
