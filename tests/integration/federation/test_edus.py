@@ -373,3 +373,30 @@ def test_presence_off_stays_home(other, hs, stratus_no_presence):
     typing_users(a, room_id, want=lambda ids: b.user_id in ids)
     never(a, "presence", lambda p: p["content"].get("status_msg") == tag_b, f"{b}'s presence", quiet=2.0)
     never(b, "presence", lambda p: p["content"].get("status_msg") == tag_a, f"{a2}'s presence", quiet=2.0)
+
+
+@pytest.mark.parametrize("names", [("synapse", "stratus"), ("stratus2", "stratus")], ids=["synapse_to_stratus", "stratus2_to_stratus"])
+def test_receipt_and_typing_need_a_known_event_and_a_member(names, hs):
+    """A receipt for an event the receiver does not have, and typing and a receipt from a
+    user of the origin who is not in the room, are dropped; the member's receipt for a known
+    event, sent after them, arrives. (Stratus as the receiver only: Synapse is laxer and
+    takes a receipt from any user of a server that is in the room.)"""
+    origin, dest = (hs(n) for n in names)
+    a, b = register_user(dest, "a"), register_user(origin, "b")
+    room_id = room_with(a, b)
+    event_id = send_text(a, room_id, "known")
+    prime(a)
+    ghost = f"@ghost-{uuid.uuid4().hex[:8]}:{origin.server_name}"
+    unknown = "$" + uuid.uuid4().hex + "unknownevent"
+    stand_in = StandIn(origin)
+    send_txn(stand_in, dest, [
+        {"edu_type": "m.receipt", "content": {room_id: {"m.read": {b.user_id: {"event_ids": [unknown], "data": {"ts": 1}}}}}},
+        {"edu_type": "m.receipt", "content": {room_id: {"m.read": {ghost: {"event_ids": [event_id], "data": {"ts": 1}}}}}},
+        {"edu_type": "m.typing", "content": {"room_id": room_id, "user_id": ghost, "typing": True}},
+    ])
+    send_txn(stand_in, dest, [
+        {"edu_type": "m.receipt", "content": {room_id: {"m.read": {b.user_id: {"event_ids": [event_id], "data": {"ts": 2}}}}}}])
+    seen = collect(a, "ephemeral", lambda x: b.user_id in receipts_of([x], event_id).get("m.read", {}), f"{b}'s receipt (control)")
+    seen += never(a, "ephemeral", lambda x: bool(receipts_of([x], unknown)) or ghost in receipts_of([x], event_id).get("m.read", {})
+                  or (x[1].get("type") == "m.typing" and ghost in x[1]["content"]["user_ids"]), "a dropped EDU", quiet=2.0)
+    assert not receipts_of(seen, unknown) and ghost not in receipts_of(seen, event_id).get("m.read", {}), seen
