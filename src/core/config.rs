@@ -78,6 +78,10 @@ pub struct Config {
     /// Federation transport and trust: discovery, outbound transport, allow/deny lists,
     /// notaries (`FEDERATION_*`, `TRUSTED_KEY_SERVERS`).
     pub federation_transport: super::federation::discovery::FederationConfig,
+    /// Presence is exchanged with other servers (`m.presence` sent and accepted;
+    /// `FEDERATION_PRESENCE`, on by default). Off saves the busiest EDU traffic; local presence
+    /// is unaffected.
+    pub federation_presence: bool,
 }
 
 impl Config {
@@ -220,6 +224,11 @@ impl Config {
             simulated_latency_ms: num("DEV_SIMULATED_LATENCY_MS", 0)?.min(1000),
             turn: super::turn::TurnConfig::from_vars(var)?,
             federation_transport: super::federation::discovery::FederationConfig::from_vars(var)?,
+            federation_presence: match var("FEDERATION_PRESENCE").as_deref().unwrap_or("on") {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                other => return Err(format!("FEDERATION_PRESENCE must be on or off, got {other:?}")),
+            },
         })
     }
 }
@@ -249,6 +258,9 @@ mod tests {
         assert!(c.media.url_preview_ip_allowlist.is_empty());
         assert!(c.push_gateway_ip_allowlist.is_empty());
         assert_eq!(c.simulated_latency_ms, 0);
+        assert!(c.federation_presence);
+        assert!(!cfg(&[("SERVER_NAME", "a.org"), ("FEDERATION_PRESENCE", "off")]).unwrap().federation_presence);
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("FEDERATION_PRESENCE", "sometimes")]).is_err());
         let c = cfg(&[("SERVER_NAME", "a.org"), ("DEV_SIMULATED_LATENCY_MS", "5000")]).unwrap();
         assert_eq!(c.simulated_latency_ms, 1000);
     }

@@ -36,6 +36,21 @@ pub async fn get_presence(db: &Db, user: &str) -> Result<Option<PresenceRow>> {
 /// Sets presence; returns whether anything others can see changed (only then does the
 /// stream move). `status_msg: None` keeps the stored message.
 pub async fn set_presence(db: &Db, user: &str, presence: &str, status_msg: Option<Option<&str>>) -> Result<bool> {
+    Ok(set_presence_write(db, user, presence, status_msg).await?.changed)
+}
+
+/// What [`set_presence_write`] did.
+pub struct PresenceWrite {
+    /// Something others can see changed (the stream moved).
+    pub changed: bool,
+    /// Nothing visible changed but the steady-state last-active refresh was written (at
+    /// most once a minute per online user).
+    pub refreshed: bool,
+}
+
+/// [`set_presence`], also telling whether the last-active refresh happened (the moment to
+/// consider re-announcing an unchanged presence to other servers).
+pub async fn set_presence_write(db: &Db, user: &str, presence: &str, status_msg: Option<Option<&str>>) -> Result<PresenceWrite> {
     let old = get_presence(db, user).await?;
     let msg = match status_msg {
         Some(m) => m.map(str::to_owned),
@@ -55,8 +70,9 @@ pub async fn set_presence(db: &Db, user: &str, presence: &str, status_msg: Optio
     } else if active && old.as_ref().is_some_and(|o| now_ms().saturating_sub(o.last_active_ts as u64) > 60_000) {
         // Steady state (every sync of an online user): refresh last activity at most once a minute.
         db.run("UPDATE presence SET last_active_ts = ? WHERE user_id = ?", params![now_ms(), user]).await?;
+        return Ok(PresenceWrite { changed: false, refreshed: true });
     }
-    Ok(changed)
+    Ok(PresenceWrite { changed, refreshed: false })
 }
 
 /// Local users who share a joined room with `user` (and `user`).
@@ -79,4 +95,34 @@ pub async fn users_sharing_rooms(db: &Db, user: &str) -> Result<Vec<String>> {
         v.push(user.to_owned());
     }
     Ok(v)
+}
+
+/// Stores another server's report of one of its users' presence (`m.presence`), as of
+/// `last_active_ts`; returns whether anything others can see changed (only then does the
+/// stream move; a fresher last-active time alone is just recorded).
+pub async fn put_remote_presence(
+    db: &Db,
+    user: &str,
+    presence: &str,
+    status_msg: Option<&str>,
+    last_active_ts: u64,
+    currently_active: bool,
+) -> Result<bool> {
+    let old = get_presence(db, user).await?;
+    let changed = old
+        .as_ref()
+        .is_none_or(|o| o.presence != presence || o.status_msg.as_deref() != status_msg || (o.currently_active != 0.0) != currently_active);
+    if changed {
+        db.run(
+            "INSERT INTO presence (user_id, presence, status_msg, last_active_ts, currently_active, stream)
+             VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(stream), 0) + 1 FROM presence))
+             ON CONFLICT (user_id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg,
+               last_active_ts = excluded.last_active_ts, currently_active = excluded.currently_active, stream = excluded.stream",
+            params![user, presence, status_msg, last_active_ts, currently_active as i64],
+        )
+        .await?;
+    } else {
+        db.run("UPDATE presence SET last_active_ts = ? WHERE user_id = ?", params![last_active_ts, user]).await?;
+    }
+    Ok(changed)
 }
