@@ -112,9 +112,10 @@ def _signing_key(version: str) -> str:
     return f"ed25519 {version} {base64.b64encode(os.urandom(32)).decode().rstrip('=')}"
 
 
-def _stratus(stratus_factory, cert: Cert, label: str) -> HS:
+def _stratus(stratus_factory, cert: Cert, label: str, host: str = "127.0.0.1") -> HS:
+    """A Stratus instance named `host:port` (the certificate covers 127.0.0.1 and localhost)."""
     port = free_port()
-    name = f"127.0.0.1:{port}"
+    name = f"{host}:{port}"
     key = _signing_key(f"fed_{label}")
     server = stratus_factory(
         {**STRATUS_VARS, "SERVER_NAME": name, "PUBLIC_BASEURL": f"https://{name}", "SIGNING_KEY": key},

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::service::federation::sender;
+use crate::service::federation::{acl, sender};
 use crate::service::wakeups;
 use crate::store::{rooms, servers, sync as sstore};
 
@@ -46,6 +46,11 @@ pub async fn receive(ctx: &Ctx, origin: &ServerName, content: &Value) -> Result<
     for (room, types) in by_room {
         let Ok(room_id) = RoomId::parse(room.as_str()) else { continue };
         let Some(reads) = types.get("m.read").and_then(Value::as_object) else { continue };
+        // A server the room's ACL denies is not heard in it, EDUs included (as Synapse).
+        if let Err(e) = acl::check(ctx, &room_id, origin).await {
+            worker::console_warn!("m.receipt from {origin} for {room_id}: {e}");
+            continue;
+        }
         if receive_room(ctx, origin, &room_id, reads).await? {
             let members = rooms::members_with(&ctx.db, room_id.as_str(), "join").await?;
             wakeups::notify_users(&ctx.env, &ctx.config, members).await;

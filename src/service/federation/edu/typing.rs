@@ -3,7 +3,8 @@
 //!
 //! Out: a local member's change goes to the room's `Room` Durable Object (which keeps the
 //! typing set and its timeouts) and then to every other server with a joined member.
-//! In: accepted only for a user of the origin who is joined to the room, and applied
+//! In: accepted only for a user of the origin who is joined to the room (and a server the
+//! room's ACL allows), and applied
 //! through the same `Room` object. The EDU carries no timeout; as Synapse does, a remote
 //! user stops typing after [`REMOTE_TYPING_MS`] unless their server says so again (Synapse
 //! repeats a still-typing user every 40 s, so a shorter expiry would flicker).
@@ -15,7 +16,7 @@ use crate::ctx::Ctx;
 use crate::durable_objects::protocol::{RoomProto, RoomRequest};
 use crate::err;
 use crate::error::Result;
-use crate::service::federation::sender;
+use crate::service::federation::{acl, sender};
 use crate::service::objects::call;
 use crate::store::{rooms, servers};
 
@@ -48,6 +49,8 @@ pub async fn receive(ctx: &Ctx, origin: &ServerName, content: &Value) -> Result<
     if rooms::membership(&ctx.db, room_id.as_str(), user_id.as_str()).await?.as_deref() != Some("join") {
         return Err(err!(Forbidden, "{user_id} is not joined to {room_id}"));
     }
+    // A server the room's ACL denies is not heard in it, EDUs included (as Synapse).
+    acl::check(ctx, &room_id, origin).await?;
     let request = RoomRequest::Typing { room_id: room_id.to_string(), user_id: user_id.to_string(), typing, timeout: Some(REMOTE_TYPING_MS) };
     call::<RoomProto>(&ctx.env, room_id.as_str(), &request).await?;
     Ok(())
