@@ -6,7 +6,8 @@
 //! The writer produces what Synapse produces (and parses): the boundary unquoted and last in
 //! the `Content-Type` (Synapse takes everything after `boundary=`), the metadata part's only
 //! header `Content-Type: application/json` (Synapse asserts it is the first header value), the
-//! media part with `Content-Type` and `Content-Disposition`. The parser takes any RFC 2046
+//! media part with `Content-Type` and then `Content-Disposition` (in that order: Synapse's
+//! parser reads the media part's first header value as its content type). The parser takes any RFC 2046
 //! framing (preamble, quoted boundary, transport padding, bare LF line ends) and never panics:
 //! answers come from other servers.
 
