@@ -16,12 +16,16 @@ use serde_json::json;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::Response;
 
-/// A remote fetch's outcome as the client sees it: remote media over the size limit is 502
-/// `M_TOO_LARGE` (spec: the federation endpoints' 502, and Synapse's answer), not the 413 of
-/// an upload; every other error as usual.
+/// A remote fetch's outcome as the client sees it (as Synapse answers): remote media over the
+/// size limit is 502 `M_TOO_LARGE` (the spec's 502 of the federation endpoints), not the 413
+/// of an upload; a remote that cannot be reached or sent something unusable (our
+/// `M_UNKNOWN`) is 502 `M_UNKNOWN`, a bad gateway rather than a bad request; every other error
+/// (404 `M_NOT_FOUND`…) as usual.
 fn remote_answer(r: Result<Response>) -> Result<Response> {
     match r {
-        Err(Error::Matrix(ErrorKind::TooLarge, msg)) => Ok(Response::json(502, &json!({ "errcode": "M_TOO_LARGE", "error": msg }))),
+        Err(Error::Matrix(kind @ (ErrorKind::TooLarge | ErrorKind::Unknown), msg)) => {
+            Ok(Response::json(502, &json!({ "errcode": kind.errcode(), "error": msg })))
+        }
         other => other,
     }
 }
