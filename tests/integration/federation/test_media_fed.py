@@ -245,8 +245,11 @@ def test_stratus_to_stratus(direction: str, stratus_fed: HS, stratus_fed2: HS):
 # --------------------------------------------------------------------------- the size limit
 
 
-def _small_stratus(stratus_factory, fed_cert, limit: int) -> HS:
-    """A Stratus that accepts remote media of at most `limit` bytes (as conftest's instances)."""
+@pytest.fixture(scope="module")
+def small(stratus_factory, fed_cert) -> HS:
+    """A Stratus (as conftest's instances) that accepts remote media of at most 4000 bytes and
+    falls back to the deprecated unauthenticated endpoints."""
+    limit = 4000
     from synapse_local import free_port
 
     port = free_port()
@@ -259,6 +262,7 @@ def _small_stratus(stratus_factory, fed_cert, limit: int) -> HS:
             "PUBLIC_BASEURL": f"https://{name}",
             "SIGNING_KEY": key,
             "REMOTE_MEDIA_MAX_BYTES": str(limit),
+            "REMOTE_MEDIA_LEGACY_FALLBACK": "on",
         },
         {"NODE_EXTRA_CA_CERTS": str(fed_cert.ca)},
         https={"key": str(fed_cert.key), "cert": str(fed_cert.cert), "ca": str(fed_cert.ca)},
@@ -269,8 +273,7 @@ def _small_stratus(stratus_factory, fed_cert, limit: int) -> HS:
               stop_process=server.stop_process, start_process=server.start_process, log_tail=server.log_tail)
 
 
-def test_remote_media_over_the_limit_is_refused_and_not_cached(stratus_factory, fed_cert, stratus_fed: HS):
-    small = _small_stratus(stratus_factory, fed_cert, 4000)
+def test_remote_media_over_the_limit_is_refused_and_not_cached(small: HS, stratus_fed: HS):
     owner = register_user(stratus_fed, "owner")
     reader = register_user(small, "reader")
     fits = os.urandom(3000)
@@ -287,3 +290,85 @@ def test_remote_media_over_the_limit_is_refused_and_not_cached(stratus_factory, 
     assert len(buf.getvalue()) > 4000
     big_img = upload(owner, buf.getvalue(), "image/png")
     assert_error(thumbnail(reader, big_img, 96, 96, "scale"), 502, "M_TOO_LARGE", "thumbnail over the limit")
+
+
+# --------------------------------------------------------------------------- a stand-in remote
+
+
+class MediaStandIn:
+    """A remote server over TLS (the session's certificate, named `127.0.0.1:<port>`) that
+    has no federation media endpoints for `old` (404 M_UNRECOGNIZED, as servers before v1.11)
+    but serves it on the deprecated `/_matrix/media/v3/download`, and answers `moved` with a
+    multipart whose second part is a `Location`."""
+
+    OLD = b"served by the legacy endpoint"
+    MOVED = os.urandom(2000)
+
+    def __init__(self, cert):
+        import http.server
+        import json
+        import ssl
+        import threading
+
+        stand_in = self
+        self.seen: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                stand_in.seen.append(self.path)
+                path = self.path.split("?")[0]
+                ctype, body, status = "application/json", json.dumps({"errcode": "M_NOT_FOUND", "error": "no"}).encode(), 404
+                if path == f"{FED}/download/old":
+                    body = json.dumps({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}).encode()
+                elif path == f"/_matrix/media/v3/download/{quote(stand_in.name, safe='')}/old":
+                    ctype, body, status = "text/plain", MediaStandIn.OLD, 200
+                elif path == f"{FED}/download/moved":
+                    b = uuid.uuid4().hex
+                    ctype, status = f"multipart/mixed; boundary={b}", 200
+                    body = (f"--{b}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{b}\r\n"
+                            f"Location: https://{stand_in.name}/cdn/moved\r\n\r\n\r\n--{b}--\r\n").encode()
+                elif path == "/cdn/moved":
+                    ctype, body, status = "application/octet-stream", MediaStandIn.MOVED, 200
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def log_message(self, *a) -> None:
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert.cert), str(cert.key))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.name = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_legacy_fallback_and_location_redirect(fed_cert, stratus_fed: HS, small: HS):
+    remote = MediaStandIn(fed_cert)
+    try:
+        legacy_path = f"/_matrix/media/v3/download/{quote(remote.name, safe='')}/old?allow_remote=false"
+        # Fallback off (the default): 404 M_UNRECOGNIZED from the federation endpoint is "not found".
+        bob = register_user(stratus_fed, "bob")
+        assert_error(download(bob, f"mxc://{remote.name}/old"), 404, "M_NOT_FOUND", "no fallback by default")
+        assert not any(p.startswith("/_matrix/media/v3/") for p in remote.seen), remote.seen
+        # REMOTE_MEDIA_LEGACY_FALLBACK=on: asked the deprecated endpoint, with allow_remote=false.
+        carol = register_user(small, "carol")
+        assert_same_media(download(carol, f"mxc://{remote.name}/old"), MediaStandIn.OLD, "text/plain", "legacy fallback")
+        assert legacy_path in remote.seen, remote.seen
+        # A Location part is followed with a plain GET, and its content cached like any other.
+        assert_same_media(download(bob, f"mxc://{remote.name}/moved"), MediaStandIn.MOVED, "application/octet-stream", "redirect")
+        assert "/cdn/moved" in remote.seen, remote.seen
+    finally:
+        remote.close()
+    assert_same_media(download(bob, f"mxc://{remote.name}/moved"), MediaStandIn.MOVED, "application/octet-stream", "redirect, cached")
