@@ -280,4 +280,6 @@ routes! {
     Get "/_matrix/federation/v1/make_knock/{roomId}/{userId}" [Server] => federation::make::make_knock_route(roomId, userId);
     Get "/_matrix/federation/v1/make_leave/{roomId}/{userId}" [Server] => federation::make::make_leave_route(roomId, userId);
     Put "/_matrix/federation/v2/invite/{roomId}/{eventId}" [Server] => federation::invite::invite_route(roomId, eventId);
+    Get "/_matrix/federation/v1/media/download/{mediaId}" [Server] => federation::media::download_route(mediaId);
+    Get "/_matrix/federation/v1/media/thumbnail/{mediaId}" [Server] => federation::media::thumbnail_route(mediaId);
 }

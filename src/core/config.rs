@@ -116,6 +116,12 @@ pub struct MediaConfig {
     pub max_pending_uploads: u32,
     /// How long a created media ID waits for its upload.
     pub unused_media_lifetime_ms: u64,
+    /// Largest remote media (or remote thumbnail) fetched over federation
+    /// (`REMOTE_MEDIA_MAX_BYTES`, default `MAX_UPLOAD_BYTES`); larger is 502 `M_TOO_LARGE`.
+    pub remote_max_bytes: u64,
+    /// Whether a remote answering 404 `M_UNRECOGNIZED` to the federation media endpoints is
+    /// asked the deprecated `/_matrix/media/v3` ones (`REMOTE_MEDIA_LEGACY_FALLBACK`, off).
+    pub remote_legacy_fallback: bool,
 }
 
 pub const DEFAULT_RESERVED: &[&str] = &[
@@ -216,6 +222,12 @@ impl Config {
                     .map_err(|e| format!("URL_PREVIEW_IP_ALLOWLIST: {e}"))?,
                 max_pending_uploads: num("MAX_PENDING_UPLOADS", 10)? as u32,
                 unused_media_lifetime_ms: num("UNUSED_MEDIA_LIFETIME_SECS", 24 * 3600)?.max(1) * 1000,
+                remote_max_bytes: num("REMOTE_MEDIA_MAX_BYTES", num("MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?)?,
+                remote_legacy_fallback: match var("REMOTE_MEDIA_LEGACY_FALLBACK").as_deref().unwrap_or("off") {
+                    "on" | "true" | "1" => true,
+                    "off" | "false" | "0" => false,
+                    other => return Err(format!("REMOTE_MEDIA_LEGACY_FALLBACK must be on or off, got {other:?}")),
+                },
             },
             push_gateway_ip_allowlist: super::preview::parse_ip_list(&var("PUSH_GATEWAY_IP_ALLOWLIST").unwrap_or_default())
                 .map_err(|e| format!("PUSH_GATEWAY_IP_ALLOWLIST: {e}"))?,
@@ -291,6 +303,15 @@ mod tests {
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("LEGACY_MEDIA", "sometimes")]).is_err());
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("MAX_UPLOAD_BYTES", "lots")]).is_err());
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("URL_PREVIEW_IP_ALLOWLIST", "localhost")]).is_err());
+    }
+
+    #[test]
+    fn remote_media_settings() {
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("MAX_UPLOAD_BYTES", "1000")]).unwrap();
+        assert_eq!((c.media.remote_max_bytes, c.media.remote_legacy_fallback), (1000, false));
+        let c = cfg(&[("SERVER_NAME", "a.org"), ("REMOTE_MEDIA_MAX_BYTES", "77"), ("REMOTE_MEDIA_LEGACY_FALLBACK", "on")]).unwrap();
+        assert_eq!((c.media.remote_max_bytes, c.media.remote_legacy_fallback), (77, true));
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("REMOTE_MEDIA_LEGACY_FALLBACK", "maybe")]).is_err());
     }
 
     #[test]

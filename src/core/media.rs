@@ -18,6 +18,13 @@ pub fn thumbnail_key(sha256_hex: &str, width: u32, height: u32, method: &str) ->
     format!("thumb/{sha256_hex}/{width}x{height}-{method}")
 }
 
+/// R2 key of a cached thumbnail of remote media, as the remote made it (keyed by the
+/// request; remote thumbnails are asked for, not generated here). `server` is a valid server
+/// name and `media_id` a [`valid_media_id`], so the key has no `..` or stray separators.
+pub fn remote_thumbnail_key(server: &str, media_id: &str, width: u32, height: u32, method: &str) -> String {
+    format!("remote_thumb/{server}/{media_id}/{width}x{height}-{method}")
+}
+
 /// A fresh media ID: 24 letters and digits (spec: only `A-Za-z0-9`, `_`, `-`).
 pub fn new_media_id() -> String {
     random_alpha(24)

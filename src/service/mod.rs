@@ -10,6 +10,7 @@ pub mod e2ee;
 pub mod events;
 pub mod federation;
 pub mod keys;
+pub mod media;
 pub mod membership;
 pub mod notify;
 pub mod objects;

@@ -5,6 +5,7 @@ pub mod events;
 pub mod invite;
 pub mod key;
 pub mod make;
+pub mod media;
 pub mod membership;
 pub mod query;
 pub mod send;

@@ -107,10 +107,123 @@ pub async fn send(ctx: &Ctx, destination: &ServerName, method: Method, path_and_
     Ok(RemoteResponse { status, body })
 }
 
+/// A remote answer that is not JSON (federation media): status, `Content-Type`, raw body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The `errcode` of a JSON error body, if it is one.
+    pub fn errcode(&self) -> Option<String> {
+        let v: Value = serde_json::from_slice(&self.body).ok()?;
+        v.get("errcode").and_then(Value::as_str).map(str::to_owned)
+    }
+}
+
+/// A `GET` of `path_and_query` on `destination` whose answer is returned raw, whatever its
+/// status (spec: server-server-api, "Content Repository"). `signed` adds the X-Matrix
+/// `Authorization` (the federation media endpoints); unsigned is for the deprecated
+/// `/_matrix/media/v3` fallback. A body over `max_bytes` is `M_TOO_LARGE` (the caller
+/// answers 502); other transport failures are `M_UNKNOWN`, as for [`send`].
+pub async fn get_raw(ctx: &Ctx, destination: &ServerName, path_and_query: &str, signed: bool, max_bytes: usize) -> Result<RawResponse> {
+    let auth = if signed {
+        Some(
+            xmatrix::sign_request(&ctx.config.signing_key, ctx.server_name(), destination.as_str(), "GET", path_and_query, None)
+                .map_err(|e| err!(BadJson, "Cannot sign the request: {e}"))?,
+        )
+    } else {
+        None
+    };
+    let r = exchange(ctx, destination, Method::Get, path_and_query, auth.as_deref(), None, "*/*", max_bytes).await?;
+    let r = r.map_err(|why| raw_failure(destination.as_str(), path_and_query, &why))?;
+    Ok(RawResponse { status: r.status, content_type: r.content_type, body: r.body })
+}
+
+/// A plain `GET` of an absolute `http(s)` URL (a federation media answer's `Location`), with
+/// the federation deadline and `max_bytes`; redirects are followed by the runtime.
+pub async fn get_url(ctx: &Ctx, url: &str, max_bytes: usize) -> Result<RawResponse> {
+    let deadline = now_ms() + ctx.config.federation_transport.timeout_ms;
+    let r = fetch("GET", url, &[("Accept", "*/*")], Vec::new(), deadline, max_bytes).await.map_err(|why| raw_failure("redirect", url, &why))?;
+    Ok(RawResponse { status: r.status, content_type: r.content_type, body: r.body })
+}
+
+fn raw_failure(destination: &str, what: &str, why: &str) -> crate::error::Error {
+    log_error(&format!("federation GET {destination} {what}: {why}"));
+    if why == TOO_LARGE {
+        err!(TooLarge, "The remote content is larger than this server accepts")
+    } else {
+        err!(Unknown, "Could not reach {destination}")
+    }
+}
+
+/// The failure text of [`fetch`] and the socket path for a body over the cap.
+const TOO_LARGE: &str = "response too large";
+
+/// What [`exchange`] got.
+struct Exchanged {
+    status: u16,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+/// The transport of [`get_raw`] (as in [`send`]): refuses ourselves and servers the allow/deny
+/// lists exclude (outer error), resolves `destination`, and sends over `fetch` or the socket
+/// within the federation deadline; the inner error is why the exchange failed.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    ctx: &Ctx,
+    destination: &ServerName,
+    method: Method,
+    path_and_query: &str,
+    auth: Option<&str>,
+    body: Option<&[u8]>,
+    accept: &str,
+    max: usize,
+) -> Result<Result<Exchanged, String>> {
+    let cfg = &ctx.config.federation_transport;
+    if destination.as_str() == ctx.server_name() {
+        return Err(err!(Forbidden, "Refusing to send a federation request to this server itself"));
+    }
+    if !cfg.domains.permits(destination.as_str()) {
+        return Err(err!(Forbidden, "Federation with {destination} is not allowed by this server"));
+    }
+    let deadline = now_ms() + cfg.timeout_ms;
+    let dest = resolve::resolve(ctx, destination, deadline).await?;
+    let tls = !cfg.insecure_http;
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = auth {
+        headers.push(("Authorization", a));
+    }
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    headers.push(("Accept", accept));
+    let bytes = body.map(<[u8]>::to_vec).unwrap_or_default();
+    if cfg.transport.uses_socket(&dest) {
+        let raw = http1::request(method.as_str(), &dest.host_header, path_and_query, &headers, &bytes);
+        Ok(socket::send(&dest, tls, &raw, deadline, max).await.map(|r| Exchanged {
+            status: r.status,
+            content_type: r.header("content-type").map(str::to_owned),
+            body: r.body,
+        }))
+    } else {
+        let url = format!("{}{path_and_query}", dest.base_url(tls));
+        Ok(fetch(method.as_str(), &url, &headers, bytes, deadline, max).await.map(|r| Exchanged {
+            status: r.status,
+            content_type: r.content_type,
+            body: r.body,
+        }))
+    }
+}
+
 /// What [`fetch`] got.
 pub(crate) struct Fetched {
     pub status: u16,
     pub cache_control: Option<String>,
+    pub content_type: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -138,6 +251,7 @@ pub(crate) async fn fetch(method: &str, url: &str, headers: &[(&str, &str)], bod
     };
     let status = resp.status_code();
     let cache_control = resp.headers().get("cache-control").ok().flatten();
+    let content_type = resp.headers().get("content-type").ok().flatten();
     if let Ok(Some(len)) = resp.headers().get("content-length") {
         if len.parse::<usize>().is_ok_and(|n| n > max) {
             controller.abort();
@@ -146,7 +260,7 @@ pub(crate) async fn fetch(method: &str, url: &str, headers: &[(&str, &str)], bod
     }
     let mut out = Vec::new();
     let Ok(mut stream) = resp.stream() else {
-        return Ok(Fetched { status, cache_control, body: out });
+        return Ok(Fetched { status, cache_control, content_type, body: out });
     };
     loop {
         match before(deadline, stream.next()).await {
@@ -165,5 +279,5 @@ pub(crate) async fn fetch(method: &str, url: &str, headers: &[(&str, &str)], bod
             }
         }
     }
-    Ok(Fetched { status, cache_control, body: out })
+    Ok(Fetched { status, cache_control, content_type, body: out })
 }
