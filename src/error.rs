@@ -60,6 +60,11 @@ pub enum ErrorKind {
     KeyTooLarge,
     /// 403: the invitee blocks invites (spec v1.18, "Invite permission").
     InviteBlocked,
+    /// 502 `M_UNKNOWN`: another server could not be reached, or answered with something
+    /// unusable, for a request made on the client's behalf (e.g. remote media, as Synapse).
+    BadGateway,
+    /// 502 `M_TOO_LARGE`: what another server holds is over our limit (remote media).
+    RemoteTooLarge,
     /// Anything the server did wrong; the message is generic.
     Internal,
 }
@@ -77,7 +82,7 @@ impl ErrorKind {
             NotFound => "M_NOT_FOUND",
             LimitExceeded { .. } => "M_LIMIT_EXCEEDED",
             Unrecognized | MethodNotAllowed => "M_UNRECOGNIZED",
-            Unknown | Internal => "M_UNKNOWN",
+            Unknown | Internal | BadGateway => "M_UNKNOWN",
             Unauthorized => "M_UNAUTHORIZED",
             UserDeactivated => "M_USER_DEACTIVATED",
             UserInUse => "M_USER_IN_USE",
@@ -86,7 +91,7 @@ impl ErrorKind {
             GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
             MissingParam => "M_MISSING_PARAM",
             InvalidParam => "M_INVALID_PARAM",
-            TooLarge => "M_TOO_LARGE",
+            TooLarge | RemoteTooLarge => "M_TOO_LARGE",
             CannotOverwriteMedia => "M_CANNOT_OVERWRITE_MEDIA",
             NotYetUploaded => "M_NOT_YET_UPLOADED",
             UserLocked => "M_USER_LOCKED",
@@ -148,6 +153,8 @@ impl ErrorKind {
             ProfileTooLarge,
             KeyTooLarge,
             InviteBlocked,
+            BadGateway,
+            RemoteTooLarge,
             Internal,
         ]
     }
@@ -166,6 +173,7 @@ impl ErrorKind {
             LimitExceeded { .. } => 429,
             TooLarge => 413,
             Internal => 500,
+            BadGateway | RemoteTooLarge => 502,
             BadJson
             | NotJson
             | Unknown
@@ -343,7 +351,9 @@ mod tests {
             ProfileTooLarge => 30,
             KeyTooLarge => 31,
             InviteBlocked => 32,
-            Internal => 33,
+            BadGateway => 33,
+            RemoteTooLarge => 34,
+            Internal => 35,
         }
     }
 
@@ -352,7 +362,7 @@ mod tests {
         let all = ErrorKind::every(&Value::Null);
         let mut seen: Vec<usize> = all.iter().map(ordinal).collect();
         seen.sort_unstable();
-        assert_eq!(seen, (0..34).collect::<Vec<_>>());
+        assert_eq!(seen, (0..36).collect::<Vec<_>>());
     }
 
     /// What crosses the Durable Object boundary: the object answers `to_response`, the

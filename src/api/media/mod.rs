@@ -11,8 +11,6 @@ pub mod preview;
 pub mod thumbnail;
 pub mod upload;
 
-use serde_json::json;
-
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::Response;
 
@@ -23,9 +21,8 @@ use crate::http::Response;
 /// (404 `M_NOT_FOUND`…) as usual.
 fn remote_answer(r: Result<Response>) -> Result<Response> {
     match r {
-        Err(Error::Matrix(kind @ (ErrorKind::TooLarge | ErrorKind::Unknown), msg)) => {
-            Ok(Response::json(502, &json!({ "errcode": kind.errcode(), "error": msg })))
-        }
+        Err(Error::Matrix(ErrorKind::TooLarge, msg)) => Err(Error::Matrix(ErrorKind::RemoteTooLarge, msg)),
+        Err(Error::Matrix(ErrorKind::Unknown, msg)) => Err(Error::Matrix(ErrorKind::BadGateway, msg)),
         other => other,
     }
 }
