@@ -13,6 +13,7 @@ pub mod media;
 pub mod oauth;
 pub mod profile;
 pub mod pushers;
+pub mod remote_devices;
 pub mod rooms;
 pub mod servers;
 pub mod spaces;

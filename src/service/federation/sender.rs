@@ -84,7 +84,6 @@ async fn enqueue_pdus(env: &Env, destinations: Vec<String>, pdus: &[&Pdu]) -> Re
 
 /// Queues one EDU (`{"edu_type": …, "content": …}`) for each of `servers` but ourselves, in
 /// parallel (bounded); one failing queue fails only its own delivery (logged).
-#[allow(dead_code)] // the EDU senders (typing, receipts, presence, device lists) are being written
 pub async fn send_edu<'a>(env: &Env, config: &Config, servers: impl IntoIterator<Item = &'a str>, edu: &Value) {
     let ours = config.server_name.as_str();
     let mut destinations: Vec<&str> = servers.into_iter().filter(|s| *s != ours).collect();
