@@ -8,6 +8,7 @@
 use ruma::{ServerName, UserId};
 use serde_json::Value;
 
+use crate::core::federation::device_list::{update_action, UpdateAction};
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
@@ -33,10 +34,9 @@ pub async fn receive(ctx: &Ctx, origin: &ServerName, content: &Value) -> Result<
         return rstore::forget(&ctx.db, &[user.to_owned()]).await;
     }
     let prev: Vec<i64> = content.get("prev_id").and_then(Value::as_array).into_iter().flatten().filter_map(stream_id).collect();
-    match rstore::position(&ctx.db, user).await? {
-        // Seen already (a repeated transaction, or the resync was newer).
-        Some((last, false)) if sid <= last => Ok(()),
-        Some((last, false)) if prev.iter().all(|p| *p <= last) => {
+    match update_action(rstore::position(&ctx.db, user).await?, sid, &prev) {
+        UpdateAction::Skip => Ok(()),
+        UpdateAction::Apply => {
             let device = RemoteDevice {
                 device_id: device_id.to_owned(),
                 keys: e2ee::remote_device_keys(content.get("keys"), user, device_id),
@@ -46,15 +46,15 @@ pub async fn receive(ctx: &Ctx, origin: &ServerName, content: &Value) -> Result<
             rstore::apply_update(&ctx.db, user, sid, &device, deleted).await?;
             keys::device_list_changed(&ctx.env, &ctx.db, &ctx.config, user).await
         }
-        Some(_) => {
-            // A gap (or a resync still due): the cache is not used until the resync.
+        UpdateAction::Resync => {
+            // The cache is not used until the resync.
             rstore::mark_stale(&ctx.db, user).await?;
             keys::device_list_changed(&ctx.env, &ctx.db, &ctx.config, user).await?;
             resync_later(ctx, user);
             Ok(())
         }
-        // Not cached: our users' clients are told, and their next `/keys/query` resyncs.
-        None => keys::device_list_changed(&ctx.env, &ctx.db, &ctx.config, user).await,
+        // Not cached: our users' clients are told, and their next `/keys/query` fetches the list.
+        UpdateAction::Notify => keys::device_list_changed(&ctx.env, &ctx.db, &ctx.config, user).await,
     }
 }
 
