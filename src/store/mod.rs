@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod backup;
 pub mod db;
 pub mod e2ee;
+pub mod edus;
 pub mod fanout;
 pub mod federation;
 pub mod federation_rooms;

@@ -1,16 +1,19 @@
 //! Receipts and read markers (spec: client-server-api, "Receipts" (`modules/receipts.md`),
 //! "Read and unread markers" (`modules/read_markers.md`)). `m.read` is shared with the room;
 //! `m.read.private` only with the user; `m.fully_read` is room account data. Read receipts
-//! (public or private) reset the unread counts.
+//! (public or private) reset the unread counts. Public ones also go to the room's other
+//! servers (`service::federation::edu::receipt`).
 
 use serde_json::{json, Value};
 
 use crate::api::auth::Authed;
 use crate::api::params::room_id as parse_room_id;
+use crate::core::time::now_ms;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
+use crate::service::federation::edu;
 use crate::service::{account_data, wakeups};
 use crate::store::{rooms, sync as sstore};
 
@@ -29,6 +32,10 @@ async fn set_marker(ctx: &Ctx, me: &Authed, room_id: &str, kind: &str, event_id:
             sstore::put_receipt(&ctx.db, room_id, user, kind, thread_id.unwrap_or(""), event_id, row.stream()).await?;
             let who = if kind == "m.read" { rooms::members_with(&ctx.db, room_id, "join").await? } else { vec![user.to_owned()] };
             wakeups::notify_users(&ctx.env, &ctx.config, who).await;
+            if kind == "m.read" {
+                // Public receipts are shared with the room's other servers; private ones stay here.
+                edu::receipt::send(ctx, room_id, user, event_id, thread_id, now_ms()).await?;
+            }
             Ok(())
         }
         _ => Err(err!(InvalidParam, "Unknown receipt type")),

@@ -12,21 +12,19 @@ use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::service::to_device;
-use crate::store::accounts;
 
 /// The largest content of one message (the spec's event size limit, as Synapse applies to
 /// to-device messages sent over federation).
 const MAX_MESSAGE_BYTES: usize = 65_536;
 
 /// # `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`
-/// `*` as the device ID means all of the user's devices; messages for devices that don't
-/// exist are dropped (they would never be fetched). Local users only (federation delivery
-/// arrives with federation). The whole request is checked before anything is queued; an
-/// invalid user ID in `messages` is `400 M_INVALID_PARAM`.
+/// `*` as the device ID means all of the user's devices; messages for local devices that
+/// don't exist are dropped (they would never be fetched); other servers' users get theirs
+/// over federation (`service::to_device::send`). The whole request is checked before
+/// anything is queued; an invalid user ID in `messages` is `400 M_INVALID_PARAM`.
 pub async fn send_to_device_route(ctx: &Ctx, req: &Request, me: &Authed, kind: &str, txn_id: &str) -> Result<Response> {
     let body = req.json_value()?;
     let messages = body.get("messages").and_then(Value::as_object).ok_or_else(|| err!(BadJson, "messages must be an object"))?;
-    let mut local = Vec::new();
     for (user, per_device) in messages {
         let per_device = per_device.as_object().ok_or_else(|| err!(BadJson, "messages must map devices to contents"))?;
         for content in per_device.values() {
@@ -37,31 +35,13 @@ pub async fn send_to_device_route(ctx: &Ctx, req: &Request, me: &Authed, kind: &
                 return Err(err!(TooLarge, "A to-device message is larger than {MAX_MESSAGE_BYTES} bytes"));
             }
         }
-        if crate::core::ids::parse_client_user_id(user)?.server_name() == ctx.config.server_name {
-            local.push((user, per_device));
-        }
+        crate::core::ids::parse_client_user_id(user)?;
     }
     // Scoped to the endpoint and its event type, as room sends are (`timeline::txn_key`).
     let key = txn_key(&["sendToDevice", kind], txn_id);
     if !to_device::new_send_txn(&ctx.env, me.user_id.as_str(), &me.device_id, &key).await? {
         return Ok(Response::ok(json!({})));
     }
-    for (user, per_device) in local {
-        let devices: Vec<String> = accounts::list_devices(&ctx.db, user).await?.into_iter().map(|d| d.device_id).collect();
-        let mut out = Vec::new();
-        for (device, content) in per_device {
-            let ev = json!({ "type": kind, "sender": me.user_id, "content": content });
-            if device == "*" {
-                for d in &devices {
-                    out.push(json!({ "device_id": d, "message": ev }));
-                }
-            } else if devices.contains(device) {
-                out.push(json!({ "device_id": device, "message": ev }));
-            }
-        }
-        if !out.is_empty() {
-            to_device::queue_to_device(&ctx.env, user, out).await?;
-        }
-    }
+    to_device::send(ctx, &me.user_id, kind, messages).await?;
     Ok(Response::ok(json!({})))
 }

@@ -1,6 +1,7 @@
 //! Typing notifications (spec: client-server-api, "Typing Notifications",
 //! `modules/typing_notifications.md`). The room's `Room` Durable Object keeps who is typing
-//! and for how long, and publishes changes to the typing stream.
+//! and for how long, and publishes changes to the typing stream; the room's other servers
+//! get an `m.typing` EDU (`service::federation::edu::typing`).
 
 use serde::Deserialize;
 use serde_json::json;
@@ -8,11 +9,10 @@ use serde_json::json;
 use crate::api::auth::Authed;
 use crate::api::params::room_id as parse_room_id;
 use crate::ctx::Ctx;
-use crate::durable_objects::protocol::{RoomProto, RoomRequest};
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::objects::call;
+use crate::service::federation::edu;
 use crate::store::rooms;
 
 #[derive(Deserialize)]
@@ -32,7 +32,6 @@ pub async fn typing_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, 
     if rooms::membership(&ctx.db, room.as_str(), user_id).await?.as_deref() != Some("join") {
         return Err(err!(Forbidden, "You are not in this room"));
     }
-    let request = RoomRequest::Typing { room_id: room.to_string(), user_id: user_id.to_owned(), typing: body.typing, timeout: body.timeout };
-    call::<RoomProto>(&ctx.env, room.as_str(), &request).await?;
+    edu::typing::set(ctx, &room, &me.user_id, body.typing, body.timeout).await?;
     Ok(Response::ok(json!({})))
 }

@@ -7,6 +7,7 @@ use crate::core::sync_token::SyncToken;
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
 use crate::error::Result;
+use crate::service::federation::edu;
 use crate::service::wakeups;
 use crate::store::sync as sstore;
 
@@ -34,11 +35,12 @@ pub async fn since(ctx: &Ctx, user: &str, f: &Filter, since: Option<&SyncToken>,
 }
 
 /// Sets the presence a sync asks for (`online` or `unavailable`); when others can see a
-/// change, wakes the syncs of everyone sharing a room with the user.
+/// change, wakes the syncs of everyone sharing a room with the user and tells their servers.
 pub async fn set_by_sync(ctx: &Ctx, user: &str, presence: &str) -> Result<()> {
     if sstore::set_presence(&ctx.db, user, presence, None).await? {
         let users = sstore::users_sharing_rooms(&ctx.db, user).await?;
-        wakeups::notify_users(&ctx.env, &ctx.config, users).await;
+        wakeups::notify_users(&ctx.env, &ctx.config, users.clone()).await;
+        edu::presence::send(ctx, user, Some(users)).await?;
     }
     Ok(())
 }

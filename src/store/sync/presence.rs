@@ -80,3 +80,33 @@ pub async fn users_sharing_rooms(db: &Db, user: &str) -> Result<Vec<String>> {
     }
     Ok(v)
 }
+
+/// Stores another server's report of one of its users' presence (`m.presence`), as of
+/// `last_active_ts`; returns whether anything others can see changed (only then does the
+/// stream move; a fresher last-active time alone is just recorded).
+pub async fn put_remote_presence(
+    db: &Db,
+    user: &str,
+    presence: &str,
+    status_msg: Option<&str>,
+    last_active_ts: u64,
+    currently_active: bool,
+) -> Result<bool> {
+    let old = get_presence(db, user).await?;
+    let changed = old
+        .as_ref()
+        .is_none_or(|o| o.presence != presence || o.status_msg.as_deref() != status_msg || (o.currently_active != 0.0) != currently_active);
+    if changed {
+        db.run(
+            "INSERT INTO presence (user_id, presence, status_msg, last_active_ts, currently_active, stream)
+             VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(stream), 0) + 1 FROM presence))
+             ON CONFLICT (user_id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg,
+               last_active_ts = excluded.last_active_ts, currently_active = excluded.currently_active, stream = excluded.stream",
+            params![user, presence, status_msg, last_active_ts, currently_active as i64],
+        )
+        .await?;
+    } else {
+        db.run("UPDATE presence SET last_active_ts = ? WHERE user_id = ?", params![last_active_ts, user]).await?;
+    }
+    Ok(changed)
+}
