@@ -390,9 +390,11 @@ def test_encrypted_room_across_servers(hs, tmp_path, monkeypatch, alice_on, bob_
     missing = js_available()
     if missing:
         pytest.fail(missing)
+    # The servers first: the session's CA bundle exists once they do.
+    alice_hs, bob_hs = hs(alice_on), hs(bob_on)
     # The clients reach the Stratus instances over TLS with the session's CA (Node reads it
     # from here; nio is given an SSL context).
     bundle = os.environ.get("REQUESTS_CA_BUNDLE")
     if bundle:
         monkeypatch.setenv("NODE_EXTRA_CA_CERTS", bundle)
-    asyncio.run(asyncio.wait_for(_fed_scenario(hs(alice_on), hs(bob_on), tmp_path, *kinds), 300))
+    asyncio.run(asyncio.wait_for(_fed_scenario(alice_hs, bob_hs, tmp_path, *kinds), 300))
