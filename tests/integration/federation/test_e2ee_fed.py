@@ -294,6 +294,23 @@ def test_device_list_gap_triggers_resync(hs, remote):
     assert bdev in got and "MADEUP2" not in got, got
 
 
+@pytest.mark.parametrize("remote", ["synapse", "stratus2"])
+def test_remote_user_leaving_every_shared_room_is_left(hs, remote):
+    stratus, other = hs("stratus"), hs(remote)
+    alice, bob, room = joined_pair(stratus, other)
+    upload_keys(bob)
+    assert query(alice, {bob.user_id: []})["device_keys"][bob.user_id]
+    sync_now(alice)
+    ok(call(other.base, "POST", f"{CLIENT_V3}/rooms/{quote(room, safe='')}/leave", {}, token=bob.token), "leave")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        body = ok(call(stratus.base, "GET", f"{CLIENT_V3}/sync", token=alice.token, params={"since": alice.since, "timeout": "3000"}), "sync")
+        alice.since = body["next_batch"]
+        if bob.user_id in body.get("device_lists", {}).get("left", []):
+            return
+    raise AssertionError(f"{bob} never in {alice}'s device_lists.left")
+
+
 def test_updates_for_other_servers_users_are_ignored(hs):
     stratus, stratus2, synapse = hs("stratus"), hs("stratus2"), hs("synapse")
     alice, bob, _ = joined_pair(stratus, synapse)
