@@ -274,6 +274,9 @@ routes! {
     Get "/_matrix/federation/v1/event_auth/{roomId}/{eventId}" [Server] => federation::state::event_auth_route(roomId, eventId);
     Get "/_matrix/federation/v1/query/directory" [Server] => federation::query::directory_route();
     Get "/_matrix/federation/v1/query/profile" [Server] => federation::query::profile_route();
+    Get "/_matrix/federation/v1/user/devices/{userId}" [Server] => federation::user::user_devices_route(userId);
+    Post "/_matrix/federation/v1/user/keys/query" [Server] => federation::user::user_keys_query_route();
+    Post "/_matrix/federation/v1/user/keys/claim" [Server] => federation::user::user_keys_claim_route();
     Get "/_matrix/federation/v1/publicRooms" [Server] => federation::directory::public_rooms_get_route();
     Post "/_matrix/federation/v1/publicRooms" [Server] => federation::directory::public_rooms_post_route();
     Get "/_matrix/federation/v1/make_join/{roomId}/{userId}" [Server] => federation::make::make_join_route(roomId, userId);

@@ -239,3 +239,22 @@ pub async fn delete_all_keys(db: &Db, user: &str) -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// All of a user's devices (dehydrated included), with their display names and device keys
+/// (`None` before the device uploaded any): `(device_id, display_name, key_json)`.
+pub async fn devices_with_keys(db: &Db, user: &str) -> Result<Vec<(String, Option<String>, Option<Value>)>> {
+    #[derive(Deserialize)]
+    struct R {
+        device_id: String,
+        display_name: Option<String>,
+        key_json: Option<String>,
+    }
+    let rows: Vec<R> = db
+        .all(
+            "SELECT d.device_id, d.display_name, k.key_json FROM devices d
+             LEFT JOIN device_keys k ON k.user_id = d.user_id AND k.device_id = d.device_id WHERE d.user_id = ?",
+            params![user],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.device_id, r.display_name, r.key_json.and_then(|k| serde_json::from_str(&k).ok()))).collect())
+}

@@ -14,6 +14,7 @@ pub mod media;
 pub mod oauth;
 pub mod profile;
 pub mod pushers;
+pub mod remote_devices;
 pub mod remote_media;
 pub mod rooms;
 pub mod servers;

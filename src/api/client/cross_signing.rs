@@ -61,6 +61,10 @@ pub async fn upload_signing_keys_route(ctx: &Ctx, req: &Request, me: &Authed) ->
     let old: Vec<String> = new.iter().filter_map(|(usage, p, _)| existing.get(usage).filter(|(op, _)| op != p).map(|(op, _)| op.clone())).collect();
     kstore::put_cross_signing_keys(&ctx.db, user, &new, &old).await?;
     keys::device_list_changed(&ctx.env, &ctx.db, &ctx.config, user).await?;
+    // The user-signing key is the owner's alone: only master and self-signing keys go out.
+    if new.iter().any(|(usage, _, _)| usage != "user_signing") {
+        keys::announce_signing_keys(&ctx.env, &ctx.db, &ctx.config, user).await?;
+    }
     Ok(Response::ok(json!({})))
 }
 
@@ -101,6 +105,16 @@ pub async fn upload_signatures_route(ctx: &Ctx, req: &Request, me: &Authed) -> R
         // Every stored signature is the user's: their other devices learn of it through
         // their own device list (as Synapse).
         keys::device_list_changed(&ctx.env, &ctx.db, &ctx.config, user).await?;
+        // Other servers get the newly signed devices again, and the master key if a device
+        // signed it.
+        let mut devices: Vec<String> =
+            sigs.iter().filter(|(tu, tk, _, _, _)| tu == user && !mine.values().any(|(p, _)| p == tk)).map(|s| s.1.clone()).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        keys::announce_devices(&ctx.env, &ctx.db, &ctx.config, user, &devices).await?;
+        if sigs.iter().any(|(tu, tk, _, _, _)| tu == user && mine.get("master").is_some_and(|(p, _)| p == tk)) {
+            keys::announce_signing_keys(&ctx.env, &ctx.db, &ctx.config, user).await?;
+        }
     }
     Ok(Response::ok(json!({ "failures": failures })))
 }

@@ -55,6 +55,7 @@ pub async fn put_dehydrated_device_route(ctx: &Ctx, req: &Request, me: &Authed) 
     stmts.push(kstore::put_dehydrated_device_stmt(&ctx.db, user, device_id, data)?);
     ctx.db.batch(stmts).await?;
     keys::device_list_changed(&ctx.env, &ctx.db, &ctx.config, user).await?;
+    keys::announce_devices(&ctx.env, &ctx.db, &ctx.config, user, &[device_id.to_owned()]).await?;
     Ok(Response::ok(json!({ "device_id": device_id })))
 }
 

@@ -10,4 +10,5 @@ pub mod membership;
 pub mod query;
 pub mod send;
 pub mod state;
+pub mod user;
 pub mod version;

@@ -4,6 +4,7 @@
 //! checks a PDU from another server goes through; the outbound queue's rules (`queue`:
 //! destinations, transactions, backoff, catch-up).
 pub mod acl;
+pub mod device_list;
 pub mod discovery;
 pub mod http1;
 pub mod keys;
