@@ -50,13 +50,12 @@ pub async fn create_room(ctx: &Ctx, creator: &UserId, mut body: CreateRoomReques
         }
         None => None,
     };
-    for invitee in &body.invite {
-        if let Ok(u) = UserId::parse(invitee.as_str()) {
-            if u.server_name() != ctx.config.server_name {
-                return Err(err!(Unknown, "Inviting users of other servers needs federation, which is not available yet"));
-            }
-        }
-    }
+    // Users of other servers are invited once the room exists, over federation (their
+    // server must sign the invite); local ones are in the creation events.
+    let (local, remote): (Vec<String>, Vec<String>) = std::mem::take(&mut body.invite)
+        .into_iter()
+        .partition(|i| UserId::parse(i.as_str()).map_or(true, |u| u.server_name() == ctx.config.server_name));
+    body.invite = local;
     let user = accounts::get_user(&ctx.db, creator.as_str()).await?;
     let profile = user.map(|u| (u.displayname, u.avatar_url)).unwrap_or((None, None));
     let p = plan(
@@ -86,7 +85,22 @@ pub async fn create_room(ctx: &Ctx, creator: &UserId, mut body: CreateRoomReques
     if body.visibility.as_deref() == Some("public") {
         rooms::set_public(&ctx.db, room_id.as_str(), true).await?;
     }
+    for invitee in remote.iter().filter_map(|i| UserId::parse(i.as_str()).ok()) {
+        // The room exists whatever the invitee's server says: a failed invite is logged
+        // (and can be repeated with `/invite`), as a failed request would hide the room.
+        if let Err(e) = invite_remote(ctx, creator, &room_id, &invitee, body.is_direct).await {
+            worker::console_warn!("createRoom {room_id}: inviting {invitee}: {e}");
+        }
+    }
     Ok(room_id)
+}
+
+/// One invite of a user of another server into a new room.
+async fn invite_remote(ctx: &Ctx, creator: &UserId, room_id: &RoomId, invitee: &UserId, is_direct: bool) -> Result<()> {
+    let content = if is_direct { json!({ "membership": "invite", "is_direct": true }) } else { json!({ "membership": "invite" }) };
+    let mut ev = NewEvent { kind: "m.room.member".into(), state_key: Some(invitee.to_string()), content, sender: creator.to_owned(), redacts: None };
+    membership::add_profile(ctx, &mut ev, invitee).await?;
+    crate::service::federation::invite::invite_remote(ctx, room_id, invitee, ev).await
 }
 
 /// State carried over to the new room (spec's list).

@@ -13,15 +13,18 @@ from fed_helpers import (
     StandIn,
     api,
     build_pdu,
+    create_room,
     event_id_of,
     get_state,
     join,
     joined_pair,
     ok,
+    register_user,
     room_context,
     rpath,
     send_text,
     wait_for_message,
+    wait_for_invite,
     wait_for_membership,
     wait_for_state,
     wait_until,
@@ -124,3 +127,17 @@ def test_room_upgrade_with_members_on_both_servers(pair):
     wait_for_state(b, room, "m.room.power_levels", lambda c: c.get("events_default", 0) >= 50, "the old room's raised send level")
     r = api(b, "PUT", rpath(room, "send", "m.room.message", uuid.uuid4().hex), {"msgtype": "m.text", "body": "late"})
     assert r.status_code == 403, f"{remote} let {b} write into the replaced room: {describe(r)}"
+
+
+def test_create_room_inviting_a_remote_user(pair):
+    """`createRoom` with a user of the other server in `invite` (a direct chat, as clients
+    start them): the invite crosses, the invitee joins."""
+    local, remote = pair
+    a, b = register_user(local, "a"), register_user(remote, "b")
+    room = create_room(a, preset="trusted_private_chat", is_direct=True, invite=[b.user_id])
+    invite = wait_for_invite(b, room)
+    assert invite, f"{b} got no invite to {room}"
+    assert join(b, room, via=[local.server_name]) == room
+    wait_for_membership(a, room, b.user_id, "join")
+    member = get_state(a, room, "m.room.member", b.user_id)
+    assert member.get("membership") == "join", member
