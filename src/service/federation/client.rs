@@ -61,50 +61,24 @@ pub async fn request(ctx: &Ctx, destination: &ServerName, method: Method, path_a
 /// tell a remote 404 from a 403. Transport failures (unreachable, timeout, unparsable) and
 /// refusals (ourselves, the allow/deny lists) are errors.
 pub async fn send(ctx: &Ctx, destination: &ServerName, method: Method, path_and_query: &str, body: Option<&Value>) -> Result<RemoteResponse> {
-    let cfg = &ctx.config.federation_transport;
-    if destination.as_str() == ctx.server_name() {
-        return Err(err!(Forbidden, "Refusing to send a federation request to this server itself"));
-    }
-    if !cfg.domains.permits(destination.as_str()) {
-        return Err(err!(Forbidden, "Federation with {destination} is not allowed by this server"));
-    }
-    let deadline = now_ms() + cfg.timeout_ms;
-    let dest = resolve::resolve(ctx, destination, deadline).await?;
-    let origin = ctx.server_name();
-    let auth = xmatrix::sign_request(&ctx.config.signing_key, origin, destination.as_str(), method.as_str(), path_and_query, body)
+    let auth = xmatrix::sign_request(&ctx.config.signing_key, ctx.server_name(), destination.as_str(), method.as_str(), path_and_query, body)
         .map_err(|e| err!(BadJson, "Cannot sign the request: {e}"))?;
     let bytes = match body {
-        Some(b) => serde_json::to_vec(b)?,
-        None => Vec::new(),
+        Some(b) => Some(serde_json::to_vec(b)?),
+        None => None,
     };
-    let tls = !cfg.insecure_http;
     let fail = |why: &str| {
         log_error(&format!("federation {} {destination}{path_and_query}: {why}", method.as_str()));
         err!(Unknown, "Could not reach {destination}")
     };
-    let (status, resp_body) = if cfg.transport.uses_socket(&dest) {
-        let headers: Vec<(&str, &str)> = if body.is_some() {
-            vec![("Authorization", auth.as_str()), ("Content-Type", "application/json"), ("Accept", "application/json")]
-        } else {
-            vec![("Authorization", auth.as_str()), ("Accept", "application/json")]
-        };
-        let raw = http1::request(method.as_str(), &dest.host_header, path_and_query, &headers, &bytes);
-        let r = socket::send(&dest, tls, &raw, deadline, cfg.max_response_bytes).await.map_err(|e| fail(&e))?;
-        (r.status, r.body)
-    } else {
-        let url = format!("{}{path_and_query}", dest.base_url(tls));
-        let mut headers = vec![("Authorization", auth.as_str()), ("Accept", "application/json")];
-        if body.is_some() {
-            headers.push(("Content-Type", "application/json"));
-        }
-        let r = fetch(method.as_str(), &url, &headers, bytes, deadline, cfg.max_response_bytes).await.map_err(|e| fail(&e))?;
-        (r.status, r.body)
-    };
-    let body = if resp_body.is_empty() { Value::Null } else { serde_json::from_slice(&resp_body).unwrap_or(Value::Null) };
-    if (200..300).contains(&status) && !body.is_object() && !body.is_array() {
-        return Err(fail(&format!("HTTP {status} without a JSON body")));
+    let max = ctx.config.federation_transport.max_response_bytes;
+    let r = exchange(ctx, destination, method, path_and_query, Some(&auth), bytes.as_deref(), "application/json", max).await?;
+    let r = r.map_err(|why| fail(&why))?;
+    let body = if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap_or(Value::Null) };
+    if (200..300).contains(&r.status) && !body.is_object() && !body.is_array() {
+        return Err(fail(&format!("HTTP {} without a JSON body", r.status)));
     }
-    Ok(RemoteResponse { status, body })
+    Ok(RemoteResponse { status: r.status, body })
 }
 
 /// A remote answer that is not JSON (federation media): status, `Content-Type`, raw body.
@@ -169,7 +143,7 @@ struct Exchanged {
     body: Vec<u8>,
 }
 
-/// The transport of [`get_raw`] (as in [`send`]): refuses ourselves and servers the allow/deny
+/// The transport of [`send`] and [`get_raw`]: refuses ourselves and servers the allow/deny
 /// lists exclude (outer error), resolves `destination`, and sends over `fetch` or the socket
 /// within the federation deadline; the inner error is why the exchange failed.
 #[allow(clippy::too_many_arguments)]
