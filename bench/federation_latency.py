@@ -10,6 +10,7 @@ harness of tests/integration/federation: Synapse from bench/synapse_local.py, St
 `wrangler dev` serving build/ with --local-protocol https and NODE_EXTRA_CA_CERTS).
 
     .venv/bin/python bench/federation_latency.py [--samples 50] [--pairs synapse-synapse2,stratus-synapse]
+        [--build DIR]   # another build/ (e.g. a copy of the one before a change) instead of ours
 
 A pair whose room cannot be joined across the servers (Stratus before federation works)
 is reported as n/a with the reason, and the others still run.
@@ -41,6 +42,7 @@ from sync_latency import pct  # noqa: E402  (one percentile for the benchmarks)
 
 ALL_PAIRS = ["stratus-synapse", "synapse-stratus", "stratus-stratus2", "synapse-synapse2"]
 SAMPLE_DEADLINE = 20.0
+BUILD_DIR: Path | None = None
 
 
 def trust(cert: Cert, d: Path) -> None:
@@ -75,6 +77,10 @@ def start(label: str, cert: Cert, stops: list) -> HS:
     import base64
 
     conftest = sys.modules.get("stratus_integration_conftest") or integration_harness()
+    if BUILD_DIR is not None and conftest._BUILD_SNAPSHOT is None:
+        # The harness copies build/ once per process; it takes this copy instead.
+        main = Path(conftest.tomllib.loads(conftest.WRANGLER_TOML.read_text())["main"])
+        conftest._BUILD_SNAPSHOT = BUILD_DIR.resolve() / main.relative_to(main.parts[0])
     port = free_port()
     name = f"127.0.0.1:{port}"
     key = f"ed25519 bench_{label} {base64.b64encode(os.urandom(32)).decode().rstrip('=')}"
@@ -138,7 +144,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--pairs", default=",".join(ALL_PAIRS), help=f"comma-separated, of {ALL_PAIRS}")
+    ap.add_argument("--build", type=Path, help="serve this build directory (a copy of build/) instead of build/")
     args = ap.parse_args()
+    global BUILD_DIR
+    BUILD_DIR = args.build
     pairs = [p.split("-") for p in args.pairs.split(",") if p]
     for p in pairs:
         assert "-".join(p) in ALL_PAIRS, f"unknown pair {'-'.join(p)}"

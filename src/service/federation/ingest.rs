@@ -67,14 +67,29 @@ pub struct Ingest<'a> {
     budget: usize,
     /// Events newly added to the timeline, for the fan-out.
     pub accepted: Vec<Pdu>,
+    /// The room's row as read when the ingest started, until an event of ours moves its head
+    /// (only the room's writer does, and the ingest runs under its lock): the soft-failure
+    /// check of the first event reads it from here instead of D1.
+    row: Option<rooms::RoomRow>,
 }
 
 impl<'a> Ingest<'a> {
     /// Starts an ingest into a room we know.
     pub async fn new(ctx: &'a Ctx, room_id: &RoomId, origin: &'a ServerName) -> Result<Ingest<'a>> {
-        let row = rooms::get_room(&ctx.db, room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
+        // A room ID without a server name is a v12 one, derived from its create event: that
+        // event is read together with the room's row.
+        let create = room_id.server_name().is_none().then(|| EventId::parse(format!("${}", room_id.as_str().trim_start_matches('!'))).ok()).flatten();
+        let (row, create) = futures_util::future::join(rooms::get_room(&ctx.db, room_id.as_str()), async {
+            match &create {
+                Some(id) => rooms::get_pdus(&ctx.db, std::slice::from_ref(id)).await,
+                None => Ok(BTreeMap::new()),
+            }
+        })
+        .await;
+        let row = row?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
         let (_, rules) = version_rules(&row.room_version)?;
-        let mut ingest = Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: BTreeMap::new(), budget: FETCH_BUDGET, accepted: vec![] };
+        let mut ingest =
+            Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: create?, budget: FETCH_BUDGET, accepted: vec![], row: Some(row) };
         // From room v12 the create event is not among `auth_events` (its ID is the room ID's).
         if let Some(create) = ingest.create_event_id() {
             ingest.load(&[create]).await?;
@@ -293,15 +308,8 @@ impl<'a> Ingest<'a> {
     }
 
     /// The state group and map after each of `ids`, for those whose state we know.
-    async fn states_after(&mut self, ids: &[OwnedEventId]) -> Result<Vec<(String, StateMap)>> {
-        let strs: Vec<&str> = ids.iter().map(|e| e.as_str()).collect();
-        let groups = graph::state_after(&self.ctx.db, &strs).await?;
-        let mut out = Vec::new();
-        for g in groups.values() {
-            let (map, _) = rooms::load_state_group(&self.ctx.db, g).await?;
-            out.push((g.clone(), map));
-        }
-        Ok(out)
+    async fn states_after(&self, ids: &[OwnedEventId]) -> Result<Vec<(String, StateMap)>> {
+        states_after(&self.ctx.db, ids).await
     }
 
     /// Resolves state maps (loading every event they and their auth chains name).
@@ -378,7 +386,23 @@ impl<'a> Ingest<'a> {
     /// the resident server) instead of derived from its `prev_events`.
     async fn timeline_event_at(&mut self, pdu: Pdu, depth: u32, given_before: Option<StateMap>) -> Result<Outcome> {
         let id_str = pdu.event_id.to_string();
-        if graph::known(&self.ctx.db, &[id_str.as_str()]).await?.contains(&id_str) {
+        // What the checks read first, at once: whether the event is known, its auth events
+        // and the states after its prev_events (not when the state before it is given).
+        let db = &self.ctx.db;
+        let lacking: Vec<OwnedEventId> = pdu.auth_events.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
+        let prev_ids: &[OwnedEventId] = if given_before.is_none() { &pdu.prev_events } else { &[] };
+        let (known, auth, prevs) = futures_util::future::join3(
+            graph::known(db, &[id_str.as_str()]),
+            async {
+                match lacking.is_empty() {
+                    true => Ok(BTreeMap::new()),
+                    false => rooms::get_pdus(db, &lacking).await,
+                }
+            },
+            states_after(db, prev_ids),
+        )
+        .await;
+        if known?.contains(&id_str) {
             return Ok(match graph::rejected(&self.ctx.db, &[id_str.as_str()]).await?.is_empty() {
                 true => Outcome::Accepted,
                 false => Outcome::Rejected("rejected earlier".into()),
@@ -387,6 +411,8 @@ impl<'a> Ingest<'a> {
         if depth > 5 {
             return Err(err!(Unknown, "Gap too deep"));
         }
+        self.events.extend(auth?);
+        let prevs = prevs?;
         let pdu = self.verified(pdu).await?;
         // Auth events known and the event allowed by them. An auth event that was rejected
         // rejects this one for good; one that could not be fetched (the origin failed) only
@@ -402,10 +428,7 @@ impl<'a> Ingest<'a> {
         }
 
         // The state before it: resolution over its prev_events' states.
-        let mut prevs = match &given_before {
-            Some(_) => vec![],
-            None => self.states_after(&pdu.prev_events).await?,
-        };
+        let mut prevs = prevs;
         if given_before.is_none() && prevs.len() < pdu.prev_events.len() {
             let _ = self.fill_gap(&pdu, depth).await;
             prevs = self.states_after(&pdu.prev_events).await?;
@@ -430,7 +453,11 @@ impl<'a> Ingest<'a> {
         // Soft failure: allowed at its place in the graph, but not by the current state.
         // When the event extends the current state (the usual case: it names our one
         // extremity), that state is the one it was just checked against.
-        let row = rooms::get_room(&self.ctx.db, self.room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
+        // Taken: whatever is written below moves the head.
+        let row = match self.row.take() {
+            Some(r) => r,
+            None => rooms::get_room(&self.ctx.db, self.room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?,
+        };
         let extends_current = before_group.is_some() && before_group == row.state_group;
         let current = match &row.state_group {
             _ if extends_current => before.clone(),
@@ -524,6 +551,18 @@ impl<'a> Ingest<'a> {
         self.ctx.db.batch(vec![graph::insert_rejected_stmt(&self.ctx.db, pdu.event_id.as_str(), self.room_id.as_str(), reason)?]).await?;
         Ok(())
     }
+}
+
+/// The state group and map after each of `ids`, for those whose state we know (the groups'
+/// chains read at once).
+async fn states_after(db: &crate::store::db::Db, ids: &[OwnedEventId]) -> Result<Vec<(String, StateMap)>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let strs: Vec<&str> = ids.iter().map(|e| e.as_str()).collect();
+    let groups = graph::state_after(db, &strs).await?;
+    let maps = futures_util::future::try_join_all(groups.values().map(|g| rooms::load_state_group(db, g))).await?;
+    Ok(groups.into_values().zip(maps).map(|(g, (map, _))| (g, map)).collect())
 }
 
 fn entries(map: &StateMap) -> Vec<StateEntry> {
