@@ -14,7 +14,8 @@
 //! `/get_missing_events` (bounded); if the gap remains, the state before the event comes from
 //! `/state_ids` and `/event`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::Verified;
@@ -42,6 +43,67 @@ const MISSING_LIMIT: u64 = 20;
 const JOIN_BACKFILL: u32 = 50;
 /// A full state snapshot every this many links (as `timeline` does).
 const SNAPSHOT_EVERY: u32 = 32;
+
+/// Events and state groups kept per isolate, at most this many.
+const CACHED_EVENTS: usize = 2048;
+const CACHED_GROUPS: usize = 16;
+
+thread_local! {
+    /// Events read from D1 on this isolate, by ID: an event ID names one event, so an entry
+    /// never goes stale (a redaction rewrites the stored JSON, but keeps what the checks
+    /// here read: the auth rules' keys and `membership`). The auth events of a room's next
+    /// PDU are mostly the same few (create, power levels, the sender's member event).
+    static EVENTS: RefCell<HashMap<OwnedEventId, Pdu>> = RefCell::new(HashMap::new());
+    /// State group maps read from D1 on this isolate, by group ID: a group is written once
+    /// (`INSERT OR IGNORE`) and never changed. The next PDU of a room usually comes after
+    /// the same group (all messages since the last state event share it).
+    static GROUPS: RefCell<HashMap<String, StateMap>> = RefCell::new(HashMap::new());
+}
+
+/// [`rooms::get_pdus`] through the isolate's cache of events.
+async fn get_pdus(db: &crate::store::db::Db, ids: &[OwnedEventId]) -> Result<BTreeMap<OwnedEventId, Pdu>> {
+    let mut out = BTreeMap::new();
+    let mut todo = Vec::new();
+    EVENTS.with(|c| {
+        let c = c.borrow();
+        for id in ids {
+            match c.get(id) {
+                Some(p) => {
+                    out.insert(id.clone(), p.clone());
+                }
+                None => todo.push(id.clone()),
+            }
+        }
+    });
+    if !todo.is_empty() {
+        let found = rooms::get_pdus(db, &todo).await?;
+        EVENTS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() + found.len() > CACHED_EVENTS {
+                c.clear();
+            }
+            c.extend(found.iter().map(|(k, v)| (k.clone(), v.clone())));
+        });
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// [`rooms::load_state_group`]'s map through the isolate's cache of groups.
+async fn load_state_group(db: &crate::store::db::Db, group: &str) -> Result<StateMap> {
+    if let Some(map) = GROUPS.with(|c| c.borrow().get(group).cloned()) {
+        return Ok(map);
+    }
+    let (map, _) = rooms::load_state_group(db, group).await?;
+    GROUPS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHED_GROUPS {
+            c.clear();
+        }
+        c.insert(group.to_owned(), map.clone());
+    });
+    Ok(map)
+}
 
 /// What became of one PDU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +143,7 @@ impl<'a> Ingest<'a> {
         let create = room_id.server_name().is_none().then(|| EventId::parse(format!("${}", room_id.as_str().trim_start_matches('!'))).ok()).flatten();
         let (row, create) = futures_util::future::join(rooms::get_room(&ctx.db, room_id.as_str()), async {
             match &create {
-                Some(id) => rooms::get_pdus(&ctx.db, std::slice::from_ref(id)).await,
+                Some(id) => get_pdus(&ctx.db, std::slice::from_ref(id)).await,
                 None => Ok(BTreeMap::new()),
             }
         })
@@ -136,7 +198,7 @@ impl<'a> Ingest<'a> {
             if todo.is_empty() {
                 break;
             }
-            let found = rooms::get_pdus(&self.ctx.db, &todo).await?;
+            let found = get_pdus(&self.ctx.db, &todo).await?;
             todo = found.values().flat_map(|p| p.auth_events.clone()).filter(|e| !self.events.contains_key(e) && !found.contains_key(e)).collect();
             self.events.extend(found);
         }
@@ -148,7 +210,7 @@ impl<'a> Ingest<'a> {
     async fn load_direct(&mut self, ids: &[OwnedEventId]) -> Result<()> {
         let todo: Vec<OwnedEventId> = ids.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
         if !todo.is_empty() {
-            let found = rooms::get_pdus(&self.ctx.db, &todo).await?;
+            let found = get_pdus(&self.ctx.db, &todo).await?;
             self.events.extend(found);
         }
         Ok(())
@@ -396,7 +458,7 @@ impl<'a> Ingest<'a> {
             async {
                 match lacking.is_empty() {
                     true => Ok(BTreeMap::new()),
-                    false => rooms::get_pdus(db, &lacking).await,
+                    false => get_pdus(db, &lacking).await,
                 }
             },
             states_after(db, prev_ids),
@@ -461,7 +523,7 @@ impl<'a> Ingest<'a> {
         let extends_current = before_group.is_some() && before_group == row.state_group;
         let current = match &row.state_group {
             _ if extends_current => before.clone(),
-            Some(g) => rooms::load_state_group(&self.ctx.db, g).await?.0,
+            Some(g) => load_state_group(&self.ctx.db, g).await?,
             None => StateMap::new(),
         };
         if !extends_current {
@@ -561,8 +623,8 @@ async fn states_after(db: &crate::store::db::Db, ids: &[OwnedEventId]) -> Result
     }
     let strs: Vec<&str> = ids.iter().map(|e| e.as_str()).collect();
     let groups = graph::state_after(db, &strs).await?;
-    let maps = futures_util::future::try_join_all(groups.values().map(|g| rooms::load_state_group(db, g))).await?;
-    Ok(groups.into_values().zip(maps).map(|(g, (map, _))| (g, map)).collect())
+    let maps = futures_util::future::try_join_all(groups.values().map(|g| load_state_group(db, g))).await?;
+    Ok(groups.into_values().zip(maps).collect())
 }
 
 fn entries(map: &StateMap) -> Vec<StateEntry> {
