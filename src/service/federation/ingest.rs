@@ -58,6 +58,10 @@ thread_local! {
     /// (`INSERT OR IGNORE`) and never changed. The next PDU of a room usually comes after
     /// the same group (all messages since the last state event share it).
     static GROUPS: RefCell<HashMap<String, StateMap>> = RefCell::new(HashMap::new());
+    /// Room versions by room, as read from D1 on this isolate (a room's version never
+    /// changes): an ingest then starts without a read and reads the room's row together with
+    /// its first PDU's.
+    static VERSIONS: RefCell<HashMap<OwnedRoomId, String>> = RefCell::new(HashMap::new());
 }
 
 /// [`rooms::get_pdus`] through the isolate's cache of events.
@@ -129,9 +133,9 @@ pub struct Ingest<'a> {
     budget: usize,
     /// Events newly added to the timeline, for the fan-out.
     pub accepted: Vec<Pdu>,
-    /// The room's row as read when the ingest started, until an event of ours moves its head
-    /// (only the room's writer does, and the ingest runs under its lock): the soft-failure
-    /// check of the first event reads it from here instead of D1.
+    /// The room's row as read when the ingest started or with a PDU's first reads, until an
+    /// event of ours moves its head (only the room's writer does, and the ingest runs under
+    /// its lock): the soft-failure check reads it from here instead of D1.
     row: Option<rooms::RoomRow>,
 }
 
@@ -141,17 +145,38 @@ impl<'a> Ingest<'a> {
         // A room ID without a server name is a v12 one, derived from its create event: that
         // event is read together with the room's row.
         let create = room_id.server_name().is_none().then(|| EventId::parse(format!("${}", room_id.as_str().trim_start_matches('!'))).ok()).flatten();
-        let (row, create) = futures_util::future::join(rooms::get_room(&ctx.db, room_id.as_str()), async {
-            match &create {
-                Some(id) => get_pdus(&ctx.db, std::slice::from_ref(id)).await,
-                None => Ok(BTreeMap::new()),
-            }
-        })
+        let known_version = VERSIONS.with(|v| v.borrow().get(room_id).cloned());
+        let (row, create) = futures_util::future::join(
+            async {
+                match known_version {
+                    Some(_) => Ok(None),
+                    None => rooms::get_room(&ctx.db, room_id.as_str()).await.map(Some),
+                }
+            },
+            async {
+                match &create {
+                    Some(id) => get_pdus(&ctx.db, std::slice::from_ref(id)).await,
+                    None => Ok(BTreeMap::new()),
+                }
+            },
+        )
         .await;
-        let row = row?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
-        let (_, rules) = version_rules(&row.room_version)?;
-        let mut ingest =
-            Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: create?, budget: FETCH_BUDGET, accepted: vec![], row: Some(row) };
+        let (version, row) = match (known_version, row?) {
+            (Some(v), _) => (v, None),
+            (None, Some(Some(row))) => {
+                VERSIONS.with(|v| {
+                    let mut v = v.borrow_mut();
+                    if v.len() >= CACHED_EVENTS {
+                        v.clear();
+                    }
+                    v.insert(room_id.to_owned(), row.room_version.clone());
+                });
+                (row.room_version.clone(), Some(row))
+            }
+            (None, _) => return Err(err!(NotFound, "Unknown room")),
+        };
+        let (_, rules) = version_rules(&version)?;
+        let mut ingest = Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: create?, budget: FETCH_BUDGET, accepted: vec![], row };
         // From room v12 the create event is not among `auth_events` (its ID is the room ID's).
         if let Some(create) = ingest.create_event_id() {
             ingest.load(&[create]).await?;
@@ -448,12 +473,15 @@ impl<'a> Ingest<'a> {
     /// the resident server) instead of derived from its `prev_events`.
     async fn timeline_event_at(&mut self, pdu: Pdu, depth: u32, given_before: Option<StateMap>) -> Result<Outcome> {
         let id_str = pdu.event_id.to_string();
-        // What the checks read first, at once: whether the event is known, its auth events
-        // and the states after its prev_events (not when the state before it is given).
+        // What the checks read first, at once: whether the event is known, its auth events,
+        // the states after its prev_events (not when the state before it is given) and the
+        // room's row if the ingest has none (nothing before the soft-failure check moves it
+        // but a gap's events, which take it).
         let db = &self.ctx.db;
         let lacking: Vec<OwnedEventId> = pdu.auth_events.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
         let prev_ids: &[OwnedEventId] = if given_before.is_none() { &pdu.prev_events } else { &[] };
-        let (known, auth, prevs) = futures_util::future::join3(
+        let need_row = self.row.is_none();
+        let (known, auth, prevs, row) = futures_util::future::join4(
             graph::known(db, &[id_str.as_str()]),
             async {
                 match lacking.is_empty() {
@@ -462,8 +490,17 @@ impl<'a> Ingest<'a> {
                 }
             },
             states_after(db, prev_ids),
+            async {
+                match need_row {
+                    true => rooms::get_room(db, self.room_id.as_str()).await,
+                    false => Ok(None),
+                }
+            },
         )
         .await;
+        if let Some(row) = row? {
+            self.row.get_or_insert(row);
+        }
         if known?.contains(&id_str) {
             return Ok(match graph::rejected(&self.ctx.db, &[id_str.as_str()]).await?.is_empty() {
                 true => Outcome::Accepted,
