@@ -298,6 +298,20 @@ pub fn state_resets_stmts(
     Ok(stmts)
 }
 
+/// The answer given to an earlier transaction from `origin` with this ID (`PUT /send` reads
+/// it with its rooms through [`txn_reads`]).
+#[allow(dead_code)]
+pub async fn txn_response(db: &Db, origin: &str, txn_id: &str) -> Result<Option<Value>> {
+    #[derive(Deserialize)]
+    struct R {
+        response: String,
+    }
+    match db.first::<R>("SELECT response FROM federation_txns WHERE origin = ? AND txn_id = ?", params![origin, txn_id]).await? {
+        Some(r) => Ok(Some(serde_json::from_str(&r.response)?)),
+        None => Ok(None),
+    }
+}
+
 /// Records the answer to a transaction (the first one wins).
 pub async fn put_txn_response(db: &Db, origin: &str, txn_id: &str, response: &Value) -> Result<()> {
     db.run(
