@@ -10,6 +10,12 @@ harness of tests/integration/federation: Synapse from bench/synapse_local.py, St
 `wrangler dev` serving build/ with --local-protocol https and NODE_EXTRA_CA_CERTS).
 
     .venv/bin/python bench/federation_latency.py [--samples 50] [--pairs synapse-synapse2,stratus-synapse]
+        [--build DIR]     # serve another build/ (e.g. a copy of the one before a change) instead of ours
+        [--compare DIR]   # also the Stratus legs of the build in DIR ("stratus_old"), side by side
+
+The samples go round-robin over the pairs (one sample of each pair in turn), so that the load
+of a shared machine falls on all of them alike; `--compare` thereby measures two builds in
+one run, each with the Synapse baseline beside it.
 
 A pair whose room cannot be joined across the servers (Stratus before federation works)
 is reported as n/a with the reason, and the others still run.
@@ -41,6 +47,9 @@ from sync_latency import pct  # noqa: E402  (one percentile for the benchmarks)
 
 ALL_PAIRS = ["stratus-synapse", "synapse-stratus", "stratus-stratus2", "synapse-synapse2"]
 SAMPLE_DEADLINE = 20.0
+BUILD_DIR: Path | None = None
+COMPARE_DIR: Path | None = None
+OLD = "_old"  # label suffix of the servers of the --compare build
 
 
 def trust(cert: Cert, d: Path) -> None:
@@ -75,6 +84,13 @@ def start(label: str, cert: Cert, stops: list) -> HS:
     import base64
 
     conftest = sys.modules.get("stratus_integration_conftest") or integration_harness()
+    build = COMPARE_DIR if label.endswith(OLD) else BUILD_DIR
+    if build is not None:
+        # The harness serves one copy of build/ per process; this one is served instead.
+        main = Path(conftest.tomllib.loads(conftest.WRANGLER_TOML.read_text())["main"])
+        conftest._BUILD_SNAPSHOT = build.resolve() / main.relative_to(main.parts[0])
+    else:
+        conftest._BUILD_SNAPSHOT = getattr(conftest, "_bench_own_snapshot", None)
     port = free_port()
     name = f"127.0.0.1:{port}"
     key = f"ed25519 bench_{label} {base64.b64encode(os.urandom(32)).decode().rstrip('=')}"
@@ -84,26 +100,33 @@ def start(label: str, cert: Cert, stops: list) -> HS:
         https={"key": str(cert.key), "cert": str(cert.cert), "ca": str(cert.ca)},
         port=port,
     )
+    if build is None:
+        conftest._bench_own_snapshot = conftest._BUILD_SNAPSHOT
     stops.append(server.stop)
     return HS("stratus", label, name, server.base, server.base, server.shared_secret or "", key, server.stop_process,
               server.start_process, server.log_tail)
 
 
-def measure(x: HS, y: HS, n: int) -> tuple[list[float], int]:
-    """(latencies in ms, samples lost). Raises if B cannot join A's room."""
-    a, b = register_user(x, "bencha"), register_user(y, "benchb")
-    room = create_room(a)
-    join(b, room, via=[x.server_name])
-    wait_for_membership(a, room, b.user_id, "join")
-    since = call(y.base, "GET", f"{CLIENT_V3}/sync", token=b.token, params={"timeout": "0"}).json()["next_batch"]
-    latencies: list[float] = []
-    lost = 0
-    for i in range(n):
+class Pair:
+    """B on server y in a room of A on server x, B's sync position, and the samples so far."""
+
+    def __init__(self, x: HS, y: HS):
+        self.x, self.y = x, y
+        self.a, self.b = register_user(x, "bencha"), register_user(y, "benchb")
+        self.room = create_room(self.a)
+        join(self.b, self.room, via=[x.server_name])
+        wait_for_membership(self.a, self.room, self.b.user_id, "join")
+        self.since = call(y.base, "GET", f"{CLIENT_V3}/sync", token=self.b.token, params={"timeout": "0"}).json()["next_batch"]
+        self.latencies: list[float] = []
+        self.lost = 0
+
+    def sample(self, i: int) -> None:
+        x, y, b, room = self.x, self.y, self.b, self.room
         text = f"bench {uuid.uuid4().hex[:8]} {i}"
         result: dict = {}
         started = threading.Event()
 
-        def poll(cur: str = since) -> None:
+        def poll(cur: str = self.since) -> None:
             started.set()
             deadline = time.monotonic() + SAMPLE_DEADLINE
             while time.monotonic() < deadline:
@@ -123,31 +146,38 @@ def measure(x: HS, y: HS, n: int) -> tuple[list[float], int]:
         time.sleep(0.15)  # let the long-poll reach the server and park
         t0 = time.perf_counter()
         r = call(x.base, "PUT", rpath(room, "send", "m.room.message", uuid.uuid4().hex), {"msgtype": "m.text", "body": text},
-                 token=a.token)
+                 token=self.a.token)
         r.raise_for_status()
         t.join(SAMPLE_DEADLINE + 15)
-        since = result.get("since", since)
+        self.since = result.get("since", self.since)
         if "t1" in result:
-            latencies.append((result["t1"] - t0) * 1000)
+            self.latencies.append((result["t1"] - t0) * 1000)
         else:
-            lost += 1
-    return latencies, lost
+            self.lost += 1
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--pairs", default=",".join(ALL_PAIRS), help=f"comma-separated, of {ALL_PAIRS}")
+    ap.add_argument("--build", type=Path, help="serve this build directory (a copy of build/) instead of build/")
+    ap.add_argument("--compare", type=Path, help="also measure the Stratus legs of this build directory, side by side")
     args = ap.parse_args()
+    global BUILD_DIR, COMPARE_DIR
+    BUILD_DIR, COMPARE_DIR = args.build, args.compare
     pairs = [p.split("-") for p in args.pairs.split(",") if p]
     for p in pairs:
         assert "-".join(p) in ALL_PAIRS, f"unknown pair {'-'.join(p)}"
+    if COMPARE_DIR is not None:
+        old = lambda lbl: lbl + OLD if lbl.startswith("stratus") else lbl  # noqa: E731
+        pairs += [[old(x), old(y)] for x, y in pairs if "stratus" in x + y]
     d = Path(tempfile.mkdtemp(prefix="bench-fed-"))
     cert = make_cert(d)
     trust(cert, d)
     servers: dict[str, HS] = {}
     stops: list = []
     results: dict[str, dict] = {}
+    ready: dict[str, Pair] = {}
     try:
         for x, y in pairs:
             name = f"{x}→{y}"
@@ -158,16 +188,27 @@ def main() -> None:
                         servers[label] = start(label, cert, stops)
                         print(f"{label} at {servers[label].fed_base} (client {servers[label].base}) in {time.monotonic() - t0:.1f} s",
                               flush=True)
-                print(f"{name}: {args.samples} samples", flush=True)
-                xs, lost = measure(servers[x], servers[y], args.samples)
-                results[name] = {"n": len(xs), "lost": lost, "p50_ms": pct(xs, 50), "p95_ms": pct(xs, 95),
-                                 "mean_ms": statistics.fmean(xs) if xs else float("nan")}
+                ready[name] = Pair(servers[x], servers[y])
             except (Exception, SystemExit) as e:  # noqa: BLE001 - reported as n/a
                 results[name] = {"n": 0, "error": str(e).splitlines()[0][:400] if str(e) else type(e).__name__}
             except BaseException as e:  # pytest.fail from the harness
                 if isinstance(e, KeyboardInterrupt):
                     raise
                 results[name] = {"n": 0, "error": str(e).splitlines()[0][:400]}
+        print(f"{', '.join(ready)}: {args.samples} samples each, round-robin", flush=True)
+        for i in range(args.samples):
+            for name, pair in ready.items():
+                if name in results:
+                    continue
+                try:
+                    pair.sample(i)
+                except Exception as e:  # noqa: BLE001 - reported as n/a
+                    results[name] = {"n": 0, "error": str(e).splitlines()[0][:400] if str(e) else type(e).__name__}
+        for name, pair in ready.items():
+            if name not in results:
+                xs = pair.latencies
+                results[name] = {"n": len(xs), "lost": pair.lost, "p50_ms": pct(xs, 50), "p95_ms": pct(xs, 95),
+                                 "mean_ms": statistics.fmean(xs) if xs else float("nan")}
     finally:
         for s in reversed(stops):
             try:
@@ -175,12 +216,13 @@ def main() -> None:
             except BaseException:
                 pass
     print()
-    print(f"{'pair':<22}{'n':>5}{'lost':>6}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
-    for name, r in results.items():
+    print(f"{'pair':<26}{'n':>5}{'lost':>6}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
+    for name in [f"{x}→{y}" for x, y in pairs]:
+        r = results[name]
         if "error" in r:
-            print(f"{name:<22}  n/a: {r['error']}")
+            print(f"{name:<26}  n/a: {r['error']}")
         else:
-            print(f"{name:<22}{r['n']:>5}{r['lost']:>6}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{r['mean_ms']:>10.1f}")
+            print(f"{name:<26}{r['n']:>5}{r['lost']:>6}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{r['mean_ms']:>10.1f}")
     print(json.dumps(results))
 
 

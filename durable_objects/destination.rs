@@ -5,10 +5,12 @@
 //!
 //! Everything lives in the object's SQLite, so nothing is lost when the Worker or the object
 //! is evicted: the PDUs in the order they were queued, the EDUs, and the send state (the
-//! transaction in flight, failed attempts in a row, when the next is due). Sending happens
-//! in the alarm handler, never in the caller's request: `Enqueue` stores the items and sets
-//! the alarm (at once, or at the retry time while backing off), so it returns quickly and an
-//! evicted object resumes on its own.
+//! transaction in flight, failed attempts in a row, when the next is due). `Enqueue` stores
+//! the items and returns; when the destination is idle (nothing in flight, not backing off)
+//! the send starts at once in the object, after the answer (`wait_until`), with a safety
+//! alarm behind it in case the object is evicted mid-send; while backing off, the alarm
+//! fires at the retry time. Sending through an alarm every time cost a delivery 15-25 ms
+//! (the alarm's scheduling) for nothing when the queue was idle.
 //!
 //! One transaction is in flight at a time. Its batch (up to 50 PDUs / 100 EDUs, the oldest
 //! first) is marked with its transaction ID in the queue, so a retry resends exactly that
@@ -19,6 +21,7 @@
 //! Protocol: [`DestinationRequest`] / [`DestinationResponse`].
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use futures_util::lock::Mutex;
 use ruma::ServerName;
@@ -36,6 +39,11 @@ use crate::service::federation::client;
 
 #[durable_object]
 pub struct Destination {
+    /// Shared with the send started from a request, which outlives it (`wait_until`).
+    inner: Rc<Inner>,
+}
+
+struct Inner {
     state: State,
     env: Env,
     version: i64,
@@ -83,7 +91,7 @@ fn fail(e: worker::Error) -> Error {
 impl DurableObject for Destination {
     fn new(state: State, env: Env) -> Self {
         let version = super::migrate(&state.storage().sql(), SCHEMA).unwrap_or(-1);
-        Self { state, env, version, sending: Mutex::new(()) }
+        Self { inner: Rc::new(Inner { state, env, version, sending: Mutex::new(()) }) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -95,8 +103,64 @@ impl DurableObject for Destination {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        // Errors are logged and rescheduled here: a failing alarm would be retried by the
-        // runtime on its own schedule, not ours.
+        self.inner.run_logged().await;
+        Response::ok("")
+    }
+}
+
+impl Destination {
+    async fn handle(&self, request: DestinationRequest) -> crate::Result<DestinationResponse> {
+        let inner = &self.inner;
+        match request {
+            DestinationRequest::Health => Ok(DestinationResponse::Health(super::health::<DestinationProto>(inner.version))),
+            DestinationRequest::Enqueue { destination, pdus, edus } => {
+                inner.enqueue(&destination, pdus, edus)?;
+                self.send_soon().await?;
+                inner.status()
+            }
+            DestinationRequest::Wake { destination } => {
+                inner.set_meta("destination", &destination)?;
+                let st = inner.load_state()?;
+                // Same transaction (if one waits for its retry), no more backoff.
+                inner.save_state(&SendState { txn_id: st.txn_id, ..SendState::delivered() })?;
+                if inner.queued()? > (0, 0) {
+                    self.send_soon().await?;
+                }
+                inner.status()
+            }
+            DestinationRequest::Status => inner.status(),
+        }
+    }
+
+    /// What is queued goes as soon as it may: while backing off, at the retry time (the
+    /// alarm); while a run is sending, with that run (it sends until the queue is empty);
+    /// otherwise at once, in a run started here that continues after the caller's answer.
+    /// An alarm is armed behind a direct run (one retry interval away), so that a run cut
+    /// short by the object's eviction is resumed (the batch in flight keeps its transaction
+    /// ID, as on a retry); if it fires while the run is still going, it finds the lock taken
+    /// and does nothing, and after a run that emptied the queue it finds nothing to send.
+    async fn send_soon(&self) -> crate::Result<()> {
+        let inner = &self.inner;
+        let st = inner.load_state()?;
+        let now = now_ms();
+        if st.failing() && st.next_attempt_ms > now {
+            return inner.schedule(st.next_attempt_ms).await;
+        }
+        if inner.sending.try_lock().is_none() {
+            return Ok(());
+        }
+        // Armed first: a failing run re-arms it for its retry, which must not be overwritten.
+        inner.schedule(now.saturating_add(inner.retry_schedule().base_ms)).await?;
+        let run = Rc::clone(inner);
+        inner.state.wait_until(async move { run.run_logged().await });
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// [`Self::run`], its errors logged and rescheduled here: a failing alarm would be
+    /// retried by the runtime on its own schedule, not ours.
+    async fn run_logged(&self) {
         if let Err(e) = self.run().await {
             console_error!("federation sender: {e}");
             if let Ok(st) = self.load_state() {
@@ -105,32 +169,6 @@ impl DurableObject for Destination {
                     let _ = self.set_alarm_at(st.next_attempt_ms).await;
                 }
             }
-        }
-        Response::ok("")
-    }
-}
-
-impl Destination {
-    async fn handle(&self, request: DestinationRequest) -> crate::Result<DestinationResponse> {
-        match request {
-            DestinationRequest::Health => Ok(DestinationResponse::Health(super::health::<DestinationProto>(self.version))),
-            DestinationRequest::Enqueue { destination, pdus, edus } => {
-                self.enqueue(&destination, pdus, edus)?;
-                let st = self.load_state()?;
-                self.schedule(st.due(now_ms())).await?;
-                self.status()
-            }
-            DestinationRequest::Wake { destination } => {
-                self.set_meta("destination", &destination)?;
-                let st = self.load_state()?;
-                // Same transaction (if one waits for its retry), no more backoff.
-                self.save_state(&SendState { txn_id: st.txn_id, ..SendState::delivered() })?;
-                if self.queued()? > (0, 0) {
-                    self.schedule(now_ms()).await?;
-                }
-                self.status()
-            }
-            DestinationRequest::Status => self.status(),
         }
     }
 

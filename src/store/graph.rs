@@ -298,7 +298,9 @@ pub fn state_resets_stmts(
     Ok(stmts)
 }
 
-/// The answer given to an earlier transaction from `origin` with this ID.
+/// The answer given to an earlier transaction from `origin` with this ID (`PUT /send` reads
+/// it with its rooms through [`txn_reads`]).
+#[allow(dead_code)]
 pub async fn txn_response(db: &Db, origin: &str, txn_id: &str) -> Result<Option<Value>> {
     #[derive(Deserialize)]
     struct R {
@@ -318,4 +320,53 @@ pub async fn put_txn_response(db: &Db, origin: &str, txn_id: &str, response: &Va
     )
     .await?;
     Ok(())
+}
+
+/// What `PUT /send` reads before it hands PDUs to their rooms (spec: server-server-api,
+/// "Transactions", "Server Access Control Lists (ACLs)"), in one round trip.
+pub struct TxnReads {
+    /// The answer to an earlier transaction from the origin with this ID.
+    pub done: Option<Value>,
+    /// The rooms of the transaction that we know, each with the content of its current
+    /// `m.room.server_acl` (`None`: the room has none).
+    pub rooms: BTreeMap<String, Option<Value>>,
+}
+
+/// The answer given to an earlier transaction from `origin` with this ID, and for each of `room_ids` whether we know it and its current server ACL:
+/// one batch instead of a read for the transaction, one per room and two per ACL.
+pub async fn txn_reads(db: &Db, origin: &str, txn_id: &str, room_ids: &[&str]) -> Result<TxnReads> {
+    #[derive(Deserialize)]
+    struct Done {
+        response: String,
+    }
+    #[derive(Deserialize)]
+    struct RoomAcl {
+        room_id: String,
+        acl: Option<String>,
+    }
+    let mut stmts = vec![db.stmt("SELECT response FROM federation_txns WHERE origin = ? AND txn_id = ?", params![origin, txn_id])?];
+    for chunk in room_ids.chunks(MAX_PARAMS) {
+        // The ACL event may be an outlier in a room joined over federation.
+        let sql = format!(
+            "SELECT r.room_id, COALESCE((SELECT e.json FROM events e WHERE e.event_id = cs.event_id),
+                                        (SELECT o.json FROM outliers o WHERE o.event_id = cs.event_id)) AS acl
+             FROM rooms r LEFT JOIN current_state cs ON cs.room_id = r.room_id AND cs.type = 'm.room.server_acl' AND cs.state_key = ''
+             WHERE r.room_id IN ({})",
+            marks(chunk.len())
+        );
+        stmts.push(db.stmt(&sql, strings(chunk))?);
+    }
+    let mut results = db.batch_rows(stmts).await?.into_iter();
+    let done = match results.next().unwrap_or_default().into_iter().next() {
+        Some(row) => Some(serde_json::from_str(&serde_json::from_value::<Done>(row)?.response)?),
+        None => None,
+    };
+    let mut rooms = BTreeMap::new();
+    for row in results.flatten() {
+        let r: RoomAcl = serde_json::from_value(row)?;
+        let content =
+            r.acl.and_then(|j| serde_json::from_str::<Value>(&j).ok()).map(|mut v| v.get_mut("content").map(Value::take).unwrap_or(Value::Null));
+        rooms.insert(r.room_id, content);
+    }
+    Ok(TxnReads { done, rooms })
 }

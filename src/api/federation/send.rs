@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use ruma::{OwnedRoomId, RoomId, ServerName};
 use serde_json::{json, Map, Value};
 
+use crate::core::federation::acl::allows;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::federation::{acl, edu, room, sender};
-use crate::store::{graph, rooms};
+use crate::service::federation::{edu, room, sender};
+use crate::store::graph;
 
 /// The spec's limits on one transaction.
 const MAX_PDUS: usize = 50;
@@ -22,24 +23,9 @@ const MAX_EDUS: usize = 100;
 /// repeated by its origin gets the first answer and is not processed again. EDUs go to
 /// [`edu::receive`] after the PDUs (a receipt may name an event of the same transaction).
 pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerName, txn_id: &str) -> Result<Response> {
-    // The origin is up: whatever we queued for it goes now, not at the end of its backoff.
-    if let Some(w) = &ctx.wctx {
-        let (env, dest) = (ctx.env.clone(), origin.to_string());
-        w.wait_until(async move {
-            if let Err(e) = sender::wake(&env, &dest).await {
-                worker::console_error!("waking the queue of {dest}: {e}");
-            }
-        });
-    }
-    if let Some(done) = graph::txn_response(&ctx.db, origin.as_str(), txn_id).await? {
-        return Ok(Response::ok(done));
-    }
-    let body = req.json_value()?;
-    let pdus = body.get("pdus").and_then(Value::as_array).cloned().unwrap_or_default();
-    let edus = body.get("edus").and_then(Value::as_array).cloned().unwrap_or_default();
-    if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
-        return Err(err!(BadJson, "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"));
-    }
+    let body = req.json_value();
+    let pdus = body.as_ref().ok().and_then(|b| b.get("pdus")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let n_pdus = pdus.len();
     // By room, keeping the order they came in.
     let mut by_room: BTreeMap<OwnedRoomId, Vec<Value>> = BTreeMap::new();
     for pdu in pdus {
@@ -50,16 +36,28 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
             None => worker::console_warn!("transaction {txn_id} from {origin}: a PDU without a room"),
         }
     }
+    // The transaction's earlier answer, which of its rooms we know and their server ACLs:
+    // one round trip before the PDUs go to their rooms.
+    let room_ids: Vec<&str> = by_room.keys().map(|r| r.as_str()).collect();
+    let reads = graph::txn_reads(&ctx.db, origin.as_str(), txn_id, &room_ids).await?;
+    if let Some(done) = reads.done {
+        wake(ctx, origin);
+        return Ok(Response::ok(done));
+    }
+    let body = body?;
+    let edus = body.get("edus").and_then(Value::as_array).cloned().unwrap_or_default();
+    if n_pdus > MAX_PDUS || edus.len() > MAX_EDUS {
+        return Err(err!(BadJson, "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"));
+    }
     let mut results = Map::new();
     for (room_id, pdus) in by_room {
         // A room we do not know is refused here (no Durable Object for an arbitrary room ID);
         // a server the room's ACL denies has its PDUs for that room dropped (spec: "Server
-        // Access Control Lists"). Both reads at once.
-        let (known, allowed) = futures_util::future::join(rooms::get_room(&ctx.db, room_id.as_str()), acl::check(ctx, &room_id, origin)).await;
-        let outcome = match (known?, allowed) {
-            (None, _) => Err(err!(NotFound, "Unknown room")),
-            (Some(_), Err(e)) => Err(e),
-            (Some(_), Ok(())) => room::ingest(ctx, &room_id, origin, pdus).await,
+        // Access Control Lists").
+        let outcome = match reads.rooms.get(room_id.as_str()) {
+            None => Err(err!(NotFound, "Unknown room")),
+            Some(Some(acl)) if !allows(acl, origin.as_str()) => Err(err!(Forbidden, "Server {origin} is denied by the room's server ACL")),
+            Some(_) => room::ingest(ctx, &room_id, origin, pdus).await,
         };
         match outcome {
             Ok(list) => {
@@ -70,8 +68,23 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
             Err(e) => worker::console_warn!("transaction {txn_id} from {origin}: room {room_id}: {e}"),
         }
     }
+    // After the PDUs, which it would only slow down.
+    wake(ctx, origin);
     edu::receive(ctx, origin, &edus).await;
     let answer = json!({ "pdus": results });
     graph::put_txn_response(&ctx.db, origin.as_str(), txn_id, &answer).await?;
     Ok(Response::ok(answer))
+}
+
+/// The origin is up: whatever we queued for it goes now, not at the end of its backoff (in
+/// the background).
+fn wake(ctx: &Ctx, origin: &ServerName) {
+    if let Some(w) = &ctx.wctx {
+        let (env, dest) = (ctx.env.clone(), origin.to_string());
+        w.wait_until(async move {
+            if let Err(e) = sender::wake(&env, &dest).await {
+                worker::console_error!("waking the queue of {dest}: {e}");
+            }
+        });
+    }
 }

@@ -14,7 +14,8 @@
 //! `/get_missing_events` (bounded); if the gap remains, the state before the event comes from
 //! `/state_ids` and `/event`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::Verified;
@@ -44,6 +45,71 @@ const JOIN_BACKFILL: u32 = 50;
 /// A full state snapshot every this many links (as `timeline` does).
 const SNAPSHOT_EVERY: u32 = 32;
 
+/// Events and state groups kept per isolate, at most this many.
+const CACHED_EVENTS: usize = 2048;
+const CACHED_GROUPS: usize = 16;
+
+thread_local! {
+    /// Events read from D1 on this isolate, by ID: an event ID names one event, so an entry
+    /// never goes stale (a redaction rewrites the stored JSON, but keeps what the checks
+    /// here read: the auth rules' keys and `membership`). The auth events of a room's next
+    /// PDU are mostly the same few (create, power levels, the sender's member event).
+    static EVENTS: RefCell<HashMap<OwnedEventId, Pdu>> = RefCell::new(HashMap::new());
+    /// State group maps read from D1 on this isolate, by group ID: a group is written once
+    /// (`INSERT OR IGNORE`) and never changed. The next PDU of a room usually comes after
+    /// the same group (all messages since the last state event share it).
+    static GROUPS: RefCell<HashMap<String, StateMap>> = RefCell::new(HashMap::new());
+    /// Room versions by room, as read from D1 on this isolate (a room's version never
+    /// changes): an ingest then starts without a read and reads the room's row together with
+    /// its first PDU's.
+    static VERSIONS: RefCell<HashMap<OwnedRoomId, String>> = RefCell::new(HashMap::new());
+}
+
+/// [`rooms::get_pdus`] through the isolate's cache of events.
+async fn get_pdus(db: &crate::store::db::Db, ids: &[OwnedEventId]) -> Result<BTreeMap<OwnedEventId, Pdu>> {
+    let mut out = BTreeMap::new();
+    let mut todo = Vec::new();
+    EVENTS.with(|c| {
+        let c = c.borrow();
+        for id in ids {
+            match c.get(id) {
+                Some(p) => {
+                    out.insert(id.clone(), p.clone());
+                }
+                None => todo.push(id.clone()),
+            }
+        }
+    });
+    if !todo.is_empty() {
+        let found = rooms::get_pdus(db, &todo).await?;
+        EVENTS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() + found.len() > CACHED_EVENTS {
+                c.clear();
+            }
+            c.extend(found.iter().map(|(k, v)| (k.clone(), v.clone())));
+        });
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// [`rooms::load_state_group`]'s map through the isolate's cache of groups.
+async fn load_state_group(db: &crate::store::db::Db, group: &str) -> Result<StateMap> {
+    if let Some(map) = GROUPS.with(|c| c.borrow().get(group).cloned()) {
+        return Ok(map);
+    }
+    let (map, _) = rooms::load_state_group(db, group).await?;
+    GROUPS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHED_GROUPS {
+            c.clear();
+        }
+        c.insert(group.to_owned(), map.clone());
+    });
+    Ok(map)
+}
+
 /// What became of one PDU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -68,14 +134,50 @@ pub struct Ingest<'a> {
     budget: usize,
     /// Events newly added to the timeline, for the fan-out.
     pub accepted: Vec<Pdu>,
+    /// The room's row as read when the ingest started or with a PDU's first reads, until an
+    /// event of ours moves its head (only the room's writer does, and the ingest runs under
+    /// its lock): the soft-failure check reads it from here instead of D1.
+    row: Option<rooms::RoomRow>,
 }
 
 impl<'a> Ingest<'a> {
     /// Starts an ingest into a room we know.
     pub async fn new(ctx: &'a Ctx, room_id: &RoomId, origin: &'a ServerName) -> Result<Ingest<'a>> {
-        let row = rooms::get_room(&ctx.db, room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
-        let (_, rules) = version_rules(&row.room_version)?;
-        let mut ingest = Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: BTreeMap::new(), budget: FETCH_BUDGET, accepted: vec![] };
+        // A room ID without a server name is a v12 one, derived from its create event: that
+        // event is read together with the room's row.
+        let create = room_id.server_name().is_none().then(|| EventId::parse(format!("${}", room_id.as_str().trim_start_matches('!'))).ok()).flatten();
+        let known_version = VERSIONS.with(|v| v.borrow().get(room_id).cloned());
+        let (row, create) = futures_util::future::join(
+            async {
+                match known_version {
+                    Some(_) => Ok(None),
+                    None => rooms::get_room(&ctx.db, room_id.as_str()).await.map(Some),
+                }
+            },
+            async {
+                match &create {
+                    Some(id) => get_pdus(&ctx.db, std::slice::from_ref(id)).await,
+                    None => Ok(BTreeMap::new()),
+                }
+            },
+        )
+        .await;
+        let (version, row) = match (known_version, row?) {
+            (Some(v), _) => (v, None),
+            (None, Some(Some(row))) => {
+                VERSIONS.with(|v| {
+                    let mut v = v.borrow_mut();
+                    if v.len() >= CACHED_EVENTS {
+                        v.clear();
+                    }
+                    v.insert(room_id.to_owned(), row.room_version.clone());
+                });
+                (row.room_version.clone(), Some(row))
+            }
+            (None, _) => return Err(err!(NotFound, "Unknown room")),
+        };
+        let (_, rules) = version_rules(&version)?;
+        let mut ingest = Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: create?, budget: FETCH_BUDGET, accepted: vec![], row };
         // From room v12 the create event is not among `auth_events` (its ID is the room ID's).
         if let Some(create) = ingest.create_event_id() {
             ingest.load(&[create]).await?;
@@ -122,7 +224,7 @@ impl<'a> Ingest<'a> {
             if todo.is_empty() {
                 break;
             }
-            let found = rooms::get_pdus(&self.ctx.db, &todo).await?;
+            let found = get_pdus(&self.ctx.db, &todo).await?;
             todo = found.values().flat_map(|p| p.auth_events.clone()).filter(|e| !self.events.contains_key(e) && !found.contains_key(e)).collect();
             self.events.extend(found);
         }
@@ -134,7 +236,7 @@ impl<'a> Ingest<'a> {
     async fn load_direct(&mut self, ids: &[OwnedEventId]) -> Result<()> {
         let todo: Vec<OwnedEventId> = ids.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
         if !todo.is_empty() {
-            let found = rooms::get_pdus(&self.ctx.db, &todo).await?;
+            let found = get_pdus(&self.ctx.db, &todo).await?;
             self.events.extend(found);
         }
         Ok(())
@@ -305,15 +407,8 @@ impl<'a> Ingest<'a> {
     }
 
     /// The state group and map after each of `ids`, for those whose state we know.
-    async fn states_after(&mut self, ids: &[OwnedEventId]) -> Result<Vec<(String, StateMap)>> {
-        let strs: Vec<&str> = ids.iter().map(|e| e.as_str()).collect();
-        let groups = graph::state_after(&self.ctx.db, &strs).await?;
-        let mut out = Vec::new();
-        for g in groups.values() {
-            let (map, _) = rooms::load_state_group(&self.ctx.db, g).await?;
-            out.push((g.clone(), map));
-        }
-        Ok(out)
+    async fn states_after(&self, ids: &[OwnedEventId]) -> Result<Vec<(String, StateMap)>> {
+        states_after(&self.ctx.db, ids).await
     }
 
     /// Resolves state maps (loading every event they and their auth chains name).
@@ -390,7 +485,35 @@ impl<'a> Ingest<'a> {
     /// the resident server) instead of derived from its `prev_events`.
     async fn timeline_event_at(&mut self, pdu: Pdu, depth: u32, given_before: Option<StateMap>) -> Result<Outcome> {
         let id_str = pdu.event_id.to_string();
-        if graph::known(&self.ctx.db, &[id_str.as_str()]).await?.contains(&id_str) {
+        // What the checks read first, at once: whether the event is known, its auth events,
+        // the states after its prev_events (not when the state before it is given) and the
+        // room's row if the ingest has none (nothing before the soft-failure check moves it
+        // but a gap's events, which take it).
+        let db = &self.ctx.db;
+        let lacking: Vec<OwnedEventId> = pdu.auth_events.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
+        let prev_ids: &[OwnedEventId] = if given_before.is_none() { &pdu.prev_events } else { &[] };
+        let need_row = self.row.is_none();
+        let (known, auth, prevs, row) = futures_util::future::join4(
+            graph::known(db, &[id_str.as_str()]),
+            async {
+                match lacking.is_empty() {
+                    true => Ok(BTreeMap::new()),
+                    false => get_pdus(db, &lacking).await,
+                }
+            },
+            states_after(db, prev_ids),
+            async {
+                match need_row {
+                    true => rooms::get_room(db, self.room_id.as_str()).await,
+                    false => Ok(None),
+                }
+            },
+        )
+        .await;
+        if let Some(row) = row? {
+            self.row.get_or_insert(row);
+        }
+        if known?.contains(&id_str) {
             return Ok(match graph::rejected(&self.ctx.db, &[id_str.as_str()]).await?.is_empty() {
                 true => Outcome::Accepted,
                 false => Outcome::Rejected("rejected earlier".into()),
@@ -399,6 +522,8 @@ impl<'a> Ingest<'a> {
         if depth > 5 {
             return Err(err!(Unknown, "Gap too deep"));
         }
+        self.events.extend(auth?);
+        let prevs = prevs?;
         let pdu = self.verified(pdu).await?;
         // Auth events known and the event allowed by them. An auth event that was rejected
         // rejects this one for good; one that could not be fetched (the origin failed) only
@@ -414,10 +539,7 @@ impl<'a> Ingest<'a> {
         }
 
         // The state before it: resolution over its prev_events' states.
-        let mut prevs = match &given_before {
-            Some(_) => vec![],
-            None => self.states_after(&pdu.prev_events).await?,
-        };
+        let mut prevs = prevs;
         if given_before.is_none() && prevs.len() < pdu.prev_events.len() {
             let _ = self.fill_gap(&pdu, depth).await;
             prevs = self.states_after(&pdu.prev_events).await?;
@@ -442,11 +564,15 @@ impl<'a> Ingest<'a> {
         // Soft failure: allowed at its place in the graph, but not by the current state.
         // When the event extends the current state (the usual case: it names our one
         // extremity), that state is the one it was just checked against.
-        let row = rooms::get_room(&self.ctx.db, self.room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?;
+        // Taken: whatever is written below moves the head.
+        let row = match self.row.take() {
+            Some(r) => r,
+            None => rooms::get_room(&self.ctx.db, self.room_id.as_str()).await?.ok_or_else(|| err!(NotFound, "Unknown room"))?,
+        };
         let extends_current = before_group.is_some() && before_group == row.state_group;
         let current = match &row.state_group {
             _ if extends_current => before.clone(),
-            Some(g) => rooms::load_state_group(&self.ctx.db, g).await?.0,
+            Some(g) => load_state_group(&self.ctx.db, g).await?,
             None => StateMap::new(),
         };
         if !extends_current {
@@ -543,6 +669,18 @@ impl<'a> Ingest<'a> {
         self.ctx.db.batch(vec![graph::insert_rejected_stmt(&self.ctx.db, pdu.event_id.as_str(), self.room_id.as_str(), reason)?]).await?;
         Ok(())
     }
+}
+
+/// The state group and map after each of `ids`, for those whose state we know (the groups'
+/// chains read at once).
+async fn states_after(db: &crate::store::db::Db, ids: &[OwnedEventId]) -> Result<Vec<(String, StateMap)>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let strs: Vec<&str> = ids.iter().map(|e| e.as_str()).collect();
+    let groups = graph::state_after(db, &strs).await?;
+    let maps = futures_util::future::try_join_all(groups.values().map(|g| load_state_group(db, g))).await?;
+    Ok(groups.into_values().zip(maps).collect())
 }
 
 fn entries(map: &StateMap) -> Vec<StateEntry> {
