@@ -298,20 +298,6 @@ pub fn state_resets_stmts(
     Ok(stmts)
 }
 
-/// The answer given to an earlier transaction from `origin` with this ID (`PUT /send` reads
-/// it with its rooms through [`txn_reads`]).
-#[allow(dead_code)]
-pub async fn txn_response(db: &Db, origin: &str, txn_id: &str) -> Result<Option<Value>> {
-    #[derive(Deserialize)]
-    struct R {
-        response: String,
-    }
-    match db.first::<R>("SELECT response FROM federation_txns WHERE origin = ? AND txn_id = ?", params![origin, txn_id]).await? {
-        Some(r) => Ok(Some(serde_json::from_str(&r.response)?)),
-        None => Ok(None),
-    }
-}
-
 /// Records the answer to a transaction (the first one wins).
 pub async fn put_txn_response(db: &Db, origin: &str, txn_id: &str, response: &Value) -> Result<()> {
     db.run(
@@ -327,9 +313,15 @@ pub async fn put_txn_response(db: &Db, origin: &str, txn_id: &str, response: &Va
 pub struct TxnReads {
     /// The answer to an earlier transaction from the origin with this ID.
     pub done: Option<Value>,
-    /// The rooms of the transaction that we know, each with the content of its current
-    /// `m.room.server_acl` (`None`: the room has none).
-    pub rooms: BTreeMap<String, Option<Value>>,
+    /// The rooms of the transaction that we know.
+    pub rooms: BTreeMap<String, TxnRoom>,
+}
+
+/// A room of a transaction, as [`txn_reads`] found it.
+pub struct TxnRoom {
+    pub room_version: String,
+    /// The content of its current `m.room.server_acl` (`None`: the room has none).
+    pub acl: Option<Value>,
 }
 
 /// The answer given to an earlier transaction from `origin` with this ID, and for each of `room_ids` whether we know it and its current server ACL:
@@ -342,13 +334,14 @@ pub async fn txn_reads(db: &Db, origin: &str, txn_id: &str, room_ids: &[&str]) -
     #[derive(Deserialize)]
     struct RoomAcl {
         room_id: String,
+        room_version: String,
         acl: Option<String>,
     }
     let mut stmts = vec![db.stmt("SELECT response FROM federation_txns WHERE origin = ? AND txn_id = ?", params![origin, txn_id])?];
     for chunk in room_ids.chunks(MAX_PARAMS) {
         // The ACL event may be an outlier in a room joined over federation.
         let sql = format!(
-            "SELECT r.room_id, COALESCE((SELECT e.json FROM events e WHERE e.event_id = cs.event_id),
+            "SELECT r.room_id, r.room_version, COALESCE((SELECT e.json FROM events e WHERE e.event_id = cs.event_id),
                                         (SELECT o.json FROM outliers o WHERE o.event_id = cs.event_id)) AS acl
              FROM rooms r LEFT JOIN current_state cs ON cs.room_id = r.room_id AND cs.type = 'm.room.server_acl' AND cs.state_key = ''
              WHERE r.room_id IN ({})",
@@ -366,7 +359,7 @@ pub async fn txn_reads(db: &Db, origin: &str, txn_id: &str, room_ids: &[&str]) -
         let r: RoomAcl = serde_json::from_value(row)?;
         let content =
             r.acl.and_then(|j| serde_json::from_str::<Value>(&j).ok()).map(|mut v| v.get_mut("content").map(Value::take).unwrap_or(Value::Null));
-        rooms.insert(r.room_id, content);
+        rooms.insert(r.room_id, TxnRoom { room_version: r.room_version, acl: content });
     }
     Ok(TxnReads { done, rooms })
 }

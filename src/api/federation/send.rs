@@ -2,16 +2,19 @@
 
 use std::collections::BTreeMap;
 
-use ruma::{OwnedRoomId, RoomId, ServerName};
+use ruma::{CanonicalJsonObject, OwnedRoomId, RoomId, ServerName};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::core::federation::acl::allows;
+use crate::core::federation::pdu::event_id_of;
+use crate::core::room::version_rules;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::service::federation::{edu, room, sender};
-use crate::store::graph;
+use crate::store::graph::{self, TxnRoom};
 
 /// The spec's limits on one transaction.
 const MAX_PDUS: usize = 50;
@@ -56,7 +59,19 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
         // Access Control Lists").
         let outcome = match reads.rooms.get(room_id.as_str()) {
             None => Err(err!(NotFound, "Unknown room")),
-            Some(Some(acl)) if !allows(acl, origin.as_str()) => Err(err!(Forbidden, "Server {origin} is denied by the room's server ACL")),
+            Some(TxnRoom { acl: Some(acl), room_version }) if !allows(acl, origin.as_str()) => {
+                // Each of its PDUs is answered with the refusal (as Synapse does), so the origin
+                // knows they were not taken.
+                let why = format!("Server {origin} is denied by the room's server ACL");
+                if let Ok((_, rules)) = version_rules(room_version) {
+                    for pdu in &pdus {
+                        if let Some(id) = CanonicalJsonObject::deserialize(pdu).ok().and_then(|o| event_id_of(&rules, &o).ok()) {
+                            results.insert(id.to_string(), json!({ "error": why }));
+                        }
+                    }
+                }
+                Err(err!(Forbidden, "{why}"))
+            }
             Some(_) => room::ingest(ctx, &room_id, origin, pdus).await,
         };
         match outcome {
