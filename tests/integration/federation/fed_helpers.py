@@ -357,7 +357,14 @@ class StandIn:
             req["content"] = body
         sig = signedjson.sign.sign_json(req, self.name, self.key)["signatures"][self.name][self.key_id]
         header = f'X-Matrix origin="{self.name}",destination="{dest.server_name}",key="{self.key_id}",sig="{sig}"'
-        return call(dest.fed_base, method, path, body, headers={"Authorization": header})
+        # Synapse takes one transaction at a time from an origin (429 while the real server's
+        # is in flight): come back, as a server would.
+        for _ in range(40):
+            r = call(dest.fed_base, method, path, body, headers={"Authorization": header})
+            if r.status_code != 429:
+                break
+            time.sleep(0.25)
+        return r
 
     def send_pdus(self, dest: HS, pdus: list[dict]) -> requests.Response:
         txn = uuid.uuid4().hex
