@@ -223,12 +223,18 @@ def test_invite_without_is_direct_has_no_flag(base, user, user2):
     assert not c.get("is_direct"), c
 
 
-def test_invite_remote_user_rejected(base, user):
+def test_invite_of_unreachable_remote_user_still_creates_the_room(base, user, user2):
+    """Users of other servers are invited over federation once the room exists (the
+    federation tests prove it with real peers); an invitee whose server cannot be reached is
+    left out, the room is created and the local invitees are invited."""
     tok = user["access_token"]
-    before = set(joined_rooms(base, tok))
-    r = create_room_raw(base, tok, {"invite": ["@someone:remote.example.org"]})
-    assert_error(r, 400, "M_UNKNOWN")
-    assert set(joined_rooms(base, tok)) == before
+    r = create_room_raw(base, tok, {"invite": ["@someone:remote.example.invalid", user2["user_id"]]})
+    room_id = assert_ok(r)["room_id"]
+    assert room_id in joined_rooms(base, tok)
+    state = assert_ok(call(base, "GET", f"{CLIENT_V3}/rooms/{qid(room_id)}/state", token=tok))
+    members = {e["state_key"]: e["content"].get("membership") for e in state if e["type"] == "m.room.member"}
+    assert members.get(user2["user_id"]) == "invite", members
+    assert "@someone:remote.example.invalid" not in members, members
 
 
 def test_power_level_content_override(base, user, user2):
