@@ -1,7 +1,8 @@
 """Real clients on two servers (issue: Federation II, "Proof"): matrix-nio users on different
 homeservers start a chat the way clients do (`createRoom` with the remote user invited), see
 each other type and read (typing notices and read receipts crossing as EDUs), and one
-downloads the other's avatar through its own server (federation media). The encrypted side
+downloads the other's avatar through its own server (federation media); and one verifies
+the other's device (SAS over to-device messages across servers). The encrypted side
 of the same scenario is test_e2ee_fed.py::test_encrypted_room_across_servers.
 
 Runs Stratus↔Synapse both ways and Stratus→Stratus2.
@@ -20,6 +21,7 @@ import pytest
 from nio import (
     AsyncClient,
     DownloadResponse,
+    ErrorResponse,
     JoinResponse,
     LoginResponse,
     ProfileGetAvatarResponse,
@@ -31,6 +33,8 @@ from nio import (
     TypingNoticeEvent,
     UploadResponse,
 )
+
+from nio.crypto import SasState
 
 from e2ee_client_helpers import register_by_secret
 from fed_helpers import HS
@@ -152,3 +156,56 @@ async def scenario(alice_hs: HS, bob_hs: HS) -> None:
 def test_real_clients_type_read_and_see_avatars_across_servers(hs, alice_on, bob_on):
     alice_hs, bob_hs = hs(alice_on), hs(bob_on)
     asyncio.run(asyncio.wait_for(scenario(alice_hs, bob_hs), 240))
+
+
+async def verification(alice_hs: HS, bob_hs: HS, tmp_path) -> None:
+    """Alice (nio) verifies Bob's device (nio) on the other server with SAS: the start, the
+    accept and both keys cross as to-device messages, and both sides derive the same emoji."""
+    from e2ee_client_helpers import make_device
+
+    def device(hs: HS, user_id: str, name: str):
+        d = make_device("nio", hs.base, user_id, tmp_path, name)
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+        if bundle:
+            d.client.ssl = ssl.create_default_context(cafile=bundle)
+        return d
+
+    alice = device(alice_hs, register_by_secret(alice_hs.base, alice_hs.shared_secret, "alice"), "alice")
+    bob = device(bob_hs, register_by_secret(bob_hs.base, bob_hs.shared_secret, "bob"), "bob")
+    try:
+        for d in (alice, bob):
+            await d.login()
+            await d.start()
+        room = await alice.create_room(invite=[bob.user_id])
+        await bob._wait("the invite", lambda: room in bob.client.invited_rooms)
+        await bob.join(room)
+        await alice.wait_member(room, bob.user_id)
+        await alice.wait_device(bob.user_id, bob.device_id)
+        await bob.wait_device(alice.user_id, alice.device_id)
+
+        target = next(d for d in alice.client.device_store.active_user_devices(bob.user_id) if d.id == bob.device_id)
+        r = await alice.client.start_key_verification(target)
+        assert not isinstance(r, ErrorResponse), f"start: {r}"
+        await bob._wait("m.key.verification.start from the other server", lambda: bool(bob.client.key_verifications))
+        tx = next(iter(bob.client.key_verifications))
+        r = await bob.client.accept_key_verification(tx)
+        assert not isinstance(r, ErrorResponse), f"accept: {r}"
+        # The keys follow by themselves (nio answers an accept with its key, and a key with
+        # its own), each a to-device message across the servers.
+        a_sas = alice.client.key_verifications[tx]
+        b_sas = bob.client.key_verifications[tx]
+        try:
+            await alice._wait("Bob's accept and key", lambda: a_sas.state == SasState.key_received)
+            await bob._wait("Alice's key", lambda: b_sas.state == SasState.key_received)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: Alice's SAS {a_sas.state} ({a_sas.cancel_reason}); Bob's {b_sas.state} ({b_sas.cancel_reason})") from None
+        assert a_sas.get_emoji() == b_sas.get_emoji(), "the two sides derived different short auth strings"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+@pytest.mark.parametrize("alice_on,bob_on", [("stratus", "synapse"), ("synapse", "stratus"), ("stratus", "stratus2")])
+def test_real_clients_verify_a_device_across_servers(hs, tmp_path, alice_on, bob_on):
+    alice_hs, bob_hs = hs(alice_on), hs(bob_on)
+    asyncio.run(asyncio.wait_for(verification(alice_hs, bob_hs, tmp_path), 240))
