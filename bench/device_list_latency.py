@@ -20,7 +20,6 @@ times one change.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -126,19 +125,8 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - reported as n/a
                 results[name] = {"n": 0, "error": str(e).splitlines()[0][:400] if str(e) else type(e).__name__}
     finally:
-        for s in reversed(stops):
-            try:
-                s()
-            except BaseException:
-                pass
-    print()
-    print(f"{'pair':<22}{'n':>5}{'lost':>6}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
-    for name, r in results.items():
-        if "error" in r:
-            print(f"{name:<22}  n/a: {r['error']}")
-        else:
-            print(f"{name:<22}{r['n']:>5}{r['lost']:>6}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}{r['mean_ms']:>10.1f}")
-    print(json.dumps(results))
+        fl.stop_all(stops)
+    fl.report(list(results), results)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(REPO / "tests" / "integration" / "federation"))
 
 import matrix_helpers  # noqa: E402
-from fed_helpers import HS, User, create_room, join, register_user, rpath, wait_for_membership  # noqa: E402
+from fed_helpers import HS, create_room, join, register_user, rpath, wait_for_membership  # noqa: E402
 from matrix_helpers import CLIENT_V3, call  # noqa: E402
 from synapse_local import Cert, FedSynapse, free_port, make_cert  # noqa: E402
 from sync_latency import pct  # noqa: E402  (one percentile for the benchmarks)
@@ -210,14 +210,24 @@ def main() -> None:
                 results[name] = {"n": len(xs), "lost": pair.lost, "p50_ms": pct(xs, 50), "p95_ms": pct(xs, 95),
                                  "mean_ms": statistics.fmean(xs) if xs else float("nan")}
     finally:
-        for s in reversed(stops):
-            try:
-                s()
-            except BaseException:
-                pass
+        stop_all(stops)
+    report([f"{x}→{y}" for x, y in pairs], results)
+
+
+def stop_all(stops: list) -> None:
+    """Stops the servers started for the run, last first, whatever fails."""
+    for s in reversed(stops):
+        try:
+            s()
+        except BaseException:
+            pass
+
+
+def report(names: list[str], results: dict[str, dict]) -> None:
+    """The table of the pairs' figures (or why a pair has none), then the results as JSON."""
     print()
     print(f"{'pair':<26}{'n':>5}{'lost':>6}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
-    for name in [f"{x}→{y}" for x, y in pairs]:
+    for name in names:
         r = results[name]
         if "error" in r:
             print(f"{name:<26}  n/a: {r['error']}")
