@@ -12,15 +12,17 @@
 use futures_util::lock::Mutex;
 use ruma::{RoomId, ServerName};
 use serde::Deserialize;
+use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
+use crate::core::federation::queue;
 use crate::core::time::now_ms;
 use crate::ctx::load_config;
 use crate::error::Error;
-use crate::service::federation::ingest;
+use crate::service::federation::{ingest, sender};
 use crate::service::{timeline, wakeups};
 use crate::store::db::Db;
-use crate::store::{rooms, sync as sstore};
+use crate::store::{rooms, servers, sync as sstore};
 
 use super::protocol::{NewEventWire, PduResult, RoomProto, RoomRequest, RoomResponse, Txn};
 
@@ -288,7 +290,22 @@ impl Room {
             self.sql().exec("SELECT v FROM meta WHERE k = 'room_id'", None).and_then(|c| c.to_array()).map_err(Error::internal)?;
         let Some(room_id) = room_id.first().and_then(|r| r["v"].as_str()).map(str::to_owned) else { return Ok(()) };
         let was: Vec<String> = self.typing_rows()?.into_iter().map(|r| r.user_id).collect();
-        self.publish(&room_id, was).await
+        self.publish(&room_id, was.clone()).await?;
+        // Our users whose typing timed out: the room's other servers are told it stopped (they
+        // would otherwise show it until their own, longer, expiry).
+        let config = load_config(&self.env)?;
+        let still: Vec<String> = self.typing_rows()?.into_iter().map(|r| r.user_id).collect();
+        let ours = config.server_name.as_str();
+        let stopped: Vec<&String> = was.iter().filter(|u| !still.contains(u) && queue::server_of(u) == Some(ours)).collect();
+        if stopped.is_empty() {
+            return Ok(());
+        }
+        let joined = servers::joined_servers(&self.db()?, &room_id).await?;
+        for user in stopped {
+            let edu = json!({ "edu_type": "m.typing", "content": { "room_id": room_id, "user_id": user, "typing": false } });
+            sender::send_edu(&self.env, &config, joined.iter().map(String::as_str), &edu).await;
+        }
+        Ok(())
     }
 
     /// Drops expired entries; if the set of typing users changed, writes it to D1 and wakes

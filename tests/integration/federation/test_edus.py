@@ -228,6 +228,20 @@ def test_typing_crosses(servers):
     assert b.user_id in typing_users(a, room_id, want=lambda ids: b.user_id in ids)
 
 
+@parametrize([("stratus", "synapse"), ("stratus", "stratus2")])
+def test_typing_timeout_ends_typing_on_the_other_server(servers):
+    """Our user's typing that simply times out is announced as stopped to the other server,
+    which would otherwise show it until its own expiry (60 s on both)."""
+    local, remote = servers
+    a, b = register_user(local, "a"), register_user(remote, "b")
+    room_id = room_with(a, b)
+    prime(b)
+    ok(api(a, "PUT", rpath(room_id, "typing", a.user_id), {"typing": True, "timeout": 2000}), f"typing for 2 s by {a}")
+    assert a.user_id in typing_users(b, room_id, want=lambda ids: a.user_id in ids)
+    # Well before the other server's own 60 s expiry.
+    typing_users(b, room_id, timeout=20, want=lambda ids: a.user_id not in ids)
+
+
 # --------------------------------------------------------------------------- receipts
 
 
