@@ -23,7 +23,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -67,33 +66,15 @@ def measure(x: HS, y: HS, n: int) -> tuple[list[float], int]:
                 break
         since = sync(since, 0)["next_batch"]
 
-        result: dict = {}
-        started = threading.Event()
+        def upload() -> None:
+            call(x.base, "POST", f"{CLIENT_V3}/keys/upload", {"device_keys": signed_device_keys(a.user_id, device)},
+                 token=token).raise_for_status()
 
-        def poll(cur: str = since) -> None:
-            started.set()
-            end = time.monotonic() + SAMPLE_DEADLINE
-            while time.monotonic() < end:
-                body = sync(cur, 10000)
-                cur = body["next_batch"]
-                if changed(body, a.user_id):
-                    result["t1"] = time.perf_counter()
-                    break
-            result["since"] = cur
-
-        t = threading.Thread(target=poll, daemon=True)
-        t.start()
-        started.wait()
-        time.sleep(0.15)  # let the long-poll park
-        t0 = time.perf_counter()
-        r = call(x.base, "POST", f"{CLIENT_V3}/keys/upload", {"device_keys": signed_device_keys(a.user_id, device)}, token=token)
-        r.raise_for_status()
-        t.join(SAMPLE_DEADLINE + 15)
-        since = result.get("since", since)
-        if "t1" in result:
-            latencies.append((result["t1"] - t0) * 1000)
-        else:
+        ms, since = fl.timed_delivery(y, b.token, since, lambda body: changed(body, a.user_id), upload)
+        if ms is None:
             lost += 1
+        else:
+            latencies.append(ms)
     return latencies, lost
 
 

@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -121,39 +122,52 @@ class Pair:
         self.lost = 0
 
     def sample(self, i: int) -> None:
-        x, y, b, room = self.x, self.y, self.b, self.room
+        room = self.room
         text = f"bench {uuid.uuid4().hex[:8]} {i}"
-        result: dict = {}
-        started = threading.Event()
 
-        def poll(cur: str = self.since) -> None:
-            started.set()
-            deadline = time.monotonic() + SAMPLE_DEADLINE
-            while time.monotonic() < deadline:
-                r = call(y.base, "GET", f"{CLIENT_V3}/sync", token=b.token,
-                         params={"timeout": "10000", "since": cur, "set_presence": "offline"})
-                body = r.json()
-                cur = body["next_batch"]
-                evs = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {}).get("events", [])
-                if any(e.get("content", {}).get("body") == text for e in evs):
-                    result["t1"] = time.perf_counter()
-                    break
-            result["since"] = cur
+        def arrived(body: dict) -> bool:
+            evs = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {}).get("events", [])
+            return any(e.get("content", {}).get("body") == text for e in evs)
 
-        t = threading.Thread(target=poll, daemon=True)
-        t.start()
-        started.wait()
-        time.sleep(0.15)  # let the long-poll reach the server and park
-        t0 = time.perf_counter()
-        r = call(x.base, "PUT", rpath(room, "send", "m.room.message", uuid.uuid4().hex), {"msgtype": "m.text", "body": text},
-                 token=self.a.token)
-        r.raise_for_status()
-        t.join(SAMPLE_DEADLINE + 15)
-        self.since = result.get("since", self.since)
-        if "t1" in result:
-            self.latencies.append((result["t1"] - t0) * 1000)
-        else:
+        def send() -> None:
+            call(self.x.base, "PUT", rpath(room, "send", "m.room.message", uuid.uuid4().hex), {"msgtype": "m.text", "body": text},
+                 token=self.a.token).raise_for_status()
+
+        ms, self.since = timed_delivery(self.y, self.b.token, self.since, arrived, send)
+        if ms is None:
             self.lost += 1
+        else:
+            self.latencies.append(ms)
+
+
+def timed_delivery(y: HS, token: str, since: str, arrived: Callable[[dict], bool], act: Callable[[], None]) -> tuple[float | None, str]:
+    """One sample: a user of `y` long-polls /sync from `since` until a response satisfies
+    `arrived`; the time from the start of `act()` (started once the poll is parked) to that
+    response, in ms (None if it never came), and the next sync position."""
+    result: dict = {}
+    started = threading.Event()
+
+    def poll(cur: str = since) -> None:
+        started.set()
+        deadline = time.monotonic() + SAMPLE_DEADLINE
+        while time.monotonic() < deadline:
+            body = call(y.base, "GET", f"{CLIENT_V3}/sync", token=token,
+                        params={"timeout": "10000", "since": cur, "set_presence": "offline"}).json()
+            cur = body["next_batch"]
+            if arrived(body):
+                result["t1"] = time.perf_counter()
+                break
+        result["since"] = cur
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    started.wait()
+    time.sleep(0.15)  # let the long-poll reach the server and park
+    t0 = time.perf_counter()
+    act()
+    t.join(SAMPLE_DEADLINE + 15)
+    ms = (result["t1"] - t0) * 1000 if "t1" in result else None
+    return ms, result.get("since", since)
 
 
 def main() -> None:
