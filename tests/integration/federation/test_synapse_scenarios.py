@@ -324,21 +324,20 @@ def test_peer_down_then_back_gets_everything_once(pair):
     assert sorted(in_sync) == sorted(sent), f"{b}'s /sync delivered {in_sync}"
 
 
-def test_concurrent_sends_converge(pair):
-    local, remote = pair
-    a, b = register_user(local, "a"), register_user(remote, "b")
-    # Room version 12 (both servers' default): the creator's power is implied and must not be listed.
-    room = create_room(a, power_level_content_override={"users": {b.user_id: 100}})
-    join(b, room, via=[local.server_name])
-    wait_for_membership(a, room, b.user_id, "join")
+def concurrent_bursts(a: User, b: User, room: str, topic_first: bool) -> None:
+    """Both users, at once, each send five messages and five topics (alternating, the topic
+    first or second); returns once each has seen the other's messages."""
     t = tag()
     errors: list[BaseException] = []
 
     def burst(u: User, who: str) -> None:
         try:
             for i in range(5):
+                if topic_first:
+                    put_state(u, room, "m.room.topic", {"topic": f"{who} {t} {i}"})
                 send_text(u, room, f"{who} {t} {i}")
-                put_state(u, room, "m.room.topic", {"topic": f"{who} {t} {i}"})
+                if not topic_first:
+                    put_state(u, room, "m.room.topic", {"topic": f"{who} {t} {i}"})
         except BaseException as e:  # reported below
             errors.append(e)
 
@@ -351,6 +350,16 @@ def test_concurrent_sends_converge(pair):
     for i in range(5):
         wait_for_message(a, room, f"remote {t} {i}")
         wait_for_message(b, room, f"local {t} {i}")
+
+
+def test_concurrent_sends_converge(pair):
+    local, remote = pair
+    a, b = register_user(local, "a"), register_user(remote, "b")
+    # Room version 12 (both servers' default): the creator's power is implied and must not be listed.
+    room = create_room(a, power_level_content_override={"users": {b.user_id: 100}})
+    join(b, room, via=[local.server_name])
+    wait_for_membership(a, room, b.user_id, "join")
+    concurrent_bursts(a, b, room, topic_first=False)
     wait_same_state(a, b, room)
 
 
@@ -399,26 +408,7 @@ def test_concurrent_topics_reach_sync(pair):
         enable_state_after(u)
         views[u.user_id] = {}
         tokens[u.user_id] = state_after_sync(u, None, views[u.user_id])
-    t = tag()
-    errors: list[BaseException] = []
-
-    def burst(u: User, who: str) -> None:
-        try:
-            for i in range(5):
-                put_state(u, room, "m.room.topic", {"topic": f"{who} {t} {i}"})
-                send_text(u, room, f"{who} {t} {i}")
-        except BaseException as e:  # reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=burst, args=(a, "local")), threading.Thread(target=burst, args=(b, "remote"))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(DEADLINE)
-    assert not errors, errors
-    for i in range(5):
-        wait_for_message(a, room, f"remote {t} {i}")
-        wait_for_message(b, room, f"local {t} {i}")
+    concurrent_bursts(a, b, room, topic_first=True)
     wait_same_state(a, b, room)
 
     def views_match() -> bool:
