@@ -8,6 +8,12 @@ use crate::error::Result;
 use crate::params;
 use crate::store::db::Db;
 
+/// A user's presence written at the next presence stream position (local or remote).
+const UPSERT: &str = "INSERT INTO presence (user_id, presence, status_msg, last_active_ts, currently_active, stream)
+     VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(stream), 0) + 1 FROM presence))
+     ON CONFLICT (user_id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg,
+       last_active_ts = excluded.last_active_ts, currently_active = excluded.currently_active, stream = excluded.stream";
+
 #[derive(Debug, Deserialize, Clone)]
 pub struct PresenceRow {
     pub user_id: String,
@@ -59,14 +65,7 @@ pub async fn set_presence_write(db: &Db, user: &str, presence: &str, status_msg:
     let active = presence == "online";
     let changed = old.as_ref().is_none_or(|o| o.presence != presence || o.status_msg != msg || (o.currently_active != 0.0) != active);
     if changed {
-        db.run(
-            "INSERT INTO presence (user_id, presence, status_msg, last_active_ts, currently_active, stream)
-             VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(stream), 0) + 1 FROM presence))
-             ON CONFLICT (user_id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg,
-               last_active_ts = excluded.last_active_ts, currently_active = excluded.currently_active, stream = excluded.stream",
-            params![user, presence, msg, now_ms(), active as i64],
-        )
-        .await?;
+        db.run(UPSERT, params![user, presence, msg, now_ms(), active as i64]).await?;
     } else if active && old.as_ref().is_some_and(|o| now_ms().saturating_sub(o.last_active_ts as u64) > 60_000) {
         // Steady state (every sync of an online user): refresh last activity at most once a minute.
         db.run("UPDATE presence SET last_active_ts = ? WHERE user_id = ?", params![now_ms(), user]).await?;
@@ -113,14 +112,7 @@ pub async fn put_remote_presence(
         .as_ref()
         .is_none_or(|o| o.presence != presence || o.status_msg.as_deref() != status_msg || (o.currently_active != 0.0) != currently_active);
     if changed {
-        db.run(
-            "INSERT INTO presence (user_id, presence, status_msg, last_active_ts, currently_active, stream)
-             VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(stream), 0) + 1 FROM presence))
-             ON CONFLICT (user_id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg,
-               last_active_ts = excluded.last_active_ts, currently_active = excluded.currently_active, stream = excluded.stream",
-            params![user, presence, status_msg, last_active_ts, currently_active as i64],
-        )
-        .await?;
+        db.run(UPSERT, params![user, presence, status_msg, last_active_ts, currently_active as i64]).await?;
     } else {
         db.run("UPDATE presence SET last_active_ts = ? WHERE user_id = ?", params![last_active_ts, user]).await?;
     }
