@@ -16,6 +16,7 @@ pub mod profile;
 pub mod push;
 pub mod ratelimit;
 pub mod room;
+pub mod sliding;
 pub mod signing;
 pub mod spaces;
 pub mod sync;

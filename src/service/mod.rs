@@ -20,6 +20,7 @@ pub mod profile;
 pub mod relations;
 pub mod rooms;
 pub mod session;
+pub mod sliding;
 pub mod state;
 pub mod summary;
 pub mod sync;

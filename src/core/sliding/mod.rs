@@ -1,0 +1,5 @@
+//! Simplified sliding sync (MSC4186, `proposals/4186-simplified-sliding-sync.md`): the wire
+//! types of the unstable endpoint as matrix-rust-sdk, matrix-js-sdk and Synapse speak it, and
+//! the rules that need no I/O (list ordering and windows, room configs, `required_state`).
+
+pub mod extensions;
