@@ -35,7 +35,7 @@ use crate::core::time::now_ms;
 use crate::ctx::Ctx;
 use crate::error::Error;
 use crate::http::Method;
-use crate::service::federation::client;
+use crate::service::federation::{client, socket};
 
 #[durable_object]
 pub struct Destination {
@@ -49,6 +49,8 @@ struct Inner {
     version: i64,
     /// Held while transactions are being sent: one in flight per destination.
     sending: Mutex<()>,
+    /// The connection to the server, kept between transactions (socket transport).
+    kept: socket::Kept,
 }
 
 const SCHEMA: &[&str] = &[
@@ -91,7 +93,7 @@ fn fail(e: worker::Error) -> Error {
 impl DurableObject for Destination {
     fn new(state: State, env: Env) -> Self {
         let version = super::migrate(&state.storage().sql(), SCHEMA).unwrap_or(-1);
-        Self { inner: Rc::new(Inner { state, env, version, sending: Mutex::new(()) }) }
+        Self { inner: Rc::new(Inner { state, env, version, sending: Mutex::new(()), kept: socket::Kept::default() }) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -346,7 +348,7 @@ impl Inner {
             let (n_pdus, n_edus) = (pdus.len(), edus.len());
             let body = queue::txn_body(ctx.server_name(), now_ms(), pdus, edus);
             let path = format!("/_matrix/federation/v1/send/{txn}");
-            match client::request(&ctx, &server, Method::Put, &path, Some(&body)).await {
+            match client::request_via(&ctx, Some(&self.kept), &server, Method::Put, &path, Some(&body)).await {
                 Ok(response) => {
                     let errors = queue::pdu_errors(&response);
                     console_log!("federation txn to {destination}: {txn}, {n_pdus} PDUs, {n_edus} EDUs: sent ({} refused)", errors.len());

@@ -2,7 +2,8 @@
 //! deployed Worker's `fetch()` ignores ports other than 443, so those requests are written and
 //! read by hand. Parsing never panics and never holds more than a size cap: a status line,
 //! headers, then a body delimited by `Content-Length`, chunked encoding, or the end of the
-//! connection (we always send `Connection: close`).
+//! connection. A request either closes the connection (`Connection: close`) or keeps it
+//! for the next request ([`reusable`] tells whether the response allows that).
 
 /// Most bytes of headers accepted.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -31,8 +32,10 @@ pub enum Parsed {
 }
 
 /// Writes a request. `host` is the `Host` header (the server name, spec "Resolving server
-/// names"); `headers` are extra headers (`Authorization`, `Content-Type`).
-pub fn request(method: &str, host: &str, path_and_query: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+/// names"); `headers` are extra headers (`Authorization`, `Content-Type`); `keep_alive`
+/// leaves the connection open for another request (HTTP/1.1's default) instead of asking
+/// the server to close it.
+pub fn request(method: &str, host: &str, path_and_query: &str, headers: &[(&str, &str)], body: &[u8], keep_alive: bool) -> Vec<u8> {
     let mut out = format!("{method} {path_and_query} HTTP/1.1\r\nHost: {host}\r\n");
     for (k, v) in headers {
         // Header values we write are ours (server names, signatures): no line breaks, but
@@ -41,7 +44,10 @@ pub fn request(method: &str, host: &str, path_and_query: &str, headers: &[(&str,
             out.push_str(&format!("{k}: {v}\r\n"));
         }
     }
-    out.push_str("Connection: close\r\nUser-Agent: Stratus\r\n");
+    if !keep_alive {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("User-Agent: Stratus\r\n");
     if !body.is_empty() || matches!(method, "POST" | "PUT") {
         out.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
@@ -126,6 +132,19 @@ pub fn parse(buf: &[u8], eof: bool, max: usize) -> Parsed {
     Parsed::Done(Response { status, headers, body })
 }
 
+/// Whether the connection can carry another request after `r`: the server did not ask to
+/// close it, and the body had a known end (a body read to the end of the connection used it
+/// up). RFC 9112 section 9.3.
+pub fn reusable(r: &Response) -> bool {
+    let close = r.header("connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+    let delimited = (100..200).contains(&r.status)
+        || r.status == 204
+        || r.status == 304
+        || r.header("content-length").is_some()
+        || r.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    !close && delimited
+}
+
 fn parse_status_line(line: &str) -> Result<u16, String> {
     let mut parts = line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
@@ -208,14 +227,27 @@ mod tests {
 
     #[test]
     fn writes_requests() {
-        let r = request("PUT", "b.org:8448", "/_matrix/x?y=1", &[("Authorization", "X-Matrix a"), ("Bad", "x\r\nEvil: 1")], b"{}");
+        let r = request("PUT", "b.org:8448", "/_matrix/x?y=1", &[("Authorization", "X-Matrix a"), ("Bad", "x\r\nEvil: 1")], b"{}", false);
         let s = String::from_utf8(r).unwrap();
         assert!(s.starts_with("PUT /_matrix/x?y=1 HTTP/1.1\r\nHost: b.org:8448\r\nAuthorization: X-Matrix a\r\n"));
         assert!(!s.contains("Evil"));
         assert!(s.contains("Content-Length: 2\r\n"));
         assert!(s.ends_with("\r\n\r\n{}"));
-        let g = String::from_utf8(request("GET", "h", "/", &[], b"")).unwrap();
+        let g = String::from_utf8(request("GET", "h", "/", &[], b"", false)).unwrap();
         assert!(!g.contains("Content-Length") && g.contains("Connection: close"));
+        let k = String::from_utf8(request("GET", "h", "/", &[], b"", true)).unwrap();
+        assert!(!k.contains("Connection"));
+    }
+
+    #[test]
+    fn tells_reusable_connections() {
+        let r = |raw: &str, eof| done(parse(raw.as_bytes(), eof, 100));
+        assert!(reusable(&r("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", false)));
+        assert!(reusable(&r("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", false)));
+        assert!(reusable(&r("HTTP/1.1 204 No Content\r\n\r\n", false)));
+        assert!(!reusable(&r("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 2\r\n\r\n{}", false)));
+        // A body that ended with the connection used it up.
+        assert!(!reusable(&r("HTTP/1.1 200 OK\r\n\r\n{}", true)));
     }
 
     #[test]

@@ -40,7 +40,20 @@ impl RemoteResponse {
 /// Sends a signed request to `destination` (`path_and_query` as it goes on the wire) and
 /// returns its JSON body. A remote error becomes our own error, never relayed raw.
 pub async fn request(ctx: &Ctx, destination: &ServerName, method: Method, path_and_query: &str, body: Option<&Value>) -> Result<Value> {
-    let r = send(ctx, destination, method, path_and_query, body).await?;
+    request_via(ctx, None, destination, method, path_and_query, body).await
+}
+
+/// [`request`], over `kept`'s connection when the socket transport is used (the sending
+/// `Destination` object keeps one connection to its server; see [`socket::Kept`]).
+pub async fn request_via(
+    ctx: &Ctx,
+    kept: Option<&socket::Kept>,
+    destination: &ServerName,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&Value>,
+) -> Result<Value> {
+    let r = send_via(ctx, kept, destination, method, path_and_query, body).await?;
     if (200..300).contains(&r.status) {
         return Ok(r.body);
     }
@@ -60,7 +73,14 @@ pub async fn request(ctx: &Ctx, destination: &ServerName, method: Method, path_a
 /// Like [`request`], but any HTTP answer is returned with its status, for callers that must
 /// tell a remote 404 from a 403. Transport failures (unreachable, timeout, unparsable) and
 /// refusals (ourselves, the allow/deny lists) are errors.
-pub async fn send(ctx: &Ctx, destination: &ServerName, method: Method, path_and_query: &str, body: Option<&Value>) -> Result<RemoteResponse> {
+async fn send_via(
+    ctx: &Ctx,
+    kept: Option<&socket::Kept>,
+    destination: &ServerName,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&Value>,
+) -> Result<RemoteResponse> {
     let auth = xmatrix::sign_request(&ctx.config.signing_key, ctx.server_name(), destination.as_str(), method.as_str(), path_and_query, body)
         .map_err(|e| err!(BadJson, "Cannot sign the request: {e}"))?;
     let bytes = match body {
@@ -72,7 +92,7 @@ pub async fn send(ctx: &Ctx, destination: &ServerName, method: Method, path_and_
         err!(Unknown, "Could not reach {destination}")
     };
     let max = ctx.config.federation_transport.max_response_bytes;
-    let r = exchange(ctx, destination, method, path_and_query, Some(&auth), bytes.as_deref(), "application/json", max).await?;
+    let r = exchange(ctx, kept, destination, method, path_and_query, Some(&auth), bytes.as_deref(), "application/json", max).await?;
     let r = r.map_err(|why| fail(&why))?;
     let body = if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap_or(Value::Null) };
     if (200..300).contains(&r.status) && !body.is_object() && !body.is_array() {
@@ -111,7 +131,7 @@ pub async fn get_raw(ctx: &Ctx, destination: &ServerName, path_and_query: &str, 
     } else {
         None
     };
-    let r = exchange(ctx, destination, Method::Get, path_and_query, auth.as_deref(), None, "*/*", max_bytes).await?;
+    let r = exchange(ctx, None, destination, Method::Get, path_and_query, auth.as_deref(), None, "*/*", max_bytes).await?;
     let r = r.map_err(|why| raw_failure(destination.as_str(), path_and_query, &why))?;
     Ok(RawResponse { status: r.status, content_type: r.content_type, body: r.body })
 }
@@ -149,6 +169,7 @@ struct Exchanged {
 #[allow(clippy::too_many_arguments)]
 async fn exchange(
     ctx: &Ctx,
+    kept: Option<&socket::Kept>,
     destination: &ServerName,
     method: Method,
     path_and_query: &str,
@@ -177,12 +198,12 @@ async fn exchange(
     headers.push(("Accept", accept));
     let bytes = body.map(<[u8]>::to_vec).unwrap_or_default();
     if cfg.transport.uses_socket(&dest) {
-        let raw = http1::request(method.as_str(), &dest.host_header, path_and_query, &headers, &bytes);
-        Ok(socket::send(&dest, tls, &raw, deadline, max).await.map(|r| Exchanged {
-            status: r.status,
-            content_type: r.header("content-type").map(str::to_owned),
-            body: r.body,
-        }))
+        let raw = http1::request(method.as_str(), &dest.host_header, path_and_query, &headers, &bytes, kept.is_some());
+        let sent = match kept {
+            Some(k) => socket::send_kept(k, &dest, tls, &raw, deadline, max).await,
+            None => socket::send(&dest, tls, &raw, deadline, max).await,
+        };
+        Ok(sent.map(|r| Exchanged { status: r.status, content_type: r.header("content-type").map(str::to_owned), body: r.body }))
     } else {
         let url = format!("{}{path_and_query}", dest.base_url(tls));
         Ok(fetch(method.as_str(), &url, &headers, bytes, deadline, max).await.map(|r| Exchanged {
