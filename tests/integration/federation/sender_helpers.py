@@ -94,6 +94,8 @@ class SenderAttempt:
     body: dict
     event_ids: list[str]
     at: float = field(default_factory=time.monotonic)
+    # The sender's (address, port): one per TCP connection.
+    peer: tuple = ()
 
 
 class SenderStandIn:
@@ -104,6 +106,9 @@ class SenderStandIn:
         self.other_requests: list[tuple[str, str]] = []
         self.room_version = "12"
         self.serving = True
+        # Close each connection after answering, without saying so (`Connection: close`),
+        # as a server that drops idle connections does.
+        self.drop_connections = False
         self.events: dict[str, dict] = {}
         self._lock = threading.Lock()
         stand_in = self
@@ -122,6 +127,8 @@ class SenderStandIn:
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
+                if stand_in.drop_connections:
+                    self.close_connection = True
 
             def do_GET(self) -> None:  # noqa: N802
                 self._body()
@@ -159,7 +166,7 @@ class SenderStandIn:
                 ids = [sender_event_id(p, stand_in.room_version) for p in pdus if isinstance(p, dict)]
                 status = 500 if stand_in.failing else 200
                 with stand_in._lock:
-                    stand_in.attempts.append(SenderAttempt(txn_id, status, body, ids))
+                    stand_in.attempts.append(SenderAttempt(txn_id, status, body, ids, peer=tuple(self.client_address)))
                 if status == 500:
                     self._answer(500, {"errcode": "M_UNKNOWN", "error": "down for the test"})
                 else:

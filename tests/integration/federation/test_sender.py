@@ -107,6 +107,30 @@ def test_only_our_events_and_only_to_servers_in_the_room(fed, stand_in):
     assert senders == {alice["user_id"]}, senders
 
 
+def test_transactions_share_one_kept_connection(fed, stand_in):
+    """Transactions to a server go over one kept-alive connection (no TCP and TLS handshake
+    per transaction); a server that drops its connections after each answer still gets
+    everything, over a new connection each time."""
+    alice, room = joined_room_with_stand_in(fed, stand_in)
+    first = [send_text(fed.base, alice, room, f"kept {i}") for i in range(3)]
+    for e in first:
+        assert e in stand_in.wait_for([e], timeout=30)
+    kept = [a for a in stand_in.snapshot() if set(a.event_ids) & set(first)]
+    assert len({a.peer for a in kept}) == 1, [a.peer for a in kept]
+
+    stand_in.drop_connections = True
+    dropped = []
+    for i in range(3):
+        e = send_text(fed.base, alice, room, f"dropped {i}")
+        assert e in stand_in.wait_for([e], timeout=30)
+        dropped.append(e)
+    later = [a for a in stand_in.snapshot() if set(a.event_ids) & set(dropped)]
+    assert all(a.status == 200 for a in later)
+    assert len({a.peer for a in later}) == len(later), [a.peer for a in later]
+    delivered = stand_in.delivered_ids()
+    assert len(delivered) == len(set(delivered)), "an event arrived twice"
+
+
 @pytest.fixture(scope="module")
 def fed_fast_retry(stratus_factory):
     return stratus_factory({**FED_VARS, "FEDERATION_RETRY_MIN_MS": "500", "FEDERATION_RETRY_MAX_MS": "2000"})
