@@ -24,6 +24,23 @@ use crate::store::rooms;
 /// A full state snapshot every this many links, so loading a group reads at most 33 rows.
 const SNAPSHOT_EVERY: u32 = 32;
 
+thread_local! {
+    /// The last `origin_server_ts` given to an `m.room.create` by this isolate.
+    static LAST_CREATE_TS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A timestamp for a new room's create event, later than any this isolate gave before:
+/// from room version 12 the room ID is the create event's hash, so two rooms created with
+/// the same content by the same user in the same millisecond would otherwise be one room
+/// (and the second creation a conflict).
+fn create_ts() -> u64 {
+    LAST_CREATE_TS.with(|last| {
+        let ts = now_ms().max(last.get() + 1);
+        last.set(ts);
+        ts
+    })
+}
+
 // The wire types of the `Room` object's append (its protocol); kept under this path.
 pub use crate::durable_objects::protocol::{NewEventWire, Txn};
 
@@ -144,7 +161,7 @@ async fn append_or_prepare(
         let pdu = prepare_event(
             &RoomHead { rules: &rules, room_id: head.room_id.as_deref(), state: &head.state, extremities: &head.extremities, max_depth: head.depth },
             &new,
-            now_ms(),
+            if new.kind == "m.room.create" { create_ts() } else { now_ms() },
             config.server_name.as_str(),
             &config.signing_key,
             &fetch,

@@ -84,3 +84,18 @@ def test_parallel_joins_and_state_changes_keep_state_consistent(base):
     events = _all_messages(base, owner["access_token"], room)
     last_topic = next(e for e in events if e["type"] == "m.room.topic")
     assert topic["topic"] == last_topic["content"]["topic"]
+
+
+def test_identical_rooms_created_at_once_are_distinct_rooms(base):
+    """From room version 12 a room's ID is its create event's hash: the same user creating
+    the same room many times at once still gets that many rooms, never a conflict."""
+    a = new_user(base, "cc")
+
+    def create(_):
+        return _room(base, a["access_token"])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        rooms = list(pool.map(create, range(120)))
+    assert len(set(rooms)) == 120
+    joined = assert_ok(call(base, "GET", f"{V3}/joined_rooms", token=a["access_token"]))["joined_rooms"]
+    assert set(rooms) <= set(joined)
