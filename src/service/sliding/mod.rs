@@ -52,7 +52,12 @@ fn entry(r: ListRow, dms: &std::collections::HashSet<String>) -> RoomEntry {
 /// One pass: lists, subscriptions, the rooms the connection lacks, the extensions.
 pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &ExtensionsRequest, prev: Option<&ConnState>) -> Result<Outcome> {
     let user = me.user_id.as_str();
-    let (now, rows, direct) = sstore::room_list(&ctx.db, user).await?;
+    let subscriptions = subscriptions_after(prev.map(|p| &p.subscriptions), req);
+    let (now, rows, direct) = if req.lists.is_empty() && subscriptions.is_empty() {
+        (sstore::positions(&ctx.db).await?, vec![], serde_json::Value::Null)
+    } else {
+        sstore::room_list(&ctx.db, user).await?
+    };
     let since = prev.and_then(ConnState::since);
     let now = now.max(&since.unwrap_or_default());
     let dms = dm_rooms(&direct);
@@ -76,7 +81,6 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
         lists.insert(name.clone(), ListResult { count: filtered.len() as u64 });
         windows.insert(name.clone(), win);
     }
-    let subscriptions = subscriptions_after(prev.map(|p| &p.subscriptions), req);
     let mut subscribed = Vec::new();
     for (room_id, c) in &subscriptions {
         if by_id.contains_key(room_id.as_str()) {
