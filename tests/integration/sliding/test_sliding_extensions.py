@@ -156,33 +156,37 @@ def test_receipts_and_typing_scoped_to_lists_and_rooms(base, user, user2):
     receipt(base, them, top, e_top)
     receipt(base, them, elsewhere, e_else)
     receipt(base, me, top, e_top, "m.read.private")
+    typing(base, them, elsewhere)
     body = {
         "conn_id": "eph",
         "lists": one_room_list(),
         "extensions": {"receipts": {"enabled": True, "lists": ["top"], "rooms": []}, "typing": {"enabled": True, "lists": ["top"]}},
     }
     first = ss(base, me["access_token"], body)
+    assert list(first["rooms"]) == [top]
     rc = ext(first, "receipts")
-    # The first response: the room's current receipts, the user's own private one included.
+    # The first response: the room's current receipts, the user's own private one included;
+    # nothing of the room outside the window (its typing, its receipts).
     assert set(rc["rooms"]) == {top}, rc
     content = rc["rooms"][top]
     assert content["type"] == "m.receipt"
     assert them["user_id"] in content["content"][e_top]["m.read"]
     assert me["user_id"] in content["content"][e_top]["m.read.private"]
+    assert ext(first, "typing") is None
 
-    # Typing and receipts in both rooms: only the room in the list's window shows them.
+    # `elsewhere` becomes the most recent room, so it moves into the [0, 0] window and `top`
+    # out of it: typing in `top` now is not shown, and `elsewhere`, new to the client, comes
+    # with who is typing there (since before the connection began) and its receipts.
     typing(base, them, top)
-    typing(base, them, elsewhere)
     e2 = send(base, me["access_token"], elsewhere, "now the most recent room")
     receipt(base, them, elsewhere, e2)
     got = ss(base, me["access_token"], body, pos=first["pos"])
-    # `elsewhere` is now the most recent room, so it is the one in the [0, 0] window.
-    win = [r for r in got.get("rooms", {})]
-    assert elsewhere in win, got.get("rooms")
+    assert list(got["rooms"]) == [elsewhere], got["rooms"]
     ty = ext(got, "typing")
-    assert set(ty["rooms"]) == {elsewhere}, ty
-    assert ty["rooms"][elsewhere] == {"type": "m.typing", "content": {"user_ids": [them["user_id"]]}}
-    assert set(ext(got, "receipts")["rooms"]) == {elsewhere}
+    assert ty["rooms"] == {elsewhere: {"type": "m.typing", "content": {"user_ids": [them["user_id"]]}}}, ty
+    rc = ext(got, "receipts")
+    assert set(rc["rooms"]) == {elsewhere}, rc
+    assert them["user_id"] in rc["rooms"][elsewhere]["content"][e2]["m.read"]
 
     # Scoped to a subscription by room ID instead: only that room.
     sub = {
@@ -193,7 +197,7 @@ def test_receipts_and_typing_scoped_to_lists_and_rooms(base, user, user2):
     s = ss(base, me["access_token"], sub)
     assert set(ext(s, "typing")["rooms"]) == {top}
     # `elsewhere` is named but not subscribed: not in the response, so no receipts.
-    assert ext(s, "receipts") is None or ext(s, "receipts").get("rooms", {}) == {}
+    assert ext(s, "receipts") is None
     # Typing stops: an already-sent room is told.
     typing(base, them, top, on=False)
     s2 = ss(base, me["access_token"], sub, pos=s["pos"])
