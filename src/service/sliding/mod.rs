@@ -7,7 +7,6 @@
 //! (`core::sliding::conn::plan_room`) and reads only those rooms ([`rooms::build`]). The
 //! connection's memory lives in the user's `UserSync` Durable Object ([`load`], [`save`]).
 
-pub mod ext_standin;
 pub mod extensions;
 mod rooms;
 
@@ -15,9 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::api::auth::Authed;
 use crate::core::sliding::conn::{after_send, plan_room, ConnState};
-use crate::core::sliding::ext_standin::ExtensionsRequest;
+use crate::core::sliding::extensions::ExtensionsRequest;
 use crate::core::sliding::list::{dm_rooms, in_server_list, matches, order, window, RoomEntry};
-use crate::core::sliding::request::{RoomConfig, SlidingRequest};
+use crate::core::sliding::request::{subscriptions_after, RoomConfig, SlidingRequest};
 use crate::core::sliding::response::{ListResult, SlidingResponse};
 use crate::ctx::Ctx;
 use crate::durable_objects::protocol::{UserSyncProto, UserSyncRequest as Req, UserSyncResponse as Resp};
@@ -25,7 +24,7 @@ use crate::err;
 use crate::error::Result;
 use crate::service::objects::{call, unexpected};
 use crate::store::sync::{self as sstore, ListRow};
-use ext_standin::Scope;
+use extensions::Scope;
 use rooms::Todo;
 
 /// The outcome of one pass: the response (without `pos`), the connection state after it,
@@ -77,8 +76,9 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
         lists.insert(name.clone(), ListResult { count: filtered.len() as u64 });
         windows.insert(name.clone(), win);
     }
+    let subscriptions = subscriptions_after(prev.map(|p| &p.subscriptions), req);
     let mut subscribed = Vec::new();
-    for (room_id, c) in &req.subscriptions {
+    for (room_id, c) in &subscriptions {
         if by_id.contains_key(room_id.as_str()) {
             configs.entry(room_id.clone()).or_default().merge(c);
             subscribed.push(room_id.clone());
@@ -95,10 +95,17 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
             todo.insert(room_id, Todo { plan, entry, config, sent_config });
         }
     }
-    let built = rooms::build(ctx, me, &todo).await?;
-
+    // The rooms and the extensions in parallel; rooms sent afresh get their current
+    // receipts, typing and room account data.
+    let initial: Vec<String> = todo.iter().filter(|(_, t)| t.plan.initial).map(|(r, _)| r.clone()).collect();
     let scope = Scope { lists: &windows, subscriptions: &subscribed };
-    let extensions = ext_standin::compute(ctx, me, ext, since.as_ref(), &now, &scope).await?;
+    let ext_out = async {
+        match initial.is_empty() {
+            true => extensions::compute(ctx, me, ext, since.as_ref(), &now, &scope).await,
+            false => extensions::compute_with_initial(ctx, me, ext, since.as_ref(), &now, &scope, &initial).await,
+        }
+    };
+    let (built, extensions) = futures_util::future::try_join(rooms::build(ctx, me, &todo), ext_out).await?;
 
     // The connection after this response: what each sent room now has.
     let mut next = prev.cloned().unwrap_or_default();
@@ -117,9 +124,13 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
         rooms_out.insert(room_id, b.result);
     }
     next.lists = lists.iter().map(|(k, v)| (k.clone(), v.count)).collect();
+    next.subscriptions = subscriptions;
     next.compact();
 
-    let has_updates = prev.is_none_or(|p| p.lists != next.lists) || !rooms_out.is_empty() || !extensions.is_empty();
+    // A change of subscriptions alone is worth a new pos: it is state the next request
+    // relies on.
+    let changed = prev.is_none_or(|p| p.lists != next.lists || p.subscriptions != next.subscriptions);
+    let has_updates = changed || !rooms_out.is_empty() || !extensions.is_empty();
     let response = SlidingResponse { pos: String::new(), txn_id: req.txn_id.clone(), lists, rooms: rooms_out, extensions };
     Ok(Outcome { response, next, has_updates })
 }
