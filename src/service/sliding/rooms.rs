@@ -114,7 +114,10 @@ async fn state(ctx: &Ctx, todo: &BTreeMap<String, Todo<'_>>, reads: &mut HashMap
             continue;
         }
         let Some(read) = reads.get_mut(room_id) else { continue };
-        let senders: HashSet<&str> = read.timeline.iter().map(|e| e.sender.as_str()).collect();
+        // The senders, and the targets of the timeline's member events (MSC4186, "Lazy
+        // loaded memberships").
+        let targets = read.timeline.iter().filter(|e| e.kind == MEMBER).filter_map(|e| e.state_key.as_deref());
+        let senders: HashSet<&str> = read.timeline.iter().map(|e| e.sender.as_str()).chain(targets).collect();
         for s in senders {
             match read.state.iter().find(|(e, _)| e.kind == MEMBER && e.state_key.as_deref() == Some(s)) {
                 Some((e, _)) => read.lazy_members.push(e.clone()),
@@ -162,7 +165,7 @@ fn names(result: &mut RoomResult, read: Option<&Read>, initial: bool, heroes: Ve
     let state_of = |kind: &str| read.and_then(|r| r.state.iter().find(|(e, _)| e.kind == kind && e.state_key.as_deref() == Some("")));
     let name = state_of("m.room.name").and_then(|(e, _)| content(&e.json).get("name").and_then(Value::as_str).map(str::to_owned));
     result.avatar = state_of("m.room.avatar").and_then(|(e, _)| content(&e.json).get("url").and_then(Value::as_str).map(str::to_owned));
-    if initial && name.as_deref().is_none_or(str::is_empty) {
+    if initial && name.as_deref().is_none_or(str::is_empty) && !heroes.is_empty() {
         result.heroes = Some(heroes);
     }
     result.name = name.filter(|n| !n.is_empty());
@@ -246,7 +249,14 @@ pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) ->
             result.is_dm = Some(t.entry.is_dm);
         }
         if p.stripped {
-            let state: Vec<Value> = stripped.remove(room_id).unwrap_or_default().iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+            let events = stripped.remove(room_id).unwrap_or_default();
+            result.name = events
+                .iter()
+                .find(|e| e.kind == "m.room.name")
+                .and_then(|e| e.content.get("name").and_then(Value::as_str))
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned);
+            let state: Vec<Value> = events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
             result.invite_state = Some(state.clone());
             result.stripped_state = Some(state);
             out.insert(room_id.to_owned(), Built { result, limited: false });

@@ -45,6 +45,9 @@ def test_room_list_by_recency_and_a_new_message_moves_a_room_up(base, user):
 def test_room_fields(base, user, user2):
     tok = user["access_token"]
     set_displayname(base, user2, "Bob the Builder")
+    solo = create_room(base, tok)
+    pending = create_room(base, tok, name="Pending")
+    invite(base, tok, pending, user2["user_id"])
     named = create_room(base, tok, name="Named room", topic="a topic")
     dm = create_room(base, tok, is_direct=True, invite=[user2["user_id"]])
     join(base, user2["access_token"], dm)
@@ -77,6 +80,13 @@ def test_room_fields(base, user, user2):
     # $LAZY: the member events of the timeline's senders.
     members = {e["state_key"] for e in d["required_state"] if e["type"] == "m.room.member"}
     assert members == {user["user_id"], user2["user_id"]}
+    # $LAZY also brings the targets of the timeline's member events.
+    p = body["rooms"][pending]
+    assert p["timeline"][-1]["content"]["membership"] == "invite"
+    assert {e["state_key"] for e in p["required_state"] if e["type"] == "m.room.member"} == {user["user_id"], user2["user_id"]}
+    assert p["invited_count"] == 1
+    # A room of one has no heroes to show.
+    assert "heroes" not in body["rooms"][solo] and "name" not in body["rooms"][solo]
     # prev_batch pages back with /messages from before the timeline.
     page = assert_ok(call(base, "GET", f"{CLIENT_V3}/rooms/{qid(dm)}/messages", token=tok,
                           params={"dir": "b", "from": d["prev_batch"], "limit": "1"}))
@@ -89,7 +99,7 @@ def test_invite_with_stripped_state(base, user, user2):
     invite(base, user["access_token"], room, user2["user_id"])
     body = sliding(base, tok2, lists_only({"all": room_list()}))
     r = body["rooms"][room]
-    assert r["initial"] is True
+    assert r["initial"] is True and r["name"] == "Come in"
     types = {(e["type"], e.get("state_key")) for e in r["invite_state"]}
     assert ("m.room.name", "") in types and ("m.room.member", user2["user_id"]) in types
     assert r["stripped_state"] == r["invite_state"]
