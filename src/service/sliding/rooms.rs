@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use futures_util::future::{try_join5, try_join_all};
 use serde_json::Value;
 
 use crate::api::auth::Authed;
@@ -49,30 +50,31 @@ fn content(json: &str) -> Value {
 }
 
 /// The timelines: per distinct limit, the last `limit` events of each room's range (one
-/// more, to learn `limited`).
-async fn timelines(ctx: &Ctx, todo: &BTreeMap<String, Todo<'_>>, reads: &mut HashMap<String, Read>) -> Result<()> {
+/// more, to learn `limited`), one batch per limit. Room → (events, limited).
+async fn timelines(ctx: &Ctx, todo: &BTreeMap<String, Todo<'_>>) -> Result<HashMap<String, (Vec<EventRow>, bool)>> {
     let mut by_limit: BTreeMap<u32, Vec<Range>> = BTreeMap::new();
     for (room_id, t) in todo {
         if let Some((after, up_to)) = t.plan.timeline {
             by_limit.entry(t.plan.limit).or_default().push(Range { room_id: room_id.clone(), after, up_to });
         }
     }
-    for (limit, ranges) in by_limit {
+    let reads = by_limit.iter().map(|(limit, ranges)| sstore::timeline_windows(&ctx.db, ranges, limit + 1));
+    let mut out = HashMap::new();
+    for ((limit, ranges), rows) in by_limit.iter().zip(try_join_all(reads).await?) {
         let mut got: HashMap<String, Vec<EventRow>> = HashMap::new();
-        for row in sstore::timeline_windows(&ctx.db, &ranges, limit + 1).await? {
+        for row in rows {
             got.entry(row.room_id.clone()).or_default().push(row);
         }
         for r in ranges {
             let mut rows = got.remove(&r.room_id).unwrap_or_default();
-            let read = reads.entry(r.room_id).or_default();
-            read.limited = rows.len() as u32 > limit;
-            if read.limited {
-                rows.drain(..rows.len() - limit as usize);
+            let limited = rows.len() as u32 > *limit;
+            if limited {
+                rows.drain(..rows.len() - *limit as usize);
             }
-            read.timeline = rows;
+            out.insert(r.room_id.clone(), (rows, limited));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// History visibility: only where the timeline reaches before the user's current
@@ -91,8 +93,8 @@ async fn visibility(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>, r
 }
 
 /// The state: the full state at the plan's position, or the changes since what was sent,
-/// all rooms in one batch; lazy members of the timelines' senders in one more.
-async fn state(ctx: &Ctx, todo: &BTreeMap<String, Todo<'_>>, reads: &mut HashMap<String, Read>) -> Result<()> {
+/// all rooms in one batch. Rows: (event, position it took effect at).
+async fn states(ctx: &Ctx, todo: &BTreeMap<String, Todo<'_>>) -> Result<Vec<(EventRow, u64)>> {
     let mut ranges = Vec::new();
     for (room_id, t) in todo {
         let p = &t.plan;
@@ -102,20 +104,18 @@ async fn state(ctx: &Ctx, todo: &BTreeMap<String, Todo<'_>>, reads: &mut HashMap
         let after = if p.full_state { 0 } else { p.state_after };
         ranges.push(StateRange { room_id: room_id.clone(), after, up_to: p.up_to, resets_up_to: p.up_to });
     }
-    for s in sstore::state_at(&ctx.db, &ranges).await? {
-        if !s.after_up_to && s.row.state_key.is_some() {
-            reads.entry(s.row.room_id.clone()).or_default().state.push((s.row, s.at));
-        }
-    }
-    // Lazy members: the member events of the timeline's senders not already read.
+    Ok(sstore::state_at(&ctx.db, &ranges).await?.into_iter().filter(|s| !s.after_up_to && s.row.state_key.is_some()).map(|s| (s.row, s.at)).collect())
+}
+
+/// Lazy members: the member events of the timeline's senders and of its member events'
+/// targets (MSC4186, "Lazy loaded memberships"), from the state read or one batch more.
+async fn lazy_members(ctx: &Ctx, todo: &BTreeMap<String, Todo<'_>>, reads: &mut HashMap<String, Read>) -> Result<()> {
     let mut missing = Vec::new();
     for (room_id, t) in todo {
         if !t.config.required_state.lazy {
             continue;
         }
         let Some(read) = reads.get_mut(room_id) else { continue };
-        // The senders, and the targets of the timeline's member events (MSC4186, "Lazy
-        // loaded memberships").
         let targets = read.timeline.iter().filter(|e| e.kind == MEMBER).filter_map(|e| e.state_key.as_deref());
         let senders: HashSet<&str> = read.timeline.iter().map(|e| e.sender.as_str()).chain(targets).collect();
         for s in senders {
@@ -198,10 +198,51 @@ async fn summaries(ctx: &Ctx, me: &str, rooms: &[String]) -> Result<HashMap<Stri
 /// and found none is left out.
 pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) -> Result<BTreeMap<String, Built>> {
     let user = me.user_id.as_str();
+    // Everything that does not depend on the timelines, read alongside them.
+    let counted: Vec<String> = todo.iter().filter(|(_, t)| !t.plan.stripped).map(|(r, _)| r.clone()).collect();
+    let invites: Vec<String> = todo.iter().filter(|(_, t)| t.plan.stripped).map(|(r, _)| r.clone()).collect();
+    let any_joined = todo.values().any(|t| t.entry.membership == "join");
+    let (timelines, states, mut members, unread_rows, mut stripped) = try_join5(
+        timelines(ctx, todo),
+        states(ctx, todo),
+        async {
+            if counted.is_empty() {
+                Ok(HashMap::new())
+            } else {
+                summaries(ctx, user, &counted).await
+            }
+        },
+        async {
+            if any_joined {
+                sstore::unread_counts(&ctx.db, user).await
+            } else {
+                Ok(vec![])
+            }
+        },
+        async {
+            if invites.is_empty() {
+                Ok(HashMap::new())
+            } else {
+                crate::service::sync::rooms::stripped_states(ctx, user, &invites).await
+            }
+        },
+    )
+    .await?;
     let mut reads: HashMap<String, Read> = HashMap::new();
-    timelines(ctx, todo, &mut reads).await?;
+    for (room_id, (timeline, limited)) in timelines {
+        reads.insert(room_id, Read { timeline, limited, ..Default::default() });
+    }
+    for (row, at) in states {
+        reads.entry(row.room_id.clone()).or_default().state.push((row, at));
+    }
+    let mut unread: HashMap<String, (u64, u64)> = HashMap::new();
+    for (room_id, _thread, n, h) in unread_rows {
+        let u = unread.entry(room_id).or_default();
+        u.0 += n;
+        u.1 += h;
+    }
     visibility(ctx, me, todo, &mut reads).await?;
-    state(ctx, todo, &mut reads).await?;
+    lazy_members(ctx, todo, &mut reads).await?;
 
     // Which rooms go out, and their required_state.
     let mut chosen: BTreeMap<&str, Vec<&EventRow>> = BTreeMap::new();
@@ -213,19 +254,6 @@ pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) ->
             chosen.insert(room_id.as_str(), rs);
         }
     }
-
-    let counted: Vec<String> = chosen.keys().filter(|r| todo.get(**r).is_some_and(|t| !t.plan.stripped)).map(|r| r.to_string()).collect();
-    let mut members = if counted.is_empty() { HashMap::new() } else { summaries(ctx, user, &counted).await? };
-    let mut unread: HashMap<String, (u64, u64)> = HashMap::new();
-    if todo.values().any(|t| t.entry.membership == "join") {
-        for (room_id, _thread, n, h) in sstore::unread_counts(&ctx.db, user).await? {
-            let u = unread.entry(room_id).or_default();
-            u.0 += n;
-            u.1 += h;
-        }
-    }
-    let invites: Vec<String> = chosen.keys().filter(|r| todo.get(**r).is_some_and(|t| t.plan.stripped)).map(|r| r.to_string()).collect();
-    let mut stripped = if invites.is_empty() { HashMap::new() } else { crate::service::sync::rooms::stripped_states(ctx, user, &invites).await? };
 
     // Every event serialised once.
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
