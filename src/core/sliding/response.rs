@@ -76,11 +76,6 @@ pub struct SlidingResponse {
     pub extensions: ExtensionsResponse,
 }
 
-/// A `StateStub` (MSC4186): state deleted since it was sent.
-pub fn state_stub(kind: &str, state_key: &str) -> Value {
-    serde_json::json!({ "type": kind, "state_key": state_key })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +91,5 @@ mod tests {
         assert_eq!(v["lists"], json!({ "all": { "count": 2 } }));
         assert_eq!(v["rooms"], json!({ "!a": { "initial": true, "bump_stamp": 3 } }));
         assert!(v.get("txn_id").is_none());
-        assert_eq!(state_stub("m.room.topic", ""), json!({ "type": "m.room.topic", "state_key": "" }));
     }
 }

@@ -70,7 +70,7 @@ pub struct RequiredState {
     #[serde(skip)]
     pub lazy: bool,
     /// The request used the newer object form, whose responses carry state stubs for
-    /// deleted state (MSC4186, `StateStub`).
+    /// deleted state (MSC4186, `StateStub`; not produced yet, see docs/ARCHITECTURE.md).
     #[serde(skip)]
     pub stubs: bool,
 }
