@@ -18,6 +18,11 @@ def _token(base: str, user_id: str) -> str:
     return login(base, user_id)["access_token"]
 
 
+def _table(rooms: list[dict]) -> str:
+    """One line a room, for failure messages."""
+    return "\n".join(f"{r['room_id']} {r['state']} name={r['name']!r} stamp={r['recency_stamp']} latest={r['latest_event']}" for r in rooms)
+
+
 def test_room_list_in_recency_order_and_a_new_message_moves_its_room_to_the_top(base, shared_secret, sliding_client, run_client):
     user_id = register_by_secret(base, shared_secret, "ssrl")
     token = _token(base, user_id)
@@ -39,7 +44,7 @@ def test_room_list_in_recency_order_and_a_new_message_moves_its_room_to_the_top(
     run = run_client([sliding_client, "room-list", "--homeserver", base, "--user", user_id, "--password", DEFAULT_PASSWORD,
                       "--expect", str(len(rooms)), "--top", oldest, "--body", fresh])
     listed = run.expect("rooms")["rooms"]
-    assert [r["room_id"] for r in listed] == expected, listed
+    assert [r["room_id"] for r in listed] == expected, "expected " + " ".join(expected) + "\n" + _table(listed)
     for r, i in zip(listed, reversed(range(len(rooms)))):
         assert r["state"] == "Joined", r
         assert r["name"] == f"room {i:02d}", r
@@ -53,7 +58,7 @@ def test_room_list_in_recency_order_and_a_new_message_moves_its_room_to_the_top(
     run.expect("ready")
     send_text(base, token, oldest, fresh)
     moved = run.expect("top")["rooms"]
-    assert [r["room_id"] for r in moved] == [oldest] + expected[:-1], moved
+    assert [r["room_id"] for r in moved] == [oldest] + expected[:-1], _table(moved)
     top = moved[0]
     assert top["latest_event"]["body"] == fresh, top
     assert top["recency_stamp"] > listed[0]["recency_stamp"], (top, listed[0])
@@ -80,7 +85,7 @@ def test_an_invite_shows_in_the_room_list_and_is_accepted(base, shared_secret, s
 
     joined = run.expect("joined")["room"]
     assert joined["room_id"] == room_id and joined["state"] == "Joined", joined
-    assert joined["name"] == "alice invites", joined
+    assert joined["name"] == "alice invites" and joined["joined_count"] == 2, joined
     run.finish()
     assert membership_of(base, alice_token, room_id, bob) == "join"
 

@@ -322,16 +322,24 @@ fn latest_body(r: &Room) -> Option<String> {
     }
 }
 
+/// Whether the list is in the order of its rooms' latest events (most recent first).
+fn sorted_by_latest(items: &Vector<RoomListItem>) -> bool {
+    let stamps: Vec<_> = items.iter().map(|r| BaseRoom::latest_event(r).timestamp()).collect();
+    stamps.windows(2).all(|w| w.first() >= w.get(1))
+}
+
 async fn room_list(args: &Args) -> Result<()> {
     let expect: usize = args.get("expect")?.parse().context("--expect")?;
     let s = step("login", Session::start(args.get("homeserver")?, args.get("user")?, args.get("password")?, "room-list")).await?;
-    // Loaded: all N rooms are listed and each joined room has its latest event (so the order
-    // is the final one, not the provisional one by recency stamp alone).
+    // Loaded: all N rooms are listed, each joined one has its latest event, and the list is
+    // sorted by them (the SDK sorts on cached copies refreshed asynchronously, so the first
+    // list holding every latest event may still be in a provisional order).
     let loaded = step(
         "load room list",
         s.wait_rooms(|items| {
             items.len() >= expect
                 && items.iter().all(|r| r.state() != RoomState::Joined || matches!(BaseRoom::latest_event(r), LatestEventValue::Remote(_)))
+                && sorted_by_latest(items)
         }),
     )
     .await
@@ -342,7 +350,9 @@ async fn room_list(args: &Args) -> Result<()> {
         emit(json!({"event": "ready"}));
         let moved = step(
             "room moves to the top",
-            s.wait_rooms(|items| items.front().is_some_and(|r| r.room_id().as_str() == top && latest_body(r).as_deref() == Some(body))),
+            s.wait_rooms(|items| {
+                items.front().is_some_and(|r| r.room_id().as_str() == top && latest_body(r).as_deref() == Some(body)) && sorted_by_latest(items)
+            }),
         )
         .await
         .map_err(|e| anyhow!("{e}; the list shows {}", s.current_rooms()))?;
@@ -355,20 +365,26 @@ async fn room_list(args: &Args) -> Result<()> {
 async fn accept_invite(args: &Args) -> Result<()> {
     let room_id = args.get("room")?.to_owned();
     let s = step("login", Session::start(args.get("homeserver")?, args.get("user")?, args.get("password")?, "accept-invite")).await?;
-    let is = |state: RoomState| {
-        let room_id = room_id.clone();
-        move |items: &Vector<RoomListItem>| items.iter().any(|r| r.room_id().as_str() == room_id && r.state() == state)
+    // Listed as an invite: with its name and inviter (from `invite_state`).
+    let invited = |items: &Vector<RoomListItem>| {
+        items.iter().any(|r| {
+            r.room_id().as_str() == room_id
+                && r.state() == RoomState::Invited
+                && r.cached_display_name().is_some()
+                && matches!(BaseRoom::latest_event(r), LatestEventValue::RemoteInvite { .. })
+        })
     };
-    let items = step("invite in the room list", s.wait_rooms(is(RoomState::Invited)))
-        .await
-        .map_err(|e| anyhow!("{e}; the list shows {}", s.current_rooms()))?;
+    // Joined as the server says: the SDK marks the room joined as soon as its /join returns,
+    // while `joined_count` comes only from a sliding sync response.
+    let joined = |items: &Vector<RoomListItem>| {
+        items.iter().any(|r| r.room_id().as_str() == room_id && r.state() == RoomState::Joined && r.joined_members_count() >= 2)
+    };
+    let items = step("invite in the room list", s.wait_rooms(invited)).await.map_err(|e| anyhow!("{e}; the list shows {}", s.current_rooms()))?;
     let invited = items.iter().find(|r| r.room_id().as_str() == room_id).map(|r| room_json(r));
     emit(json!({"event": "invited", "room": invited}));
     let room = items.iter().find(|r| r.room_id().as_str() == room_id).map(|r| (**r).clone()).ok_or_else(|| anyhow!("gone"))?;
     step("join", async { room.join().await.context("join") }).await?;
-    let items = step("joined in the room list", s.wait_rooms(is(RoomState::Joined)))
-        .await
-        .map_err(|e| anyhow!("{e}; the list shows {}", s.current_rooms()))?;
+    let items = step("joined in the room list", s.wait_rooms(joined)).await.map_err(|e| anyhow!("{e}; the list shows {}", s.current_rooms()))?;
     let joined = items.iter().find(|r| r.room_id().as_str() == room_id).map(|r| room_json(r));
     emit(json!({"event": "joined", "room": joined}));
     s.sync.stop().await;
