@@ -9,7 +9,7 @@
 //! `pos`.
 
 use crate::api::auth::Authed;
-use crate::core::sliding::ext_standin::ExtensionsRequest;
+use crate::core::sliding::extensions::ExtensionsRequest;
 use crate::core::sliding::request::SlidingRequest;
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;

@@ -42,6 +42,9 @@ pub struct ConnState {
     pub configs: Vec<RequiredState>,
     #[serde(rename = "r", default)]
     pub rooms: BTreeMap<String, SentRoom>,
+    /// The room subscriptions in force (they last for the connection).
+    #[serde(rename = "s", default)]
+    pub subscriptions: BTreeMap<String, RoomConfig>,
 }
 
 impl ConnState {
@@ -78,6 +81,9 @@ impl ConnState {
     pub fn parse(s: &str) -> Option<ConnState> {
         let mut c: ConnState = serde_json::from_str(s).ok()?;
         c.configs = c.configs.into_iter().map(RequiredState::normalised).collect();
+        for sub in c.subscriptions.values_mut() {
+            sub.required_state = std::mem::take(&mut sub.required_state).normalised();
+        }
         Some(c)
     }
 }

@@ -4,7 +4,6 @@
 //! what a connection remembers and what a room needs next).
 
 pub mod conn;
-pub mod ext_standin;
 pub mod extensions;
 pub mod list;
 pub mod request;

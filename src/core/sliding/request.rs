@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::state::RequiredState;
@@ -18,9 +18,11 @@ pub const MAX_SUBSCRIPTIONS: usize = 100;
 pub const MAX_TIMELINE_LIMIT: u32 = 100;
 
 /// A room config (MSC4186, "Combining room configs"): how much timeline and which state.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoomConfig {
+    #[serde(rename = "n")]
     pub timeline_limit: u32,
+    #[serde(rename = "s")]
     pub required_state: RequiredState,
 }
 
@@ -64,6 +66,8 @@ pub struct SlidingRequest {
     pub set_presence: Option<String>,
     pub lists: BTreeMap<String, ListConfig>,
     pub subscriptions: BTreeMap<String, RoomConfig>,
+    /// Subscriptions to end (clients that send each subscription once, as matrix-js-sdk).
+    pub unsubscribe: Vec<String>,
     /// The `extensions` object as sent (the extensions parse it themselves).
     pub extensions: Value,
 }
@@ -105,6 +109,8 @@ struct Wire {
     #[serde(default)]
     room_subscriptions: BTreeMap<String, WireRoomConfig>,
     #[serde(default)]
+    unsubscribe_rooms: Vec<String>,
+    #[serde(default)]
     extensions: Value,
 }
 
@@ -132,6 +138,24 @@ fn room_config(w: &WireRoomConfig, me: &str) -> Result<RoomConfig> {
         timeline_limit: timeline_limit.min(MAX_TIMELINE_LIMIT as u64) as u32,
         required_state: RequiredState::parse(&w.required_state, me)?,
     })
+}
+
+/// The subscriptions in force after a request: they last for the connection (matrix-js-sdk
+/// sends each once; matrix-rust-sdk sends them all each time, which changes nothing),
+/// those the request names replacing earlier ones, minus `unsubscribe_rooms`. At most
+/// [`MAX_SUBSCRIPTIONS`]: the request's own first, then earlier ones.
+pub fn subscriptions_after(prev: Option<&BTreeMap<String, RoomConfig>>, req: &SlidingRequest) -> BTreeMap<String, RoomConfig> {
+    let mut out = req.subscriptions.clone();
+    for (room_id, c) in prev.into_iter().flatten() {
+        if out.len() >= MAX_SUBSCRIPTIONS {
+            break;
+        }
+        out.entry(room_id.clone()).or_insert_with(|| c.clone());
+    }
+    for room_id in &req.unsubscribe {
+        out.remove(room_id);
+    }
+    out
 }
 
 impl SlidingRequest {
@@ -170,6 +194,7 @@ impl SlidingRequest {
             set_presence: w.set_presence,
             lists,
             subscriptions,
+            unsubscribe: w.unsubscribe_rooms,
             extensions: w.extensions,
         })
     }
@@ -204,6 +229,23 @@ mod tests {
         assert!(l.room.required_state.lazy);
         assert_eq!(r.subscriptions["!a:x"].timeline_limit, MAX_TIMELINE_LIMIT);
         assert_eq!(r.extensions["to_device"]["enabled"], true);
+    }
+
+    #[test]
+    fn subscriptions_last_until_unsubscribed() {
+        let req = |v| SlidingRequest::parse(v, "@me:x").unwrap();
+        let sub = json!({ "timeline_limit": 3, "required_state": [] });
+        let first = subscriptions_after(None, &req(json!({ "room_subscriptions": { "!a": sub, "!b": sub } })));
+        assert_eq!(first.keys().collect::<Vec<_>>(), ["!a", "!b"]);
+        let bigger = json!({ "timeline_limit": 9, "required_state": [] });
+        let next = subscriptions_after(Some(&first), &req(json!({ "room_subscriptions": { "!a": bigger }, "unsubscribe_rooms": ["!b"] })));
+        assert_eq!(next.keys().collect::<Vec<_>>(), ["!a"]);
+        assert_eq!(next["!a"].timeline_limit, 9);
+        let same = subscriptions_after(Some(&next), &req(json!({})));
+        assert_eq!(same, next);
+        // Through the connection store.
+        let back: BTreeMap<String, RoomConfig> = serde_json::from_value(serde_json::to_value(&same).unwrap()).unwrap();
+        assert_eq!(back["!a"].timeline_limit, 9);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ext_standin::ExtensionsResponse;
+use super::extensions::ExtensionsResponse;
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct ListResult {

@@ -109,7 +109,9 @@ fn in_scope(req: &ScopedRequest, scope: &Scope<'_>) -> BTreeSet<String> {
 }
 
 /// MSC3959: global account data as `/sync` v3 (all of it, with the default push rules, on
-/// a connection's first request; else what changed), and that of the rooms in scope.
+/// a connection's first request; else what changed), and that of the rooms in scope: all of
+/// it for a room the client receives for the first time, else what changed. A first
+/// request reads the global data and the scope's rooms only, not every room's.
 async fn account_data_ext(
     ctx: &Ctx,
     me: &Authed,
@@ -122,25 +124,40 @@ async fn account_data_ext(
     if !req.enabled {
         return Ok(None);
     }
+    let user = me.user_id.as_str();
     let rooms = in_scope(req, scope);
     let first: Vec<String> = ext::first_sent(&rooms, since.is_none(), initial).into_iter().collect();
-    let all = Filter::default();
-    let changed = account_data::since(ctx, &me.user_id, &all, since, now);
-    // On a first request `changed` already holds everything.
-    let fresh = async {
-        if since.is_some() && !first.is_empty() {
-            sstore::room_account_data(&ctx.db, me.user_id.as_str(), &first, now.account_data).await
-        } else {
-            Ok(vec![])
-        }
-    };
-    let (changed, fresh) = futures_util::future::try_join(changed, fresh).await?;
-    let fresh = fresh.into_iter().map(|a| {
+    let event = |a: sstore::AccountDataRow| {
         let content = serde_json::from_str(&a.content).unwrap_or_else(|_| serde_json::json!({}));
         (a.room_id, AccountDataEvent { kind: a.kind, content })
-    });
-    let room_events = changed.rooms.into_iter().flat_map(|(r, evs)| evs.into_iter().map(move |e| (r.clone(), e))).chain(fresh);
-    Ok(ext::account_data_section(changed.global, room_events, &rooms))
+    };
+    let (global, room_events) = match since {
+        None => {
+            // The room ID "" is the global account data.
+            let ids: Vec<String> = std::iter::once(String::new()).chain(first).collect();
+            let rows = sstore::room_account_data(&ctx.db, user, &ids, now.account_data).await?;
+            let (global, room_events): (Vec<_>, Vec<_>) = rows.into_iter().map(event).partition(|(r, _)| r.is_empty());
+            let mut global: Vec<AccountDataEvent> = global.into_iter().map(|(_, e)| e).collect();
+            if !global.iter().any(|e| e.kind == "m.push_rules") {
+                global.push(account_data::default_push_rules(&me.user_id));
+            }
+            (global, room_events)
+        }
+        Some(_) => {
+            let all = Filter::default();
+            let fresh = async {
+                if first.is_empty() {
+                    return Ok(vec![]);
+                }
+                sstore::room_account_data(&ctx.db, user, &first, now.account_data).await
+            };
+            let (changed, fresh) = futures_util::future::try_join(account_data::since(ctx, &me.user_id, &all, since, now), fresh).await?;
+            // A room's full read comes after its changes, so it is what stays.
+            let changed_rooms = changed.rooms.into_iter().flat_map(|(r, evs)| evs.into_iter().map(move |e| (r.clone(), e)));
+            (changed.global, changed_rooms.chain(fresh.into_iter().map(event)).collect())
+        }
+    };
+    Ok(ext::account_data_section(global, room_events, &rooms))
 }
 
 /// MSC3960: receipts in `(since, now]` of the rooms in scope; a room the client receives
@@ -206,19 +223,18 @@ async fn typing_ext(
         return Ok(None);
     }
     let first = ext::first_sent(&rooms, since.is_none(), initial);
+    let first_ids: Vec<String> = first.iter().cloned().collect();
     let changed = async {
         match since {
             Some(s) if now.typing > s.typing => sstore::typing_since(&ctx.db, user, s.typing, now.typing).await,
             _ => Ok(vec![]),
         }
     };
-    // The table holds one row per room: reading it whole for the new rooms is bounded.
     let current = async {
-        if first.is_empty() || now.typing == 0 {
-            Ok(vec![])
-        } else {
-            sstore::typing_since(&ctx.db, user, 0, now.typing).await
+        if first_ids.is_empty() {
+            return Ok(vec![]);
         }
+        sstore::typing_in_rooms(&ctx.db, user, &first_ids, now.typing).await
     };
     let (changed, current) = futures_util::future::try_join(changed, current).await?;
     let rows = changed.into_iter().filter(|(r, _)| !first.contains(r)).chain(current.into_iter().filter(|(r, _)| first.contains(r))).collect();

@@ -7,7 +7,6 @@
 //! (`core::sliding::conn::plan_room`) and reads only those rooms ([`rooms::build`]). The
 //! connection's memory lives in the user's `UserSync` Durable Object ([`load`], [`save`]).
 
-pub mod ext_standin;
 pub mod extensions;
 mod rooms;
 
@@ -15,9 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::api::auth::Authed;
 use crate::core::sliding::conn::{after_send, plan_room, ConnState};
-use crate::core::sliding::ext_standin::ExtensionsRequest;
+use crate::core::sliding::extensions::ExtensionsRequest;
 use crate::core::sliding::list::{dm_rooms, in_server_list, matches, order, window, RoomEntry};
-use crate::core::sliding::request::{RoomConfig, SlidingRequest};
+use crate::core::sliding::request::{subscriptions_after, RoomConfig, SlidingRequest};
 use crate::core::sliding::response::{ListResult, SlidingResponse};
 use crate::ctx::Ctx;
 use crate::durable_objects::protocol::{UserSyncProto, UserSyncRequest as Req, UserSyncResponse as Resp};
@@ -25,7 +24,7 @@ use crate::err;
 use crate::error::Result;
 use crate::service::objects::{call, unexpected};
 use crate::store::sync::{self as sstore, ListRow};
-use ext_standin::Scope;
+use extensions::Scope;
 use rooms::Todo;
 
 /// The outcome of one pass: the response (without `pos`), the connection state after it,
@@ -53,7 +52,12 @@ fn entry(r: ListRow, dms: &std::collections::HashSet<String>) -> RoomEntry {
 /// One pass: lists, subscriptions, the rooms the connection lacks, the extensions.
 pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &ExtensionsRequest, prev: Option<&ConnState>) -> Result<Outcome> {
     let user = me.user_id.as_str();
-    let (now, rows, direct) = sstore::room_list(&ctx.db, user).await?;
+    let subscriptions = subscriptions_after(prev.map(|p| &p.subscriptions), req);
+    let (now, rows, direct) = if req.lists.is_empty() && subscriptions.is_empty() {
+        (sstore::positions(&ctx.db).await?, vec![], serde_json::Value::Null)
+    } else {
+        sstore::room_list(&ctx.db, user).await?
+    };
     let since = prev.and_then(ConnState::since);
     let now = now.max(&since.unwrap_or_default());
     let dms = dm_rooms(&direct);
@@ -78,7 +82,7 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
         windows.insert(name.clone(), win);
     }
     let mut subscribed = Vec::new();
-    for (room_id, c) in &req.subscriptions {
+    for (room_id, c) in &subscriptions {
         if by_id.contains_key(room_id.as_str()) {
             configs.entry(room_id.clone()).or_default().merge(c);
             subscribed.push(room_id.clone());
@@ -95,10 +99,17 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
             todo.insert(room_id, Todo { plan, entry, config, sent_config });
         }
     }
-    let built = rooms::build(ctx, me, &todo).await?;
-
+    // The rooms and the extensions in parallel; rooms sent afresh get their current
+    // receipts, typing and room account data.
+    let initial: Vec<String> = todo.iter().filter(|(_, t)| t.plan.initial).map(|(r, _)| r.clone()).collect();
     let scope = Scope { lists: &windows, subscriptions: &subscribed };
-    let extensions = ext_standin::compute(ctx, me, ext, since.as_ref(), &now, &scope).await?;
+    let ext_out = async {
+        match initial.is_empty() {
+            true => extensions::compute(ctx, me, ext, since.as_ref(), &now, &scope).await,
+            false => extensions::compute_with_initial(ctx, me, ext, since.as_ref(), &now, &scope, &initial).await,
+        }
+    };
+    let (built, extensions) = futures_util::future::try_join(rooms::build(ctx, me, &todo), ext_out).await?;
 
     // The connection after this response: what each sent room now has.
     let mut next = prev.cloned().unwrap_or_default();
@@ -117,9 +128,13 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
         rooms_out.insert(room_id, b.result);
     }
     next.lists = lists.iter().map(|(k, v)| (k.clone(), v.count)).collect();
+    next.subscriptions = subscriptions;
     next.compact();
 
-    let has_updates = prev.is_none_or(|p| p.lists != next.lists) || !rooms_out.is_empty() || !extensions.is_empty();
+    // A change of subscriptions alone is worth a new pos: it is state the next request
+    // relies on.
+    let changed = prev.is_none_or(|p| p.lists != next.lists || p.subscriptions != next.subscriptions);
+    let has_updates = changed || !rooms_out.is_empty() || !extensions.is_empty();
     let response = SlidingResponse { pos: String::new(), txn_id: req.txn_id.clone(), lists, rooms: rooms_out, extensions };
     Ok(Outcome { response, next, has_updates })
 }

@@ -38,8 +38,14 @@ pub async fn since(ctx: &Ctx, user_id: &UserId, f: &Filter, since: Option<&SyncT
         }
     }
     if initial && !out.global.iter().any(|e| e.kind == "m.push_rules") && f.account_data.matches("m.push_rules", user, &json!({})) {
-        let rs = crate::core::push::load_ruleset(None, user_id);
-        out.global.push(AccountDataEvent { kind: "m.push_rules".into(), content: crate::core::push::to_stored(&rs) });
+        out.global.push(default_push_rules(user_id));
     }
     Ok(out)
+}
+
+/// `m.push_rules` with the server's default rules, sent in an initial sync to a user who has
+/// stored none.
+pub fn default_push_rules(user_id: &UserId) -> AccountDataEvent {
+    let rs = crate::core::push::load_ruleset(None, user_id);
+    AccountDataEvent { kind: "m.push_rules".into(), content: crate::core::push::to_stored(&rs) }
 }

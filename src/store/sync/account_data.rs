@@ -45,8 +45,8 @@ pub async fn put_account_data(db: &Db, user: &str, room_id: &str, kind: &str, co
 }
 
 /// All the user's account data of the given rooms as of `up_to` (sliding sync: rooms the
-/// client receives for the first time on a connection). One batch, a statement per chunk
-/// of rooms.
+/// client receives for the first time on a connection; the room ID `""` is the global
+/// account data). One batch, a statement per chunk of rooms.
 pub async fn room_account_data(db: &Db, user: &str, rooms: &[String], up_to: u64) -> Result<Vec<AccountDataRow>> {
     let mut stmts = Vec::new();
     for chunk in rooms.chunks(super::MAX_PARAMS - 2) {

@@ -78,6 +78,13 @@ pub async fn room_list(db: &Db, user: &str) -> Result<(SyncToken, Vec<ListRow>, 
     Ok((token, list, direct))
 }
 
+/// Every stream's position, alone (a connection with neither lists nor subscriptions, such
+/// as matrix-rust-sdk's `encryption` one, needs no room list).
+pub async fn positions(db: &Db) -> Result<SyncToken> {
+    let rows = db.batch_rows(vec![positions_stmt(db)?]).await?;
+    Ok(positions_of(rows.first()))
+}
+
 /// One member of a room summary: the room's count of members with that membership, and one
 /// of the first six of them (by membership position) with their member event.
 #[derive(Debug, Deserialize, Clone)]

@@ -16,9 +16,10 @@ pub struct Range {
 }
 
 /// The last `per_room` events of each range, ascending by stream (callers fetch one more
-/// than the timeline limit to learn whether it is `limited`). One query per 30 rooms.
+/// than the timeline limit to learn whether it is `limited`). One statement per 30 rooms,
+/// all in one batch (one round trip).
 pub async fn timeline_windows(db: &Db, ranges: &[Range], per_room: u32) -> Result<Vec<EventRow>> {
-    let mut out = Vec::new();
+    let mut stmts = Vec::new();
     for chunk in ranges.chunks((MAX_PARAMS - 1) / 3) {
         let sql = format!(
             "WITH t(rid, lo, hi) AS (VALUES {})
@@ -33,9 +34,17 @@ pub async fn timeline_windows(db: &Db, ranges: &[Range], per_room: u32) -> Resul
             p.extend(params![r.room_id, r.after, r.up_to]);
         }
         p.push(per_room.into());
-        out.extend(db.all::<EventRow>(&sql, p).await?);
+        stmts.push(db.stmt(&sql, p)?);
     }
-    Ok(out)
+    rows_of(db, stmts).await
+}
+
+/// The event rows of a batch of statements, in statement order.
+async fn rows_of(db: &Db, stmts: Vec<worker::D1PreparedStatement>) -> Result<Vec<EventRow>> {
+    if stmts.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(db.batch_rows(stmts).await?.into_iter().flatten().filter_map(|v| serde_json::from_value::<EventRow>(v).ok()).collect())
 }
 
 /// A state read of one room: state events in `(after, up_to]` and state resets (migration
@@ -123,9 +132,10 @@ pub async fn state_at(db: &Db, ranges: &[StateRange]) -> Result<Vec<StateRow>> {
     Ok(out)
 }
 
-/// The member event of each `(room, user)` as of stream position `at` (lazy loading).
+/// The member event of each `(room, user)` as of stream position `at` (lazy loading). One
+/// batch.
 pub async fn members_at(db: &Db, items: &[(String, String, u64)]) -> Result<Vec<EventRow>> {
-    let mut out = Vec::new();
+    let mut stmts = Vec::new();
     for chunk in items.chunks(MAX_PARAMS / 3) {
         let sql = format!(
             "WITH t(rid, uid, hi) AS (VALUES {})
@@ -138,7 +148,7 @@ pub async fn members_at(db: &Db, items: &[(String, String, u64)]) -> Result<Vec<
         for (r, u, at) in chunk {
             p.extend(params![r, u, at]);
         }
-        out.extend(db.all::<EventRow>(&sql, p).await?);
+        stmts.push(db.stmt(&sql, p)?);
     }
-    Ok(out)
+    rows_of(db, stmts).await
 }

@@ -167,7 +167,17 @@ def test_long_poll_woken_by_a_message_and_empty_on_timeout(base, user):
     assert elapsed < 15
 
 
-def test_many_new_users_have_no_rooms(base):
+def test_a_new_user_has_no_rooms(base):
     u = new_user(base)
     body = sliding(base, u["access_token"], lists_only({"all": room_list()}))
     assert body["lists"] == {"all": {"count": 0}} and body["rooms"] == {}
+
+
+def test_connection_without_lists(base, user):
+    """As matrix-rust-sdk's `encryption` connection: no lists, no subscriptions."""
+    tok = user["access_token"]
+    create_room(base, tok)
+    body = sliding(base, tok, {}, conn_id="encryption")
+    assert body["lists"] == {} and body["rooms"] == {} and body["pos"]
+    again = sliding(base, tok, {}, pos=body["pos"], timeout=500, conn_id="encryption")
+    assert again["pos"] == body["pos"]

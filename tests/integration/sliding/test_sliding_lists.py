@@ -118,7 +118,15 @@ def test_room_subscriptions(base, user, user2):
     assert len(r["timeline"]) == 3
     # All of the state.
     assert {"m.room.create", "m.room.power_levels", "m.room.join_rules", "m.room.name"} <= {e["type"] for e in r["required_state"]}
-    # Unsubscribed (left out of the request), and out of the window: its news does not come.
+    # A subscription lasts for the connection (matrix-js-sdk sends each once): the room's
+    # news comes though it is out of the window.
+    newest = create_room(base, tok)
+    ev = send(base, tok, old, "still subscribed")
+    create_room(base, tok)
+    body = sliding(base, tok, lists_only({"top": room_list(ranges=[[0, 0]])}), pos=body["pos"])
+    assert timeline_ids(body["rooms"][old]) == [ev]
+    # Unsubscribed, and out of the window: its news does not come.
+    body = sliding(base, tok, lists_only({"top": room_list(ranges=[[0, 0]])}, unsubscribe_rooms=[old]), pos=body["pos"])
     pos = body["pos"]
     send(base, tok, old, "quiet")
     newest = create_room(base, tok)
