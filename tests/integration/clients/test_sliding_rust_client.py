@@ -11,7 +11,7 @@ import time
 
 from e2ee_client_helpers import register_by_secret
 from matrix_helpers import DEFAULT_PASSWORD, assert_ok, call, login
-from rooms_helpers import create_room, invite, membership_of, rpath, send_text
+from rooms_helpers import create_room, invite, join, membership_of, rpath, send_text
 
 
 def _token(base: str, user_id: str) -> str:
@@ -28,9 +28,12 @@ def test_room_list_in_recency_order_and_a_new_message_moves_its_room_to_the_top(
     token = _token(base, user_id)
     # More rooms than RoomListService's first window (0-19), so the list grows in a second
     # request. Names run against recency, so a list sorted by name (or by nothing) fails.
+    # Three other users create them (Synapse limits room creation per user), the user joins.
+    creators = [_token(base, register_by_secret(base, shared_secret, "ssrc")) for _ in range(3)]
     rooms = []
     for i in range(24):
-        room_id = create_room(base, token, name=f"room {i:02d}")
+        room_id = create_room(base, creators[i % 3], name=f"room {i:02d}", preset="public_chat")
+        join(base, token, room_id)
         rooms.append(room_id)
     bodies = {}
     for i, room_id in enumerate(rooms):
@@ -46,7 +49,7 @@ def test_room_list_in_recency_order_and_a_new_message_moves_its_room_to_the_top(
     listed = run.expect("rooms")["rooms"]
     assert [r["room_id"] for r in listed] == expected, "expected " + " ".join(expected) + "\n" + _table(listed)
     for r, i in zip(listed, reversed(range(len(rooms)))):
-        assert r["state"] == "Joined", r
+        assert r["state"] == "Joined" and r["joined_count"] == 2, r
         assert r["name"] == f"room {i:02d}", r
         assert r["latest_event"]["kind"] == "remote" and r["latest_event"]["body"] == bodies[r["room_id"]], r
         assert r["latest_event"]["sender"] == user_id, r
