@@ -5,12 +5,15 @@
 //
 //   node sliding_js.mjs '{"homeserver": URL, "user": U, "password": P,
 //                         "rooms": [room_id, ...], "top": room_id?, "body": text?}'
+//   node sliding_js.mjs '{"mode": "e2ee", "homeserver": URL, "alice": U, "bob": U, "password": P}'
 //
-// Prints JSON lines on stdout, each with an "event": `rooms` once every room in "rooms" is
-// known and joined (with what the client holds for each, and the list's count); with "top",
-// `ready`, then `message` once the test's message with "body" arrives live in that room; last
-// `done` (exit 0) or `error` (exit 1, with the sliding sync exchanges so far). Every wait is
-// bounded (45 s a step). Logs go to stderr (MATRIX_JS_LOG=debug for the SDK's).
+// Prints JSON lines on stdout, each with an "event". Room list: `rooms` once every room in
+// "rooms" is known and joined (with what the client holds for each, and the list's count);
+// with "top", `ready`, then `message` once the test's message with "body" arrives live in that
+// room. E2EE: `decrypted` once Bob's device decrypts Alice's message in the encrypted room
+// Alice created. Last `done` (exit 0) or `error` (exit 1, with the sliding sync exchanges so
+// far). Every wait is bounded (45 s a step). Logs go to stderr (MATRIX_JS_LOG=debug for the
+// SDK's).
 
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
@@ -86,12 +89,8 @@ function describeRoom(client, room) {
     };
 }
 
-async function main() {
-    const args = JSON.parse(process.argv[2] ?? "{}");
-    const { homeserver, user, password } = args;
-    const expected = args.rooms ?? [];
-
-    currentStep = "login";
+// A logged-in device syncing through a SlidingSync, as Element Web sets it up.
+async function startDevice(homeserver, user, password) {
     const tmp = sdk.createClient({ baseUrl: homeserver, fetchFn: recordingFetch });
     const login = await tmp.loginRequest({
         type: "m.login.password",
@@ -127,26 +126,40 @@ async function main() {
     const subscription = { timeline_limit: 50, required_state: [[MSC3575_WILDCARD, MSC3575_WILDCARD]] };
     const slidingSync = new SlidingSync(homeserver, lists, subscription, client, 20_000);
 
-    let syncError = null;
+    const device = { client, slidingSync, userId: login.user_id, deviceId: login.device_id, live: [], syncError: null };
     client.on(sdk.ClientEvent.Sync, (s, _prev, data) => {
-        if (s === "ERROR") syncError = String(data?.error ?? "sync error");
+        if (s === "ERROR") device.syncError = String(data?.error ?? "sync error");
     });
-    const live = [];
     client.on(sdk.RoomEvent.Timeline, (ev, room, toStartOfTimeline) => {
-        if (!toStartOfTimeline && room) live.push({ room_id: room.roomId, type: ev.getType(), body: ev.getContent()?.body ?? null, sender: ev.getSender() });
+        if (!toStartOfTimeline && room) device.live.push({ room_id: room.roomId, event: ev });
     });
-    await client.startClient({ slidingSync });
-
-    const check = () => {
-        if (syncError) throw new Error(`sync failed: ${syncError}`);
+    device.check = () => {
+        if (device.syncError) throw new Error(`${device.userId}: sync failed: ${device.syncError}`);
     };
+    // Opening a room in Element Web subscribes to it (all its state, more timeline).
+    device.open = (roomId) => slidingSync.modifyRoomSubscriptions(new Set([...slidingSync.getRoomSubscriptions(), roomId]));
+    await client.startClient({ slidingSync });
+    return device;
+}
+
+function liveMessage(e) {
+    const ev = e.event;
+    return { room_id: e.room_id, type: ev.getType(), body: ev.getContent()?.body ?? null, sender: ev.getSender() };
+}
+
+// Lists the rooms, then waits for the test's live message.
+async function roomList(args) {
+    const expected = args.rooms ?? [];
+    currentStep = "login";
+    const d = await startDevice(args.homeserver, args.user, args.password);
+    const { client, slidingSync } = d;
     await waitFor("rooms listed", () => {
-        check();
+        d.check();
         return expected.every((id) => client.getRoom(id)?.getMyMembership() === "join");
     });
     emit({
         event: "rooms",
-        user_id: login.user_id,
+        user_id: d.userId,
         count: slidingSync.getListData(LIST)?.joinedCount ?? null,
         rooms: client.getRooms().map((r) => describeRoom(client, r)),
     });
@@ -154,13 +167,71 @@ async function main() {
     if (args.top) {
         emit({ event: "ready" });
         const got = await waitFor("live message", () => {
-            check();
-            return live.find((e) => e.room_id === args.top && e.type === "m.room.message" && e.body === args.body);
+            d.check();
+            return d.live.map(liveMessage).find((e) => e.room_id === args.top && e.type === "m.room.message" && e.body === args.body);
         });
         const room = client.getRoom(args.top);
         emit({ event: "message", message: got, room: describeRoom(client, room), count: slidingSync.getListData(LIST)?.joinedCount ?? null });
     }
     client.stopClient();
+}
+
+// Alice and Bob, each on js-sdk with sliding sync: Alice creates an encrypted room and invites
+// Bob, Bob joins from the invite in his list, Alice's message decrypts on Bob's side (the room
+// key came as to-device through the to_device extension; Alice's client found Bob's device
+// through /keys/query after the e2ee extension's device_lists).
+async function e2ee(args) {
+    currentStep = "login";
+    const alice = await startDevice(args.homeserver, args.alice, args.password);
+    const bob = await startDevice(args.homeserver, args.bob, args.password);
+    currentStep = "create room";
+    const { room_id: roomId } = await alice.client.createRoom({
+        name: "js sliding e2ee",
+        invite: [bob.userId],
+        initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
+    });
+    alice.open(roomId);
+    await waitFor("bob sees the invite", () => {
+        bob.check();
+        return bob.client.getRoom(roomId)?.getMyMembership() === "invite";
+    });
+    await bob.client.joinRoom(roomId);
+    bob.open(roomId);
+    await waitFor("alice sees bob joined", () => {
+        alice.check();
+        return alice.client.getRoom(roomId)?.getMember(bob.userId)?.membership === "join";
+    });
+    await waitFor("alice knows the room is encrypted", async () => {
+        alice.check();
+        return await alice.client.getCrypto().isEncryptionEnabledInRoom(roomId);
+    });
+    const body = "js sliding e2ee: a secret";
+    currentStep = "alice sends";
+    await alice.client.sendTextMessage(roomId, body);
+    const got = await waitFor("bob decrypts", async () => {
+        bob.check();
+        for (const e of bob.live.filter((e) => e.room_id === roomId)) {
+            const ev = e.event;
+            // Decrypted in place (the Rust crypto retries when the key arrives later).
+            if (ev.getType() === "m.room.message" && ev.getContent()?.body === body) return ev;
+        }
+        return null;
+    });
+    emit({
+        event: "decrypted",
+        room_id: roomId,
+        message: { sender: got.getSender(), body: got.getContent().body, wire_type: got.getWireType(), encrypted: got.isEncrypted() },
+        alice: alice.userId,
+        bob: bob.userId,
+    });
+    alice.client.stopClient();
+    bob.client.stopClient();
+}
+
+async function main() {
+    const args = JSON.parse(process.argv[2] ?? "{}");
+    if (args.mode === "e2ee") await e2ee(args);
+    else await roomList(args);
 }
 
 main().then(

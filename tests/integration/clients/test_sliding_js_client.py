@@ -1,6 +1,7 @@
 """Sliding sync (MSC4186) with matrix-js-sdk's `SlidingSync`, as Element Web uses it
 (tests/integration/clients/sliding_js.mjs: a `SlidingSync` handed to `startClient`, with
-the Rust crypto on, so the e2ee and to_device extensions are requested too)."""
+the Rust crypto on, so the e2ee and to_device extensions are requested too): the room list
+and a live message, and an encrypted room between two js-sdk devices."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import json
 from pathlib import Path
 
 from e2ee_client_helpers import register_by_secret
-from matrix_helpers import DEFAULT_PASSWORD, login
-from rooms_helpers import create_room, send_text
+from matrix_helpers import DEFAULT_PASSWORD, assert_ok, call, login
+from rooms_helpers import create_room, rpath, send_text
 
 JS_SCRIPT = Path(__file__).resolve().parent / "sliding_js.mjs"
 
@@ -40,3 +41,18 @@ def test_js_sdk_sliding_sync_lists_rooms_and_receives_a_live_message(base, share
     assert got["message"] == {"room_id": rooms[0], "type": "m.room.message", "body": live, "sender": user_id}, got
     assert got["room"]["last_event"]["body"] == live, got
     run.finish()
+
+
+def test_js_sdk_sliding_sync_decrypts_in_an_encrypted_room(base, shared_secret, node, run_client):
+    alice = register_by_secret(base, shared_secret, "ssja")
+    bob = register_by_secret(base, shared_secret, "ssjb")
+    args = {"mode": "e2ee", "homeserver": base, "alice": alice, "bob": bob, "password": DEFAULT_PASSWORD}
+    run = run_client([node, JS_SCRIPT, json.dumps(args)])
+    got = run.expect("decrypted")
+    assert got["message"] == {"sender": alice, "body": "js sliding e2ee: a secret", "wire_type": "m.room.encrypted", "encrypted": True}, got
+    run.finish()
+    # The server holds only the ciphertext.
+    token = login(base, bob)["access_token"]
+    events = assert_ok(call(base, "GET", rpath(got["room_id"], "messages"), token=token, params={"dir": "b", "limit": 50}))["chunk"]
+    sent = [e for e in events if e["sender"] == alice and e["type"] in ("m.room.message", "m.room.encrypted")]
+    assert [e["type"] for e in sent] == ["m.room.encrypted"], sent
