@@ -28,6 +28,10 @@ pub struct RoomEntry {
     pub is_dm: bool,
     pub is_encrypted: bool,
     pub room_type: Option<String>,
+    /// The room's tags (`m.tag`), when a list filters on them.
+    pub tags: Vec<String>,
+    /// The spaces named by a list's `spaces` filter that list the room as a child.
+    pub parents: Vec<String>,
 }
 
 impl RoomEntry {
@@ -79,6 +83,14 @@ pub fn matches(f: &Filters, r: &RoomEntry) -> bool {
         && f.is_invite.is_none_or(|i| i == (r.membership == "invite"))
         && f.room_types.as_ref().is_none_or(|ts| ts.contains(&r.room_type))
         && !f.not_room_types.contains(&r.room_type)
+        && f.spaces.as_ref().is_none_or(|ss| ss.iter().any(|s| r.parents.contains(s)))
+        && f.tags.as_ref().is_none_or(|ts| ts.iter().any(|t| r.tags.contains(t)))
+        && !f.not_tags.iter().any(|t| r.tags.contains(t))
+}
+
+/// The tags of an `m.tag` content (`{"tags": {name: {...}}}`).
+pub fn tags_of(content: &Value) -> Vec<String> {
+    content.get("tags").and_then(Value::as_object).map(|o| o.keys().cloned().collect()).unwrap_or_default()
 }
 
 /// The room IDs of a filtered, ordered list that fall in the ranges (inclusive, 0-based; a
@@ -165,6 +177,13 @@ mod tests {
         assert!(!matches(&f(json!({ "room_types": ["m.space"], "not_room_types": ["m.space"] })), &r));
         r.room_type = None;
         assert!(matches(&f(json!({ "room_types": [null] })), &r));
+        r.tags = tags_of(&json!({ "tags": { "m.favourite": { "order": 0.5 }, "u.work": {} } }));
+        assert!(matches(&f(json!({ "tags": ["m.favourite"] })), &r));
+        assert!(!matches(&f(json!({ "tags": ["m.lowpriority"] })), &r));
+        assert!(!matches(&f(json!({ "tags": ["m.favourite"], "not_tags": ["u.work"] })), &r));
+        r.parents = vec!["!space".into()];
+        assert!(matches(&f(json!({ "spaces": ["!other", "!space"] })), &r));
+        assert!(!matches(&f(json!({ "spaces": ["!other"] })), &r));
         assert!(!matches(&f(json!({ "not_room_types": [null] })), &r));
         assert!(!matches(&f(json!({ "is_invited": true })), &r));
 

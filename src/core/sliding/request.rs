@@ -45,6 +45,12 @@ pub struct Filters {
     pub room_types: Option<Vec<Option<String>>>,
     #[serde(default)]
     pub not_room_types: Vec<Option<String>>,
+    /// Rooms that are children (`m.space.child`) of one of these joined spaces.
+    pub spaces: Option<Vec<String>>,
+    /// Rooms with one of these tags; `not_tags` wins.
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub not_tags: Vec<String>,
 }
 
 /// One list: its window over the filtered, ordered rooms and the config of the rooms in it.

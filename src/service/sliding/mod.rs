@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::api::auth::Authed;
 use crate::core::sliding::conn::{after_send, plan_room, ConnState};
 use crate::core::sliding::extensions::ExtensionsRequest;
-use crate::core::sliding::list::{dm_rooms, in_server_list, matches, order, window, RoomEntry};
+use crate::core::sliding::list::{dm_rooms, in_server_list, matches, order, tags_of, window, RoomEntry};
 use crate::core::sliding::request::{subscriptions_after, RoomConfig, SlidingRequest};
 use crate::core::sliding::response::{ListResult, SlidingResponse};
 use crate::ctx::Ctx;
@@ -23,7 +23,7 @@ use crate::durable_objects::protocol::{UserSyncProto, UserSyncRequest as Req, Us
 use crate::err;
 use crate::error::Result;
 use crate::service::objects::{call, unexpected};
-use crate::store::sync::{self as sstore, ListRow};
+use crate::store::sync::{self as sstore, ListRow, RoomList};
 use extensions::Scope;
 use rooms::Todo;
 
@@ -46,6 +46,8 @@ fn entry(r: ListRow, dms: &std::collections::HashSet<String>) -> RoomEntry {
         last_event: r.last_event.unwrap_or(0.0).max(0.0) as u64,
         is_encrypted: r.encrypted != 0.0,
         room_type: r.room_type,
+        tags: vec![],
+        parents: vec![],
     }
 }
 
@@ -53,15 +55,24 @@ fn entry(r: ListRow, dms: &std::collections::HashSet<String>) -> RoomEntry {
 pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &ExtensionsRequest, prev: Option<&ConnState>) -> Result<Outcome> {
     let user = me.user_id.as_str();
     let subscriptions = subscriptions_after(prev.map(|p| &p.subscriptions), req);
-    let (now, rows, direct) = if req.lists.is_empty() && subscriptions.is_empty() {
-        (sstore::positions(&ctx.db).await?, vec![], serde_json::Value::Null)
+    let read = if req.lists.is_empty() && subscriptions.is_empty() {
+        RoomList { token: sstore::positions(&ctx.db).await?, ..Default::default() }
     } else {
-        sstore::room_list(&ctx.db, user).await?
+        let tags = req.lists.values().any(|l| l.filters.tags.is_some() || !l.filters.not_tags.is_empty());
+        let mut spaces: Vec<String> = req.lists.values().filter_map(|l| l.filters.spaces.clone()).flatten().collect();
+        spaces.sort();
+        spaces.dedup();
+        sstore::room_list(&ctx.db, user, tags, &spaces).await?
     };
     let since = prev.and_then(ConnState::since);
-    let now = now.max(&since.unwrap_or_default());
-    let dms = dm_rooms(&direct);
-    let all: Vec<RoomEntry> = rows.into_iter().map(|r| entry(r, &dms)).collect();
+    let now = read.token.max(&since.unwrap_or_default());
+    let dms = dm_rooms(&read.direct);
+    let mut all: Vec<RoomEntry> = read.rooms.into_iter().map(|r| entry(r, &dms)).collect();
+    let tags: HashMap<&str, Vec<String>> = read.tags.iter().map(|(r, c)| (r.as_str(), tags_of(c))).collect();
+    for e in all.iter_mut() {
+        e.tags = tags.get(e.room_id.as_str()).cloned().unwrap_or_default();
+        e.parents = read.children.iter().filter(|(_, child)| *child == e.room_id).map(|(space, _)| space.clone()).collect();
+    }
     let by_id: HashMap<&str, &RoomEntry> = all.iter().map(|e| (e.room_id.as_str(), e)).collect();
     let sent_not_left = |room_id: &str| prev.and_then(|p| p.rooms.get(room_id)).is_some_and(|s| s.membership != "leave");
     let mut listed: Vec<RoomEntry> = all.iter().filter(|e| in_server_list(e, user, sent_not_left(&e.room_id))).cloned().collect();

@@ -45,10 +45,25 @@ fn last_bump_sql() -> String {
     format!("NULLIF(MAX({}), -1)", BUMP_TYPES.iter().map(|t| one(t)).collect::<Vec<_>>().join(", "))
 }
 
+/// What [`room_list`] reads.
+#[derive(Debug, Default)]
+pub struct RoomList {
+    pub token: SyncToken,
+    pub rooms: Vec<ListRow>,
+    /// The user's `m.direct` content.
+    pub direct: Value,
+    /// Room ID → `m.tag` content (only when asked for).
+    pub tags: Vec<(String, Value)>,
+    /// `(space, child)` for the `m.space.child` events with a `via` of the asked spaces the
+    /// user is joined to.
+    pub children: Vec<(String, String)>,
+}
+
 /// Every stream's position, the user's memberships (not forgotten) with each room's latest
 /// bump event, latest event, encryption and create-event type, and the user's `m.direct`
-/// content: one batch, whatever the number of rooms.
-pub async fn room_list(db: &Db, user: &str) -> Result<(SyncToken, Vec<ListRow>, Value)> {
+/// content — plus, when lists filter on them, room tags and the children of `spaces`: one
+/// batch, whatever the number of rooms.
+pub async fn room_list(db: &Db, user: &str, tags: bool, spaces: &[String]) -> Result<RoomList> {
     let facts = format!(
         "SELECT m.room_id AS room_id, m.membership AS membership, m.stream AS stream,
                 (SELECT e.sender FROM events e WHERE e.event_id = m.event_id) AS sender,
@@ -60,22 +75,46 @@ pub async fn room_list(db: &Db, user: &str) -> Result<(SyncToken, Vec<ListRow>, 
          FROM memberships m WHERE m.user_id = ?1 AND m.forgotten = 0",
         last_bump_sql()
     );
-    let stmts = vec![
+    let mut stmts = vec![
         positions_stmt(db)?,
         db.stmt(&facts, params![user])?,
         db.stmt("SELECT content FROM account_data WHERE user_id = ?1 AND room_id = '' AND type = 'm.direct'", params![user])?,
     ];
-    let rows = db.batch_rows(stmts).await?;
-    let token = positions_of(rows.first());
-    let list = rows.get(1).map(|r| r.iter().filter_map(|v| serde_json::from_value::<ListRow>(v.clone()).ok()).collect()).unwrap_or_default();
-    let direct = rows
-        .get(2)
-        .and_then(|r| r.first())
-        .and_then(|v| v.get("content"))
-        .and_then(Value::as_str)
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null);
-    Ok((token, list, direct))
+    if tags {
+        stmts.push(db.stmt("SELECT room_id, content FROM account_data WHERE user_id = ?1 AND room_id != '' AND type = 'm.tag'", params![user])?);
+    }
+    let spaces = spaces.get(..spaces.len().min(MAX_PARAMS - 1)).unwrap_or_default();
+    if !spaces.is_empty() {
+        let mut p = params![user];
+        p.extend(spaces.iter().map(|s| Value::String(s.clone())));
+        stmts.push(db.stmt(
+            &format!(
+                "SELECT c.room_id AS space, c.state_key AS child FROM current_state c
+                   JOIN memberships m ON m.room_id = c.room_id AND m.user_id = ?1 AND m.membership = 'join'
+                   JOIN events e ON e.event_id = c.event_id
+                 WHERE c.room_id IN ({}) AND c.type = 'm.space.child' AND json_array_length(e.json, '$.content.via') > 0",
+                vec!["?"; spaces.len()].join(", ")
+            ),
+            p,
+        )?);
+    }
+    let mut rows = db.batch_rows(stmts).await?.into_iter();
+    let token = positions_of(rows.next().as_ref());
+    let rooms = rows.next().map(|r| r.into_iter().filter_map(|v| serde_json::from_value::<ListRow>(v).ok()).collect()).unwrap_or_default();
+    let content = |v: &Value| v.get("content").and_then(Value::as_str).and_then(|s| serde_json::from_str::<Value>(s).ok());
+    let direct = rows.next().and_then(|r| r.first().and_then(content)).unwrap_or(Value::Null);
+    let tags = if tags {
+        rows.next().unwrap_or_default().iter().filter_map(|v| Some((v.get("room_id")?.as_str()?.to_owned(), content(v)?))).collect()
+    } else {
+        vec![]
+    };
+    let children = rows
+        .next()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| Some((v.get("space")?.as_str()?.to_owned(), v.get("child")?.as_str()?.to_owned())))
+        .collect();
+    Ok(RoomList { token, rooms, direct, tags, children })
 }
 
 /// Every stream's position, alone (a connection with neither lists nor subscriptions, such

@@ -103,6 +103,17 @@ def test_filters(base, user, user2):
     assert ids({"room_types": [None]}) == ({plain, enc, dm}, 3)
     assert ids({"not_room_types": [None]}) == ({space}, 1)
 
+    # Space children (with a `via`; an emptied child event is a removal), and tags.
+    put_state(base, tok, space, "m.space.child", {"via": ["example.org"]}, state_key=plain)
+    put_state(base, tok, space, "m.space.child", {}, state_key=enc)
+    assert ids({"spaces": [space]}) == ({plain}, 1)
+    assert ids({"spaces": ["!unknown:example.org"]}) == (set(), 0)
+    assert_ok(call(base, "PUT", f"{CLIENT_V3}/user/{qid(user['user_id'])}/rooms/{qid(enc)}/tags/m.favourite", {"order": 0.5}, token=tok))
+    assert_ok(call(base, "PUT", f"{CLIENT_V3}/user/{qid(user['user_id'])}/rooms/{qid(dm)}/tags/u.work", {}, token=tok))
+    assert ids({"tags": ["m.favourite", "u.work"]}) == ({enc, dm}, 2)
+    assert ids({"not_tags": ["m.favourite"]}) == ({plain, space, dm}, 3)
+    assert ids({"tags": ["m.favourite", "u.work"], "not_tags": ["u.work"]}) == ({enc}, 1)
+
 
 def test_room_subscriptions(base, user, user2):
     tok = user["access_token"]
