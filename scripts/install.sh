@@ -63,5 +63,5 @@ if [ "${1:-}" = "test" ]; then
     if [ ! -x tests/sliding_client/target/debug/sliding_client ]; then
         echo "install: sliding sync test client (tests/sliding_client, first build)"
     fi
-    cargo build --locked --quiet --manifest-path tests/sliding_client/Cargo.toml
+    cargo build --locked --quiet --manifest-path tests/sliding_client/Cargo.toml --target-dir tests/sliding_client/target
 fi

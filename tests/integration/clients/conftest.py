@@ -32,7 +32,8 @@ def sliding_client() -> Path:
     proof must not turn into a skip."""
     cargo = os.environ.get("CARGO", "cargo")
     try:
-        r = subprocess.run([cargo, "build", "--locked", "--manifest-path", str(CLIENT_DIR / "Cargo.toml")],
+        r = subprocess.run([cargo, "build", "--locked", "--manifest-path", str(CLIENT_DIR / "Cargo.toml"),
+                            "--target-dir", str(CLIENT_DIR / "target")],
                            capture_output=True, text=True, timeout=BUILD_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as e:
         pytest.fail(f"cannot build tests/sliding_client: {e}")
