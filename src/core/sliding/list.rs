@@ -1,11 +1,11 @@
 //! The server's room list (MSC4186, "Lists"): which of the user's rooms it holds, in which
 //! order, and what each list's filters and ranges take from it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::Value;
 
-use super::request::Filters;
+use super::request::{Filters, ListConfig, RoomConfig};
 
 /// The event types that move a room up the list (MSC4186 `bump_stamp`; Synapse's
 /// `DEFAULT_BUMP_EVENT_TYPES`).
@@ -113,6 +113,46 @@ pub fn window<'a>(list: &[&'a RoomEntry], ranges: Option<&[(u64, u64)]>) -> Vec<
     picked.into_iter().filter_map(|i| list.get(i).map(|r| r.room_id.as_str())).collect()
 }
 
+/// What a request's lists and subscriptions select from the ordered server list.
+#[derive(Debug, Default, PartialEq)]
+pub struct Selection {
+    /// Each selected room's combined config (MSC4186, "Combining room configs").
+    pub configs: BTreeMap<String, RoomConfig>,
+    /// Each list's count (the filtered list, ignoring ranges).
+    pub counts: BTreeMap<String, u64>,
+    /// Each list's window: its room IDs in this response.
+    pub windows: BTreeMap<String, Vec<String>>,
+    /// The subscribed rooms the user has a membership in.
+    pub subscribed: Vec<String>,
+}
+
+/// Applies the lists (filters, then ranges) to `listed` (ordered), then the subscriptions
+/// (rooms for which `known` holds: any membership, listed or not).
+pub fn select(
+    listed: &[RoomEntry],
+    lists: &BTreeMap<String, ListConfig>,
+    subscriptions: &BTreeMap<String, RoomConfig>,
+    known: impl Fn(&str) -> bool,
+) -> Selection {
+    let mut out = Selection::default();
+    for (name, l) in lists {
+        let filtered: Vec<&RoomEntry> = listed.iter().filter(|e| matches(&l.filters, e)).collect();
+        let win: Vec<String> = window(&filtered, l.ranges.as_deref()).into_iter().map(str::to_owned).collect();
+        for room_id in &win {
+            out.configs.entry(room_id.clone()).or_default().merge(&l.room);
+        }
+        out.counts.insert(name.clone(), filtered.len() as u64);
+        out.windows.insert(name.clone(), win);
+    }
+    for (room_id, c) in subscriptions {
+        if known(room_id) {
+            out.configs.entry(room_id.clone()).or_default().merge(c);
+            out.subscribed.push(room_id.clone());
+        }
+    }
+    out
+}
+
 /// The rooms of `m.direct` account data (content: user ID → room IDs).
 pub fn dm_rooms(content: &Value) -> HashSet<String> {
     content
@@ -146,6 +186,38 @@ mod tests {
         let mut j = room("!j", "join", 4);
         j.last_bump = None;
         assert_eq!(j.bump_stamp(), 4);
+    }
+
+    #[test]
+    fn lists_and_subscriptions_combine_configs() {
+        use crate::core::sliding::request::SlidingRequest;
+        let mut rs: Vec<RoomEntry> = (0..4).map(|i| room(&format!("!{i}"), "join", 10 - i)).collect();
+        rs[3].is_dm = true;
+        let req = SlidingRequest::parse(
+            json!({
+                "lists": {
+                    "top": { "ranges": [[0, 1]], "timeline_limit": 1, "required_state": [["m.room.name", ""]] },
+                    "dms": { "ranges": [[0, 9]], "timeline_limit": 5, "required_state": [["m.room.topic", ""]], "filters": { "is_dm": true } },
+                },
+                "room_subscriptions": {
+                    "!0": { "timeline_limit": 20, "required_state": [["m.room.topic", ""]] },
+                    "!gone": { "timeline_limit": 20, "required_state": [] },
+                },
+            }),
+            "@me:x",
+        )
+        .unwrap();
+        let s = select(&rs, &req.lists, &req.subscriptions, |r| r != "!gone");
+        assert_eq!(s.counts, BTreeMap::from([("dms".to_owned(), 1), ("top".to_owned(), 4)]));
+        assert_eq!(s.windows["top"], ["!0", "!1"]);
+        assert_eq!(s.windows["dms"], ["!3"]);
+        assert_eq!(s.subscribed, ["!0"]);
+        assert_eq!(s.configs.keys().collect::<Vec<_>>(), ["!0", "!1", "!3"]);
+        // In the list and subscribed: the larger limit, the union of the state.
+        let c = &s.configs["!0"];
+        assert_eq!(c.timeline_limit, 20);
+        assert!(c.required_state.matches("m.room.name", "") && c.required_state.matches("m.room.topic", ""));
+        assert_eq!(s.configs["!1"].timeline_limit, 1);
     }
 
     #[test]

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use crate::api::auth::Authed;
 use crate::core::sliding::conn::{after_send, plan_room, ConnState};
 use crate::core::sliding::extensions::ExtensionsRequest;
-use crate::core::sliding::list::{dm_rooms, in_server_list, matches, order, tags_of, window, RoomEntry};
-use crate::core::sliding::request::{subscriptions_after, RoomConfig, SlidingRequest};
+use crate::core::sliding::list::{dm_rooms, in_server_list, order, select, tags_of, RoomEntry, Selection};
+use crate::core::sliding::request::{subscriptions_after, SlidingRequest};
 use crate::core::sliding::response::{ListResult, SlidingResponse};
 use crate::ctx::Ctx;
 use crate::durable_objects::protocol::{UserSyncProto, UserSyncRequest as Req, UserSyncResponse as Resp};
@@ -78,27 +78,8 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
     let mut listed: Vec<RoomEntry> = all.iter().filter(|e| in_server_list(e, user, sent_not_left(&e.room_id))).cloned().collect();
     order(&mut listed);
 
-    // Lists, then subscriptions (any room the user has a membership in): each room's
-    // combined config (MSC4186, "Combining room configs").
-    let mut configs: BTreeMap<String, RoomConfig> = BTreeMap::new();
-    let mut lists = BTreeMap::new();
-    let mut windows: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, l) in &req.lists {
-        let filtered: Vec<&RoomEntry> = listed.iter().filter(|e| matches(&l.filters, e)).collect();
-        let win: Vec<String> = window(&filtered, l.ranges.as_deref()).into_iter().map(str::to_owned).collect();
-        for room_id in &win {
-            configs.entry(room_id.clone()).or_default().merge(&l.room);
-        }
-        lists.insert(name.clone(), ListResult { count: filtered.len() as u64 });
-        windows.insert(name.clone(), win);
-    }
-    let mut subscribed = Vec::new();
-    for (room_id, c) in &subscriptions {
-        if by_id.contains_key(room_id.as_str()) {
-            configs.entry(room_id.clone()).or_default().merge(c);
-            subscribed.push(room_id.clone());
-        }
-    }
+    // Lists, then subscriptions (any room the user has a membership in).
+    let Selection { configs, counts, windows, subscribed } = select(&listed, &req.lists, &subscriptions, |r| by_id.contains_key(r));
 
     // What each room needs, then the reads for all of them.
     let mut todo: BTreeMap<String, Todo> = BTreeMap::new();
@@ -138,7 +119,7 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
         }
         rooms_out.insert(room_id, b.result);
     }
-    next.lists = lists.iter().map(|(k, v)| (k.clone(), v.count)).collect();
+    next.lists = counts.clone();
     next.subscriptions = subscriptions;
     next.compact();
 
@@ -146,6 +127,7 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
     // relies on.
     let changed = prev.is_none_or(|p| p.lists != next.lists || p.subscriptions != next.subscriptions);
     let has_updates = changed || !rooms_out.is_empty() || !extensions.is_empty();
+    let lists = counts.into_iter().map(|(k, count)| (k, ListResult { count })).collect();
     let response = SlidingResponse { pos: String::new(), txn_id: req.txn_id.clone(), lists, rooms: rooms_out, extensions };
     Ok(Outcome { response, next, has_updates })
 }
