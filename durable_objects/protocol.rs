@@ -327,6 +327,21 @@ pub enum UserSyncRequest {
         device_id: String,
         txn_id: String,
     },
+    /// A sliding sync connection's state at `pos` (none for a new connection) and the
+    /// change counter (read before the sync looks at the stores).
+    SlidingLoad {
+        device_id: String,
+        conn_id: String,
+        pos: Option<u64>,
+    },
+    /// Stores a sliding sync connection's state under a new `pos`; `fresh` drops what the
+    /// connection had.
+    SlidingSave {
+        device_id: String,
+        conn_id: String,
+        fresh: bool,
+        state: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -353,6 +368,15 @@ pub enum UserSyncResponse {
         new: bool,
     },
     Done,
+    /// `SlidingLoad`: the state (`None`: unknown or expired `pos`) and the counter.
+    SlidingLoaded {
+        state: Option<String>,
+        v: String,
+    },
+    /// `SlidingSave`: the new `pos`.
+    SlidingSaved {
+        pos: u64,
+    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -493,6 +517,10 @@ mod tests {
         round_trip(UserSyncRequest::TakeToDevice { device_id: "D/with&odd=chars".into(), since: 7, keep: true });
         round_trip(UserSyncRequest::ForgetDevices { device_ids: vec!["D".into()] });
         round_trip(UserSyncRequest::SendTxn { device_id: "D".into(), txn_id: "t".into() });
+        round_trip(UserSyncRequest::SlidingLoad { device_id: "D".into(), conn_id: "room-list".into(), pos: Some(4) });
+        round_trip(UserSyncRequest::SlidingSave { device_id: "D".into(), conn_id: "".into(), fresh: true, state: "{}".into() });
+        round_trip(UserSyncResponse::SlidingLoaded { state: None, v: "ab12:1".into() });
+        round_trip(UserSyncResponse::SlidingSaved { pos: 9 });
         round_trip(UserSyncResponse::Health(Health { class: "UserSync".into(), schema_version: 3 }));
         round_trip(UserSyncResponse::Version { v: "ab12:0".into() });
         round_trip(UserSyncResponse::Waited { woken: true, v: "ab12:1".into() });

@@ -6,8 +6,10 @@
 //! with `Wait { seen: <that value>, timeout_ms }`: the wait returns at once if the counter
 //! has moved since, so a change committed between the check and the wait is never lost.
 //!
-//! It also keeps the user's to-device queues (one stream position per user; a sync's
-//! `since` acknowledges and deletes what it covered) and `/sendToDevice` transaction IDs.
+//! It also keeps the state of the user's sliding sync connections (MSC4186; per device,
+//! `conn_id` and `pos`: see `service::sliding`), the user's to-device queues (one stream
+//! position per user; a sync's `since` acknowledges and deletes what it covered) and
+//! `/sendToDevice` transaction IDs.
 //! Protocol: [`UserSyncRequest`] / [`UserSyncResponse`].
 
 use std::cell::{Cell, RefCell};
@@ -35,10 +37,16 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
     // /sendToDevice transaction IDs of this user's devices (idempotent sends).
     "CREATE TABLE IF NOT EXISTS sent_txns (device_id TEXT NOT NULL, txn_id TEXT NOT NULL, PRIMARY KEY (device_id, txn_id))",
+    // Sliding sync connections (MSC4186): each device's connection state per `pos`.
+    "CREATE TABLE IF NOT EXISTS sliding (device_id TEXT NOT NULL, conn_id TEXT NOT NULL, pos INTEGER NOT NULL, state TEXT NOT NULL, used_ms INTEGER NOT NULL, PRIMARY KEY (device_id, conn_id, pos))",
 ];
 
 /// At most this many to-device messages per sync (spec: the rest come in later syncs).
 const TO_DEVICE_BATCH: i64 = 100;
+
+/// A sliding sync connection unused this long is forgotten (its next request gets
+/// `M_UNKNOWN_POS` and starts afresh).
+const SLIDING_EXPIRY_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// Waits are capped so a client's huge `timeout` cannot pin a request forever.
 const MAX_WAIT_MS: u64 = 120_000;
@@ -125,6 +133,48 @@ impl UserSync {
         Ok(new)
     }
 
+    /// A connection's state at `pos`. A request naming `pos` shows the client has that
+    /// response, so the connection's other positions go: older ones are superseded, and
+    /// newer ones are answers the client never got (it retried).
+    fn sliding_load(&self, device: &str, conn: &str, pos: u64) -> Result<Option<String>> {
+        let sql = self.state.storage().sql();
+        #[derive(serde::Deserialize)]
+        struct S {
+            state: String,
+        }
+        let key = || -> Vec<worker::SqlStorageValue> { vec![device.into(), conn.into(), (pos as f64).into()] };
+        let rows: Vec<S> = sql.exec("SELECT state FROM sliding WHERE device_id = ? AND conn_id = ? AND pos = ?", key())?.to_array()?;
+        let Some(found) = rows.into_iter().next() else { return Ok(None) };
+        sql.exec("DELETE FROM sliding WHERE device_id = ? AND conn_id = ? AND pos != ?", key())?;
+        let mut touch = vec![(crate::core::time::now_ms() as f64).into()];
+        touch.extend(key());
+        sql.exec("UPDATE sliding SET used_ms = ? WHERE device_id = ? AND conn_id = ? AND pos = ?", touch)?;
+        Ok(Some(found.state))
+    }
+
+    /// Stores a connection's state under the user's next position (positions are never
+    /// reused, so an old `pos` cannot name a newer connection's state).
+    fn sliding_save(&self, device: &str, conn: &str, fresh: bool, state: &str) -> Result<u64> {
+        let sql = self.state.storage().sql();
+        #[derive(serde::Deserialize)]
+        struct V {
+            v: i64,
+        }
+        let cur: Vec<V> = sql.exec("SELECT v FROM meta WHERE k = 'sliding_pos'", None)?.to_array()?;
+        let pos = cur.first().map(|r| r.v).unwrap_or(0) + 1;
+        sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('sliding_pos', ?)", vec![(pos as f64).into()])?;
+        if fresh {
+            sql.exec("DELETE FROM sliding WHERE device_id = ? AND conn_id = ?", vec![device.into(), conn.into()])?;
+        }
+        let now = crate::core::time::now_ms();
+        sql.exec(
+            "INSERT INTO sliding (device_id, conn_id, pos, state, used_ms) VALUES (?, ?, ?, ?, ?)",
+            vec![device.into(), conn.into(), (pos as f64).into(), state.into(), (now as f64).into()],
+        )?;
+        sql.exec("DELETE FROM sliding WHERE used_ms < ?", vec![(now.saturating_sub(SLIDING_EXPIRY_MS) as f64).into()])?;
+        Ok(pos as u64)
+    }
+
     /// Answers at once if the counter is no longer `seen`, else when woken or after the
     /// timeout.
     async fn wait(&self, seen: String, timeout_ms: u64) -> UserSyncResponse {
@@ -166,6 +216,16 @@ impl UserSync {
             }
             UserSyncRequest::SendTxn { device_id, txn_id } => {
                 UserSyncResponse::Txn { new: self.send_txn(device_id, txn_id).map_err(Error::internal)? }
+            }
+            UserSyncRequest::SlidingLoad { device_id, conn_id, pos } => {
+                let state = match pos {
+                    Some(p) => self.sliding_load(&device_id, &conn_id, p).map_err(Error::internal)?,
+                    None => None,
+                };
+                UserSyncResponse::SlidingLoaded { state, v: self.current() }
+            }
+            UserSyncRequest::SlidingSave { device_id, conn_id, fresh, state } => {
+                UserSyncResponse::SlidingSaved { pos: self.sliding_save(&device_id, &conn_id, fresh, &state).map_err(Error::internal)? }
             }
         })
     }

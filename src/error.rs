@@ -65,6 +65,9 @@ pub enum ErrorKind {
     BadGateway,
     /// 502 `M_TOO_LARGE`: what another server holds is over our limit (remote media).
     RemoteTooLarge,
+    /// 400: a sliding sync `pos` the server no longer knows (MSC4186: the client starts a
+    /// new connection).
+    UnknownPos,
     /// Anything the server did wrong; the message is generic.
     Internal,
 }
@@ -105,6 +108,7 @@ impl ErrorKind {
             InviteBlocked => "M_INVITE_BLOCKED",
             ProfileTooLarge => "M_PROFILE_TOO_LARGE",
             KeyTooLarge => "M_KEY_TOO_LARGE",
+            UnknownPos => "M_UNKNOWN_POS",
         }
     }
 
@@ -155,6 +159,7 @@ impl ErrorKind {
             InviteBlocked,
             BadGateway,
             RemoteTooLarge,
+            UnknownPos,
             Internal,
         ]
     }
@@ -187,7 +192,8 @@ impl ErrorKind {
             | RoomInUse
             | BadAlias
             | ProfileTooLarge
-            | KeyTooLarge => 400,
+            | KeyTooLarge
+            | UnknownPos => 400,
         }
     }
 }
@@ -354,6 +360,7 @@ mod tests {
             BadGateway => 33,
             RemoteTooLarge => 34,
             Internal => 35,
+            UnknownPos => 36,
         }
     }
 
@@ -362,7 +369,7 @@ mod tests {
         let all = ErrorKind::every(&Value::Null);
         let mut seen: Vec<usize> = all.iter().map(ordinal).collect();
         seen.sort_unstable();
-        assert_eq!(seen, (0..36).collect::<Vec<_>>());
+        assert_eq!(seen, (0..37).collect::<Vec<_>>());
     }
 
     /// What crosses the Durable Object boundary: the object answers `to_response`, the

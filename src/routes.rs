@@ -186,6 +186,7 @@ routes! {
     Post "/_matrix/client/v3/users/{userId}/report" [User] => client::room_info::report_user_route(userId);
     Post "/_matrix/client/v3/user_directory/search" [User] => client::room_info::user_directory_search_route();
     Get "/_matrix/client/v3/sync" [User] => client::sync::sync_route();
+    Post "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync" [User] => client::sliding::sliding_sync_route();
     Post "/_matrix/client/v3/user/{userId}/filter" [User] => client::sync::create_filter_route(userId);
     Get "/_matrix/client/v3/user/{userId}/filter/{filterId}" [User] => client::sync::get_filter_route(userId, filterId);
     Get "/_matrix/client/v3/user/{userId}/account_data/{type}" [User] => client::account_data::get_global_route(userId, type);

@@ -14,7 +14,8 @@ use crate::http::{Request, Response};
 /// room summaries and the OAuth 2.0 API, v1.16 custom profile fields and `use_state_after`,
 /// v1.17 the `m.oauth` UIA stage, v1.18 redactions through `/send` and invite blocking,
 /// v1.19 `/mutual_rooms`. (What a version makes optional, such as the admin lock and
-/// suspend endpoints behind `m.account_moderation`, is not offered.)
+/// suspend endpoints behind `m.account_moderation`, is not offered.) Unstable:
+/// `org.matrix.simplified_msc3575` is simplified sliding sync (MSC4186).
 pub async fn versions_route(_ctx: &Ctx, _req: &Request) -> Result<Response> {
     Ok(Response::ok(json!({
         "versions": [
@@ -25,7 +26,8 @@ pub async fn versions_route(_ctx: &Ctx, _req: &Request) -> Result<Response> {
         "unstable_features": {
             "org.matrix.msc2432": true,
             "org.matrix.msc3882": true,
-            "org.matrix.msc3814": true
+            "org.matrix.msc3814": true,
+            "org.matrix.simplified_msc3575": true
         }
     })))
 }

@@ -20,6 +20,7 @@ pub mod register;
 pub mod relations;
 pub mod room_info;
 pub mod rooms;
+pub mod sliding;
 pub mod spaces;
 pub mod state;
 pub mod sync;

@@ -22,7 +22,7 @@ use crate::core::filter::apply_event_fields;
 use crate::core::room::resets::{start_state, Candidate, StateKey};
 use crate::core::room::visibility::HistoryVisibility;
 use crate::core::sync::{
-    room_summaries, AccountDataEvent, EphemeralEvent, Events, InvitedRoom, JoinedRoom, KnockedRoom, RoomSummary, RoomUpdate, Rooms, StateSection,
+    room_summaries, AccountDataEvent, EphemeralEvent, InvitedRoom, JoinedRoom, KnockedRoom, RoomSummary, RoomUpdate, Rooms, StateSection,
     StrippedStateEvent, Timeline,
 };
 use crate::core::sync_token::SyncToken;
@@ -394,45 +394,42 @@ pub async fn finish(ctx: &Ctx, me: &Authed, p: &Params, plan: Plan) -> Result<Ro
 
     // Invites and knocks: stripped state.
     if !invites.is_empty() || !knocks.is_empty() {
-        let stripped = sstore::stripped_state(&ctx.db, user).await?;
-        let state_of = |room_id: &str| -> Events<StrippedStateEvent> {
-            stripped
-                .iter()
-                .filter(|e| e.room_id == room_id)
-                .filter_map(|e| {
-                    let j: Value = serde_json::from_str(&e.json).ok()?;
-                    // The user's own membership event in full (clients read its event ID and time).
-                    let own = e.kind == "m.room.member" && e.state_key.as_deref() == Some(user);
-                    Some(StrippedStateEvent {
-                        kind: e.kind.clone(),
-                        state_key: e.state_key.clone(),
-                        sender: e.sender.clone(),
-                        content: j.get("content").cloned().unwrap_or_default(),
-                        event_id: own.then(|| e.event_id.clone()),
-                        origin_server_ts: own.then_some(e.origin_server_ts as u64),
-                        room_id: own.then(|| e.room_id.clone()),
-                    })
-                })
-                .collect::<Vec<_>>()
-                .into()
-        };
-        // Invites from other servers to rooms not known here: the state the inviter sent.
-        let mut remote = if invites.iter().any(|r| !stripped.iter().any(|e| &e.room_id == r)) {
-            crate::service::federation::invites::pending_invite_state(ctx, user).await?
-        } else {
-            HashMap::new()
-        };
+        let mut stripped = stripped_states(ctx, user, &invites).await?;
         for room_id in invites {
-            let local = stripped.iter().any(|e| e.room_id == room_id);
-            let invite_state = match remote.remove(&room_id).filter(|_| !local) {
-                Some(events) => events.into(),
-                None => state_of(&room_id),
-            };
+            let invite_state = stripped.remove(&room_id).unwrap_or_default().into();
             out.invite.insert(room_id, InvitedRoom { invite_state });
         }
         for room_id in knocks {
-            let knock_state = state_of(&room_id);
+            let knock_state = stripped.remove(&room_id).unwrap_or_default().into();
             out.knock.insert(room_id, KnockedRoom { knock_state });
+        }
+    }
+    Ok(out)
+}
+
+/// The stripped state of every room the user is invited to or knocking on (one query), by
+/// room; for the `remote` invites to rooms not known here, the state the inviter sent.
+pub async fn stripped_states(ctx: &Ctx, user: &str, remote: &[String]) -> Result<HashMap<String, Vec<StrippedStateEvent>>> {
+    let stripped = sstore::stripped_state(&ctx.db, user).await?;
+    let mut out: HashMap<String, Vec<StrippedStateEvent>> = HashMap::new();
+    for e in &stripped {
+        let Ok(j) = serde_json::from_str::<Value>(&e.json) else { continue };
+        // The user's own membership event in full (clients read its event ID and time).
+        let own = e.kind == "m.room.member" && e.state_key.as_deref() == Some(user);
+        out.entry(e.room_id.clone()).or_default().push(StrippedStateEvent {
+            kind: e.kind.clone(),
+            state_key: e.state_key.clone(),
+            sender: e.sender.clone(),
+            content: j.get("content").cloned().unwrap_or_default(),
+            event_id: own.then(|| e.event_id.clone()),
+            origin_server_ts: own.then_some(e.origin_server_ts as u64),
+            room_id: own.then(|| e.room_id.clone()),
+        });
+    }
+    // Invites from other servers to rooms not known here: the state the inviter sent.
+    if remote.iter().any(|r| !out.contains_key(r)) {
+        for (room_id, events) in crate::service::federation::invites::pending_invite_state(ctx, user).await? {
+            out.entry(room_id).or_insert(events);
         }
     }
     Ok(out)

@@ -43,3 +43,25 @@ pub async fn put_account_data(db: &Db, user: &str, room_id: &str, kind: &str, co
     db.batch(vec![put_account_data_stmt(db, user, room_id, kind, content)?]).await?;
     Ok(())
 }
+
+/// All the user's account data of the given rooms as of `up_to` (sliding sync: rooms the
+/// client receives for the first time on a connection). One batch, a statement per chunk
+/// of rooms.
+pub async fn room_account_data(db: &Db, user: &str, rooms: &[String], up_to: u64) -> Result<Vec<AccountDataRow>> {
+    let mut stmts = Vec::new();
+    for chunk in rooms.chunks(super::MAX_PARAMS - 2) {
+        let sql = format!(
+            "WITH t(rid) AS (VALUES {}) SELECT room_id, type, content FROM account_data JOIN t ON room_id = t.rid
+             WHERE user_id = ? AND stream <= ?",
+            super::values_clause(chunk.len(), 1)
+        );
+        let mut p: Vec<serde_json::Value> = chunk.iter().map(|r| r.as_str().into()).collect();
+        p.extend(params![user, up_to]);
+        stmts.push(db.stmt(&sql, p)?);
+    }
+    if stmts.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows = db.batch_rows(stmts).await?;
+    Ok(rows.into_iter().flatten().filter_map(|v| serde_json::from_value(v).ok()).collect())
+}

@@ -41,3 +41,35 @@ pub async fn put_receipt(db: &Db, room_id: &str, user: &str, kind: &str, thread_
     .await?;
     Ok(())
 }
+
+/// The receipts of rooms a client receives for the first time (sliding sync), as of
+/// `up_to`: in each of the given rooms the user is joined to, the `per_room` public
+/// receipts on the latest events, and all of the user's own. One batch, a statement per
+/// chunk of rooms.
+pub async fn latest_receipts(db: &Db, user: &str, rooms: &[String], per_room: u32, up_to: u64) -> Result<Vec<ReceiptRow>> {
+    let mut stmts = Vec::new();
+    for chunk in rooms.chunks(super::MAX_PARAMS - 3) {
+        let sql = format!(
+            "WITH t(rid) AS (
+               SELECT column1 FROM (VALUES {}) WHERE column1 IN (SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join'))
+             SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM (
+               SELECT r.*, ROW_NUMBER() OVER (PARTITION BY r.room_id ORDER BY r.event_stream DESC, r.stream DESC) AS rn
+               FROM receipts r JOIN t ON r.room_id = t.rid
+               WHERE r.stream <= ?2 AND r.receipt_type != 'm.read.private' AND r.user_id != ?1
+             ) WHERE rn <= ?3
+             UNION ALL
+             SELECT r.room_id, r.user_id, r.receipt_type, r.thread_id, r.event_id, r.ts
+             FROM receipts r JOIN t ON r.room_id = t.rid WHERE r.user_id = ?1 AND r.stream <= ?2",
+            // ?1..?3 are the first three parameters; the room IDs follow as ?4, ?5, …
+            (0..chunk.len()).map(|i| format!("(?{})", i + 4)).collect::<Vec<_>>().join(", ")
+        );
+        let mut p = params![user, up_to, per_room];
+        p.extend(chunk.iter().map(|r| serde_json::Value::from(r.as_str())));
+        stmts.push(db.stmt(&sql, p)?);
+    }
+    if stmts.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows = db.batch_rows(stmts).await?;
+    Ok(rows.into_iter().flatten().filter_map(|v| serde_json::from_value(v).ok()).collect())
+}

@@ -25,20 +25,40 @@ impl MembershipRow {
     }
 }
 
+/// The statement reading every stream's current position (read it with [`positions_of`]).
+pub(crate) fn positions_stmt(db: &Db) -> Result<worker::D1PreparedStatement> {
+    db.stmt(
+        "SELECT (SELECT COALESCE(MAX(stream), 0) FROM events) AS ev,
+                (SELECT COALESCE(MAX(stream), 0) FROM account_data) AS ad,
+                (SELECT COALESCE(MAX(stream), 0) FROM receipts) AS rc,
+                (SELECT COALESCE(MAX(stream), 0) FROM room_typing) AS ty,
+                (SELECT COALESCE(MAX(stream), 0) FROM presence) AS pr,
+                (SELECT COALESCE(MAX(stream), 0) FROM device_list_changes) AS dl",
+        vec![],
+    )
+}
+
+/// The positions of [`positions_stmt`]'s rows (to-device, kept by `UserSync`, at 0).
+pub(crate) fn positions_of(rows: Option<&Vec<Value>>) -> SyncToken {
+    let p = rows.and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
+    let n = |k: &str| p.get(k).map_or(0, num);
+    SyncToken {
+        rooms: n("ev"),
+        account_data: n("ad"),
+        receipts: n("rc"),
+        typing: n("ty"),
+        presence: n("pr"),
+        device_lists: n("dl"),
+        ..Default::default()
+    }
+}
+
 /// The current position of every stream and the user's memberships, read in one batch (one
 /// snapshot), so no membership is newer than the room position. With `since` (an
 /// incremental sync), also the rooms the user is *newly* joined to since that position.
 pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncToken, Vec<MembershipRow>, Vec<String>)> {
     let mut stmts = vec![
-        db.stmt(
-            "SELECT (SELECT COALESCE(MAX(stream), 0) FROM events) AS ev,
-                    (SELECT COALESCE(MAX(stream), 0) FROM account_data) AS ad,
-                    (SELECT COALESCE(MAX(stream), 0) FROM receipts) AS rc,
-                    (SELECT COALESCE(MAX(stream), 0) FROM room_typing) AS ty,
-                    (SELECT COALESCE(MAX(stream), 0) FROM presence) AS pr,
-                    (SELECT COALESCE(MAX(stream), 0) FROM device_list_changes) AS dl",
-            vec![],
-        )?,
+        positions_stmt(db)?,
         db.stmt("SELECT room_id, membership, event_id, stream, forgotten FROM memberships WHERE user_id = ?", params![user])?,
     ];
     if let Some(since) = since {
@@ -55,17 +75,7 @@ pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncTo
         )?);
     }
     let rows = db.batch_rows(stmts).await?;
-    let p = rows.first().and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
-    let n = |k: &str| p.get(k).map_or(0, num);
-    let token = SyncToken {
-        rooms: n("ev"),
-        account_data: n("ad"),
-        receipts: n("rc"),
-        typing: n("ty"),
-        presence: n("pr"),
-        device_lists: n("dl"),
-        ..Default::default()
-    };
+    let token = positions_of(rows.first());
     let members = rows.get(1).map(|r| r.iter().filter_map(|v| serde_json::from_value::<MembershipRow>(v.clone()).ok()).collect()).unwrap_or_default();
     let newly_joined = rows.get(2).map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
     Ok((token, members, newly_joined))
