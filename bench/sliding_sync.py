@@ -3,7 +3,7 @@
 account with 10, 100 or 1,000 rooms gets its room list, and how fast a new message reaches it.
 
     .venv/bin/python bench/sliding_sync.py [--rooms 10,100,1000] [--samples 30] [--full-samples 10]
-        [--threads 4] [--skip-synapse] [--skip-stratus]
+        [--threads 4] [--skip-synapse] [--skip-stratus] [--var DEV_SIMULATED_LATENCY_MS=5]
 
 The requests are those matrix-rust-sdk's `RoomListService` (the engine of Element X) sends to
 `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`: connection `room-list`,
@@ -350,6 +350,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=4, help="concurrent /createRoom requests per server while setting up")
     ap.add_argument("--skip-synapse", action="store_true")
     ap.add_argument("--skip-stratus", action="store_true")
+    ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                    help="a Worker var for Stratus, e.g. DEV_SIMULATED_LATENCY_MS=5 (repeatable)")
     args = ap.parse_args()
     sizes = sorted({int(x) for x in args.rooms.split(",") if x})
     assert sizes and sizes[0] >= 1, "--rooms: sizes of at least 1 (the shared room is one)"
@@ -359,7 +361,7 @@ def main() -> None:
     servers: list[Server] = []
     try:
         if not args.skip_stratus:
-            base, stop = start_stratus(REPO)
+            base, stop = start_stratus(REPO, dict(v.split("=", 1) for v in args.var))
             stops.append(stop)
             servers.append(Server("Stratus", base))
         if not args.skip_synapse:
