@@ -29,7 +29,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -44,7 +43,7 @@ import matrix_helpers  # noqa: E402
 from fed_helpers import HS, create_room, join, register_user, rpath, wait_for_membership  # noqa: E402
 from matrix_helpers import CLIENT_V3, call  # noqa: E402
 from synapse_local import Cert, FedSynapse, free_port, make_cert  # noqa: E402
-from sync_latency import pct  # noqa: E402  (one percentile for the benchmarks)
+from sync_latency import pct, timed_arrival  # noqa: E402  (one percentile and delivery sample for the benchmarks)
 
 ALL_PAIRS = ["stratus-synapse", "synapse-stratus", "stratus-stratus2", "synapse-synapse2"]
 SAMPLE_DEADLINE = 20.0
@@ -144,30 +143,13 @@ def timed_delivery(y: HS, token: str, since: str, arrived: Callable[[dict], bool
     """One sample: a user of `y` long-polls /sync from `since` until a response satisfies
     `arrived`; the time from the start of `act()` (started once the poll is parked) to that
     response, in ms (None if it never came), and the next sync position."""
-    result: dict = {}
-    started = threading.Event()
 
-    def poll(cur: str = since) -> None:
-        started.set()
-        deadline = time.monotonic() + SAMPLE_DEADLINE
-        while time.monotonic() < deadline:
-            body = call(y.base, "GET", f"{CLIENT_V3}/sync", token=token,
-                        params={"timeout": "10000", "since": cur, "set_presence": "offline"}).json()
-            cur = body["next_batch"]
-            if arrived(body):
-                result["t1"] = time.perf_counter()
-                break
-        result["since"] = cur
+    def poll(cur: str) -> tuple[dict, str]:
+        body = call(y.base, "GET", f"{CLIENT_V3}/sync", token=token,
+                    params={"timeout": "10000", "since": cur, "set_presence": "offline"}).json()
+        return body, body["next_batch"]
 
-    t = threading.Thread(target=poll, daemon=True)
-    t.start()
-    started.wait()
-    time.sleep(0.15)  # let the long-poll reach the server and park
-    t0 = time.perf_counter()
-    act()
-    t.join(SAMPLE_DEADLINE + 15)
-    ms = (result["t1"] - t0) * 1000 if "t1" in result else None
-    return ms, result.get("since", since)
+    return timed_arrival(poll, since, arrived, act, SAMPLE_DEADLINE)
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ _BIG = {"per_second": 100000, "burst_count": 100000}
 NO_RATE_LIMITS = {
     "rc_message": _BIG, "rc_registration": _BIG, "rc_login": {"address": _BIG, "account": _BIG, "failed_attempts": _BIG},
     "rc_joins": {"local": _BIG, "remote": _BIG}, "rc_invites": {"per_room": _BIG, "per_user": _BIG, "per_issuer": _BIG},
-    "rc_key_requests": _BIG,
+    "rc_key_requests": _BIG, "rc_room_creation": _BIG,
 }
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import requests
 
@@ -38,6 +39,36 @@ def register(base: str, name: str) -> dict:
     return r.json()
 
 
+def timed_arrival(poll: Callable[[str], tuple[dict, str]], since: str, arrived: Callable[[dict], bool], act: Callable[[], None],
+                  deadline: float = 20.0) -> tuple[float | None, str]:
+    """One delivery sample: a client long-polls with `poll(position) -> (body, next position)`
+    from `since` until a body satisfies `arrived`; the time from the start of `act()` (started
+    once the poll is parked) to that response, in ms (None if none came within `deadline` s),
+    and the position to continue from. Shared by the /sync, federation and sliding-sync benches."""
+    result: dict = {}
+    started = threading.Event()
+
+    def run(cur: str = since) -> None:
+        started.set()
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            body, cur = poll(cur)
+            if arrived(body):
+                result["t1"] = time.perf_counter()
+                break
+        result["since"] = cur
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    started.wait()
+    time.sleep(0.15)  # let the long-poll reach the server and park
+    t0 = time.perf_counter()
+    act()
+    t.join(deadline + 15)
+    ms = (result["t1"] - t0) * 1000 if "t1" in result else None
+    return ms, result.get("since", since)
+
+
 def measure(base: str, n: int) -> list[float]:
     s = requests.Session()
     a = register(base, f"bencha{uuid.uuid4().hex[:8]}")
@@ -51,36 +82,25 @@ def measure(base: str, n: int) -> list[float]:
     # Drain anything pending.
     since = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0", "since": since}, headers=hb, timeout=60).json()["next_batch"]
     latencies = []
+
+    def poll(cur: str) -> tuple[dict, str]:
+        body = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "30000", "since": cur, "set_presence": "offline"}, headers=hb, timeout=60).json()
+        return body, body["next_batch"]
+
     for i in range(n):
-        result: dict = {}
-        started = threading.Event()
+        text = f"bench {i} {uuid.uuid4().hex[:8]}"
 
-        def poll() -> None:
-            nonlocal since
-            cur = since
-            started.set()
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                r = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "30000", "since": cur, "set_presence": "offline"}, headers=hb, timeout=60)
-                body = r.json()
-                cur = body["next_batch"]
-                evs = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {}).get("events", [])
-                if any(e.get("event_id") == result.get("event_id") or e.get("content", {}).get("body") == f"bench {i}" for e in evs):
-                    result["t1"] = time.perf_counter()
-                    break
-            since = cur
+        def arrived(body: dict) -> bool:
+            evs = body.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {}).get("events", [])
+            return any(e.get("content", {}).get("body") == text for e in evs)
 
-        t = threading.Thread(target=poll)
-        t.start()
-        started.wait()
-        time.sleep(0.15)  # let the long-poll reach the server and park
-        t0 = time.perf_counter()
-        r = s.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}",
-                  json={"msgtype": "m.text", "body": f"bench {i}"}, headers=ha, timeout=30)
-        result["event_id"] = r.json().get("event_id")
-        t.join(40)
-        if "t1" in result:
-            latencies.append((result["t1"] - t0) * 1000)
+        def send() -> None:
+            s.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}",
+                  json={"msgtype": "m.text", "body": text}, headers=ha, timeout=30).raise_for_status()
+
+        ms, since = timed_arrival(poll, since, arrived, send, deadline=30)
+        if ms is not None:
+            latencies.append(ms)
     return latencies
 
 
