@@ -23,7 +23,7 @@ use crate::durable_objects::protocol::{UserSyncProto, UserSyncRequest as Req, Us
 use crate::err;
 use crate::error::Result;
 use crate::service::objects::{call, unexpected};
-use crate::store::sync::{self as sstore, ListRow, RoomList};
+use crate::store::sync::{self as sstore, ListFacts, ListRow, RoomList};
 use extensions::Scope;
 use rooms::Todo;
 
@@ -58,11 +58,17 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
     let read = if req.lists.is_empty() && subscriptions.is_empty() {
         RoomList { token: sstore::positions(&ctx.db).await?, ..Default::default() }
     } else {
-        let tags = req.lists.values().any(|l| l.filters.tags.is_some() || !l.filters.not_tags.is_empty());
-        let mut spaces: Vec<String> = req.lists.values().filter_map(|l| l.filters.spaces.clone()).flatten().collect();
+        let filters = || req.lists.values().map(|l| &l.filters);
+        let mut spaces: Vec<String> = filters().filter_map(|f| f.spaces.clone()).flatten().collect();
         spaces.sort();
         spaces.dedup();
-        sstore::room_list(&ctx.db, user, tags, &spaces).await?
+        let facts = ListFacts {
+            tags: filters().any(|f| f.tags.is_some() || !f.not_tags.is_empty()),
+            encryption: filters().any(|f| f.is_encrypted.is_some()),
+            room_types: filters().any(|f| f.room_types.is_some() || !f.not_room_types.is_empty()),
+            spaces: &spaces,
+        };
+        sstore::room_list(&ctx.db, user, facts).await?
     };
     let since = prev.and_then(ConnState::since);
     let now = read.token.max(&since.unwrap_or_default());
