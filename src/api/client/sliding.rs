@@ -40,29 +40,47 @@ async fn sliding_inner(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response
     }
     .min(MAX_TIMEOUT_MS);
     let set_presence = req.query("set_presence").map(str::to_owned).or_else(|| r.set_presence.clone());
-    match set_presence.as_deref().unwrap_or("online") {
-        "offline" => {}
-        s @ ("online" | "unavailable") => crate::service::sync::presence::set_by_sync(ctx, me.user_id.as_str(), s).await?,
+    let presence = match set_presence.as_deref().unwrap_or("online") {
+        "offline" => None,
+        s @ ("online" | "unavailable") => Some(s.to_owned()),
         _ => return Err(err!(InvalidParam, "set_presence must be online, offline or unavailable")),
-    }
+    };
+    // Presence is no part of a sliding sync response (no extension carries it), so its
+    // write runs alongside the sync rather than before it; a wake-up it causes is at worst
+    // one spurious recomputation.
+    let presence = async {
+        match presence {
+            Some(s) => crate::service::sync::presence::set_by_sync(ctx, me.user_id.as_str(), &s).await,
+            None => Ok(()),
+        }
+    };
+    let ((), resp) = futures_util::future::try_join(presence, sync(ctx, me, &r, &ext, pos.as_deref(), timeout)).await?;
+    Ok(resp)
+}
 
-    let (prev, mut seen) = sliding::load(ctx, me, &r.conn_id, pos.as_deref()).await?;
+async fn sync(ctx: &Ctx, me: &Authed, r: &SlidingRequest, ext: &ExtensionsRequest, pos: Option<&str>, timeout: u64) -> Result<Response> {
+    // A new connection never waits: it needs neither a stored state nor the wake-up
+    // counter, so it skips the `UserSync` call that reads them.
+    let Some(given) = pos else {
+        let out = sliding::compute(ctx, me, r, ext, None).await?;
+        return answer(ctx, me, &r.conn_id, true, None, out).await;
+    };
+    let (prev, mut seen) = sliding::load(ctx, me, &r.conn_id, given).await?;
     let deadline = now_ms() + timeout;
     for _ in 0..20 {
-        let out = sliding::compute(ctx, me, &r, &ext, prev.as_ref()).await?;
+        let out = sliding::compute(ctx, me, r, ext, Some(&prev)).await?;
         let now = now_ms();
-        let waits = prev.is_some() && !out.has_updates && now < deadline;
-        if !waits {
-            return answer(ctx, me, &r.conn_id, prev.is_none(), pos.as_deref(), out).await;
+        if out.has_updates || now >= deadline {
+            return answer(ctx, me, &r.conn_id, false, pos, out).await;
         }
         match wakeups::wait(&ctx.env, me.user_id.as_str(), &seen, deadline - now).await? {
             Some(next) => seen = next,
             // Timed out with nothing new: the same pos back.
-            None => return answer(ctx, me, &r.conn_id, false, pos.as_deref(), out).await,
+            None => return answer(ctx, me, &r.conn_id, false, pos, out).await,
         }
     }
-    let out = sliding::compute(ctx, me, &r, &ext, prev.as_ref()).await?;
-    answer(ctx, me, &r.conn_id, prev.is_none(), pos.as_deref(), out).await
+    let out = sliding::compute(ctx, me, r, ext, Some(&prev)).await?;
+    answer(ctx, me, &r.conn_id, false, pos, out).await
 }
 
 /// Stores the connection's new state when the response holds something (or starts the

@@ -37,25 +37,11 @@ pub struct Scope<'a> {
 
 /// The extensions of one response. `since`: the positions the connection's previous
 /// response covered (None on its first request); `now`: this response's positions.
-///
-/// On an incremental request, a room sends what changed in `(since, now]`; use
-/// [`compute_with_initial`] to have rooms that enter the response get their current
-/// receipts, typing and room account data.
+/// `initial` names the rooms this response sends with `initial: true` (new to the
+/// connection, or sent afresh): as Synapse, those get the current receipts, typing and room
+/// account data rather than the changes since the last response; the others send what
+/// changed in `(since, now]`.
 pub async fn compute(
-    ctx: &Ctx,
-    me: &Authed,
-    req: &ExtensionsRequest,
-    since: Option<&SyncToken>,
-    now: &SyncToken,
-    scope: &Scope<'_>,
-) -> Result<ExtensionsResponse> {
-    compute_with_initial(ctx, me, req, since, now, scope, &[]).await
-}
-
-/// [`compute`], where `initial` names the rooms this response sends with `initial: true`
-/// (new to the connection, or sent afresh): as Synapse, those get the current receipts,
-/// typing and room account data rather than the changes since the last response.
-pub async fn compute_with_initial(
     ctx: &Ctx,
     me: &Authed,
     req: &ExtensionsRequest,
@@ -160,6 +146,54 @@ async fn account_data_ext(
     Ok(ext::account_data_section(global, room_events, &rooms))
 }
 
+/// The rooms a room-scoped ephemeral extension (receipts, typing) covers: those in scope,
+/// and those among them the client receives for the first time (also as a list, for the
+/// reads). `None`: the extension is off or has no room.
+fn ephemeral_scope(
+    req: &ScopedRequest,
+    scope: &Scope<'_>,
+    since: Option<&SyncToken>,
+    initial: &[String],
+) -> Option<(BTreeSet<String>, BTreeSet<String>, Vec<String>)> {
+    if !req.enabled {
+        return None;
+    }
+    let rooms = in_scope(req, scope);
+    if rooms.is_empty() {
+        return None;
+    }
+    let first = ext::first_sent(&rooms, since.is_none(), initial);
+    let ids = first.iter().cloned().collect();
+    Some((rooms, first, ids))
+}
+
+/// The two reads of a room-scoped ephemeral extension, concurrently: what changed since the
+/// last response (`changed`, when the stream moved) and the current data of the rooms sent
+/// for the first time (`current`, when there are some).
+async fn changed_and_current<'a, T, C, F>(
+    changed: Option<C>,
+    first: &'a [String],
+    current: impl FnOnce(&'a [String]) -> F,
+) -> Result<(Vec<T>, Vec<T>)>
+where
+    C: std::future::Future<Output = Result<Vec<T>>>,
+    F: std::future::Future<Output = Result<Vec<T>>>,
+{
+    let changed = async {
+        match changed {
+            Some(c) => c.await,
+            None => Ok(vec![]),
+        }
+    };
+    let current = async {
+        match first.is_empty() {
+            true => Ok(vec![]),
+            false => current(first).await,
+        }
+    };
+    futures_util::future::try_join(changed, current).await
+}
+
 /// MSC3960: receipts in `(since, now]` of the rooms in scope; a room the client receives
 /// for the first time gets the latest ones and the user's own instead.
 async fn receipts_ext(
@@ -171,32 +205,13 @@ async fn receipts_ext(
     scope: &Scope<'_>,
     initial: &[String],
 ) -> Result<Option<RoomsEphemeral>> {
-    if !req.enabled {
-        return Ok(None);
-    }
+    let Some((rooms, first, first_ids)) = ephemeral_scope(req, scope, since, initial) else { return Ok(None) };
     let user = me.user_id.as_str();
-    let rooms = in_scope(req, scope);
-    if rooms.is_empty() {
-        return Ok(None);
-    }
-    let first_set = ext::first_sent(&rooms, since.is_none(), initial);
-    let first: Vec<String> = first_set.iter().cloned().collect();
-    let changed = async {
-        match since {
-            Some(s) if now.receipts > s.receipts => sstore::receipts_since(&ctx.db, user, s.receipts, now.receipts).await,
-            _ => Ok(vec![]),
-        }
-    };
-    let fresh = async {
-        if first.is_empty() {
-            Ok(vec![])
-        } else {
-            sstore::latest_receipts(&ctx.db, user, &first, FIRST_RECEIPTS_PER_ROOM, now.receipts).await
-        }
-    };
-    let (changed, fresh) = futures_util::future::try_join(changed, fresh).await?;
+    let changed = since.filter(|s| now.receipts > s.receipts).map(|s| sstore::receipts_since(&ctx.db, user, s.receipts, now.receipts));
+    let (changed, fresh) =
+        changed_and_current(changed, &first_ids, |ids| sstore::latest_receipts(&ctx.db, user, ids, FIRST_RECEIPTS_PER_ROOM, now.receipts)).await?;
     let mut content: BTreeMap<String, ReceiptContent> = BTreeMap::new();
-    for rc in changed.into_iter().filter(|r| !first_set.contains(&r.room_id)).chain(fresh) {
+    for rc in changed.into_iter().filter(|r| !first.contains(&r.room_id)).chain(fresh) {
         add_receipt(content.entry(rc.room_id).or_default(), &rc.event_id, &rc.receipt_type, &rc.user_id, rc.ts as u64, &rc.thread_id);
     }
     Ok(ext::receipts_section(content, &rooms))
@@ -214,29 +229,10 @@ async fn typing_ext(
     scope: &Scope<'_>,
     initial: &[String],
 ) -> Result<Option<RoomsEphemeral>> {
-    if !req.enabled {
-        return Ok(None);
-    }
+    let Some((rooms, first, first_ids)) = ephemeral_scope(req, scope, since, initial) else { return Ok(None) };
     let user = me.user_id.as_str();
-    let rooms = in_scope(req, scope);
-    if rooms.is_empty() {
-        return Ok(None);
-    }
-    let first = ext::first_sent(&rooms, since.is_none(), initial);
-    let first_ids: Vec<String> = first.iter().cloned().collect();
-    let changed = async {
-        match since {
-            Some(s) if now.typing > s.typing => sstore::typing_since(&ctx.db, user, s.typing, now.typing).await,
-            _ => Ok(vec![]),
-        }
-    };
-    let current = async {
-        if first_ids.is_empty() {
-            return Ok(vec![]);
-        }
-        sstore::typing_in_rooms(&ctx.db, user, &first_ids, now.typing).await
-    };
-    let (changed, current) = futures_util::future::try_join(changed, current).await?;
+    let changed = since.filter(|s| now.typing > s.typing).map(|s| sstore::typing_since(&ctx.db, user, s.typing, now.typing));
+    let (changed, current) = changed_and_current(changed, &first_ids, |ids| sstore::typing_in_rooms(&ctx.db, user, ids, now.typing)).await?;
     let rows = changed.into_iter().filter(|(r, _)| !first.contains(r)).chain(current.into_iter().filter(|(r, _)| first.contains(r))).collect();
     Ok(ext::typing_section(rows, &rooms, &first))
 }

@@ -23,7 +23,7 @@ use crate::durable_objects::protocol::{UserSyncProto, UserSyncRequest as Req, Us
 use crate::err;
 use crate::error::Result;
 use crate::service::objects::{call, unexpected};
-use crate::store::sync::{self as sstore, ListRow, RoomList};
+use crate::store::sync::{self as sstore, ListFacts, ListRow, RoomList};
 use extensions::Scope;
 use rooms::Todo;
 
@@ -58,11 +58,17 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
     let read = if req.lists.is_empty() && subscriptions.is_empty() {
         RoomList { token: sstore::positions(&ctx.db).await?, ..Default::default() }
     } else {
-        let tags = req.lists.values().any(|l| l.filters.tags.is_some() || !l.filters.not_tags.is_empty());
-        let mut spaces: Vec<String> = req.lists.values().filter_map(|l| l.filters.spaces.clone()).flatten().collect();
+        let filters = || req.lists.values().map(|l| &l.filters);
+        let mut spaces: Vec<String> = filters().filter_map(|f| f.spaces.clone()).flatten().collect();
         spaces.sort();
         spaces.dedup();
-        sstore::room_list(&ctx.db, user, tags, &spaces).await?
+        let facts = ListFacts {
+            tags: filters().any(|f| f.tags.is_some() || !f.not_tags.is_empty()),
+            encryption: filters().any(|f| f.is_encrypted.is_some()),
+            room_types: filters().any(|f| f.room_types.is_some() || !f.not_room_types.is_empty()),
+            spaces: &spaces,
+        };
+        sstore::room_list(&ctx.db, user, facts).await?
     };
     let since = prev.and_then(ConnState::since);
     let now = read.token.max(&since.unwrap_or_default());
@@ -95,12 +101,7 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
     // receipts, typing and room account data.
     let initial: Vec<String> = todo.iter().filter(|(_, t)| t.plan.initial).map(|(r, _)| r.clone()).collect();
     let scope = Scope { lists: &windows, subscriptions: &subscribed };
-    let ext_out = async {
-        match initial.is_empty() {
-            true => extensions::compute(ctx, me, ext, since.as_ref(), &now, &scope).await,
-            false => extensions::compute_with_initial(ctx, me, ext, since.as_ref(), &now, &scope, &initial).await,
-        }
-    };
+    let ext_out = extensions::compute(ctx, me, ext, since.as_ref(), &now, &scope, &initial);
     let (built, extensions) = futures_util::future::try_join(rooms::build(ctx, me, &todo), ext_out).await?;
 
     // The connection after this response: what each sent room now has.
@@ -132,24 +133,15 @@ pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &Extensi
     Ok(Outcome { response, next, has_updates })
 }
 
-/// A connection's state at `pos` (`None`: a new connection) and the user's wake-up counter,
-/// read before the stores are looked at (see `api::client::sync`). An unknown `pos` is
-/// `M_UNKNOWN_POS`.
-pub async fn load(ctx: &Ctx, me: &Authed, conn_id: &str, pos: Option<&str>) -> Result<(Option<ConnState>, String)> {
-    let pos = match pos {
-        Some(p) => Some(p.parse::<u64>().map_err(|_| err!(UnknownPos, "Unknown pos"))?),
-        None => None,
-    };
-    let req = Req::SlidingLoad { device_id: me.device_id.clone(), conn_id: conn_id.to_owned(), pos };
+/// A connection's state at `pos` and the user's wake-up counter, read before the stores are
+/// looked at (see `api::client::sync`). An unknown `pos` is `M_UNKNOWN_POS`. (A new
+/// connection has no state to load, and never waits.)
+pub async fn load(ctx: &Ctx, me: &Authed, conn_id: &str, pos: &str) -> Result<(ConnState, String)> {
+    let pos = pos.parse::<u64>().map_err(|_| err!(UnknownPos, "Unknown pos"))?;
+    let req = Req::SlidingLoad { device_id: me.device_id.clone(), conn_id: conn_id.to_owned(), pos: Some(pos) };
     match call::<UserSyncProto>(&ctx.env, me.user_id.as_str(), &req).await? {
-        Resp::SlidingLoaded { state, v } => {
-            let state = match (pos, state) {
-                (None, _) => None,
-                (Some(_), Some(s)) => Some(ConnState::parse(&s).ok_or_else(|| err!(UnknownPos, "Unknown pos"))?),
-                (Some(_), None) => return Err(err!(UnknownPos, "Unknown pos")),
-            };
-            Ok((state, v))
-        }
+        Resp::SlidingLoaded { state: Some(s), v } => Ok((ConnState::parse(&s).ok_or_else(|| err!(UnknownPos, "Unknown pos"))?, v)),
+        Resp::SlidingLoaded { state: None, .. } => Err(err!(UnknownPos, "Unknown pos")),
         _ => Err(unexpected::<UserSyncProto>()),
     }
 }

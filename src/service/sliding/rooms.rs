@@ -201,7 +201,7 @@ pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) ->
     // Everything that does not depend on the timelines, read alongside them.
     let counted: Vec<String> = todo.iter().filter(|(_, t)| !t.plan.stripped).map(|(r, _)| r.clone()).collect();
     let invites: Vec<String> = todo.iter().filter(|(_, t)| t.plan.stripped).map(|(r, _)| r.clone()).collect();
-    let any_joined = todo.values().any(|t| t.entry.membership == "join");
+    let joined: Vec<String> = todo.iter().filter(|(_, t)| t.entry.membership == "join").map(|(r, _)| r.clone()).collect();
     let (timelines, states, mut members, unread_rows, mut stripped) = try_join5(
         timelines(ctx, todo),
         states(ctx, todo),
@@ -213,11 +213,8 @@ pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) ->
             }
         },
         async {
-            if any_joined {
-                sstore::unread_counts(&ctx.db, user).await
-            } else {
-                Ok(vec![])
-            }
+            // The window's joined rooms only (empty: no read).
+            sstore::unread_counts_in(&ctx.db, user, &joined).await
         },
         async {
             if invites.is_empty() {

@@ -34,6 +34,38 @@ pub async fn unread_counts(db: &Db, user: &str) -> Result<Vec<(String, String, u
         .collect())
 }
 
+/// [`unread_counts`] for the given rooms only (a sliding sync window: the cost follows the
+/// window, not the account), one batch.
+pub async fn unread_counts_in(db: &Db, user: &str, rooms: &[String]) -> Result<Vec<(String, String, u64, u64)>> {
+    let mut stmts = Vec::new();
+    for chunk in rooms.chunks(MAX_PARAMS - 1) {
+        let sql = format!(
+            "SELECT p.room_id AS room_id, p.thread_id AS thread_id, COUNT(*) AS n, SUM(p.highlight) AS h FROM push_actions p
+             JOIN memberships m ON m.room_id = p.room_id AND m.user_id = ?1 AND m.membership = 'join'
+             WHERE p.user_id = ?1 AND p.room_id IN ({})
+               AND p.stream > m.stream
+               AND p.stream > COALESCE((SELECT MAX(r.event_stream) FROM receipts r
+                   WHERE r.room_id = p.room_id AND r.user_id = ?1 AND r.receipt_type IN ('m.read', 'm.read.private')
+                     AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)
+             GROUP BY p.room_id, p.thread_id",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut p = params![user];
+        p.extend(chunk.iter().map(|r| Value::String(r.clone())));
+        stmts.push(db.stmt(&sql, p)?);
+    }
+    if stmts.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(db
+        .batch_rows(stmts)
+        .await?
+        .iter()
+        .flatten()
+        .map(|r| (r["room_id"].as_str().unwrap_or("").to_owned(), r["thread_id"].as_str().unwrap_or("main").to_owned(), num(&r["n"]), num(&r["h"])))
+        .collect())
+}
+
 #[derive(Debug, Deserialize, Clone)]
 pub struct NotificationRow {
     pub event_id: String,

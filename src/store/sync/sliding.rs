@@ -59,19 +59,41 @@ pub struct RoomList {
     pub children: Vec<(String, String)>,
 }
 
+/// What the lists' filters need beyond ordering: each is read only when some list filters on
+/// it (per room, encryption is one more lookup and the room type a parse of the create
+/// event: the cost of a fact grows with the account).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ListFacts<'a> {
+    pub tags: bool,
+    pub encryption: bool,
+    pub room_types: bool,
+    pub spaces: &'a [String],
+}
+
 /// Every stream's position, the user's memberships (not forgotten) with each room's latest
-/// bump event, latest event, encryption and create-event type, and the user's `m.direct`
-/// content — plus, when lists filter on them, room tags and the children of `spaces`: one
-/// batch, whatever the number of rooms.
-pub async fn room_list(db: &Db, user: &str, tags: bool, spaces: &[String]) -> Result<RoomList> {
+/// bump event and latest event, and the user's `m.direct` content — plus what `facts` asks
+/// for (encryption, create-event type, room tags, the children of spaces): one batch,
+/// whatever the number of rooms.
+pub async fn room_list(db: &Db, user: &str, facts_needed: ListFacts<'_>) -> Result<RoomList> {
+    let ListFacts { tags, encryption, room_types, spaces } = facts_needed;
+    let encrypted = match encryption {
+        true => "EXISTS (SELECT 1 FROM current_state c WHERE c.room_id = m.room_id AND c.type = 'm.room.encryption' AND c.state_key = '')",
+        false => "0",
+    };
+    let room_type = match room_types {
+        true => {
+            "(SELECT json_extract(e.json, '$.content.type') FROM current_state c JOIN events e ON e.event_id = c.event_id
+                  WHERE c.room_id = m.room_id AND c.type = 'm.room.create' AND c.state_key = '')"
+        }
+        false => "NULL",
+    };
     let facts = format!(
         "SELECT m.room_id AS room_id, m.membership AS membership, m.stream AS stream,
                 (SELECT e.sender FROM events e WHERE e.event_id = m.event_id) AS sender,
                 {} AS last_bump,
                 (SELECT MAX(e.stream) FROM events e WHERE e.room_id = m.room_id) AS last_event,
-                EXISTS (SELECT 1 FROM current_state c WHERE c.room_id = m.room_id AND c.type = 'm.room.encryption' AND c.state_key = '') AS encrypted,
-                (SELECT json_extract(e.json, '$.content.type') FROM current_state c JOIN events e ON e.event_id = c.event_id
-                  WHERE c.room_id = m.room_id AND c.type = 'm.room.create' AND c.state_key = '') AS room_type
+                {encrypted} AS encrypted,
+                {room_type} AS room_type
          FROM memberships m WHERE m.user_id = ?1 AND m.forgotten = 0",
         last_bump_sql()
     );
