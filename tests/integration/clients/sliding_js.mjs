@@ -205,6 +205,14 @@ async function e2ee(args) {
         alice.check();
         return await alice.client.getCrypto().isEncryptionEnabledInRoom(roomId);
     });
+    // Bob's device uploads its keys in the background of its start; a message sent before
+    // Alice's client knows that device is not encrypted for it (as in any client). The
+    // device reaches Alice through the e2ee extension's device_lists and /keys/query.
+    await waitFor("alice knows bob's device", async () => {
+        alice.check();
+        const devices = await alice.client.getCrypto().getUserDeviceInfo([bob.userId], true);
+        return devices.get(bob.userId)?.has(bob.deviceId);
+    });
     const body = "js sliding e2ee: a secret";
     currentStep = "alice sends";
     await alice.client.sendTextMessage(roomId, body);
