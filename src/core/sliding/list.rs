@@ -32,6 +32,8 @@ pub struct RoomEntry {
     pub tags: Vec<String>,
     /// The spaces named by a list's `spaces` filter that list the room as a child.
     pub parents: Vec<String>,
+    /// Banned without ever having joined (an invite or knock answered with a ban).
+    pub banned_never_joined: bool,
 }
 
 impl RoomEntry {
@@ -61,11 +63,13 @@ impl RoomEntry {
 }
 
 /// Which memberships are in the server's list (MSC4186, "Lists"): joins, invites, knocks,
-/// kicks and bans; a room the user left themselves only while the connection still has it
-/// as not left (`sent_not_left`), so the client sees the leave once.
+/// kicks and bans (not a ban of someone who never joined); a room the user left themselves
+/// only while the connection still has it as not left (`sent_not_left`), so the client sees
+/// the leave once.
 pub fn in_server_list(r: &RoomEntry, me: &str, sent_not_left: bool) -> bool {
     match r.membership.as_str() {
-        "join" | "invite" | "knock" | "ban" => true,
+        "join" | "invite" | "knock" => true,
+        "ban" => !r.banned_never_joined,
         "leave" => !r.self_left(me) || sent_not_left,
         _ => false,
     }
@@ -266,6 +270,8 @@ mod tests {
         left.membership_sender = "@mod:x".into();
         assert!(in_server_list(&left, "@me:x", false));
         assert!(in_server_list(&room("!b", "ban", 1), "@me:x", false));
+        let never = RoomEntry { banned_never_joined: true, ..room("!n", "ban", 1) };
+        assert!(!in_server_list(&never, "@me:x", true));
         assert_eq!(dm_rooms(&json!({ "@a:x": ["!1", "!2"], "@b:x": ["!3"], "@c:x": "bad" })).len(), 3);
     }
 }

@@ -38,6 +38,7 @@ pub struct Outcome {
 fn entry(r: ListRow, dms: &std::collections::HashSet<String>) -> RoomEntry {
     RoomEntry {
         is_dm: dms.contains(&r.room_id),
+        banned_never_joined: r.membership == "ban" && r.ever_joined == 0.0,
         room_id: r.room_id,
         membership: r.membership,
         membership_stream: r.stream.max(0.0) as u64,

@@ -25,6 +25,9 @@ pub struct ListRow {
     pub last_event: Option<f64>,
     pub encrypted: f64,
     pub room_type: Option<String>,
+    /// For a ban: whether the user ever joined the room (1 for other memberships).
+    #[serde(default)]
+    pub ever_joined: f64,
 }
 
 /// The latest bump event of `m.room_id`: one index lookup per type (`events_room_state`
@@ -93,7 +96,10 @@ pub async fn room_list(db: &Db, user: &str, facts_needed: ListFacts<'_>) -> Resu
                 {} AS last_bump,
                 (SELECT MAX(e.stream) FROM events e WHERE e.room_id = m.room_id) AS last_event,
                 {encrypted} AS encrypted,
-                {room_type} AS room_type
+                {room_type} AS room_type,
+                CASE WHEN m.membership = 'ban' THEN EXISTS (SELECT 1 FROM events e WHERE e.room_id = m.room_id
+                     AND e.type = 'm.room.member' AND e.state_key = ?1 AND json_extract(e.json, '$.content.membership') = 'join')
+                     ELSE 1 END AS ever_joined
          FROM memberships m WHERE m.user_id = ?1 AND m.forgotten = 0",
         last_bump_sql()
     );

@@ -82,6 +82,21 @@ def test_kick_ban_and_leave(base, user, user2):
     assert body["rooms"] == {}
 
 
+def test_a_ban_without_a_join_is_not_listed(base, user, user2):
+    """MSC4186 "Lists": rooms the user was banned from without ever joining are not part of
+    the list (an unwanted invite answered with a ban); a ban after a join is."""
+    tok, tok2 = user["access_token"], user2["access_token"]
+    invited = create_room(base, tok, invite=[user2["user_id"]])
+    joined = room_pair(base, user, user2)
+    req = lists_only({"all": room_list(timeline_limit=5)})
+    assert set(sliding(base, tok2, req)["rooms"]) == {invited, joined}
+    for room in (invited, joined):
+        assert_ok(membership_raw(base, tok, room, "ban", {"user_id": user2["user_id"]}))
+    body = sliding(base, tok2, req)
+    assert set(body["rooms"]) == {joined}
+    assert body["lists"]["all"]["count"] == 1
+
+
 def test_filters(base, user, user2):
     tok = user["access_token"]
     plain = create_room(base, tok)
