@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from matrix_helpers import CLIENT_V3, assert_ok, call
 
@@ -21,17 +21,18 @@ def sync(base: str, token: str, since: str | None = None, timeout: int = 0, filt
     return assert_ok(call(base, "GET", f"{CLIENT_V3}/sync", token=token, params=p))
 
 
-class BackgroundSync:
-    """Starts a long-polling /sync in a thread; `.result()` waits for it and returns
-    (response, seconds taken)."""
+class Background:
+    """Runs `request` (a long-polling call) in a thread; `.result()` waits for it and returns
+    (response, seconds taken). `what` names it in the failure message."""
 
-    def __init__(self, base: str, token: str, since: str, timeout: int = 20000, **kw: Any):
+    def __init__(self, request: Callable[[], dict], what: str):
         self.out: dict = {}
+        self.what = what
         self.t0 = time.monotonic()
 
         def run() -> None:
             try:
-                self.out["body"] = sync(base, token, since, timeout, **kw)
+                self.out["body"] = request()
             except Exception as e:  # surfaced by result()
                 self.out["error"] = e
             self.out["elapsed"] = time.monotonic() - self.t0
@@ -41,10 +42,18 @@ class BackgroundSync:
 
     def result(self, wait: float = 40) -> tuple[dict, float]:
         self.thread.join(wait)
-        assert not self.thread.is_alive(), "sync did not return"
+        assert not self.thread.is_alive(), f"{self.what} did not return"
         if "error" in self.out:
             raise self.out["error"]
         return self.out["body"], self.out["elapsed"]
+
+
+class BackgroundSync(Background):
+    """Starts a long-polling /sync in a thread; `.result()` waits for it and returns
+    (response, seconds taken)."""
+
+    def __init__(self, base: str, token: str, since: str, timeout: int = 20000, **kw: Any):
+        super().__init__(lambda: sync(base, token, since, timeout, **kw), "sync")
 
 
 def joined(body: dict, room_id: str) -> dict:

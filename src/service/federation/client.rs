@@ -70,9 +70,9 @@ pub async fn request_via(
     })
 }
 
-/// Like [`request`], but any HTTP answer is returned with its status, for callers that must
-/// tell a remote 404 from a 403. Transport failures (unreachable, timeout, unparsable) and
-/// refusals (ourselves, the allow/deny lists) are errors.
+/// The exchange of [`request_via`]: any HTTP answer with its status (the caller maps it to
+/// our error). Transport failures (unreachable, timeout, unparsable) and refusals
+/// (ourselves, the allow/deny lists) are errors.
 async fn send_via(
     ctx: &Ctx,
     kept: Option<&socket::Kept>,

@@ -4,13 +4,12 @@ folder on sys.path, so the tests here import it by name.)"""
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import requests
 
 from matrix_helpers import assert_ok, call
+from sync_helpers import Background
 
 SLIDING = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 
@@ -74,26 +73,8 @@ def order_by_bump(body: dict) -> list[str]:
     return [r for r, _ in sorted(body["rooms"].items(), key=lambda kv: -kv[1].get("bump_stamp", 0))]
 
 
-class BackgroundSliding:
+class BackgroundSliding(Background):
     """A long-polling sliding sync in a thread; `.result()` returns (response, seconds)."""
 
     def __init__(self, base: str, token: str, body: dict, pos: str, timeout: int = 20000, conn_id: str = "room-list"):
-        self.out: dict = {}
-        self.t0 = time.monotonic()
-
-        def run() -> None:
-            try:
-                self.out["body"] = sliding(base, token, body, pos=pos, timeout=timeout, conn_id=conn_id)
-            except Exception as e:  # surfaced by result()
-                self.out["error"] = e
-            self.out["elapsed"] = time.monotonic() - self.t0
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self, wait: float = 40) -> tuple[dict, float]:
-        self.thread.join(wait)
-        assert not self.thread.is_alive(), "sliding sync did not return"
-        if "error" in self.out:
-            raise self.out["error"]
-        return self.out["body"], self.out["elapsed"]
+        super().__init__(lambda: sliding(base, token, body, pos=pos, timeout=timeout, conn_id=conn_id), "sliding sync")
