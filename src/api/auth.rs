@@ -7,7 +7,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::oauth::{verify_access_token, BearerError};
-use crate::core::crypto::ct_eq;
 use crate::core::ids::local_user_from_input;
 use crate::core::oauth::jwt::{looks_like_jwt, AccessClaims};
 use crate::core::ratelimit::retry_after;
@@ -186,7 +185,8 @@ pub async fn user_interactive_auth(ctx: &Ctx, req: &Request, body: &Value, opera
         // No stage attempted: done if a stage was completed out of band (`m.oauth`, in the
         // account page), else report progress.
         if flows.is_complete(&completed) {
-            uia_store::delete(db, &session).await?;
+            // Ends the session, counting a registration token use it held as completed.
+            crate::store::admin::finish_uia_session(db, &session).await?;
             return Ok(());
         }
         return Err(Error::Uia(challenge(ctx, flows, &session, &completed, None)));
@@ -200,7 +200,8 @@ pub async fn user_interactive_auth(ctx: &Ctx, req: &Request, body: &Value, opera
         uia::DUMMY => {}
         uia::REGISTRATION_TOKEN => {
             let given = auth.token.as_deref().unwrap_or("");
-            if !ctx.config.registration_tokens.iter().any(|t| ct_eq(t.as_bytes(), given.as_bytes())) {
+            // Configured tokens, or admin-managed ones (a use reserved for this session).
+            if !crate::service::admin::tokens::pass_stage(ctx, &session, given).await? {
                 return Err(fail("M_FORBIDDEN", "Invalid registration token"));
             }
         }
@@ -229,7 +230,8 @@ pub async fn user_interactive_auth(ctx: &Ctx, req: &Request, body: &Value, opera
         completed.push(kind.to_owned());
     }
     if flows.is_complete(&completed) {
-        uia_store::delete(db, &session).await?;
+        // Ends the session, counting a registration token use it held as completed.
+        crate::store::admin::finish_uia_session(db, &session).await?;
         Ok(())
     } else {
         uia_store::set_completed(db, &session, &completed).await?;

@@ -166,9 +166,8 @@ impl Config {
             var(k).map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
         };
         let registration_tokens = list("REGISTRATION_TOKENS");
-        if registration_mode == RegistrationMode::Token && registration_tokens.is_empty() {
-            return Err("REGISTRATION_MODE is token but REGISTRATION_TOKENS is empty".into());
-        }
+        // Token mode may start with no configured token: admins create them with the admin
+        // API (`/_synapse/admin/v1/registration_tokens`).
         let reserved_localparts = match var("RESERVED_LOCALPARTS") {
             Some(_) => list("RESERVED_LOCALPARTS"),
             None => DEFAULT_RESERVED.iter().map(|s| s.to_string()).collect(),
@@ -319,7 +318,7 @@ mod tests {
         assert!(cfg(&[]).is_err());
         assert!(cfg(&[("SERVER_NAME", "bad name")]).is_err());
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "maybe")]).is_err());
-        assert!(cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "token")]).is_err());
+        assert!(cfg(&[("SERVER_NAME", "a.org"), ("REGISTRATION_MODE", "token")]).is_ok_and(|c| c.registration_tokens.is_empty()));
         assert!(cfg(&[("SERVER_NAME", "a.org"), ("LOGIN_FAILURES_IP_MAX", "many")]).is_err());
     }
 

@@ -1,5 +1,6 @@
 //! Protocol and domain logic. Nothing here imports `worker`: it is unit-tested natively.
 
+pub mod admin;
 pub mod backup;
 pub mod config;
 pub mod crypto;

@@ -4,6 +4,7 @@
 //! stays in `store`.
 
 pub mod account_data;
+pub mod admin;
 pub mod deadline;
 pub mod directory;
 pub mod e2ee;

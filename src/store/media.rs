@@ -237,3 +237,14 @@ pub async fn open_with_type(bucket: &Bucket, key: &str) -> Result<Option<(BodySt
         _ => Err(Error::internal("R2 body is not a stream")),
     }
 }
+
+/// Deletes content from R2: the object under its hash and every thumbnail cached for it
+/// (the admin API's media deletion, once no media row uses the content any more).
+pub async fn delete_content(bucket: &Bucket, sha256: &str) -> Result<()> {
+    bucket.delete(content_key(sha256)).await.map_err(|e| r2_err("delete", e))?;
+    let listed = bucket.list().prefix(format!("thumb/{sha256}/")).limit(1000).execute().await.map_err(|e| r2_err("list", e))?;
+    for o in listed.objects() {
+        bucket.delete(o.key()).await.map_err(|e| r2_err("delete", e))?;
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! they read like the spec; SQL stays here.
 
 pub mod accounts;
+pub mod admin;
 pub mod backup;
 pub mod db;
 pub mod e2ee;

@@ -49,7 +49,5 @@ pub async fn set_completed(db: &Db, session_id: &str, completed: &[String]) -> R
     Ok(())
 }
 
-pub async fn delete(db: &Db, session_id: &str) -> Result<()> {
-    db.run("DELETE FROM uia_sessions WHERE session_id = ?", params![session_id]).await?;
-    Ok(())
-}
+// A completed session is ended by `store::admin::finish_uia_session`, which also counts the
+// registration token use it held (migration 0017).

@@ -57,6 +57,8 @@ async fn send_member(ctx: &Ctx, room_id: &RoomId, ev: NewEvent) -> Result<()> {
 /// Joins with the user's profile in the member event; for `restricted` rooms, finds a local
 /// member with invite power to authorise the join when the user is in an allowed room.
 async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<String>, via: Vec<OwnedServerName>) -> Result<Response> {
+    // A room an admin blocked (`DELETE /_synapse/admin/v2/rooms/{roomId}` with `block`).
+    crate::service::admin::rooms::check_not_blocked(ctx, &room_id).await?;
     // Not resident (no local member is joined): the room is joined through a server that is.
     if let Some(servers) = remote_join_servers(ctx, &room_id, &me.user_id, via).await? {
         federation::join::join_remote(ctx, &me.user_id, &room_id, &servers, reason.as_deref()).await?;
@@ -161,6 +163,7 @@ pub async fn join_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) ->
 pub async fn knock_route(ctx: &Ctx, req: &Request, me: &Authed, target: &str) -> Result<Response> {
     let body: Reason = req.json_or_empty()?;
     let room_id = resolve_room(ctx, target).await?;
+    crate::service::admin::rooms::check_not_blocked(ctx, &room_id).await?;
     ensure_room(ctx, &room_id).await?;
     let mut ev = member_event(&me.user_id, me.user_id.as_str(), "knock", body.reason.as_deref());
     membership_rules::add_profile(ctx, &mut ev, &me.user_id).await?;

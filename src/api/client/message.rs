@@ -33,6 +33,11 @@ pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, ki
         return Ok(Response::ok(json!({ "event_id": e })));
     }
     let mut content = req.json_value()?;
+    // A shadow-banned sender's event is answered with an event ID but neither stored nor sent
+    // (Synapse's shadow ban): it reaches nobody.
+    if crate::service::admin::users::is_shadow_banned(ctx, &me.user_id).await? {
+        return Ok(Response::ok(json!({ "event_id": format!("${}", crate::core::crypto::random_alpha(43)) })));
+    }
     // Spec v1.18 (MSC4169): redactions may be sent here in every room version, with
     // `redacts` in the content; the event builder puts it where the room version wants it
     // (top level before v11).

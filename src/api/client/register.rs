@@ -107,6 +107,6 @@ pub async fn token_validity_route(ctx: &Ctx, req: &Request) -> Result<Response> 
     if ctx.config.registration_mode == RegistrationMode::Closed {
         return Err(err!(Forbidden, "Registration has been disabled"));
     }
-    let valid = ctx.config.registration_tokens.iter().any(|t| crate::core::crypto::ct_eq(t.as_bytes(), token.as_bytes()));
+    let valid = crate::service::admin::tokens::is_valid(ctx, token).await?;
     Ok(Response::ok(json!({ "valid": valid })))
 }
