@@ -4,6 +4,7 @@
 //! stays in `store`.
 
 pub mod account_data;
+pub mod cleanup;
 pub mod deadline;
 pub mod directory;
 pub mod e2ee;
@@ -17,6 +18,7 @@ pub mod objects;
 pub mod password;
 pub mod power;
 pub mod profile;
+pub mod ratelimit;
 pub mod relations;
 pub mod rooms;
 pub mod session;

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod backup;
+pub mod cleanup;
 pub mod db;
 pub mod e2ee;
 pub mod edus;

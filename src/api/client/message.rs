@@ -32,6 +32,7 @@ pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, ki
     if let Some(e) = rooms::txn_event(&ctx.db, &txn.user_id, &txn.device_id, &txn.key).await? {
         return Ok(Response::ok(json!({ "event_id": e })));
     }
+    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::Message, me.user_id.as_str()).await?;
     let mut content = req.json_value()?;
     // Spec v1.18 (MSC4169): redactions may be sent here in every room version, with
     // `redacts` in the content; the event builder puts it where the room version wants it
