@@ -18,9 +18,10 @@ from matrix_helpers import CLIENT_V3, assert_ok, call, new_user
 from rooms_helpers import bodies, create_room, messages, send_text
 
 
-def wrangler(server, *args: str) -> str:
+def wrangler(server, *args: str, persist_flag: bool = True) -> str:
+    persist = ["--persist-to", str(server.state_dir / "persist")] if persist_flag else []
     r = subprocess.run(
-        [str(WRANGLER), *args, "--local", "--persist-to", str(server.state_dir / "persist"), "--config", str(server.state_dir / "wrangler.json")],
+        [str(WRANGLER), *args, "--local", *persist, "--config", str(server.state_dir / "wrangler.json")],
         cwd=REPO, env=dict(_child_env(server.state_dir), CI="true"), stdin=subprocess.DEVNULL, capture_output=True, timeout=300,
     )
     out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
@@ -36,7 +37,11 @@ def test_export_restore_reads_the_room_back(stratus_factory, tmp_path):
     assert len(sent) == 5
 
     dump = tmp_path / "stratus.sql"
-    wrangler(a, "d1", "export", "DB", "--output", str(dump))
+    # `d1 export` has no --persist-to: it reads the default state directory next to the
+    # configuration (.wrangler/state, where `make dev` keeps it), here a link to the instance's.
+    (a.state_dir / ".wrangler").mkdir(exist_ok=True)
+    (a.state_dir / ".wrangler" / "state").symlink_to(a.state_dir / "persist")
+    wrangler(a, "d1", "export", "DB", "--output", str(dump), persist_flag=False)
     text = dump.read_text()
     assert "CREATE TABLE" in text and "before backup 4" in text
 

@@ -68,5 +68,7 @@ def test_first_run_then_deploy_dry_run(tmp_path):
     out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
     assert r.returncode == 0, out
     assert "--dry-run: exiting now" in out, out
-    # The bindings wrangler would deploy, with the IDs first-run wrote.
-    assert D1_ID in out and KV_ID in out and "RATE_LIMITER" in out and "STRATUS_PROVENANCE" in out, out
+    # The bindings wrangler would deploy (KV by the ID first-run wrote; D1 is listed by name),
+    # and the provenance var.
+    for want in (f"env.KV ({KV_ID})", "env.DB (stratus)", "env.RATE_LIMITER (RateLimiter)", "env.STRATUS_PROVENANCE"):
+        assert want in out, (want, out)
