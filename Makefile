@@ -27,7 +27,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 WRANGLER := node_modules/.bin/wrangler
 
-.PHONY: dev test install build migrate lint unit integration deploy-check clean dev-vars
+.PHONY: dev test install build migrate lint unit integration deploy-check clean dev-vars deploy repro
 
 install:
 	sh scripts/install.sh
@@ -74,3 +74,26 @@ test: lint unit deploy-check integration
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown .wrangler .state
+
+# Deploy (README "Deploy"): remote D1 migrations first, then the Worker, with
+# build/provenance.json as the STRATUS_PROVENANCE var (GET /_stratus/admin/v1/provenance).
+# DRY_RUN=1 only validates and bundles (no Cloudflare account needed); DEPLOY_CONFIG picks
+# another configuration file.
+DEPLOY_CONFIG ?= wrangler.toml
+deploy: build
+ifeq ($(DRY_RUN),1)
+	STRATUS_SKIP_BUILD=1 $(WRANGLER) deploy --config $(DEPLOY_CONFIG) --dry-run --outdir build/dry-run \
+		--var "STRATUS_PROVENANCE:$$(tr -d '\n' < build/provenance.json)"
+else
+	$(WRANGLER) d1 migrations apply DB --remote --config $(DEPLOY_CONFIG)
+	STRATUS_SKIP_BUILD=1 $(WRANGLER) deploy --config $(DEPLOY_CONFIG) \
+		--var "STRATUS_PROVENANCE:$$(tr -d '\n' < build/provenance.json)"
+endif
+
+# Reproducible build (README "Verifying a deploy"): rebuilds the commit of build/ from a
+# clean clone with a fresh target directory and compares the hashes. Not part of `make
+# test`: a second release build from scratch costs as much as the first.
+# REPRO_TARGET=$(CURDIR)/target reuses this checkout's dependencies (minutes).
+REPRO_TARGET ?=
+repro: build
+	STRATUS_REPRO_TARGET=$(REPRO_TARGET) sh scripts/verify-deploy.sh --local

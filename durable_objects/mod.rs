@@ -4,6 +4,7 @@
 //! - [`Room`]: one per room; the room's single writer, and typing.
 //! - [`UserSync`]: one per user; to-device queues and sync wake-ups.
 //! - [`Destination`]: one per remote server; the outbound federation queue.
+//! - [`RateLimiter`]: one per rate-limit bucket and key; request rate limits.
 //!
 //! Each class has one protocol ([`protocol`]): a request enum and a response enum. Callers
 //! use [`crate::service::objects::call`]; each object reads the request with [`read`] and
@@ -15,6 +16,8 @@ pub mod protocol;
 #[cfg(target_arch = "wasm32")]
 mod destination;
 #[cfg(target_arch = "wasm32")]
+mod rate_limiter;
+#[cfg(target_arch = "wasm32")]
 mod room;
 #[cfg(target_arch = "wasm32")]
 mod user_keys;
@@ -23,6 +26,8 @@ mod user_sync;
 
 #[cfg(target_arch = "wasm32")]
 pub use destination::Destination;
+#[cfg(target_arch = "wasm32")]
+pub use rate_limiter::RateLimiter;
 #[cfg(target_arch = "wasm32")]
 pub use room::Room;
 #[cfg(target_arch = "wasm32")]

@@ -322,6 +322,11 @@ pub enum UserSyncRequest {
     ForgetDevices {
         device_ids: Vec<String>,
     },
+    /// The scheduled clean-up: drops what is kept for devices other than `keep` (the user's
+    /// devices in D1): queued to-device messages, send transactions, sliding connections.
+    PruneDevices {
+        keep: Vec<String>,
+    },
     /// Records a `/sendToDevice` transaction.
     SendTxn {
         device_id: String,
@@ -376,6 +381,10 @@ pub enum UserSyncResponse {
     /// `SlidingSave`: the new `pos`.
     SlidingSaved {
         pos: u64,
+    },
+    /// `PruneDevices`: the to-device messages dropped.
+    Pruned {
+        removed: u64,
     },
 }
 
@@ -440,6 +449,46 @@ pub enum DestinationResponse {
         retries: u32,
         next_attempt_ms: u64,
     },
+}
+
+// ---------------------------------------------------------------------------------------
+// RateLimiter: one per rate-limit bucket and key (named `<bucket>:<user ID or address>`;
+// `crate::service::ratelimit`).
+
+pub enum RateLimiterProto {}
+
+impl Protocol for RateLimiterProto {
+    const BINDING: &'static str = "RATE_LIMITER";
+    const CLASS: &'static str = "RateLimiter";
+    const HEALTH: RateLimiterRequest = RateLimiterRequest::Health;
+    type Request = RateLimiterRequest;
+    type Response = RateLimiterResponse;
+    fn health(r: RateLimiterResponse) -> Option<Health> {
+        match r {
+            RateLimiterResponse::Health(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RateLimiterRequest {
+    Health,
+    /// Takes one action from the bucket, refilled at `per_second` up to `burst` (the caller's
+    /// configuration: changing it applies at the next call).
+    Take {
+        per_second: f64,
+        burst: f64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum RateLimiterResponse {
+    Health(Health),
+    Allowed,
+    Limited { retry_after_ms: u64 },
 }
 
 #[cfg(test)]
@@ -516,6 +565,7 @@ mod tests {
         });
         round_trip(UserSyncRequest::TakeToDevice { device_id: "D/with&odd=chars".into(), since: 7, keep: true });
         round_trip(UserSyncRequest::ForgetDevices { device_ids: vec!["D".into()] });
+        round_trip(UserSyncRequest::PruneDevices { keep: vec!["D".into()] });
         round_trip(UserSyncRequest::SendTxn { device_id: "D".into(), txn_id: "t".into() });
         round_trip(UserSyncRequest::SlidingLoad { device_id: "D".into(), conn_id: "room-list".into(), pos: Some(4) });
         round_trip(UserSyncRequest::SlidingSave { device_id: "D".into(), conn_id: "".into(), fresh: true, state: "{}".into() });
@@ -527,6 +577,11 @@ mod tests {
         round_trip(UserSyncResponse::ToDevice { events: vec![json!({"type": "m.x"})], position: 12 });
         round_trip(UserSyncResponse::Txn { new: false });
         round_trip(UserSyncResponse::Done);
+        round_trip(UserSyncResponse::Pruned { removed: 3 });
+        round_trip(RateLimiterRequest::Take { per_second: 0.2, burst: 10.0 });
+        round_trip(RateLimiterResponse::Limited { retry_after_ms: 4999 });
+        round_trip(RateLimiterResponse::Allowed);
+        assert_eq!(serde_json::to_value(RateLimiterResponse::Allowed).unwrap(), json!({"reply": "allowed"}));
     }
 
     #[test]

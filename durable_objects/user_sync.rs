@@ -116,6 +116,23 @@ impl UserSync {
         Ok(())
     }
 
+    /// Drops what is kept for devices not in `keep` (deleted ones whose forget was missed);
+    /// returns the to-device messages dropped.
+    fn prune(&self, keep: &[String]) -> Result<u64> {
+        let sql = self.state.storage().sql();
+        let keep = serde_json::to_string(keep).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let gone = "device_id NOT IN (SELECT value FROM json_each(?))";
+        #[derive(serde::Deserialize)]
+        struct C {
+            n: f64,
+        }
+        let n = sql.exec(&format!("SELECT COUNT(*) AS n FROM to_device WHERE {gone}"), vec![keep.clone().into()])?.to_array::<C>()?;
+        for table in ["to_device", "sent_txns", "sliding"] {
+            sql.exec(&format!("DELETE FROM {table} WHERE {gone}"), vec![keep.clone().into()])?;
+        }
+        Ok(n.first().map(|c| c.n as u64).unwrap_or(0))
+    }
+
     /// Records a send transaction; false if the device used it before.
     fn send_txn(&self, device: String, txn: String) -> Result<bool> {
         let sql = self.state.storage().sql();
@@ -214,6 +231,7 @@ impl UserSync {
                 self.forget(&device_ids).map_err(Error::internal)?;
                 UserSyncResponse::Done
             }
+            UserSyncRequest::PruneDevices { keep } => UserSyncResponse::Pruned { removed: self.prune(&keep).map_err(Error::internal)? },
             UserSyncRequest::SendTxn { device_id, txn_id } => {
                 UserSyncResponse::Txn { new: self.send_txn(device_id, txn_id).map_err(Error::internal)? }
             }

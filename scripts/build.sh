@@ -8,4 +8,10 @@ export PATH="$PWD/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$HOME/.cargo/bin/wasm-bindgen}"
 export ESBUILD_BIN="${ESBUILD_BIN:-$PWD/node_modules/.bin/esbuild}"
 export WASM_OPT_BIN="${WASM_OPT_BIN:-$PWD/node_modules/.bin/wasm-opt}"
-exec worker-build --release
+# Provenance (README "Verifying a deploy"): the commit and dirty flag are compiled in
+# (src/core/provenance.rs); build/provenance.json records them with the hashes.
+STRATUS_COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then STRATUS_DIRTY=1; else STRATUS_DIRTY=0; fi
+export STRATUS_COMMIT STRATUS_DIRTY
+worker-build --release
+sh scripts/provenance.sh > build/provenance.json.tmp && mv build/provenance.json.tmp build/provenance.json

@@ -69,3 +69,17 @@ fn to_worker(resp: Response) -> worker::Result<worker::Response> {
     };
     Ok(worker::Response::from_body(body)?.with_status(resp.status).with_headers(headers))
 }
+
+/// The Cron Trigger (`[triggers] crons` in wrangler.toml): the scheduled clean-up
+/// ([`crate::service::cleanup`]), one JSON log line per run.
+#[event(scheduled)]
+pub async fn scheduled(event: worker::ScheduledEvent, env: Env, _sctx: worker::ScheduleContext) {
+    let line = match Ctx::new(env, None) {
+        Ok(ctx) => {
+            let report = crate::service::cleanup::run(&ctx).await;
+            serde_json::json!({ "event": "cleanup", "cron": event.cron(), "report": report })
+        }
+        Err(e) => serde_json::json!({ "event": "cleanup", "cron": event.cron(), "error": e.to_string() }),
+    };
+    worker::console_log!("{line}");
+}

@@ -172,6 +172,7 @@ routes! {
     Delete "/_synapse/admin/v1/event_reports/{reportId}" [Admin] => admin::reports::delete_report_route(reportId);
     Post "/_synapse/admin/v1/send_server_notice" [Admin] => admin::notices::send_notice_route();
     Get "/_stratus/health" [None] => health::health_route();
+    Get "/_stratus/admin/v1/provenance" [Admin] => admin::provenance::provenance_route();
     Post "/_matrix/client/v3/createRoom" [User] => client::rooms::create_room_route();
     Get "/_matrix/client/v3/joined_rooms" [User] => client::rooms::joined_rooms_route();
     Post "/_matrix/client/v3/join/{roomIdOrAlias}" [User] => client::membership::join_by_id_or_alias_route(roomIdOrAlias);

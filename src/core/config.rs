@@ -82,6 +82,8 @@ pub struct Config {
     /// `FEDERATION_PRESENCE`, on by default). Off saves the busiest EDU traffic; local presence
     /// is unaffected.
     pub federation_presence: bool,
+    /// Request rate limits (`RATE_LIMITS`, `RATE_LIMIT_*`; issue 18): see [`super::ratelimit::RateLimits`].
+    pub rate_limits: super::ratelimit::RateLimits,
 }
 
 impl Config {
@@ -240,6 +242,7 @@ impl Config {
                 "off" | "false" | "0" => false,
                 other => return Err(format!("FEDERATION_PRESENCE must be on or off, got {other:?}")),
             },
+            rate_limits: super::ratelimit::RateLimits::from_lookup(&get)?,
         })
     }
 }

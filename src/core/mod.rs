@@ -14,6 +14,7 @@ pub mod multipart;
 pub mod oauth;
 pub mod preview;
 pub mod profile;
+pub mod provenance;
 pub mod push;
 pub mod ratelimit;
 pub mod room;

@@ -5,6 +5,7 @@
 
 pub mod account_data;
 pub mod admin;
+pub mod cleanup;
 pub mod deadline;
 pub mod directory;
 pub mod e2ee;
@@ -18,6 +19,7 @@ pub mod objects;
 pub mod password;
 pub mod power;
 pub mod profile;
+pub mod ratelimit;
 pub mod relations;
 pub mod rooms;
 pub mod session;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod backup;
+pub mod cleanup;
 pub mod db;
 pub mod e2ee;
 pub mod edus;

@@ -176,7 +176,8 @@ def start_worker(
     env.update(process_env or {})
     base = f"{'https' if https else 'http'}://127.0.0.1:{port}"
     server_name = f"127.0.0.1:{port}"
-    all_vars = {"SERVER_NAME": server_name, "PUBLIC_BASEURL": base}
+    # Rate limits off unless a test asks (as Synapse's and Complement's test configs do).
+    all_vars = {"SERVER_NAME": server_name, "PUBLIC_BASEURL": base, "RATE_LIMITS": "off"}
     all_vars.update(extra_vars or {})
 
     persist = str(state_dir / "persist")
@@ -222,6 +223,7 @@ def start_worker(
         "--inspector-port", str(free_port()),
         "--persist-to", persist,
         "--show-interactive-dev-session=false",
+        "--test-scheduled",  # GET /__scheduled runs the Cron Trigger handler (tests/integration/ops)
         *config_args,
     ]
     if https:

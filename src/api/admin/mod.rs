@@ -5,6 +5,7 @@
 
 pub mod media;
 pub mod notices;
+pub mod provenance;
 pub mod register;
 pub mod reports;
 pub mod rooms;

@@ -59,6 +59,7 @@ async fn send_member(ctx: &Ctx, room_id: &RoomId, ev: NewEvent) -> Result<()> {
 async fn join(ctx: &Ctx, me: &Authed, room_id: OwnedRoomId, reason: Option<String>, via: Vec<OwnedServerName>) -> Result<Response> {
     // A room an admin blocked (`DELETE /_synapse/admin/v2/rooms/{roomId}` with `block`).
     crate::service::admin::rooms::check_not_blocked(ctx, &room_id).await?;
+    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::Join, me.user_id.as_str()).await?;
     // Not resident (no local member is joined): the room is joined through a server that is.
     if let Some(servers) = remote_join_servers(ctx, &room_id, &me.user_id, via).await? {
         federation::join::join_remote(ctx, &me.user_id, &room_id, &servers, reason.as_deref()).await?;
@@ -242,6 +243,7 @@ async fn act_on(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, membership
 
 /// # `POST /_matrix/client/v3/rooms/{roomId}/invite`
 pub async fn invite_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
+    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::Invite, me.user_id.as_str()).await?;
     act_on(ctx, req, me, room_id, "invite").await
 }
 

@@ -32,6 +32,7 @@ pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, ki
     if let Some(e) = rooms::txn_event(&ctx.db, &txn.user_id, &txn.device_id, &txn.key).await? {
         return Ok(Response::ok(json!({ "event_id": e })));
     }
+    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::Message, me.user_id.as_str()).await?;
     let mut content = req.json_value()?;
     // A shadow-banned sender's event is answered with an event ID but neither stored nor sent
     // (Synapse's shadow ban): it reaches nobody.

@@ -75,6 +75,7 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 
     let localpart = localpart.unwrap_or_else(|| random_alpha(12).to_lowercase());
     let user_id = validate_new_localpart(&localpart, &ctx.config.server_name, &ctx.config.reserved_localparts, false)?;
+    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::Registration, crate::service::ratelimit::addr(req)).await?;
     if !accounts::create_user(&ctx.db, user_id.as_str(), &hash, &localpart, false).await? {
         return Err(err!(UserInUse, "User ID already taken"));
     }
@@ -93,6 +94,7 @@ pub async fn register_route(ctx: &Ctx, req: &Request) -> Result<Response> {
 
 /// # `GET /_matrix/client/v3/register/available`
 pub async fn available_route(ctx: &Ctx, req: &Request) -> Result<Response> {
+    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::RegisterAvailable, crate::service::ratelimit::addr(req)).await?;
     let username = req.query("username").ok_or_else(|| err!(MissingParam, "Missing username"))?.to_lowercase();
     let user_id = validate_new_localpart(&username, &ctx.config.server_name, &ctx.config.reserved_localparts, false)?;
     if accounts::get_user(&ctx.db, user_id.as_str()).await?.is_some() {

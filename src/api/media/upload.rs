@@ -39,6 +39,7 @@ fn upload_meta(req: &Request) -> (String, Option<String>) {
 /// Spec: content-repo.yaml `uploadContent`. The limit (`MAX_UPLOAD_BYTES`) is enforced on the
 /// bytes received: 413 `M_TOO_LARGE`.
 pub async fn upload_route(ctx: &Ctx, req: &Request, who: &Authed) -> Result<Response> {
+    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::MediaCreate, who.user_id.as_str()).await?;
     let limit = ctx.config.media.max_upload_bytes;
     check_declared_length(req, limit)?;
     let (content_type, filename) = upload_meta(req);
@@ -52,6 +53,7 @@ pub async fn upload_route(ctx: &Ctx, req: &Request, who: &Authed) -> Result<Resp
 /// Spec: content-repo.yaml `createContent`: a media ID whose content follows within
 /// `unused_expires_at`; at most `MAX_PENDING_UPLOADS` pending per user (429 `M_LIMIT_EXCEEDED`).
 pub async fn create_route(ctx: &Ctx, _req: &Request, who: &Authed) -> Result<Response> {
+    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::MediaCreate, who.user_id.as_str()).await?;
     let cfg = &ctx.config.media;
     if media::count_pending(&ctx.db, who.user_id.as_str()).await? >= cfg.max_pending_uploads as u64 {
         return Err(err!(ErrorKind::LimitExceeded { retry_after_ms: 60_000 }, "Too many pending uploads"));
