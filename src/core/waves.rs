@@ -162,7 +162,9 @@ mod tests {
 
     /// A flush that answers each item with itself times ten after one pending poll, and
     /// counts its calls.
-    fn flush(calls: &Cell<u32>) -> impl Fn(Vec<u32>) -> Pin<Box<dyn Future<Output = Answer<u32, String>>>> + '_ {
+    type Flushing = Pin<Box<dyn Future<Output = Answer<u32, String>>>>;
+
+    fn flush(calls: &Cell<u32>) -> impl Fn(Vec<u32>) -> Flushing + '_ {
         move |items: Vec<u32>| {
             calls.set(calls.get() + 1);
             let mut first = true;
