@@ -28,3 +28,4 @@ pub mod time;
 pub mod turn;
 pub mod txn;
 pub mod uia;
+pub mod waves;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};
 
+use crate::core::waves::Waves;
 use crate::error::{Error, Result};
 
 /// `params![a, b, c]` → `Vec<serde_json::Value>`.
@@ -17,7 +18,7 @@ macro_rules! params {
     ($($v:expr),* $(,)?) => { vec![$(serde_json::json!($v)),*] };
 }
 
-pub struct Db(D1Database, std::cell::Cell<u32>);
+pub struct Db(D1Database, std::cell::Cell<u32>, Waves<D1PreparedStatement, Vec<Value>, String>);
 
 thread_local! {
     // `DEV_SIMULATED_LATENCY_MS` (development only): a fixed delay added to every D1 round
@@ -56,7 +57,7 @@ fn db_err(sql: &str, e: impl std::fmt::Display) -> Error {
 
 impl Db {
     pub fn new(d1: D1Database) -> Self {
-        Db(d1, std::cell::Cell::new(0))
+        Db(d1, std::cell::Cell::new(0), Waves::default())
     }
 
     /// How many round trips to D1 this handle has made (each counts against the Worker's
@@ -104,10 +105,26 @@ impl Db {
 
     /// Runs statements in one batch (one transaction, so the reads see one snapshot) and
     /// returns each statement's rows.
+    /// Inside [`Db::coalesced`], joins the current wave instead.
     pub async fn batch_rows(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<Vec<Value>>> {
+        let stmts = match self.2.join(stmts) {
+            Ok(waiting) => return waiting.await.map_err(|e| db_err("batch", e)),
+            Err(stmts) => stmts,
+        };
+        self.rows_of(stmts).await.map_err(|e| db_err("batch", e))
+    }
+
+    async fn rows_of(&self, stmts: Vec<D1PreparedStatement>) -> std::result::Result<Vec<Vec<Value>>, String> {
         self.count().await;
-        let res = self.0.batch(stmts).await.map_err(|e| db_err("batch", e))?;
-        res.iter().map(|r| r.results::<Value>().map_err(|e| db_err("batch", e))).collect()
+        let res = self.0.batch(stmts).await.map_err(|e| e.to_string())?;
+        res.iter().map(|r| r.results::<Value>().map_err(|e| e.to_string())).collect()
+    }
+
+    /// Runs `f` with its concurrent [`Db::batch_rows`] reads coalesced into one D1 batch per
+    /// wave (`core::waves`): independent reads a pass makes at once cost one round trip
+    /// together. For reads: one failing statement fails its whole wave.
+    pub async fn coalesced<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.2.run(f, |stmts| self.rows_of(stmts)).await
     }
 
     /// Runs an `INSERT` that may hit a unique constraint: `Ok(false)` when it did.

@@ -286,6 +286,7 @@ fn event_stmts(db: &Db, w: &EventWrite<'_>, pos: &str) -> Result<Vec<D1PreparedS
             txn_device
         ],
     )?];
+    stmts.push(crate::store::sync::bump_stmt(db, room, p.event_id.as_str(), &p.kind.to_string(), p.state_key.as_deref())?);
     if let Some(k) = p.state_key.as_ref().filter(|_| w.project) {
         stmts.push(db.stmt(
             "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?, ?, ?, ?)

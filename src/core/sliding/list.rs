@@ -12,6 +12,17 @@ use super::request::{Filters, ListConfig, RoomConfig};
 pub const BUMP_TYPES: &[&str] =
     &["m.room.create", "m.room.message", "m.room.encrypted", "m.sticker", "m.call.invite", "m.poll.start", "m.beacon_info"];
 
+/// Whether an event moves its room up the list: one of [`BUMP_TYPES`] as the room's ordering
+/// reads them (`m.room.create` the state event, `m.beacon_info` a state event of any key, the
+/// others as timeline events, not state).
+pub fn is_bump(kind: &str, state_key: Option<&str>) -> bool {
+    match kind {
+        "m.room.create" => state_key == Some(""),
+        "m.beacon_info" => state_key.is_some(),
+        k => state_key.is_none() && BUMP_TYPES.contains(&k),
+    }
+}
+
 /// One of the user's rooms, with what ordering and filtering need.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RoomEntry {
@@ -172,6 +183,19 @@ mod tests {
 
     fn room(id: &str, membership: &str, bump: u64) -> RoomEntry {
         RoomEntry { room_id: id.into(), membership: membership.into(), membership_stream: bump, last_bump: Some(bump), ..Default::default() }
+    }
+
+    #[test]
+    fn bump_types() {
+        assert!(is_bump("m.room.message", None));
+        assert!(is_bump("m.room.encrypted", None));
+        assert!(is_bump("m.room.create", Some("")));
+        assert!(is_bump("m.beacon_info", Some("@a:x")));
+        assert!(!is_bump("m.room.message", Some("")));
+        assert!(!is_bump("m.room.create", None));
+        assert!(!is_bump("m.beacon_info", None));
+        assert!(!is_bump("m.room.member", Some("@a:x")));
+        assert!(!is_bump("m.reaction", None));
     }
 
     #[test]

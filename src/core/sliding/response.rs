@@ -65,6 +65,12 @@ pub struct RoomResult {
     pub stripped_state: Option<Vec<Value>>,
 }
 
+/// MSC4186 `StateStub`: the state at `(kind, key)` was deleted (no `content`, which is how a
+/// client tells it from an event).
+pub fn state_stub(kind: &str, state_key: &str) -> Value {
+    serde_json::json!({ "type": kind, "state_key": state_key })
+}
+
 /// The response body.
 #[derive(Serialize, Default)]
 pub struct SlidingResponse {
@@ -91,5 +97,10 @@ mod tests {
         assert_eq!(v["lists"], json!({ "all": { "count": 2 } }));
         assert_eq!(v["rooms"], json!({ "!a": { "initial": true, "bump_stamp": 3 } }));
         assert!(v.get("txn_id").is_none());
+    }
+
+    #[test]
+    fn a_state_stub_has_no_content() {
+        assert_eq!(state_stub("m.room.topic", ""), json!({ "type": "m.room.topic", "state_key": "" }));
     }
 }

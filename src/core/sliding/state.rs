@@ -70,7 +70,8 @@ pub struct RequiredState {
     #[serde(skip)]
     pub lazy: bool,
     /// The request used the newer object form, whose responses carry state stubs for
-    /// deleted state (MSC4186, `StateStub`; not produced yet, see docs/ARCHITECTURE.md).
+    /// deleted state (MSC4186, `StateStub`). The pair form is the wire Synapse and today's
+    /// clients speak, which has no stubs (matrix-rust-sdk reads each entry as a state event).
     #[serde(skip)]
     pub stubs: bool,
 }
@@ -155,6 +156,13 @@ impl RequiredState {
         self.parts.iter().any(|p| p.matches(kind, key))
     }
 
+    /// Could a room sent with this config have given the client the state at `(kind, key)`?
+    /// What it matches, and any member event when it loads members lazily. (A stub for a key
+    /// the client lacks tells it nothing new; one it needs and misses leaves it stale.)
+    pub fn may_have_sent(&self, kind: &str, key: &str) -> bool {
+        self.matches(kind, key) || (kind == MEMBER && self.parts.iter().any(|p| p.lazy))
+    }
+
     /// Everything `o` returns, this returns too (each of `o`'s parts is one of ours), so
     /// moving from this config to `o` sends no state the client lacks.
     pub fn covers(&self, o: &RequiredState) -> bool {
@@ -173,6 +181,16 @@ mod tests {
 
     fn rs(v: Value) -> RequiredState {
         RequiredState::parse(&v, "@me:x").unwrap()
+    }
+
+    #[test]
+    fn what_a_config_may_have_sent() {
+        let r = rs(json!([["m.room.topic", ""], ["m.room.member", "$LAZY"]]));
+        assert!(r.may_have_sent("m.room.topic", ""));
+        assert!(r.may_have_sent(MEMBER, "@someone:x"));
+        assert!(!r.may_have_sent("m.room.name", ""));
+        let r = rs(json!({ "include": [{ "type": "m.room.name", "state_key": "" }] }));
+        assert!(r.may_have_sent("m.room.name", "") && !r.may_have_sent(MEMBER, "@someone:x"));
     }
 
     #[test]

@@ -53,7 +53,15 @@ fn entry(r: ListRow, dms: &std::collections::HashSet<String>) -> RoomEntry {
 }
 
 /// One pass: lists, subscriptions, the rooms the connection lacks, the extensions.
+///
+/// The reads a pass makes at once go out together (`Db::coalesced`): the room list, then
+/// the window's rooms with the extensions, then what depends on those (lazy members,
+/// redactions) — a D1 round trip per wave, not per read.
 pub async fn compute(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &ExtensionsRequest, prev: Option<&ConnState>) -> Result<Outcome> {
+    ctx.db.coalesced(pass(ctx, me, req, ext, prev)).await
+}
+
+async fn pass(ctx: &Ctx, me: &Authed, req: &SlidingRequest, ext: &ExtensionsRequest, prev: Option<&ConnState>) -> Result<Outcome> {
     let user = me.user_id.as_str();
     let subscriptions = subscriptions_after(prev.map(|p| &p.subscriptions), req);
     let read = if req.lists.is_empty() && subscriptions.is_empty() {

@@ -12,13 +12,13 @@ use crate::api::auth::Authed;
 use crate::core::sliding::conn::RoomPlan;
 use crate::core::sliding::list::RoomEntry;
 use crate::core::sliding::request::RoomConfig;
-use crate::core::sliding::response::{Hero, RoomResult};
+use crate::core::sliding::response::{state_stub, Hero, RoomResult};
 use crate::core::sliding::state::{RequiredState, MEMBER};
 use crate::ctx::Ctx;
 use crate::error::Result;
 use crate::service::events::{filter_visible, to_client, Reader};
 use crate::store::rooms::EventRow;
-use crate::store::sync::{self as sstore, Range, StateRange};
+use crate::store::sync::{self as sstore, DeletedState, Range, StateRange};
 
 /// One room to build: its plan, its list entry, its combined config and the config it was
 /// last sent with (for expansion).
@@ -171,6 +171,28 @@ fn names(result: &mut RoomResult, read: Option<&Read>, initial: bool, heroes: Ve
     result.name = name.filter(|n| !n.is_empty());
 }
 
+/// The keys deleted since a known room was last sent (state resets), for the rooms whose
+/// request asked in the newer `required_state` form, which is the one with state stubs.
+async fn deletions(ctx: &Ctx, todo: &BTreeMap<String, Todo<'_>>) -> Result<HashMap<String, Vec<DeletedState>>> {
+    let ranges: Vec<(String, u64, u64)> = todo
+        .iter()
+        .filter(|(_, t)| t.config.required_state.stubs && !t.plan.initial && !t.plan.stripped && t.plan.state_after < t.plan.up_to)
+        .map(|(r, t)| (r.clone(), t.plan.state_after, t.plan.up_to))
+        .collect();
+    let mut out: HashMap<String, Vec<DeletedState>> = HashMap::new();
+    for d in sstore::deleted_state(&ctx.db, &ranges).await? {
+        out.entry(d.room_id.clone()).or_default().push(d);
+    }
+    Ok(out)
+}
+
+/// The stubs a known room sends (MSC4186 `StateStub`): its deleted keys that the config it
+/// was sent with may have given the client.
+fn stubs(t: &Todo<'_>, deleted: Option<&Vec<DeletedState>>) -> Vec<Value> {
+    let sent = t.sent_config.as_ref().unwrap_or(&t.config.required_state);
+    deleted.into_iter().flatten().filter(|d| sent.may_have_sent(&d.kind, &d.state_key)).map(|d| state_stub(&d.kind, &d.state_key)).collect()
+}
+
 /// Member counts and up to five heroes (joined first, then invited; not the user).
 async fn summaries(ctx: &Ctx, me: &str, rooms: &[String]) -> Result<HashMap<String, (u64, u64, Vec<Hero>)>> {
     let mut out: HashMap<String, (u64, u64, Vec<Hero>)> = HashMap::new();
@@ -202,7 +224,7 @@ pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) ->
     let counted: Vec<String> = todo.iter().filter(|(_, t)| !t.plan.stripped).map(|(r, _)| r.clone()).collect();
     let invites: Vec<String> = todo.iter().filter(|(_, t)| t.plan.stripped).map(|(r, _)| r.clone()).collect();
     let joined: Vec<String> = todo.iter().filter(|(_, t)| t.entry.membership == "join").map(|(r, _)| r.clone()).collect();
-    let (timelines, states, mut members, unread_rows, mut stripped) = try_join5(
+    let reads = try_join5(
         timelines(ctx, todo),
         states(ctx, todo),
         async {
@@ -223,8 +245,8 @@ pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) ->
                 crate::service::sync::rooms::stripped_states(ctx, user, &invites).await
             }
         },
-    )
-    .await?;
+    );
+    let ((timelines, states, mut members, unread_rows, mut stripped), deleted) = futures_util::future::try_join(reads, deletions(ctx, todo)).await?;
     let mut reads: HashMap<String, Read> = HashMap::new();
     for (room_id, (timeline, limited)) in timelines {
         reads.insert(room_id, Read { timeline, limited, ..Default::default() });
@@ -242,20 +264,21 @@ pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) ->
     lazy_members(ctx, todo, &mut reads).await?;
 
     // Which rooms go out, and their required_state.
-    let mut chosen: BTreeMap<&str, Vec<&EventRow>> = BTreeMap::new();
+    let mut chosen: BTreeMap<&str, (Vec<&EventRow>, Vec<Value>)> = BTreeMap::new();
     for (room_id, t) in todo {
         let read = reads.get(room_id);
         let rs = read.map(|r| required_state(t, r)).unwrap_or_default();
+        let stubs = stubs(t, deleted.get(room_id));
         let has_timeline = t.plan.timeline.is_some();
-        if t.plan.initial || has_timeline || !rs.is_empty() {
-            chosen.insert(room_id.as_str(), rs);
+        if t.plan.initial || has_timeline || !rs.is_empty() || !stubs.is_empty() {
+            chosen.insert(room_id.as_str(), (rs, stubs));
         }
     }
 
     // Every event serialised once.
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let mut rows: Vec<EventRow> = Vec::new();
-    for (room_id, rs) in &chosen {
+    for (room_id, (rs, _)) in &chosen {
         rows.extend(reads.get(*room_id).map(|r| r.timeline.clone()).unwrap_or_default());
         rows.extend(rs.iter().map(|e| (*e).clone()));
     }
@@ -264,7 +287,7 @@ pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) ->
     let events = |rows: &mut dyn Iterator<Item = &EventRow>| rows.filter_map(|e| by_id.get(e.event_id.as_str()).cloned()).collect::<Vec<_>>();
 
     let mut out = BTreeMap::new();
-    for (room_id, rs) in chosen {
+    for (room_id, (rs, stubs)) in chosen {
         let Some(t) = todo.get(room_id) else { continue };
         let read = reads.get(room_id);
         let p = &t.plan;
@@ -296,7 +319,9 @@ pub async fn build(ctx: &Ctx, me: &Authed, todo: &BTreeMap<String, Todo<'_>>) ->
             result.notification_count = Some(n);
             result.highlight_count = Some(h);
         }
-        result.required_state = Some(events(&mut rs.into_iter()));
+        let mut required_state = events(&mut rs.into_iter());
+        required_state.extend(stubs);
+        result.required_state = Some(required_state);
         let mut limited = false;
         if p.timeline.is_some() {
             let timeline = read.map(|r| r.timeline.as_slice()).unwrap_or_default();

@@ -4,10 +4,11 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use worker::D1PreparedStatement;
 
 use super::snapshot::{positions_of, positions_stmt};
 use super::{values_clause, MAX_PARAMS};
-use crate::core::sliding::list::BUMP_TYPES;
+use crate::core::sliding::list::is_bump;
 use crate::core::sync_token::SyncToken;
 use crate::error::Result;
 use crate::params;
@@ -30,22 +31,23 @@ pub struct ListRow {
     pub ever_joined: f64,
 }
 
-/// The latest bump event of `m.room_id`: one index lookup per type (`events_room_state`
-/// covers `(room_id, type, state_key, stream)`, so each `MAX` is a seek, not a scan of the
-/// room's history).
-fn last_bump_sql() -> String {
-    let one = |t: &str| {
-        // A state type's keys are a range of the index (named: the planner would otherwise
-        // walk the room's whole history by `events_room_stream`).
-        let (index, key) = match t {
-            "m.room.create" => ("", "e.state_key = ''"),
-            "m.beacon_info" => (" INDEXED BY events_room_state", "e.state_key >= ''"),
-            _ => ("", "e.state_key IS NULL"),
-        };
-        format!("COALESCE((SELECT MAX(e.stream) FROM events e{index} WHERE e.room_id = m.room_id AND e.type = '{t}' AND {key}), -1)")
-    };
-    // The types are constants of ours, not input.
-    format!("NULLIF(MAX({}), -1)", BUMP_TYPES.iter().map(|t| one(t)).collect::<Vec<_>>().join(", "))
+/// The statement keeping a room's ordering facts (migration 0016, `room_bump`) after the
+/// event `event_id` is written: the room's latest event, and its latest bump event when this
+/// one bumps (`core::sliding::list::is_bump`). Goes in the same batch as the event's
+/// `INSERT`, after it (it reads the position the insert allocated). Positions only grow:
+/// an event stored below the others (backfill) changes nothing.
+pub fn bump_stmt(db: &Db, room_id: &str, event_id: &str, kind: &str, state_key: Option<&str>) -> Result<D1PreparedStatement> {
+    let bump = u8::from(is_bump(kind, state_key));
+    db.stmt(
+        "INSERT INTO room_bump (room_id, last_bump, last_event)
+           SELECT room_id, CASE WHEN ?3 = 1 THEN stream END, stream FROM events WHERE event_id = ?2 AND room_id = ?1
+         ON CONFLICT (room_id) DO UPDATE SET
+           last_bump = CASE WHEN excluded.last_bump IS NULL THEN room_bump.last_bump
+                            WHEN room_bump.last_bump IS NULL OR excluded.last_bump > room_bump.last_bump THEN excluded.last_bump
+                            ELSE room_bump.last_bump END,
+           last_event = MAX(room_bump.last_event, excluded.last_event)",
+        params![room_id, event_id, bump],
+    )
 }
 
 /// What [`room_list`] reads.
@@ -90,18 +92,22 @@ pub async fn room_list(db: &Db, user: &str, facts_needed: ListFacts<'_>) -> Resu
         }
         false => "NULL",
     };
+    // The ordering facts are one row of `room_bump` per room (migration 0016). The room's
+    // latest event is at least the user's own membership event (which a remote invite or
+    // its rejection stores without passing `bump_stmt`). The sender is needed only to tell
+    // a leave from a kick; whether a banned user ever joined only for a ban.
     let facts = format!(
         "SELECT m.room_id AS room_id, m.membership AS membership, m.stream AS stream,
-                (SELECT e.sender FROM events e WHERE e.event_id = m.event_id) AS sender,
-                {} AS last_bump,
-                (SELECT MAX(e.stream) FROM events e WHERE e.room_id = m.room_id) AS last_event,
+                CASE WHEN m.membership = 'leave' THEN (SELECT e.sender FROM events e WHERE e.event_id = m.event_id) END AS sender,
+                b.last_bump AS last_bump,
+                MAX(COALESCE(b.last_event, m.stream), m.stream) AS last_event,
                 {encrypted} AS encrypted,
                 {room_type} AS room_type,
                 CASE WHEN m.membership = 'ban' THEN EXISTS (SELECT 1 FROM events e WHERE e.room_id = m.room_id
                      AND e.type = 'm.room.member' AND e.state_key = ?1 AND json_extract(e.json, '$.content.membership') = 'join')
                      ELSE 1 END AS ever_joined
-         FROM memberships m WHERE m.user_id = ?1 AND m.forgotten = 0",
-        last_bump_sql()
+         FROM memberships m LEFT JOIN room_bump b ON b.room_id = m.room_id
+         WHERE m.user_id = ?1 AND m.forgotten = 0"
     );
     let mut stmts = vec![
         positions_stmt(db)?,
@@ -179,6 +185,48 @@ pub async fn member_summaries(db: &Db, rooms: &[String]) -> Result<Vec<MemberRow
             values_clause(chunk.len(), 1)
         );
         stmts.push(db.stmt(&sql, chunk.iter().map(|r| Value::String(r.clone())).collect())?);
+    }
+    if stmts.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(db.batch_rows(stmts).await?.into_iter().flatten().filter_map(|v| serde_json::from_value(v).ok()).collect())
+}
+
+/// A state key a state reset (migration 0012) removed from a room's state.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+pub struct DeletedState {
+    pub room_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state_key: String,
+}
+
+/// Per `(room, after, up_to)`: the keys whose latest change in `(after, up_to]` is a removal
+/// (a state reset with no event) — what a client that holds the state at `after` must drop
+/// (MSC4186 `StateStub`). Only rooms with such a reset in the range look at their events.
+/// One batch.
+pub async fn deleted_state(db: &Db, ranges: &[(String, u64, u64)]) -> Result<Vec<DeletedState>> {
+    let mut stmts = Vec::new();
+    for chunk in ranges.chunks(MAX_PARAMS / 3) {
+        let sql = format!(
+            "WITH t0(rid, lo, hi) AS (VALUES {}),
+             t AS (SELECT * FROM t0 WHERE EXISTS (SELECT 1 FROM state_resets r
+                     WHERE r.room_id = t0.rid AND r.stream > t0.lo AND r.stream <= t0.hi AND r.event_id IS NULL)),
+             c(k_room, k_type, k_key, k_event, at, reset) AS (
+               SELECT room_id, type, state_key, event_id, stream, 0 FROM events
+                 JOIN t ON room_id = t.rid AND stream > t.lo AND stream <= t.hi WHERE state_key IS NOT NULL
+               UNION ALL
+               SELECT r.room_id, r.type, r.state_key, r.event_id, r.stream, 1 FROM state_resets r
+                 JOIN t ON r.room_id = t.rid AND r.stream > t.lo AND r.stream <= t.hi),
+             w AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY k_room, k_type, k_key ORDER BY at DESC, reset DESC) AS rn FROM c)
+             SELECT k_room AS room_id, k_type AS type, k_key AS state_key FROM w WHERE rn = 1 AND k_event IS NULL",
+            values_clause(chunk.len(), 3)
+        );
+        let mut p = Vec::new();
+        for (room, after, up_to) in chunk {
+            p.extend(params![room, after, up_to]);
+        }
+        stmts.push(db.stmt(&sql, p)?);
     }
     if stmts.is_empty() {
         return Ok(vec![]);
