@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -46,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from cpu import cpu_seconds, workerd_pids  # noqa: E402
+from cpu import cpu_ns, workerd_pids  # noqa: E402
 from sync_latency import register  # noqa: E402
 
 DAY_S = 86400
@@ -100,13 +101,13 @@ def measure(base: str, pids: list[int], reps: int, poll_ms: int) -> dict[str, Op
     for i in range(20):
         s.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}", json={"msgtype": "m.text", "body": f"warm {i}"}, headers=h[0], timeout=30)
     since = {"tok": s.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0"}, headers=h[1], timeout=60).json()["next_batch"]}
-    blob = b"x" * (200 * 1024)
+    blobs = iter(lambda: os.urandom(200 * 1024), None)  # media is stored by hash: each upload new bytes
     mxc = {"id": ""}
 
     def timed(op: Op, fn) -> requests.Response:
-        c0, t0 = cpu_seconds(pids), time.perf_counter()
+        c0, t0 = cpu_ns(pids), time.perf_counter()
         r = fn()
-        op.add(r, (cpu_seconds(pids) - c0) * 1000, (time.perf_counter() - t0) * 1000)
+        op.add(r, (cpu_ns(pids) - c0) / 1e6, (time.perf_counter() - t0) * 1000)
         return r
 
     ops = {n: Op(n) for n in ("send", "sync wake-up", "sync idle poll (timeout=0)", f"sync idle long-poll ({poll_ms} ms)", "upload 200 KiB", "download 200 KiB", "login")}
@@ -124,7 +125,7 @@ def measure(base: str, pids: list[int], reps: int, poll_ms: int) -> dict[str, Op
         r = timed(ops[f"sync idle long-poll ({poll_ms} ms)"], lambda: s.get(f"{base}/_matrix/client/v3/sync", params={"timeout": str(poll_ms), "since": idle["tok"]}, headers=h[2], timeout=60))
         idle["tok"] = r.json()["next_batch"]
     for _ in range(max(2, reps // 4)):
-        r = timed(ops["upload 200 KiB"], lambda: s.post(f"{base}/_matrix/media/v3/upload", data=blob, headers={**h[0], "Content-Type": "application/octet-stream"}, timeout=60))
+        r = timed(ops["upload 200 KiB"], lambda: s.post(f"{base}/_matrix/media/v3/upload", data=next(blobs), headers={**h[0], "Content-Type": "application/octet-stream"}, timeout=60))
         mxc["id"] = r.json()["content_uri"].removeprefix("mxc://")
         timed(ops["download 200 KiB"], lambda: s.get(f"{base}/_matrix/client/v1/media/download/{mxc['id']}", headers=h[1], timeout=60))
         timed(ops["login"], lambda: s.post(f"{base}/_matrix/client/v3/login", json=login, timeout=30))
