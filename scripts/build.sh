@@ -14,4 +14,9 @@ STRATUS_COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then STRATUS_DIRTY=1; else STRATUS_DIRTY=0; fi
 export STRATUS_COMMIT STRATUS_DIRTY
 worker-build --release
+# The wasm names section (function names in stack traces) is ~270 KB of the gzipped bundle
+# (issue #17's budget); keep it with STRATUS_KEEP_WASM_NAMES=1 when debugging a panic.
+if [ "${STRATUS_KEEP_WASM_NAMES:-}" != "1" ]; then
+    node scripts/strip-wasm-names.mjs build/index_bg.wasm
+fi
 sh scripts/provenance.sh > build/provenance.json.tmp && mv build/provenance.json.tmp build/provenance.json

@@ -5,21 +5,60 @@ use worker::{event, Env, Headers, ResponseBody};
 
 use crate::api;
 use crate::core::media::declared_length_exceeds;
+use crate::core::meter::{user_hash, RequestLog};
+use crate::core::time::now_ms;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::http::{parse_query, BodyStream, Method, Request, Response};
-use crate::router::streams_body;
+use crate::router::{route_name, streams_body};
 
 #[event(fetch)]
 pub async fn fetch(req: worker::Request, env: Env, wctx: worker::Context) -> worker::Result<worker::Response> {
+    let started = now_ms();
+    let method = Method::parse(req.method().as_ref());
+    let path = req.path();
+    let request_id = req.headers().get("cf-ray").ok().flatten().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let resp = match Ctx::new(env, Some(wctx)) {
-        Ok(ctx) => match read_request(req, ctx.config.max_json_body_bytes).await {
-            Ok(r) => api::handle(&ctx, r).await,
-            Err(resp) => resp,
-        },
+        Ok(ctx) => {
+            let resp = match read_request(req, ctx.config.max_json_body_bytes).await {
+                Ok(r) => api::handle(&ctx, r).await,
+                Err(resp) => resp,
+            };
+            observe(&ctx, method, &path, &request_id, started, resp)
+        }
         Err(e) => Response::from_error(&e),
     };
     to_worker(resp.with_cors())
+}
+
+/// The request's log line (issue #18: one JSON line per request, for `wrangler tail` and
+/// Workers Logs; no path, body, token or user ID in it) and, with `DEV_COST_HEADER=on`, its
+/// billable units as `X-Stratus-Cost` and `X-Stratus-D1-Round-Trips` (issue #17).
+fn observe(ctx: &Ctx, method: Method, path: &str, request_id: &str, started: u64, mut resp: Response) -> Response {
+    let mut units = ctx.meter.units();
+    if ctx.config.dev_cost_header {
+        units.sub = ctx.meter.outbound_since_start();
+    }
+    let line = RequestLog {
+        msg: "request",
+        request_id,
+        method: method.as_str(),
+        route: route_name(method, path),
+        status: resp.status,
+        duration_ms: now_ms().saturating_sub(started),
+        d1_round_trips: ctx.db.round_trips(),
+        user: ctx.meter.user().map(|u| user_hash(&u)),
+        cost: &units,
+    }
+    .to_line();
+    worker::console_log!("{line}");
+    if ctx.config.dev_cost_header {
+        resp.headers.push(("X-Stratus-Cost".into(), units.header()));
+        if !resp.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("X-Stratus-D1-Round-Trips")) {
+            resp.headers.push(("X-Stratus-D1-Round-Trips".into(), ctx.db.round_trips().to_string()));
+        }
+    }
+    resp
 }
 
 /// Reads method, path, query, headers and body. Bodies over `max_body` are refused with 413

@@ -120,6 +120,18 @@ fn match_pattern(pattern: &'static str, segments: &[&str]) -> Option<Params> {
     Some(Params(params))
 }
 
+/// The pattern of the route a request matches, for logs (never the raw path: it carries room
+/// and user IDs, and media or login tokens): the row for `method` if there is one, else any row
+/// with that path (a 405, a CORS preflight), else `(unmatched)`.
+pub fn route_name(method: Method, path: &str) -> &'static str {
+    if let Ok((ep, _)) = resolve(method, path) {
+        return ep.path;
+    }
+    let path = normalise(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    crate::routes::ENDPOINTS.iter().find(|ep| match_pattern(ep.path, &segments).is_some()).map_or("(unmatched)", |ep| ep.path)
+}
+
 /// Whether the route's request body is streamed to the handler instead of read into memory
 /// first (media uploads: the size limit is enforced on the bytes as they arrive).
 pub fn streams_body(method: Method, path: &str) -> bool {
@@ -198,6 +210,16 @@ mod tests {
             path_of(Put, "/_matrix/client/v3/pushrules/global/room/%21r%3Ax/enabled"),
             "/_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}/{attr}"
         );
+    }
+
+    #[test]
+    fn route_names_carry_no_ids() {
+        assert_eq!(
+            route_name(Put, "/_matrix/client/v3/rooms/%21secret%3Ax/send/m.room.message/txn1"),
+            "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"
+        );
+        assert_eq!(route_name(Options, "/_matrix/client/v3/login"), "/_matrix/client/v3/login");
+        assert_eq!(route_name(Get, "/_matrix/client/v3/nope/token123"), "(unmatched)");
     }
 
     #[test]

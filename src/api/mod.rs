@@ -78,5 +78,9 @@ async fn serve(ctx: &Ctx, req: &Request) -> Result<Response> {
         }
         Auth::Server => Identity::Server(crate::service::federation::auth::authenticate(ctx, req).await?),
     };
+    if let Identity::User(me) = &who {
+        // For the request's log line, which records only a hash of it.
+        ctx.meter.set_user(me.user_id.as_str());
+    }
     (ep.handler)(ctx, req, &who, &params).await
 }

@@ -72,6 +72,12 @@ pub struct Config {
     /// Development only (`DEV_SIMULATED_LATENCY_MS`): a delay added to every D1 round trip
     /// and Durable Object call, to preview production latency locally. 0 = off.
     pub simulated_latency_ms: u64,
+    /// Development only (`DEV_COST_HEADER=on`): every response carries `X-Stratus-Cost` (the
+    /// request's billable units, issue #17) and `X-Stratus-D1-Round-Trips`.
+    pub dev_cost_header: bool,
+    /// Development only (`DEV_LOG_SQL=on`): every D1 statement's text is logged (not its
+    /// parameters), for the EXPLAIN QUERY PLAN test.
+    pub dev_log_sql: bool,
     /// IP literals exempt from the push gateway address checks, which may also use `http`
     /// (`PUSH_GATEWAY_IP_ALLOWLIST`; tests, private deployments).
     pub push_gateway_ip_allowlist: Vec<std::net::IpAddr>,
@@ -235,6 +241,16 @@ impl Config {
             auth_mode,
             oauth,
             simulated_latency_ms: num("DEV_SIMULATED_LATENCY_MS", 0)?.min(1000),
+            dev_cost_header: match var("DEV_COST_HEADER").as_deref().unwrap_or("off") {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                other => return Err(format!("DEV_COST_HEADER must be on or off, got {other:?}")),
+            },
+            dev_log_sql: match var("DEV_LOG_SQL").as_deref().unwrap_or("off") {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                other => return Err(format!("DEV_LOG_SQL must be on or off, got {other:?}")),
+            },
             turn: super::turn::TurnConfig::from_vars(var)?,
             federation_transport: super::federation::discovery::FederationConfig::from_vars(var)?,
             federation_presence: match var("FEDERATION_PRESENCE").as_deref().unwrap_or("on") {

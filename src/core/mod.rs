@@ -10,6 +10,7 @@ pub mod filter;
 pub mod ids;
 pub mod json;
 pub mod media;
+pub mod meter;
 pub mod multipart;
 pub mod oauth;
 pub mod preview;

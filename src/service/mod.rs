@@ -14,6 +14,7 @@ pub mod federation;
 pub mod keys;
 pub mod media;
 pub mod membership;
+pub mod meter;
 pub mod notify;
 pub mod objects;
 pub mod password;

@@ -222,6 +222,7 @@ async fn send_pushes(db: &Db, mut pushes: Vec<PendingPush>, allow_ips: &[std::ne
                     .with_body(Some(body.into()))
                     .with_redirect(worker::RequestRedirect::Manual);
                 if let Ok(req) = worker::Request::new_with_init(url.as_str(), &init) {
+                    crate::service::meter::outbound();
                     match worker::Fetch::Request(req).send().await {
                         Ok(r) if (300..400).contains(&r.status_code()) => {
                             worker::console_error!("push to {url}: redirect ({}) not followed", r.status_code());

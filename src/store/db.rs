@@ -11,6 +11,7 @@ use worker::{D1Database, D1PreparedStatement};
 
 use crate::core::waves::Waves;
 use crate::error::{Error, Result};
+use crate::service::meter::Meter;
 
 /// `params![a, b, c]` → `Vec<serde_json::Value>`.
 #[macro_export]
@@ -18,13 +19,23 @@ macro_rules! params {
     ($($v:expr),* $(,)?) => { vec![$(serde_json::json!($v)),*] };
 }
 
-pub struct Db(D1Database, std::cell::Cell<u32>, Waves<D1PreparedStatement, Vec<Value>, String>);
+/// The D1 handle, the meter of the request it serves (`service::meter`: every statement's
+/// rows read and written are counted) and the waves of coalesced reads (`core::waves`).
+pub struct Db(D1Database, std::rc::Rc<Meter>, Waves<D1PreparedStatement, Vec<Value>, String>);
 
 thread_local! {
     // `DEV_SIMULATED_LATENCY_MS` (development only): a fixed delay added to every D1 round
     // trip and Durable Object call, so that a local run previews production, where each of
     // them is a network hop. Set once per isolate from the configuration.
     static SIMULATED_LATENCY_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    // `DEV_LOG_SQL` (development only): every statement's text (never its parameters) is
+    // logged, so that a test can run the queries a request made under EXPLAIN QUERY PLAN.
+    static LOG_SQL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Turns the statement log on or off for this isolate (see `DEV_LOG_SQL`).
+pub(crate) fn set_log_sql(on: bool) {
+    LOG_SQL.with(|c| c.set(on));
 }
 
 /// Sets the simulated latency of this isolate (see `DEV_SIMULATED_LATENCY_MS`).
@@ -56,23 +67,32 @@ fn db_err(sql: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Db {
+    /// A handle with a meter of its own (Durable Objects, background work).
     pub fn new(d1: D1Database) -> Self {
-        Db(d1, std::cell::Cell::new(0), Waves::default())
+        Db(d1, Meter::new(), Waves::default())
+    }
+
+    /// A handle counting on the request's meter.
+    pub fn metered(d1: D1Database, meter: std::rc::Rc<Meter>) -> Self {
+        Db(d1, meter, Waves::default())
     }
 
     /// How many round trips to D1 this handle has made (each counts against the Worker's
     /// subrequest limit); `/sync` reports it so tests can check its cost stays bounded.
     pub fn round_trips(&self) -> u32 {
-        self.1.get()
+        self.1.round_trips()
     }
 
     async fn count(&self) {
-        self.1.set(self.1.get() + 1);
+        self.1.d1_trip();
         simulated_hop().await;
     }
 
     /// Prepares a statement with bound parameters (for [`Db::batch`]).
     pub fn stmt(&self, sql: &str, params: Vec<Value>) -> Result<D1PreparedStatement> {
+        if LOG_SQL.with(std::cell::Cell::get) {
+            worker::console_log!("{}", serde_json::json!({ "msg": "sql", "sql": sql }));
+        }
         let args: Vec<JsValue> = params.iter().map(to_js).collect();
         self.0.prepare(sql).bind(&args).map_err(|e| db_err(sql, e))
     }
@@ -81,6 +101,7 @@ impl Db {
     pub async fn all<T: DeserializeOwned>(&self, sql: &str, params: Vec<Value>) -> Result<Vec<T>> {
         self.count().await;
         let res = self.stmt(sql, params)?.all().await.map_err(|e| db_err(sql, e))?;
+        self.1.d1_statement(res.meta().ok().flatten());
         res.results::<T>().map_err(|e| db_err(sql, e))
     }
 
@@ -93,14 +114,25 @@ impl Db {
     pub async fn run(&self, sql: &str, params: Vec<Value>) -> Result<usize> {
         self.count().await;
         let res = self.stmt(sql, params)?.run().await.map_err(|e| db_err(sql, e))?;
-        Ok(res.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0))
+        let meta = res.meta().ok().flatten();
+        let changes = meta.as_ref().and_then(|m| m.changes).unwrap_or(0);
+        self.1.d1_statement(meta);
+        Ok(changes)
     }
 
     /// Runs statements atomically (all or none); returns the rows changed by each.
     pub async fn batch(&self, stmts: Vec<D1PreparedStatement>) -> Result<Vec<usize>> {
         self.count().await;
         let res = self.0.batch(stmts).await.map_err(|e| db_err("batch", e))?;
-        Ok(res.iter().map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or(0)).collect())
+        Ok(res
+            .iter()
+            .map(|r| {
+                let meta = r.meta().ok().flatten();
+                let changes = meta.as_ref().and_then(|m| m.changes).unwrap_or(0);
+                self.1.d1_statement(meta);
+                changes
+            })
+            .collect())
     }
 
     /// Runs statements in one batch (one transaction, so the reads see one snapshot) and
@@ -117,6 +149,9 @@ impl Db {
     async fn rows_of(&self, stmts: Vec<D1PreparedStatement>) -> std::result::Result<Vec<Vec<Value>>, String> {
         self.count().await;
         let res = self.0.batch(stmts).await.map_err(|e| e.to_string())?;
+        for r in &res {
+            self.1.d1_statement(r.meta().ok().flatten());
+        }
         res.iter().map(|r| r.results::<Value>().map_err(|e| e.to_string())).collect()
     }
 
@@ -132,8 +167,13 @@ impl Db {
     pub async fn insert_unique(&self, sql: &str, params: Vec<Value>) -> Result<bool> {
         self.count().await;
         match self.stmt(sql, params)?.run().await {
-            Ok(_) => Ok(true),
+            Ok(res) => {
+                self.1.d1_statement(res.meta().ok().flatten());
+                Ok(true)
+            }
             Err(e) => {
+                // A refused insert still read the index it collided with; D1 reports no meta.
+                self.1.d1_statement(None);
                 let msg = e.to_string();
                 if msg.contains("UNIQUE constraint failed") || msg.contains("PRIMARY KEY") {
                     Ok(false)

@@ -52,6 +52,7 @@ async fn cloudflare(key_id: &str, api_token: &str, api_url: &str, lifetime_secs:
     init.with_method(Method::Post).with_headers(headers).with_body(Some(turn::cloudflare_request(lifetime_secs).to_string().into()));
     let url = format!("{api_url}/turn/keys/{key_id}/credentials/generate-ice-servers");
     let request = worker::Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
+    crate::service::meter::outbound();
     let mut resp = Fetch::Request(request).send().await.map_err(|e| e.to_string())?;
     if !(200..300).contains(&resp.status_code()) {
         return Err(format!("status {}", resp.status_code()));

@@ -104,6 +104,7 @@ async fn fetch(mut url: Url, allow: &[IpAddr], max_bytes: usize, deadline: u64) 
         let request = worker::Request::new_with_init(url.as_str(), &init).map_err(|_| fail("bad request"))?;
         let controller = AbortController::default();
         let signal = controller.signal();
+        crate::service::meter::outbound();
         let sent = before(deadline, Fetch::Request(request).send_with_signal(&signal)).await;
         let mut resp = match sent {
             None => {

@@ -237,6 +237,7 @@ pub(crate) async fn fetch(method: &str, url: &str, headers: &[(&str, &str)], bod
     let req = worker::Request::new_with_init(url, &init).map_err(|e| format!("request: {e}"))?;
     let controller = AbortController::default();
     let signal = controller.signal();
+    crate::service::meter::outbound();
     let mut resp = match before(deadline, Fetch::Request(req).send_with_signal(&signal)).await {
         None => {
             controller.abort();

@@ -111,6 +111,7 @@ async fn keep_or_close(kept: &Kept, key: (String, u16, bool), mut sock: Socket, 
 
 fn open(dest: &Destination, tls: bool) -> Result<Socket, String> {
     let transport = if tls { SecureTransport::On } else { SecureTransport::Off };
+    crate::service::meter::outbound();
     Socket::builder().secure_transport(transport).connect(dest.host.clone(), dest.port).map_err(|e| format!("connect: {e}"))
 }
 
