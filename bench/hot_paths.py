@@ -129,8 +129,8 @@ class Server:
         r.raise_for_status()
         self.samples.setdefault(what, []).append(ms)
         rt = r.headers.get("X-Stratus-D1-Round-Trips")
-        if rt is not None:
-            self.trips.setdefault(what, []).append(int(rt))
+        if rt is not None:  # one value (a repeated header would read "n, n")
+            self.trips.setdefault(what, []).append(int(rt.split(",")[0]))
 
     def one_round(self, blob: bytes) -> None:
         b = self.base
