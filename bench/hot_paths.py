@@ -5,6 +5,7 @@ Stratus (every D1 round trip and Durable Object call delayed 5 ms).
 
     make build && .venv/bin/python bench/hot_paths.py            # about 5 minutes
     .venv/bin/python bench/hot_paths.py --samples 100 --messages 50
+    .venv/bin/python bench/hot_paths.py --repo ../other-checkout     # another build, e.g. "before"
 
 Servers, all on 127.0.0.1, each with a fresh state directory:
 - Stratus: this checkout's build/ under `wrangler dev` (the integration harness's
@@ -50,11 +51,32 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from request_latency import start_stratus, start_synapse  # noqa: E402
+from request_latency import start_stratus  # noqa: E402
+from synapse_local import NO_RATE_LIMITS, start_synapse as start_synapse_at  # noqa: E402
 from sync_latency import measure as delivery, pct, register  # noqa: E402
 
 MIB = 1024 * 1024
 ROWS = ["message delivery", "20 senders, events/s", "incremental sync", "messages", "whoami", "media upload 1 MiB", "send"]
+
+
+def start_synapse() -> tuple[str, callable]:
+    """A local Synapse with registration open and no rate limits, also none on joins per room
+    (20 senders join one room at once)."""
+    big = NO_RATE_LIMITS["rc_message"]
+    base, _, stop = start_synapse_at({"enable_registration": True, "enable_registration_without_verification": True,
+                                      "rc_joins_per_room": big}, prefix="bench-synapse-")
+    return base, stop
+
+
+def join(s: requests.Session, base: str, room: str, h: dict) -> None:
+    """Joins, waiting out a 429 if the server still limits joins."""
+    for _ in range(20):
+        r = s.post(f"{base}/_matrix/client/v3/join/{room}", json={}, headers=h, timeout=60)
+        if r.status_code != 429:
+            r.raise_for_status()
+            return
+        time.sleep(r.json().get("retry_after_ms", 1000) / 1000)
+    r.raise_for_status()
 
 
 def start_floor() -> tuple[str, callable]:
@@ -177,7 +199,7 @@ def minimal_events_per_second(base: str, senders: int, per_sender: int) -> float
     hs = [{"Authorization": f"Bearer {u['access_token']}"} for u in users]
     room = s.post(f"{base}/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=hs[0], timeout=30).json()["room_id"]
     for h in hs[1:]:
-        s.post(f"{base}/_matrix/client/v3/join/{room}", json={}, headers=h, timeout=30).raise_for_status()
+        join(s, base, room, h)
     errors: list[str] = []
     go = threading.Barrier(senders + 1)
 
@@ -185,10 +207,13 @@ def minimal_events_per_second(base: str, senders: int, per_sender: int) -> float
         sess = requests.Session()
         go.wait()
         for i in range(per_sender):
-            r = sess.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}",
-                         json={"msgtype": "m.text", "body": f"throughput {i}"}, headers=h, timeout=60)
-            if r.status_code != 200:
-                errors.append(f"{r.status_code} {r.text[:100]}")
+            try:
+                r = sess.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}",
+                             json={"msgtype": "m.text", "body": f"throughput {i}"}, headers=h, timeout=60)
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.text[:100]}")
+            except requests.RequestException as e:
+                errors.append(repr(e)[:100])
 
     threads = [threading.Thread(target=run, args=(h,), daemon=True) for h in hs]
     for t in threads:
@@ -234,6 +259,7 @@ def main() -> None:
     ap.add_argument("--per-sender", type=int, default=10)
     ap.add_argument("--sim-ms", type=int, default=5, help="DEV_SIMULATED_LATENCY_MS of the simulated-production Stratus (0: skip it)")
     ap.add_argument("--no-synapse", action="store_true")
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose build/ to measure (default: this one), e.g. a before/after")
     args = ap.parse_args()
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -242,11 +268,12 @@ def main() -> None:
     servers: dict[str, Server] = {}
     try:
         print("starting Stratus, the floor" + ("" if args.no_synapse else ", Synapse") + (f", Stratus +{args.sim_ms} ms/hop" if args.sim_ms else ""), flush=True)
-        base, stop = start_stratus(REPO)
+        repo = args.repo.resolve()
+        base, stop = start_stratus(repo)
         stops.append(stop)
         servers["stratus"] = Server("Stratus", base)
         if args.sim_ms:
-            base, stop = start_stratus(REPO, {"DEV_SIMULATED_LATENCY_MS": str(args.sim_ms)})
+            base, stop = start_stratus(repo, {"DEV_SIMULATED_LATENCY_MS": str(args.sim_ms)})
             stops.append(stop)
             servers["sim"] = Server(f"Stratus +{args.sim_ms} ms/hop", base)
         if not args.no_synapse:
@@ -271,8 +298,11 @@ def main() -> None:
 
         for key, srv in servers.items():
             print(f"delivery and throughput: {srv.name}", flush=True)
-            srv.samples["message delivery"] = delivery(srv.base, args.messages)
-            srv.samples["20 senders, events/s"] = [events_per_second(srv.base, args.senders, args.per_sender)]
+            try:
+                srv.samples["message delivery"] = delivery(srv.base, args.messages)
+                srv.samples["20 senders, events/s"] = [events_per_second(srv.base, args.senders, args.per_sender)]
+            except Exception as e:  # one server's failure leaves the rest of the table
+                print(f"  {srv.name}: {e!r}", flush=True)
     finally:
         for s in reversed(stops):
             s()
@@ -285,7 +315,7 @@ def main() -> None:
     st, sy, sim = servers.get("stratus"), servers.get("synapse"), servers.get("sim")
     title = f"p50 ms ({args.samples} interleaved samples; delivery {args.messages}; {args.senders}x{args.per_sender} sends)"
     head = ["", "Stratus", "Synapse", "ratio", "D1 trips", "floor", "Stratus-floor", f"+{args.sim_ms} ms/hop"]
-    print(f"\n{started}, {platform.node()} ({os.cpu_count()} CPUs), load {load_before} before / {load()} after\n")
+    print(f"\n{started}, {platform.node()} ({os.cpu_count()} CPUs), load {load_before} before / {load()} after, build of {args.repo.resolve()}\n")
     print(f"| {title} | " + " | ".join(head[1:]) + " |")
     print("|---|" + "---:|" * (len(head) - 1))
     out: dict = {"date": started, "load": [load_before, load()], "rows": {}}
