@@ -1,12 +1,17 @@
 //! Authentication shared by the handlers: access tokens, passwords (with failed-login rate
 //! limiting), and user-interactive auth sessions.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
 use crate::core::json::JsonExt;
 use ruma::{OwnedUserId, UserId};
 use serde::Deserialize;
 use serde_json::Value;
+use worker::D1PreparedStatement;
 
 use crate::api::oauth::{verify_access_token, BearerError};
+use crate::core::crypto::token_hash;
 use crate::core::ids::local_user_from_input;
 use crate::core::oauth::jwt::{looks_like_jwt, AccessClaims};
 use crate::core::ratelimit::retry_after;
@@ -15,7 +20,7 @@ use crate::core::uia::{self, Flows};
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{parse_json, Request};
+use crate::http::{parse_json, Method, Request};
 use crate::service::password;
 use crate::store::{accounts, tokens, uia as uia_store};
 
@@ -24,6 +29,82 @@ pub struct Authed {
     pub user_id: OwnedUserId,
     pub device_id: String,
     pub token: AuthToken,
+    /// The hash of a legacy token taken from this isolate's cache whose row this request has
+    /// not read yet: the handler must confirm it ([`confirm_stmt`] in its first D1 batch and
+    /// [`confirm_rows`], or [`ensure_confirmed`]) before anything it does takes effect.
+    unconfirmed: Cell<Option<String>>,
+}
+
+impl Authed {
+    fn new(user_id: OwnedUserId, device_id: String, token: AuthToken) -> Self {
+        Authed { user_id, device_id, token, unconfirmed: Cell::new(None) }
+    }
+}
+
+// Legacy tokens seen valid in this isolate: the token hash → its row (user and device never
+// change for a row). Only the mapping is cached, never the validity: revocation (logout,
+// deactivation, refresh, device deletion) deletes the row, and a request served from the cache
+// still reads that the row exists — folded into the first D1 batch the handler makes anyway
+// (`/sync`), so a cached token costs no round trip of its own and revocation stays immediate
+// across isolates. Bounded: emptied when full.
+thread_local! {
+    static KNOWN_TOKENS: RefCell<HashMap<String, tokens::AccessToken>> = RefCell::new(HashMap::new());
+}
+const KNOWN_TOKENS_MAX: usize = 4096;
+
+fn known_token(hash: &str) -> Option<tokens::AccessToken> {
+    KNOWN_TOKENS.with(|k| k.borrow().get(hash).cloned())
+}
+
+fn remember_token(t: &tokens::AccessToken) {
+    KNOWN_TOKENS.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.len() >= KNOWN_TOKENS_MAX {
+            k.clear();
+        }
+        k.insert(t.token_hash.clone(), t.clone());
+    });
+}
+
+fn forget_token(hash: &str) {
+    KNOWN_TOKENS.with(|k| k.borrow_mut().remove(hash));
+}
+
+/// Endpoints whose handler folds the token check into its first D1 batch (and calls
+/// [`ensure_confirmed`] on every other way out), so a cached token is not read on its own.
+fn folds_token_check(req: &Request) -> bool {
+    req.method == Method::Get && req.path == "/_matrix/client/v3/sync"
+}
+
+/// The statement confirming the caller's cached token still exists, for the handler's first
+/// D1 batch (`None` when the token was already read in this request, or is not legacy).
+/// Hand that statement's rows to [`confirm_rows`].
+pub fn confirm_stmt(ctx: &Ctx, me: &Authed) -> Result<Option<D1PreparedStatement>> {
+    let hash = me.unconfirmed.take();
+    let stmt = hash.as_deref().map(|h| tokens::exists_stmt(&ctx.db, h)).transpose()?;
+    me.unconfirmed.set(hash);
+    Ok(stmt)
+}
+
+/// Checks the rows of [`confirm_stmt`]'s statement: no row means the token was revoked since
+/// this isolate cached it, and the request fails as with any unknown token (whatever else the
+/// batch read is thrown away; the batch must therefore not write).
+pub fn confirm_rows(me: &Authed, rows: Option<&Vec<Value>>) -> Result<()> {
+    let Some(hash) = me.unconfirmed.take() else { return Ok(()) };
+    if rows.is_some_and(|r| !r.is_empty()) {
+        return Ok(());
+    }
+    forget_token(&hash);
+    Err(err!(ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token"))
+}
+
+/// Confirms the caller's cached token with a read of its own, unless already done in this
+/// request: every way out of a handler that folds the check must pass here or through
+/// [`confirm_rows`].
+pub async fn ensure_confirmed(ctx: &Ctx, me: &Authed) -> Result<()> {
+    let Some(stmt) = confirm_stmt(ctx, me)? else { return Ok(()) };
+    let rows = ctx.db.batch_rows(vec![stmt]).await?;
+    confirm_rows(me, rows.first())
 }
 
 /// How the caller authenticated.
@@ -43,13 +124,23 @@ pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
         return match verify_access_token(ctx, token).await? {
             Ok((claims, _)) => {
                 let user_id = UserId::parse(&claims.sub).map_err(|e| Error::internal(format!("JWT sub: {e}")))?;
-                Ok(Authed { user_id, device_id: claims.device_id.clone(), token: AuthToken::OAuth(claims) })
+                Ok(Authed::new(user_id, claims.device_id.clone(), AuthToken::OAuth(claims)))
             }
             Err(BearerError::Expired) => Err(err!(ErrorKind::UnknownToken { soft_logout: true }, "Access token has expired")),
             Err(BearerError::Invalid) => Err(err!(ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token")),
         };
     }
-    let Some(t) = tokens::lookup_access(&ctx.db, token).await? else {
+    let hash = token_hash(token);
+    if folds_token_check(req) {
+        if let Some(t) = known_token(&hash).filter(|t| t.expires_ts.is_none_or(|exp| (exp as u64) > now_ms())) {
+            let user_id = UserId::parse(&t.user_id).map_err(|e| Error::internal(format!("stored user id: {e}")))?;
+            let me = Authed::new(user_id, t.device_id.clone(), AuthToken::Legacy(t));
+            me.unconfirmed.set(Some(hash));
+            return Ok(me);
+        }
+    }
+    let Some(mut t) = tokens::lookup_access(&ctx.db, token).await? else {
+        forget_token(&hash);
         return Err(err!(ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token"));
     };
     if let Some(exp) = t.expires_ts {
@@ -60,9 +151,11 @@ pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
     }
     if t.used == 0 && t.refresh_hash.is_some() {
         tokens::mark_used(&ctx.db, &t).await?;
+        t.used = 1;
     }
+    remember_token(&t);
     let user_id = UserId::parse(&t.user_id).map_err(|e| Error::internal(format!("stored user id: {e}")))?;
-    Ok(Authed { user_id, device_id: t.device_id.clone(), token: AuthToken::Legacy(t) })
+    Ok(Authed::new(user_id, t.device_id.clone(), AuthToken::Legacy(t)))
 }
 
 /// A fixed hash to verify against when the user does not exist, so that a wrong user name

@@ -2,10 +2,12 @@
 //! bytes in R2 under the SHA-256 of the content ([`content_key`]), so identical uploads are
 //! stored once.
 //!
-//! Uploads are streamed. The body is read chunk by chunk while it is hashed and counted; the
+//! Uploads are streamed. The body is read chunk by chunk while it is counted (and hashed part
+//! by part once it outgrows a part); the
 //! size limit is enforced on the bytes actually received, so a lying or missing
 //! `Content-Length` does not matter. Memory stays bounded by [`PART_BYTES`]:
-//! - a body that ends within one part is put straight under its hash key;
+//! - a body that ends within one part is hashed by WebCrypto and put straight under its
+//!   hash key (no existence check: the same bytes under the same key change nothing);
 //! - a longer body goes to a temporary key (`tmp/<uuid>`) as an R2 multipart upload, one
 //!   part per [`PART_BYTES`]. Once the hash is known the temporary object is copied to the
 //!   hash key (streamed R2 → R2: R2 has no rename) unless that key already exists, and
@@ -151,37 +153,56 @@ pub async fn store_content(bucket: &Bucket, body: Body, limit: u64) -> Result<St
         return Err(e);
     }
 
+    let Some((up, tmp, mut parts)) = multipart else {
+        // Within one part (the common case): hashed by WebCrypto and put straight under its
+        // hash, without asking first whether that key exists: the same bytes under the same
+        // key change nothing, and the extra R2 round trip would cost every new upload.
+        let bytes = split.into_single().ok_or_else(|| Error::internal("upload split without a multipart upload"))?;
+        let total = bytes.len() as u64;
+        let sha256 = sha256_hex(&bytes).await;
+        bucket.put(content_key(&sha256), bytes).execute().await.map_err(|e| r2_err("put", e))?;
+        return Ok(Stored { sha256, size: total });
+    };
     let (sha256, total, rest) = split.finish();
     let key = content_key(&sha256);
-    match multipart {
-        None => {
-            if bucket.head(key.clone()).await.map_err(|e| r2_err("head", e))?.is_none() {
-                bucket.put(key, rest).execute().await.map_err(|e| r2_err("put", e))?;
-            }
-        }
-        Some((up, tmp, mut parts)) => {
-            // The splitter never leaves an empty last part.
-            let n = parts.len() as u16 + 1;
-            match up.upload_part(n, rest).await {
-                Ok(p) => parts.push(p),
-                Err(e) => {
-                    let _ = up.abort().await;
-                    return Err(r2_err("upload part", e));
-                }
-            }
-            up.complete(parts).await.map_err(|e| r2_err("complete multipart", e))?;
-            let copied = async {
-                if bucket.head(key.clone()).await.map_err(|e| r2_err("head", e))?.is_none() {
-                    copy_object(bucket, &tmp, &key, total).await?;
-                }
-                Ok::<_, Error>(())
-            }
-            .await;
-            let _ = bucket.delete(tmp).await;
-            copied?;
+    // The splitter never leaves an empty last part.
+    let n = parts.len() as u16 + 1;
+    match up.upload_part(n, rest).await {
+        Ok(p) => parts.push(p),
+        Err(e) => {
+            let _ = up.abort().await;
+            return Err(r2_err("upload part", e));
         }
     }
+    up.complete(parts).await.map_err(|e| r2_err("complete multipart", e))?;
+    let copied = async {
+        if bucket.head(key.clone()).await.map_err(|e| r2_err("head", e))?.is_none() {
+            copy_object(bucket, &tmp, &key, total).await?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    let _ = bucket.delete(tmp).await;
+    copied?;
     Ok(Stored { sha256, size: total })
+}
+
+/// The hex SHA-256 of `bytes`, by WebCrypto (`crypto.subtle.digest`), or in wasm if that fails.
+async fn sha256_hex(bytes: &[u8]) -> String {
+    match webcrypto_sha256(bytes).await {
+        Some(d) => crate::core::crypto::hex(&d),
+        None => crate::core::crypto::hex(&crate::core::crypto::sha256(bytes)),
+    }
+}
+
+async fn webcrypto_sha256(bytes: &[u8]) -> Option<Vec<u8>> {
+    use wasm_bindgen::JsCast;
+    let subtle = js_sys::Reflect::get(&js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).ok()?, &"subtle".into()).ok()?;
+    let digest: js_sys::Function = js_sys::Reflect::get(&subtle, &"digest".into()).ok()?.dyn_into().ok()?;
+    let data = js_sys::Uint8Array::from(bytes);
+    let promise: js_sys::Promise = digest.call2(&subtle, &"SHA-256".into(), &data).ok()?.dyn_into().ok()?;
+    let out = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    Some(js_sys::Uint8Array::new(&out).to_vec())
 }
 
 /// Copies an object of `size` bytes, streaming (R2 has no rename).

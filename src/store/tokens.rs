@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::params;
 use crate::store::db::Db;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct AccessToken {
     pub token_hash: String,
     pub user_id: String,
@@ -28,6 +28,13 @@ pub async fn lookup_access(db: &Db, token: &str) -> Result<Option<AccessToken>> 
         .await?;
     // The index lookup is by hash; compare again in constant time for good measure.
     Ok(row.filter(|r| ct_eq(r.token_hash.as_bytes(), hash.as_bytes())))
+}
+
+/// The statement that finds whether the token with this hash still exists (revocation,
+/// logout and deactivation delete the row): one row `{ok: 1}` or none. Cheap (primary key),
+/// and meant to ride in the batch a request makes anyway.
+pub fn exists_stmt(db: &Db, token_hash: &str) -> Result<D1PreparedStatement> {
+    db.stmt("SELECT 1 AS ok FROM access_tokens WHERE token_hash = ?", params![token_hash])
 }
 
 /// First use of an access token that came from a refresh: the refresh token it replaced is

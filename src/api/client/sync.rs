@@ -10,9 +10,12 @@
 //! change committed in between wakes it at once (no lost wake-up). A sync that finds
 //! nothing returns after the timeout with the same `next_batch` it was given.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
-use crate::api::auth::Authed;
+use crate::api::auth::{self, Authed};
 use crate::core::filter::Filter;
 use crate::core::sync_token::SyncToken;
 use crate::core::time::now_ms;
@@ -27,6 +30,14 @@ use crate::store::sync as sstore;
 /// Long-poll waits are capped (clients ask for 30 s).
 const MAX_TIMEOUT_MS: u64 = 60_000;
 
+// Stored filters seen in this isolate, by (user, filter ID): a filter never changes once
+// stored (there is no way to edit or delete one), so clients that sync with a filter ID do not
+// pay a round trip for it on every sync. Bounded: emptied when full.
+thread_local! {
+    static KNOWN_FILTERS: RefCell<HashMap<(String, u64), Value>> = RefCell::new(HashMap::new());
+}
+const KNOWN_FILTERS_MAX: usize = 1024;
+
 /// Loads the `filter` parameter: a stored filter ID or inline JSON.
 pub async fn load_filter(ctx: &Ctx, me: &Authed, param: Option<&str>) -> Result<Filter> {
     let Some(p) = param else { return Ok(Filter::default()) };
@@ -34,15 +45,35 @@ pub async fn load_filter(ctx: &Ctx, me: &Authed, param: Option<&str>) -> Result<
         serde_json::from_str(p).map_err(|_| err!(BadJson, "filter is not valid JSON"))?
     } else {
         let id: u64 = p.parse().map_err(|_| err!(InvalidParam, "Unknown filter ID"))?;
-        sstore::get_filter(&ctx.db, me.user_id.as_str(), id).await?.ok_or_else(|| err!(NotFound, "No such filter"))?
+        let key = (me.user_id.to_string(), id);
+        match KNOWN_FILTERS.with(|k| k.borrow().get(&key).cloned()) {
+            Some(v) => v,
+            None => {
+                let v = sstore::get_filter(&ctx.db, me.user_id.as_str(), id).await?.ok_or_else(|| err!(NotFound, "No such filter"))?;
+                KNOWN_FILTERS.with(|k| {
+                    let mut k = k.borrow_mut();
+                    if k.len() >= KNOWN_FILTERS_MAX {
+                        k.clear();
+                    }
+                    k.insert(key, v.clone());
+                });
+                v
+            }
+        }
     };
     Filter::parse(&v).map_err(|e| err!(BadJson, "{e}"))
 }
 
 /// # `GET /_matrix/client/v3/sync`
 /// The response carries `X-Stratus-D1-Round-Trips`: the D1 calls this request made.
+///
+/// The caller's token may come from the isolate's cache unconfirmed: the first pass folds its
+/// check into the snapshot batch, and every other way out (a bad parameter, an unknown
+/// filter) confirms it here, so a revoked token never gets anything but `M_UNKNOWN_TOKEN`.
 pub async fn sync_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
-    let mut resp = sync_inner(ctx, req, me).await?;
+    let out = sync_inner(ctx, req, me).await;
+    auth::ensure_confirmed(ctx, me).await?;
+    let mut resp = out?;
     resp.headers.push(("X-Stratus-D1-Round-Trips".into(), ctx.db.round_trips().to_string()));
     Ok(resp)
 }
@@ -57,20 +88,20 @@ async fn sync_inner(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
         None => 0,
     };
     let flag = |k: &str| req.query(k).is_some_and(|v| v == "true" || v == "1");
-    let p = Params {
+    // set_presence (spec: omitted means online; `offline` means "don't touch"); applied by the
+    // first pass, whose snapshot batch reads the stored presence.
+    let set_presence = match req.query("set_presence").unwrap_or("online") {
+        "offline" => None,
+        s @ ("online" | "unavailable") => Some(s.to_owned()),
+        _ => return Err(err!(InvalidParam, "set_presence must be online, offline or unavailable")),
+    };
+    let mut p = Params {
         since,
         full_state: flag("full_state"),
         state_after: flag("use_state_after") || flag("org.matrix.msc4222.use_state_after"),
         filter: load_filter(ctx, me, req.query("filter")).await?,
+        set_presence,
     };
-    // set_presence (spec: omitted means online; `offline` means "don't touch").
-    match req.query("set_presence").unwrap_or("online") {
-        "offline" => {}
-        s @ ("online" | "unavailable") => {
-            sync::presence::set_by_sync(ctx, me.user_id.as_str(), s).await?;
-        }
-        _ => return Err(err!(InvalidParam, "set_presence must be online, offline or unavailable")),
-    }
 
     let deadline = now_ms() + timeout;
     let waits = p.since.is_some() && timeout > 0 && !p.full_state;
@@ -79,6 +110,7 @@ async fn sync_inner(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let mut seen = if waits { Some(wakeups::sync_version(&ctx.env, me.user_id.as_str()).await?) } else { None };
     for _ in 0..20 {
         let out = sync::compute(ctx, me, &p).await?;
+        p.set_presence = None;
         let found = out.has_updates();
         let body = serde_json::to_value(out)?;
         let now = now_ms();

@@ -22,7 +22,7 @@ use crate::core::sync::SyncResponse;
 use crate::core::sync_token::SyncToken;
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::store::sync as sstore;
+use crate::store::sync::{self as sstore, MembershipRow};
 
 /// A sync's parameters.
 pub struct Params {
@@ -31,14 +31,59 @@ pub struct Params {
     /// `use_state_after` (MSC4222): the state at the end of the timeline, not its start.
     pub state_after: bool,
     pub filter: Filter,
+    /// `set_presence` (`online` or `unavailable`) to apply before reading the streams: its
+    /// read rides in the snapshot's batch. The handler clears it after the first pass.
+    pub set_presence: Option<String>,
 }
 
 /// One pass over every stream. `next_batch` moves only when the response holds something
 /// ([`SyncResponse::has_updates`]) or the sync is initial: a sync that finds nothing hands
 /// back the token it was given.
+///
+/// The first D1 round trip is the snapshot batch, which also carries the caller's token check
+/// (a token from the isolate's cache, [`crate::api::auth::confirm_stmt`]) and the presence row
+/// `set_presence` needs: an incremental sync with nothing new makes that one round trip.
 pub async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<SyncResponse> {
+    let (now, memberships, newly_joined) = open(ctx, me, p).await?;
+    compute_from(ctx, me, p, now, memberships, newly_joined).await
+}
+
+/// The snapshot, with the token check and `set_presence` folded into its batch. Nothing is
+/// written before the token is confirmed. A presence change moves the presence stream after
+/// the snapshot, so the snapshot is read again then (rare: only when the presence changes).
+async fn open(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(SyncToken, Vec<MembershipRow>, Vec<String>)> {
     let user = me.user_id.as_str();
-    let (mut now, memberships, newly_joined) = sstore::snapshot(&ctx.db, user, p.since.map(|s| s.rooms)).await?;
+    let since_rooms = p.since.map(|s| s.rooms);
+    let mut lead = Vec::new();
+    let confirm = crate::api::auth::confirm_stmt(ctx, me)?;
+    let confirms = confirm.is_some();
+    lead.extend(confirm);
+    if p.set_presence.is_some() {
+        lead.push(sstore::get_presence_stmt(&ctx.db, user)?);
+    }
+    let (now, memberships, newly_joined, lead_rows) = sstore::snapshot_with(&ctx.db, user, since_rooms, lead).await?;
+    let mut lead_rows = lead_rows.iter();
+    if confirms {
+        crate::api::auth::confirm_rows(me, lead_rows.next())?;
+    }
+    if let Some(s) = &p.set_presence {
+        let old = sstore::presence_of(lead_rows.next());
+        if presence::set_by_sync_over(ctx, user, s, old).await? {
+            return sstore::snapshot(&ctx.db, user, since_rooms).await;
+        }
+    }
+    Ok((now, memberships, newly_joined))
+}
+
+async fn compute_from(
+    ctx: &Ctx,
+    me: &Authed,
+    p: &Params,
+    mut now: SyncToken,
+    memberships: Vec<MembershipRow>,
+    newly_joined: Vec<String>,
+) -> Result<SyncResponse> {
+    let user = me.user_id.as_str();
     let since = p.since.as_ref();
     let f = &p.filter;
 

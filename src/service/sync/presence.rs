@@ -38,7 +38,14 @@ pub async fn since(ctx: &Ctx, user: &str, f: &Filter, since: Option<&SyncToken>,
 /// change, wakes the syncs of everyone sharing a room with the user and tells their servers
 /// (and, while nothing changes, reminds those servers now and then).
 pub async fn set_by_sync(ctx: &Ctx, user: &str, presence: &str) -> Result<()> {
-    let write = sstore::set_presence_write(&ctx.db, user, presence, None).await?;
+    let old = sstore::get_presence(&ctx.db, user).await?;
+    set_by_sync_over(ctx, user, presence, old).await?;
+    Ok(())
+}
+
+/// [`set_by_sync`] over the stored row `old`, already read; whether the presence stream moved.
+pub async fn set_by_sync_over(ctx: &Ctx, user: &str, presence: &str, old: Option<sstore::PresenceRow>) -> Result<bool> {
+    let write = sstore::set_presence_over(&ctx.db, user, presence, None, old).await?;
     if write.changed {
         let users = sstore::users_sharing_rooms(&ctx.db, user).await?;
         wakeups::notify_users(&ctx.env, &ctx.config, users.clone()).await;
@@ -46,5 +53,5 @@ pub async fn set_by_sync(ctx: &Ctx, user: &str, presence: &str) -> Result<()> {
     } else if write.refreshed {
         edu::presence::keep_alive(ctx, user).await?;
     }
-    Ok(())
+    Ok(write.changed)
 }

@@ -35,8 +35,20 @@ pub async fn presence_since(db: &Db, user: &str, after: u64, up_to: u64) -> Resu
     .await
 }
 
+const GET_PRESENCE: &str = "SELECT user_id, presence, status_msg, last_active_ts, currently_active FROM presence WHERE user_id = ?";
+
 pub async fn get_presence(db: &Db, user: &str) -> Result<Option<PresenceRow>> {
-    db.first("SELECT user_id, presence, status_msg, last_active_ts, currently_active FROM presence WHERE user_id = ?", params![user]).await
+    db.first(GET_PRESENCE, params![user]).await
+}
+
+/// [`get_presence`] as a statement for a batch; read its rows with [`presence_of`].
+pub fn get_presence_stmt(db: &Db, user: &str) -> Result<worker::D1PreparedStatement> {
+    db.stmt(GET_PRESENCE, params![user])
+}
+
+/// The row of [`get_presence_stmt`]'s statement.
+pub fn presence_of(rows: Option<&Vec<serde_json::Value>>) -> Option<PresenceRow> {
+    rows.and_then(|r| r.first()).and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 /// Sets presence; returns whether anything others can see changed (only then does the
@@ -58,6 +70,17 @@ pub struct PresenceWrite {
 /// consider re-announcing an unchanged presence to other servers).
 pub async fn set_presence_write(db: &Db, user: &str, presence: &str, status_msg: Option<Option<&str>>) -> Result<PresenceWrite> {
     let old = get_presence(db, user).await?;
+    set_presence_over(db, user, presence, status_msg, old).await
+}
+
+/// [`set_presence_write`] over the stored row `old`, already read (by a sync, in its snapshot).
+pub async fn set_presence_over(
+    db: &Db,
+    user: &str,
+    presence: &str,
+    status_msg: Option<Option<&str>>,
+    old: Option<PresenceRow>,
+) -> Result<PresenceWrite> {
     let msg = match status_msg {
         Some(m) => m.map(str::to_owned),
         None => old.as_ref().and_then(|o| o.status_msg.clone()),

@@ -57,10 +57,25 @@ pub(crate) fn positions_of(rows: Option<&Vec<Value>>) -> SyncToken {
 /// snapshot), so no membership is newer than the room position. With `since` (an
 /// incremental sync), also the rooms the user is *newly* joined to since that position.
 pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncToken, Vec<MembershipRow>, Vec<String>)> {
-    let mut stmts = vec![
+    let (token, members, newly_joined, _) = snapshot_with(db, user, since, vec![]).await?;
+    Ok((token, members, newly_joined))
+}
+
+/// [`snapshot`] with `lead` statements (reads only) run first in the same batch — what the
+/// request would otherwise read in round trips of its own (the token check, the presence a
+/// sync sets) — and their rows, in order.
+pub async fn snapshot_with(
+    db: &Db,
+    user: &str,
+    since: Option<u64>,
+    lead: Vec<worker::D1PreparedStatement>,
+) -> Result<(SyncToken, Vec<MembershipRow>, Vec<String>, Vec<Vec<Value>>)> {
+    let n = lead.len();
+    let mut stmts = lead;
+    stmts.extend([
         positions_stmt(db)?,
         db.stmt("SELECT room_id, membership, event_id, stream, forgotten FROM memberships WHERE user_id = ?", params![user])?,
-    ];
+    ]);
     if let Some(since) = since {
         // Synapse's rule: joined now, and either not joined at `since` or with a non-join
         // membership of the user since then (left and came back).
@@ -74,11 +89,12 @@ pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncTo
             params![user, since],
         )?);
     }
-    let rows = db.batch_rows(stmts).await?;
-    let token = positions_of(rows.first());
-    let members = rows.get(1).map(|r| r.iter().filter_map(|v| serde_json::from_value::<MembershipRow>(v.clone()).ok()).collect()).unwrap_or_default();
-    let newly_joined = rows.get(2).map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
-    Ok((token, members, newly_joined))
+    let mut rows = db.batch_rows(stmts).await?;
+    let rest = rows.split_off(n.min(rows.len()));
+    let token = positions_of(rest.first());
+    let members = rest.get(1).map(|r| r.iter().filter_map(|v| serde_json::from_value::<MembershipRow>(v.clone()).ok()).collect()).unwrap_or_default();
+    let newly_joined = rest.get(2).map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    Ok((token, members, newly_joined, rows))
 }
 
 /// Rooms the user has any membership in that have events in `(after, up_to]`, each with
