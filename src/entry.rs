@@ -110,13 +110,15 @@ fn to_worker(resp: Response) -> worker::Result<worker::Response> {
 }
 
 /// The Cron Trigger (`[triggers] crons` in wrangler.toml): the scheduled clean-up
-/// ([`crate::service::cleanup`]), one JSON log line per run.
+/// ([`crate::service::cleanup`]) and up to 10 s of unfinished admin room deletions (so a
+/// deletion nobody polls still ends), one JSON log line per run.
 #[event(scheduled)]
 pub async fn scheduled(event: worker::ScheduledEvent, env: Env, _sctx: worker::ScheduleContext) {
     let line = match Ctx::new(env, None) {
         Ok(ctx) => {
             let report = crate::service::cleanup::run(&ctx).await;
-            serde_json::json!({ "event": "cleanup", "cron": event.cron(), "report": report })
+            let deletes = crate::service::admin::rooms::run_unfinished(&ctx, 10_000).await.err().map(|e| e.to_string());
+            serde_json::json!({ "event": "cleanup", "cron": event.cron(), "report": report, "room_deletes_error": deletes })
         }
         Err(e) => serde_json::json!({ "event": "cleanup", "cron": event.cron(), "error": e.to_string() }),
     };

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::ctx::Ctx;
-use crate::durable_objects::protocol::{DestinationProto, Protocol, RoomProto, UserKeysProto, UserSyncProto};
+use crate::durable_objects::protocol::{DestinationProto, Protocol, RateLimiterProto, RoomProto, UserKeysProto, UserSyncProto};
 use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::service::objects::{call, unexpected};
@@ -17,6 +17,7 @@ pub async fn health_route(ctx: &Ctx, _req: &Request) -> Result<Response> {
     objects.insert(RoomProto::BINDING.into(), object_health::<RoomProto>(ctx).await?);
     objects.insert(UserSyncProto::BINDING.into(), object_health::<UserSyncProto>(ctx).await?);
     objects.insert(DestinationProto::BINDING.into(), object_health::<DestinationProto>(ctx).await?);
+    objects.insert(RateLimiterProto::BINDING.into(), object_health::<RateLimiterProto>(ctx).await?);
     Ok(Response::ok(json!({ "d1": d1, "durable_objects": objects })))
 }
 

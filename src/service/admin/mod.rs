@@ -8,9 +8,11 @@ pub mod rooms;
 pub mod tokens;
 pub mod users;
 
-/// The version `GET /_synapse/admin/v1/server_version` reports. The "ops" work (provenance)
-/// will add the commit; until then this is the crate version.
-pub const SERVER_VERSION: &str = concat!("Stratus ", env!("CARGO_PKG_VERSION"));
+/// The version `GET /_synapse/admin/v1/server_version` reports: `Stratus <version>+<commit>`,
+/// the same build identity as the federation `server.version` (`core::provenance`).
+pub fn server_version() -> String {
+    format!("Stratus {}", crate::core::provenance::server_version())
+}
 
 /// Logs an admin action: one console line with the admin, the action and its target (every
 /// admin handler calls this before acting).

@@ -134,8 +134,13 @@ def test_cross_signing_changes_reach_room_members(base, user, user2):
 def test_oauth_sessions_approve_a_reset_in_the_account_page(base):
     """Spec v1.17 "OAuth authentication": an OAuth 2.0 session replacing its cross-signing
     keys gets the `m.oauth` stage, whose URL the user opens to approve that one reset."""
+    import sys
+    from pathlib import Path
+
     import requests
 
+    # The OAuth flow helpers live beside the OAuth tests; importable when e2ee runs alone too.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "oauth"))
     from test_oauth import hidden, register_client, signed_in
 
     user, f, token = signed_in(base, register_client(base)["client_id"], "oauthcs")

@@ -50,3 +50,6 @@ def test_provenance_endpoint_is_for_admins(stratus_factory):
     assert out["commit"] == rec["commit"] and out["dirty"] == rec["dirty"]
     assert out["build"] == rec
     assert out["server"]["version"].endswith("+" + rec["commit"] + (".dirty" if rec["dirty"] else ""))
+    # Synapse's admin server_version (what synadm shows) names the same build.
+    version = assert_ok(call(server.base, "GET", "/_synapse/admin/v1/server_version", token=admin["access_token"]))["server_version"]
+    assert version == "Stratus " + out["server"]["version"], version
