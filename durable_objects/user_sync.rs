@@ -29,6 +29,9 @@ pub struct UserSync {
     epoch: String,
     counter: Cell<u64>,
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Development only (`DO_TRACE` set): logs when the object is built and when each
+    /// handler starts and ends, so `bench/idle_device.py` can add up the time it is active.
+    trace: bool,
 }
 
 const SCHEMA: &[&str] = &[
@@ -52,6 +55,13 @@ const SLIDING_EXPIRY_MS: u64 = 7 * 24 * 3600 * 1000;
 const MAX_WAIT_MS: u64 = 120_000;
 
 impl UserSync {
+    /// One `stratus-do-trace` log line (see `trace`): the event and the object's clock.
+    fn trace(&self, event: &str) {
+        if self.trace {
+            worker::console_log!("stratus-do-trace UserSync {} {} {}", self.epoch, event, crate::core::time::now_ms());
+        }
+    }
+
     fn current(&self) -> String {
         format!("{}:{}", self.epoch, self.counter.get())
     }
@@ -232,17 +242,22 @@ impl UserSync {
 }
 
 impl DurableObject for UserSync {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         let version = super::migrate(&state.storage().sql(), SCHEMA).unwrap_or(-1);
         let epoch = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect::<String>();
-        Self { state, version, epoch, counter: Cell::new(0), waiters: RefCell::new(Vec::new()) }
+        let trace = env.var("DO_TRACE").is_ok_and(|v| !v.to_string().is_empty());
+        let this = Self { state, version, epoch, counter: Cell::new(0), waiters: RefCell::new(Vec::new()), trace };
+        this.trace("new");
+        this
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        self.trace("begin");
         let result = match super::read::<UserSyncProto>(&mut req).await {
             Ok(request) => self.handle(request).await,
             Err(e) => Err(e),
         };
+        self.trace("end");
         super::answer::<UserSyncProto>(result)
     }
 }
