@@ -100,7 +100,8 @@ def idle_client(run: Run, minutes: float) -> None:
                 continue
             body = r.json()
             since = body.get("next_batch", since)
-            run.empty += 1 if not body.get("rooms") and not body.get("to_device", {}).get("events") else 0
+            rooms = body.get("rooms", {})
+            run.empty += 1 if not any(rooms.get(k) for k in ("join", "invite", "leave", "knock")) and not body.get("to_device", {}).get("events") else 0
         except requests.RequestException:
             run.errors += 1
             time.sleep(1)

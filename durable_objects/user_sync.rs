@@ -6,6 +6,9 @@
 //! with `Wait { seen: <that value>, timeout_ms }`: the wait returns at once if the counter
 //! has moved since, so a change committed between the check and the wait is never lost.
 //!
+//! (`/sync` opens a `Watch` instead, before it checks the stores: a socket that hears every
+//! later change, so it needs no counter.)
+//!
 //! A wait costs (almost) nothing while nobody writes (#17): it arrives as a WebSocket
 //! upgrade, which the object accepts with the hibernation API (`accept_web_socket`, the
 //! waiter's `seen` in the socket's attachment) and returns from at once. With no handler
