@@ -152,7 +152,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repo", action="append", type=Path, help="a checkout with build/ (repeatable; default: this one)")
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--handler-ms", type=float, default=1.0, help="assumed cost of a handler that reads as 0 ms (the bound column)")
+    ap.add_argument("--handler-ms", type=float, default=1.0, help="assumed cost of each handler and construction (the bound column)")
     args = ap.parse_args()
     repos = args.repo or [REPO]
     runs = []
@@ -170,7 +170,7 @@ def main() -> None:
             scale = MONTH_S / r.seconds
             # Incoming WebSocket messages are billed 20:1 as requests; closes are counted as messages here (an upper bound).
             billed_requests = t.http + t.ws_events / 20
-            bound_ms = t.active_ms + args.handler_ms * (t.http + t.ws_events)
+            bound_ms = t.active_ms + args.handler_ms * (t.http + t.ws_events + t.built)
             rows.append((r, t, scale, billed_requests, bound_ms))
         print(f"\nIdle device, {args.minutes:g} min, one /sync long-poll loop (timeout=30000); month = 30 days.\n")
         print("| build | /sync requests | DO HTTP requests | DO WebSocket events | DO built | DO active s | active share |"
