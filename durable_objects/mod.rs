@@ -54,13 +54,18 @@ mod glue {
             version: i64,
         }
         let current: Vec<V> = sql.exec("SELECT version FROM _schema", None)?.to_array()?;
-        let mut version = current.first().map(|v| v.version).unwrap_or(0);
+        let stored = current.first().map(|v| v.version);
+        let mut version = stored.unwrap_or(0);
         for (i, stmt) in schema.iter().enumerate() {
             let target = i as i64 + 1;
             if version < target {
                 sql.exec(stmt, None)?;
                 version = target;
             }
+        }
+        // Objects that hibernate are rebuilt often: write only when the version moved.
+        if stored == Some(version) {
+            return Ok(version);
         }
         sql.exec("DELETE FROM _schema", None)?;
         sql.exec("INSERT INTO _schema (version) VALUES (?)", vec![version.into()])?;

@@ -294,6 +294,10 @@ pub struct ToDeviceMessage {
     pub message: Value,
 }
 
+/// The header that carries a `UserSyncRequest::Wait` or `Watch` on its WebSocket upgrade (an
+/// upgrade is a `GET`, which has no body).
+pub const USER_SYNC_WAIT_HEADER: &str = "x-stratus-wait";
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum UserSyncRequest {
@@ -303,11 +307,20 @@ pub enum UserSyncRequest {
     /// Moves the counter and wakes the waiting syncs.
     Notify,
     /// Waits until the counter differs from `seen` (at once if it already does) or
-    /// `timeout_ms` passes.
+    /// `timeout_ms` passes. Sent as a WebSocket upgrade with this request in the
+    /// [`USER_SYNC_WAIT_HEADER`] header: the object answers `Waited` at once if the counter
+    /// moved, else accepts the socket with the hibernation API and sends the counter down it
+    /// on the next change, so it can hibernate (and is not billed) while nobody writes. Sent
+    /// as a plain request, it only answers whether the counter moved (a zero timeout).
     Wait {
         seen: String,
         timeout_ms: u64,
     },
+    /// Watches for changes: sent as a WebSocket upgrade (in [`USER_SYNC_WAIT_HEADER`]) that
+    /// the object accepts with the hibernation API and sends the counter down on every later
+    /// change. Opened before a sync looks at the stores, it replaces `Version` + `Wait`
+    /// with one request, and one socket serves all of that sync's waits.
+    Watch,
     /// Queues messages and wakes the syncs.
     QueueToDevice {
         messages: Vec<ToDeviceMessage>,
@@ -560,6 +573,7 @@ mod tests {
         round_trip(UserSyncRequest::Version);
         round_trip(UserSyncRequest::Notify);
         round_trip(UserSyncRequest::Wait { seen: "ab12:3".into(), timeout_ms: 30_000 });
+        round_trip(UserSyncRequest::Watch);
         round_trip(UserSyncRequest::QueueToDevice {
             messages: vec![ToDeviceMessage { device_id: "D".into(), message: json!({"type": "m.x", "content": {}}) }],
         });

@@ -6,19 +6,29 @@
 //! with `Wait { seen: <that value>, timeout_ms }`: the wait returns at once if the counter
 //! has moved since, so a change committed between the check and the wait is never lost.
 //!
+//! (`/sync` opens a `Watch` instead, before it checks the stores: a socket that hears every
+//! later change, so it needs no counter.)
+//!
+//! A wait costs (almost) nothing while nobody writes (#17): it arrives as a WebSocket
+//! upgrade, which the object accepts with the hibernation API (`accept_web_socket`, the
+//! waiter's `seen` in the socket's attachment) and returns from at once. With no handler
+//! running and only hibernatable sockets open, the object is not billed for duration and the
+//! runtime may evict it; the next `Notify` rebuilds it (a new epoch: every waiter is behind
+//! it), moves the counter and sends it down every parked socket. The Worker keeps its end
+//! until a message comes or its own timeout passes, then closes it. A restart that drops the
+//! sockets closes them, which the Worker also reads as a wake-up (see `service::wakeups`).
+//!
 //! It also keeps the state of the user's sliding sync connections (MSC4186; per device,
 //! `conn_id` and `pos`: see `service::sliding`), the user's to-device queues (one stream
 //! position per user; a sync's `since` acknowledges and deletes what it covered) and
 //! `/sendToDevice` transaction IDs.
 //! Protocol: [`UserSyncRequest`] / [`UserSyncResponse`].
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
-use futures_channel::oneshot;
-use futures_util::future::{select, Either};
-use worker::{durable_object, Delay, DurableObject, Env, Request, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-use super::protocol::{ToDeviceMessage, UserSyncProto, UserSyncRequest, UserSyncResponse};
+use super::protocol::{ToDeviceMessage, UserSyncProto, UserSyncRequest, UserSyncResponse, USER_SYNC_WAIT_HEADER};
 use crate::error::Error;
 
 #[durable_object]
@@ -28,7 +38,9 @@ pub struct UserSync {
     version: i64,
     epoch: String,
     counter: Cell<u64>,
-    waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Development only (`DO_TRACE` set): logs when the object is built and when each
+    /// handler starts and ends, so `bench/idle_device.py` can add up the time it is active.
+    trace: bool,
 }
 
 const SCHEMA: &[&str] = &[
@@ -48,19 +60,33 @@ const TO_DEVICE_BATCH: i64 = 100;
 /// `M_UNKNOWN_POS` and starts afresh).
 const SLIDING_EXPIRY_MS: u64 = 7 * 24 * 3600 * 1000;
 
-/// Waits are capped so a client's huge `timeout` cannot pin a request forever.
-const MAX_WAIT_MS: u64 = 120_000;
+/// What a parked socket remembers across hibernation (its attachment).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Parked {
+    /// `None` for a watch.
+    seen: Option<String>,
+    since_ms: u64,
+}
 
 impl UserSync {
+    /// One `stratus-do-trace` log line (see `trace`): the event and the object's clock.
+    fn trace(&self, event: &str) {
+        if self.trace {
+            worker::console_log!("stratus-do-trace UserSync {} {} {}", self.epoch, event, crate::core::time::now_ms());
+        }
+    }
+
     fn current(&self) -> String {
         format!("{}:{}", self.epoch, self.counter.get())
     }
 
+    /// Moves the counter and sends it to every parked wait (each was behind it). A socket
+    /// its Worker already closed fails to send; its close event tidies it up.
     fn wake(&self) {
         self.counter.set(self.counter.get() + 1);
-        let waiters: Vec<_> = self.waiters.borrow_mut().drain(..).collect();
-        for w in waiters {
-            let _ = w.send(());
+        let v = self.current();
+        for ws in self.state.get_websockets() {
+            let _ = ws.send_with_str(&v);
         }
     }
 
@@ -192,24 +218,18 @@ impl UserSync {
         Ok(pos as u64)
     }
 
-    /// Answers at once if the counter is no longer `seen`, else when woken or after the
-    /// timeout.
-    async fn wait(&self, seen: String, timeout_ms: u64) -> UserSyncResponse {
-        if seen != self.current() {
-            return UserSyncResponse::Waited { woken: true, v: self.current() };
+    /// A wait or watch (a WebSocket upgrade): for a wait, `Waited` at once if the counter is
+    /// no longer `seen`; else the socket, parked with the hibernation API (`wake` sends it
+    /// the counter).
+    fn park(&self, seen: Option<String>) -> Result<Response> {
+        let v = self.current();
+        if seen.as_ref().is_some_and(|s| *s != v) {
+            return Response::from_json(&UserSyncResponse::Waited { woken: true, v });
         }
-        let (tx, rx) = oneshot::channel();
-        self.waiters.borrow_mut().push(tx);
-        let delay = Delay::from(std::time::Duration::from_millis(timeout_ms.min(MAX_WAIT_MS)));
-        let woken = match select(rx, delay).await {
-            Either::Left((r, _)) => r.is_ok(),
-            Either::Right(_) => false,
-        };
-        // Drop our sender if we timed out (the receiver is gone; notify skips it).
-        self.waiters.borrow_mut().retain(|w| !w.is_canceled());
-        // `v` is the counter as of the wake-up: a caller that looks again and then waits
-        // with it misses nothing committed after this point.
-        UserSyncResponse::Waited { woken, v: self.current() }
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        pair.server.serialize_attachment(Parked { seen, since_ms: crate::core::time::now_ms() })?;
+        Response::from_websocket(pair.client)
     }
 
     async fn handle(&self, request: UserSyncRequest) -> crate::Result<UserSyncResponse> {
@@ -220,7 +240,12 @@ impl UserSync {
                 self.wake();
                 UserSyncResponse::Version { v: self.current() }
             }
-            UserSyncRequest::Wait { seen, timeout_ms } => self.wait(seen, timeout_ms).await,
+            // Without the upgrade, a wait only says whether the counter moved.
+            UserSyncRequest::Wait { seen, .. } => {
+                let v = self.current();
+                UserSyncResponse::Waited { woken: seen != v, v }
+            }
+            UserSyncRequest::Watch => return Err(crate::err!(BadJson, "UserSync watch needs the WebSocket upgrade")),
             UserSyncRequest::QueueToDevice { messages } => {
                 self.enqueue(&messages).map_err(Error::internal)?;
                 self.wake();
@@ -250,17 +275,53 @@ impl UserSync {
 }
 
 impl DurableObject for UserSync {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         let version = super::migrate(&state.storage().sql(), SCHEMA).unwrap_or(-1);
         let epoch = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect::<String>();
-        Self { state, version, epoch, counter: Cell::new(0), waiters: RefCell::new(Vec::new()) }
+        let trace = env.var("DO_TRACE").is_ok_and(|v| !v.to_string().is_empty());
+        let this = Self { state, version, epoch, counter: Cell::new(0), trace };
+        this.trace("new");
+        this
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
+        self.trace("begin");
+        if let Some(wait) = req.headers().get(USER_SYNC_WAIT_HEADER)? {
+            let answer = match serde_json::from_str::<UserSyncRequest>(&wait) {
+                Ok(UserSyncRequest::Wait { seen, .. }) => self.park(Some(seen)),
+                Ok(UserSyncRequest::Watch) => self.park(None),
+                _ => super::answer::<UserSyncProto>(Err(crate::err!(BadJson, "UserSync wait request"))),
+            };
+            self.trace("end");
+            return answer;
+        }
         let result = match super::read::<UserSyncProto>(&mut req).await {
             Ok(request) => self.handle(request).await,
             Err(e) => Err(e),
         };
+        self.trace("end");
         super::answer::<UserSyncProto>(result)
+    }
+
+    async fn websocket_message(&self, _ws: WebSocket, _message: WebSocketIncomingMessage) -> Result<()> {
+        // Waiters never speak; nothing to do (the handler must exist: the default panics).
+        self.trace("ws-begin");
+        self.trace("ws-end");
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _was_clean: bool) -> Result<()> {
+        self.trace("ws-begin");
+        // Completes the closing handshake the Worker started (an error means it is done).
+        let _ = ws.close(Some(1000), Some("done"));
+        self.trace("ws-end");
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.trace("ws-begin");
+        let _ = ws.close(Some(1011), Some("error"));
+        self.trace("ws-end");
+        Ok(())
     }
 }

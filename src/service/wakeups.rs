@@ -1,17 +1,23 @@
 //! Sync wake-ups through each user's `UserSync` Durable Object (see
 //! `durable_objects/user_sync.rs` for why nothing is lost): writers call [`notify_users`]
-//! after their D1 write committed; a waiting `/sync` reads [`sync_version`] before it looks
-//! at the stores, then [`wait`]s on that value.
+//! after their D1 write committed; a waiting `/sync` opens a [`Watch`] before it looks at
+//! the stores and waits on it; sliding sync reads the counter with its connection state and
+//! [`wait`]s on that value.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_channel::mpsc::{unbounded, UnboundedReceiver};
+use futures_util::future::{join_all, select, Either};
+use futures_util::StreamExt;
 use ruma::UserId;
-use worker::Env;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{Delay, Env, Headers, Method, Request, RequestInit, WebSocket, WebsocketEvent};
 
 use crate::core::config::Config;
-use crate::durable_objects::protocol::{UserSyncProto, UserSyncRequest as Req, UserSyncResponse as Resp};
-use crate::error::Result;
+use crate::durable_objects::protocol::{Protocol, UserSyncProto, UserSyncRequest as Req, UserSyncResponse as Resp, USER_SYNC_WAIT_HEADER};
+use crate::error::{Error, Result};
 use crate::service::objects::{call, unexpected};
 
 /// Wakes the waiting syncs of these users (local users only; duplicates are skipped). One
@@ -23,19 +29,136 @@ pub async fn notify_users<I: IntoIterator<Item = String>>(env: &Env, config: &Co
     join_all(local.iter().map(|u| call::<UserSyncProto>(env, u, &Req::Notify))).await;
 }
 
-/// The user's change counter, read before a sync checks the stores.
-pub async fn sync_version(env: &Env, user: &str) -> Result<String> {
-    match call::<UserSyncProto>(env, user, &Req::Version).await? {
-        Resp::Version { v } => Ok(v),
-        _ => Err(unexpected::<UserSyncProto>()),
+/// Waits are capped so a client's huge `timeout` cannot pin a request forever.
+const MAX_WAIT_MS: u64 = 120_000;
+
+fn fail(e: worker::Error) -> Error {
+    Error::internal(format!("{} object: {e}", UserSyncProto::CLASS))
+}
+
+/// Sends `request` (`Wait` or `Watch`) as a WebSocket upgrade to the user's object: the
+/// socket it parked, or the answer it gave at once.
+async fn upgrade(env: &Env, user: &str, request: &Req) -> Result<std::result::Result<WebSocket, Resp>> {
+    crate::store::db::simulated_hop().await;
+    let stub = env.durable_object(UserSyncProto::BINDING).map_err(fail)?.id_from_name(user).map_err(fail)?.get_stub().map_err(fail)?;
+    let headers = Headers::new();
+    headers.set("upgrade", "websocket").map_err(fail)?;
+    headers.set(USER_SYNC_WAIT_HEADER, &serde_json::to_string(request)?).map_err(fail)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let req = Request::new_with_init("https://object/wait", &init).map_err(fail)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(fail)?;
+    let status = resp.status_code();
+    if status == 101 {
+        return resp.websocket().map(Ok).ok_or_else(unexpected::<UserSyncProto>);
     }
+    let text = resp.text().await.map_err(fail)?;
+    if status != 200 {
+        return Err(Error::from_response(status, &serde_json::from_str(&text).unwrap_or_default()));
+    }
+    serde_json::from_str(&text).map(Err).map_err(|_| unexpected::<UserSyncProto>())
 }
 
 /// Waits until the user's counter moves past `seen` or `timeout_ms` passes. Returns the
 /// counter when woken (the value to wait on next), `None` on timeout.
+///
+/// The wait is a WebSocket to the object, which parks it with the hibernation API: while
+/// nobody writes, only this Worker request waits (wall time, not billed CPU) and the object
+/// may hibernate. A socket that closes without a message (the object restarted) counts as
+/// a wake-up with an unknown counter (`""`, which matches nothing): the caller looks again,
+/// and its next wait answers at once with the current counter.
 pub async fn wait(env: &Env, user: &str, seen: &str, timeout_ms: u64) -> Result<Option<String>> {
-    match call::<UserSyncProto>(env, user, &Req::Wait { seen: seen.to_owned(), timeout_ms }).await? {
-        Resp::Waited { woken, v } => Ok(woken.then_some(v)),
-        _ => Err(unexpected::<UserSyncProto>()),
+    let ws = match upgrade(env, user, &Req::Wait { seen: seen.to_owned(), timeout_ms }).await? {
+        Ok(ws) => ws,
+        Err(Resp::Waited { woken, v }) => return Ok(woken.then_some(v)),
+        Err(_) => return Err(unexpected::<UserSyncProto>()),
+    };
+    let mut events = ws.events().map_err(fail)?;
+    ws.accept().map_err(fail)?;
+    let delay = Delay::from(Duration::from_millis(timeout_ms.min(MAX_WAIT_MS)));
+    let woken = match select(events.next(), delay).await {
+        Either::Left((Some(Ok(WebsocketEvent::Message(m))), _)) => Some(m.text().unwrap_or_default()),
+        // Closed or failed under us: look again (see above).
+        Either::Left(_) => Some(String::new()),
+        Either::Right(_) => None,
+    };
+    drop(events);
+    let _ = ws.close(Some(1000), Some("done"));
+    Ok(woken)
+}
+
+/// A socket event listener (kept alive, then removed, by its [`Watch`]).
+type Listener = Closure<dyn FnMut(JsValue)>;
+
+/// What a watch's socket reports: a change, or that it closed.
+enum Event {
+    Changed,
+    Closed,
+}
+
+/// A watch on the user's changes (`/sync` long-polling): opened *before* a sync looks at
+/// the stores, it hears every change committed after it opened, so a change that lands
+/// between the look and the wait is never lost; one socket (one Durable Object request)
+/// serves all of the sync's waits, where reading the counter and then waiting took two
+/// requests or more.
+/// The object parks the socket with the hibernation API, so it is not held active (nor
+/// billed for duration) while nothing happens. Closed when dropped.
+pub struct Watch {
+    env: Env,
+    user: String,
+    ws: WebSocket,
+    rx: UnboundedReceiver<Event>,
+    listeners: Vec<(&'static str, Listener)>,
+}
+
+impl Watch {
+    /// Opens the watch (one request to the user's `UserSync` object).
+    pub async fn open(env: &Env, user: &str) -> Result<Watch> {
+        let ws = match upgrade(env, user, &Req::Watch).await? {
+            Ok(ws) => ws,
+            Err(_) => return Err(unexpected::<UserSyncProto>()),
+        };
+        let (tx, rx) = unbounded();
+        let mut listeners = Vec::new();
+        // Listen before accepting: a message is delivered only to the listeners present.
+        for (kind, event) in [("message", true), ("close", false), ("error", false)] {
+            let tx = tx.clone();
+            let f = Listener::new(move |_: JsValue| {
+                let _ = tx.unbounded_send(if event { Event::Changed } else { Event::Closed });
+            });
+            ws.as_ref().add_event_listener_with_callback(kind, f.as_ref().unchecked_ref()).map_err(|e| fail(e.into()))?;
+            listeners.push((kind, f));
+        }
+        ws.accept().map_err(fail)?;
+        Ok(Watch { env: env.clone(), user: user.to_owned(), ws, rx, listeners })
+    }
+
+    /// Waits at most `timeout_ms` for a change since the watch opened or since this last
+    /// returned `true`; `false` when none came. A socket closed under us (the object
+    /// restarted) is reopened and reported as a change, so the caller looks again.
+    pub async fn changed(&mut self, timeout_ms: u64) -> Result<bool> {
+        let delay = Delay::from(Duration::from_millis(timeout_ms.min(MAX_WAIT_MS)));
+        let first = match select(self.rx.next(), delay).await {
+            Either::Left((e, _)) => e,
+            Either::Right(_) => return Ok(false),
+        };
+        // Changes already here are covered by the caller's next look.
+        let mut closed = !matches!(first, Some(Event::Changed));
+        while let Ok(e) = self.rx.try_recv() {
+            closed |= matches!(e, Event::Closed);
+        }
+        if closed {
+            *self = Watch::open(&self.env, &self.user).await?;
+        }
+        Ok(true)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        for (kind, f) in self.listeners.drain(..) {
+            let _ = self.ws.as_ref().remove_event_listener_with_callback(kind, f.as_ref().unchecked_ref());
+        }
+        let _ = self.ws.close(Some(1000), Some("done"));
     }
 }

@@ -5,9 +5,9 @@
 //! round trips whatever the number of rooms); this handler parses the parameters, long-polls
 //! and answers.
 //!
-//! Long-polling: with `timeout`, a sync that finds nothing waits on the user's `UserSync`
-//! Durable Object, having read its change counter *before* checking the stores, so a
-//! change committed in between wakes it at once (no lost wake-up). A sync that finds
+//! Long-polling: with `timeout`, a sync that finds nothing waits on a watch of the user's
+//! `UserSync` Durable Object, opened *before* checking the stores, so a change committed in
+//! between wakes it at once (no lost wake-up). A sync that finds
 //! nothing returns after the timeout with the same `next_batch` it was given.
 
 use std::cell::RefCell;
@@ -105,22 +105,20 @@ async fn sync_inner(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
 
     let deadline = now_ms() + timeout;
     let waits = p.since.is_some() && timeout > 0 && !p.full_state;
-    // Read the wake-up counter before looking, so nothing committed after the look is missed;
-    // after a wake-up, the counter the wake-up reported plays that part.
-    let mut seen = if waits { Some(wakeups::sync_version(&ctx.env, me.user_id.as_str()).await?) } else { None };
+    // Watch before looking, so nothing committed after the look is missed.
+    let mut watch = if waits { Some(wakeups::Watch::open(&ctx.env, me.user_id.as_str()).await?) } else { None };
     for _ in 0..20 {
         let out = sync::compute(ctx, me, &p).await?;
         p.set_presence = None;
         let found = out.has_updates();
         let body = serde_json::to_value(out)?;
         let now = now_ms();
-        let Some(v) = seen.take().filter(|_| !found && now < deadline) else {
+        let Some(w) = watch.as_mut().filter(|_| !found && now < deadline) else {
             return Ok(Response::ok(body));
         };
-        match wakeups::wait(&ctx.env, me.user_id.as_str(), &v, deadline - now).await? {
-            Some(next) => seen = Some(next),
+        if !w.changed(deadline - now).await? {
             // Timed out with nothing new: the same positions back.
-            None => return Ok(Response::ok(body)),
+            return Ok(Response::ok(body));
         }
     }
     Ok(Response::ok(serde_json::to_value(sync::compute(ctx, me, &p).await?)?))
