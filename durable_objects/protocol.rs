@@ -112,6 +112,13 @@ pub enum RoomResponse {
     Appended {
         event_ids: Vec<String>,
     },
+    /// The answer to `Append`: the new event IDs (for a repeated transaction, the original
+    /// one) and the D1 round trips the object made for the group the request was committed
+    /// in (`X-Stratus-D1-Round-Trips`).
+    Sent {
+        event_ids: Vec<String>,
+        d1_round_trips: u32,
+    },
     /// What became of each ingested PDU (`error` absent: accepted or soft-failed).
     Ingested {
         results: Vec<PduResult>,
@@ -472,6 +479,7 @@ mod tests {
         round_trip(RoomResponse::Health(Health { class: "Room".into(), schema_version: 2 }));
         round_trip(RoomResponse::Appended { event_ids: vec!["$a".into(), "$b".into()] });
         round_trip(RoomResponse::Done);
+        round_trip(RoomResponse::Sent { event_ids: vec!["$a".into()], d1_round_trips: 1 });
     }
 
     #[test]
