@@ -234,7 +234,7 @@ impl Room {
         let (outcomes, inputs) = match cache.as_mut() {
             Some(c) => match timeline::append_group(&db, &config, c, &reqs).await {
                 Ok(g) => (g.outcomes, g.fanout),
-                Err(e) if crate::store::rooms::is_txn_conflict(&e) => {
+                Err(e) if crate::store::rooms::is_unique_conflict(&e) => {
                     // A transaction stored before the cache was loaded: nothing of the group
                     // was written; one by one, each repeat is answered from D1.
                     cache = None;

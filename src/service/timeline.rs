@@ -74,6 +74,7 @@ struct Checkpoint {
     group: Option<String>,
     group_len: u32,
     state: StateMap,
+    loaded: HashSet<(String, String)>,
     pending: usize,
 }
 
@@ -126,23 +127,21 @@ impl Head {
             group: self.group.clone(),
             group_len: self.group_len,
             state: self.state.clone(),
+            loaded: self.loaded.clone(),
             pending: self.pending.len(),
         }
     }
 
+    /// Back to the checkpoint: `state` and `loaded` move together (a key the refused
+    /// request loaded but `state` no longer has would otherwise read as absent).
     fn restore(&mut self, c: Checkpoint) {
-        // Keys the refused event wrote are known again from `state` as it was.
-        for k in self.pending.drain(c.pending..) {
-            self.loaded.remove(&k);
-        }
+        self.pending.truncate(c.pending);
         self.extremities = c.extremities;
         self.depth = c.depth;
         self.group = c.group;
         self.group_len = c.group_len;
         self.state = c.state;
-        for k in self.state.keys() {
-            self.loaded.insert(k.clone());
-        }
+        self.loaded = c.loaded;
     }
 
     /// The batch is in D1: it is the base of the next one. Events no longer in the known
@@ -342,7 +341,7 @@ pub struct RoomCache {
     head: Head,
     /// Transactions stored through this cache (`user\0device\0key` → event IDs), oldest
     /// dropped first. One not found here may still be in D1 (stored before the cache was
-    /// loaded): the batch's `txn_ids` insert then fails ([`rooms::is_txn_conflict`]).
+    /// loaded): the batch's `txn_ids` insert then fails ([`rooms::is_unique_conflict`]).
     txns: BTreeMap<String, (u64, Vec<OwnedEventId>)>,
     txn_seq: u64,
 }

@@ -314,7 +314,7 @@ fn event_stmts(db: &Db, w: &EventWrite<'_>, pos: &str) -> Result<Vec<D1PreparedS
     if let Some(t) = &w.txn {
         // `txn_ids.txn_id` holds the scoped key (rows written before scoping hold bare IDs,
         // which no scoped key equals: at worst an old retry is not recognised). A plain
-        // INSERT: a transaction already stored fails the whole batch ([`is_txn_conflict`]),
+        // INSERT: a transaction already stored fails the whole batch ([`is_unique_conflict`]),
         // so the `Room` object need not look the ID up before appending.
         stmts.push(db.stmt(
             "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES (?, ?, ?, ?, ?)",
@@ -768,9 +768,10 @@ pub async fn append_head(db: &Db, room_id: &str) -> Result<Option<AppendHead>> {
     Ok(Some(AppendHead { room, group_len: group_len.unwrap_or(0) }))
 }
 
-/// Whether a D1 error is the `txn_ids` primary key refusing a second row for one
-/// transaction (an append batch holding an already used transaction ID).
-pub fn is_txn_conflict(e: &Error) -> bool {
+/// Whether a D1 batch failed on a unique constraint (then nothing of it was written): above
+/// all the `txn_ids` primary key refusing a second row for one transaction, an append batch
+/// holding an already used transaction ID.
+pub fn is_unique_conflict(e: &Error) -> bool {
     let msg = e.to_string();
-    msg.contains("txn_ids") && (msg.contains("UNIQUE constraint failed") || msg.contains("PRIMARY KEY"))
+    msg.contains("UNIQUE constraint failed") || msg.contains("PRIMARY KEY")
 }
