@@ -95,6 +95,12 @@ pub enum RoomRequest {
         from: Vec<String>,
         limit: u32,
     },
+    /// One bounded purge step of an admin room deletion (`store::admin::purge_step`), under
+    /// the writer lock so no append interleaves, dropping the cached head and state (the
+    /// rows it read are going). Answered with `Purged`.
+    Purge {
+        room_id: String,
+    },
     /// Sets or clears a member's typing flag (`timeout` in ms, capped by the object).
     Typing {
         room_id: String,
@@ -112,11 +118,22 @@ pub enum RoomResponse {
     Appended {
         event_ids: Vec<String>,
     },
+    /// The answer to `Append`: the new event IDs (for a repeated transaction, the original
+    /// one) and the D1 round trips the object made for the group the request was committed
+    /// in (`X-Stratus-D1-Round-Trips`).
+    Sent {
+        event_ids: Vec<String>,
+        d1_round_trips: u32,
+    },
     /// What became of each ingested PDU (`error` absent: accepted or soft-failed).
     Ingested {
         results: Vec<PduResult>,
     },
     Done,
+    /// Rows a purge step deleted (0: nothing of the room was left).
+    Purged {
+        rows: u64,
+    },
 }
 
 /// One PDU's outcome, as federation `/send` reports it.
@@ -534,6 +551,9 @@ mod tests {
         round_trip(RoomResponse::Health(Health { class: "Room".into(), schema_version: 2 }));
         round_trip(RoomResponse::Appended { event_ids: vec!["$a".into(), "$b".into()] });
         round_trip(RoomResponse::Done);
+        round_trip(RoomRequest::Purge { room_id: "!r:s".into() });
+        round_trip(RoomResponse::Purged { rows: 3 });
+        round_trip(RoomResponse::Sent { event_ids: vec!["$a".into()], d1_round_trips: 1 });
     }
 
     #[test]

@@ -1,26 +1,44 @@
 //! The `Room` Durable Object: one per room. It is the room's single writer: every event
 //! appended to an existing room goes through [`Room::append`] under a lock, so `prev_events`,
-//! depth and the state the auth rules see are never raced by a concurrent send. After each
-//! append it records push actions and wakes the members' syncs
-//! ([`crate::service::notify::after_append`]).
+//! depth and the state the auth rules see are never raced by a concurrent send.
+//!
+//! Local appends are group-committed: requests queue, and whoever holds the writer lock
+//! takes the whole queue and appends it as ONE D1 batch, each request built and authorised
+//! on the state after the ones before it and answered with its own event ID or error
+//! ([`timeline::append_group`]). What an append needs (head, extremities, depth, state group,
+//! the state the auth rules read, the members to wake, recent transaction IDs) stays in
+//! memory between appends ([`timeline::RoomCache`]), so an append reads nothing from D1. The
+//! cache is exact because this object is the room's only writer, and it is dropped on every
+//! other write (`Ingest`, `JoinRemote`, `Backfill`, deferred PDUs) and after a failed batch;
+//! an evicted object loads it again (one round trip). The batch ends with the fan-out's
+//! reads (members, their push rules); right after it the members' syncs are woken and our
+//! events queued for federation ([`crate::service::notify::wake`], no D1); push rules are
+//! evaluated and push actions written after that
+//! ([`crate::service::notify::record_pushes`]), outside the writer lock, so the next group
+//! commits meanwhile.
 //!
 //! It also keeps who is typing (spec: client-server-api, "Typing Notifications"): each
 //! typing user with the expiry of the timeout they asked for, in the object's SQLite, with an
 //! alarm at the next expiry. Every change is written to D1 `room_typing` (the typing stream
 //! `/sync` reads) and wakes the joined members.
 
-use futures_util::lock::Mutex;
+use std::cell::RefCell;
+
+use futures_channel::oneshot;
+use futures_util::lock::{Mutex, MutexGuard};
 use ruma::{RoomId, ServerName};
 use serde::Deserialize;
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::core::federation::queue;
+use crate::core::room::pdu::{NewEvent, Pdu};
 use crate::core::time::now_ms;
 use crate::ctx::load_config;
 use crate::error::Error;
 use crate::service::federation::{ingest, sender};
-use crate::service::{timeline, wakeups};
+use crate::service::timeline::{self, Queued, RoomCache, Sent};
+use crate::service::{notify, wakeups};
 use crate::store::db::Db;
 use crate::store::{rooms, servers, sync as sstore};
 
@@ -36,6 +54,21 @@ pub struct Room {
     writer: Mutex<()>,
     /// Serialises typing changes (read-modify-write of the typing set).
     typing_lock: Mutex<()>,
+    /// What appends need, valid only after a local append by this instance (see the module
+    /// documentation). Taken out while a group is appended, under `writer`.
+    cache: RefCell<Option<RoomCache>>,
+    /// Append requests waiting for the next group commit.
+    queue: RefCell<Vec<Waiting>>,
+    /// Held from a group's commit until its wake-ups and federation queueing are done, so
+    /// those follow the commit order while the next group already commits.
+    fanout: Mutex<()>,
+}
+
+/// A queued append and where its answer goes.
+struct Waiting {
+    news: Vec<NewEvent>,
+    txn: Option<Txn>,
+    reply: oneshot::Sender<crate::Result<(Vec<String>, u32)>>,
 }
 
 const SCHEMA: &[&str] = &[
@@ -71,7 +104,16 @@ struct TypingRow {
 impl DurableObject for Room {
     fn new(state: State, env: Env) -> Self {
         let version = super::migrate(&state.storage().sql(), SCHEMA).unwrap_or(-1);
-        Self { state, env, version, writer: Mutex::new(()), typing_lock: Mutex::new(()) }
+        Self {
+            state,
+            env,
+            version,
+            writer: Mutex::new(()),
+            typing_lock: Mutex::new(()),
+            cache: RefCell::new(None),
+            queue: RefCell::new(Vec::new()),
+            fanout: Mutex::new(()),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -100,10 +142,14 @@ impl Room {
     async fn handle(&self, request: RoomRequest) -> crate::Result<RoomResponse> {
         Ok(match request {
             RoomRequest::Health => RoomResponse::Health(super::health::<RoomProto>(self.version)),
-            RoomRequest::Append { room_id, events, txn } => RoomResponse::Appended { event_ids: self.append(room_id, events, txn).await? },
+            RoomRequest::Append { room_id, events, txn } => {
+                let (event_ids, d1_round_trips) = self.append(room_id, events, txn).await?;
+                RoomResponse::Sent { event_ids, d1_round_trips }
+            }
             RoomRequest::Ingest { room_id, origin, pdus } => RoomResponse::Ingested { results: self.ingest(room_id, origin, pdus).await? },
             RoomRequest::JoinRemote { room_id, room_version, origin, join_event, state, auth_chain } => {
                 let _writer = self.writer.lock().await;
+                self.forget();
                 let ctx = self.ctx()?;
                 let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
                 let origin = ServerName::parse(&origin).map_err(|_| crate::err!(InvalidParam, "Invalid server name"))?;
@@ -112,10 +158,16 @@ impl Room {
             }
             RoomRequest::Backfill { room_id, from, limit } => {
                 let _writer = self.writer.lock().await;
+                self.forget();
                 let ctx = self.ctx()?;
                 let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
                 let from: Vec<ruma::OwnedEventId> = from.iter().filter_map(|e| ruma::EventId::parse(e).ok()).collect();
                 RoomResponse::Appended { event_ids: ingest::backfill_room(&ctx, &room_id, &from, limit).await? }
+            }
+            RoomRequest::Purge { room_id } => {
+                let _writer = self.writer.lock().await;
+                self.forget();
+                RoomResponse::Purged { rows: crate::store::admin::purge_step(&self.db()?, &room_id).await? }
             }
             RoomRequest::Typing { room_id, user_id, typing, timeout } => {
                 self.typing(room_id, user_id, typing, timeout).await?;
@@ -128,15 +180,117 @@ impl Room {
         Ok(Db::new(self.env.d1("DB").map_err(Error::internal)?))
     }
 
-    async fn append(&self, room_id: String, events: Vec<NewEventWire>, txn: Option<Txn>) -> crate::Result<Vec<String>> {
-        let _writer = self.writer.lock().await;
-        let config = load_config(&self.env)?;
-        let db = self.db()?;
+    /// Any write other than a local append: the cached head and state may no longer be
+    /// the room's (called under the writer lock).
+    fn forget(&self) {
+        self.cache.borrow_mut().take();
+    }
+
+    /// Queues the request; whoever gets the writer lock next appends everything queued as
+    /// one group (this request's or a later one's caller). Returns the event IDs and the
+    /// group's D1 round trips.
+    async fn append(&self, room_id: String, events: Vec<NewEventWire>, txn: Option<Txn>) -> crate::Result<(Vec<String>, u32)> {
         let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
         let news = events.into_iter().map(NewEventWire::into_new).collect::<crate::Result<Vec<_>>>()?;
-        // Append and fan out (push actions, sync wake-ups): the one write path.
-        let pdus = timeline::write(&self.env, &db, &config, Some(&room_id), news, txn).await?;
-        Ok(pdus.iter().map(|p| p.event_id.to_string()).collect())
+        let (reply, answer) = oneshot::channel();
+        self.queue.borrow_mut().push(Waiting { news, txn, reply });
+        let writer = self.writer.lock().await;
+        let group = std::mem::take(&mut *self.queue.borrow_mut());
+        if group.is_empty() {
+            // An earlier lock holder took this request with its group.
+            drop(writer);
+        } else {
+            self.commit(writer, &room_id, group).await;
+        }
+        answer.await.map_err(|_| Error::internal("append abandoned"))?
+    }
+
+    /// Appends a group (one batch, from the cache when it is valid), then wakes the
+    /// members and queues federation (in commit order, after releasing the writer lock),
+    /// then records push actions; answers every request of the group at the end.
+    async fn commit(&self, writer: MutexGuard<'_, ()>, room_id: &RoomId, group: Vec<Waiting>) {
+        let mut replies = Vec::with_capacity(group.len());
+        let mut reqs = Vec::with_capacity(group.len());
+        for w in group {
+            replies.push(w.reply);
+            reqs.push(Queued { news: w.news, txn: w.txn });
+        }
+        let setup = load_config(&self.env).and_then(|c| Ok((c, self.db()?)));
+        let (config, db) = match setup {
+            Ok(x) => x,
+            Err(e) => {
+                for r in replies {
+                    let _ = r.send(Err(timeline::same_error(&e)));
+                }
+                return;
+            }
+        };
+        let cached = self.cache.borrow_mut().take().filter(|c| c.room_id() == Some(room_id));
+        let mut cache = match cached {
+            Some(c) => Some(c),
+            None => match RoomCache::load(&db, room_id).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    worker::console_warn!("room cache of {room_id}: {e}");
+                    None
+                }
+            },
+        };
+        let (outcomes, inputs) = match cache.as_mut() {
+            Some(c) => match timeline::append_group(&db, &config, c, &reqs).await {
+                Ok(g) => (g.outcomes, g.fanout),
+                Err(e) if crate::store::rooms::is_unique_conflict(&e) => {
+                    // A transaction stored before the cache was loaded: nothing of the group
+                    // was written; one by one, each repeat is answered from D1.
+                    cache = None;
+                    (self.one_by_one(&db, &config, room_id, reqs).await, None)
+                }
+                Err(e) => {
+                    // Whether the batch was written is not known (as for a single append
+                    // before): every request of the group gets the error, nothing is retried
+                    // here (a client's retry with its transaction ID is safe).
+                    worker::console_error!("group append in {room_id}: {e}");
+                    cache = None;
+                    (reqs.iter().map(|_| Err(timeline::same_error(&e))).collect(), None)
+                }
+            },
+            None => (self.one_by_one(&db, &config, room_id, reqs).await, None),
+        };
+        *self.cache.borrow_mut() = cache;
+        let committed: Vec<Pdu> = outcomes.iter().filter_map(|o| if let Ok(Sent::New(p)) = o { Some(p.clone()) } else { None }).flatten().collect();
+        let fanout = self.fanout.lock().await;
+        drop(writer);
+        if !committed.is_empty() {
+            match inputs {
+                Some(inputs) => {
+                    let (affected, joined) = notify::audience(&inputs, &committed);
+                    notify::wake(&self.env, &config, &committed, affected, &joined).await;
+                    drop(fanout);
+                    notify::record_pushes(&self.env, &db, &config, &committed, inputs).await;
+                }
+                None => {
+                    if let Err(e) = notify::after_append(&self.env, &db, &config, &committed).await {
+                        worker::console_error!("fan-out after append in {room_id}: {e}");
+                    }
+                    drop(fanout);
+                }
+            }
+        }
+        // Every D1 call made for the group before its answer (the push-action write too).
+        let trips = db.round_trips();
+        for (reply, o) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(o.map(|s| (s.event_ids().iter().map(|e| e.to_string()).collect(), trips)));
+        }
+    }
+
+    /// The requests appended one at a time from D1 (no cache): when the cache cannot be
+    /// loaded or a group's batch failed.
+    async fn one_by_one(&self, db: &Db, config: &crate::core::config::Config, room_id: &RoomId, reqs: Vec<Queued>) -> Vec<crate::Result<Sent>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        for q in reqs {
+            out.push(timeline::append_once(db, config, Some(room_id), q.news, q.txn).await);
+        }
+        out
     }
 
     fn ctx(&self) -> crate::Result<crate::ctx::Ctx> {
@@ -146,6 +300,7 @@ impl Room {
     /// PDUs from another server, under the writer lock (the room's single writer).
     async fn ingest(&self, room_id: String, origin: String, pdus: Vec<serde_json::Value>) -> crate::Result<Vec<PduResult>> {
         let _writer = self.writer.lock().await;
+        self.forget();
         let ctx = self.ctx()?;
         let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
         let origin = ServerName::parse(&origin).map_err(|_| crate::err!(InvalidParam, "Invalid server name"))?;
@@ -210,6 +365,7 @@ impl Room {
         if rows.is_empty() {
             return Ok(());
         }
+        self.forget();
         let ctx = self.ctx()?;
         for row in rows.into_iter().take(PENDING_PER_ALARM) {
             let (Ok(room_id), Ok(origin), Ok(json)) =

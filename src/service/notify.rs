@@ -22,45 +22,75 @@ use crate::store::db::Db;
 use crate::store::fanout::{self, FanoutInputs, StateRow as S};
 use crate::store::sync as sstore;
 
-/// After events were appended to a room: record push actions for the joined members, wake
-/// everyone the events concern (joined, invited, knocking, and the targets of membership
-/// changes), queue our events for federation, and send pushes in the background (`spawn`).
+/// After events were appended to a room: wake everyone the events concern (joined,
+/// invited, knocking, and the targets of membership changes) and queue our events for
+/// federation ([`wake`]), then record push actions for the joined members and send pushes
+/// in the background ([`record_pushes`]). The members come from D1 (one batch with the push
+/// rules); the `Room` object, which knows them, calls the two halves itself.
 pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> Result<()> {
     let Some(first) = pdus.first() else { return Ok(()) };
     let room_id = first.room_id.clone();
     // Members, their stored push rules and the room state the rules look at: one batch.
-    let FanoutInputs { members, stored, state } = fanout::inputs(db, room_id.as_str()).await?;
-    let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
-    let mut affected: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
-    for p in pdus {
-        if p.kind == TimelineEventType::RoomMember {
-            if let Some(k) = &p.state_key {
-                affected.push(k.clone());
-            }
-        }
-    }
-    // Our own events also go to the other servers in the room: queued (one Durable Object
-    // call each, sent later by each destination's queue) while the push actions are recorded
-    // and the members woken, which must stay in that order (a woken sync reads the counts).
+    let inputs = fanout::inputs(db, room_id.as_str()).await?;
+    let (affected, joined) = audience(&inputs, pdus);
+    wake(env, config, pdus, affected, &joined).await;
+    record_pushes(env, db, config, pdus, inputs).await;
+    Ok(())
+}
+
+/// The targets of the membership events among `pdus` (someone who just left or was
+/// kicked is woken too).
+pub fn membership_targets(pdus: &[Pdu]) -> impl Iterator<Item = String> + '_ {
+    pdus.iter().filter(|p| p.kind == TimelineEventType::RoomMember).filter_map(|p| p.state_key.clone())
+}
+
+/// Right after events commit: wakes the syncs of `affected` (local users; see
+/// [`crate::service::wakeups`]) and queues our own events for the servers of the `joined`
+/// members (one Durable Object call each, sent later by each destination's queue), both at
+/// once. Reads nothing from D1 and waits for no push-rule work.
+pub async fn wake(env: &Env, config: &Config, pdus: &[Pdu], affected: Vec<String>, joined: &[String]) {
     let joined_servers: Vec<&str> = joined.iter().filter_map(|u| crate::core::federation::queue::server_of(u)).collect();
     let federation = crate::service::federation::sender::send_pdus_to(env, config, joined_servers, pdus);
-    let local = async {
-        let pushes = match record_push_actions(db, config, &room_id, pdus, &joined, &stored, &state).await {
-            Ok(p) => p,
+    let local = crate::service::wakeups::notify_users(env, config, affected);
+    let (queued, ()) = futures_util::future::join(federation, local).await;
+    if let Err(e) = queued {
+        let room = pdus.first().map(|p| p.room_id.to_string()).unwrap_or_default();
+        worker::console_error!("federation queue for {room}: {e}");
+    }
+}
+
+/// Everyone `pdus` concern, from the fan-out's inputs: (whom to wake: joined, invited and
+/// knocking members and the targets of membership changes; the joined members).
+pub(crate) fn audience(inputs: &FanoutInputs, pdus: &[Pdu]) -> (Vec<String>, Vec<String>) {
+    let joined = inputs.members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
+    let affected = inputs.members.iter().map(|m| m.user_id.clone()).chain(membership_targets(pdus)).collect();
+    (affected, joined)
+}
+
+/// After the wake-ups: evaluates the joined local members' push rules on the events,
+/// stores the ones that notify (unread counts, `/notifications`; one batch, when something
+/// notifies) and hands pushes to the members' push gateways in the background. `inputs`
+/// are what [`fanout::inputs`] reads (the `Room` object reads them in its append batch).
+pub(crate) async fn record_pushes(env: &Env, db: &Db, config: &Config, pdus: &[Pdu], inputs: FanoutInputs) {
+    let Some(first) = pdus.first() else { return };
+    let room_id = first.room_id.clone();
+    let FanoutInputs { members, stored, state } = inputs;
+    let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
+    let pushes = match record_push_actions(db, config, &room_id, pdus, &joined, &stored, &state).await {
+        Ok(p) => p,
+        Err(e) => {
+            worker::console_error!("push actions for {room_id}: {e}");
+            return;
+        }
+    };
+    if !pushes.is_empty() {
+        let db2 = match env.d1("DB") {
+            Ok(d) => Db::new(d),
             Err(e) => {
-                worker::console_error!("push actions for {room_id}: {e}");
-                vec![]
+                worker::console_error!("push gateway: {e}");
+                return;
             }
         };
-        crate::service::wakeups::notify_users(env, config, affected).await;
-        pushes
-    };
-    let (queued, pushes) = futures_util::future::join(federation, local).await;
-    if let Err(e) = queued {
-        worker::console_error!("federation queue for {room_id}: {e}");
-    }
-    if !pushes.is_empty() {
-        let db2 = Db::new(env.d1("DB").map_err(Error::internal)?);
         let allow = config.push_gateway_ip_allowlist.clone();
         wasm_bindgen_futures::spawn_local(async move {
             if let Err(e) = send_pushes(&db2, pushes, &allow).await {
@@ -68,7 +98,6 @@ pub async fn after_append(env: &Env, db: &Db, config: &Config, pdus: &[Pdu]) -> 
             }
         });
     }
-    Ok(())
 }
 
 /// One notification to send to a user's pushers.

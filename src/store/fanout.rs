@@ -39,22 +39,30 @@ pub(crate) struct FanoutInputs {
 
 /// Members, their stored push rules and the room state the rules look at: one batch.
 pub(crate) async fn inputs(db: &Db, room_id: &str) -> Result<FanoutInputs> {
-    let rows = db
-        .batch_rows(vec![
-            db.stmt("SELECT user_id, membership FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite', 'knock')", params![room_id])?,
-            db.stmt(
-                "SELECT user_id, content FROM account_data WHERE room_id = '' AND type = 'm.push_rules'
-                   AND user_id IN (SELECT user_id FROM memberships WHERE room_id = ? AND membership = 'join')",
-                params![room_id],
-            )?,
-            db.stmt(
-                "SELECT c.type, c.state_key, e.event_id, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
-                 WHERE c.room_id = ? AND (c.type IN ('m.room.power_levels', 'm.room.create')
-                   OR (c.type = 'm.room.member' AND e.membership = 'join'))",
-                params![room_id],
-            )?,
-        ])
-        .await?;
+    Ok(inputs_from(&db.batch_rows(inputs_stmts(db, room_id)?).await?))
+}
+
+/// The statements [`inputs`] runs, for a writer that reads them in its own batch, after
+/// its writes (the `Room` object's append: no round trip of their own).
+pub(crate) fn inputs_stmts(db: &Db, room_id: &str) -> Result<Vec<D1PreparedStatement>> {
+    Ok(vec![
+        db.stmt("SELECT user_id, membership FROM memberships WHERE room_id = ? AND membership IN ('join', 'invite', 'knock')", params![room_id])?,
+        db.stmt(
+            "SELECT user_id, content FROM account_data WHERE room_id = '' AND type = 'm.push_rules'
+               AND user_id IN (SELECT user_id FROM memberships WHERE room_id = ? AND membership = 'join')",
+            params![room_id],
+        )?,
+        db.stmt(
+            "SELECT c.type, c.state_key, e.event_id, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id
+             WHERE c.room_id = ? AND (c.type IN ('m.room.power_levels', 'm.room.create')
+               OR (c.type = 'm.room.member' AND e.membership = 'join'))",
+            params![room_id],
+        )?,
+    ])
+}
+
+/// [`FanoutInputs`] from the rows of the [`inputs_stmts`] (in that order).
+pub(crate) fn inputs_from(rows: &[Vec<Value>]) -> FanoutInputs {
     let parse = |i: usize| rows.get(i).cloned().unwrap_or_default();
     let members = parse(0).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
     let stored = parse(1)
@@ -62,7 +70,7 @@ pub(crate) async fn inputs(db: &Db, room_id: &str) -> Result<FanoutInputs> {
         .filter_map(|v| Some((v.get("user_id")?.as_str()?.to_owned(), serde_json::from_str(v.get("content")?.as_str()?).ok()?)))
         .collect();
     let state = parse(2).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
-    Ok(FanoutInputs { members, stored, state })
+    FanoutInputs { members, stored, state }
 }
 
 /// Records that an event notifies a user (unread counts, `/notifications`), at the event's

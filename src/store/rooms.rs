@@ -314,9 +314,11 @@ fn event_stmts(db: &Db, w: &EventWrite<'_>, pos: &str) -> Result<Vec<D1PreparedS
     }
     if let Some(t) = &w.txn {
         // `txn_ids.txn_id` holds the scoped key (rows written before scoping hold bare IDs,
-        // which no scoped key equals: at worst an old retry is not recognised).
+        // which no scoped key equals: at worst an old retry is not recognised). A plain
+        // INSERT: a transaction already stored fails the whole batch ([`is_unique_conflict`]),
+        // so the `Room` object need not look the ID up before appending.
         stmts.push(db.stmt(
-            "INSERT OR IGNORE INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ts) VALUES (?, ?, ?, ?, ?)",
             params![t.user, t.device, t.key, p.event_id.as_str(), now_ms()],
         )?);
     }
@@ -735,4 +737,42 @@ pub async fn search_user_directory(db: &Db, searcher: &str, term: &str, limit: u
         params![pattern, searcher, limit],
     )
     .await
+}
+
+/// What the `Room` object loads once to append without reading D1 again: the room row and
+/// the length of its current state group's delta chain. One round trip.
+pub struct AppendHead {
+    pub room: RoomRow,
+    pub group_len: u32,
+}
+
+/// [`AppendHead`] of a room, `None` for an unknown room.
+pub async fn append_head(db: &Db, room_id: &str) -> Result<Option<AppendHead>> {
+    #[derive(Deserialize)]
+    struct Len {
+        chain_len: f64,
+    }
+    let rows = db
+        .batch_rows(vec![
+            db.stmt(
+                "SELECT room_id, room_version, creator, is_public, head_event, extremities, head_depth, state_group FROM rooms WHERE room_id = ?",
+                params![room_id],
+            )?,
+            db.stmt("SELECT g.chain_len FROM rooms r JOIN state_groups g ON g.id = r.state_group WHERE r.room_id = ?", params![room_id])?,
+        ])
+        .await?;
+    let mut rows = rows.into_iter();
+    let Some(room) = rows.next().unwrap_or_default().into_iter().next() else { return Ok(None) };
+    let room: RoomRow = serde_json::from_value(room)?;
+    let group_len =
+        rows.next().unwrap_or_default().into_iter().next().and_then(|v| serde_json::from_value::<Len>(v).ok()).map(|l| l.chain_len as u32);
+    Ok(Some(AppendHead { room, group_len: group_len.unwrap_or(0) }))
+}
+
+/// Whether a D1 batch failed on a unique constraint (then nothing of it was written): above
+/// all the `txn_ids` primary key refusing a second row for one transaction, an append batch
+/// holding an already used transaction ID.
+pub fn is_unique_conflict(e: &Error) -> bool {
+    let msg = e.to_string();
+    msg.contains("UNIQUE constraint failed") || msg.contains("PRIMARY KEY")
 }

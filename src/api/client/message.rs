@@ -20,23 +20,32 @@ use crate::service::events::{check_can_read, filter_visible, to_client, Reader};
 use crate::service::federation::room as federation_room;
 use crate::service::relations::bundle_thread_summaries;
 use crate::service::state;
-use crate::service::timeline::{append_via_room, Txn};
+use crate::service::timeline::{send_via_room, Txn};
 use crate::store::graph;
 use crate::store::rooms::{self, EventRow};
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
-/// The same transaction ID from the same device returns the same event, stored once.
+/// The same transaction ID from the same device returns the same event, stored once: the
+/// room's `Room` object answers a repeat (from its recent transactions, or from D1 when the
+/// batch finds the ID taken), so the send reads nothing from D1 on its way. The response
+/// carries `X-Stratus-D1-Round-Trips`: this request's D1 calls plus those of the group
+/// commit it was part of.
 pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, kind: &str, txn_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     let txn = Txn::new(me.user_id.as_str(), &me.device_id, &["send", room_id.as_str(), kind], txn_id);
-    if let Some(e) = rooms::txn_event(&ctx.db, &txn.user_id, &txn.device_id, &txn.key).await? {
-        return Ok(Response::ok(json!({ "event_id": e })));
-    }
-    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::Message, me.user_id.as_str()).await?;
     let mut content = req.json_value()?;
+    // The message rate limit (a `RateLimiter` object) and the shadow-ban flag (one D1 read)
+    // are independent: asked at once, they cost one hop before the append, not two. A retried
+    // transaction counts against the limit too (its ID is only checked inside the `Room`
+    // object, where it costs no read).
+    let (limited, banned) = futures_util::join!(
+        crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::Message, me.user_id.as_str()),
+        crate::service::admin::users::is_shadow_banned(ctx, &me.user_id)
+    );
+    limited?;
     // A shadow-banned sender's event is answered with an event ID but neither stored nor sent
     // (Synapse's shadow ban): it reaches nobody.
-    if crate::service::admin::users::is_shadow_banned(ctx, &me.user_id).await? {
+    if banned? {
         return Ok(Response::ok(json!({ "event_id": format!("${}", crate::core::crypto::random_alpha(43)) })));
     }
     // Spec v1.18 (MSC4169): redactions may be sent here in every room version, with
@@ -51,9 +60,15 @@ pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, ki
         None
     };
     let ev = NewEvent { kind: kind.to_owned(), state_key: None, content, sender: me.user_id.clone(), redacts };
-    let ids = append_via_room(ctx, &room_id, &[ev], Some(txn)).await?;
+    sent(ctx, send_via_room(ctx, &room_id, &[ev], Some(txn)).await?)
+}
+
+/// The answer to a send: the event ID, and the D1 round trips it took.
+fn sent(ctx: &Ctx, (ids, room_trips): (Vec<ruma::OwnedEventId>, u32)) -> Result<Response> {
     let id = ids.first().ok_or_else(|| crate::error::Error::internal("no event appended"))?;
-    Ok(Response::ok(json!({ "event_id": id })))
+    let mut resp = Response::ok(json!({ "event_id": id }));
+    resp.headers.push(("X-Stratus-D1-Round-Trips".into(), (ctx.db.round_trips() + room_trips).to_string()));
+    Ok(resp)
 }
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
@@ -61,9 +76,6 @@ pub async fn redact_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, 
     let room_id = parse_room_id(room_id)?;
     let target = params::event_id(event_id)?;
     let txn = Txn::new(me.user_id.as_str(), &me.device_id, &["redact", room_id.as_str(), target.as_str()], txn_id);
-    if let Some(e) = rooms::txn_event(&ctx.db, &txn.user_id, &txn.device_id, &txn.key).await? {
-        return Ok(Response::ok(json!({ "event_id": e })));
-    }
     let body = req.json_value_or_empty()?;
     let mut content = json!({});
     if let Some(r) = body.get("reason") {
@@ -73,9 +85,7 @@ pub async fn redact_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, 
         content.set("reason", r.clone());
     }
     let ev = NewEvent { kind: "m.room.redaction".into(), state_key: None, content, sender: me.user_id.clone(), redacts: Some(target) };
-    let ids = append_via_room(ctx, &room_id, &[ev], Some(txn)).await?;
-    let id = ids.first().ok_or_else(|| crate::error::Error::internal("no event appended"))?;
-    Ok(Response::ok(json!({ "event_id": id })))
+    sent(ctx, send_via_room(ctx, &room_id, &[ev], Some(txn)).await?)
 }
 
 /// How many times one backwards `/messages` request may fetch history from another server.

@@ -106,7 +106,7 @@ pub async fn step(ctx: &Ctx, d: &mut RoomDelete) -> Result<bool> {
         store::update_delete(&ctx.db, d).await?;
         return Ok(true);
     }
-    let deleted = store::purge_step(&ctx.db, room_id.as_str()).await?;
+    let deleted = purge_step(ctx, &room_id).await?;
     if deleted == 0 {
         d.status = "complete".into();
         store::update_delete(&ctx.db, d).await?;
@@ -168,4 +168,15 @@ pub async fn check_not_blocked(ctx: &Ctx, room_id: &RoomId) -> Result<()> {
         return Err(err!(Forbidden, "This room has been blocked on this server"));
     }
     Ok(())
+}
+
+/// One purge step, run by the room's `Room` object: under its writer lock (no append
+/// interleaves) and dropping its cached head and state, which the step deletes.
+async fn purge_step(ctx: &Ctx, room_id: &RoomId) -> Result<u64> {
+    use crate::durable_objects::protocol::{RoomProto, RoomRequest, RoomResponse};
+    use crate::service::objects::{call, unexpected};
+    match call::<RoomProto>(&ctx.env, room_id.as_str(), &RoomRequest::Purge { room_id: room_id.to_string() }).await? {
+        RoomResponse::Purged { rows } => Ok(rows),
+        _ => Err(unexpected::<RoomProto>()),
+    }
 }
