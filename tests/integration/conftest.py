@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -384,3 +385,9 @@ def pytest_runtest_makereport(item, call):
         for s in _STARTED:
             if s.proc is not None:
                 report.sections.append((f"wrangler log tail ({s.base})", s.log_tail(40)))
+
+
+# A test module that imports from this file must not say `from conftest import …`: once a
+# directory with a conftest of its own (federation/) is collected, `conftest` names that one.
+# This module stays importable as `stratus_conftest`.
+sys.modules.setdefault("stratus_conftest", sys.modules[__name__])

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, WRANGLER, _STARTED, _child_env, start_worker
+from stratus_conftest import REPO, WRANGLER, _STARTED, _child_env, start_worker
 from matrix_helpers import CLIENT_V3, assert_ok, call, new_user
 from rooms_helpers import bodies, create_room, messages, send_text
 

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import WRANGLER, REPO, _child_env
+from stratus_conftest import WRANGLER, REPO, _child_env
 from local_state import sqlite_with_table
 from matrix_helpers import CLIENT_V3, assert_ok, call, login, new_user
 from rooms_helpers import txn

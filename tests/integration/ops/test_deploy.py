@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tomllib
 
-from conftest import REPO, _child_env
+from stratus_conftest import REPO, _child_env
 
 D1_ID = "4f1c2b7e-9d3a-4c55-8e21-0a6b7c8d9e0f"
 KV_ID = "0123456789abcdef0123456789abcdef"

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import REPO
+from stratus_conftest import REPO
 from matrix_helpers import admin_register_raw, assert_error, assert_ok, call, new_user, unique_username
 
 RECORD = REPO / "build" / "provenance.json"
