@@ -3,6 +3,7 @@
 //! state at a point, the one write path of events) is decided here and in `core`, and SQL
 //! stays in `store`.
 
+pub mod account;
 pub mod account_data;
 pub mod admin;
 pub mod cleanup;

@@ -49,28 +49,7 @@ pub async fn change_password_route(ctx: &Ctx, req: &Request, me: &Authed) -> Res
 pub async fn deactivate_route(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     let value = req.json_value_or_empty()?;
     user_interactive_auth(ctx, req, &value, "deactivate", &Flows::single(uia::PASSWORD), Some(&me.user_id)).await?;
-    let devices: Vec<String> = accounts::list_devices(&ctx.db, me.user_id.as_str()).await?.into_iter().map(|d| d.device_id).collect();
-    accounts::deactivate(&ctx.db, me.user_id.as_str()).await?;
-    // Its keys go too: nobody should encrypt to a deactivated account's devices.
-    crate::store::e2ee::delete_all_keys(&ctx.db, me.user_id.as_str()).await?;
-    crate::service::keys::forget_devices(&ctx.env, &ctx.db, &ctx.config, me.user_id.as_str(), &devices).await?;
-    crate::store::backup::delete_all(&ctx.db, me.user_id.as_str()).await?;
-    // Like Synapse, a deactivated user leaves every room (and rejects pending invites).
-    for membership in ["join", "invite", "knock"] {
-        for room in crate::store::rooms::rooms_with_membership(&ctx.db, me.user_id.as_str(), membership).await? {
-            let Ok(room_id) = ruma::RoomId::parse(&room) else { continue };
-            let ev = crate::core::room::pdu::NewEvent {
-                kind: "m.room.member".into(),
-                state_key: Some(me.user_id.to_string()),
-                content: json!({ "membership": "leave" }),
-                sender: me.user_id.clone(),
-                redacts: None,
-            };
-            if let Err(e) = crate::service::timeline::append_via_room(ctx, &room_id, &[ev], None).await {
-                crate::error::log_error(&format!("leaving {room} on deactivation: {e}"));
-            }
-        }
-    }
+    crate::service::account::deactivate(ctx, &me.user_id).await?;
     Ok(Response::ok(json!({ "id_server_unbind_result": "no-support" })))
 }
 
