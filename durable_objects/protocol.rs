@@ -507,9 +507,14 @@ pub enum RateLimiterRequest {
     Health,
     /// Takes one action from the bucket, refilled at `per_second` up to `burst` (the caller's
     /// configuration: changing it applies at the next call).
+    /// With `once` (a request's idempotency key, e.g. a send's transaction): a key already
+    /// charged in this bucket is allowed without taking again, so a retried request is not
+    /// counted twice.
     Take {
         per_second: f64,
         burst: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        once: Option<String>,
     },
 }
 
@@ -612,7 +617,8 @@ mod tests {
         round_trip(UserSyncResponse::Txn { new: false });
         round_trip(UserSyncResponse::Done);
         round_trip(UserSyncResponse::Pruned { removed: 3 });
-        round_trip(RateLimiterRequest::Take { per_second: 0.2, burst: 10.0 });
+        round_trip(RateLimiterRequest::Take { per_second: 0.2, burst: 10.0, once: None });
+        round_trip(RateLimiterRequest::Take { per_second: 0.2, burst: 10.0, once: Some("send\u{1f}t1".into()) });
         round_trip(RateLimiterResponse::Limited { retry_after_ms: 4999 });
         round_trip(RateLimiterResponse::Allowed);
         assert_eq!(serde_json::to_value(RateLimiterResponse::Allowed).unwrap(), json!({"reply": "allowed"}));

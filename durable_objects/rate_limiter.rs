@@ -31,7 +31,17 @@ const SCHEMA: &[&str] = &[
     // One row: the bucket's level (actions) as of updated_ms, and the rate it was last
     // taken at (the alarm needs it to know when the bucket is empty).
     "CREATE TABLE IF NOT EXISTS bucket (id INTEGER PRIMARY KEY CHECK (id = 1), level REAL NOT NULL, updated_ms INTEGER NOT NULL, per_second REAL NOT NULL)",
+    // Idempotency keys already charged (`Take { once }`), the most recent `CHARGED_KEPT`.
+    "CREATE TABLE IF NOT EXISTS charged (key TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
 ];
+
+/// Charged idempotency keys remembered per bucket (a client retries its last few requests).
+const CHARGED_KEPT: f64 = 64.0;
+
+#[derive(Deserialize)]
+struct Seq {
+    seq: Option<f64>,
+}
 
 #[derive(Deserialize)]
 struct Row {
@@ -47,10 +57,28 @@ fn load(sql: &SqlStorage) -> Result<Option<Row>> {
 impl RateLimiter {
     /// Takes one action. Returns the response and, when the bucket was empty before, the
     /// time its clean-up alarm should fire.
-    fn take(&self, rate: Rate) -> Result<(RateLimiterResponse, Option<u64>)> {
+    fn take(&self, rate: Rate, once: Option<String>) -> Result<(RateLimiterResponse, Option<u64>)> {
         let sql = self.state.storage().sql();
+        if let Some(key) = &once {
+            // Synchronous storage: nothing interleaves between this look and the write below.
+            let seen: Vec<Seq> = sql.exec("SELECT seq FROM charged WHERE key = ?", vec![key.as_str().into()])?.to_array()?;
+            if !seen.is_empty() {
+                return Ok((RateLimiterResponse::Allowed, None));
+            }
+        }
+        let (resp, alarm) = self.take_one(&sql, rate)?;
+        if let (Some(key), RateLimiterResponse::Allowed) = (once, &resp) {
+            let top: Vec<Seq> = sql.exec("SELECT MAX(seq) AS seq FROM charged", None)?.to_array()?;
+            let next = top.first().and_then(|s| s.seq).unwrap_or(0.0) + 1.0;
+            sql.exec("INSERT INTO charged (key, seq) VALUES (?, ?)", vec![key.into(), next.into()])?;
+            sql.exec("DELETE FROM charged WHERE seq <= ?", vec![(next - CHARGED_KEPT).into()])?;
+        }
+        Ok((resp, alarm))
+    }
+
+    fn take_one(&self, sql: &SqlStorage, rate: Rate) -> Result<(RateLimiterResponse, Option<u64>)> {
         let now = now_ms();
-        let row = load(&sql)?;
+        let row = load(sql)?;
         let before = row.as_ref().map(|r| Level { level: r.level, updated_ms: r.updated_ms as u64 }).unwrap_or_default();
         match take(before, rate, now) {
             Ok(after) => {
@@ -77,7 +105,7 @@ impl DurableObject for RateLimiter {
         let result = match super::read::<RateLimiterProto>(&mut req).await {
             Ok(RateLimiterRequest::Health) => Ok(RateLimiterResponse::Health(super::health::<RateLimiterProto>(self.version))),
             // The decision is made and stored before the only await (the alarm).
-            Ok(RateLimiterRequest::Take { per_second, burst }) => match self.take(Rate { per_second, burst }) {
+            Ok(RateLimiterRequest::Take { per_second, burst, once }) => match self.take(Rate { per_second, burst }, once) {
                 Ok((resp, Some(at))) => {
                     let offset = at.saturating_sub(now_ms()).max(1000) as i64;
                     self.state.storage().set_alarm(offset).await.map(|_| resp).map_err(Error::internal)
@@ -99,6 +127,7 @@ impl DurableObject for RateLimiter {
             let now = now_ms();
             if at <= now {
                 sql.exec("DELETE FROM bucket", None)?;
+                sql.exec("DELETE FROM charged", None)?;
             } else {
                 self.state.storage().set_alarm((at - now).max(1000) as i64).await?;
             }

@@ -33,11 +33,19 @@ pub struct Authed {
     /// not read yet: the handler must confirm it ([`confirm_stmt`] in its first D1 batch and
     /// [`confirm_rows`], or [`ensure_confirmed`]) before anything it does takes effect.
     unconfirmed: Cell<Option<String>>,
+    /// The user's shadow-ban flag when the token lookup read it (a legacy token read from D1
+    /// by this request); `None`: not known, ask [`crate::service::admin::users::is_shadow_banned`].
+    shadow_banned: Option<bool>,
 }
 
 impl Authed {
     fn new(user_id: OwnedUserId, device_id: String, token: AuthToken) -> Self {
-        Authed { user_id, device_id, token, unconfirmed: Cell::new(None) }
+        Authed { user_id, device_id, token, unconfirmed: Cell::new(None), shadow_banned: None }
+    }
+
+    /// The shadow-ban flag read with the token, if it was.
+    pub fn shadow_banned(&self) -> Option<bool> {
+        self.shadow_banned
     }
 }
 
@@ -155,7 +163,10 @@ pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
     }
     remember_token(&t);
     let user_id = UserId::parse(&t.user_id).map_err(|e| Error::internal(format!("stored user id: {e}")))?;
-    Ok(Authed::new(user_id, t.device_id.clone(), AuthToken::Legacy(t)))
+    let banned = t.shadow_banned != 0;
+    let mut me = Authed::new(user_id, t.device_id.clone(), AuthToken::Legacy(t));
+    me.shadow_banned = Some(banned);
+    Ok(me)
 }
 
 /// A fixed hash to verify against when the user does not exist, so that a wrong user name

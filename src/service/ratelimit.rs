@@ -20,6 +20,13 @@ use crate::store::accounts;
 /// Takes one action from `bucket` for `key`: a user ID for the per-user buckets, else a
 /// client address ([`addr`]).
 pub async fn check(ctx: &Ctx, bucket: Bucket, key: &str) -> Result<()> {
+    check_once(ctx, bucket, key, None).await
+}
+
+/// [`check`] for a request with an idempotency key (`once`, e.g. a send's transaction): a
+/// retry of a request already charged is allowed without taking again (Synapse answers
+/// retries from its transaction cache before any limit).
+pub async fn check_once(ctx: &Ctx, bucket: Bucket, key: &str, once: Option<&str>) -> Result<()> {
     let Some(rate) = ctx.config.rate_limits.get(bucket) else {
         return Ok(());
     };
@@ -28,7 +35,7 @@ pub async fn check(ctx: &Ctx, bucket: Bucket, key: &str) -> Result<()> {
         return Ok(());
     }
     let name = format!("{}:{key}", bucket.name());
-    let request = RateLimiterRequest::Take { per_second: rate.per_second, burst: rate.burst };
+    let request = RateLimiterRequest::Take { per_second: rate.per_second, burst: rate.burst, once: once.map(str::to_owned) };
     match call::<RateLimiterProto>(&ctx.env, &name, &request).await? {
         RateLimiterResponse::Allowed => Ok(()),
         RateLimiterResponse::Limited { retry_after_ms } => {

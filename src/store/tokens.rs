@@ -18,13 +18,22 @@ pub struct AccessToken {
     pub expires_ts: Option<f64>,
     pub refresh_hash: Option<String>,
     pub used: i64,
+    /// The user's shadow-ban flag, read with the token (its row's primary key) so that
+    /// `send` needs no read of its own for it.
+    #[serde(default)]
+    pub shadow_banned: i64,
 }
 
-/// Finds the stored token for a presented bearer token.
+/// Finds the stored token for a presented bearer token (with the user's shadow-ban flag).
 pub async fn lookup_access(db: &Db, token: &str) -> Result<Option<AccessToken>> {
     let hash = token_hash(token);
     let row: Option<AccessToken> = db
-        .first("SELECT token_hash, user_id, device_id, expires_ts, refresh_hash, used FROM access_tokens WHERE token_hash = ?", params![hash])
+        .first(
+            "SELECT t.token_hash, t.user_id, t.device_id, t.expires_ts, t.refresh_hash, t.used,
+                    COALESCE((SELECT u.shadow_banned FROM users u WHERE u.user_id = t.user_id), 0) AS shadow_banned
+             FROM access_tokens t WHERE t.token_hash = ?",
+            params![hash],
+        )
         .await?;
     // The index lookup is by hash; compare again in constant time for good measure.
     Ok(row.filter(|r| ct_eq(r.token_hash.as_bytes(), hash.as_bytes())))

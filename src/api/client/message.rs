@@ -34,14 +34,18 @@ pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, ki
     let room_id = parse_room_id(room_id)?;
     let txn = Txn::new(me.user_id.as_str(), &me.device_id, &["send", room_id.as_str(), kind], txn_id);
     let mut content = req.json_value()?;
-    // The message rate limit (a `RateLimiter` object) and the shadow-ban flag (one D1 read)
-    // are independent: asked at once, they cost one hop before the append, not two. A retried
-    // transaction counts against the limit too (its ID is only checked inside the `Room`
-    // object, where it costs no read).
-    let (limited, banned) = futures_util::join!(
-        crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::Message, me.user_id.as_str()),
-        crate::service::admin::users::is_shadow_banned(ctx, &me.user_id)
-    );
+    // The message rate limit (a `RateLimiter` object; the transaction key makes a retry
+    // free) and, for a token whose lookup did not read it, the shadow-ban flag (one D1 read)
+    // are independent: asked at once.
+    let banned = async {
+        match me.shadow_banned() {
+            Some(b) => Ok(b),
+            None => crate::service::admin::users::is_shadow_banned(ctx, &me.user_id).await,
+        }
+    };
+    let once = format!("{}\u{1f}{}", txn.device_id, txn.key);
+    let limit = crate::service::ratelimit::check_once(ctx, crate::core::ratelimit::Bucket::Message, me.user_id.as_str(), Some(&once));
+    let (limited, banned) = futures_util::join!(limit, banned);
     limited?;
     // A shadow-banned sender's event is answered with an event ID but neither stored nor sent
     // (Synapse's shadow ban): it reaches nobody.
