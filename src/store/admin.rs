@@ -496,6 +496,8 @@ const PURGE_TABLES: &[&str] = &[
     "state_resets",
     "state_groups",
     "account_data",
+    // Sliding sync's recency facts (migration 0016).
+    "room_bump",
 ];
 
 /// One bounded purge step: up to [`PURGE_CHUNK`] rows of each of the room's tables (events
