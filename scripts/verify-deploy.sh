@@ -75,6 +75,9 @@ git -C "$TMP/src" checkout --quiet "$COMMIT" || die "commit $COMMIT is not in $R
 # installs the Rust ones pinned by Cargo.lock if missing.
 if [ -d node_modules ] && cmp -s package-lock.json "$TMP/src/package-lock.json"; then
     ln -s "$HERE/node_modules" "$TMP/src/node_modules"
+    # A fresh clone's package-lock.json is newer than any install: give it the installed
+    # one's time, or install.sh would reinstall over the link (from the network).
+    [ ! -f node_modules/.package-lock.json ] || touch -r node_modules/.package-lock.json "$TMP/src/package-lock.json"
 fi
 (cd "$TMP/src" && sh scripts/install.sh >/dev/null)
 (cd "$TMP/src" && CARGO_TARGET_DIR="${STRATUS_REPRO_TARGET:-$TMP/target}" STRATUS_SKIP_BUILD= sh scripts/build.sh >"$TMP/build.log" 2>&1) ||
