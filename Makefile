@@ -27,7 +27,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 export WRANGLER_SEND_METRICS := false
 WRANGLER := node_modules/.bin/wrangler
 
-.PHONY: dev test install build migrate lint unit integration deploy-check clean dev-vars deploy repro
+.PHONY: dev test install build migrate lint unit integration deploy-check clean dev-vars deploy repro reproducible
 
 install:
 	sh scripts/install.sh
@@ -35,6 +35,7 @@ install:
 build: install
 	sh scripts/build.sh
 	@gzip -9 -c build/index_bg.wasm | wc -c | awk '{ printf "wasm bundle: %.2f MB gzipped (budget 3 MB)\n", $$1 / 1000000 }'
+	@cat build/provenance.json
 
 dev-vars:
 	sh scripts/dev-vars.sh
@@ -70,7 +71,8 @@ integration: build dev-vars
 deploy-check: build
 	STRATUS_SKIP_BUILD=1 $(WRANGLER) deploy --dry-run --outdir build/dry-run
 
-test: lint unit deploy-check integration
+# `reproducible` comes before the integration tests: it needs the tree as checked out.
+test: lint unit reproducible deploy-check integration
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown .wrangler .state
@@ -91,9 +93,23 @@ else
 endif
 
 # Reproducible build (README "Verifying a deploy"): rebuilds the commit of build/ from a
-# clean clone with a fresh target directory and compares the hashes. Not part of `make
-# test`: a second release build from scratch costs as much as the first.
-# REPRO_TARGET=$(CURDIR)/target reuses this checkout's dependencies (minutes).
+# clean clone in another directory with a fresh Cargo target directory (a second release
+# build from scratch, dependencies included) and compares the wasm and JS hashes.
+# REPRO_TARGET=$(CURDIR)/target reuses this checkout's dependency artifacts instead (only our
+# crate, wasm-bindgen, wasm-opt and esbuild run again: minutes less, but it trusts them).
 REPRO_TARGET ?=
 repro: build
 	STRATUS_REPRO_TARGET=$(REPRO_TARGET) sh scripts/verify-deploy.sh --local
+
+# The reproducibility test of `make test` (issue 18: two clean builds of one commit give the
+# same wasm SHA-256): `make repro`. It needs build/ to be of a committed tree, as in CI (a
+# fresh clone); with uncommitted changes it says it was skipped, and `make repro` after the
+# commit runs it. REPRO_REQUIRED=1 makes a dirty tree an error instead.
+reproducible: build
+	@if grep -q '"dirty": false' build/provenance.json; then \
+		STRATUS_REPRO_TARGET=$(REPRO_TARGET) sh scripts/verify-deploy.sh --local; \
+	elif [ "$(REPRO_REQUIRED)" = 1 ]; then \
+		echo "reproducible: FAILED: build/ is of a dirty tree (commit first)" >&2; exit 1; \
+	else \
+		echo "reproducible: SKIPPED: build/ is of a tree with uncommitted changes; commit, then make repro"; \
+	fi

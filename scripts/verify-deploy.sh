@@ -75,11 +75,19 @@ git -C "$TMP/src" checkout --quiet "$COMMIT" || die "commit $COMMIT is not in $R
 # installs the Rust ones pinned by Cargo.lock if missing.
 if [ -d node_modules ] && cmp -s package-lock.json "$TMP/src/package-lock.json"; then
     ln -s "$HERE/node_modules" "$TMP/src/node_modules"
+    # A fresh clone's package-lock.json is newer than any install: give it the installed
+    # one's time, or install.sh would reinstall over the link (from the network).
+    [ ! -f node_modules/.package-lock.json ] || touch -r node_modules/.package-lock.json "$TMP/src/package-lock.json"
 fi
 (cd "$TMP/src" && sh scripts/install.sh >/dev/null)
+# The rebuild must be of the commit as it is: a tracked file changed here (npm rewriting
+# package-lock.json once did) would make it a dirty build, with ".dirty" compiled in.
+CHANGED=$(git -C "$TMP/src" status --porcelain --untracked-files=no)
+[ -z "$CHANGED" ] || die "installing the tools changed tracked files of the clone ($CHANGED): the rebuild would be of a dirty tree"
 (cd "$TMP/src" && CARGO_TARGET_DIR="${STRATUS_REPRO_TARGET:-$TMP/target}" STRATUS_SKIP_BUILD= sh scripts/build.sh >"$TMP/build.log" 2>&1) ||
     { tail -n 30 "$TMP/build.log" >&2; die "the build failed"; }
 
+[ "$(json dirty < "$TMP/src/build/provenance.json")" = false ] || die "the rebuild was of a dirty tree (kept in $TMP)"
 GOT=$(json wasm_sha256 < "$TMP/src/build/provenance.json")
 GOT_JS=$(json js_sha256 < "$TMP/src/build/provenance.json")
 echo "expected wasm sha256: $HASH"
