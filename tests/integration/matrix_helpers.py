@@ -126,6 +126,24 @@ def register_raw(base: str, body: dict) -> requests.Response:
     return call(base, "POST", f"{CLIENT_V3}/register", body)
 
 
+def register_via_token(base: str, token: str, prefix: str) -> requests.Response:
+    """Registers a new `prefix…` user through the advertised flow, giving `token` at the
+    `m.login.registration_token` stage; stops at the first stage not completed. Returns the
+    last response (200 when registered)."""
+    body = {"username": unique_username(prefix), "password": DEFAULT_PASSWORD}
+    first = register_raw(base, body)
+    session = first.json()["session"]
+    r = first
+    for stage in first.json()["flows"][0]["stages"]:
+        a = {"type": stage, "session": session}
+        if stage == "m.login.registration_token":
+            a["token"] = token
+        r = register_raw(base, {**body, "auth": a})
+        if r.status_code != 401 or stage not in (r.json().get("completed") or []):
+            break
+    return r
+
+
 def register(
     base: str,
     username: str | None = None,

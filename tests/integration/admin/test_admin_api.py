@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from matrix_helpers import (
-    DEFAULT_PASSWORD,
     HTTP_TIMEOUT,
     admin_register_raw,
     assert_error,
@@ -21,6 +20,7 @@ from matrix_helpers import (
     auth,
     new_user,
     qid,
+    register_via_token,
     unique_username,
 )
 from rooms_helpers import create_room, invite, join, send_text
@@ -226,20 +226,6 @@ def test_quarantine_room_media(stratus, admin):
     assert download(base, other["access_token"], elsewhere).status_code == 200
 
 
-def register_with(base, token):
-    body = {"username": unique_username("conc"), "password": DEFAULT_PASSWORD}
-    first = requests.post(f"{base}/_matrix/client/v3/register", json=body, timeout=HTTP_TIMEOUT)
-    session = first.json()["session"]
-    r = None
-    for stage in first.json()["flows"][0]["stages"]:
-        auth_dict = {"type": stage, "session": session}
-        if stage == "m.login.registration_token":
-            auth_dict["token"] = token
-        r = requests.post(f"{base}/_matrix/client/v3/register", json={**body, "auth": auth_dict}, timeout=HTTP_TIMEOUT)
-        if r.status_code != 401 or stage not in (r.json().get("completed") or []):
-            break
-    return r
-
 
 @pytest.fixture(scope="module")
 def token_server(stratus_factory):
@@ -253,7 +239,7 @@ def test_registration_token_uses_hold_under_concurrency(token_server):
     base, tok = server.base, unique_username("conc").replace("-", "")
     assert_ok(a(base, "POST", "/v1/registration_tokens/new", admin["access_token"], {"token": tok, "uses_allowed": 3}))
     with ThreadPoolExecutor(max_workers=10) as pool:
-        results = list(pool.map(lambda _: register_with(base, tok), range(10)))
+        results = list(pool.map(lambda _: register_via_token(base, tok, "conc"), range(10)))
     ok = [r for r in results if r.status_code == 200]
     assert len(ok) == 3, [r.status_code for r in results]
     t = assert_ok(a(base, "GET", f"/v1/registration_tokens/{tok}", admin["access_token"]))
@@ -278,7 +264,7 @@ def test_registration_token_fields(token_server):
     assert body["expiry_time"] == soon
     time.sleep(3.5)
     assert assert_ok(requests.get(validity, params={"token": made["token"]}, timeout=HTTP_TIMEOUT)) == {"valid": False}
-    assert register_with(base, made["token"]).status_code == 401
+    assert register_via_token(base, made["token"], "conc").status_code == 401
     listed = assert_ok(a(base, "GET", "/v1/registration_tokens", tok, params={"valid": "false"}))
     assert made["token"] in [t["token"] for t in listed["registration_tokens"]]
     assert_error(a(base, "PUT", "/v1/registration_tokens/nosuchtoken", tok, {"uses_allowed": 1}), 404, "M_NOT_FOUND")

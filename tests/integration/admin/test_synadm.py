@@ -16,7 +16,6 @@ import pytest
 import requests
 
 from matrix_helpers import (
-    DEFAULT_PASSWORD,
     HTTP_TIMEOUT,
     admin_register_raw,
     assert_error,
@@ -24,6 +23,7 @@ from matrix_helpers import (
     auth,
     login_raw,
     new_user,
+    register_via_token,
     unique_username,
     whoami,
 )
@@ -209,14 +209,14 @@ def test_registration_tokens(synadm_token_server):
     rc, out, doc = run("regtok", "list")
     assert tok in [t["token"] for t in doc["registration_tokens"]], out
     # One registration uses it up.
-    assert register_with(base, tok).status_code == 200
+    assert register_via_token(base, tok, "viatok").status_code == 200
     rc, out, doc = run("regtok", "details", tok)
     assert doc["completed"] == 1 and doc["pending"] == 0, out
-    assert register_with(base, tok).status_code == 401
+    assert register_via_token(base, tok, "viatok").status_code == 401
     # More uses: it works again.
     rc, out, doc = run("regtok", "update", tok, "--uses-allowed", "2")
     assert doc["uses_allowed"] == 2, out
-    assert register_with(base, tok).status_code == 200
+    assert register_via_token(base, tok, "viatok").status_code == 200
     rc, out, doc = run("regtok", "list", "--invalid")
     assert tok in [t["token"] for t in doc["registration_tokens"]], out
     # Deleted: refused.
@@ -224,22 +224,8 @@ def test_registration_tokens(synadm_token_server):
     assert rc == 0 and "successfully deleted" in out, out
     rc, out, doc = run("regtok", "details", tok)
     assert doc.get("errcode") == "M_NOT_FOUND", out
-    assert register_with(base, tok).status_code == 401
+    assert register_via_token(base, tok, "viatok").status_code == 401
 
-
-def register_with(base, token):
-    body = {"username": unique_username("viatok"), "password": DEFAULT_PASSWORD}
-    first = requests.post(f"{base}/_matrix/client/v3/register", json=body, timeout=HTTP_TIMEOUT)
-    session = first.json()["session"]
-    r = None
-    for stage in first.json()["flows"][0]["stages"]:
-        a = {"type": stage, "session": session}
-        if stage == "m.login.registration_token":
-            a["token"] = token
-        r = requests.post(f"{base}/_matrix/client/v3/register", json={**body, "auth": a}, timeout=HTTP_TIMEOUT)
-        if r.status_code != 401 or stage not in (r.json().get("completed") or []):
-            break
-    return r
 
 
 @pytest.fixture(scope="module")
