@@ -69,6 +69,10 @@ pub enum RoomRequest {
         room_id: String,
         events: Vec<NewEventWire>,
         txn: Option<Txn>,
+        /// The hash of a cached access token to confirm in the append's batch
+        /// (`service::timeline::send_via_room`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirm_token: Option<String>,
     },
     /// Receives PDUs of this room from another server (federation `/send`, `send_join`…):
     /// the checks on receipt, then storage (`service::federation::ingest`).
@@ -548,8 +552,8 @@ mod tests {
         };
         let txn = Txn::new("@a:s", "D", &["send", "!r:s", "m.room.message"], "t1");
         round_trip(RoomRequest::Health);
-        round_trip(RoomRequest::Append { room_id: "!r:s".into(), events: vec![ev.clone(), ev], txn: Some(txn) });
-        round_trip(RoomRequest::Append { room_id: "!r:s".into(), events: vec![], txn: None });
+        round_trip(RoomRequest::Append { room_id: "!r:s".into(), events: vec![ev.clone(), ev], txn: Some(txn), confirm_token: None });
+        round_trip(RoomRequest::Append { room_id: "!r:s".into(), events: vec![], txn: None, confirm_token: Some("h".into()) });
         round_trip(RoomRequest::Typing { room_id: "!r:s".into(), user_id: "@a:s".into(), typing: true, timeout: Some(30_000) });
         round_trip(RoomRequest::Typing { room_id: "!r:s".into(), user_id: "@a:s".into(), typing: false, timeout: None });
         round_trip(RoomRequest::Backfill { room_id: "!r:s".into(), from: vec!["$e".into()], limit: 25 });

@@ -23,6 +23,8 @@
 //! `/sync` reads) and wakes the joined members.
 
 use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_channel::oneshot;
 use futures_util::lock::{Mutex, MutexGuard};
@@ -32,15 +34,16 @@ use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::core::federation::queue;
-use crate::core::room::pdu::{NewEvent, Pdu};
+use crate::core::room::pdu::Pdu;
 use crate::core::time::now_ms;
 use crate::ctx::load_config;
 use crate::error::Error;
 use crate::service::federation::{ingest, sender};
+use crate::service::notify::{self, PushContext};
 use crate::service::timeline::{self, Queued, RoomCache, Sent};
-use crate::service::{notify, wakeups};
+use crate::service::wakeups;
 use crate::store::db::Db;
-use crate::store::{rooms, servers, sync as sstore};
+use crate::store::{fanout, rooms, servers, sync as sstore, tokens};
 
 use super::protocol::{NewEventWire, PduResult, RoomProto, RoomRequest, RoomResponse, Txn};
 
@@ -61,14 +64,52 @@ pub struct Room {
     queue: RefCell<Vec<Waiting>>,
     /// Held from a group's commit until its wake-ups and federation queueing are done, so
     /// those follow the commit order while the next group already commits.
-    fanout: Mutex<()>,
+    fanout: Arc<Mutex<()>>,
+    /// What push-rule evaluation needs (members, their rules, power levels, display names),
+    /// read by the last batch that had state events; valid while only messages follow and
+    /// the members' push rules stay the same (the batch checks their version). Dropped with
+    /// `cache`.
+    push: RefCell<Option<Rc<PushContext>>>,
 }
+
+/// An append's answer: its event IDs and the group's D1 round trips.
+type Answer = crate::Result<(Vec<String>, u32)>;
 
 /// A queued append and where its answer goes.
 struct Waiting {
-    news: Vec<NewEvent>,
-    txn: Option<Txn>,
-    reply: oneshot::Sender<crate::Result<(Vec<String>, u32)>>,
+    q: Queued,
+    /// A cached access token to confirm in the batch (see `timeline::send_via_room`).
+    confirm: Option<String>,
+    /// Taken when answered.
+    reply: Option<oneshot::Sender<Answer>>,
+}
+
+impl Waiting {
+    fn answer(mut self, r: Answer) {
+        self.answer_ref(r);
+    }
+
+    fn answer_ref(&mut self, r: Answer) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(r);
+        }
+    }
+
+    /// The request's sender (every event of a request has the same one).
+    fn sender(&self) -> &str {
+        self.q.news.first().map(|n| n.sender.as_str()).unwrap_or_default()
+    }
+}
+
+/// What follows a group's commit.
+enum Fan {
+    /// Push actions written in the batch: answer, then wake (the pushes go to gateways).
+    Ready(Rc<PushContext>, Vec<notify::PendingPush>),
+    /// Wake, then write the push actions, then answer.
+    Record(Rc<PushContext>),
+    /// Appended one by one: the whole fan-out from D1 (`notify::after_append`).
+    Full,
+    Nothing,
 }
 
 const SCHEMA: &[&str] = &[
@@ -112,7 +153,8 @@ impl DurableObject for Room {
             typing_lock: Mutex::new(()),
             cache: RefCell::new(None),
             queue: RefCell::new(Vec::new()),
-            fanout: Mutex::new(()),
+            fanout: Arc::new(Mutex::new(())),
+            push: RefCell::new(None),
         }
     }
 
@@ -142,8 +184,8 @@ impl Room {
     async fn handle(&self, request: RoomRequest) -> crate::Result<RoomResponse> {
         Ok(match request {
             RoomRequest::Health => RoomResponse::Health(super::health::<RoomProto>(self.version)),
-            RoomRequest::Append { room_id, events, txn } => {
-                let (event_ids, d1_round_trips) = self.append(room_id, events, txn).await?;
+            RoomRequest::Append { room_id, events, txn, confirm_token } => {
+                let (event_ids, d1_round_trips) = self.append(room_id, events, txn, confirm_token).await?;
                 RoomResponse::Sent { event_ids, d1_round_trips }
             }
             RoomRequest::Ingest { room_id, origin, pdus } => RoomResponse::Ingested { results: self.ingest(room_id, origin, pdus).await? },
@@ -184,16 +226,23 @@ impl Room {
     /// the room's (called under the writer lock).
     fn forget(&self) {
         self.cache.borrow_mut().take();
+        self.push.borrow_mut().take();
     }
 
     /// Queues the request; whoever gets the writer lock next appends everything queued as
     /// one group (this request's or a later one's caller). Returns the event IDs and the
     /// group's D1 round trips.
-    async fn append(&self, room_id: String, events: Vec<NewEventWire>, txn: Option<Txn>) -> crate::Result<(Vec<String>, u32)> {
+    async fn append(
+        &self,
+        room_id: String,
+        events: Vec<NewEventWire>,
+        txn: Option<Txn>,
+        confirm: Option<String>,
+    ) -> crate::Result<(Vec<String>, u32)> {
         let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
         let news = events.into_iter().map(NewEventWire::into_new).collect::<crate::Result<Vec<_>>>()?;
         let (reply, answer) = oneshot::channel();
-        self.queue.borrow_mut().push(Waiting { news, txn, reply });
+        self.queue.borrow_mut().push(Waiting { q: Queued { news, txn }, confirm, reply: Some(reply) });
         let writer = self.writer.lock().await;
         let group = std::mem::take(&mut *self.queue.borrow_mut());
         if group.is_empty() {
@@ -206,89 +255,262 @@ impl Room {
     }
 
     /// Appends a group (one batch, from the cache when it is valid), then wakes the
-    /// members and queues federation (in commit order, after releasing the writer lock),
-    /// then records push actions; answers every request of the group at the end.
-    async fn commit(&self, writer: MutexGuard<'_, ()>, room_id: &RoomId, group: Vec<Waiting>) {
-        let mut replies = Vec::with_capacity(group.len());
-        let mut reqs = Vec::with_capacity(group.len());
-        for w in group {
-            replies.push(w.reply);
-            reqs.push(Queued { news: w.news, txn: w.txn });
-        }
+    /// members and queues federation (in commit order, after releasing the writer lock).
+    /// With the room's [`PushContext`] known and only non-state events in the group, the
+    /// push actions are written in the group's batch and every request is answered right
+    /// after it (the wake-ups follow in the background); otherwise the push actions are
+    /// written after the wake-ups and the answers wait for them (send-then-sync sees the
+    /// unread counts either way).
+    async fn commit(&self, writer: MutexGuard<'_, ()>, room_id: &RoomId, mut items: Vec<Waiting>) {
         let setup = load_config(&self.env).and_then(|c| Ok((c, self.db()?)));
         let (config, db) = match setup {
             Ok(x) => x,
             Err(e) => {
-                for r in replies {
-                    let _ = r.send(Err(timeline::same_error(&e)));
+                for w in items {
+                    w.answer(Err(timeline::same_error(&e)));
                 }
                 return;
             }
         };
-        let cached = self.cache.borrow_mut().take().filter(|c| c.room_id() == Some(room_id));
-        let mut cache = match cached {
-            Some(c) => Some(c),
-            None => match RoomCache::load(&db, room_id).await {
-                Ok(c) => Some(c),
+        let mut attempt = 0;
+        let (outcomes, fan) = loop {
+            attempt += 1;
+            let cached = self.cache.borrow_mut().take().filter(|c| c.room_id() == Some(room_id));
+            let mut cache = match cached {
+                Some(c) => Some(c),
+                None => match RoomCache::load(&db, room_id).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        worker::console_warn!("room cache of {room_id}: {e}");
+                        None
+                    }
+                },
+            };
+            let Some(c) = cache.as_mut() else {
+                self.screen_out(&db, room_id, &mut items, None, false).await;
+                break (self.one_by_one(&db, &config, room_id, &items).await, Fan::Full);
+            };
+            let reqs: Vec<Queued> = items.iter().map(|w| w.q.clone()).collect();
+            let prepared = match timeline::prepare_group(&db, &config, c, &reqs).await {
+                Ok(p) => p,
                 Err(e) => {
-                    worker::console_warn!("room cache of {room_id}: {e}");
-                    None
+                    worker::console_error!("group append in {room_id}: {e}");
+                    self.forget();
+                    break (items.iter().map(|_| Err(timeline::same_error(&e))).collect(), Fan::Nothing);
                 }
-            },
-        };
-        let (outcomes, inputs) = match cache.as_mut() {
-            Some(c) => match timeline::append_group(&db, &config, c, &reqs).await {
-                Ok(g) => (g.outcomes, g.fanout),
+            };
+            if prepared.pdus.is_empty() {
+                // Nothing to write (repeats, refusals): cached tokens are confirmed by a read.
+                *self.cache.borrow_mut() = cache;
+                let mut outcomes = prepared.outcomes;
+                self.screen_out(&db, room_id, &mut items, Some(&mut outcomes), false).await;
+                break (outcomes, Fan::Nothing);
+            }
+            let guards: crate::Result<Vec<_>> =
+                items.iter().filter_map(|w| w.confirm.as_deref().map(|h| tokens::guard_stmt(&db, h, w.sender()))).collect();
+            // State events (and redactions, which may change a member's display name or the power
+            // levels) change what the rules read: those groups read it again after their writes.
+            let pc = self
+                .push
+                .borrow()
+                .clone()
+                .filter(|_| !prepared.pdus.iter().any(|p| p.state_key.is_some() || p.kind == ruma::events::TimelineEventType::RoomRedaction));
+            let planned = match &pc {
+                Some(pc) => match notify::push_plan(&db, &config, pc, &prepared.pdus).await {
+                    Ok((mut stmts, pushes)) => fanout::push_rules_guard_stmt(&db, room_id.as_str(), &pc.version).map(|g| {
+                        stmts.push(g);
+                        (stmts, pushes)
+                    }),
+                    Err(e) => Err(e),
+                },
+                None => Err(Error::internal("no push context")),
+            };
+            let (after, pushes) = match planned {
+                Ok((stmts, pushes)) => (stmts, Some(pushes)),
+                Err(_) => (vec![], None),
+            };
+            let guards = match guards {
+                Ok(g) => g,
+                Err(e) => {
+                    self.forget();
+                    break (items.iter().map(|_| Err(timeline::same_error(&e))).collect(), Fan::Nothing);
+                }
+            };
+            let guarded = !guards.is_empty() || pushes.is_some();
+            match timeline::commit_group(&db, c, &reqs, prepared, guards, after, pushes.is_none()).await {
+                Ok(g) => {
+                    *self.cache.borrow_mut() = cache;
+                    let fan = match (pushes, pc, g.fanout) {
+                        (Some(pushes), Some(pc), _) => Fan::Ready(pc, pushes),
+                        (_, _, Some(inputs)) => {
+                            let pc = Rc::new(PushContext::new(&config, room_id, inputs));
+                            *self.push.borrow_mut() = Some(pc.clone());
+                            Fan::Record(pc)
+                        }
+                        _ => Fan::Nothing,
+                    };
+                    break (g.outcomes, fan);
+                }
                 Err(e) if crate::store::rooms::is_unique_conflict(&e) => {
                     // A transaction stored before the cache was loaded: nothing of the group
                     // was written; one by one, each repeat is answered from D1.
-                    cache = None;
-                    (self.one_by_one(&db, &config, room_id, reqs).await, None)
+                    self.forget();
+                    self.screen_out(&db, room_id, &mut items, None, false).await;
+                    break (self.one_by_one(&db, &config, room_id, &items).await, Fan::Full);
                 }
                 Err(e) => {
+                    // A guard failed (a revoked token, a shadow-banned sender, changed push
+                    // rules): nothing was written; the others go again on a fresh cache.
+                    if guarded && attempt < 3 {
+                        let before = items.len();
+                        let stale = self.screen_out(&db, room_id, &mut items, None, true).await;
+                        self.forget();
+                        if items.len() < before || stale {
+                            if items.is_empty() {
+                                break (vec![], Fan::Nothing);
+                            }
+                            continue;
+                        }
+                    }
+                    self.forget();
                     // Whether the batch was written is not known (as for a single append
                     // before): every request of the group gets the error, nothing is retried
                     // here (a client's retry with its transaction ID is safe).
                     worker::console_error!("group append in {room_id}: {e}");
-                    cache = None;
-                    (reqs.iter().map(|_| Err(timeline::same_error(&e))).collect(), None)
+                    break (items.iter().map(|_| Err(timeline::same_error(&e))).collect(), Fan::Nothing);
                 }
-            },
-            None => (self.one_by_one(&db, &config, room_id, reqs).await, None),
+            }
         };
-        *self.cache.borrow_mut() = cache;
         let committed: Vec<Pdu> = outcomes.iter().filter_map(|o| if let Ok(Sent::New(p)) = o { Some(p.clone()) } else { None }).flatten().collect();
-        let fanout = self.fanout.lock().await;
+        let fanout = self.fanout.clone().lock_owned().await;
         drop(writer);
-        if !committed.is_empty() {
-            match inputs {
-                Some(inputs) => {
-                    let (affected, joined) = notify::audience(&inputs, &committed);
+        if committed.is_empty() {
+            drop(fanout);
+        } else {
+            match fan {
+                Fan::Ready(pc, pushes) => {
+                    // The push actions are in: answer now, wake in commit order after it.
+                    let trips = db.round_trips();
+                    for (w, o) in items.into_iter().zip(outcomes) {
+                        w.answer(o.map(|s| (s.event_ids().iter().map(|e| e.to_string()).collect(), trips)));
+                    }
+                    let env = self.env.clone();
+                    self.state.wait_until(async move {
+                        let (affected, joined) = pc.audience(&committed);
+                        notify::wake(&env, &config, &committed, affected, &joined).await;
+                        drop(fanout);
+                        notify::send_pushes_later(&env, &config, pushes);
+                    });
+                    return;
+                }
+                Fan::Record(pc) => {
+                    let (affected, joined) = pc.audience(&committed);
                     notify::wake(&self.env, &config, &committed, affected, &joined).await;
                     drop(fanout);
-                    notify::record_pushes(&self.env, &db, &config, &committed, inputs).await;
+                    notify::record_with(&self.env, &db, &config, &committed, &pc).await;
                 }
-                None => {
+                Fan::Full => {
                     if let Err(e) = notify::after_append(&self.env, &db, &config, &committed).await {
                         worker::console_error!("fan-out after append in {room_id}: {e}");
                     }
                     drop(fanout);
                 }
+                Fan::Nothing => drop(fanout),
             }
         }
         // Every D1 call made for the group before its answer (the push-action write too).
         let trips = db.round_trips();
-        for (reply, o) in replies.into_iter().zip(outcomes) {
-            let _ = reply.send(o.map(|s| (s.event_ids().iter().map(|e| e.to_string()).collect(), trips)));
+        for (w, o) in items.into_iter().zip(outcomes) {
+            w.answer(o.map(|s| (s.event_ids().iter().map(|e| e.to_string()).collect(), trips)));
         }
+    }
+
+    /// Confirms the cached tokens of `items` (and that their senders are not shadow-banned)
+    /// with one read, answering and removing the requests that fail (`M_UNKNOWN_TOKEN`; a
+    /// shadow-banned sender gets a made-up event ID, as the handler gives one), with their
+    /// `outcomes` when given. Also tells whether the cached push rules are stale (then
+    /// forgotten). A failed read answers nothing and changes nothing.
+    async fn screen_out(
+        &self,
+        db: &Db,
+        room_id: &RoomId,
+        items: &mut Vec<Waiting>,
+        outcomes: Option<&mut Vec<crate::Result<Sent>>>,
+        check_push: bool,
+    ) -> bool {
+        let mut stmts = Vec::new();
+        let mut which = Vec::new();
+        for (i, w) in items.iter().enumerate() {
+            if let Some(h) = &w.confirm {
+                match tokens::check_stmt(db, h, w.sender()) {
+                    Ok(s) => {
+                        stmts.push(s);
+                        which.push(i);
+                    }
+                    Err(e) => worker::console_error!("token check: {e}"),
+                }
+            }
+        }
+        let pc = self.push.borrow().clone();
+        let check_version = check_push && pc.is_some();
+        if check_version {
+            match fanout::push_rules_version_stmt(db, room_id.as_str()) {
+                Ok(s) => stmts.push(s),
+                Err(e) => worker::console_error!("push rules version: {e}"),
+            }
+        }
+        if stmts.is_empty() {
+            return false;
+        }
+        let rows = match db.batch_rows(stmts).await {
+            Ok(r) => r,
+            Err(e) => {
+                worker::console_error!("token check: {e}");
+                return false;
+            }
+        };
+        let mut stale = false;
+        if check_version {
+            let now = rows.get(which.len()).and_then(|r| r.first()).and_then(|v| v.get("v")).and_then(|v| v.as_str()).map(str::to_owned);
+            if let (Some(pc), Some(now)) = (&pc, now) {
+                if pc.version != now {
+                    self.push.borrow_mut().take();
+                    stale = true;
+                }
+            }
+        }
+        let mut gone = vec![false; items.len()];
+        for (k, i) in which.iter().enumerate() {
+            let row = rows.get(k).and_then(|r| r.first());
+            let ok = row.and_then(|v| v.get("ok")).is_some_and(|v| !v.is_null());
+            let banned = row.and_then(|v| v.get("banned")).and_then(|v| v.as_f64()).is_some_and(|b| b != 0.0);
+            let Some(w) = items.get_mut(*i) else { continue };
+            if !ok {
+                w.answer_ref(Err(crate::err!(crate::error::ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token")));
+            } else if banned {
+                w.answer_ref(Ok((vec![format!("${}", crate::core::crypto::random_alpha(43))], db.round_trips())));
+            } else {
+                continue;
+            }
+            if let Some(g) = gone.get_mut(*i) {
+                *g = true;
+            }
+        }
+        let mut keep = gone.iter().map(|g| !g);
+        items.retain(|_| keep.next().unwrap_or(true));
+        if let Some(o) = outcomes {
+            let mut keep = gone.iter().map(|g| !g);
+            o.retain(|_| keep.next().unwrap_or(true));
+        }
+        stale
     }
 
     /// The requests appended one at a time from D1 (no cache): when the cache cannot be
     /// loaded or a group's batch failed.
-    async fn one_by_one(&self, db: &Db, config: &crate::core::config::Config, room_id: &RoomId, reqs: Vec<Queued>) -> Vec<crate::Result<Sent>> {
-        let mut out = Vec::with_capacity(reqs.len());
-        for q in reqs {
-            out.push(timeline::append_once(db, config, Some(room_id), q.news, q.txn).await);
+    async fn one_by_one(&self, db: &Db, config: &crate::core::config::Config, room_id: &RoomId, items: &[Waiting]) -> Vec<crate::Result<Sent>> {
+        let mut out = Vec::with_capacity(items.len());
+        for w in items {
+            out.push(timeline::append_once(db, config, Some(room_id), w.q.news.clone(), w.q.txn.clone()).await);
         }
         out
     }

@@ -81,7 +81,37 @@ fn forget_token(hash: &str) {
 /// Endpoints whose handler folds the token check into its first D1 batch (and calls
 /// [`ensure_confirmed`] on every other way out), so a cached token is not read on its own.
 fn folds_token_check(req: &Request) -> bool {
-    req.method == Method::Get && req.path == "/_matrix/client/v3/sync"
+    if req.method == Method::Get && req.path == "/_matrix/client/v3/sync" {
+        return true;
+    }
+    // `send`: the room's `Room` object confirms the token in its write batch
+    // ([`take_unconfirmed`]). Matched on the router's own row, so no other handler gets an
+    // unconfirmed token.
+    req.method == Method::Put
+        && crate::router::resolve(req.method, &req.path).is_ok_and(|(ep, _)| ep.path == "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}")
+}
+
+/// Hands the confirmation of the caller's cached token to someone who folds it into a write
+/// batch (the `Room` object's append: `store::tokens::guard_stmt`): its hash, or `None` when
+/// the token was read in this request. Whoever takes it must not act on the request unless
+/// the batch confirms it.
+pub fn take_unconfirmed(me: &Authed) -> Option<String> {
+    me.unconfirmed.take()
+}
+
+/// Whether the caller's token came from the isolate's cache and is not confirmed yet.
+pub fn is_unconfirmed(me: &Authed) -> bool {
+    let h = me.unconfirmed.take();
+    let yes = h.is_some();
+    me.unconfirmed.set(h);
+    yes
+}
+
+/// The token was found revoked (by a batch that confirmed it): this isolate forgets it.
+pub fn revoked(me: &Authed) {
+    if let AuthToken::Legacy(t) = &me.token {
+        forget_token(&t.token_hash);
+    }
 }
 
 /// The statement confirming the caller's cached token still exists, for the handler's first

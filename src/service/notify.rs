@@ -8,6 +8,7 @@ use ruma::events::TimelineEventType;
 use std::collections::{BTreeSet, HashMap};
 
 use futures_util::future::join_all;
+use ruma::push::Ruleset;
 use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde_json::{json, Value};
 use worker::Env;
@@ -19,7 +20,7 @@ use crate::core::room::pdu::{parse_stored, Pdu};
 use crate::core::room::power;
 use crate::error::{Error, Result};
 use crate::store::db::Db;
-use crate::store::fanout::{self, FanoutInputs, StateRow as S};
+use crate::store::fanout::{self, FanoutInputs};
 use crate::store::sync as sstore;
 
 /// After events were appended to a room: wake everyone the events concern (joined,
@@ -73,31 +74,49 @@ pub(crate) fn audience(inputs: &FanoutInputs, pdus: &[Pdu]) -> (Vec<String>, Vec
 /// are what [`fanout::inputs`] reads (the `Room` object reads them in its append batch).
 pub(crate) async fn record_pushes(env: &Env, db: &Db, config: &Config, pdus: &[Pdu], inputs: FanoutInputs) {
     let Some(first) = pdus.first() else { return };
+    let pc = PushContext::new(config, &first.room_id, inputs);
+    record_with(env, db, config, pdus, &pc).await;
+}
+
+/// [`record_pushes`] with a [`PushContext`] already built.
+pub(crate) async fn record_with(env: &Env, db: &Db, config: &Config, pdus: &[Pdu], pc: &PushContext) {
+    let Some(first) = pdus.first() else { return };
     let room_id = first.room_id.clone();
-    let FanoutInputs { members, stored, state } = inputs;
-    let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
-    let pushes = match record_push_actions(db, config, &room_id, pdus, &joined, &stored, &state).await {
+    let (stmts, pushes) = match push_plan(db, config, pc, pdus).await {
         Ok(p) => p,
         Err(e) => {
             worker::console_error!("push actions for {room_id}: {e}");
             return;
         }
     };
-    if !pushes.is_empty() {
-        let db2 = match env.d1("DB") {
-            Ok(d) => Db::new(d),
-            Err(e) => {
-                worker::console_error!("push gateway: {e}");
-                return;
-            }
-        };
-        let allow = config.push_gateway_ip_allowlist.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = send_pushes(&db2, pushes, &allow).await {
-                worker::console_error!("push gateway: {e}");
-            }
-        });
+    if !stmts.is_empty() {
+        if let Err(e) = db.batch(stmts).await {
+            worker::console_error!("push actions for {room_id}: {e}");
+            return;
+        }
     }
+    send_pushes_later(env, config, pushes);
+}
+
+/// Hands notifications to the members' push gateways in the background (never on the send
+/// path).
+pub(crate) fn send_pushes_later(env: &Env, config: &Config, pushes: Vec<PendingPush>) {
+    if pushes.is_empty() {
+        return;
+    }
+    let db2 = match env.d1("DB") {
+        Ok(d) => Db::new(d),
+        Err(e) => {
+            worker::console_error!("push gateway: {e}");
+            return;
+        }
+    };
+    let allow = config.push_gateway_ip_allowlist.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = send_pushes(&db2, pushes, &allow).await {
+            worker::console_error!("push gateway: {e}");
+        }
+    });
 }
 
 /// One notification to send to a user's pushers.
@@ -108,88 +127,128 @@ pub struct PendingPush {
     highlight: bool,
 }
 
-/// Evaluates each member's push rules on each event and stores the ones that notify.
-async fn record_push_actions(
-    db: &Db,
-    config: &Config,
-    room_id: &RoomId,
-    pdus: &[Pdu],
-    joined: &[String],
-    stored: &HashMap<String, Value>,
-    state: &[S],
-) -> Result<Vec<PendingPush>> {
-    let local: Vec<String> =
-        joined.iter().filter(|u| UserId::parse(u.as_str()).is_ok_and(|u| u.server_name() == config.server_name)).cloned().collect();
-    let quiet = |p: &Pdu| p.state_key.is_some() && !matches!(p.kind, TimelineEventType::RoomMember | TimelineEventType::RoomTombstone);
-    let invites =
-        pdus.iter().any(|p| p.kind == TimelineEventType::RoomMember && p.content_value().get("membership").and_then(Value::as_str) == Some("invite"));
-    if (local.is_empty() && !invites) || pdus.iter().all(quiet) {
-        return Ok(vec![]);
-    }
-    let mut pl = None;
-    let mut creators: Option<Vec<OwnedUserId>> = None;
-    let mut names: HashMap<String, String> = HashMap::new();
-    for s in state {
-        let v: Value = serde_json::from_str(&s.json).unwrap_or(Value::Null);
-        match s.kind.as_str() {
-            "m.room.power_levels" => pl = v.get("content").cloned(),
-            // The creators as the room version defines them (ruma), the same rule as
-            // everywhere else (`core::room::power`).
-            "m.room.create" => {
-                let version = v.get("content").and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1");
-                if let Ok((_, rules)) = crate::core::room::version_rules(version) {
-                    if rules.authorization.explicitly_privilege_room_creators {
-                        let pdu = OwnedEventId::try_from(s.event_id.as_str())
-                            .map_err(Error::internal)
-                            .and_then(|id| Ok((id, parse_stored(&s.json)?)))
-                            .and_then(|(id, json)| Pdu::from_json(id, json, Some(room_id)));
-                        creators = pdu.and_then(|p| power::creators(&rules, &p)).ok();
+/// What push-rule evaluation needs about a room, derived once from the fan-out's inputs
+/// ([`FanoutInputs`]): the `Room` object keeps it between appends while the room's state and
+/// the members' push rules stay the same (messages), so a send evaluates the rules before
+/// its batch and writes the push actions in that same batch.
+pub(crate) struct PushContext {
+    /// Joined, invited and knocking members (whom to wake).
+    members: Vec<String>,
+    joined: Vec<String>,
+    /// Joined local members with their push rules.
+    local: Vec<(OwnedUserId, Ruleset)>,
+    names: HashMap<String, String>,
+    power_levels: Option<Value>,
+    creators: Option<Vec<OwnedUserId>>,
+    /// The members' push rules version the rules were read at (`fanout::push_rules_guard_stmt`).
+    pub version: String,
+}
+
+impl PushContext {
+    pub(crate) fn new(config: &Config, room_id: &RoomId, inputs: FanoutInputs) -> PushContext {
+        let FanoutInputs { members, stored, state, version } = inputs;
+        let joined: Vec<String> = members.iter().filter(|m| m.membership == "join").map(|m| m.user_id.clone()).collect();
+        let local = joined
+            .iter()
+            .filter_map(|u| UserId::parse(u.as_str()).ok())
+            .filter(|u| u.server_name() == config.server_name)
+            .map(|u| {
+                let rs = push::load_ruleset(stored.get(u.as_str()), &u);
+                (u, rs)
+            })
+            .collect();
+        let mut pl = None;
+        let mut creators: Option<Vec<OwnedUserId>> = None;
+        let mut names: HashMap<String, String> = HashMap::new();
+        for s in &state {
+            let v: Value = serde_json::from_str(&s.json).unwrap_or(Value::Null);
+            match s.kind.as_str() {
+                "m.room.power_levels" => pl = v.get("content").cloned(),
+                // The creators as the room version defines them (ruma), the same rule as
+                // everywhere else (`core::room::power`).
+                "m.room.create" => {
+                    let version = v.get("content").and_then(|c| c.get("room_version")).and_then(Value::as_str).unwrap_or("1");
+                    if let Ok((_, rules)) = crate::core::room::version_rules(version) {
+                        if rules.authorization.explicitly_privilege_room_creators {
+                            let pdu = OwnedEventId::try_from(s.event_id.as_str())
+                                .map_err(Error::internal)
+                                .and_then(|id| Ok((id, parse_stored(&s.json)?)))
+                                .and_then(|(id, json)| Pdu::from_json(id, json, Some(room_id)));
+                            creators = pdu.and_then(|p| power::creators(&rules, &p)).ok();
+                        }
                     }
                 }
-            }
-            _ => {
-                let name = v.get("content").and_then(|c| c.get("displayname")).and_then(Value::as_str).unwrap_or("").to_owned();
-                names.insert(s.state_key.clone(), name);
-            }
-        }
-    }
-    let facts = RoomFacts { room_id, member_count: joined.len() as u64, power_levels: pl.as_ref(), privileged_creators: creators };
-    let mut stmts = Vec::new();
-    let mut pushes = Vec::new();
-    // Invited local users are not members yet, but an invite may notify them
-    // (`.m.rule.invite_for_me`).
-    let mut targets: Vec<String> = local.clone();
-    for p in pdus {
-        if p.kind == TimelineEventType::RoomMember && p.content_value().get("membership").and_then(Value::as_str) == Some("invite") {
-            if let Some(k) = p.state_key.as_ref().filter(|k| UserId::parse(k.as_str()).is_ok_and(|u| u.server_name() == config.server_name)) {
-                if !targets.contains(k) {
-                    targets.push(k.clone());
+                _ => {
+                    let name = v.get("content").and_then(|c| c.get("displayname")).and_then(Value::as_str).unwrap_or("").to_owned();
+                    names.insert(s.state_key.clone(), name);
                 }
             }
         }
+        PushContext { members: members.into_iter().map(|m| m.user_id).collect(), joined, local, names, power_levels: pl, creators, version }
     }
-    for user in &targets {
-        let Ok(uid) = UserId::parse(user.as_str()) else { continue };
-        let rs = push::load_ruleset(stored.get(user), &uid);
-        let display = names.get(user).cloned().unwrap_or_else(|| uid.localpart().to_owned());
-        for p in pdus {
+
+    /// Everyone `pdus` concern: (whom to wake: joined, invited and knocking members and the
+    /// targets of membership changes; the joined members).
+    pub(crate) fn audience(&self, pdus: &[Pdu]) -> (Vec<String>, Vec<String>) {
+        (self.members.iter().cloned().chain(membership_targets(pdus)).collect(), self.joined.clone())
+    }
+}
+
+/// Evaluates each joined local member's push rules (and an invited local user's) on each
+/// event: the `push_actions` statements of the ones that notify, for the caller's batch, and
+/// the pushes to send once they are stored.
+pub(crate) async fn push_plan(
+    db: &Db,
+    config: &Config,
+    pc: &PushContext,
+    pdus: &[Pdu],
+) -> Result<(Vec<worker::D1PreparedStatement>, Vec<PendingPush>)> {
+    let Some(first) = pdus.first() else { return Ok((vec![], vec![])) };
+    let room_id = first.room_id.clone();
+    let quiet = |p: &Pdu| p.state_key.is_some() && !matches!(p.kind, TimelineEventType::RoomMember | TimelineEventType::RoomTombstone);
+    let is_invite =
+        |p: &Pdu| p.kind == TimelineEventType::RoomMember && p.content_value().get("membership").and_then(Value::as_str) == Some("invite");
+    let invites = pdus.iter().any(is_invite);
+    if (pc.local.is_empty() && !invites) || pdus.iter().all(quiet) {
+        return Ok((vec![], vec![]));
+    }
+    let facts = RoomFacts {
+        room_id: &room_id,
+        member_count: pc.joined.len() as u64,
+        power_levels: pc.power_levels.as_ref(),
+        privileged_creators: pc.creators.clone(),
+    };
+    // Invited local users are not members yet, but an invite may notify them
+    // (`.m.rule.invite_for_me`): the server's default rules.
+    let mut invited: Vec<(OwnedUserId, Ruleset)> = Vec::new();
+    for p in pdus.iter().filter(|p| is_invite(p)) {
+        if let Some(u) = p.state_key.as_ref().and_then(|k| UserId::parse(k.as_str()).ok()).filter(|u| u.server_name() == config.server_name) {
+            if !pc.local.iter().any(|(l, _)| *l == u) && !invited.iter().any(|(l, _)| *l == u) {
+                let rs = push::load_ruleset(None, &u);
+                invited.push((u, rs));
+            }
+        }
+    }
+    let evs: Vec<Value> = pdus.iter().map(|p| p.to_client(None)).collect();
+    let mut stmts = Vec::new();
+    let mut pushes = Vec::new();
+    for (uid, rs) in pc.local.iter().chain(invited.iter()) {
+        let user = uid.as_str();
+        let display = pc.names.get(user).cloned().unwrap_or_else(|| uid.localpart().to_owned());
+        for (p, ev) in pdus.iter().zip(&evs) {
             if p.sender.as_str() == user {
                 continue;
             }
-            let ev = p.to_client(None);
-            let o = push::evaluate(&rs, &ev, &facts, &uid, &display).await;
+            let o = push::evaluate(rs, ev, &facts, uid, &display).await;
             if !o.notify {
                 continue;
             }
             let thread = push::thread_of(&p.content_value());
             stmts.push(fanout::push_action_stmt(db, user, p.event_id.as_str(), room_id.as_str(), &thread, o.highlight, &o.actions)?);
-            pushes.push(PendingPush { user_id: user.clone(), event: ev, unread: 0, highlight: o.highlight });
+            pushes.push(PendingPush { user_id: user.to_owned(), event: ev.clone(), unread: 0, highlight: o.highlight });
         }
     }
-    if !stmts.is_empty() {
-        db.batch(stmts).await?;
-    }
-    Ok(pushes)
+    Ok((stmts, pushes))
 }
 
 /// Posts notifications to the users' HTTP pushers (spec: push-gateway API,

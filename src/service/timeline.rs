@@ -347,6 +347,7 @@ pub struct RoomCache {
 }
 
 /// One queued append request.
+#[derive(Clone)]
 pub struct Queued {
     pub news: Vec<NewEvent>,
     pub txn: Option<Txn>,
@@ -388,25 +389,30 @@ impl RoomCache {
     }
 }
 
-/// What [`append_group`] did.
+/// What [`commit_group`] did.
 pub struct Group {
     /// One per request, in order.
     pub outcomes: Vec<Result<Sent>>,
-    /// The fan-out's inputs (members, their push rules, the state the rules read), read by
-    /// the same batch right after its writes; `None` when nothing was written.
+    /// The fan-out's inputs (members, their push rules, the state the rules read), when the
+    /// caller asked for them: read by the same batch right after its writes.
     pub fanout: Option<crate::store::fanout::FanoutInputs>,
 }
 
-/// Appends a group of queued requests to the room in ONE D1 batch, each built and
-/// authorised on the state after the ones before it; each request gets its own outcome (a
-/// refused one is left out and changes nothing). Nothing is read from D1 before the batch
-/// once `cache` knows the senders (their membership and the state the rules read); the
-/// batch itself ends with the fan-out's reads (no round trip of their own).
-///
-/// `Err` means the batch failed (nothing of the group was written): the cache no longer
-/// matches D1 and must be dropped; the caller appends the requests one by one with
-/// [`append_once`] (which answers a transaction stored before from D1).
-pub async fn append_group(db: &Db, config: &Config, cache: &mut RoomCache, reqs: &[Queued]) -> Result<Group> {
+/// A group built on the cache ([`prepare_group`]), not written yet.
+pub struct Prepared {
+    /// One per request, in order.
+    pub outcomes: Vec<Result<Sent>>,
+    /// The new events of the whole group, in order.
+    pub pdus: Vec<Pdu>,
+    stmts: Vec<worker::D1PreparedStatement>,
+}
+
+/// Builds a group of queued requests on the cached head, each built and authorised on the
+/// state after the ones before it; each request gets its own outcome (a refused one is left
+/// out and changes nothing). Nothing is read from D1 once `cache` knows the senders (their
+/// membership and the state the rules read). The head moves: the caller writes the group
+/// with [`commit_group`] or drops the cache.
+pub async fn prepare_group(db: &Db, config: &Config, cache: &mut RoomCache, reqs: &[Queued]) -> Result<Prepared> {
     let mut stmts = Vec::new();
     let mut outcomes: Vec<Result<Sent>> = Vec::with_capacity(reqs.len());
     // A transaction repeated inside the group (a client retrying a request still queued).
@@ -440,23 +446,50 @@ pub async fn append_group(db: &Db, config: &Config, cache: &mut RoomCache, reqs:
             }
         }
     }
-    let all: Vec<Pdu> = outcomes.iter().filter_map(|o| if let Ok(Sent::New(p)) = o { Some(p.clone()) } else { None }).flatten().collect();
-    if all.is_empty() {
+    let pdus: Vec<Pdu> = outcomes.iter().filter_map(|o| if let Ok(Sent::New(p)) = o { Some(p.clone()) } else { None }).flatten().collect();
+    if !pdus.is_empty() {
+        finish(db, &cache.head, &pdus, false, &mut stmts)?;
+    }
+    Ok(Prepared { outcomes, pdus, stmts })
+}
+
+/// Writes a [`prepare_group`]'d group in ONE D1 batch: `before` (guards that fail the whole
+/// batch), the group's writes, `after` (statements that depend on the new rows, e.g. push
+/// actions) and, with `read_fanout`, the fan-out's reads (no round trip of their own). No
+/// batch when the group wrote nothing.
+///
+/// `Err` means the batch failed (nothing of the group was written): the cache no longer
+/// matches D1 and must be dropped.
+pub async fn commit_group(
+    db: &Db,
+    cache: &mut RoomCache,
+    reqs: &[Queued],
+    prepared: Prepared,
+    before: Vec<worker::D1PreparedStatement>,
+    after: Vec<worker::D1PreparedStatement>,
+    read_fanout: bool,
+) -> Result<Group> {
+    let Prepared { outcomes, pdus, stmts: writes } = prepared;
+    if pdus.is_empty() {
         return Ok(Group { outcomes, fanout: None });
     }
-    finish(db, &cache.head, &all, false, &mut stmts)?;
     let room = cache.head.room_id.as_ref().ok_or_else(|| Error::internal("room not loaded"))?.to_string();
-    let writes = stmts.len();
-    stmts.extend(crate::store::fanout::inputs_stmts(db, &room)?);
+    let mut stmts = before;
+    stmts.extend(writes);
+    stmts.extend(after);
+    let reads_from = stmts.len();
+    if read_fanout {
+        stmts.extend(crate::store::fanout::inputs_stmts(db, &room)?);
+    }
     let rows = db.batch_rows(stmts).await?;
-    let fanout = crate::store::fanout::inputs_from(rows.get(writes..).unwrap_or_default());
+    let fanout = read_fanout.then(|| crate::store::fanout::inputs_from(rows.get(reads_from..).unwrap_or_default()));
     cache.head.committed();
     for (q, o) in reqs.iter().zip(&outcomes) {
         if let Ok(Sent::New(pdus)) = o {
             cache.remember(q, pdus);
         }
     }
-    Ok(Group { outcomes, fanout: Some(fanout) })
+    Ok(Group { outcomes, fanout })
 }
 
 /// The one write path of room events: appends them ([`append_once`]) and then fans them out to
@@ -552,15 +585,26 @@ async fn check_redaction(db: &Db, head: &mut Head, new: &NewEvent, target: &Even
 /// Appends events to an existing room through its `Room` Durable Object (the room's single
 /// writer). Returns the new event IDs (for a repeated transaction, the original one).
 pub async fn append_via_room(ctx: &crate::ctx::Ctx, room_id: &RoomId, news: &[NewEvent], txn: Option<Txn>) -> Result<Vec<OwnedEventId>> {
-    Ok(send_via_room(ctx, room_id, news, txn).await?.0)
+    Ok(send_via_room(ctx, room_id, news, txn, None).await?.0)
 }
 
 /// [`append_via_room`], also returning the D1 round trips the `Room` object made before
 /// answering (for the group the request was committed in: `X-Stratus-D1-Round-Trips`).
-pub async fn send_via_room(ctx: &crate::ctx::Ctx, room_id: &RoomId, news: &[NewEvent], txn: Option<Txn>) -> Result<(Vec<OwnedEventId>, u32)> {
+///
+/// `confirm_token`: the hash of the sender's access token when it came from the isolate's
+/// cache unread: the `Room` object confirms it (and that the sender is not shadow-banned) in
+/// its write batch, answering `M_UNKNOWN_TOKEN` (or, shadow-banned, a made-up event ID)
+/// instead of writing.
+pub async fn send_via_room(
+    ctx: &crate::ctx::Ctx,
+    room_id: &RoomId,
+    news: &[NewEvent],
+    txn: Option<Txn>,
+    confirm_token: Option<String>,
+) -> Result<(Vec<OwnedEventId>, u32)> {
     use crate::durable_objects::protocol::{RoomProto, RoomRequest, RoomResponse};
     use crate::service::objects::{call, unexpected};
-    let request = RoomRequest::Append { room_id: room_id.to_string(), events: news.iter().map(NewEventWire::from_new).collect(), txn };
+    let request = RoomRequest::Append { room_id: room_id.to_string(), events: news.iter().map(NewEventWire::from_new).collect(), txn, confirm_token };
     let parse = |ids: &[String]| ids.iter().filter_map(|s| EventId::parse(s).ok()).collect();
     match call::<RoomProto>(&ctx.env, room_id.as_str(), &request).await? {
         RoomResponse::Sent { event_ids, d1_round_trips } => Ok((parse(&event_ids), d1_round_trips)),

@@ -35,6 +35,8 @@ pub(crate) struct FanoutInputs {
     /// Stored push rules of the joined members, by user.
     pub stored: HashMap<String, Value>,
     pub state: Vec<StateRow>,
+    /// The version of the joined members' stored push rules ([`push_rules_version_sql`]).
+    pub version: String,
 }
 
 /// Members, their stored push rules and the room state the rules look at: one batch.
@@ -58,6 +60,7 @@ pub(crate) fn inputs_stmts(db: &Db, room_id: &str) -> Result<Vec<D1PreparedState
                OR (c.type = 'm.room.member' AND e.membership = 'join'))",
             params![room_id],
         )?,
+        db.stmt(&format!("SELECT {} AS v", push_rules_version_sql()), params![room_id])?,
     ])
 }
 
@@ -70,7 +73,31 @@ pub(crate) fn inputs_from(rows: &[Vec<Value>]) -> FanoutInputs {
         .filter_map(|v| Some((v.get("user_id")?.as_str()?.to_owned(), serde_json::from_str(v.get("content")?.as_str()?).ok()?)))
         .collect();
     let state = parse(2).into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect();
-    FanoutInputs { members, stored, state }
+    let version = parse(3).first().and_then(|v| v.get("v")).and_then(Value::as_str).unwrap_or_default().to_owned();
+    FanoutInputs { members, stored, state, version }
+}
+
+/// An expression (room ID as `?1`) that changes whenever a joined member's stored push rules
+/// do: how many rows there are and the sum of their stream positions (a write moves a row's
+/// position up; a deletion lowers the count).
+fn push_rules_version_sql() -> &'static str {
+    "(SELECT COUNT(*) || ':' || COALESCE(SUM(stream), 0) FROM account_data WHERE room_id = '' AND type = 'm.push_rules'
+       AND user_id IN (SELECT user_id FROM memberships WHERE room_id = ?1 AND membership = 'join'))"
+}
+
+/// A statement for the append batch that fails the whole batch (`json()` of text that is not
+/// JSON raises an error) when the joined members' push rules are no longer at `version`:
+/// push actions computed from cached rules are written only if the rules are still those.
+pub(crate) fn push_rules_guard_stmt(db: &Db, room_id: &str, version: &str) -> Result<D1PreparedStatement> {
+    db.stmt(
+        &format!("SELECT json(CASE WHEN {} = ?2 THEN '1' ELSE 'push rules guard' END) AS ok", push_rules_version_sql()),
+        params![room_id, version],
+    )
+}
+
+/// The current [`push_rules_version_sql`] of a room, as a statement (row `{v}`).
+pub(crate) fn push_rules_version_stmt(db: &Db, room_id: &str) -> Result<D1PreparedStatement> {
+    db.stmt(&format!("SELECT {} AS v", push_rules_version_sql()), params![room_id])
 }
 
 /// Records that an event notifies a user (unread counts, `/notifications`), at the event's

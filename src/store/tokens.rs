@@ -46,6 +46,28 @@ pub fn exists_stmt(db: &Db, token_hash: &str) -> Result<D1PreparedStatement> {
     db.stmt("SELECT 1 AS ok FROM access_tokens WHERE token_hash = ?", params![token_hash])
 }
 
+/// A statement for a writer's batch that fails the whole batch (SQLite's `json()` on text that
+/// is not JSON raises an error, and a D1 batch is one transaction) unless the token with this
+/// hash still exists and `user_id` is not shadow-banned: a send with a token from the isolate's
+/// cache is confirmed by the batch that writes it, with no round trip of its own. After a
+/// failure, [`check_stmt`] tells which of the two it was.
+pub fn guard_stmt(db: &Db, token_hash: &str, user_id: &str) -> Result<D1PreparedStatement> {
+    db.stmt(
+        "SELECT json(CASE WHEN EXISTS (SELECT 1 FROM access_tokens WHERE token_hash = ?1)
+           AND NOT EXISTS (SELECT 1 FROM users WHERE user_id = ?2 AND shadow_banned != 0) THEN '1' ELSE 'token guard' END) AS ok",
+        params![token_hash, user_id],
+    )
+}
+
+/// What [`guard_stmt`] checks, as a row: `ok` (1, or null when the token is gone) and `banned`.
+pub fn check_stmt(db: &Db, token_hash: &str, user_id: &str) -> Result<D1PreparedStatement> {
+    db.stmt(
+        "SELECT (SELECT 1 FROM access_tokens WHERE token_hash = ?1) AS ok,
+                COALESCE((SELECT shadow_banned FROM users WHERE user_id = ?2), 0) AS banned",
+        params![token_hash, user_id],
+    )
+}
+
 /// First use of an access token that came from a refresh: the refresh token it replaced is
 /// no longer needed by the client, so it dies now (spec: "Refreshing access tokens").
 pub async fn mark_used(db: &Db, t: &AccessToken) -> Result<()> {

@@ -31,15 +31,34 @@ use crate::store::rooms::{self, EventRow};
 /// carries `X-Stratus-D1-Round-Trips`: this request's D1 calls plus those of the group
 /// commit it was part of.
 pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, kind: &str, txn_id: &str) -> Result<Response> {
+    match send(ctx, req, me, room_id, kind, txn_id).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            if matches!(&e, crate::error::Error::Matrix(crate::error::ErrorKind::UnknownToken { .. }, _)) {
+                crate::api::auth::revoked(me);
+            }
+            // A way out before the token reached the `Room` object: confirm it here (a
+            // revoked token gets 401, not this request's other error).
+            crate::api::auth::ensure_confirmed(ctx, me).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn send(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, kind: &str, txn_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
     let txn = Txn::new(me.user_id.as_str(), &me.device_id, &["send", room_id.as_str(), kind], txn_id);
     let mut content = req.json_value()?;
+    // A token from the isolate's cache (the router read nothing): the `Room` object's batch
+    // confirms it and checks the shadow-ban flag, so no read here.
+    let cached = crate::api::auth::is_unconfirmed(me);
     // The message rate limit (a `RateLimiter` object; the transaction key makes a retry
     // free) and, for a token whose lookup did not read it, the shadow-ban flag (one D1 read)
     // are independent: asked at once.
     let banned = async {
         match me.shadow_banned() {
             Some(b) => Ok(b),
+            None if cached => Ok(false),
             None => crate::service::admin::users::is_shadow_banned(ctx, &me.user_id).await,
         }
     };
@@ -64,7 +83,8 @@ pub async fn send_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, ki
         None
     };
     let ev = NewEvent { kind: kind.to_owned(), state_key: None, content, sender: me.user_id.clone(), redacts };
-    sent(ctx, send_via_room(ctx, &room_id, &[ev], Some(txn)).await?)
+    let confirm = crate::api::auth::take_unconfirmed(me);
+    sent(ctx, send_via_room(ctx, &room_id, &[ev], Some(txn), confirm).await?)
 }
 
 /// The answer to a send: the event ID, and the D1 round trips it took.
@@ -89,7 +109,7 @@ pub async fn redact_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, 
         content.set("reason", r.clone());
     }
     let ev = NewEvent { kind: "m.room.redaction".into(), state_key: None, content, sender: me.user_id.clone(), redacts: Some(target) };
-    sent(ctx, send_via_room(ctx, &room_id, &[ev], Some(txn)).await?)
+    sent(ctx, send_via_room(ctx, &room_id, &[ev], Some(txn), None).await?)
 }
 
 /// How many times one backwards `/messages` request may fetch history from another server.
