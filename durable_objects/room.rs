@@ -10,12 +10,15 @@
 //! memory between appends ([`timeline::RoomCache`]), so an append reads nothing from D1. The
 //! cache is exact because this object is the room's only writer, and it is dropped on every
 //! other write (`Ingest`, `JoinRemote`, `Backfill`, deferred PDUs) and after a failed batch;
-//! an evicted object loads it again (one round trip). The batch ends with the fan-out's
-//! reads (members, their push rules); right after it the members' syncs are woken and our
-//! events queued for federation ([`crate::service::notify::wake`], no D1); push rules are
-//! evaluated and push actions written after that
-//! ([`crate::service::notify::record_pushes`]), outside the writer lock, so the next group
-//! commits meanwhile.
+//! an evicted object loads it again (one round trip). A send's cached access token is
+//! confirmed by a guard in the same batch (`store::tokens::guard_stmt`). For a group of
+//! messages the push actions are computed before the batch from the cached
+//! [`PushContext`] and written in it (guarded by the members' push-rules version), every
+//! request is answered right after the batch, and the members' syncs are woken and our
+//! events queued for federation in the background, in commit order. A group with state
+//! events instead ends its batch with the fan-out's reads (members, their push rules),
+//! wakes, then writes the push actions ([`crate::service::notify::record_with`]) before
+//! answering; the next group commits meanwhile.
 //!
 //! It also keeps who is typing (spec: client-server-api, "Typing Notifications"): each
 //! typing user with the expiry of the timeout they asked for, in the object's SQLite, with an
