@@ -116,7 +116,7 @@ enum Event {
 ///
 /// The same request tells the sync what it needs from the object besides wake-ups (#17: an
 /// idle poll is one Durable Object request): whether the device has to-device messages after
-/// the sync's position ([`Watch::to_device_due`]), and the device's key counts copy
+/// the sync's position ([`Watch::take_to_device_due`]), and the device's key counts copy
 /// ([`Watch::state`]).
 pub struct Watch {
     env: Env,
@@ -182,7 +182,7 @@ impl Watch {
     /// Whether the sync must read the device's to-device queue: messages waited when the
     /// watch opened, or were queued since (each [`Watch::changed`] notes them). Clears the
     /// flag: call it right before reading, so messages queued during the read set it again.
-    pub fn to_device_due(&mut self) -> bool {
+    pub fn take_to_device_due(&mut self) -> bool {
         std::mem::take(&mut self.to_device)
     }
 

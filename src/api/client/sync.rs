@@ -117,7 +117,7 @@ async fn sync_inner(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
     }
     for _ in 0..20 {
         if let Some(w) = watch.as_mut() {
-            p.device.skip_to_device = !w.to_device_due();
+            p.device.skip_to_device = !w.take_to_device_due();
         }
         let out = sync::compute(ctx, me, &p).await?;
         p.set_presence = None;
