@@ -216,6 +216,8 @@ def main() -> None:
     ap.add_argument("--hold", action="store_true", help="also price the design before hibernation (a waiting /sync held its object active)")
     args = ap.parse_args()
     prices = json.loads((REPO / "bench" / "prices.json").read_text())
+    global WS_EVENTS_PER_REQUEST
+    WS_EVENTS_PER_REQUEST = prices["durable_objects"].get("websocket_messages_per_billed_request", WS_EVENTS_PER_REQUEST)
 
     import conftest  # the integration harness starts wrangler dev from build/
 
