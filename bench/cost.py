@@ -21,13 +21,17 @@ The modelled days (issue #17):
 
 Syncing devices long-poll (`timeout=30000`, what Element and the SDKs send). Each message
 wakes every device in its room (one more /sync each), and an idle device sends one /sync per
-poll timeout. Durable Object duration is modelled two ways:
-  hold       today: a waiting /sync holds the user's UserSync object active for the whole
-             wait, so each user with a syncing device keeps one object active 24 h/day (the
-             measured `do_ms` of an idle long-poll ÷ its timeout gives the fraction);
-  hibernate  the redesign (WebSocket hibernation, the "idle" task): an object is billed only
-             while it handles a call; a long-poll costs what a sync that does not wait costs
-             (the measured `do_ms` of a `timeout=0` sync), or `--hibernate-do-ms-per-poll`.
+poll timeout. Both kinds of long-poll are measured as they run: the idle one waits its whole
+(shortened) timeout, the woken one is parked when a message is sent.
+
+Durable Object requests: the calls each request made (`X-Stratus-Cost`), plus the WebSocket
+close every long-poll's watch ends with (an incoming WebSocket message for the object, billed
+20:1 as requests). Duration: a waiting /sync parks a hibernatable WebSocket on the user's
+`UserSync` object (#17), so an object is billed only while it handles a call: the measured
+`do_ms` (how long the Worker waited on each object call, an upper bound of the handler's
+time), or `--hibernate-do-ms-per-poll` for an idle long-poll (e.g. the floor that
+`bench/idle_device.py` measures from the object's own trace). `--hold` prices the design
+before hibernation (a waiting /sync held the object active for its whole wait) for comparison.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -48,6 +53,11 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from cpu import cpu_ns, workerd_pids  # noqa: E402
+
+# Each long-poll's watch socket is closed by the Worker when the poll ends: one incoming
+# WebSocket event for the object, billed as 1/20 of a request.
+WS_EVENTS_PER_LONG_POLL = 1
+WS_EVENTS_PER_REQUEST = 20
 from sync_latency import register  # noqa: E402
 
 DAY_S = 86400
@@ -110,7 +120,8 @@ def measure(base: str, pids: list[int], reps: int, poll_ms: int) -> dict[str, Op
         op.add(r, (cpu_ns(pids) - c0) / 1e6, (time.perf_counter() - t0) * 1000)
         return r
 
-    ops = {n: Op(n) for n in ("send", "sync wake-up", "sync idle poll (timeout=0)", f"sync idle long-poll ({poll_ms} ms)", "upload 200 KiB", "download 200 KiB", "login")}
+    names = ("send", "sync wake-up", "sync wake-up (long-poll)", "sync idle poll (timeout=0)", f"sync idle long-poll ({poll_ms} ms)", "upload 200 KiB", "download 200 KiB", "login")
+    ops = {n: Op(n) for n in names}
     login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": members[3]["user_id"]}, "password": "bench-password-123"}
     for _ in range(reps):
         timed(ops["send"], lambda: s.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}", json={"msgtype": "m.text", "body": "hello"}, headers=h[0], timeout=30))
@@ -119,6 +130,25 @@ def measure(base: str, pids: list[int], reps: int, poll_ms: int) -> dict[str, Op
         since["tok"] = r.json()["next_batch"]
         r = timed(ops["sync idle poll (timeout=0)"], lambda: s.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0", "since": since["tok"]}, headers=h[1], timeout=60))
         since["tok"] = r.json()["next_batch"]
+    # The wake-up as clients meet it: a long-poll parked on its watch, woken by a send. Its
+    # units are its own (the send is another request); its CPU is not (both ran meanwhile),
+    # so the model takes the CPU of the timeout=0 wake-up above.
+    for _ in range(max(2, reps // 2)):
+        out: dict = {}
+
+        def poll() -> None:
+            t0 = time.perf_counter()
+            out["r"] = s2.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "20000", "since": since["tok"]}, headers=h[1], timeout=60)
+            out["ms"] = (time.perf_counter() - t0) * 1000
+
+        s2 = requests.Session()
+        th = threading.Thread(target=poll)
+        th.start()
+        time.sleep(0.5)
+        s.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}", json={"msgtype": "m.text", "body": "wake"}, headers=h[0], timeout=30).raise_for_status()
+        th.join(60)
+        ops["sync wake-up (long-poll)"].add(out["r"], float("nan"), out["ms"])
+        since["tok"] = out["r"].json()["next_batch"]
     idle = {"tok": s.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0"}, headers=h[2], timeout=60).json()["next_batch"]}
     for _ in range(max(2, reps // 5)):
         # Nothing happens meanwhile: the poll waits its whole timeout.
@@ -182,9 +212,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--poll-timeout-ms", type=int, default=2000, help="the long-poll measured (scaled to 30 s in the model)")
     ap.add_argument("--client-timeout-s", type=float, default=30.0, help="the /sync timeout clients send")
-    ap.add_argument("--hibernate-do-ms-per-poll", type=float, default=None, help="DO active ms per long-poll when objects hibernate (default: measured, a timeout=0 sync's)")
+    ap.add_argument("--hibernate-do-ms-per-poll", type=float, default=None, help="DO active ms per idle long-poll (default: measured, the watch's object calls)")
+    ap.add_argument("--hold", action="store_true", help="also price the design before hibernation (a waiting /sync held its object active)")
     args = ap.parse_args()
     prices = json.loads((REPO / "bench" / "prices.json").read_text())
+    global WS_EVENTS_PER_REQUEST
+    WS_EVENTS_PER_REQUEST = prices["durable_objects"].get("websocket_messages_per_billed_request", WS_EVENTS_PER_REQUEST)
 
     import conftest  # the integration harness starts wrangler dev from build/
 
@@ -199,19 +232,21 @@ def main() -> None:
 
     poll = ops[f"sync idle long-poll ({args.poll_timeout_ms} ms)"]
     ops["sync idle long-poll"] = poll  # the model's name for it
+    woken = ops["sync wake-up (long-poll)"]
+    woken.cpu_ms = ops["sync wake-up"].cpu_ms  # see measure()
     print(f"\nMeasured per operation (median of {args.reps}; CPU = the whole local workerd, an upper bound)\n")
     print(f"{'operation':<32}{'CPU ms':>8}{'wall ms':>9}{'D1 st':>7}{'rows r':>8}{'rows w':>8}{'DO req':>8}{'DO ms':>8}{'R2 A':>6}{'R2 B':>6}{'KV r/w':>8}  DO classes")
     for name, op in ops.items():
-        if name == "sync idle long-poll":
+        if name in ("sync idle long-poll",):
             continue
         print(
             f"{name:<32}{op.cpu():>8.1f}{statistics.median(op.wall_ms):>9.1f}{op.unit('d1'):>7.0f}{op.unit('rows_read'):>8.0f}{op.unit('rows_written'):>8.0f}"
             f"{op.unit('do'):>8.0f}{op.unit('do_ms'):>8.0f}{op.unit('r2_a'):>6.0f}{op.unit('r2_b'):>6.0f}{op.unit('kv_r'):>4.0f}/{op.unit('kv_w'):<3.0f}  {op.do_classes()}"
         )
-    held_fraction = min(1.0, poll.unit("do_ms") / args.poll_timeout_ms)
-    hibernate_ms = args.hibernate_do_ms_per_poll if args.hibernate_do_ms_per_poll is not None else ops["sync idle poll (timeout=0)"].unit("do_ms")
-    print(f"\nAn idle long-poll held the UserSync object {poll.unit('do_ms'):.0f} ms of its {args.poll_timeout_ms} ms wait ({held_fraction:.0%}).")
-    print(f"Hibernating model: {hibernate_ms:.1f} DO-active ms per long-poll ({'given' if args.hibernate_do_ms_per_poll is not None else 'measured: a timeout=0 sync'}).")
+    hibernate_ms = args.hibernate_do_ms_per_poll if args.hibernate_do_ms_per_poll is not None else poll.unit("do_ms")
+    print(f"\nAn idle long-poll: {poll.unit('do'):.0f} object request(s) ({poll.do_classes()}) + {WS_EVENTS_PER_LONG_POLL} WebSocket close "
+          f"(1/{WS_EVENTS_PER_REQUEST} request); objects active {poll.unit('do_ms'):.0f} ms of its {args.poll_timeout_ms} ms wait.")
+    print(f"DO-active ms per idle long-poll used: {hibernate_ms:.1f} ({'given' if args.hibernate_do_ms_per_poll is not None else 'measured'}).")
     print(f"Scaled up arithmetically from these figures to {args.client_timeout_s:.0f} s client long-polls; nothing ran a whole day.\n")
 
     gb = prices["durable_objects"]["memory_gb_billed"]
@@ -220,22 +255,25 @@ def main() -> None:
         base_units = {k: 0.0 for k in (*UNIT_KEYS, "do")}
         requests_per_day = cpu_ms = 0.0
         worst_cpu = []
+        by_op: dict[str, float] = {}
         for name, n in day["ops"].items():
-            op = ops[name]
+            op = ops["sync wake-up (long-poll)" if name == "sync wake-up" else name]
             requests_per_day += n
             cpu_ms += n * op.cpu()
             worst_cpu.append((op.cpu(), name))
             for k in base_units:
                 base_units[k] += n * op.unit(k)
-        for model in ("hold", "hibernate"):
+            by_op[name] = n * op.unit("do")
+        long_polls = day["ops"]["sync idle long-poll"] + day["ops"]["sync wake-up"]
+        base_units["do"] += long_polls * WS_EVENTS_PER_LONG_POLL / WS_EVENTS_PER_REQUEST
+        by_op["WebSocket closes"] = long_polls * WS_EVENTS_PER_LONG_POLL / WS_EVENTS_PER_REQUEST
+        for model in ("hold", "hibernate") if args.hold else ("hibernate",):
             units = dict(base_units, requests=requests_per_day, cpu_ms=cpu_ms)
+            active_s = sum(n * ops[name].unit("do_ms") for name, n in day["ops"].items() if name != "sync idle long-poll") / 1000
             if model == "hold":
-                # Each user's object is held while any of their devices waits: all day.
-                active_s = day["users"] * DAY_S * held_fraction
-                # Calls that do not wait (sends' notifications, wake-ups) add on top.
-                active_s += sum(n * ops[name].unit("do_ms") for name, n in day["ops"].items() if name != "sync idle long-poll") / 1000
+                # Each user's object was held while any of their devices waited: all day.
+                active_s += day["users"] * DAY_S
             else:
-                active_s = sum(n * ops[name].unit("do_ms") for name, n in day["ops"].items() if name != "sync idle long-poll") / 1000
                 active_s += day["ops"]["sync idle long-poll"] * hibernate_ms / 1000
             units["do_gb_s"] = active_s * gb
             cost = price(units, prices)
@@ -247,6 +285,9 @@ def main() -> None:
                 f"KV {units['kv_r']:,.0f}/{units['kv_w']:,.0f}, R2 A {units['r2_a']:,.0f} B {units['r2_b']:,.0f}"
             )
             print("    $/month: " + ", ".join(f"{k} {v:.2f}" for k, v in cost.items() if v > 0.005))
+            top = max((v, k) for k, v in cost.items() if k != "subscription")
+            print(f"    dominated by: {top[1]} (${top[0]:.2f} of ${total:.2f})")
+            print("    DO requests/day by operation: " + ", ".join(f"{k} {v:,.0f}" for k, v in by_op.items() if v >= 1))
             if team:
                 fp = prices
                 checks = [

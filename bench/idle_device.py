@@ -2,7 +2,8 @@
 """What an idle device costs (#17): one client long-polls `/sync` (`timeout=30000`, the way
 Element and matrix-nio do) while nobody writes, for `--minutes`, against one or more Stratus
 builds at the same time (e.g. before and after a change). Prints, per build: Worker requests,
-`UserSync` Durable Object requests (HTTP requests, WebSocket messages and closes), the seconds
+`UserSync` Durable Object requests (HTTP requests, WebSocket messages and closes) and the
+other objects' requests (`UserKeys`..., from the `X-Stratus-Cost` header), the seconds
 the object was active, how often it was (re)built, and what that implies per idle device per
 month: requests and GB-s of Durable Object duration at 128 MB.
 
@@ -60,7 +61,7 @@ def start(repo: Path):
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     sys.path.remove(str(path.parent))
-    return mod.start_worker({"LOGIN_FAILURES_IP_MAX": "100000", "DO_TRACE": "1"})
+    return mod.start_worker({"LOGIN_FAILURES_IP_MAX": "100000", "DO_TRACE": "1", "DEV_COST_HEADER": "on"})
 
 
 @dataclass
@@ -73,6 +74,17 @@ class Run:
     log_offset: int = 0
     seconds: float = 0.0
     poll_ms: list = field(default_factory=list)
+    # Object requests of the idle /syncs by class, from `X-Stratus-Cost` (UserSync's come from
+    # the trace instead: builds before the synccost change did not meter the watch upgrade).
+    other_do: dict = field(default_factory=dict)
+
+
+def do_classes(header: str) -> dict:
+    for part in header.split(";"):
+        k, _, v = part.partition("=")
+        if k == "do":
+            return {c: int(n) for c, _, n in (x.partition(":") for x in v.split(",") if x)}
+    return {}
 
 
 def idle_client(run: Run, minutes: float) -> None:
@@ -99,6 +111,9 @@ def idle_client(run: Run, minutes: float) -> None:
                 time.sleep(1)
                 continue
             body = r.json()
+            for c, n in do_classes(r.headers.get("X-Stratus-Cost", "")).items():
+                if c != "UserSync":
+                    run.other_do[c] = run.other_do.get(c, 0) + n
             since = body.get("next_batch", since)
             rooms = body.get("rooms", {})
             run.empty += 1 if not any(rooms.get(k) for k in ("join", "invite", "leave", "knock")) and not body.get("to_device", {}).get("events") else 0
@@ -169,18 +184,19 @@ def main() -> None:
             t = read_trace(r)
             scale = MONTH_S / r.seconds
             # Incoming WebSocket messages are billed 20:1 as requests; closes are counted as messages here (an upper bound).
-            billed_requests = t.http + t.ws_events / 20
+            billed_requests = t.http + t.ws_events / 20 + sum(r.other_do.values())
             bound_ms = t.active_ms + args.handler_ms * (t.http + t.ws_events + t.built)
             rows.append((r, t, scale, billed_requests, bound_ms))
         print(f"\nIdle device, {args.minutes:g} min, one /sync long-poll loop (timeout=30000); month = 30 days.\n")
-        print("| build | /sync requests | DO HTTP requests | DO WebSocket events | DO built | DO active s | active share |"
-              " GB-s/month (128 MB) | bound GB-s/month | DO requests/month | Worker requests/month |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| build | /sync requests | UserSync HTTP requests | UserSync WebSocket events | other DO requests | DO built | DO active s |"
+              " active share | GB-s/month (128 MB) | bound GB-s/month | DO requests/poll | DO requests/month | Worker requests/month |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r, t, scale, billed, bound_ms in rows:
             active_s = t.active_ms / 1000
             print(
-                f"| {r.label} | {r.requests} | {t.http} | {t.ws_events} | {t.built} | {active_s:.1f} | {active_s / r.seconds:.1%} |"
-                f" {active_s * scale * GB:,.0f} | {bound_ms / 1000 * scale * GB:,.0f} | {billed * scale:,.0f} | {r.requests * scale:,.0f} |"
+                f"| {r.label} | {r.requests} | {t.http} | {t.ws_events} | {', '.join(f'{c} {n}' for c, n in r.other_do.items()) or 0} | {t.built} |"
+                f" {active_s:.1f} | {active_s / r.seconds:.1%} | {active_s * scale * GB:,.0f} | {bound_ms / 1000 * scale * GB:,.0f} |"
+                f" {billed / max(r.requests, 1):.2f} | {billed * scale:,.0f} | {r.requests * scale:,.0f} |"
             )
         for r, *_ in rows:
             mean = sum(r.poll_ms) / len(r.poll_ms) if r.poll_ms else 0

@@ -271,9 +271,12 @@ pub enum UserKeysRequest {
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum UserKeysResponse {
     Health(Health),
-    /// The device's one-time key counts after an upload.
+    /// The device's one-time key counts after an upload (`keys`: the same with the
+    /// fallback types and the generation, for the `UserSync` copy; absent from old objects).
     Uploaded {
         counts: BTreeMap<String, u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys: Option<DeviceKeyCounts>,
     },
     /// A one-time key ID that already holds another key (nothing was stored).
     Conflict {
@@ -282,12 +285,49 @@ pub enum UserKeysResponse {
     Counts {
         counts: BTreeMap<String, u64>,
         unused_fallback: Vec<String>,
+        /// The object's key generation when counted (0 from old objects).
+        #[serde(default)]
+        gen: u64,
     },
+    /// The keys handed out, and the counts of each device they came from (for the
+    /// `UserSync` copy).
     Claimed {
         keys: Vec<ClaimedKey>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        counts: Vec<DeviceKeyCounts>,
     },
     Done,
 }
+
+/// A device's one-time key counts and unused fallback key types as of generation `gen` of
+/// its user's `UserKeys` object (a counter that moves on every change there). `/sync` reads
+/// a copy kept in the user's `UserSync` object, which keeps the highest generation it was
+/// given, so copies that arrive out of order never go back in time (#17: an idle sync then
+/// asks only `UserSync`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceKeyCounts {
+    pub device_id: String,
+    pub gen: u64,
+    pub one_time: BTreeMap<String, u64>,
+    pub unused_fallback: Vec<String>,
+}
+
+/// What a device's sync needs from `UserSync` besides the wake-ups: whether to-device messages
+/// wait after the sync's position, and the key counts copy if it has a fresh one. Sent in the
+/// [`USER_SYNC_DEVICE_HEADER`] header of a `WatchDevice` upgrade's answer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSyncState {
+    pub to_device_pending: bool,
+    #[serde(default)]
+    pub keys: Option<DeviceKeyCounts>,
+}
+
+/// The header of a `WatchDevice` upgrade's 101 answer carrying its [`DeviceSyncState`].
+pub const USER_SYNC_DEVICE_HEADER: &str = "x-stratus-device-sync";
+
+/// The text a watch socket of a device receives when messages were queued for that device
+/// (other changes send the counter).
+pub const USER_SYNC_TO_DEVICE_WAKE: &str = "to_device";
 
 // ---------------------------------------------------------------------------------------
 // UserSync: one per user (named by the user ID).
@@ -342,6 +382,19 @@ pub enum UserSyncRequest {
     /// change. Opened before a sync looks at the stores, it replaces `Version` + `Wait`
     /// with one request, and one socket serves all of that sync's waits.
     Watch,
+    /// `Watch` for one device's `/sync` at to-device position `since`: also answers (in the
+    /// 101's [`USER_SYNC_DEVICE_HEADER`]) whether messages wait after `since` and the key
+    /// counts copy, and
+    /// later sends [`USER_SYNC_TO_DEVICE_WAKE`] instead of the counter when messages are
+    /// queued for this device. An idle poll is then this one request (#17).
+    WatchDevice {
+        device_id: String,
+        since: u64,
+    },
+    /// Keeps key counts copies (each only if newer than the one kept).
+    SetKeyCounts {
+        counts: Vec<DeviceKeyCounts>,
+    },
     /// Queues messages and wakes the syncs.
     QueueToDevice {
         messages: Vec<ToDeviceMessage>,
@@ -351,6 +404,9 @@ pub enum UserSyncRequest {
         device_id: String,
         since: u64,
         keep: bool,
+        /// Also answer the device's key counts copy, if fresh (absent: no).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        with_keys: bool,
     },
     /// Drops the queued messages of deleted devices.
     ForgetDevices {
@@ -401,6 +457,9 @@ pub enum UserSyncResponse {
     ToDevice {
         events: Vec<Value>,
         position: u64,
+        /// With `with_keys`: the key counts copy, if fresh.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys: Option<DeviceKeyCounts>,
     },
     /// `SendTxn`: false if the device used the transaction before.
     Txn {
@@ -589,10 +648,24 @@ mod tests {
         round_trip(UserKeysRequest::Claim { claims: vec![ClaimWire { device_id: "D".into(), algorithm: "signed_curve25519".into() }] });
         round_trip(UserKeysRequest::Delete { device_ids: vec!["D".into(), "E".into()] });
         round_trip(UserKeysResponse::Health(Health { class: "UserKeys".into(), schema_version: 2 }));
-        round_trip(UserKeysResponse::Uploaded { counts: BTreeMap::from([("signed_curve25519".into(), 50)]) });
+        round_trip(UserKeysResponse::Uploaded { counts: BTreeMap::from([("signed_curve25519".into(), 50)]), keys: None });
+        let dk =
+            DeviceKeyCounts { device_id: "D".into(), gen: 3, one_time: BTreeMap::from([("signed_curve25519".into(), 5)]), unused_fallback: vec![] };
+        round_trip(UserKeysResponse::Uploaded { counts: BTreeMap::new(), keys: Some(dk.clone()) });
+        round_trip(UserKeysResponse::Claimed { keys: vec![], counts: vec![dk.clone()] });
+        round_trip(UserSyncRequest::SetKeyCounts { counts: vec![dk.clone()] });
+        round_trip(UserSyncRequest::WatchDevice { device_id: "D".into(), since: 4 });
+        round_trip(UserSyncRequest::TakeToDevice { device_id: "D".into(), since: 7, keep: false, with_keys: true });
+        round_trip(UserSyncResponse::ToDevice { events: vec![], position: 1, keys: Some(dk) });
+        // Answers of objects built before the key generation still read.
+        let old: UserKeysResponse = serde_json::from_value(json!({"reply": "counts", "counts": {}, "unused_fallback": []})).unwrap();
+        assert_eq!(old, UserKeysResponse::Counts { counts: BTreeMap::new(), unused_fallback: vec![], gen: 0 });
         round_trip(UserKeysResponse::Conflict { key_id: "signed_curve25519:AAA".into() });
-        round_trip(UserKeysResponse::Counts { counts: BTreeMap::new(), unused_fallback: vec!["signed_curve25519".into()] });
-        round_trip(UserKeysResponse::Claimed { keys: vec![ClaimedKey { device_id: "D".into(), key_id: "k:1".into(), key: json!("abc") }] });
+        round_trip(UserKeysResponse::Counts { counts: BTreeMap::new(), unused_fallback: vec!["signed_curve25519".into()], gen: 2 });
+        round_trip(UserKeysResponse::Claimed {
+            keys: vec![ClaimedKey { device_id: "D".into(), key_id: "k:1".into(), key: json!("abc") }],
+            counts: vec![],
+        });
         round_trip(UserKeysResponse::Done);
     }
 
@@ -606,7 +679,7 @@ mod tests {
         round_trip(UserSyncRequest::QueueToDevice {
             messages: vec![ToDeviceMessage { device_id: "D".into(), message: json!({"type": "m.x", "content": {}}) }],
         });
-        round_trip(UserSyncRequest::TakeToDevice { device_id: "D/with&odd=chars".into(), since: 7, keep: true });
+        round_trip(UserSyncRequest::TakeToDevice { device_id: "D/with&odd=chars".into(), since: 7, keep: true, with_keys: false });
         round_trip(UserSyncRequest::ForgetDevices { device_ids: vec!["D".into()] });
         round_trip(UserSyncRequest::PruneDevices { keep: vec!["D".into()] });
         round_trip(UserSyncRequest::SendTxn { device_id: "D".into(), txn_id: "t".into() });
@@ -617,7 +690,7 @@ mod tests {
         round_trip(UserSyncResponse::Health(Health { class: "UserSync".into(), schema_version: 3 }));
         round_trip(UserSyncResponse::Version { v: "ab12:0".into() });
         round_trip(UserSyncResponse::Waited { woken: true, v: "ab12:1".into() });
-        round_trip(UserSyncResponse::ToDevice { events: vec![json!({"type": "m.x"})], position: 12 });
+        round_trip(UserSyncResponse::ToDevice { events: vec![json!({"type": "m.x"})], position: 12, keys: None });
         round_trip(UserSyncResponse::Txn { new: false });
         round_trip(UserSyncResponse::Done);
         round_trip(UserSyncResponse::Pruned { removed: 3 });

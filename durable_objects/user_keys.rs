@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::{durable_object, DurableObject, Env, Request, Response, SqlStorage, State};
 
-use super::protocol::{ClaimWire, ClaimedKey, KeyWire, UserKeysProto, UserKeysRequest, UserKeysResponse};
+use super::protocol::{ClaimWire, ClaimedKey, DeviceKeyCounts, KeyWire, UserKeysProto, UserKeysRequest, UserKeysResponse};
 use crate::error::Error;
 
 type Result<T> = std::result::Result<T, worker::Error>;
@@ -32,6 +32,8 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS one_time_keys (device_id TEXT NOT NULL, key_id TEXT NOT NULL, algorithm TEXT NOT NULL, key_json TEXT NOT NULL, PRIMARY KEY (device_id, key_id))",
     // One fallback key per device and algorithm; `used` once it was handed out.
     "CREATE TABLE IF NOT EXISTS fallback_keys (device_id TEXT NOT NULL, algorithm TEXT NOT NULL, key_id TEXT NOT NULL, key_json TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (device_id, algorithm))",
+    // `gen`: moves on every change, so the counts copies `UserSync` keeps can be ordered.
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
 ];
 
 #[derive(Deserialize)]
@@ -59,6 +61,27 @@ fn unused_fallback(sql: &SqlStorage, device: &str) -> Result<Vec<String>> {
     let rows: Vec<A> =
         sql.exec("SELECT algorithm FROM fallback_keys WHERE device_id = ? AND used = 0 ORDER BY algorithm", vec![device.into()])?.to_array()?;
     Ok(rows.into_iter().map(|a| a.algorithm).collect())
+}
+
+/// The key generation (0 before any change).
+fn gen(sql: &SqlStorage) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct V {
+        v: i64,
+    }
+    let rows: Vec<V> = sql.exec("SELECT v FROM meta WHERE k = 'gen'", None)?.to_array()?;
+    Ok(rows.first().map(|r| r.v.max(0) as u64).unwrap_or(0))
+}
+
+/// Moves the key generation; returns the new one.
+fn bump_gen(sql: &SqlStorage) -> Result<u64> {
+    let next = gen(sql)? + 1;
+    sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('gen', ?)", vec![(next as f64).into()])?;
+    Ok(next)
+}
+
+fn device_counts(sql: &SqlStorage, device: &str, gen: u64) -> Result<DeviceKeyCounts> {
+    Ok(DeviceKeyCounts { device_id: device.to_owned(), gen, one_time: counts(sql, device)?, unused_fallback: unused_fallback(sql, device)? })
 }
 
 impl UserKeys {
@@ -97,10 +120,12 @@ impl UserKeys {
                 vec![device_id.clone().into(), k.algorithm.clone().into(), k.key_id.clone().into(), k.key.to_string().into()],
             )?;
         }
-        Ok(UserKeysResponse::Uploaded { counts: counts(&sql, &device_id)? })
+        let keys = device_counts(&sql, &device_id, bump_gen(&sql)?)?;
+        Ok(UserKeysResponse::Uploaded { counts: keys.one_time.clone(), keys: Some(keys) })
     }
 
-    fn claim(&self, claims: Vec<ClaimWire>) -> Result<Vec<ClaimedKey>> {
+    /// The keys handed out, and the new counts of each device they came from.
+    fn claim(&self, claims: Vec<ClaimWire>) -> Result<(Vec<ClaimedKey>, Vec<DeviceKeyCounts>)> {
         let sql = self.state.storage().sql();
         let mut keys = Vec::new();
         for c in claims {
@@ -128,7 +153,17 @@ impl UserKeys {
                 keys.push(ClaimedKey { device_id: c.device_id, key_id: r.key_id, key });
             }
         }
-        Ok(keys)
+        let mut devices: Vec<&str> = keys.iter().map(|k| k.device_id.as_str()).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let mut after = Vec::new();
+        if !devices.is_empty() {
+            let g = bump_gen(&sql)?;
+            for d in devices {
+                after.push(device_counts(&sql, d, g)?);
+            }
+        }
+        Ok((keys, after))
     }
 
     fn delete(&self, devices: &[String]) -> Result<()> {
@@ -137,6 +172,7 @@ impl UserKeys {
             sql.exec("DELETE FROM one_time_keys WHERE device_id = ?", vec![d.clone().into()])?;
             sql.exec("DELETE FROM fallback_keys WHERE device_id = ?", vec![d.clone().into()])?;
         }
+        bump_gen(&sql)?;
         Ok(())
     }
 }
@@ -164,9 +200,13 @@ impl UserKeys {
             UserKeysRequest::Upload { device_id, one_time_keys, fallback_keys } => self.upload(device_id, one_time_keys, fallback_keys)?,
             UserKeysRequest::Counts { device_id } => {
                 let sql = self.state.storage().sql();
-                UserKeysResponse::Counts { counts: counts(&sql, &device_id)?, unused_fallback: unused_fallback(&sql, &device_id)? }
+                let c = device_counts(&sql, &device_id, gen(&sql)?)?;
+                UserKeysResponse::Counts { counts: c.one_time, unused_fallback: c.unused_fallback, gen: c.gen }
             }
-            UserKeysRequest::Claim { claims } => UserKeysResponse::Claimed { keys: self.claim(claims)? },
+            UserKeysRequest::Claim { claims } => {
+                let (keys, counts) = self.claim(claims)?;
+                UserKeysResponse::Claimed { keys, counts }
+            }
             UserKeysRequest::Delete { device_ids } => {
                 self.delete(&device_ids)?;
                 UserKeysResponse::Done

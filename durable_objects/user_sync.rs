@@ -28,7 +28,10 @@ use std::cell::Cell;
 
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-use super::protocol::{ToDeviceMessage, UserSyncProto, UserSyncRequest, UserSyncResponse, USER_SYNC_WAIT_HEADER};
+use super::protocol::{
+    DeviceKeyCounts, DeviceSyncState, ToDeviceMessage, UserSyncProto, UserSyncRequest, UserSyncResponse, USER_SYNC_DEVICE_HEADER,
+    USER_SYNC_TO_DEVICE_WAKE, USER_SYNC_WAIT_HEADER,
+};
 use crate::error::Error;
 
 #[durable_object]
@@ -51,7 +54,14 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS sent_txns (device_id TEXT NOT NULL, txn_id TEXT NOT NULL, PRIMARY KEY (device_id, txn_id))",
     // Sliding sync connections (MSC4186): each device's connection state per `pos`.
     "CREATE TABLE IF NOT EXISTS sliding (device_id TEXT NOT NULL, conn_id TEXT NOT NULL, pos INTEGER NOT NULL, state TEXT NOT NULL, used_ms INTEGER NOT NULL, PRIMARY KEY (device_id, conn_id, pos))",
+    // Copies of each device's key counts from the user's `UserKeys` object, at its key
+    // generation `gen` (see `DeviceKeyCounts`), so an idle `/sync` asks only this object.
+    "CREATE TABLE IF NOT EXISTS key_counts (device_id TEXT PRIMARY KEY, gen INTEGER NOT NULL, counts TEXT NOT NULL, at_ms INTEGER NOT NULL)",
 ];
+
+/// A key counts copy older than this is not used (`/sync` asks `UserKeys` and refreshes it):
+/// a copy missed after a change (its sender failed half-way) is wrong for this long at most.
+const KEY_COUNTS_TTL_MS: u64 = 6 * 3600 * 1000;
 
 /// At most this many to-device messages per sync (spec: the rest come in later syncs).
 const TO_DEVICE_BATCH: i64 = 100;
@@ -66,6 +76,9 @@ struct Parked {
     /// `None` for a watch.
     seen: Option<String>,
     since_ms: u64,
+    /// A device's watch (`WatchDevice`): it hears [`USER_SYNC_TO_DEVICE_WAKE`] for its messages.
+    #[serde(default)]
+    device: Option<String>,
 }
 
 impl UserSync {
@@ -83,11 +96,69 @@ impl UserSync {
     /// Moves the counter and sends it to every parked wait (each was behind it). A socket
     /// its Worker already closed fails to send; its close event tidies it up.
     fn wake(&self) {
+        self.wake_devices(&[]);
+    }
+
+    /// [`Self::wake`], telling the watches of `devices` that messages were queued for them.
+    fn wake_devices(&self, devices: &[&str]) {
         self.counter.set(self.counter.get() + 1);
         let v = self.current();
         for ws in self.state.get_websockets() {
-            let _ = ws.send_with_str(&v);
+            let to_device = !devices.is_empty()
+                && ws
+                    .deserialize_attachment::<Parked>()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|p| p.seen.is_none() && p.device.is_some_and(|d| devices.contains(&d.as_str())));
+            let _ = ws.send_with_str(if to_device { USER_SYNC_TO_DEVICE_WAKE } else { &v });
         }
+    }
+
+    /// The device's key counts copy, unless missing or stale.
+    fn key_counts(&self, device: &str) -> Result<Option<DeviceKeyCounts>> {
+        #[derive(serde::Deserialize)]
+        struct K {
+            counts: String,
+            at_ms: f64,
+        }
+        let rows: Vec<K> =
+            self.state.storage().sql().exec("SELECT counts, at_ms FROM key_counts WHERE device_id = ?", vec![device.into()])?.to_array()?;
+        let fresh = |k: &K| crate::core::time::now_ms().saturating_sub(k.at_ms as u64) < KEY_COUNTS_TTL_MS;
+        Ok(rows.first().filter(|k| fresh(k)).and_then(|k| serde_json::from_str(&k.counts).ok()))
+    }
+
+    /// Keeps copies newer than (or as new as: refreshed) the ones kept.
+    fn set_key_counts(&self, counts: &[DeviceKeyCounts]) -> Result<()> {
+        let sql = self.state.storage().sql();
+        let now = crate::core::time::now_ms() as f64;
+        for c in counts {
+            let json = serde_json::to_string(c).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            sql.exec(
+                "INSERT INTO key_counts (device_id, gen, counts, at_ms) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (device_id) DO UPDATE SET gen = excluded.gen, counts = excluded.counts, at_ms = excluded.at_ms
+                 WHERE excluded.gen >= key_counts.gen",
+                vec![c.device_id.clone().into(), (c.gen as f64).into(), json.into(), now.into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether the device has messages after `since`.
+    fn to_device_pending(&self, device: &str, since: u64) -> Result<bool> {
+        #[derive(serde::Deserialize)]
+        struct C {
+            n: f64,
+        }
+        let rows: Vec<C> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM to_device WHERE device_id = ? AND stream_id > ? LIMIT 1)",
+                vec![device.into(), (since as f64).into()],
+            )?
+            .to_array()?;
+        Ok(rows.first().is_some_and(|c| c.n > 0.0))
     }
 
     /// Queues to-device messages, each at the next position of the user's stream.
@@ -112,10 +183,10 @@ impl UserSync {
 
     /// The device's messages after `since`; those up to `since` were delivered and go (unless
     /// `keep`: a dehydrated device's messages stay until the device is replaced).
-    fn take(&self, device: &str, since: u64, keep: bool) -> Result<UserSyncResponse> {
+    fn take(&self, device: &str, since: u64, keep: bool, with_keys: bool) -> Result<UserSyncResponse> {
         let sql = self.state.storage().sql();
         if !keep {
-            sql.exec("DELETE FROM to_device WHERE device_id = ? AND stream_id <= ?", vec![device.into(), (since as f64).into()])?;
+            self.acknowledge(device, since)?;
         }
         #[derive(serde::Deserialize)]
         struct M {
@@ -130,7 +201,17 @@ impl UserSync {
             .to_array()?;
         let position = rows.last().map(|r| r.stream_id.max(0) as u64).unwrap_or(since);
         let events: Vec<serde_json::Value> = rows.iter().filter_map(|r| serde_json::from_str(&r.message).ok()).collect();
-        Ok(UserSyncResponse::ToDevice { events, position })
+        let keys = if with_keys { self.key_counts(device)? } else { None };
+        Ok(UserSyncResponse::ToDevice { events, position, keys })
+    }
+
+    /// Deletes the device's messages up to `since` (the client has them).
+    fn acknowledge(&self, device: &str, since: u64) -> Result<()> {
+        self.state
+            .storage()
+            .sql()
+            .exec("DELETE FROM to_device WHERE device_id = ? AND stream_id <= ?", vec![device.into(), (since as f64).into()])?;
+        Ok(())
     }
 
     /// Drops the queued messages of deleted devices.
@@ -138,6 +219,7 @@ impl UserSync {
         let sql = self.state.storage().sql();
         for d in devices {
             sql.exec("DELETE FROM to_device WHERE device_id = ?", vec![d.clone().into()])?;
+            sql.exec("DELETE FROM key_counts WHERE device_id = ?", vec![d.clone().into()])?;
         }
         Ok(())
     }
@@ -153,7 +235,7 @@ impl UserSync {
             n: f64,
         }
         let n = sql.exec(&format!("SELECT COUNT(*) AS n FROM to_device WHERE {gone}"), vec![keep.clone().into()])?.to_array::<C>()?;
-        for table in ["to_device", "sent_txns", "sliding"] {
+        for table in ["to_device", "sent_txns", "sliding", "key_counts"] {
             sql.exec(&format!("DELETE FROM {table} WHERE {gone}"), vec![keep.clone().into()])?;
         }
         Ok(n.first().map(|c| c.n as u64).unwrap_or(0))
@@ -228,8 +310,24 @@ impl UserSync {
         }
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        pair.server.serialize_attachment(Parked { seen, since_ms: crate::core::time::now_ms() })?;
+        pair.server.serialize_attachment(Parked { seen, since_ms: crate::core::time::now_ms(), device: None })?;
         Response::from_websocket(pair.client)
+    }
+
+    /// A device's watch (`WatchDevice`): parks the socket and answers the [`DeviceSyncState`]
+    /// in a header of the 101. No `await` from the look to the accept, so a message queued
+    /// after the look reaches the socket. It deletes nothing: the watch opens before the
+    /// caller's token is confirmed, and messages up to `since` go with the next read of the
+    /// queue (never delivered again meanwhile: reads start after `since`).
+    fn park_device(&self, device: String, since: u64) -> Result<Response> {
+        let state = DeviceSyncState { to_device_pending: self.to_device_pending(&device, since)?, keys: self.key_counts(&device)? };
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        pair.server.serialize_attachment(Parked { seen: None, since_ms: crate::core::time::now_ms(), device: Some(device) })?;
+        let json = serde_json::to_string(&state).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let resp = Response::from_websocket(pair.client)?;
+        resp.headers().set(USER_SYNC_DEVICE_HEADER, &json)?;
+        Ok(resp)
     }
 
     async fn handle(&self, request: UserSyncRequest) -> crate::Result<UserSyncResponse> {
@@ -245,13 +343,24 @@ impl UserSync {
                 let v = self.current();
                 UserSyncResponse::Waited { woken: seen != v, v }
             }
-            UserSyncRequest::Watch => return Err(crate::err!(BadJson, "UserSync watch needs the WebSocket upgrade")),
+            UserSyncRequest::Watch | UserSyncRequest::WatchDevice { .. } => {
+                return Err(crate::err!(BadJson, "UserSync watch needs the WebSocket upgrade"))
+            }
             UserSyncRequest::QueueToDevice { messages } => {
                 self.enqueue(&messages).map_err(Error::internal)?;
-                self.wake();
+                let mut devices: Vec<&str> = messages.iter().map(|m| m.device_id.as_str()).collect();
+                devices.sort_unstable();
+                devices.dedup();
+                self.wake_devices(&devices);
                 UserSyncResponse::Done
             }
-            UserSyncRequest::TakeToDevice { device_id, since, keep } => self.take(&device_id, since, keep).map_err(Error::internal)?,
+            UserSyncRequest::SetKeyCounts { counts } => {
+                self.set_key_counts(&counts).map_err(Error::internal)?;
+                UserSyncResponse::Done
+            }
+            UserSyncRequest::TakeToDevice { device_id, since, keep, with_keys } => {
+                self.take(&device_id, since, keep, with_keys).map_err(Error::internal)?
+            }
             UserSyncRequest::ForgetDevices { device_ids } => {
                 self.forget(&device_ids).map_err(Error::internal)?;
                 UserSyncResponse::Done
@@ -290,6 +399,7 @@ impl DurableObject for UserSync {
             let answer = match serde_json::from_str::<UserSyncRequest>(&wait) {
                 Ok(UserSyncRequest::Wait { seen, .. }) => self.park(Some(seen)),
                 Ok(UserSyncRequest::Watch) => self.park(None),
+                Ok(UserSyncRequest::WatchDevice { device_id, since }) => self.park_device(device_id, since),
                 _ => super::answer::<UserSyncProto>(Err(crate::err!(BadJson, "UserSync wait request"))),
             };
             self.trace("end");

@@ -9,7 +9,9 @@ use worker::{D1PreparedStatement, Env};
 use crate::core::config::Config;
 use crate::core::e2ee::add_signatures;
 use crate::core::e2ee::UploadedKey;
-use crate::durable_objects::protocol::{ClaimWire, KeyWire, UserKeysProto, UserKeysRequest as Req, UserKeysResponse as Resp};
+use crate::durable_objects::protocol::{
+    ClaimWire, DeviceKeyCounts, KeyWire, UserKeysProto, UserKeysRequest as Req, UserKeysResponse as Resp, UserSyncProto, UserSyncRequest,
+};
 use crate::error::Result;
 use crate::service::federation::sender;
 use crate::service::objects::{call, unexpected};
@@ -31,7 +33,10 @@ pub enum Uploaded {
 pub async fn upload(env: &Env, user: &str, device: &str, otks: &[UploadedKey], fallbacks: &[UploadedKey]) -> Result<Uploaded> {
     let request = Req::Upload { device_id: device.to_owned(), one_time_keys: wire(otks), fallback_keys: wire(fallbacks) };
     match call::<UserKeysProto>(env, user, &request).await? {
-        Resp::Uploaded { counts } => Ok(Uploaded::Counts(counts)),
+        Resp::Uploaded { counts, keys } => {
+            copy_counts(env, user, keys.into_iter().collect()).await;
+            Ok(Uploaded::Counts(counts))
+        }
         Resp::Conflict { key_id } => Ok(Uploaded::Conflict(key_id)),
         _ => Err(unexpected::<UserKeysProto>()),
     }
@@ -40,8 +45,34 @@ pub async fn upload(env: &Env, user: &str, device: &str, otks: &[UploadedKey], f
 /// The device's one-time key counts and its unused fallback key algorithms.
 pub async fn counts(env: &Env, user: &str, device: &str) -> Result<(BTreeMap<String, u64>, Vec<String>)> {
     match call::<UserKeysProto>(env, user, &Req::Counts { device_id: device.to_owned() }).await? {
-        Resp::Counts { counts, unused_fallback } => Ok((counts, unused_fallback)),
+        Resp::Counts { counts, unused_fallback, .. } => Ok((counts, unused_fallback)),
         _ => Err(unexpected::<UserKeysProto>()),
+    }
+}
+
+/// The device's counts with the `UserKeys` generation they were read at; also kept in the
+/// user's `UserSync` object (`/sync` found no fresh copy there).
+pub async fn counts_for_sync(env: &Env, user: &str, device: &str) -> Result<DeviceKeyCounts> {
+    match call::<UserKeysProto>(env, user, &Req::Counts { device_id: device.to_owned() }).await? {
+        Resp::Counts { counts, unused_fallback, gen } => {
+            let c = DeviceKeyCounts { device_id: device.to_owned(), gen, one_time: counts, unused_fallback };
+            copy_counts(env, user, vec![c.clone()]).await;
+            Ok(c)
+        }
+        _ => Err(unexpected::<UserKeysProto>()),
+    }
+}
+
+/// Gives the user's `UserSync` object the devices' new counts (it keeps the newest by
+/// generation), so their `/sync` reads them there without asking `UserKeys` (#17). A failure
+/// is logged, not returned: the keys are stored, and a stale copy is used for a few hours at
+/// most (`KEY_COUNTS_TTL_MS`) or until the next change.
+async fn copy_counts(env: &Env, user: &str, counts: Vec<DeviceKeyCounts>) {
+    if counts.is_empty() {
+        return;
+    }
+    if let Err(e) = call::<UserSyncProto>(env, user, &UserSyncRequest::SetKeyCounts { counts }).await {
+        worker::console_error!("key counts copy for {user}: {e}");
     }
 }
 
@@ -49,7 +80,10 @@ pub async fn counts(env: &Env, user: &str, device: &str) -> Result<(BTreeMap<Str
 pub async fn claim(env: &Env, user: &str, claims: &[(String, String)]) -> Result<BTreeMap<String, (String, Value)>> {
     let claims = claims.iter().map(|(d, a)| ClaimWire { device_id: d.clone(), algorithm: a.clone() }).collect();
     match call::<UserKeysProto>(env, user, &Req::Claim { claims }).await? {
-        Resp::Claimed { keys } => Ok(keys.into_iter().map(|k| (k.device_id, (k.key_id, k.key))).collect()),
+        Resp::Claimed { keys, counts } => {
+            copy_counts(env, user, counts).await;
+            Ok(keys.into_iter().map(|k| (k.device_id, (k.key_id, k.key))).collect())
+        }
         _ => Err(unexpected::<UserKeysProto>()),
     }
 }

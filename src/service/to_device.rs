@@ -12,7 +12,7 @@ use worker::Env;
 
 use crate::core::crypto::random_alpha;
 use crate::ctx::Ctx;
-use crate::durable_objects::protocol::{ToDeviceMessage, UserSyncProto, UserSyncRequest as Req, UserSyncResponse as Resp};
+use crate::durable_objects::protocol::{DeviceKeyCounts, ToDeviceMessage, UserSyncProto, UserSyncRequest as Req, UserSyncResponse as Resp};
 use crate::error::{Error, Result};
 use crate::service::federation::sender;
 use crate::service::objects::{call, unexpected};
@@ -88,9 +88,9 @@ pub async fn forget_devices(env: &Env, user: &str, devices: &[String]) -> Result
     Ok(())
 }
 
-async fn read(env: &Env, user: &str, device: &str, since: u64, keep: bool) -> Result<(Vec<Value>, u64)> {
-    match call::<UserSyncProto>(env, user, &Req::TakeToDevice { device_id: device.to_owned(), since, keep }).await? {
-        Resp::ToDevice { events, position } => Ok((events, position)),
+async fn read(env: &Env, user: &str, device: &str, since: u64, keep: bool, with_keys: bool) -> Result<(Vec<Value>, u64, Option<DeviceKeyCounts>)> {
+    match call::<UserSyncProto>(env, user, &Req::TakeToDevice { device_id: device.to_owned(), since, keep, with_keys }).await? {
+        Resp::ToDevice { events, position, keys } => Ok((events, position, keys)),
         _ => Err(unexpected::<UserSyncProto>()),
     }
 }
@@ -99,13 +99,19 @@ async fn read(env: &Env, user: &str, device: &str, since: u64, keep: bool) -> Re
 /// a rehydration that fails half-way can start again). Returns the events and the position
 /// of the last one.
 pub async fn peek_to_device(env: &Env, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
-    read(env, user, device, since, true).await
+    read(env, user, device, since, true, false).await.map(|(e, p, _)| (e, p))
 }
 
 /// The device's to-device messages after position `since` (which acknowledges, and so
 /// deletes, everything up to it). Returns the events and the new position.
 pub async fn take_to_device(env: &Env, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
-    read(env, user, device, since, false).await
+    read(env, user, device, since, false, false).await.map(|(e, p, _)| (e, p))
+}
+
+/// [`take_to_device`], with the device's key counts copy if its `UserSync` object has a
+/// fresh one (`/sync`: one object request for both).
+pub async fn take_with_keys(env: &Env, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64, Option<DeviceKeyCounts>)> {
+    read(env, user, device, since, false, true).await
 }
 
 /// Records a `/sendToDevice` transaction; false if the device used it before.

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::api::auth::{self, Authed};
 use crate::core::filter::Filter;
+use crate::core::sync::KeyCounts;
 use crate::core::sync_token::SyncToken;
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
@@ -101,15 +102,27 @@ async fn sync_inner(ctx: &Ctx, req: &Request, me: &Authed) -> Result<Response> {
         state_after: flag("use_state_after") || flag("org.matrix.msc4222.use_state_after"),
         filter: load_filter(ctx, me, req.query("filter")).await?,
         set_presence,
+        device: Default::default(),
     };
 
     let deadline = now_ms() + timeout;
     let waits = p.since.is_some() && timeout > 0 && !p.full_state;
     // Watch before looking, so nothing committed after the look is missed.
-    let mut watch = if waits { Some(wakeups::Watch::open(&ctx.env, me.user_id.as_str()).await?) } else { None };
+    let mut watch = match p.since.filter(|_| waits) {
+        Some(s) => Some(wakeups::Watch::open(&ctx.env, me.user_id.as_str(), &me.device_id, s.to_device).await?),
+        None => None,
+    };
+    if let Some(w) = &watch {
+        p.device.keys = w.state().keys.as_ref().map(|k| KeyCounts::new(&k.one_time, k.unused_fallback.clone()));
+    }
     for _ in 0..20 {
+        if let Some(w) = watch.as_mut() {
+            p.device.skip_to_device = !w.take_to_device_due();
+        }
         let out = sync::compute(ctx, me, &p).await?;
         p.set_presence = None;
+        // Later passes reuse the counts: at most one key counts read per sync.
+        p.device.keys = Some(out.keys.clone());
         let found = out.has_updates();
         let body = serde_json::to_value(out)?;
         let now = now_ms();

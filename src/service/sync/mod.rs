@@ -18,7 +18,7 @@ pub mod to_device;
 
 use crate::api::auth::Authed;
 use crate::core::filter::Filter;
-use crate::core::sync::SyncResponse;
+use crate::core::sync::{KeyCounts, SyncResponse};
 use crate::core::sync_token::SyncToken;
 use crate::ctx::Ctx;
 use crate::error::Result;
@@ -34,6 +34,18 @@ pub struct Params {
     /// `set_presence` (`online` or `unavailable`) to apply before reading the streams: its
     /// read rides in the snapshot's batch. The handler clears it after the first pass.
     pub set_presence: Option<String>,
+    /// What the handler already knows of the device's `UserSync` state (from its watch).
+    pub device: DeviceHints,
+}
+
+/// What a long-polling sync's watch told ([`crate::service::wakeups::Watch`]), so a pass
+/// skips the Durable Object requests it can: an idle poll then makes none beyond the watch.
+#[derive(Default)]
+pub struct DeviceHints {
+    /// No to-device message can be waiting after `since`: don't read the queue.
+    pub skip_to_device: bool,
+    /// The device's key counts, known: don't ask for them.
+    pub keys: Option<KeyCounts>,
 }
 
 /// One pass over every stream. `next_batch` moves only when the response holds something
@@ -94,14 +106,7 @@ async fn compute_from(
     let rooms = rooms::finish(ctx, me, p, plan).await?;
     let presence = presence::since(ctx, user, f, since, &now).await?;
 
-    // To-device messages and key counts come from Durable Objects, in parallel.
-    let (td, keys) = futures_util::future::join(
-        to_device::take(ctx, user, &me.device_id, since.map_or(0, |s| s.to_device)),
-        e2ee::key_counts(ctx, user, &me.device_id),
-    )
-    .await;
-    let (to_device, td_pos) = td?;
-    let keys = keys?;
+    let (to_device, td_pos, keys) = device_streams(ctx, user, &me.device_id, since.map_or(0, |s| s.to_device), &p.device).await?;
     now.to_device = td_pos;
 
     // Device lists: whose keys to re-query (not in an initial sync: the client queries all).
@@ -123,4 +128,25 @@ async fn compute_from(
     let next = if p.since.is_none() || out.has_updates() { now.max(&since) } else { since };
     out.next_batch = next.encode();
     Ok(out)
+}
+
+/// To-device messages after `since` (and the position to hand back) and the key counts,
+/// from the user's `UserSync` object, which keeps a copy of the counts: one request for
+/// both, none when the watch already told them; `UserKeys` is asked only when the copy is
+/// missing or stale.
+async fn device_streams(ctx: &Ctx, user: &str, device: &str, since: u64, hints: &DeviceHints) -> Result<(Vec<serde_json::Value>, u64, KeyCounts)> {
+    let (events, position, copy) = match (hints.skip_to_device, &hints.keys) {
+        (true, _) => (Vec::new(), since, None),
+        (false, Some(_)) => {
+            let (e, p) = to_device::take(ctx, user, device, since).await?;
+            (e, p, None)
+        }
+        (false, None) => to_device::take_with_keys(ctx, user, device, since).await?,
+    };
+    let keys = match (&hints.keys, copy) {
+        (Some(k), _) => k.clone(),
+        (None, Some(c)) => KeyCounts::new(&c.one_time, c.unused_fallback),
+        (None, None) => e2ee::key_counts_for_sync(ctx, user, device).await?,
+    };
+    Ok((events, position, keys))
 }

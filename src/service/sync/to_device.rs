@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::ctx::Ctx;
+use crate::durable_objects::protocol::DeviceKeyCounts;
 use crate::error::Result;
 use crate::service::to_device;
 
@@ -11,4 +12,9 @@ use crate::service::to_device;
 /// them), and the position to put in the next token.
 pub async fn take(ctx: &Ctx, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64)> {
     to_device::take_to_device(&ctx.env, user, device, since).await
+}
+
+/// [`take`], with the device's key counts copy if the object has a fresh one.
+pub async fn take_with_keys(ctx: &Ctx, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64, Option<DeviceKeyCounts>)> {
+    to_device::take_with_keys(&ctx.env, user, device, since).await
 }
