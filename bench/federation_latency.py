@@ -12,6 +12,7 @@ harness of tests/integration/federation: Synapse from bench/synapse_local.py, St
     .venv/bin/python bench/federation_latency.py [--samples 50] [--pairs synapse-synapse2,stratus-synapse]
         [--build DIR]     # serve another build/ (e.g. a copy of the one before a change) instead of ours
         [--compare DIR]   # also the Stratus legs of the build in DIR ("stratus_old"), side by side
+        [--logs DIR]      # keep each Stratus server's wrangler log (DIR/<label>.log)
 
 The samples go round-robin over the pairs (one sample of each pair in turn), so that the load
 of a shared machine falls on all of them alike; `--compare` thereby measures two builds in
@@ -49,6 +50,7 @@ ALL_PAIRS = ["stratus-synapse", "synapse-stratus", "stratus-stratus2", "synapse-
 SAMPLE_DEADLINE = 20.0
 BUILD_DIR: Path | None = None
 COMPARE_DIR: Path | None = None
+LOGS_DIR: Path | None = None
 OLD = "_old"  # label suffix of the servers of the --compare build
 
 
@@ -102,7 +104,14 @@ def start(label: str, cert: Cert, stops: list) -> HS:
     )
     if build is None:
         conftest._bench_own_snapshot = conftest._BUILD_SNAPSHOT
-    stops.append(server.stop)
+
+    def stop() -> None:
+        if LOGS_DIR is not None:  # the server's wrangler log, kept for reading its timings
+            LOGS_DIR.mkdir(parents=True, exist_ok=True)
+            (LOGS_DIR / f"{label}.log").write_bytes(server.log_path.read_bytes())
+        server.stop()
+
+    stops.append(stop)
     return HS("stratus", label, name, server.base, server.base, server.shared_secret or "", key, server.stop_process,
               server.start_process, server.log_tail)
 
@@ -158,9 +167,10 @@ def main() -> None:
     ap.add_argument("--pairs", default=",".join(ALL_PAIRS), help=f"comma-separated, of {ALL_PAIRS}")
     ap.add_argument("--build", type=Path, help="serve this build directory (a copy of build/) instead of build/")
     ap.add_argument("--compare", type=Path, help="also measure the Stratus legs of this build directory, side by side")
+    ap.add_argument("--logs", type=Path, help="copy each Stratus server's wrangler log into this directory at the end")
     args = ap.parse_args()
-    global BUILD_DIR, COMPARE_DIR
-    BUILD_DIR, COMPARE_DIR = args.build, args.compare
+    global BUILD_DIR, COMPARE_DIR, LOGS_DIR
+    BUILD_DIR, COMPARE_DIR, LOGS_DIR = args.build, args.compare, args.logs
     pairs = [p.split("-") for p in args.pairs.split(",") if p]
     for p in pairs:
         assert "-".join(p) in ALL_PAIRS, f"unknown pair {'-'.join(p)}"

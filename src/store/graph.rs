@@ -86,27 +86,6 @@ pub async fn member_servers(db: &Db, room_id: &str, membership: &str) -> Result<
     Ok(servers)
 }
 
-/// Which of `ids` we already know: in the timeline, as outliers, or rejected.
-pub async fn known(db: &Db, ids: &[&str]) -> Result<HashSet<String>> {
-    #[derive(Deserialize)]
-    struct R {
-        event_id: String,
-    }
-    let mut out = HashSet::new();
-    for chunk in ids.chunks(MAX_PARAMS / 3) {
-        let m = marks(chunk.len());
-        let mut p = strings(chunk);
-        p.extend(strings(chunk));
-        p.extend(strings(chunk));
-        let sql = format!(
-            "SELECT event_id FROM events WHERE event_id IN ({m}) UNION SELECT event_id FROM outliers WHERE event_id IN ({m})
-             UNION SELECT event_id FROM rejected_events WHERE event_id IN ({m})"
-        );
-        out.extend(db.all::<R>(&sql, p).await?.into_iter().map(|r| r.event_id));
-    }
-    Ok(out)
-}
-
 /// Which of `ids` were rejected.
 pub async fn rejected(db: &Db, ids: &[&str]) -> Result<HashSet<String>> {
     #[derive(Deserialize)]
@@ -362,4 +341,64 @@ pub async fn txn_reads(db: &Db, origin: &str, txn_id: &str, room_ids: &[&str]) -
         rooms.insert(r.room_id, TxnRoom { room_version: r.room_version, acl: content });
     }
     Ok(TxnReads { done, rooms })
+}
+
+/// What the checks on receipt of a PDU read first (`service::federation::ingest`), in one
+/// round trip: whether the event is known, the state group after each of its `prev_events`
+/// we know, and the room's row when asked for.
+pub struct PduReads {
+    /// In the timeline, an outlier or rejected.
+    pub known: bool,
+    /// Group of the state after each known prev event, by event ID.
+    pub state_after: BTreeMap<String, String>,
+    pub room: Option<crate::store::rooms::RoomRow>,
+}
+
+/// [`PduReads`] for `event_id`, `prev_ids` and (if given) `room_id`: whether the event is
+/// known, [`state_after`] and `rooms::get_room`, as one batch.
+pub async fn pdu_reads(db: &Db, event_id: &str, prev_ids: &[&str], room_id: Option<&str>) -> Result<PduReads> {
+    #[derive(Deserialize)]
+    struct After {
+        event_id: String,
+        state_after: Option<String>,
+    }
+    let mut stmts = vec![db.stmt(
+        "SELECT event_id FROM events WHERE event_id = ?1 UNION SELECT event_id FROM outliers WHERE event_id = ?1
+         UNION SELECT event_id FROM rejected_events WHERE event_id = ?1",
+        params![event_id],
+    )?];
+    let chunks: Vec<&[&str]> = prev_ids.chunks(MAX_PARAMS / 2).collect();
+    for chunk in &chunks {
+        let m = marks(chunk.len());
+        let mut p = strings(chunk);
+        p.extend(strings(chunk));
+        stmts.push(db.stmt(
+            &format!(
+                "SELECT event_id, state_after FROM events WHERE event_id IN ({m}) UNION ALL SELECT event_id, state_after FROM outliers WHERE event_id IN ({m})"
+            ),
+            p,
+        )?);
+    }
+    if let Some(room_id) = room_id {
+        stmts.push(db.stmt(
+            "SELECT room_id, room_version, creator, is_public, head_event, extremities, head_depth, state_group FROM rooms WHERE room_id = ?",
+            params![room_id],
+        )?);
+    }
+    let mut rows = db.batch_rows(stmts).await?.into_iter();
+    let known = rows.next().is_some_and(|r| !r.is_empty());
+    let mut state_after = BTreeMap::new();
+    for _ in &chunks {
+        for r in rows.next().unwrap_or_default() {
+            let r: After = serde_json::from_value(r)?;
+            if let Some(g) = r.state_after {
+                state_after.insert(r.event_id, g);
+            }
+        }
+    }
+    let room = match room_id {
+        Some(_) => rows.next().unwrap_or_default().into_iter().next().map(serde_json::from_value).transpose()?,
+        None => None,
+    };
+    Ok(PduReads { known, state_after, room })
 }

@@ -34,6 +34,8 @@ use crate::err;
 use crate::error::{Error, Result};
 use crate::http::Method;
 use crate::service::federation::{client, keys};
+use crate::service::notify;
+use crate::store::fanout::{self, FanoutInputs};
 use crate::store::{graph, rooms};
 
 /// How many events one request may fetch from other servers (auth events, gaps, state).
@@ -132,8 +134,8 @@ pub struct Ingest<'a> {
     origin: &'a ServerName,
     events: BTreeMap<OwnedEventId, Pdu>,
     budget: usize,
-    /// Events newly added to the timeline, for the fan-out.
-    pub accepted: Vec<Pdu>,
+    /// Events newly added to the timeline, for the fan-out ([`fan_out`]).
+    pub accepted: Accepted,
     /// The room's row as read when the ingest started or with a PDU's first reads, until an
     /// event of ours moves its head (only the room's writer does, and the ingest runs under
     /// its lock): the soft-failure check reads it from here instead of D1.
@@ -177,7 +179,8 @@ impl<'a> Ingest<'a> {
             (None, _) => return Err(err!(NotFound, "Unknown room")),
         };
         let (_, rules) = version_rules(&version)?;
-        let mut ingest = Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: create?, budget: FETCH_BUDGET, accepted: vec![], row };
+        let mut ingest =
+            Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: create?, budget: FETCH_BUDGET, accepted: Accepted::default(), row };
         // From room v12 the create event is not among `auth_events` (its ID is the room ID's).
         if let Some(create) = ingest.create_event_id() {
             ingest.load(&[create]).await?;
@@ -493,27 +496,19 @@ impl<'a> Ingest<'a> {
         let lacking: Vec<OwnedEventId> = pdu.auth_events.iter().filter(|e| !self.events.contains_key(*e)).cloned().collect();
         let prev_ids: &[OwnedEventId] = if given_before.is_none() { &pdu.prev_events } else { &[] };
         let need_row = self.row.is_none();
-        let (known, auth, prevs, row) = futures_util::future::join4(
-            graph::known(db, &[id_str.as_str()]),
-            async {
-                match lacking.is_empty() {
-                    true => Ok(BTreeMap::new()),
-                    false => get_pdus(db, &lacking).await,
-                }
-            },
-            states_after(db, prev_ids),
-            async {
-                match need_row {
-                    true => rooms::get_room(db, self.room_id.as_str()).await,
-                    false => Ok(None),
-                }
-            },
-        )
+        let prev_strs: Vec<&str> = prev_ids.iter().map(|e| e.as_str()).collect();
+        let (reads, auth) = futures_util::future::join(graph::pdu_reads(db, &id_str, &prev_strs, need_row.then_some(self.room_id.as_str())), async {
+            match lacking.is_empty() {
+                true => Ok(BTreeMap::new()),
+                false => get_pdus(db, &lacking).await,
+            }
+        })
         .await;
-        if let Some(row) = row? {
+        let graph::PduReads { known, state_after, room: row } = reads?;
+        if let Some(row) = row {
             self.row.get_or_insert(row);
         }
-        if known?.contains(&id_str) {
+        if known {
             return Ok(match graph::rejected(&self.ctx.db, &[id_str.as_str()]).await?.is_empty() {
                 true => Outcome::Accepted,
                 false => Outcome::Rejected("rejected earlier".into()),
@@ -523,7 +518,7 @@ impl<'a> Ingest<'a> {
             return Err(err!(Unknown, "Gap too deep"));
         }
         self.events.extend(auth?);
-        let prevs = prevs?;
+        let prevs = group_maps(db, state_after).await?;
         let pdu = self.verified(pdu).await?;
         // Auth events known and the event allowed by them. An auth event that was rejected
         // rejects this one for good; one that could not be fetched (the origin failed) only
@@ -658,9 +653,15 @@ impl<'a> Ingest<'a> {
         }
         let latest = pdu.event_id.to_string();
         stmts.push(graph::set_head_stmt(&self.ctx.db, &room, &ext, pdu.depth, Some(&new_group), &latest)?);
-        self.ctx.db.batch(stmts).await?;
+        // The fan-out's reads (members, their push rules, the state the rules read) end the
+        // batch, after its writes, as the `Room` object's local appends do: the wake-up then
+        // follows the commit without a round trip of its own.
+        let writes = stmts.len();
+        stmts.extend(fanout::inputs_stmts(&self.ctx.db, &room)?);
+        let rows = self.ctx.db.batch_rows(stmts).await?;
         self.events.insert(pdu.event_id.clone(), pdu.clone());
-        self.accepted.push(pdu);
+        self.accepted.pdus.push(pdu);
+        *self.accepted.inputs.borrow_mut() = Some(fanout::inputs_from(rows.get(writes..).unwrap_or_default()));
         Ok(Outcome::Accepted)
     }
 
@@ -678,7 +679,11 @@ async fn states_after(db: &crate::store::db::Db, ids: &[OwnedEventId]) -> Result
         return Ok(vec![]);
     }
     let strs: Vec<&str> = ids.iter().map(|e| e.as_str()).collect();
-    let groups = graph::state_after(db, &strs).await?;
+    group_maps(db, graph::state_after(db, &strs).await?).await
+}
+
+/// The state maps of `groups` (event ID -> group), read at once (through the isolate's cache).
+async fn group_maps(db: &crate::store::db::Db, groups: BTreeMap<String, String>) -> Result<Vec<(String, StateMap)>> {
     let maps = futures_util::future::try_join_all(groups.values().map(|g| load_state_group(db, g))).await?;
     Ok(groups.into_values().zip(maps).collect())
 }
@@ -687,13 +692,35 @@ fn entries(map: &StateMap) -> Vec<StateEntry> {
     map.iter().map(|((t, k), e)| StateEntry(t.clone(), k.clone(), e.clone())).collect()
 }
 
-/// The fan-out for events that reached the timeline (push actions, sync wake-ups).
-pub async fn fan_out(ctx: &Ctx, pdus: &[Pdu]) {
+/// The events an ingest added to the timeline, and the fan-out inputs read by the batch of
+/// the last of them (after every write of the ingest, so they are current for all).
+#[derive(Default)]
+pub struct Accepted {
+    pub pdus: Vec<Pdu>,
+    /// Taken by [`fan_out`].
+    inputs: RefCell<Option<FanoutInputs>>,
+}
+
+/// The fan-out for events that reached the timeline: the members' syncs woken first (from
+/// the inputs the last write batch read: no D1 round trip before the wake-up), then push
+/// actions recorded (`notify`'s two halves, as after a local append).
+pub async fn fan_out(ctx: &Ctx, accepted: &Accepted) {
+    let pdus = accepted.pdus.as_slice();
     if pdus.is_empty() {
         return;
     }
-    if let Err(e) = crate::service::notify::after_append(&ctx.env, &ctx.db, &ctx.config, pdus).await {
-        worker::console_error!("fan-out after federation ingest: {e}");
+    let inputs = accepted.inputs.borrow_mut().take();
+    match inputs {
+        Some(inputs) => {
+            let (affected, joined) = notify::audience(&inputs, pdus);
+            notify::wake(&ctx.env, &ctx.config, pdus, affected, &joined).await;
+            notify::record_pushes(&ctx.env, &ctx.db, &ctx.config, pdus, inputs).await;
+        }
+        None => {
+            if let Err(e) = notify::after_append(&ctx.env, &ctx.db, &ctx.config, pdus).await {
+                worker::console_error!("fan-out after federation ingest: {e}");
+            }
+        }
     }
 }
 
