@@ -81,7 +81,15 @@ fn forget_token(hash: &str) {
 /// Endpoints whose handler folds the token check into its first D1 batch (and calls
 /// [`ensure_confirmed`] on every other way out), so a cached token is not read on its own.
 fn folds_token_check(req: &Request) -> bool {
-    req.method == Method::Get && req.path == "/_matrix/client/v3/sync"
+    req.method == Method::Get && (req.path == "/_matrix/client/v3/sync" || is_messages_path(&req.path))
+}
+
+/// `/_matrix/client/v3/rooms/{roomId}/messages` (one path segment for the room, as the route
+/// table has it): `api::client::message::messages_route`.
+fn is_messages_path(path: &str) -> bool {
+    path.strip_prefix("/_matrix/client/v3/rooms/")
+        .and_then(|r| r.strip_suffix("/messages"))
+        .is_some_and(|room| !room.is_empty() && !room.contains('/'))
 }
 
 /// The statement confirming the caller's cached token still exists, for the handler's first

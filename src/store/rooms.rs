@@ -417,14 +417,6 @@ pub async fn events_page(db: &Db, room_id: &str, after: i64, up_to: i64, backwar
     db.all(&sql, params![room_id, after, up_to, limit]).await
 }
 
-pub async fn max_stream(db: &Db) -> Result<u64> {
-    #[derive(Deserialize)]
-    struct R {
-        m: Option<f64>,
-    }
-    Ok(db.first::<R>("SELECT MAX(stream) AS m FROM events", vec![]).await?.and_then(|r| r.m).unwrap_or(0.0) as u64)
-}
-
 /// Which of `ids` are in the timeline (IDs only).
 pub async fn in_timeline(db: &Db, ids: &[String]) -> Result<HashSet<String>> {
     #[derive(Deserialize)]
@@ -608,11 +600,6 @@ pub async fn membership_row(db: &Db, room_id: &str, user_id: &str) -> Result<Opt
     db.first("SELECT membership, event_id FROM memberships WHERE room_id = ? AND user_id = ?", params![room_id, user_id]).await
 }
 
-/// The event at a stream position.
-pub async fn event_at_stream(db: &Db, stream: u64) -> Result<Option<EventRow>> {
-    db.first(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?"), params![stream]).await
-}
-
 // ---- relations and threads ----
 
 /// Per thread root among `roots`: how many thread events, the stream of the latest, and
@@ -775,4 +762,134 @@ pub async fn append_head(db: &Db, room_id: &str) -> Result<Option<AppendHead>> {
 pub fn is_unique_conflict(e: &Error) -> bool {
     let msg = e.to_string();
     msg.contains("UNIQUE constraint failed") || msg.contains("PRIMARY KEY")
+}
+
+// ---- /messages in one batch ----
+
+/// One page of a room's events: positions after `after` (exclusive) up to `up_to`
+/// (inclusive), `limit` of them, in the given direction (the read of [`events_page`]).
+#[derive(Clone, Copy)]
+pub struct PageBounds<'a> {
+    pub room_id: &'a str,
+    pub after: i64,
+    pub up_to: i64,
+    pub backwards: bool,
+    pub limit: u32,
+}
+
+impl PageBounds<'_> {
+    /// `SELECT {cols}` over the page, in its order; parameters: [`PageBounds::params`].
+    fn sql(&self, cols: &str) -> String {
+        let order = if self.backwards { "DESC" } else { "ASC" };
+        format!("SELECT {cols} FROM events WHERE room_id = ? AND stream > ? AND stream <= ? ORDER BY stream {order} LIMIT ?")
+    }
+
+    fn params(&self) -> Vec<Value> {
+        params![self.room_id, self.after, self.up_to, self.limit]
+    }
+}
+
+/// What `/messages` needs for its first page, read in ONE batch (one snapshot): the room,
+/// the reader's membership, the newest position (when the request names no `from`), the page,
+/// the reader's membership changes and the room's history-visibility changes up to the
+/// page's end, the redaction events of the page's redacted events, and the thread summaries
+/// of the page's events with each thread's latest event.
+pub struct MessagesSnapshot {
+    pub room: Option<RoomRow>,
+    pub membership: Option<String>,
+    pub max_stream: Option<u64>,
+    pub page: Vec<EventRow>,
+    pub history: Vec<EventRow>,
+    pub redactions: Vec<EventRow>,
+    pub summaries: Vec<ThreadSummaryRow>,
+    pub thread_latest: Vec<EventRow>,
+}
+
+/// Reads a [`MessagesSnapshot`] in one D1 batch that starts with the caller's `lead`
+/// statements (read-only: the token check), whose rows come back first.
+pub async fn messages_snapshot(
+    db: &Db,
+    lead: Vec<D1PreparedStatement>,
+    user_id: &str,
+    page: PageBounds<'_>,
+    want_max: bool,
+) -> Result<(Vec<Vec<Value>>, MessagesSnapshot)> {
+    let n_lead = lead.len();
+    let ids_of_page = page.sql("event_id");
+    let mut stmts = lead;
+    stmts.push(db.stmt(
+        "SELECT room_id, room_version, creator, is_public, head_event, extremities, head_depth, state_group FROM rooms WHERE room_id = ?",
+        params![page.room_id],
+    )?);
+    stmts.push(db.stmt("SELECT membership FROM memberships WHERE room_id = ? AND user_id = ?", params![page.room_id, user_id])?);
+    stmts.push(db.stmt(&page.sql(EVENT_COLUMNS), page.params())?);
+    stmts.push(db.stmt(
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND
+               ((type = 'm.room.member' AND state_key = ?) OR (type = 'm.room.history_visibility' AND stream <= ?))
+             ORDER BY stream ASC"
+        ),
+        params![page.room_id, user_id, page.up_to],
+    )?);
+    stmts.push(db.stmt(
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (SELECT redacted_by FROM ({}) WHERE redacted_by IS NOT NULL)",
+            page.sql("redacted_by")
+        ),
+        page.params(),
+    )?);
+    let mut p = params![user_id];
+    p.extend(page.params());
+    stmts.push(db.stmt(
+        &format!(
+            "SELECT relates_to, COUNT(*) AS count, MAX(stream) AS latest, SUM(sender = ?) AS mine
+             FROM events WHERE rel_type = 'm.thread' AND relates_to IN ({ids_of_page}) GROUP BY relates_to"
+        ),
+        p,
+    )?);
+    stmts.push(db.stmt(
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream IN
+               (SELECT MAX(stream) FROM events WHERE rel_type = 'm.thread' AND relates_to IN ({ids_of_page}) GROUP BY relates_to)"
+        ),
+        page.params(),
+    )?);
+    if want_max {
+        stmts.push(db.stmt("SELECT MAX(stream) AS m FROM events", vec![])?);
+    }
+    let mut rows = db.batch_rows(stmts).await?;
+    let rest = rows.split_off(n_lead.min(rows.len()));
+    let mut rest = rest.into_iter();
+    let mut next = || rest.next().unwrap_or_default();
+    fn parse<T: serde::de::DeserializeOwned>(rows: Vec<Value>) -> Result<Vec<T>> {
+        rows.into_iter().map(|v| serde_json::from_value(v).map_err(Error::from)).collect()
+    }
+    #[derive(Deserialize)]
+    struct M {
+        membership: String,
+    }
+    #[derive(Deserialize)]
+    struct Max {
+        m: Option<f64>,
+    }
+    let room = parse::<RoomRow>(next())?.into_iter().next();
+    let membership = parse::<M>(next())?.into_iter().next().map(|m| m.membership);
+    let page_rows = parse(next())?;
+    let history = parse(next())?;
+    let redactions = parse(next())?;
+    let summaries = parse(next())?;
+    let thread_latest = parse(next())?;
+    let max_stream = if want_max { Some(parse::<Max>(next())?.into_iter().next().and_then(|r| r.m).unwrap_or(0.0) as u64) } else { None };
+    Ok((rows, MessagesSnapshot { room, membership, max_stream, page: page_rows, history, redactions, summaries, thread_latest }))
+}
+
+/// The events at the given stream positions (any order).
+pub async fn events_at_streams(db: &Db, streams: &[u64]) -> Result<Vec<EventRow>> {
+    let mut out = Vec::new();
+    for chunk in streams.chunks(MAX_PARAMS) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream IN ({marks})");
+        out.extend(db.all::<EventRow>(&sql, chunk.iter().map(|s| Value::from(*s)).collect()).await?);
+    }
+    Ok(out)
 }
