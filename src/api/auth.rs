@@ -81,7 +81,8 @@ fn forget_token(hash: &str) {
 /// Endpoints whose handler folds the token check into its first D1 batch (and calls
 /// [`ensure_confirmed`] on every other way out), so a cached token is not read on its own.
 fn folds_token_check(req: &Request) -> bool {
-    req.method == Method::Get && (req.path == "/_matrix/client/v3/sync" || is_messages_path(&req.path))
+    (req.method == Method::Get && (req.path == "/_matrix/client/v3/sync" || is_messages_path(&req.path)))
+        || (req.method == Method::Post && req.path == "/_matrix/media/v3/upload")
 }
 
 /// `/_matrix/client/v3/rooms/{roomId}/messages` (one path segment for the room, as the route
