@@ -155,16 +155,30 @@ struct GroupRow {
 /// The state map of a state group: one recursive query walks the delta chain back to its
 /// full snapshot.
 pub async fn load_state_group(db: &Db, group: &str) -> Result<(StateMap, u32)> {
-    let rows: Vec<GroupRow> = db
-        .all(
-            "WITH RECURSIVE chain(id, prev_id, delta, chain_len) AS (
+    let rows: Vec<GroupRow> = db.all(STATE_GROUP_CHAIN, params![group]).await?;
+    state_of_chain(rows)
+}
+
+const STATE_GROUP_CHAIN: &str = "WITH RECURSIVE chain(id, prev_id, delta, chain_len) AS (
                  SELECT id, prev_id, delta, chain_len FROM state_groups WHERE id = ?
                  UNION ALL
                  SELECT g.id, g.prev_id, g.delta, g.chain_len FROM state_groups g JOIN chain c ON g.id = c.prev_id
-             ) SELECT delta, chain_len FROM chain ORDER BY chain_len ASC",
-            params![group],
-        )
-        .await?;
+             ) SELECT delta, chain_len FROM chain ORDER BY chain_len ASC";
+
+/// The state maps of several state groups, in their order, in one batch (one round trip).
+pub async fn load_state_groups(db: &Db, groups: &[&str]) -> Result<Vec<StateMap>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmts = groups.iter().map(|g| db.stmt(STATE_GROUP_CHAIN, params![g])).collect::<Result<Vec<_>>>()?;
+    db.batch_rows(stmts)
+        .await?
+        .into_iter()
+        .map(|rows| state_of_chain(rows.into_iter().map(serde_json::from_value).collect::<std::result::Result<Vec<GroupRow>, _>>()?).map(|(m, _)| m))
+        .collect()
+}
+
+fn state_of_chain(rows: Vec<GroupRow>) -> Result<(StateMap, u32)> {
     let len = rows.last().map(|r| r.chain_len as u32).unwrap_or(0);
     let mut map = StateMap::new();
     for r in rows {
@@ -816,13 +830,25 @@ pub async fn messages_snapshot(
 ) -> Result<(Vec<Vec<Value>>, MessagesSnapshot)> {
     let n_lead = lead.len();
     let ids_of_page = page.sql("event_id");
+    let cols =
+        |t: &str, prefix: &str| EVENT_COLUMNS.split(',').map(|c| format!("{t}.{c} AS {prefix}{c}", c = c.trim())).collect::<Vec<_>>().join(", ");
     let mut stmts = lead;
     stmts.push(db.stmt(
         "SELECT room_id, room_version, creator, is_public, head_event, extremities, head_depth, state_group FROM rooms WHERE room_id = ?",
         params![page.room_id],
     )?);
     stmts.push(db.stmt("SELECT membership FROM memberships WHERE room_id = ? AND user_id = ?", params![page.room_id, user_id])?);
-    stmts.push(db.stmt(&page.sql(EVENT_COLUMNS), page.params())?);
+    // The page, each event with its redaction event's columns (`r__…`) when it is redacted.
+    let order = if page.backwards { "DESC" } else { "ASC" };
+    stmts.push(db.stmt(
+        &format!(
+            "SELECT {}, {} FROM events e LEFT JOIN events r ON r.event_id = e.redacted_by
+             WHERE e.room_id = ? AND e.stream > ? AND e.stream <= ? ORDER BY e.stream {order} LIMIT ?",
+            cols("e", ""),
+            cols("r", REDACTION_PREFIX)
+        ),
+        page.params(),
+    )?);
     stmts.push(db.stmt(
         &format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND
@@ -831,28 +857,18 @@ pub async fn messages_snapshot(
         ),
         params![page.room_id, user_id, page.up_to],
     )?);
-    stmts.push(db.stmt(
-        &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (SELECT redacted_by FROM ({}) WHERE redacted_by IS NOT NULL)",
-            page.sql("redacted_by")
-        ),
-        page.params(),
-    )?);
+    // Per thread root in the page: the summary, with the thread's latest event.
     let mut p = params![user_id];
     p.extend(page.params());
     stmts.push(db.stmt(
         &format!(
-            "SELECT relates_to, COUNT(*) AS count, MAX(stream) AS latest, SUM(sender = ?) AS mine
-             FROM events WHERE rel_type = 'm.thread' AND relates_to IN ({ids_of_page}) GROUP BY relates_to"
+            "SELECT t.count AS t_count, t.mine AS t_mine, {} FROM
+               (SELECT relates_to, COUNT(*) AS count, MAX(stream) AS latest, SUM(sender = ?) AS mine
+                FROM events WHERE rel_type = 'm.thread' AND relates_to IN ({ids_of_page}) GROUP BY relates_to) t
+             JOIN events e ON e.stream = t.latest",
+            cols("e", "")
         ),
         p,
-    )?);
-    stmts.push(db.stmt(
-        &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream IN
-               (SELECT MAX(stream) FROM events WHERE rel_type = 'm.thread' AND relates_to IN ({ids_of_page}) GROUP BY relates_to)"
-        ),
-        page.params(),
     )?);
     if want_max {
         stmts.push(db.stmt("SELECT MAX(stream) AS m FROM events", vec![])?);
@@ -872,15 +888,52 @@ pub async fn messages_snapshot(
     struct Max {
         m: Option<f64>,
     }
+    #[derive(Deserialize)]
+    struct Thread {
+        t_count: f64,
+        t_mine: f64,
+        #[serde(flatten)]
+        latest: EventRow,
+    }
     let room = parse::<RoomRow>(next())?.into_iter().next();
     let membership = parse::<M>(next())?.into_iter().next().map(|m| m.membership);
-    let page_rows = parse(next())?;
+    let mut page_rows = Vec::new();
+    let mut redactions = Vec::new();
+    for v in next() {
+        let (row, redaction) = split_prefixed(v, REDACTION_PREFIX);
+        page_rows.push(serde_json::from_value::<EventRow>(row)?);
+        if redaction.get("event_id").is_some_and(|id| !id.is_null()) {
+            redactions.push(serde_json::from_value::<EventRow>(redaction)?);
+        }
+    }
     let history = parse(next())?;
-    let redactions = parse(next())?;
-    let summaries = parse(next())?;
-    let thread_latest = parse(next())?;
+    let mut summaries = Vec::new();
+    let mut thread_latest = Vec::new();
+    for t in parse::<Thread>(next())? {
+        let Some(root) = t.latest.relates_to.clone() else { continue };
+        summaries.push(ThreadSummaryRow { relates_to: root, count: t.t_count, latest: t.latest.stream, mine: t.t_mine });
+        thread_latest.push(t.latest);
+    }
     let max_stream = if want_max { Some(parse::<Max>(next())?.into_iter().next().and_then(|r| r.m).unwrap_or(0.0) as u64) } else { None };
     Ok((rows, MessagesSnapshot { room, membership, max_stream, page: page_rows, history, redactions, summaries, thread_latest }))
+}
+
+/// The column prefix of a page row's redaction event (no event column starts with it).
+const REDACTION_PREFIX: &str = "r__";
+
+/// Splits a row's columns into those without `prefix` and those with it (prefix removed).
+fn split_prefixed(row: Value, prefix: &str) -> (Value, Value) {
+    let mut plain = serde_json::Map::new();
+    let mut prefixed = serde_json::Map::new();
+    if let Value::Object(m) = row {
+        for (k, v) in m {
+            match k.strip_prefix(prefix) {
+                Some(k) => prefixed.insert(k.to_owned(), v),
+                None => plain.insert(k, v),
+            };
+        }
+    }
+    (Value::Object(plain), Value::Object(prefixed))
 }
 
 /// The events at the given stream positions (any order).

@@ -245,14 +245,16 @@ async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, events: &[EventRow]) -> Re
             *l = e;
         }
     }
-    // Events between state changes share their state group: load each group once.
-    let mut groups: HashMap<Option<String>, StateMap> = HashMap::new();
+    // Events between state changes share their state group: each group is loaded once, all
+    // of them in one batch (an event without one has no state of its own: nothing).
+    let mut names: Vec<&str> = latest.values().filter_map(|r| r.state_after.as_deref()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let groups: HashMap<&str, StateMap> = names.iter().copied().zip(rooms::load_state_groups(&ctx.db, &names).await?).collect();
     let mut ids = Vec::new();
     for (sender, row) in latest {
-        if !groups.contains_key(&row.state_after) {
-            groups.insert(row.state_after.clone(), state::after_event(&ctx.db, row).await?);
-        }
-        if let Some(e) = groups.get(&row.state_after).and_then(|m| m.get(&("m.room.member".to_owned(), sender.to_owned()))) {
+        let map = row.state_after.as_deref().and_then(|g| groups.get(g));
+        if let Some(e) = map.and_then(|m| m.get(&("m.room.member".to_owned(), sender.to_owned()))) {
             ids.push(e.to_string());
         }
     }

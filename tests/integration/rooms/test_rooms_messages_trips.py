@@ -95,3 +95,25 @@ def test_device_deletion_kills_cached_token(base):
     assert_ok(r)
     assert_unknown_token(messages_raw(base, other["access_token"], room, dir="b"), soft_logout=False)
     assert_ok(messages_raw(base, u["access_token"], room, dir="b"))
+
+
+def test_lazy_members_cost_two_more_round_trips_whatever_the_senders(base):
+    """Lazy-loaded members: the state groups of the senders' latest events in one batch, then
+    their member events: 3 round trips even when the page spans several state groups."""
+    a = new_user(base)
+    b = new_user(base)
+    room = room_pair(base, a, b)
+    send_text(base, a["access_token"], room, "from a")
+    send_text(base, b["access_token"], room, "from b")
+    c = new_user(base)
+    assert_ok(call(base, "POST", f"{CLIENT_V3}/join/{qid(room)}", {}, token=c["access_token"]))
+    send_text(base, c["access_token"], room, "from c")  # a later state group than a's and b's
+    tok = a["access_token"]
+    flt = '{"lazy_load_members": true, "types": ["m.room.message"]}'
+    assert_ok(messages_raw(base, tok, room, dir="b", limit=1))
+    r = messages_raw(base, tok, room, dir="b", limit=10, filter=flt)
+    body = assert_ok(r)
+    assert [e["content"]["body"] for e in body["chunk"]] == ["from c", "from b", "from a"], body["chunk"]
+    members = {e["state_key"]: e["content"]["membership"] for e in body["state"]}
+    assert members == {a["user_id"]: "join", b["user_id"]: "join", c["user_id"]: "join"}, body["state"]
+    assert trips(r) == 3, trips(r)
