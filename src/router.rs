@@ -42,6 +42,8 @@ pub struct Endpoint {
     pub legacy_login: bool,
     /// The request body is streamed to the handler, not read first (media uploads).
     pub streams_body: bool,
+    /// The handler confirms a cached access token in its own first D1 batch (see `routes`).
+    pub confirms_token: bool,
     #[cfg(target_arch = "wasm32")]
     pub handler: crate::api::Handler,
 }
@@ -248,6 +250,23 @@ mod tests {
         assert_eq!(resolve(Post, "/_matrix/client/v1/rooms/%21s%3Ax/hierarchy").unwrap_err().to_response().0, 405);
         assert_eq!(path_of(Get, "/_matrix/client/v1/mutual_rooms"), "/_matrix/client/v1/mutual_rooms");
         assert_eq!(resolve(Post, "/_matrix/client/v1/mutual_rooms").unwrap_err().to_response().0, 405);
+    }
+
+    #[test]
+    fn only_reviewed_handlers_confirm_cached_tokens() {
+        // Each of these handlers confirms a cached token in its first batch on every way out;
+        // a new row with the flag needs the same review (revocation must act at once).
+        let flagged: Vec<_> = crate::routes::ENDPOINTS.iter().filter(|ep| ep.confirms_token).map(|ep| (ep.method, ep.path)).collect();
+        assert_eq!(
+            flagged,
+            [
+                (Post, "/_matrix/media/v3/upload"),
+                (Put, "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"),
+                (Get, "/_matrix/client/v3/rooms/{roomId}/messages"),
+                (Get, "/_matrix/client/v3/sync"),
+            ]
+        );
+        assert!(crate::routes::ENDPOINTS.iter().filter(|ep| ep.confirms_token).all(|ep| ep.auth == Auth::User));
     }
 
     #[test]

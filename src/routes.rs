@@ -2,7 +2,9 @@
 //! authentication the router enforces before the handler runs (`None`, `User`, `Admin`,
 //! `Server`: another homeserver's signed request, the handler gets the origin) with
 //! optional flags (`legacy_login`: off when `AUTH_MODE=oauth`; `streams_body`: the body is
-//! streamed, not read first), and the handler with the path parameters it takes by name
+//! streamed, not read first; `confirms_token`: the handler accepts an access token from the
+//! isolate's cache and confirms it inside its own first D1 batch, or calls
+//! `api::auth::ensure_confirmed` before anything else, so revocation still acts at once), and the handler with the path parameters it takes by name
 //! (`?name`: only some rows of that handler have the segment; a literal is passed as is).
 //!
 //! Handlers take `(ctx, req, [caller,] params...)`; a `User`/`Admin` row passes the caller
@@ -50,6 +52,7 @@ macro_rules! routes {
                 args: routes!(@names [] $($arg)*),
                 legacy_login: has_flag(&[$(stringify!($flag)),*], "legacy_login"),
                 streams_body: has_flag(&[$(stringify!($flag)),*], "streams_body"),
+                confirms_token: has_flag(&[$(stringify!($flag)),*], "confirms_token"),
                 #[cfg(target_arch = "wasm32")]
                 handler: |ctx, req, who, p| {
                     Box::pin(async move { routes!(@call $auth, ctx, req, who, p, crate::api::$($seg)::+, [] $($arg)*) })
@@ -120,7 +123,7 @@ routes! {
     Put "/_matrix/client/v3/profile/{userId}/{keyName}" [User] => client::profile::set_field_route(userId, keyName);
     Delete "/_matrix/client/v3/profile/{userId}/{keyName}" [User] => client::profile::delete_field_route(userId, keyName);
     // Media (spec: "Content repository"). Upload and create stay under /_matrix/media.
-    Post "/_matrix/media/v3/upload" [User, streams_body] => media::upload::upload_route();
+    Post "/_matrix/media/v3/upload" [User, streams_body, confirms_token] => media::upload::upload_route();
     Put "/_matrix/media/v3/upload/{serverName}/{mediaId}" [User, streams_body] => media::upload::upload_to_route(serverName, mediaId);
     Post "/_matrix/media/v1/create" [User] => media::upload::create_route();
     Get "/_matrix/client/v1/media/config" [User] => media::upload::config_route();
@@ -184,9 +187,9 @@ routes! {
     Post "/_matrix/client/v3/rooms/{roomId}/kick" [User] => client::membership::kick_route(roomId);
     Post "/_matrix/client/v3/rooms/{roomId}/ban" [User] => client::membership::ban_route(roomId);
     Post "/_matrix/client/v3/rooms/{roomId}/unban" [User] => client::membership::unban_route(roomId);
-    Put "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}" [User] => client::message::send_route(roomId, eventType, txnId);
+    Put "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}" [User, confirms_token] => client::message::send_route(roomId, eventType, txnId);
     Put "/_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}" [User] => client::message::redact_route(roomId, eventId, txnId);
-    Get "/_matrix/client/v3/rooms/{roomId}/messages" [User] => client::message::messages_route(roomId);
+    Get "/_matrix/client/v3/rooms/{roomId}/messages" [User, confirms_token] => client::message::messages_route(roomId);
     Get "/_matrix/client/v3/rooms/{roomId}/event/{eventId}" [User] => client::message::get_event_route(roomId, eventId);
     Get "/_matrix/client/v3/rooms/{roomId}/context/{eventId}" [User] => client::message::context_route(roomId, eventId);
     Get "/_matrix/client/v3/rooms/{roomId}/state" [User] => client::state::get_state_route(roomId);
@@ -219,7 +222,7 @@ routes! {
     Post "/_matrix/client/v3/rooms/{roomId}/report" [User] => client::room_info::report_room_route(roomId);
     Post "/_matrix/client/v3/users/{userId}/report" [User] => client::room_info::report_user_route(userId);
     Post "/_matrix/client/v3/user_directory/search" [User] => client::room_info::user_directory_search_route();
-    Get "/_matrix/client/v3/sync" [User] => client::sync::sync_route();
+    Get "/_matrix/client/v3/sync" [User, confirms_token] => client::sync::sync_route();
     Post "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync" [User] => client::sliding::sliding_sync_route();
     Post "/_matrix/client/v3/user/{userId}/filter" [User] => client::sync::create_filter_route(userId);
     Get "/_matrix/client/v3/user/{userId}/filter/{filterId}" [User] => client::sync::get_filter_route(userId, filterId);

@@ -20,7 +20,7 @@ use crate::core::uia::{self, Flows};
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{parse_json, Method, Request};
+use crate::http::{parse_json, Request};
 use crate::service::password;
 use crate::store::{accounts, tokens, uia as uia_store};
 
@@ -76,19 +76,6 @@ fn remember_token(t: &tokens::AccessToken) {
 
 fn forget_token(hash: &str) {
     KNOWN_TOKENS.with(|k| k.borrow_mut().remove(hash));
-}
-
-/// Endpoints whose handler folds the token check into its first D1 batch (and calls
-/// [`ensure_confirmed`] on every other way out), so a cached token is not read on its own.
-fn folds_token_check(req: &Request) -> bool {
-    if req.method == Method::Get && req.path == "/_matrix/client/v3/sync" {
-        return true;
-    }
-    // `send`: the room's `Room` object confirms the token in its write batch
-    // ([`take_unconfirmed`]). Matched on the router's own row, so no other handler gets an
-    // unconfirmed token.
-    req.method == Method::Put
-        && crate::router::resolve(req.method, &req.path).is_ok_and(|(ep, _)| ep.path == "/_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}")
 }
 
 /// Hands the confirmation of the caller's cached token to someone who folds it into a write
@@ -156,7 +143,9 @@ pub enum AuthToken {
 /// Resolves the request's access token (spec: client-server-api, "Client Authentication").
 /// A token shaped like a JWT is an OAuth 2.0 access token: signature, `iss`, `aud` and
 /// `exp`, then its session and device in D1 (revocation and device deletion act at once).
-pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
+/// `confirms_token`: the endpoint's handler confirms a token taken from the isolate's cache
+/// itself (its route row says so), so a cached token is not read on its own here.
+pub async fn authenticate(ctx: &Ctx, req: &Request, confirms_token: bool) -> Result<Authed> {
     let token = req.access_token().ok_or_else(|| err!(MissingToken, "Missing access token"))?;
     if looks_like_jwt(token) {
         return match verify_access_token(ctx, token).await? {
@@ -169,7 +158,7 @@ pub async fn authenticate(ctx: &Ctx, req: &Request) -> Result<Authed> {
         };
     }
     let hash = token_hash(token);
-    if folds_token_check(req) {
+    if confirms_token {
         if let Some(t) = known_token(&hash).filter(|t| t.expires_ts.is_none_or(|exp| (exp as u64) > now_ms())) {
             let user_id = UserId::parse(&t.user_id).map_err(|e| Error::internal(format!("stored user id: {e}")))?;
             let me = Authed::new(user_id, t.device_id.clone(), AuthToken::Legacy(t));

@@ -68,9 +68,9 @@ async fn serve(ctx: &Ctx, req: &Request) -> Result<Response> {
     }
     let who = match ep.auth {
         Auth::None => Identity::Anonymous,
-        Auth::User => Identity::User(authenticate(ctx, req).await?),
+        Auth::User => Identity::User(authenticate(ctx, req, ep.confirms_token).await?),
         Auth::Admin => {
-            let me = authenticate(ctx, req).await?;
+            let me = authenticate(ctx, req, false).await?;
             if accounts::get_user(&ctx.db, me.user_id.as_str()).await?.is_none_or(|u| u.is_admin == 0) {
                 return Err(crate::err!(Forbidden, "You are not a server admin"));
             }

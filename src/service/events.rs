@@ -30,6 +30,13 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
     }
     let up_to = rows.iter().map(|r| r.pos()).max().unwrap_or(0);
     let history = rooms::visibility_history(&ctx.db, room_id, reader.user_id.as_str(), up_to).await?;
+    Ok(filter_visible_in(&history, reader, rows))
+}
+
+/// [`filter_visible`] over a [`rooms::visibility_history`] already read: all of the reader's
+/// membership changes in the room and its history-visibility changes up to at least the
+/// last of `rows` (later ones are never consulted).
+pub fn filter_visible_in(history: &[EventRow], reader: &Reader<'_>, rows: Vec<EventRow>) -> Vec<EventRow> {
     let me = reader.user_id.as_str();
     // Rule 3 of the spec looks forward: did the user join at any point after the event?
     let joins: Vec<i64> = history.iter().filter(|h| h.kind == "m.room.member" && h.membership.as_deref() == Some("join")).map(|h| h.pos()).collect();
@@ -51,8 +58,7 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
         }
         (vis, membership)
     };
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .filter(|row| {
             let (mut vis, mut membership) = at(row.pos());
             if row.kind == "m.room.history_visibility" {
@@ -71,19 +77,28 @@ pub async fn filter_visible(ctx: &Ctx, reader: &Reader<'_>, room_id: &str, rows:
             let joined_after = joins.iter().any(|j| *j > row.pos());
             may_see(vis, membership.as_deref(), joined_after)
         })
-        .collect())
+        .collect()
 }
 
 /// Client format of stored events, with redactions applied.
 pub async fn to_client(ctx: &Ctx, reader: &Reader<'_>, rows: &[EventRow]) -> Result<Vec<Value>> {
+    to_client_known(ctx, reader, rows, HashMap::new(), HashMap::new()).await
+}
+
+/// [`to_client`] with some redaction events (by ID) and rooms' version rules already known:
+/// only what is missing is read (one query for the redactions, one per room for the rules).
+pub async fn to_client_known(
+    ctx: &Ctx,
+    reader: &Reader<'_>,
+    rows: &[EventRow],
+    mut redactions: HashMap<String, EventRow>,
+    mut rules: HashMap<String, RoomVersionRules>,
+) -> Result<Vec<Value>> {
     // Load the redaction events of redacted events in one query.
-    let redaction_ids: Vec<String> = rows.iter().filter_map(|r| r.redacted_by.clone()).collect();
-    let redactions: HashMap<String, EventRow> = if redaction_ids.is_empty() {
-        HashMap::new()
-    } else {
-        rooms::get_events(&ctx.db, &redaction_ids).await?.into_iter().map(|r| (r.event_id.clone(), r)).collect()
-    };
-    let mut rules: HashMap<String, RoomVersionRules> = HashMap::new();
+    let redaction_ids: Vec<String> = rows.iter().filter_map(|r| r.redacted_by.clone()).filter(|id| !redactions.contains_key(id)).collect();
+    if !redaction_ids.is_empty() {
+        redactions.extend(rooms::get_events(&ctx.db, &redaction_ids).await?.into_iter().map(|r| (r.event_id.clone(), r)));
+    }
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let mut pdu = row.pdu()?;
@@ -119,10 +134,18 @@ pub async fn is_world_readable(ctx: &Ctx, hv: Option<&ruma::EventId>) -> Result<
 /// The user may read this room's history at all: a member now or before, or a
 /// `world_readable` room. Otherwise `403` (spec: the user must have been in the room).
 pub async fn check_can_read(ctx: &Ctx, user_id: &UserId, room_id: &str) -> Result<()> {
-    if rooms::get_room(&ctx.db, room_id).await?.is_none() {
+    let exists = rooms::get_room(&ctx.db, room_id).await?.is_some();
+    let membership = if exists { rooms::membership(&ctx.db, room_id, user_id.as_str()).await? } else { None };
+    check_can_read_known(ctx, room_id, exists, membership.is_some()).await
+}
+
+/// [`check_can_read`] with the room's existence and whether the user has a membership in it
+/// already read; only a non-member's check reads more (the history visibility).
+pub async fn check_can_read_known(ctx: &Ctx, room_id: &str, exists: bool, member: bool) -> Result<()> {
+    if !exists {
         return Err(err!(Forbidden, "You are not in this room"));
     }
-    if rooms::membership(&ctx.db, room_id, user_id.as_str()).await?.is_some() {
+    if member {
         return Ok(());
     }
     let hv = rooms::current_state_keys(&ctx.db, room_id, &[("m.room.history_visibility".into(), String::new())]).await?;

@@ -17,20 +17,38 @@ pub async fn bundle_thread_summaries(ctx: &Ctx, reader: &Reader<'_>, events: &mu
     if ids.is_empty() {
         return Ok(());
     }
-    let summaries: HashMap<String, rooms::ThreadSummaryRow> =
-        rooms::thread_summaries(&ctx.db, reader.user_id.as_str(), &ids).await?.into_iter().map(|s| (s.relates_to.clone(), s)).collect();
+    let summaries = rooms::thread_summaries(&ctx.db, reader.user_id.as_str(), &ids).await?;
     if summaries.is_empty() {
         return Ok(());
     }
-    let mut latest_rows: HashMap<String, Value> = HashMap::new();
-    for s in summaries.values() {
-        if let Some(row) = rooms::event_at_stream(&ctx.db, s.latest as u64).await? {
-            let root = row.relates_to.clone().unwrap_or_default();
-            if let Some(ev) = to_client(ctx, reader, &[row]).await?.into_iter().next() {
-                latest_rows.insert(root, ev);
-            }
-        }
+    let streams: Vec<u64> = summaries.iter().map(|s| s.latest as u64).collect();
+    let latest = rooms::events_at_streams(&ctx.db, &streams).await?;
+    bundle_known_thread_summaries(ctx, reader, events, summaries, latest).await
+}
+
+/// [`bundle_thread_summaries`] with the summaries of (at least) the thread roots among
+/// `events` and each thread's latest event already read.
+pub async fn bundle_known_thread_summaries(
+    ctx: &Ctx,
+    reader: &Reader<'_>,
+    events: &mut [Value],
+    summaries: Vec<rooms::ThreadSummaryRow>,
+    latest: Vec<rooms::EventRow>,
+) -> Result<()> {
+    if summaries.is_empty() {
+        return Ok(());
     }
+    let ids: std::collections::HashSet<&str> = events.iter().filter_map(|e| e["event_id"].as_str()).collect();
+    let summaries: HashMap<String, rooms::ThreadSummaryRow> =
+        summaries.into_iter().filter(|s| ids.contains(s.relates_to.as_str())).map(|s| (s.relates_to.clone(), s)).collect();
+    if summaries.is_empty() {
+        return Ok(());
+    }
+    // The latest events in one pass (one read, only if one of them is redacted).
+    let latest: Vec<rooms::EventRow> =
+        latest.into_iter().filter(|r| r.relates_to.as_ref().is_some_and(|root| summaries.contains_key(root))).collect();
+    let latest_rows: HashMap<String, Value> =
+        latest.iter().map(|r| r.relates_to.clone().unwrap_or_default()).zip(to_client(ctx, reader, &latest).await?).collect();
     for ev in events.iter_mut() {
         let Some(id) = ev["event_id"].as_str().map(str::to_owned) else { continue };
         let Some(s) = summaries.get(&id) else { continue };

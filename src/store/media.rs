@@ -187,6 +187,78 @@ pub async fn store_content(bucket: &Bucket, body: Body, limit: u64) -> Result<St
     Ok(Stored { sha256, size: total })
 }
 
+/// Whether an upload that declares `declared` bytes goes through [`hold`] (within the limit
+/// and one part).
+pub fn fits_one_part(declared: u64, limit: u64) -> bool {
+    declared <= limit && declared <= PART_BYTES as u64
+}
+
+/// An upload read whole into one buffer on the JS side, and hashed: [`put_held`] stores it.
+pub struct Held {
+    buf: js_sys::ArrayBuffer,
+    pub stored: Stored,
+}
+
+/// Reads a streamed body that declared `declared` bytes ([`fits_one_part`]) into one buffer
+/// read by the runtime and hashes it with WebCrypto, so its bytes never enter wasm (no copy
+/// in, none out, no chunk-by-chunk reads through the Rust executor). A body longer than it
+/// declared fails, and the bytes received are checked against the limit again.
+pub async fn hold(body: BodyStream, declared: u64, limit: u64) -> Result<Held> {
+    use wasm_bindgen::JsCast;
+    let global = js_sys::global();
+    // Through a `FixedLengthStream` of the declared length, which errors on one byte more,
+    // then `new Response(stream).arrayBuffer()`.
+    let fixed = js_sys::Reflect::construct(&js_method(&global, "FixedLengthStream")?, &js_sys::Array::of1(&(declared as f64).into()))
+        .map_err(|e| js_err("new FixedLengthStream", e))?;
+    let stream: &wasm_bindgen::JsValue = body.0.as_ref();
+    let piped = js_method(stream, "pipeThrough")?.call1(stream, &fixed).map_err(|e| js_err("pipeThrough", e))?;
+    let resp = js_sys::Reflect::construct(&js_method(&global, "Response")?, &js_sys::Array::of1(&piped)).map_err(|e| js_err("new Response", e))?;
+    let buf = js_await(js_method(&resp, "arrayBuffer")?.call0(&resp).map_err(|e| js_err("arrayBuffer", e))?)
+        .await
+        .map_err(|e| err!(Unknown, "Could not read the upload: {e:?}"))?;
+    let buf: js_sys::ArrayBuffer = buf.dyn_into().map_err(|e| js_err("arrayBuffer", e))?;
+    let size = buf.byte_length() as u64;
+    if size > limit {
+        return Err(too_large(limit));
+    }
+    let sha256 = match webcrypto_digest(&buf).await {
+        Some(d) => crate::core::crypto::hex(&d),
+        None => crate::core::crypto::hex(&crate::core::crypto::sha256(&js_sys::Uint8Array::new(&buf).to_vec())),
+    };
+    Ok(Held { buf, stored: Stored { sha256, size } })
+}
+
+/// Puts a [`Held`] upload under its hash key (no existence check, as [`store_content`]).
+pub async fn put_held(bucket: &Bucket, held: &Held) -> Result<()> {
+    // `bucket.put(key, buffer)` through the binding (the meter's wrapper counts it).
+    let b: &wasm_bindgen::JsValue = bucket.as_ref();
+    let put = js_method(b, "put")?.call2(b, &content_key(&held.stored.sha256).into(), &held.buf).map_err(|e| r2_err("put", format!("{e:?}")))?;
+    js_await(put).await.map_err(|e| r2_err("put", format!("{e:?}")))?;
+    Ok(())
+}
+
+fn js_err(what: &str, e: wasm_bindgen::JsValue) -> Error {
+    Error::internal(format!("{what}: {e:?}"))
+}
+
+fn js_method(obj: &wasm_bindgen::JsValue, name: &str) -> Result<js_sys::Function> {
+    use wasm_bindgen::JsCast;
+    js_sys::Reflect::get(obj, &name.into()).map_err(|e| js_err(name, e))?.dyn_into::<js_sys::Function>().map_err(|e| js_err(name, e))
+}
+
+async fn js_await(p: wasm_bindgen::JsValue) -> std::result::Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+    use wasm_bindgen::JsCast;
+    let p: js_sys::Promise = p.dyn_into()?;
+    wasm_bindgen_futures::JsFuture::from(p).await
+}
+
+/// Removes a media row whose content could not be stored (an upload's row is written while
+/// its content is put, see `api::media::upload`).
+pub async fn delete_row(db: &Db, media_id: &str) -> Result<()> {
+    db.run("DELETE FROM media WHERE media_id = ?", params![media_id]).await?;
+    Ok(())
+}
+
 /// The hex SHA-256 of `bytes`, by WebCrypto (`crypto.subtle.digest`), or in wasm if that fails.
 async fn sha256_hex(bytes: &[u8]) -> String {
     match webcrypto_sha256(bytes).await {
@@ -196,11 +268,15 @@ async fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 async fn webcrypto_sha256(bytes: &[u8]) -> Option<Vec<u8>> {
+    webcrypto_digest(&js_sys::Uint8Array::from(bytes)).await
+}
+
+/// `crypto.subtle.digest("SHA-256", data)` over a JS buffer or view.
+async fn webcrypto_digest(data: &wasm_bindgen::JsValue) -> Option<Vec<u8>> {
     use wasm_bindgen::JsCast;
     let subtle = js_sys::Reflect::get(&js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).ok()?, &"subtle".into()).ok()?;
     let digest: js_sys::Function = js_sys::Reflect::get(&subtle, &"digest".into()).ok()?.dyn_into().ok()?;
-    let data = js_sys::Uint8Array::from(bytes);
-    let promise: js_sys::Promise = digest.call2(&subtle, &"SHA-256".into(), &data).ok()?.dyn_into().ok()?;
+    let promise: js_sys::Promise = digest.call2(&subtle, &"SHA-256".into(), data).ok()?.dyn_into().ok()?;
     let out = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
     Some(js_sys::Uint8Array::new(&out).to_vec())
 }

@@ -155,16 +155,30 @@ struct GroupRow {
 /// The state map of a state group: one recursive query walks the delta chain back to its
 /// full snapshot.
 pub async fn load_state_group(db: &Db, group: &str) -> Result<(StateMap, u32)> {
-    let rows: Vec<GroupRow> = db
-        .all(
-            "WITH RECURSIVE chain(id, prev_id, delta, chain_len) AS (
+    let rows: Vec<GroupRow> = db.all(STATE_GROUP_CHAIN, params![group]).await?;
+    state_of_chain(rows)
+}
+
+const STATE_GROUP_CHAIN: &str = "WITH RECURSIVE chain(id, prev_id, delta, chain_len) AS (
                  SELECT id, prev_id, delta, chain_len FROM state_groups WHERE id = ?
                  UNION ALL
                  SELECT g.id, g.prev_id, g.delta, g.chain_len FROM state_groups g JOIN chain c ON g.id = c.prev_id
-             ) SELECT delta, chain_len FROM chain ORDER BY chain_len ASC",
-            params![group],
-        )
-        .await?;
+             ) SELECT delta, chain_len FROM chain ORDER BY chain_len ASC";
+
+/// The state maps of several state groups, in their order, in one batch (one round trip).
+pub async fn load_state_groups(db: &Db, groups: &[&str]) -> Result<Vec<StateMap>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmts = groups.iter().map(|g| db.stmt(STATE_GROUP_CHAIN, params![g])).collect::<Result<Vec<_>>>()?;
+    db.batch_rows(stmts)
+        .await?
+        .into_iter()
+        .map(|rows| state_of_chain(rows.into_iter().map(serde_json::from_value).collect::<std::result::Result<Vec<GroupRow>, _>>()?).map(|(m, _)| m))
+        .collect()
+}
+
+fn state_of_chain(rows: Vec<GroupRow>) -> Result<(StateMap, u32)> {
     let len = rows.last().map(|r| r.chain_len as u32).unwrap_or(0);
     let mut map = StateMap::new();
     for r in rows {
@@ -417,14 +431,6 @@ pub async fn events_page(db: &Db, room_id: &str, after: i64, up_to: i64, backwar
     db.all(&sql, params![room_id, after, up_to, limit]).await
 }
 
-pub async fn max_stream(db: &Db) -> Result<u64> {
-    #[derive(Deserialize)]
-    struct R {
-        m: Option<f64>,
-    }
-    Ok(db.first::<R>("SELECT MAX(stream) AS m FROM events", vec![]).await?.and_then(|r| r.m).unwrap_or(0.0) as u64)
-}
-
 /// Which of `ids` are in the timeline (IDs only).
 pub async fn in_timeline(db: &Db, ids: &[String]) -> Result<HashSet<String>> {
     #[derive(Deserialize)]
@@ -608,11 +614,6 @@ pub async fn membership_row(db: &Db, room_id: &str, user_id: &str) -> Result<Opt
     db.first("SELECT membership, event_id FROM memberships WHERE room_id = ? AND user_id = ?", params![room_id, user_id]).await
 }
 
-/// The event at a stream position.
-pub async fn event_at_stream(db: &Db, stream: u64) -> Result<Option<EventRow>> {
-    db.first(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?"), params![stream]).await
-}
-
 // ---- relations and threads ----
 
 /// Per thread root among `roots`: how many thread events, the stream of the latest, and
@@ -775,4 +776,173 @@ pub async fn append_head(db: &Db, room_id: &str) -> Result<Option<AppendHead>> {
 pub fn is_unique_conflict(e: &Error) -> bool {
     let msg = e.to_string();
     msg.contains("UNIQUE constraint failed") || msg.contains("PRIMARY KEY")
+}
+
+// ---- /messages in one batch ----
+
+/// One page of a room's events: positions after `after` (exclusive) up to `up_to`
+/// (inclusive), `limit` of them, in the given direction (the read of [`events_page`]).
+#[derive(Clone, Copy)]
+pub struct PageBounds<'a> {
+    pub room_id: &'a str,
+    pub after: i64,
+    pub up_to: i64,
+    pub backwards: bool,
+    pub limit: u32,
+}
+
+impl PageBounds<'_> {
+    /// `SELECT {cols}` over the page, in its order; parameters: [`PageBounds::params`].
+    fn sql(&self, cols: &str) -> String {
+        let order = if self.backwards { "DESC" } else { "ASC" };
+        format!("SELECT {cols} FROM events WHERE room_id = ? AND stream > ? AND stream <= ? ORDER BY stream {order} LIMIT ?")
+    }
+
+    fn params(&self) -> Vec<Value> {
+        params![self.room_id, self.after, self.up_to, self.limit]
+    }
+}
+
+/// What `/messages` needs for its first page, read in ONE batch (one snapshot): the room,
+/// the reader's membership, the newest position (when the request names no `from`), the page,
+/// the reader's membership changes and the room's history-visibility changes up to the
+/// page's end, the redaction events of the page's redacted events, and the thread summaries
+/// of the page's events with each thread's latest event.
+pub struct MessagesSnapshot {
+    pub room: Option<RoomRow>,
+    pub membership: Option<String>,
+    pub max_stream: Option<u64>,
+    pub page: Vec<EventRow>,
+    pub history: Vec<EventRow>,
+    pub redactions: Vec<EventRow>,
+    pub summaries: Vec<ThreadSummaryRow>,
+    pub thread_latest: Vec<EventRow>,
+}
+
+/// Reads a [`MessagesSnapshot`] in one D1 batch that starts with the caller's `lead`
+/// statements (read-only: the token check), whose rows come back first.
+pub async fn messages_snapshot(
+    db: &Db,
+    lead: Vec<D1PreparedStatement>,
+    user_id: &str,
+    page: PageBounds<'_>,
+    want_max: bool,
+) -> Result<(Vec<Vec<Value>>, MessagesSnapshot)> {
+    let n_lead = lead.len();
+    let ids_of_page = page.sql("event_id");
+    let cols =
+        |t: &str, prefix: &str| EVENT_COLUMNS.split(',').map(|c| format!("{t}.{c} AS {prefix}{c}", c = c.trim())).collect::<Vec<_>>().join(", ");
+    let mut stmts = lead;
+    stmts.push(db.stmt(
+        "SELECT room_id, room_version, creator, is_public, head_event, extremities, head_depth, state_group FROM rooms WHERE room_id = ?",
+        params![page.room_id],
+    )?);
+    stmts.push(db.stmt("SELECT membership FROM memberships WHERE room_id = ? AND user_id = ?", params![page.room_id, user_id])?);
+    // The page, each event with its redaction event's columns (`r__…`) when it is redacted.
+    let order = if page.backwards { "DESC" } else { "ASC" };
+    stmts.push(db.stmt(
+        &format!(
+            "SELECT {}, {} FROM events e LEFT JOIN events r ON r.event_id = e.redacted_by
+             WHERE e.room_id = ? AND e.stream > ? AND e.stream <= ? ORDER BY e.stream {order} LIMIT ?",
+            cols("e", ""),
+            cols("r", REDACTION_PREFIX)
+        ),
+        page.params(),
+    )?);
+    stmts.push(db.stmt(
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ? AND
+               ((type = 'm.room.member' AND state_key = ?) OR (type = 'm.room.history_visibility' AND stream <= ?))
+             ORDER BY stream ASC"
+        ),
+        params![page.room_id, user_id, page.up_to],
+    )?);
+    // Per thread root in the page: the summary, with the thread's latest event.
+    let mut p = params![user_id];
+    p.extend(page.params());
+    stmts.push(db.stmt(
+        &format!(
+            "SELECT t.count AS t_count, t.mine AS t_mine, {} FROM
+               (SELECT relates_to, COUNT(*) AS count, MAX(stream) AS latest, SUM(sender = ?) AS mine
+                FROM events WHERE rel_type = 'm.thread' AND relates_to IN ({ids_of_page}) GROUP BY relates_to) t
+             JOIN events e ON e.stream = t.latest",
+            cols("e", "")
+        ),
+        p,
+    )?);
+    if want_max {
+        stmts.push(db.stmt("SELECT MAX(stream) AS m FROM events", vec![])?);
+    }
+    let mut rows = db.batch_rows(stmts).await?;
+    let rest = rows.split_off(n_lead.min(rows.len()));
+    let mut rest = rest.into_iter();
+    let mut next = || rest.next().unwrap_or_default();
+    fn parse<T: serde::de::DeserializeOwned>(rows: Vec<Value>) -> Result<Vec<T>> {
+        rows.into_iter().map(|v| serde_json::from_value(v).map_err(Error::from)).collect()
+    }
+    #[derive(Deserialize)]
+    struct M {
+        membership: String,
+    }
+    #[derive(Deserialize)]
+    struct Max {
+        m: Option<f64>,
+    }
+    #[derive(Deserialize)]
+    struct Thread {
+        t_count: f64,
+        t_mine: f64,
+        #[serde(flatten)]
+        latest: EventRow,
+    }
+    let room = parse::<RoomRow>(next())?.into_iter().next();
+    let membership = parse::<M>(next())?.into_iter().next().map(|m| m.membership);
+    let mut page_rows = Vec::new();
+    let mut redactions = Vec::new();
+    for v in next() {
+        let (row, redaction) = split_prefixed(v, REDACTION_PREFIX);
+        page_rows.push(serde_json::from_value::<EventRow>(row)?);
+        if redaction.get("event_id").is_some_and(|id| !id.is_null()) {
+            redactions.push(serde_json::from_value::<EventRow>(redaction)?);
+        }
+    }
+    let history = parse(next())?;
+    let mut summaries = Vec::new();
+    let mut thread_latest = Vec::new();
+    for t in parse::<Thread>(next())? {
+        let Some(root) = t.latest.relates_to.clone() else { continue };
+        summaries.push(ThreadSummaryRow { relates_to: root, count: t.t_count, latest: t.latest.stream, mine: t.t_mine });
+        thread_latest.push(t.latest);
+    }
+    let max_stream = if want_max { Some(parse::<Max>(next())?.into_iter().next().and_then(|r| r.m).unwrap_or(0.0) as u64) } else { None };
+    Ok((rows, MessagesSnapshot { room, membership, max_stream, page: page_rows, history, redactions, summaries, thread_latest }))
+}
+
+/// The column prefix of a page row's redaction event (no event column starts with it).
+const REDACTION_PREFIX: &str = "r__";
+
+/// Splits a row's columns into those without `prefix` and those with it (prefix removed).
+fn split_prefixed(row: Value, prefix: &str) -> (Value, Value) {
+    let mut plain = serde_json::Map::new();
+    let mut prefixed = serde_json::Map::new();
+    if let Value::Object(m) = row {
+        for (k, v) in m {
+            match k.strip_prefix(prefix) {
+                Some(k) => prefixed.insert(k.to_owned(), v),
+                None => plain.insert(k, v),
+            };
+        }
+    }
+    (Value::Object(plain), Value::Object(prefixed))
+}
+
+/// The events at the given stream positions (any order).
+pub async fn events_at_streams(db: &Db, streams: &[u64]) -> Result<Vec<EventRow>> {
+    let mut out = Vec::new();
+    for chunk in streams.chunks(MAX_PARAMS) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream IN ({marks})");
+        out.extend(db.all::<EventRow>(&sql, chunk.iter().map(|s| Value::from(*s)).collect()).await?);
+    }
+    Ok(out)
 }

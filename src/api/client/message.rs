@@ -4,25 +4,27 @@
 use crate::core::json::JsonExt;
 use std::collections::{HashMap, HashSet};
 
+use ruma::room_version_rules::RoomVersionRules;
 use ruma::RoomId;
 use serde_json::{json, Value};
 
-use crate::api::auth::Authed;
+use crate::api::auth::{self, Authed};
 use crate::api::params::{self, room_id as parse_room_id};
 use crate::core::filter::RoomEventFilter;
 use crate::core::room::pdu::NewEvent;
 use crate::core::room::state::StateMap;
+use crate::core::room::version_rules;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::events::{check_can_read, filter_visible, to_client, Reader};
+use crate::service::events::{check_can_read, check_can_read_known, filter_visible, filter_visible_in, to_client, to_client_known, Reader};
 use crate::service::federation::room as federation_room;
-use crate::service::relations::bundle_thread_summaries;
+use crate::service::relations::{bundle_known_thread_summaries, bundle_thread_summaries};
 use crate::service::state;
 use crate::service::timeline::{send_via_room, Txn};
 use crate::store::graph;
-use crate::store::rooms::{self, EventRow};
+use crate::store::rooms::{self, EventRow, PageBounds};
 
 /// # `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
 /// The same transaction ID from the same device returns the same event, stored once: the
@@ -142,8 +144,30 @@ async fn gaps(ctx: &Ctx, rows: &[EventRow]) -> Result<HashSet<String>> {
     Ok(prevs.into_iter().filter(|(_, p)| p.iter().any(|e| !have.contains(e))).map(|(id, _)| id).collect())
 }
 
+/// A first page already read (with the reader's visibility history covering it), for
+/// [`paginate`] to start from instead of reading it.
+struct FirstPage {
+    rows: Vec<EventRow>,
+    history: Vec<EventRow>,
+}
+
+/// The size of each page [`paginate`] reads while `got` events of `limit` are kept.
+fn page_size(limit: u32, got: u32) -> u32 {
+    (limit - got.min(limit)).clamp(20, 500)
+}
+
+/// The bounds `(after, up_to)` of the next page from position `pos`.
+fn page_bounds(pos: i64, to: Option<i64>, backwards: bool) -> (i64, i64) {
+    if backwards {
+        (to.unwrap_or(i64::MIN >> 12), pos)
+    } else {
+        (pos, to.unwrap_or(i64::MAX >> 12))
+    }
+}
+
 /// Pages through a room in one direction, keeping visible events that match the filter,
-/// until `limit` or the end. Returns the events and the position reached.
+/// until `limit` or the end. Returns the events, the position reached, whether the end was
+/// reached, and how many pages were read (`first` counts as one).
 ///
 /// With `backfill` (backwards `/messages` in a room joined over federation), reaching an
 /// event whose `prev_events` we lack fetches the history before it from a server in the
@@ -160,25 +184,37 @@ async fn paginate(
     limit: u32,
     filter: &RoomEventFilter,
     mut backfill: u32,
-) -> Result<(Vec<EventRow>, i64, bool)> {
+    mut first: Option<FirstPage>,
+) -> Result<(Vec<EventRow>, i64, bool, u32)> {
     let mut out = Vec::new();
     let mut pos = from;
     let mut exhausted = false;
+    let mut pages = 0;
     // Bounded work per request: at most 10 pages of storage reads.
     for _ in 0..10 {
         if out.len() as u32 >= limit {
             break;
         }
-        let batch = (limit - out.len() as u32).clamp(20, 500);
-        let (after, up_to) = if backwards { (to.unwrap_or(i64::MIN >> 12), pos) } else { (pos, to.unwrap_or(i64::MAX >> 12)) };
+        let batch = page_size(limit, out.len() as u32);
+        let (after, up_to) = page_bounds(pos, to, backwards);
         if after >= up_to {
             exhausted = true;
             break;
         }
-        let rows = rooms::events_page(&ctx.db, room_id.as_str(), after, up_to, backwards, batch).await?;
+        pages += 1;
+        let (rows, visible) = match first.take() {
+            Some(FirstPage { rows, history }) => {
+                let visible = filter_visible_in(&history, reader, rows.clone());
+                (rows, visible)
+            }
+            None => {
+                let rows = rooms::events_page(&ctx.db, room_id.as_str(), after, up_to, backwards, batch).await?;
+                let visible = filter_visible(ctx, reader, room_id.as_str(), rows.clone()).await?;
+                (rows, visible)
+            }
+        };
         let n = rows.len() as u32;
         let holes = if backwards && backfill > 0 { gaps(ctx, &rows).await? } else { HashSet::new() };
-        let visible = filter_visible(ctx, reader, room_id.as_str(), rows.clone()).await?;
         let mut consumed_all = true;
         let mut fetched = false;
         for row in rows {
@@ -216,7 +252,7 @@ async fn paginate(
             break;
         }
     }
-    Ok((out, pos, exhausted))
+    Ok((out, pos, exhausted, pages))
 }
 
 /// Member events of the senders, for lazy-loading filters: each sender's member event in
@@ -229,14 +265,16 @@ async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, events: &[EventRow]) -> Re
             *l = e;
         }
     }
-    // Events between state changes share their state group: load each group once.
-    let mut groups: HashMap<Option<String>, StateMap> = HashMap::new();
+    // Events between state changes share their state group: each group is loaded once, all
+    // of them in one batch (an event without one has no state of its own: nothing).
+    let mut names: Vec<&str> = latest.values().filter_map(|r| r.state_after.as_deref()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let groups: HashMap<&str, StateMap> = names.iter().copied().zip(rooms::load_state_groups(&ctx.db, &names).await?).collect();
     let mut ids = Vec::new();
     for (sender, row) in latest {
-        if !groups.contains_key(&row.state_after) {
-            groups.insert(row.state_after.clone(), state::after_event(&ctx.db, row).await?);
-        }
-        if let Some(e) = groups.get(&row.state_after).and_then(|m| m.get(&("m.room.member".to_owned(), sender.to_owned()))) {
+        let map = row.state_after.as_deref().and_then(|g| groups.get(g));
+        if let Some(e) = map.and_then(|m| m.get(&("m.room.member".to_owned(), sender.to_owned()))) {
             ids.push(e.to_string());
         }
     }
@@ -248,9 +286,22 @@ async fn lazy_members(ctx: &Ctx, reader: &Reader<'_>, events: &[EventRow]) -> Re
 /// # `GET /_matrix/client/v3/rooms/{roomId}/messages`
 /// Both directions, with filters; tokens are stable stream positions (`s<N>`), so paging
 /// through hundreds of events loses and repeats nothing.
+///
+/// One D1 round trip when the first page is enough (`store::rooms::messages_snapshot`: the
+/// room, the reader's membership, the page, its history visibility, redactions and thread
+/// summaries in one batch); the response carries `X-Stratus-D1-Round-Trips`. The caller's
+/// token may come from the isolate's cache unconfirmed: its check rides in that batch, and
+/// every other way out confirms it here, so a revoked token only ever gets `M_UNKNOWN_TOKEN`.
 pub async fn messages_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
+    let out = messages(ctx, req, me, room_id).await;
+    auth::ensure_confirmed(ctx, me).await?;
+    let mut resp = out?;
+    resp.headers.push(("X-Stratus-D1-Round-Trips".into(), ctx.db.round_trips().to_string()));
+    Ok(resp)
+}
+
+async fn messages(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str) -> Result<Response> {
     let room_id = parse_room_id(room_id)?;
-    check_can_read(ctx, &me.user_id, room_id.as_str()).await?;
     let backwards = match req.query("dir") {
         Some("b") => true,
         Some("f") => false,
@@ -259,17 +310,38 @@ pub async fn messages_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str
     };
     let filter = RoomEventFilter::from_param(req.query("filter")).map_err(|e| err!(BadJson, "{e}"))?;
     let limit = filter.limit.unwrap_or(limit_param(req, 10)?).min(1000);
-    let from = match req.query("from") {
-        Some(t) => params::stream_token(t)?,
-        None if backwards => rooms::max_stream(&ctx.db).await? as i64,
-        None => 0,
-    };
+    let from = req.query("from").map(params::stream_token).transpose()?;
     let to = req.query("to").map(params::stream_token).transpose()?;
+    // Backwards without `from`: from the newest event, which the batch reads (the page's
+    // upper bound is then open; in one snapshot that is the same page).
+    let newest = from.is_none() && backwards;
+    let (after, up_to) = page_bounds(from.unwrap_or(if backwards { i64::MAX >> 12 } else { 0 }), to, backwards);
+    let bounds = PageBounds { room_id: room_id.as_str(), after, up_to, backwards, limit: page_size(limit, 0) };
+    let confirm = auth::confirm_stmt(ctx, me)?;
+    let confirms = confirm.is_some();
+    let (lead, snap) = rooms::messages_snapshot(&ctx.db, confirm.into_iter().collect(), me.user_id.as_str(), bounds, newest).await?;
+    if confirms {
+        auth::confirm_rows(me, lead.first())?;
+    }
+    check_can_read_known(ctx, room_id.as_str(), snap.room.is_some(), snap.membership.is_some()).await?;
+    let from = from.unwrap_or_else(|| snap.max_stream.map_or(0, |m| m as i64));
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let backfill = if backwards { BACKFILL_FETCHES } else { 0 };
-    let (rows, end, exhausted) = paginate(ctx, &reader, &room_id, from, to, backwards, limit, &filter, backfill).await?;
-    let mut chunk = to_client(ctx, &reader, &rows).await?;
-    bundle_thread_summaries(ctx, &reader, &mut chunk).await?;
+    let first = FirstPage { rows: snap.page, history: snap.history };
+    let (rows, end, exhausted, pages) = paginate(ctx, &reader, &room_id, from, to, backwards, limit, &filter, backfill, Some(first)).await?;
+    let chunk = if pages <= 1 {
+        // Every event comes from the batch's page, whose redactions and threads it read.
+        let rules: HashMap<String, RoomVersionRules> =
+            snap.room.iter().filter_map(|r| version_rules(&r.room_version).ok()).map(|(_, r)| (room_id.to_string(), r)).collect();
+        let redactions = snap.redactions.into_iter().map(|r| (r.event_id.clone(), r)).collect();
+        let mut chunk = to_client_known(ctx, &reader, &rows, redactions, rules).await?;
+        bundle_known_thread_summaries(ctx, &reader, &mut chunk, snap.summaries, snap.thread_latest).await?;
+        chunk
+    } else {
+        let mut chunk = to_client(ctx, &reader, &rows).await?;
+        bundle_thread_summaries(ctx, &reader, &mut chunk).await?;
+        chunk
+    };
     let mut resp = json!({ "start": format!("s{from}"), "chunk": chunk });
     // No `end` once there is nothing more in this direction (spec).
     if !exhausted {
@@ -315,8 +387,8 @@ pub async fn context_route(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str,
     let before_n = limit / 2;
     let after_n = limit - before_n;
     let s = row.pos();
-    let (before, start, _) = paginate(ctx, &reader, &room_id, s - 1, None, true, before_n, &filter, 0).await?;
-    let (after, end, _) = paginate(ctx, &reader, &room_id, s, None, false, after_n, &filter, 0).await?;
+    let (before, start, _, _) = paginate(ctx, &reader, &room_id, s - 1, None, true, before_n, &filter, 0, None).await?;
+    let (after, end, _, _) = paginate(ctx, &reader, &room_id, s, None, false, after_n, &filter, 0, None).await?;
     let last = after.last().unwrap_or(&row);
     let map = state::after_event(&ctx.db, last).await?;
     let ids: Vec<String> = if filter.lazy_load_members {

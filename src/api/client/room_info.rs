@@ -41,7 +41,7 @@ pub async fn timestamp_to_event_route(ctx: &Ctx, req: &Request, me: &Authed, roo
 /// for anyone when the room is public, knockable or world-readable — also without
 /// authentication, as the spec allows. The rule is shared with `GET /hierarchy`.
 pub async fn room_summary_route(ctx: &Ctx, req: &Request, target: &str) -> Result<Response> {
-    let me = if req.access_token().is_some() { Some(authenticate(ctx, req).await?) } else { None };
+    let me = if req.access_token().is_some() { Some(authenticate(ctx, req, false).await?) } else { None };
     let room_id = resolve_room(ctx, target).await?;
     let user: Option<&UserId> = me.as_ref().map(|m| &*m.user_id);
     let preview = summary::preview(ctx, room_id.as_str(), user).await?.ok_or_else(|| err!(NotFound, "Room not found"))?;

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::api::auth::Authed;
+use crate::api::auth::{self, Authed};
 use crate::core::media::{declared_length_exceeds, new_media_id, normalise_content_type, sanitise_filename, valid_media_id};
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
@@ -29,6 +29,11 @@ fn check_declared_length(req: &Request, limit: u64) -> Result<()> {
     Ok(())
 }
 
+/// The `Content-Length` of the request, when it is a plain number.
+fn declared_length(req: &Request) -> Option<u64> {
+    req.header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Content type and file name of an upload (spec: the `Content-Type` header, default
 /// `application/octet-stream`; the `filename` query parameter).
 fn upload_meta(req: &Request) -> (String, Option<String>) {
@@ -38,14 +43,49 @@ fn upload_meta(req: &Request) -> (String, Option<String>) {
 /// # `POST /_matrix/media/v3/upload`
 /// Spec: content-repo.yaml `uploadContent`. The limit (`MAX_UPLOAD_BYTES`) is enforced on the
 /// bytes received: 413 `M_TOO_LARGE`.
+///
+/// The caller's token may come from the isolate's cache unconfirmed: its check runs while the
+/// body is read, before anything is stored, and every way out confirms it, so a revoked token
+/// only ever gets `M_UNKNOWN_TOKEN` and stores nothing.
 pub async fn upload_route(ctx: &Ctx, req: &Request, who: &Authed) -> Result<Response> {
-    crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::MediaCreate, who.user_id.as_str()).await?;
+    let out = upload(ctx, req, who).await;
+    auth::ensure_confirmed(ctx, who).await?;
+    out
+}
+
+async fn upload(ctx: &Ctx, req: &Request, who: &Authed) -> Result<Response> {
     let limit = ctx.config.media.max_upload_bytes;
     check_declared_length(req, limit)?;
     let (content_type, filename) = upload_meta(req);
-    let stored = media::store_content(&ctx.media()?, body_of(req), limit).await?;
+    let user = who.user_id.as_str();
+    let rate_limit = crate::service::ratelimit::check(ctx, crate::core::ratelimit::Bucket::MediaCreate, user);
+    let bucket = ctx.media()?;
     let media_id = new_media_id();
-    media::insert_uploaded(&ctx.db, &media_id, who.user_id.as_str(), &stored, &content_type, filename.as_deref()).await?;
+    match (&req.body_stream, declared_length(req).filter(|n| media::fits_one_part(*n, limit))) {
+        (Some(stream), Some(n)) => {
+            // A body of one part: the token check, the rate limit and reading and hashing the
+            // body (in the runtime, not in wasm) at once; then the row and the R2 put at once.
+            let (confirmed, limited, held) = futures_util::join!(auth::ensure_confirmed(ctx, who), rate_limit, media::hold(stream.clone(), n, limit));
+            confirmed?;
+            limited?;
+            let held = held?;
+            let row = media::insert_uploaded(&ctx.db, &media_id, user, &held.stored, &content_type, filename.as_deref());
+            let (put, row) = futures_util::join!(media::put_held(&bucket, &held), row);
+            row?;
+            if let Err(e) = put {
+                // Nobody knows the media ID yet: the row goes, the upload fails.
+                let _ = media::delete_row(&ctx.db, &media_id).await;
+                return Err(e);
+            }
+        }
+        _ => {
+            let (confirmed, limited) = futures_util::join!(auth::ensure_confirmed(ctx, who), rate_limit);
+            confirmed?;
+            limited?;
+            let stored = media::store_content(&bucket, body_of(req), limit).await?;
+            media::insert_uploaded(&ctx.db, &media_id, user, &stored, &content_type, filename.as_deref()).await?;
+        }
+    }
     Ok(Response::ok(json!({ "content_uri": format!("mxc://{}/{media_id}", ctx.server_name()) })))
 }
 
