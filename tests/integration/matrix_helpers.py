@@ -333,3 +333,13 @@ def admin_register_raw(
 def server_name_of(user_id: str) -> str:
     assert user_id.startswith("@") and ":" in user_id, user_id
     return user_id.split(":", 1)[1]
+
+
+def cost_do_calls(r) -> dict:
+    """The Durable Object calls a response's ``X-Stratus-Cost`` header names (an instance with
+    ``DEV_COST_HEADER=on``): ``...;do=UserSync:1,UserKeys:1;...`` -> {"UserSync": 1, "UserKeys": 1}."""
+    for part in r.headers["X-Stratus-Cost"].split(";"):
+        k, _, v = part.partition("=")
+        if k == "do":
+            return {c: int(n) for c, _, n in (x.partition(":") for x in v.split(",") if x)}
+    raise AssertionError(r.headers["X-Stratus-Cost"])

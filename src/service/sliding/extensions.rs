@@ -2,8 +2,9 @@
 //! receipts, MSC3961 typing). Each reads what the `/sync` v3 stream of the same data reads
 //! (`service::sync`, `store::sync`), over the connection's `(since, now]`; the rules of
 //! scope and shape are native (`core::sliding::extensions`). All five run concurrently:
-//! at most two Durable Object calls (to-device, key counts) and a few D1 statements,
-//! whatever the number of rooms.
+//! one `UserSync` request for the to-device queue and the key counts copy (`UserKeys` only
+//! when that copy is missing or stale, as `/sync` v3) and a few D1 statements, whatever the
+//! number of rooms.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +16,7 @@ use crate::core::sliding::extensions::{
     self as ext, AccountDataResponse, E2eeResponse, ExtensionsRequest, ExtensionsResponse, RoomsEphemeral, ScopedRequest, ToDeviceRequest,
     ToDeviceResponse,
 };
-use crate::core::sync::{add_receipt, AccountDataEvent, ReceiptContent};
+use crate::core::sync::{add_receipt, AccountDataEvent, DeviceLists, KeyCounts, ReceiptContent};
 use crate::core::sync_token::SyncToken;
 use crate::ctx::Ctx;
 use crate::error::Result;
@@ -51,31 +52,57 @@ pub async fn compute(
     initial: &[String],
 ) -> Result<ExtensionsResponse> {
     let (to_device, e2ee, account_data, receipts, typing) = try_join5(
-        to_device_ext(ctx, me, &req.to_device),
-        e2ee_ext(ctx, me, req.e2ee.enabled, since, now),
+        to_device_ext(ctx, me, &req.to_device, req.e2ee.enabled),
+        e2ee_ext(ctx, me, req.e2ee.enabled, !req.to_device.enabled, since, now),
         account_data_ext(ctx, me, &req.account_data, since, now, scope, initial),
         receipts_ext(ctx, me, &req.receipts, since, now, scope, initial),
         typing_ext(ctx, me, &req.typing, since, now, scope, initial),
     )
     .await?;
+    let (to_device, copy) = to_device;
+    let e2ee = match (e2ee, copy) {
+        (Some((device_lists, Some(keys))), _) | (Some((device_lists, None)), Some(keys)) => Some(E2eeResponse { device_lists, keys }),
+        // The object had no fresh copy: ask `UserKeys` and leave the object one.
+        (Some((device_lists, None)), None) => {
+            Some(E2eeResponse { device_lists, keys: e2ee::key_counts_for_sync(ctx, me.user_id.as_str(), &me.device_id).await? })
+        }
+        (None, _) => None,
+    };
     Ok(ExtensionsResponse { to_device, e2ee, account_data, receipts, typing })
 }
 
 /// MSC3885: the device's queue in its `UserSync` object, as `/sync` v3 reads it. `since`
 /// acknowledges (deletes) what it covers, so a retried request with the same `since` gets
 /// the same messages. The batch is the object's (100, Synapse's cap on `limit` too).
-async fn to_device_ext(ctx: &Ctx, me: &Authed, req: &ToDeviceRequest) -> Result<Option<ToDeviceResponse>> {
+async fn to_device_ext(ctx: &Ctx, me: &Authed, req: &ToDeviceRequest, want_keys: bool) -> Result<(Option<ToDeviceResponse>, Option<KeyCounts>)> {
     if !req.enabled {
-        return Ok(None);
+        return Ok((None, None));
     }
+    let (user, device) = (me.user_id.as_str(), me.device_id.as_str());
     let since = ext::to_device_since(req.since.as_deref());
-    let (events, position) = to_device::take(ctx, me.user_id.as_str(), &me.device_id, since).await?;
-    Ok(Some(ToDeviceResponse { next_batch: position.to_string(), events }))
+    // With the e2ee extension on, the same request brings the object's key counts copy.
+    let (events, position, copy) = if want_keys {
+        to_device::take_with_keys(ctx, user, device, since).await?
+    } else {
+        let (events, position) = to_device::take(ctx, user, device, since).await?;
+        (events, position, None)
+    };
+    let keys = copy.map(|c| KeyCounts::new(&c.one_time, c.unused_fallback));
+    Ok((Some(ToDeviceResponse { next_batch: position.to_string(), events }), keys))
 }
 
 /// MSC3884: device lists changed in `(since, now]` (none on a connection's first request:
-/// the client queries everyone), and the key counts, sent every time.
-async fn e2ee_ext(ctx: &Ctx, me: &Authed, enabled: bool, since: Option<&SyncToken>, now: &SyncToken) -> Result<Option<E2eeResponse>> {
+/// the client queries everyone), and the key counts, sent every time. The counts come with
+/// the to-device extension's `UserSync` request when that extension is on (see
+/// [`compute`]); only without it are they asked of `UserKeys` here (`counts_here`).
+async fn e2ee_ext(
+    ctx: &Ctx,
+    me: &Authed,
+    enabled: bool,
+    counts_here: bool,
+    since: Option<&SyncToken>,
+    now: &SyncToken,
+) -> Result<Option<(DeviceLists, Option<KeyCounts>)>> {
     if !enabled {
         return Ok(None);
     }
@@ -86,8 +113,13 @@ async fn e2ee_ext(ctx: &Ctx, me: &Authed, enabled: bool, since: Option<&SyncToke
             None => Ok(Default::default()),
         }
     };
-    let (device_lists, keys) = futures_util::future::try_join(lists, e2ee::key_counts(ctx, user, &me.device_id)).await?;
-    Ok(Some(E2eeResponse { device_lists, keys }))
+    let keys = async {
+        match counts_here {
+            true => e2ee::key_counts(ctx, user, &me.device_id).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    Ok(Some(futures_util::future::try_join(lists, keys).await?))
 }
 
 fn in_scope(req: &ScopedRequest, scope: &Scope<'_>) -> BTreeSet<String> {

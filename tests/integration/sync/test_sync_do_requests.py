@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from e2ee_helpers import claim, one_time_keys, setup_device, upload
-from matrix_helpers import CLIENT_V3, assert_ok, call, new_user
+from matrix_helpers import CLIENT_V3, assert_ok, call, cost_do_calls as do_calls, new_user
 from sync_helpers import Background
 
 IDLE_MS = 1500
@@ -24,15 +24,6 @@ IDLE_MS = 1500
 @pytest.fixture(scope="module")
 def dev(stratus_factory):
     return stratus_factory({"DEV_COST_HEADER": "on", "LOGIN_FAILURES_IP_MAX": "100000"})
-
-
-def do_calls(r) -> dict:
-    """`...;do=UserSync:1,UserKeys:1;...` -> {"UserSync": 1, "UserKeys": 1}."""
-    for part in r.headers["X-Stratus-Cost"].split(";"):
-        k, _, v = part.partition("=")
-        if k == "do":
-            return {c: int(n) for c, _, n in (x.partition(":") for x in v.split(",") if x)}
-    raise AssertionError(r.headers["X-Stratus-Cost"])
 
 
 def sync_raw(base, token, since=None, timeout=0):
