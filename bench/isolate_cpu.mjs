@@ -1,0 +1,71 @@
+// The Worker's own CPU per request, from V8's sampling profiler over wrangler dev's inspector
+// (bench/cpu.py --profile). workerd's process CPU also counts the local D1 (SQLite), KV, R2
+// and the simulators' isolates; the profiler sees only the Worker's isolate: its JS, its wasm
+// and the garbage collector, which is what Cloudflare bills as the Worker's CPU time.
+//
+//     node bench/isolate_cpu.mjs PORT     # then on stdin: "start" / "stop", one per line
+//
+// Each "stop" prints one JSON line: {"busy_ms", "idle_ms", "samples"}; busy is every sample
+// but "(idle)" (JS, wasm, "(program)" native work on the isolate's behalf, "(garbage
+// collector)"). Requires Node >= 22 (global WebSocket): run with node_modules/.bin/node.
+import readline from "node:readline";
+
+const port = process.argv[2];
+if (!port) {
+  console.error("usage: isolate_cpu.mjs INSPECTOR_PORT");
+  process.exit(2);
+}
+const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+// wrangler's inspector proxy lists the user Worker (the one whose code we run).
+const target = targets.find((t) => t.webSocketDebuggerUrl) ?? null;
+if (!target) {
+  console.error(`no inspectable target on port ${port}: ${JSON.stringify(targets)}`);
+  process.exit(1);
+}
+const ws = new WebSocket(target.webSocketDebuggerUrl);
+await new Promise((ok, fail) => {
+  ws.onopen = ok;
+  ws.onerror = fail;
+});
+let next = 1;
+const waiting = new Map();
+ws.onmessage = (m) => {
+  const msg = JSON.parse(typeof m.data === "string" ? m.data : m.data.toString());
+  if (msg.id && waiting.has(msg.id)) {
+    waiting.get(msg.id)(msg);
+    waiting.delete(msg.id);
+  }
+};
+function call(method, params = {}) {
+  const id = next++;
+  ws.send(JSON.stringify({ id, method, params }));
+  return new Promise((ok) => waiting.set(id, ok));
+}
+await call("Profiler.enable");
+await call("Profiler.setSamplingInterval", { interval: 50 });
+
+const rl = readline.createInterface({ input: process.stdin });
+for await (const line of rl) {
+  const cmd = line.trim();
+  if (cmd === "start") {
+    await call("Profiler.start");
+    console.log("{}");
+  } else if (cmd === "stop") {
+    const r = await call("Profiler.stop");
+    const p = r.result?.profile;
+    if (!p) {
+      console.log(JSON.stringify({ error: r.error ?? "no profile" }));
+      continue;
+    }
+    const name = new Map(p.nodes.map((n) => [n.id, n.callFrame.functionName]));
+    let busy = 0;
+    let idle = 0;
+    (p.samples ?? []).forEach((id, i) => {
+      const dt = (p.timeDeltas?.[i] ?? 0) / 1000;
+      if (name.get(id) === "(idle)") idle += dt;
+      else busy += dt;
+    });
+    console.log(JSON.stringify({ busy_ms: busy, idle_ms: idle, samples: (p.samples ?? []).length }));
+  }
+}
+ws.close();
