@@ -158,16 +158,21 @@ class Profiler:
             sys.exit("bench/isolate_cpu.mjs ended (see its stderr)")
         return json.loads(line)
 
-    def start(self) -> None:
-        self._ask("start")
+    def start(self, label: str = "") -> None:
+        self._ask(f"start {label}")
 
     def stop(self) -> float:
         return float(self._ask("stop").get("busy_ms", 0.0))
 
     def close(self) -> None:
+        import subprocess
+
         if self.proc.stdin is not None:
             self.proc.stdin.close()
-        self.proc.wait(timeout=10)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 def main() -> None:
@@ -273,7 +278,7 @@ def main() -> None:
             if prof is not None:
                 # A separate pass: the profiler's own work would inflate the process figures.
                 for _ in range(n):
-                    prof.start()
+                    prof.start(name)
                     r = fn()
                     own.append(prof.stop())
                     r.raise_for_status()
