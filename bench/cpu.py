@@ -181,7 +181,8 @@ def main() -> None:
     ap.add_argument(
         "--profile",
         action="store_true",
-        help="a second pass per endpoint with V8's profiler on the Worker's isolate (bench/isolate_cpu.mjs): its own CPU, without local D1/KV/R2",
+        help="a second pass per endpoint with V8's profiler on the Worker's isolate (bench/isolate_cpu.mjs); "
+        "with ISOLATE_CPU_TOP=FILE, where the isolate's time goes, by function",
     )
     args = ap.parse_args()
     n = args.requests
@@ -289,14 +290,18 @@ def main() -> None:
         server.stop()
     print(f"\n{n} requests per endpoint; CPU of the workerd process (Worker + local D1/KV/R2/Durable Objects)")
     if prof is not None:
-        print("own: the Worker isolate's CPU alone (V8 profiler samples, every 50 us; what Cloudflare bills)")
+        print(
+            "isolate: time V8's profiler saw the Worker's isolate busy (50 us samples). Not CPU: it includes the\n"
+            "profiler's own cost and time blocked inside native calls (a long-poll's wait), so it can exceed the\n"
+            "process figure; use it for where the time goes (ISOLATE_CPU_TOP), not as a bill."
+        )
     print()
     head = f"{'endpoint':<34}{'CPU ms/req':>12}{'p99':>8}{'wall ms/req':>13}{'D1 trips':>10}"
-    print(head + (f"{'own ms':>9}{'own p99':>9}" if prof is not None else ""))
+    print(head + (f"{'isolate':>9}{'p99':>8}" if prof is not None else ""))
     for name, cpu, cpu99, wall, trips, own in rows:
         line = f"{name:<34}{cpu:>12.1f}{cpu99:>8.1f}{wall:>13.1f}{trips if trips is not None else '-':>10}"
         if own:
-            line += f"{sum(own) / len(own):>9.1f}{p99(own):>9.1f}"
+            line += f"{sum(own) / len(own):>9.1f}{p99(own):>8.1f}"
         print(line)
 
 
