@@ -136,9 +136,54 @@ def oauth_refresher(base: str, s: requests.Session):
     return refresh
 
 
+class Profiler:
+    """bench/isolate_cpu.mjs on wrangler's inspector: the Worker isolate's own CPU."""
+
+    def __init__(self, server) -> None:
+        import subprocess
+
+        cmd = server.launch[0]
+        port = cmd[cmd.index("--inspector-port") + 1]
+        node = REPO / "node_modules" / ".bin" / "node"
+        self.proc = subprocess.Popen([str(node), str(REPO / "bench" / "isolate_cpu.mjs"), port], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def _ask(self, cmd: str) -> dict:
+        import json
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit("bench/isolate_cpu.mjs ended (see its stderr)")
+        return json.loads(line)
+
+    def start(self, label: str = "") -> None:
+        self._ask(f"start {label}")
+
+    def stop(self) -> float:
+        return float(self._ask("stop").get("busy_ms", 0.0))
+
+    def close(self) -> None:
+        import subprocess
+
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=50)
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="a second pass per endpoint with V8's profiler on the Worker's isolate (bench/isolate_cpu.mjs); "
+        "with ISOLATE_CPU_TOP=FILE, where the isolate's time goes, by function",
+    )
     args = ap.parse_args()
     n = args.requests
 
@@ -146,6 +191,7 @@ def main() -> None:
 
     server = conftest.start_worker({"LOGIN_FAILURES_IP_MAX": "100000"})
     try:
+        prof = Profiler(server) if args.profile else None
         pids = workerd_pids(server.proc.pid)
         if not pids:
             sys.exit("no workerd process found under wrangler")
@@ -229,13 +275,34 @@ def main() -> None:
                 if "X-Stratus-D1-Round-Trips" in r.headers:
                     trips.append(int(r.headers["X-Stratus-D1-Round-Trips"]))
             t1 = time.perf_counter()
-            rows.append((name, sum(cpus) / n, p99(cpus), (t1 - t0) * 1000 / n, sorted(trips)[len(trips) // 2] if trips else None))
+            own: list[float] = []
+            if prof is not None:
+                # A separate pass: the profiler's own work would inflate the process figures.
+                for _ in range(n):
+                    prof.start(name)
+                    r = fn()
+                    own.append(prof.stop())
+                    r.raise_for_status()
+            rows.append((name, sum(cpus) / n, p99(cpus), (t1 - t0) * 1000 / n, sorted(trips)[len(trips) // 2] if trips else None, own))
     finally:
+        if prof is not None:
+            prof.close()
         server.stop()
-    print(f"\n{n} requests per endpoint; CPU of the workerd process (Worker + local D1/KV/R2/Durable Objects)\n")
-    print(f"{'endpoint':<34}{'CPU ms/req':>12}{'p99':>8}{'wall ms/req':>13}{'D1 trips':>10}")
-    for name, cpu, cpu99, wall, trips in rows:
-        print(f"{name:<34}{cpu:>12.1f}{cpu99:>8.1f}{wall:>13.1f}{trips if trips is not None else '-':>10}")
+    print(f"\n{n} requests per endpoint; CPU of the workerd process (Worker + local D1/KV/R2/Durable Objects)")
+    if prof is not None:
+        print(
+            "isolate: time V8's profiler saw the Worker's isolate busy (50 us samples). Not CPU: it includes the\n"
+            "profiler's own cost and time blocked inside native calls (a long-poll's wait), so it can exceed the\n"
+            "process figure; use it for where the time goes (ISOLATE_CPU_TOP), not as a bill."
+        )
+    print()
+    head = f"{'endpoint':<34}{'CPU ms/req':>12}{'p99':>8}{'wall ms/req':>13}{'D1 trips':>10}"
+    print(head + (f"{'isolate':>9}{'p99':>8}" if prof is not None else ""))
+    for name, cpu, cpu99, wall, trips, own in rows:
+        line = f"{name:<34}{cpu:>12.1f}{cpu99:>8.1f}{wall:>13.1f}{trips if trips is not None else '-':>10}"
+        if own:
+            line += f"{sum(own) / len(own):>9.1f}{p99(own):>8.1f}"
+        print(line)
 
 
 if __name__ == "__main__":

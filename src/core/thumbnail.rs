@@ -17,6 +17,8 @@
 
 use std::io::Cursor;
 
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
@@ -161,13 +163,18 @@ pub fn generate(data: &[u8], format: ImageFormat, size: (u32, u32), method: Meth
         Method::Scale => img.resize_exact(w, h, FilterType::Triangle),
         Method::Crop => crop(&img, w, h),
     };
-    let (content_type, out_format, out) = if format == ImageFormat::Jpeg {
-        ("image/jpeg", ImageFormat::Jpeg, DynamicImage::ImageRgb8(out.to_rgb8()))
-    } else {
-        ("image/png", ImageFormat::Png, out)
-    };
+    // The two encoders are named rather than picked by `write_to(format)`, which would link
+    // every enabled format's encoder (GIF's quantiser, WebP's) into the bundle (issue #17).
     let mut bytes = Vec::new();
-    out.write_to(&mut Cursor::new(&mut bytes), out_format).map_err(|e| ThumbError::Unsupported(e.to_string()))?;
+    let (content_type, out, written) = if format == ImageFormat::Jpeg {
+        let out = DynamicImage::ImageRgb8(out.to_rgb8());
+        let written = out.write_with_encoder(JpegEncoder::new(&mut bytes));
+        ("image/jpeg", out, written)
+    } else {
+        let written = out.write_with_encoder(PngEncoder::new(&mut bytes));
+        ("image/png", out, written)
+    };
+    written.map_err(|e| ThumbError::Unsupported(e.to_string()))?;
     Ok(Thumbnail { bytes, content_type, width: out.width(), height: out.height() })
 }
 

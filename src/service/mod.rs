@@ -12,6 +12,7 @@ pub mod directory;
 pub mod e2ee;
 pub mod events;
 pub mod federation;
+pub mod jwt;
 pub mod keys;
 pub mod media;
 pub mod membership;

@@ -11,15 +11,15 @@ use wasm_bindgen_futures::JsFuture;
 use crate::core::crypto::{new_salt, PasswordHash};
 use crate::error::{Error, Result};
 
-fn js_err(what: &str) -> impl Fn(JsValue) -> Error + '_ {
+pub(crate) fn js_err(what: &str) -> impl Fn(JsValue) -> Error + '_ {
     move |e| Error::internal(format!("WebCrypto {what}: {e:?}"))
 }
 
-fn get(target: &JsValue, key: &str) -> Result<JsValue> {
+pub(crate) fn get(target: &JsValue, key: &str) -> Result<JsValue> {
     Reflect::get(target, &JsValue::from_str(key)).map_err(js_err(key))
 }
 
-async fn call(subtle: &JsValue, method: &str, args: &[JsValue]) -> Result<JsValue> {
+pub(crate) async fn call(subtle: &JsValue, method: &str, args: &[JsValue]) -> Result<JsValue> {
     let f: Function = get(subtle, method)?.dyn_into().map_err(js_err(method))?;
     let promise: Promise = f.apply(subtle, &args.iter().collect::<Array>()).map_err(js_err(method))?.dyn_into().map_err(js_err(method))?;
     JsFuture::from(promise).await.map_err(js_err(method))

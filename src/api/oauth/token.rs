@@ -13,7 +13,7 @@ use crate::core::oauth::refresh::{decide, Decision};
 use crate::core::oauth::{no_store, param, parse_form, OAuthError};
 use crate::core::time::now_ms;
 use crate::ctx::Ctx;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::{Request, Response};
 use crate::oauth_err;
 use crate::store::accounts;
@@ -83,7 +83,7 @@ async fn code_grant(
         device_present: None,
     };
     let id = grant.openid.then_some((grant.nonce.as_deref(), grant.auth_time));
-    issue(ctx, o, &s, &refresh, id)
+    issue(ctx, o, &s, &refresh, id).await
 }
 
 /// `refresh_token`: rotation with reuse detection (`core::oauth::refresh`).
@@ -117,12 +117,12 @@ async fn refresh_grant(ctx: &Ctx, o: &OAuthConfig, f: &[(String, String)], clien
         store::revoke_session(&ctx.db, &s.session_id).await?;
         return Err(oauth_err!(invalid_grant, "This refresh token was already used; the session has been revoked"));
     }
-    issue(ctx, o, &s, &new, None)
+    issue(ctx, o, &s, &new, None).await
 }
 
 /// The token response (RFC 6749 section 5.1) with an RS256 JWT access token, and an ID
 /// token when `openid` was granted.
-fn issue(ctx: &Ctx, o: &OAuthConfig, s: &store::Session, refresh: &str, id: Option<(Option<&str>, u64)>) -> OResult<Response> {
+async fn issue(ctx: &Ctx, o: &OAuthConfig, s: &store::Session, refresh: &str, id: Option<(Option<&str>, u64)>) -> OResult<Response> {
     let now = now_ms() / 1000;
     let lifetime = (ctx.config.access_token_lifetime_ms / 1000).max(1);
     let claims = AccessClaims {
@@ -137,7 +137,7 @@ fn issue(ctx: &Ctx, o: &OAuthConfig, s: &store::Session, refresh: &str, id: Opti
         device_id: s.device_id.clone(),
         sid: s.session_id.clone(),
     };
-    let access = o.keys.sign(&claims, ACCESS_TOKEN_TYP).map_err(Error::internal)?;
+    let access = crate::service::jwt::sign(&o.keys, &claims, ACCESS_TOKEN_TYP).await?;
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -157,7 +157,7 @@ fn issue(ctx: &Ctx, o: &OAuthConfig, s: &store::Session, refresh: &str, id: Opti
             at_hash: at_hash(&access),
             device_id: s.device_id.clone(),
         };
-        body.set("id_token", json!(o.keys.sign(&idc, "JWT").map_err(Error::internal)?));
+        body.set("id_token", json!(crate::service::jwt::sign(&o.keys, &idc, "JWT").await?));
     }
     Ok(no_store(Response::ok(body)))
 }

@@ -97,3 +97,20 @@ def test_invite_notifies_the_invitee(base, user, user2):
     # Once joined, the invite does not count as unread.
     join(base, user2["access_token"], room)
     assert counts(base, user2["access_token"], room) == {"notification_count": 0, "highlight_count": 0}
+
+
+def test_content_rule_glob_pattern_matches_whole_words(base, user, user2):
+    """A content rule's pattern is a glob matched against whole words of `content.body`
+    (spec: "Push Rules", content rules; `*` and `?` wildcards, case-insensitive). A pattern
+    with a wildcard takes ruma's regex path (the bundle's regex-lite, shims/regex)."""
+    room = room_pair(base, user, user2)
+    tok2 = user2["access_token"]
+    rule = {"pattern": "cak?s*", "actions": ["notify", {"set_tweak": "highlight"}]}
+    assert_ok(call(base, "PUT", f"{CLIENT_V3}/pushrules/global/content/cakes", rule, token=tok2))
+    send(base, user["access_token"], room, "nothing to see")
+    send(base, user["access_token"], room, "pancakes are not a word match")
+    assert counts(base, tok2, room)["highlight_count"] == 0
+    send(base, user["access_token"], room, "Who wants CAKESHOP treats?")
+    assert counts(base, tok2, room)["highlight_count"] == 1
+    send(base, user["access_token"], room, "cakes!")
+    assert counts(base, tok2, room)["highlight_count"] == 2
