@@ -99,21 +99,28 @@ async fn compute_from(
     let since = p.since.as_ref();
     let f = &p.filter;
 
-    let mut plan = rooms::plan(ctx, me, p, &now, &memberships, newly_joined).await?;
-    plan.add_ephemeral(ephemeral::since(ctx, user, f, since, &now, &memberships).await?);
-    let ad = account_data::since(ctx, &me.user_id, f, since, &now).await?;
+    // The streams read independently of each other (each only over `(since, now]`), so their
+    // D1 statements and the `UserSync` request are in flight at once: a woken sync waits for
+    // the slowest, not the sum (the rooms' own reads stay in order inside `rooms::plan`).
+    let device_lists = async {
+        // Whose keys to re-query (not in an initial sync: the client queries all).
+        match since {
+            Some(s) => device_lists::between(ctx, user, s, &now).await,
+            None => Ok(Default::default()),
+        }
+    };
+    let (mut plan, ephemeral, ad, presence, (to_device, td_pos, keys), device_lists) = futures_util::try_join!(
+        rooms::plan(ctx, me, p, &now, &memberships, newly_joined),
+        ephemeral::since(ctx, user, f, since, &now, &memberships),
+        account_data::since(ctx, &me.user_id, f, since, &now),
+        presence::since(ctx, user, f, since, &now),
+        device_streams(ctx, user, &me.device_id, since.map_or(0, |s| s.to_device), &p.device),
+        device_lists,
+    )?;
+    plan.add_ephemeral(ephemeral);
     plan.add_account_data(ad.rooms, &memberships, p);
     let rooms = rooms::finish(ctx, me, p, plan).await?;
-    let presence = presence::since(ctx, user, f, since, &now).await?;
-
-    let (to_device, td_pos, keys) = device_streams(ctx, user, &me.device_id, since.map_or(0, |s| s.to_device), &p.device).await?;
     now.to_device = td_pos;
-
-    // Device lists: whose keys to re-query (not in an initial sync: the client queries all).
-    let device_lists = match since {
-        Some(s) => device_lists::between(ctx, user, s, &now).await?,
-        None => Default::default(),
-    };
 
     let mut out = SyncResponse {
         next_batch: String::new(),

@@ -335,25 +335,36 @@ pub async fn finish(ctx: &Ctx, me: &Authed, p: &Params, plan: Plan) -> Result<Ro
     let f = &p.filter;
     let Plan { rooms, invites, knocks, .. } = plan;
 
-    // Unread counts (push actions after the user's read receipts), one query for all rooms.
-    let mut unread: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
-    if rooms.values().any(|r| r.membership == "join") {
-        for (room_id, thread, n, h) in sstore::unread_counts(&ctx.db, user).await? {
-            unread.entry(room_id).or_default().push((thread, n, h));
-        }
-    }
+    // Unread counts (push actions after the user's read receipts, one query for all rooms),
+    // the summaries and the events' serialisation (its redactions query) are independent:
+    // their reads are in flight at once.
+    let any_joined = rooms.values().any(|r| r.membership == "join");
     let need_summary =
         rooms.values().any(|r| r.membership == "join" && (r.full || r.timeline.iter().chain(r.state.iter()).any(|e| e.kind == "m.room.member")));
-    let mut summaries: HashMap<String, RoomSummary> = HashMap::new();
-    if need_summary {
-        let rows = sstore::summaries(&ctx.db, user).await?;
-        summaries = room_summaries(user, rows.iter().map(|s| (s.room_id.as_str(), s.user_id.as_str(), s.membership.as_str(), s.n as u64)));
-    }
-
-    // Serialise every event once (redactions in one query).
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let all_rows: Vec<EventRow> = rooms.values().flat_map(|r| r.timeline.iter().chain(r.state.iter()).cloned()).collect();
-    let clients = to_client(ctx, &reader, &all_rows).await?;
+    let unread_rows = async {
+        match any_joined {
+            true => sstore::unread_counts(&ctx.db, user).await,
+            false => Ok(Vec::new()),
+        }
+    };
+    let summary_rows = async {
+        match need_summary {
+            true => sstore::summaries(&ctx.db, user).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    // Serialise every event once (redactions in one query).
+    let (unread_rows, summary_rows, clients) = futures_util::try_join!(unread_rows, summary_rows, to_client(ctx, &reader, &all_rows))?;
+    let mut unread: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
+    for (room_id, thread, n, h) in unread_rows {
+        unread.entry(room_id).or_default().push((thread, n, h));
+    }
+    let mut summaries: HashMap<String, RoomSummary> = match &summary_rows {
+        Some(rows) => room_summaries(user, rows.iter().map(|s| (s.room_id.as_str(), s.user_id.as_str(), s.membership.as_str(), s.n as u64))),
+        None => HashMap::new(),
+    };
     let shape = |v: Value| match &f.event_fields {
         Some(fields) => apply_event_fields(&v, fields),
         None => v,
