@@ -184,12 +184,16 @@ def main() -> None:
         help="a second pass per endpoint with V8's profiler on the Worker's isolate (bench/isolate_cpu.mjs); "
         "with ISOLATE_CPU_TOP=FILE, where the isolate's time goes, by function",
     )
+    ap.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Worker var for this run, e.g. PASSWORD_PBKDF2_ITERATIONS=10000 (the Free-plan setting)")
+    ap.add_argument("--only", action="append", default=[], metavar="ENDPOINT", help="measure only these rows (by name prefix)")
     args = ap.parse_args()
     n = args.requests
+    extra = dict(v.split("=", 1) for v in args.var)
 
     import conftest  # the integration harness starts wrangler dev from build/
 
-    server = conftest.start_worker({"LOGIN_FAILURES_IP_MAX": "100000"})
+    server = conftest.start_worker({"LOGIN_FAILURES_IP_MAX": "100000", **extra})
     try:
         prof = Profiler(server) if args.profile else None
         pids = workerd_pids(server.proc.pid)
@@ -261,6 +265,8 @@ def main() -> None:
         }
         if refresh is not None:
             endpoints["OAuth token exchange (refresh)"] = refresh
+        if args.only:
+            endpoints = {k: v for k, v in endpoints.items() if any(k.startswith(o) for o in args.only)}
         rows = []
         for name, fn in endpoints.items():
             if name == "sync (idle)":
@@ -288,7 +294,7 @@ def main() -> None:
         if prof is not None:
             prof.close()
         server.stop()
-    print(f"\n{n} requests per endpoint; CPU of the workerd process (Worker + local D1/KV/R2/Durable Objects)")
+    print(f"\n{n} requests per endpoint; CPU of the workerd process (Worker + local D1/KV/R2/Durable Objects)" + (f"; vars {extra}" if extra else ""))
     if prof is not None:
         print(
             "isolate: time V8's profiler saw the Worker's isolate busy (50 us samples). Not CPU: it includes the\n"

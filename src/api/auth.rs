@@ -11,7 +11,7 @@ use serde_json::Value;
 use worker::D1PreparedStatement;
 
 use crate::api::oauth::{verify_access_token, BearerError};
-use crate::core::crypto::token_hash;
+use crate::core::crypto::{token_hash, PasswordHash};
 use crate::core::ids::local_user_from_input;
 use crate::core::oauth::jwt::{looks_like_jwt, AccessClaims};
 use crate::core::ratelimit::retry_after;
@@ -235,6 +235,12 @@ pub async fn check_password(ctx: &Ctx, req: &Request, user_id: Option<&UserId>, 
             accounts::forget_login_attempt(&ctx.db, &attempt).await?;
             if user.deactivated != 0 {
                 return Err(err!(UserDeactivated, "This account has been deactivated"));
+            }
+            // A hash of another cost than the configured one is made again now, while the
+            // password is at hand (issue #17: the cost is a per-plan choice).
+            if let Some(stored) = user.password_hash.as_deref().filter(|h| PasswordHash::needs_rehash(h, ctx.config.pbkdf2_iterations)) {
+                let new = password::hash(password, ctx.config.pbkdf2_iterations).await?;
+                accounts::rehash_password(&ctx.db, user.user_id.as_str(), stored, &new).await?;
             }
             Ok(user)
         }

@@ -88,6 +88,14 @@ impl PasswordHash {
         Some(PasswordHash { iterations, salt, hash })
     }
 
+    /// Whether a stored hash should be made again with `iterations` after a successful login
+    /// (issue #17: an operator who changes `PASSWORD_PBKDF2_ITERATIONS`, for instance to the
+    /// Free-plan setting or back, moves every account to it as its owner next logs in).
+    /// An unparsable hash never verified, so it is never rehashed either.
+    pub fn needs_rehash(stored: &str, iterations: u32) -> bool {
+        PasswordHash::parse(stored).is_some_and(|h| h.iterations != iterations)
+    }
+
     /// The stored form.
     pub fn format(&self) -> String {
         format!("$pbkdf2-sha256$i={}${}${}", self.iterations, STANDARD_NO_PAD.encode(&self.salt), STANDARD_NO_PAD.encode(&self.hash))
@@ -142,6 +150,16 @@ pub fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::PasswordHash;
+
+    #[test]
+    fn a_hash_of_another_cost_is_rehashed_on_login() {
+        let h = PasswordHash { iterations: 100_000, salt: vec![1; 16], hash: vec![2; 32] }.format();
+        assert!(!PasswordHash::needs_rehash(&h, 100_000));
+        assert!(PasswordHash::needs_rehash(&h, 10_000));
+        assert!(!PasswordHash::needs_rehash("not a hash", 10_000));
+    }
+
     use super::*;
 
     #[test]

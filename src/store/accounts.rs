@@ -31,6 +31,13 @@ pub async fn create_user(db: &Db, user_id: &str, password_hash: &str, displaynam
     .await
 }
 
+/// Replaces the stored hash only if it is still `old` (a rehash at login must not undo a
+/// password change that landed meanwhile).
+pub async fn rehash_password(db: &Db, user_id: &str, old: &str, new: &str) -> Result<()> {
+    db.run("UPDATE users SET password_hash = ?1 WHERE user_id = ?2 AND password_hash = ?3", params![new, user_id, old]).await?;
+    Ok(())
+}
+
 pub async fn set_password(db: &Db, user_id: &str, password_hash: &str) -> Result<()> {
     db.run("UPDATE users SET password_hash = ? WHERE user_id = ?", params![password_hash, user_id]).await?;
     Ok(())

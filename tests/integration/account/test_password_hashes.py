@@ -67,3 +67,22 @@ def test_hashes_made_elsewhere_log_in(stratus, iterations):
     assert_error(login_raw(stratus.base, {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": u["user_id"]}, "password": DEFAULT_PASSWORD}), 403, "M_FORBIDDEN")
     out = login(stratus.base, u["user_id"], "a different password")
     assert out["user_id"] == u["user_id"]
+
+
+def test_a_hash_of_another_cost_is_made_again_at_login(stratus):
+    """The cost is a per-plan choice (`PASSWORD_PBKDF2_ITERATIONS`, issue #17): a hash of another
+    cost still logs in, and that login stores the password again at the configured cost; a
+    wrong password changes nothing."""
+    db = d1_users(stratus)
+    u = new_user(stratus.base)
+    configured = stored_hash(db, u["user_id"]).split("$")[2]
+    salt = os.urandom(16)
+    old = f"$pbkdf2-sha256$i=1000${b64(salt)}${b64(hashlib.pbkdf2_hmac('sha256', b'old cost', salt, 1000, 32))}"
+    set_hash(db, u["user_id"], old)
+    assert_error(login_raw(stratus.base, {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": u["user_id"]}, "password": "wrong"}), 403, "M_FORBIDDEN")
+    assert stored_hash(db, u["user_id"]) == old
+    login(stratus.base, u["user_id"], "old cost")
+    _, _, it, new_salt, digest = stored_hash(db, u["user_id"]).split("$")
+    assert it == configured and it != "i=1000"
+    assert unb64(digest) == hashlib.pbkdf2_hmac("sha256", b"old cost", unb64(new_salt), int(it.removeprefix("i=")), 32)
+    assert login(stratus.base, u["user_id"], "old cost")["user_id"] == u["user_id"]
