@@ -81,13 +81,12 @@ async fn to_device_ext(ctx: &Ctx, me: &Authed, req: &ToDeviceRequest, want_keys:
     let (user, device) = (me.user_id.as_str(), me.device_id.as_str());
     let since = ext::to_device_since(req.since.as_deref());
     // With the e2ee extension on, the same request brings the object's key counts copy.
-    let (events, position, copy) = if want_keys {
+    let (events, position, keys) = if want_keys {
         to_device::take_with_keys(ctx, user, device, since).await?
     } else {
         let (events, position) = to_device::take(ctx, user, device, since).await?;
         (events, position, None)
     };
-    let keys = copy.map(|c| KeyCounts::new(&c.one_time, c.unused_fallback));
     Ok((Some(ToDeviceResponse { next_batch: position.to_string(), events }), keys))
 }
 

@@ -152,7 +152,7 @@ async fn device_streams(ctx: &Ctx, user: &str, device: &str, since: u64, hints: 
     };
     let keys = match (&hints.keys, copy) {
         (Some(k), _) => k.clone(),
-        (None, Some(c)) => KeyCounts::new(&c.one_time, c.unused_fallback),
+        (None, Some(c)) => c,
         (None, None) => e2ee::key_counts_for_sync(ctx, user, device).await?,
     };
     Ok((events, position, keys))

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
+use crate::core::sync::KeyCounts;
 use crate::ctx::Ctx;
-use crate::durable_objects::protocol::DeviceKeyCounts;
 use crate::error::Result;
 use crate::service::to_device;
 
@@ -14,7 +14,9 @@ pub async fn take(ctx: &Ctx, user: &str, device: &str, since: u64) -> Result<(Ve
     to_device::take_to_device(&ctx.env, user, device, since).await
 }
 
-/// [`take`], with the device's key counts copy if the object has a fresh one.
-pub async fn take_with_keys(ctx: &Ctx, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64, Option<DeviceKeyCounts>)> {
-    to_device::take_with_keys(&ctx.env, user, device, since).await
+/// [`take`], with the device's key counts (as `/sync` sends them) if the object has a fresh
+/// copy.
+pub async fn take_with_keys(ctx: &Ctx, user: &str, device: &str, since: u64) -> Result<(Vec<Value>, u64, Option<KeyCounts>)> {
+    let (events, position, copy) = to_device::take_with_keys(&ctx.env, user, device, since).await?;
+    Ok((events, position, copy.map(|c| KeyCounts::new(&c.one_time, c.unused_fallback))))
 }
