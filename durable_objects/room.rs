@@ -491,7 +491,7 @@ impl Room {
             if !ok {
                 w.answer_ref(Err(crate::err!(crate::error::ErrorKind::UnknownToken { soft_logout: false }, "Unknown access token")));
             } else if banned {
-                w.answer_ref(Ok((vec![format!("${}", crate::core::crypto::random_alpha(43))], db.round_trips())));
+                w.answer_ref(Ok((vec![crate::core::crypto::decoy_event_id()], db.round_trips())));
             } else {
                 continue;
             }

@@ -40,6 +40,12 @@ pub fn random_alpha(len: usize) -> String {
     out
 }
 
+/// The event ID answered for a shadow-banned sender's event, which is neither stored nor sent
+/// (Synapse's shadow ban): shaped like a v4+ event ID, naming nothing.
+pub fn decoy_event_id() -> String {
+    format!("${}", random_alpha(43))
+}
+
 /// The stored form of a bearer token: its SHA-256, unpadded base64. Tokens have 256 bits
 /// of entropy, so a fast hash is enough; the database never holds a usable token.
 pub fn token_hash(token: &str) -> String {

@@ -71,7 +71,7 @@ async fn send(ctx: &Ctx, req: &Request, me: &Authed, room_id: &str, kind: &str, 
     // A shadow-banned sender's event is answered with an event ID but neither stored nor sent
     // (Synapse's shadow ban): it reaches nobody.
     if banned? {
-        return Ok(Response::ok(json!({ "event_id": format!("${}", crate::core::crypto::random_alpha(43)) })));
+        return Ok(Response::ok(json!({ "event_id": crate::core::crypto::decoy_event_id() })));
     }
     // Spec v1.18 (MSC4169): redactions may be sent here in every room version, with
     // `redacts` in the content; the event builder puts it where the room version wants it
