@@ -13,6 +13,10 @@ harness of tests/integration/federation: Synapse from bench/synapse_local.py, St
         [--build DIR]     # serve another build/ (e.g. a copy of the one before a change) instead of ours
         [--compare DIR]   # also the Stratus legs of the build in DIR ("stratus_old"), side by side
         [--logs DIR]      # keep each Stratus server's wrangler log (DIR/<label>.log)
+        [--runtime wrangler|direct|both]  # serve Stratus under `wrangler dev` (default), under
+                          # bench/direct.mjs (the same workerd and local bindings without wrangler
+                          # dev's proxy, ~3 ms a request here, which a deployed Worker does not
+                          # have), or both side by side ("stratus_direct" legs)
 
 The samples go round-robin over the pairs (one sample of each pair in turn), so that the load
 of a shared machine falls on all of them alike; `--compare` thereby measures two builds in
@@ -52,6 +56,8 @@ BUILD_DIR: Path | None = None
 COMPARE_DIR: Path | None = None
 LOGS_DIR: Path | None = None
 OLD = "_old"  # label suffix of the servers of the --compare build
+DIRECT = "_direct"  # label suffix of the servers run by bench/direct.mjs (--runtime both)
+RUNTIME = "wrangler"
 
 
 def trust(cert: Cert, d: Path) -> None:
@@ -96,12 +102,15 @@ def start(label: str, cert: Cert, stops: list) -> HS:
     port = free_port()
     name = f"127.0.0.1:{port}"
     key = f"ed25519 bench_{label} {base64.b64encode(os.urandom(32)).decode().rstrip('=')}"
+    direct = RUNTIME == "direct" or label.endswith(DIRECT)
+    os.environ["STRATUS_RUNTIME"] = "direct" if direct else "wrangler"  # read by start_worker
     server = conftest.start_worker(
         {"LOGIN_FAILURES_IP_MAX": "100000", "SERVER_NAME": name, "PUBLIC_BASEURL": f"https://{name}", "SIGNING_KEY": key},
         {"NODE_EXTRA_CA_CERTS": str(cert.ca)},
         https={"key": str(cert.key), "cert": str(cert.cert), "ca": str(cert.ca)},
         port=port,
     )
+    os.environ.pop("STRATUS_RUNTIME", None)
     if build is None:
         conftest._bench_own_snapshot = conftest._BUILD_SNAPSHOT
 
@@ -168,15 +177,22 @@ def main() -> None:
     ap.add_argument("--build", type=Path, help="serve this build directory (a copy of build/) instead of build/")
     ap.add_argument("--compare", type=Path, help="also measure the Stratus legs of this build directory, side by side")
     ap.add_argument("--logs", type=Path, help="copy each Stratus server's wrangler log into this directory at the end")
+    ap.add_argument("--runtime", choices=["wrangler", "direct", "both"], default="wrangler",
+                    help="serve Stratus under wrangler dev, under bench/direct.mjs (no dev proxy), or both side by side")
     args = ap.parse_args()
-    global BUILD_DIR, COMPARE_DIR, LOGS_DIR
-    BUILD_DIR, COMPARE_DIR, LOGS_DIR = args.build, args.compare, args.logs
+    global BUILD_DIR, COMPARE_DIR, LOGS_DIR, RUNTIME
+    BUILD_DIR, COMPARE_DIR, LOGS_DIR, RUNTIME = args.build, args.compare, args.logs, args.runtime
+    if RUNTIME == "both" and COMPARE_DIR is not None:
+        raise SystemExit("--runtime both and --compare: one at a time")
     pairs = [p.split("-") for p in args.pairs.split(",") if p]
     for p in pairs:
         assert "-".join(p) in ALL_PAIRS, f"unknown pair {'-'.join(p)}"
     if COMPARE_DIR is not None:
         old = lambda lbl: lbl + OLD if lbl.startswith("stratus") else lbl  # noqa: E731
         pairs += [[old(x), old(y)] for x, y in pairs if "stratus" in x + y]
+    if RUNTIME == "both":
+        dr = lambda lbl: lbl + DIRECT if lbl.startswith("stratus") else lbl  # noqa: E731
+        pairs += [[dr(x), dr(y)] for x, y in pairs if "stratus" in x + y]
     d = Path(tempfile.mkdtemp(prefix="bench-fed-"))
     cert = make_cert(d)
     trust(cert, d)

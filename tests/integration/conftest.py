@@ -216,9 +216,12 @@ def start_worker(
         server.stop()
         pytest.fail(f"wrangler d1 migrations apply failed:\n{tail}")
 
+    # STRATUS_RUNTIME=direct: the same workerd and local bindings without wrangler dev's proxy
+    # (bench/direct.mjs; for the benchmarks, which then show what is ours and what the dev
+    # proxy's). The tests themselves run under `wrangler dev`.
+    direct = os.environ.get("STRATUS_RUNTIME") == "direct"
     cmd = [
-        str(WRANGLER),
-        "dev",
+        *([str(NODE_BIN / "node"), str(REPO / "bench" / "direct.mjs")] if direct else [str(WRANGLER), "dev"]),
         "--ip", "127.0.0.1",
         "--port", str(port),
         "--inspector-port", str(free_port()),
