@@ -78,5 +78,14 @@ def test_repeated_transaction_gets_its_first_answer(stratus_fed, stratus_fed2):
     again = stand_in.request(local, "PUT", f"/_matrix/federation/v1/send/{txn}", body)
     assert again.status_code == 200, describe(again)
     assert again.json() == first.json(), (first.json(), again.json())
+    # Without EDUs or refusals (the answer is then not stored: the repeat's PDUs are known).
+    only = msg(b.user_id, f"alone {t}")
+    body = dict(body, pdus=[only])
+    txn = uuid.uuid4().hex
+    for _ in range(2):
+        r = stand_in.request(local, "PUT", f"/_matrix/federation/v1/send/{txn}", body)
+        assert r.status_code == 200 and r.json() == {"pdus": {event_id_of(only): {}}}, describe(r)
     wait_for_message(a, room, f"once {t}")
+    wait_for_message(a, room, f"alone {t}")
+    assert len([m for m in messages(a, room) if m.get("content", {}).get("body") == f"alone {t}"]) == 1
     assert len([m for m in messages(a, room) if m.get("content", {}).get("body") == f"once {t}"]) == 1
