@@ -71,7 +71,8 @@ pub struct Room {
     /// What push-rule evaluation needs (members, their rules, power levels, display names),
     /// read by the last batch that had state events; valid while only messages follow and
     /// the members' push rules stay the same (the batch checks their version). Dropped with
-    /// `cache`.
+    /// `cache`, except by an ingest, which uses it for messages and hands back the one valid
+    /// after it (`ingest::Accepted::push`).
     push: RefCell<Option<Rc<PushContext>>>,
     /// The room's version and current server ACL as `PUT /send`'s PDUs are checked against
     /// (`graph::room_acls`): this object writes the room's current state, so it drops this
