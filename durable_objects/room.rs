@@ -41,12 +41,12 @@ use crate::core::room::pdu::Pdu;
 use crate::core::time::now_ms;
 use crate::ctx::load_config;
 use crate::error::Error;
-use crate::service::federation::{ingest, sender};
+use crate::service::federation::{acl, ingest, sender};
 use crate::service::notify::{self, PushContext};
 use crate::service::timeline::{self, Queued, RoomCache, Sent};
 use crate::service::wakeups;
 use crate::store::db::Db;
-use crate::store::{fanout, rooms, servers, sync as sstore, tokens};
+use crate::store::{fanout, graph, rooms, servers, sync as sstore, tokens};
 
 use super::protocol::{NewEventWire, PduResult, RoomProto, RoomRequest, RoomResponse, Txn};
 
@@ -71,8 +71,14 @@ pub struct Room {
     /// What push-rule evaluation needs (members, their rules, power levels, display names),
     /// read by the last batch that had state events; valid while only messages follow and
     /// the members' push rules stay the same (the batch checks their version). Dropped with
-    /// `cache`.
+    /// `cache`, except by an ingest, which uses it for messages and hands back the one valid
+    /// after it (`ingest::Accepted::push`).
     push: RefCell<Option<Rc<PushContext>>>,
+    /// The room's version and current server ACL as `PUT /send`'s PDUs are checked against
+    /// (`graph::room_acls`): this object writes the room's current state, so it drops this
+    /// whenever a write may change the ACL (a state event or a redaction of ours, an ingest
+    /// that moved the ACL or redacted, a join, backfill or purge). Not dropped by [`Self::forget`].
+    acl: RefCell<Option<graph::TxnRoom>>,
 }
 
 /// An append's answer: its event IDs and the group's D1 round trips.
@@ -158,6 +164,7 @@ impl DurableObject for Room {
             queue: RefCell::new(Vec::new()),
             fanout: Arc::new(Mutex::new(())),
             push: RefCell::new(None),
+            acl: RefCell::new(None),
         }
     }
 
@@ -195,6 +202,7 @@ impl Room {
             RoomRequest::JoinRemote { room_id, room_version, origin, join_event, state, auth_chain } => {
                 let _writer = self.writer.lock().await;
                 self.forget();
+                self.acl.borrow_mut().take();
                 let ctx = self.ctx()?;
                 let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
                 let origin = ServerName::parse(&origin).map_err(|_| crate::err!(InvalidParam, "Invalid server name"))?;
@@ -204,6 +212,7 @@ impl Room {
             RoomRequest::Backfill { room_id, from, limit } => {
                 let _writer = self.writer.lock().await;
                 self.forget();
+                self.acl.borrow_mut().take();
                 let ctx = self.ctx()?;
                 let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
                 let from: Vec<ruma::OwnedEventId> = from.iter().filter_map(|e| ruma::EventId::parse(e).ok()).collect();
@@ -212,6 +221,7 @@ impl Room {
             RoomRequest::Purge { room_id } => {
                 let _writer = self.writer.lock().await;
                 self.forget();
+                self.acl.borrow_mut().take();
                 RoomResponse::Purged { rows: crate::store::admin::purge_step(&self.db()?, &room_id).await? }
             }
             RoomRequest::Typing { room_id, user_id, typing, timeout } => {
@@ -265,6 +275,10 @@ impl Room {
     /// written after the wake-ups and the answers wait for them (send-then-sync sees the
     /// unread counts either way).
     async fn commit(&self, writer: MutexGuard<'_, ()>, room_id: &RoomId, mut items: Vec<Waiting>) {
+        if items.iter().flat_map(|w| &w.q.news).any(|n| n.state_key.is_some() || n.kind == "m.room.redaction") {
+            // May change the room's server ACL (or redact it).
+            self.acl.borrow_mut().take();
+        }
         let setup = load_config(&self.env).and_then(|c| Ok((c, self.db()?)));
         let (config, db) = match setup {
             Ok(x) => x,
@@ -525,12 +539,39 @@ impl Room {
     /// PDUs from another server, under the writer lock (the room's single writer).
     async fn ingest(&self, room_id: String, origin: String, pdus: Vec<serde_json::Value>) -> crate::Result<Vec<PduResult>> {
         let _writer = self.writer.lock().await;
-        self.forget();
         let ctx = self.ctx()?;
         let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
         let origin = ServerName::parse(&origin).map_err(|_| crate::err!(InvalidParam, "Invalid server name"))?;
-        let mut ingest = ingest::Ingest::new(&ctx, &room_id, &origin).await?;
+        // Taken before `forget`: it stays valid while the room's state does (the ingest
+        // drops it when an event changes that state, and hands back the one valid after).
+        let push = self.push.borrow().clone();
+        self.forget();
+        // The server ACL first (cached; else read beside the ingest's own first reads).
+        let cached = self.acl.borrow().clone();
+        let (room, started) = match cached {
+            Some(r) => (Some(r), ingest::Ingest::new(&ctx, &room_id, &origin).await),
+            None => {
+                let (read, started) =
+                    futures_util::future::join(graph::room_acls(&ctx.db, &[room_id.as_str()]), ingest::Ingest::new(&ctx, &room_id, &origin)).await;
+                let room = read?.remove(room_id.as_str());
+                *self.acl.borrow_mut() = room.clone();
+                (room, started)
+            }
+        };
+        let Some(room) = room else { return Err(crate::err!(NotFound, "Unknown room")) };
+        if let Some(refused) = acl::refusals(room.acl.as_ref(), &room.room_version, &origin, &pdus) {
+            return Ok(refused.into_iter().map(|(event_id, why)| PduResult { event_id, accepted: false, error: Some(why) }).collect());
+        }
+        let mut ingest = started?;
+        ingest.accepted.with_push(push);
         let outcomes = ingest.pdus(&pdus).await;
+        if ingest.acl_may_change {
+            self.acl.borrow_mut().take();
+        }
+        // Not after a failed write (whether it was written is not known).
+        if !outcomes.iter().any(|(_, o)| matches!(o, ingest::Outcome::Deferred(_))) {
+            *self.push.borrow_mut() = ingest.accepted.push();
+        }
         ingest::fan_out(&ctx, &ingest.accepted).await;
         let mut deferred = false;
         let mut results = Vec::new();
@@ -601,6 +642,9 @@ impl Room {
             };
             let mut ingest = ingest::Ingest::new(&ctx, &room_id, &origin).await?;
             let outcome = ingest.pdus(std::slice::from_ref(&json)).await.into_iter().next().map(|(_, o)| o);
+            if ingest.acl_may_change {
+                self.acl.borrow_mut().take();
+            }
             ingest::fan_out(&ctx, &ingest.accepted).await;
             let attempts = row.attempts as i64;
             match outcome {

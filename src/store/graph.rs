@@ -287,36 +287,38 @@ pub async fn put_txn_response(db: &Db, origin: &str, txn_id: &str, response: &Va
     Ok(())
 }
 
-/// What `PUT /send` reads before it hands PDUs to their rooms (spec: server-server-api,
-/// "Transactions", "Server Access Control Lists (ACLs)"), in one round trip.
-pub struct TxnReads {
-    /// The answer to an earlier transaction from the origin with this ID.
-    pub done: Option<Value>,
-    /// The rooms of the transaction that we know.
-    pub rooms: BTreeMap<String, TxnRoom>,
+/// The answer given to an earlier transaction from `origin` with this ID (spec:
+/// server-server-api, "Transactions": a repeated transaction is not processed again).
+pub async fn txn_answer(db: &Db, origin: &str, txn_id: &str) -> Result<Option<Value>> {
+    #[derive(Deserialize)]
+    struct Done {
+        response: String,
+    }
+    match db.first::<Done>("SELECT response FROM federation_txns WHERE origin = ? AND txn_id = ?", params![origin, txn_id]).await? {
+        Some(done) => Ok(Some(serde_json::from_str(&done.response)?)),
+        None => Ok(None),
+    }
 }
 
-/// A room of a transaction, as [`txn_reads`] found it.
+/// A room we know, as [`room_acls`] found it.
+#[derive(Clone)]
 pub struct TxnRoom {
     pub room_version: String,
     /// The content of its current `m.room.server_acl` (`None`: the room has none).
     pub acl: Option<Value>,
 }
 
-/// The answer given to an earlier transaction from `origin` with this ID, and for each of `room_ids` whether we know it and its current server ACL:
-/// one batch instead of a read for the transaction, one per room and two per ACL.
-pub async fn txn_reads(db: &Db, origin: &str, txn_id: &str, room_ids: &[&str]) -> Result<TxnReads> {
-    #[derive(Deserialize)]
-    struct Done {
-        response: String,
-    }
+/// For each of `room_ids` that we know, its version and current server ACL (spec:
+/// server-server-api, "Server Access Control Lists (ACLs)"): one batch instead of a read
+/// per room and two per ACL.
+pub async fn room_acls(db: &Db, room_ids: &[&str]) -> Result<BTreeMap<String, TxnRoom>> {
     #[derive(Deserialize)]
     struct RoomAcl {
         room_id: String,
         room_version: String,
         acl: Option<String>,
     }
-    let mut stmts = vec![db.stmt("SELECT response FROM federation_txns WHERE origin = ? AND txn_id = ?", params![origin, txn_id])?];
+    let mut stmts = Vec::new();
     for chunk in room_ids.chunks(MAX_PARAMS) {
         // The ACL event may be an outlier in a room joined over federation.
         let sql = format!(
@@ -328,19 +330,17 @@ pub async fn txn_reads(db: &Db, origin: &str, txn_id: &str, room_ids: &[&str]) -
         );
         stmts.push(db.stmt(&sql, strings(chunk))?);
     }
-    let mut results = db.batch_rows(stmts).await?.into_iter();
-    let done = match results.next().unwrap_or_default().into_iter().next() {
-        Some(row) => Some(serde_json::from_str(&serde_json::from_value::<Done>(row)?.response)?),
-        None => None,
-    };
     let mut rooms = BTreeMap::new();
-    for row in results.flatten() {
+    if stmts.is_empty() {
+        return Ok(rooms);
+    }
+    for row in db.batch_rows(stmts).await?.into_iter().flatten() {
         let r: RoomAcl = serde_json::from_value(row)?;
         let content =
             r.acl.and_then(|j| serde_json::from_str::<Value>(&j).ok()).map(|mut v| v.get_mut("content").map(Value::take).unwrap_or(Value::Null));
         rooms.insert(r.room_id, TxnRoom { room_version: r.room_version, acl: content });
     }
-    Ok(TxnReads { done, rooms })
+    Ok(rooms)
 }
 
 /// What the checks on receipt of a PDU read first (`service::federation::ingest`), in one

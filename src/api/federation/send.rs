@@ -2,18 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use ruma::{CanonicalJsonObject, OwnedRoomId, RoomId, ServerName};
-use serde::Deserialize;
+use ruma::{OwnedRoomId, RoomId, ServerName};
 use serde_json::{json, Map, Value};
 
-use crate::core::federation::acl::allows;
-use crate::core::federation::pdu::event_id_of;
-use crate::core::room::version_rules;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
 use crate::http::{Request, Response};
-use crate::service::federation::{edu, room, sender};
+use crate::service::federation::{acl, edu, room, sender};
 use crate::store::graph::{self, TxnRoom};
 
 /// The spec's limits on one transaction.
@@ -39,40 +35,71 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
             None => worker::console_warn!("transaction {txn_id} from {origin}: a PDU without a room"),
         }
     }
-    // The transaction's earlier answer, which of its rooms we know and their server ACLs:
-    // one round trip before the PDUs go to their rooms.
-    let room_ids: Vec<&str> = by_room.keys().map(|r| r.as_str()).collect();
-    let reads = graph::txn_reads(&ctx.db, origin.as_str(), txn_id, &room_ids).await?;
-    if let Some(done) = reads.done {
-        wake(ctx, origin);
-        return Ok(Response::ok(done));
-    }
-    let body = body?;
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            // Only a repeat of an answered transaction is answered.
+            return match graph::txn_answer(&ctx.db, origin.as_str(), txn_id).await? {
+                Some(done) => {
+                    wake(ctx, origin);
+                    Ok(Response::ok(done))
+                }
+                None => Err(e),
+            };
+        }
+    };
     let edus = body.get("edus").and_then(Value::as_array).cloned().unwrap_or_default();
     if n_pdus > MAX_PDUS || edus.len() > MAX_EDUS {
         return Err(err!(BadJson, "A transaction carries at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs"));
     }
+    // Whether the transaction was answered before is read beside the PDUs' ingest, not
+    // ahead of it: a repeat's PDUs are known, and storing a known PDU again is a no-op.
+    let (done, results) =
+        futures_util::future::join(graph::txn_answer(&ctx.db, origin.as_str(), txn_id), pdus_to_rooms(ctx, origin, txn_id, by_room)).await;
+    if let Some(done) = done? {
+        wake(ctx, origin);
+        return Ok(Response::ok(done));
+    }
+    let results = results?;
+    // After the PDUs, which it would only slow down.
+    wake(ctx, origin);
+    edu::receive(ctx, origin, &edus).await;
+    // A transaction without EDUs whose PDUs were all taken is answered the same when
+    // repeated (a known PDU is answered `{}` and not stored again): its answer is not
+    // stored, which keeps a D1 write away from the woken members' syncs.
+    let refused = results.values().any(|r| r.get("error").is_some());
+    let answer = json!({ "pdus": results });
+    if !edus.is_empty() || refused {
+        graph::put_txn_response(&ctx.db, origin.as_str(), txn_id, &answer).await?;
+    }
+    Ok(Response::ok(answer))
+}
+
+/// Hands each room's PDUs to its `Room` object, which checks the origin against the room's
+/// server ACL (spec: "Server Access Control Lists"); the outcome of each PDU by event ID. A
+/// room this isolate has not seen is read first (one batch for all of them): a room we do
+/// not know is refused here (no Durable Object for an arbitrary room ID), and a denied
+/// origin is answered without the object.
+async fn pdus_to_rooms(ctx: &Ctx, origin: &ServerName, txn_id: &str, by_room: BTreeMap<OwnedRoomId, Vec<Value>>) -> Result<Map<String, Value>> {
+    let unseen: Vec<&str> = by_room.keys().filter(|r| !room::is_known(r)).map(|r| r.as_str()).collect();
+    let read = graph::room_acls(&ctx.db, &unseen).await?;
     let mut results = Map::new();
     for (room_id, pdus) in by_room {
-        // A room we do not know is refused here (no Durable Object for an arbitrary room ID);
-        // a server the room's ACL denies has its PDUs for that room dropped (spec: "Server
-        // Access Control Lists").
-        let outcome = match reads.rooms.get(room_id.as_str()) {
+        let outcome = match read.get(room_id.as_str()) {
+            _ if room::is_known(&room_id) => room::ingest(ctx, &room_id, origin, pdus).await,
             None => Err(err!(NotFound, "Unknown room")),
-            Some(TxnRoom { acl: Some(acl), room_version }) if !allows(acl, origin.as_str()) => {
-                // Each of its PDUs is answered with the refusal (as Synapse does), so the origin
-                // knows they were not taken.
-                let why = format!("Server {origin} is denied by the room's server ACL");
-                if let Ok((_, rules)) = version_rules(room_version) {
-                    for pdu in &pdus {
-                        if let Some(id) = CanonicalJsonObject::deserialize(pdu).ok().and_then(|o| event_id_of(&rules, &o).ok()) {
-                            results.insert(id.to_string(), json!({ "error": why }));
+            Some(TxnRoom { acl, room_version }) => {
+                room::remember(&room_id);
+                match acl::refusals(acl.as_ref(), room_version, origin, &pdus) {
+                    Some(refused) => {
+                        for (id, why) in refused {
+                            results.insert(id, json!({ "error": why }));
                         }
+                        Err(err!(Forbidden, "Server {origin} is denied by the room's server ACL"))
                     }
+                    None => room::ingest(ctx, &room_id, origin, pdus).await,
                 }
-                Err(err!(Forbidden, "{why}"))
             }
-            Some(_) => room::ingest(ctx, &room_id, origin, pdus).await,
         };
         match outcome {
             Ok(list) => {
@@ -83,12 +110,7 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
             Err(e) => worker::console_warn!("transaction {txn_id} from {origin}: room {room_id}: {e}"),
         }
     }
-    // After the PDUs, which it would only slow down.
-    wake(ctx, origin);
-    edu::receive(ctx, origin, &edus).await;
-    let answer = json!({ "pdus": results });
-    graph::put_txn_response(&ctx.db, origin.as_str(), txn_id, &answer).await?;
-    Ok(Response::ok(answer))
+    Ok(results)
 }
 
 /// The origin is up: whatever we queued for it goes now, not at the end of its backoff (in

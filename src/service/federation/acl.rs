@@ -6,6 +6,7 @@ use ruma::{RoomId, ServerName};
 use serde_json::Value;
 
 use crate::core::federation::acl::allows;
+use crate::core::room::version_rules;
 use crate::ctx::Ctx;
 use crate::err;
 use crate::error::Result;
@@ -24,4 +25,17 @@ pub async fn check(ctx: &Ctx, room_id: &RoomId, origin: &ServerName) -> Result<(
     } else {
         Err(err!(Forbidden, "Server {origin} is denied by the room's server ACL"))
     }
+}
+
+/// The answer for PDUs of a room whose server ACL (`acl`, the content of its current
+/// `m.room.server_acl`) denies `origin`: each PDU's event ID with the refusal (as Synapse
+/// does, so the origin knows they were not taken); `None` when the ACL allows the origin.
+pub fn refusals(acl: Option<&Value>, room_version: &str, origin: &ServerName, pdus: &[Value]) -> Option<Vec<(String, String)>> {
+    let acl = acl?;
+    if allows(acl, origin.as_str()) {
+        return None;
+    }
+    let why = format!("Server {origin} is denied by the room's server ACL");
+    let Ok((_, rules)) = version_rules(room_version) else { return Some(vec![]) };
+    Some(pdus.iter().filter_map(|p| super::ingest::event_id_of(&rules, p)).map(|id| (id.to_string(), why.clone())).collect())
 }

@@ -16,6 +16,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::Verified;
@@ -34,8 +35,8 @@ use crate::err;
 use crate::error::{Error, Result};
 use crate::http::Method;
 use crate::service::federation::{client, keys};
-use crate::service::notify;
-use crate::store::fanout::{self, FanoutInputs};
+use crate::service::notify::{self, PushContext};
+use crate::store::fanout;
 use crate::store::{graph, rooms};
 
 /// How many events one request may fetch from other servers (auth events, gaps, state).
@@ -140,6 +141,9 @@ pub struct Ingest<'a> {
     /// event of ours moves its head (only the room's writer does, and the ingest runs under
     /// its lock): the soft-failure check reads it from here instead of D1.
     row: Option<rooms::RoomRow>,
+    /// Set before a write that may change the room's current `m.room.server_acl` (moves it,
+    /// or redacts an event): the `Room` object's cached ACL is then dropped.
+    pub acl_may_change: bool,
 }
 
 impl<'a> Ingest<'a> {
@@ -179,8 +183,17 @@ impl<'a> Ingest<'a> {
             (None, _) => return Err(err!(NotFound, "Unknown room")),
         };
         let (_, rules) = version_rules(&version)?;
-        let mut ingest =
-            Ingest { ctx, room_id: room_id.to_owned(), rules, origin, events: create?, budget: FETCH_BUDGET, accepted: Accepted::default(), row };
+        let mut ingest = Ingest {
+            ctx,
+            room_id: room_id.to_owned(),
+            rules,
+            origin,
+            events: create?,
+            budget: FETCH_BUDGET,
+            accepted: Accepted::default(),
+            row,
+            acl_may_change: false,
+        };
         // From room v12 the create event is not among `auth_events` (its ID is the room ID's).
         if let Some(create) = ingest.create_event_id() {
             ingest.load(&[create]).await?;
@@ -651,8 +664,44 @@ impl<'a> Ingest<'a> {
             let resets = crate::core::room::resets::state_resets(&current, &new_current, own.as_ref().map(|(k, e)| (k, e)));
             stmts.extend(graph::state_resets_stmts(&self.ctx.db, &room, pdu.event_id.as_str(), &resets)?);
         }
+        let acl_key = ("m.room.server_acl".to_owned(), String::new());
+        if pdu.redacts.is_some() || pdu.kind == ruma::events::TimelineEventType::RoomRedaction || current.get(&acl_key) != new_current.get(&acl_key) {
+            self.acl_may_change = true;
+        }
         let latest = pdu.event_id.to_string();
         stmts.push(graph::set_head_stmt(&self.ctx.db, &room, &ext, pdu.depth, Some(&new_group), &latest)?);
+        // A message that leaves the current state as it was, with the room's push context
+        // known: its push actions are computed now and written in its batch (guarded by the
+        // members' push-rules version), as the `Room` object's local sends do, so nothing is
+        // written after the wake-up.
+        let unchanged = pdu.state_key.is_none()
+            && pdu.kind != ruma::events::TimelineEventType::RoomRedaction
+            && row.state_group.as_deref() == Some(new_group.as_str());
+        let pc = self.accepted.push.borrow().clone().filter(|_| unchanged);
+        if let Some(pc) = pc {
+            match self.push_stmts(&pc, &pdu).await {
+                Ok((more, pushes)) => {
+                    let mut all = stmts.clone();
+                    all.extend(more);
+                    match self.ctx.db.batch(all).await {
+                        Ok(_) => {
+                            self.events.insert(pdu.event_id.clone(), pdu.clone());
+                            self.accepted.recorded.insert(pdu.event_id.clone());
+                            self.accepted.ready.borrow_mut().extend(pushes);
+                            self.accepted.pdus.push(pdu);
+                            return Ok(Outcome::Accepted);
+                        }
+                        // The push-rules guard (or anything else): nothing was written; again
+                        // below, reading the fan-out's inputs afresh.
+                        Err(e) => {
+                            worker::console_warn!("ingest of {} with its push actions: {e}", pdu.event_id);
+                            self.accepted.push.borrow_mut().take();
+                        }
+                    }
+                }
+                Err(e) => worker::console_warn!("push actions for {}: {e}", pdu.event_id),
+            }
+        }
         // The fan-out's reads (members, their push rules, the state the rules read) end the
         // batch, after its writes, as the `Room` object's local appends do: the wake-up then
         // follows the commit without a round trip of its own.
@@ -661,8 +710,17 @@ impl<'a> Ingest<'a> {
         let rows = self.ctx.db.batch_rows(stmts).await?;
         self.events.insert(pdu.event_id.clone(), pdu.clone());
         self.accepted.pdus.push(pdu);
-        *self.accepted.inputs.borrow_mut() = Some(fanout::inputs_from(rows.get(writes..).unwrap_or_default()));
+        let inputs = fanout::inputs_from(rows.get(writes..).unwrap_or_default());
+        *self.accepted.push.borrow_mut() = Some(Rc::new(PushContext::new(&self.ctx.config, &self.room_id, inputs)));
         Ok(Outcome::Accepted)
+    }
+
+    /// The push actions of `pdu` from `pc` and the push-rules guard, for its write batch, and
+    /// the pushes to send once written.
+    async fn push_stmts(&self, pc: &PushContext, pdu: &Pdu) -> Result<(Vec<worker::D1PreparedStatement>, Vec<notify::PendingPush>)> {
+        let (mut stmts, pushes) = notify::push_plan(&self.ctx.db, &self.ctx.config, pc, std::slice::from_ref(pdu)).await?;
+        stmts.push(fanout::push_rules_guard_stmt(&self.ctx.db, self.room_id.as_str(), &pc.version)?);
+        Ok((stmts, pushes))
     }
 
     async fn record_rejected(&self, pdu: &Pdu, reason: &str) -> Result<()> {
@@ -692,29 +750,51 @@ fn entries(map: &StateMap) -> Vec<StateEntry> {
     map.iter().map(|((t, k), e)| StateEntry(t.clone(), k.clone(), e.clone())).collect()
 }
 
-/// The events an ingest added to the timeline, and the fan-out inputs read by the batch of
-/// the last of them (after every write of the ingest, so they are current for all).
+/// The events an ingest added to the timeline, and what their fan-out needs.
 #[derive(Default)]
 pub struct Accepted {
     pub pdus: Vec<Pdu>,
-    /// Taken by [`fan_out`].
-    inputs: RefCell<Option<FanoutInputs>>,
+    /// What push-rule evaluation needs, valid for the room's current state: the `Room`
+    /// object's (given before the ingest, [`Accepted::with_push`]) while nothing changed it,
+    /// else read by the batch of the last event that did (after every write of the ingest).
+    push: RefCell<Option<Rc<PushContext>>>,
+    /// The events whose push actions were written in their own batch ...
+    recorded: HashSet<OwnedEventId>,
+    /// ... and the pushes to send for them.
+    ready: RefCell<Vec<notify::PendingPush>>,
 }
 
-/// The fan-out for events that reached the timeline: the members' syncs woken first (from
-/// the inputs the last write batch read: no D1 round trip before the wake-up), then push
-/// actions recorded (`notify`'s two halves, as after a local append).
+impl Accepted {
+    /// Starts with the room's push context (the `Room` object's, valid for the current state).
+    pub fn with_push(&self, pc: Option<Rc<PushContext>>) {
+        *self.push.borrow_mut() = pc;
+    }
+
+    /// The push context valid for the room's state after the ingest, if known.
+    pub fn push(&self) -> Option<Rc<PushContext>> {
+        self.push.borrow().clone()
+    }
+}
+
+/// The fan-out for events that reached the timeline: the members' syncs woken first (no D1
+/// round trip before the wake-up: the push context is the one the last write batch read, or
+/// the `Room` object's), then the push actions of the events that did not write theirs in
+/// their batch recorded (`notify`'s two halves, as after a local append).
 pub async fn fan_out(ctx: &Ctx, accepted: &Accepted) {
     let pdus = accepted.pdus.as_slice();
     if pdus.is_empty() {
         return;
     }
-    let inputs = accepted.inputs.borrow_mut().take();
-    match inputs {
-        Some(inputs) => {
-            let (affected, joined) = notify::audience(&inputs, pdus);
+    let pc = accepted.push();
+    match pc {
+        Some(pc) => {
+            let (affected, joined) = pc.audience(pdus);
             notify::wake(&ctx.env, &ctx.config, pdus, affected, &joined).await;
-            notify::record_pushes(&ctx.env, &ctx.db, &ctx.config, pdus, inputs).await;
+            notify::send_pushes_later(&ctx.env, &ctx.config, std::mem::take(&mut *accepted.ready.borrow_mut()));
+            let rest: Vec<Pdu> = pdus.iter().filter(|p| !accepted.recorded.contains(&p.event_id)).cloned().collect();
+            if !rest.is_empty() {
+                notify::record_with(&ctx.env, &ctx.db, &ctx.config, &rest, &pc).await;
+            }
         }
         None => {
             if let Err(e) = notify::after_append(&ctx.env, &ctx.db, &ctx.config, pdus).await {

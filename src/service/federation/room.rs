@@ -1,13 +1,42 @@
 //! Calls into a room's `Room` Durable Object for federation: PDUs from other servers and
 //! rooms joined on other servers go through the room's single writer.
 
-use ruma::{RoomId, ServerName};
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use ruma::{OwnedRoomId, RoomId, ServerName};
 use serde_json::Value;
 
 use crate::ctx::Ctx;
 use crate::durable_objects::protocol::{PduResult, RoomProto, RoomRequest, RoomResponse};
 use crate::error::Result;
 use crate::service::objects::{call, unexpected};
+
+/// Rooms remembered per isolate, at most this many.
+const KNOWN_ROOMS: usize = 4096;
+
+thread_local! {
+    /// Rooms this isolate has seen in D1: `PUT /send` hands their PDUs to the room's object
+    /// at once (which checks the server ACL itself) instead of reading first. Only rooms that
+    /// exist get an object this way; a purged room's object finds no room and refuses.
+    static KNOWN: RefCell<HashSet<OwnedRoomId>> = RefCell::new(HashSet::new());
+}
+
+/// Whether this isolate has seen `room_id` in D1 ([`remember`]).
+pub fn is_known(room_id: &RoomId) -> bool {
+    KNOWN.with(|k| k.borrow().contains(room_id))
+}
+
+/// Notes that `room_id` exists in D1.
+pub fn remember(room_id: &RoomId) {
+    KNOWN.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.len() >= KNOWN_ROOMS {
+            k.clear();
+        }
+        k.insert(room_id.to_owned());
+    });
+}
 
 /// Runs the checks on receipt for PDUs of one room and stores them.
 pub async fn ingest(ctx: &Ctx, room_id: &RoomId, origin: &ServerName, pdus: Vec<Value>) -> Result<Vec<PduResult>> {
