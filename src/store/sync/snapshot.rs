@@ -9,6 +9,7 @@ use crate::core::sync_token::SyncToken;
 use crate::error::Result;
 use crate::params;
 use crate::store::db::Db;
+use crate::store::rooms::{EventRow, EVENT_COLUMNS};
 
 /// One of the user's memberships.
 #[derive(Debug, Deserialize, Clone)]
@@ -53,23 +54,58 @@ pub(crate) fn positions_of(rows: Option<&Vec<Value>>) -> SyncToken {
     }
 }
 
+/// What an incremental sync's snapshot batch also read of the rooms ([`snapshot_with`] with
+/// a window): everything a sync with one new message in a room it was already in needs, so
+/// it makes one D1 round trip.
+#[derive(Debug, Default)]
+pub struct RoomNews {
+    /// The last `window` events after `since.rooms` of each room the user is joined to (as of
+    /// the snapshot), ascending by stream: the timeline windows of the rooms joined before
+    /// `since`, over `(since, now]` (the upper bound is the batch's own snapshot).
+    pub windows: Vec<EventRow>,
+    /// Joined rooms with state resets after `since.rooms` (migration 0012).
+    pub resets: Vec<String>,
+    /// [`super::unread_counts`] as of the snapshot, when the room or receipt stream moved
+    /// since the token (else not read).
+    pub unread: Option<Vec<(String, String, u64, u64)>>,
+    /// Whether some member event after `since.rooms` may be in a room the user has any
+    /// membership in (false: none is; device lists then need no read when their own stream
+    /// did not move). Always true far behind the head, where it is not looked up.
+    pub member_events: bool,
+}
+
+/// A sync's snapshot ([`snapshot_with`]).
+pub struct Snapshot {
+    pub now: SyncToken,
+    pub members: Vec<MembershipRow>,
+    pub newly_joined: Vec<String>,
+    /// With `since` and a window.
+    pub news: Option<RoomNews>,
+    /// The rows of the `lead` statements, in order.
+    pub lead: Vec<Vec<Value>>,
+}
+
+/// Up to this many positions behind (no event at `since + NEAR`), the new events are found
+/// from the stream's index (an idle poll reads none); further behind, from the user's rooms
+/// (a client back after a long time does not read every room's events since). Positions are
+/// gapless; a gap there would only pick the other, equally correct, branch.
+const NEAR: u64 = 1000;
+
 /// The current position of every stream and the user's memberships, read in one batch (one
 /// snapshot), so no membership is newer than the room position. With `since` (an
 /// incremental sync), also the rooms the user is *newly* joined to since that position.
-pub async fn snapshot(db: &Db, user: &str, since: Option<u64>) -> Result<(SyncToken, Vec<MembershipRow>, Vec<String>)> {
-    let (token, members, newly_joined, _) = snapshot_with(db, user, since, vec![]).await?;
-    Ok((token, members, newly_joined))
-}
-
-/// [`snapshot`] with `lead` statements (reads only) run first in the same batch — what the
+/// `lead` statements (reads only) run first in the same batch — what the
 /// request would otherwise read in round trips of its own (the token check, the presence a
-/// sync sets) — and their rows, in order.
+/// sync sets) — and, with `since` and `window` (per room, as `timeline_windows` takes it),
+/// the [`RoomNews`] of an incremental sync. One batch is one transaction: every statement
+/// sees the same state.
 pub async fn snapshot_with(
     db: &Db,
     user: &str,
-    since: Option<u64>,
+    since: Option<&SyncToken>,
+    window: Option<u32>,
     lead: Vec<worker::D1PreparedStatement>,
-) -> Result<(SyncToken, Vec<MembershipRow>, Vec<String>, Vec<Vec<Value>>)> {
+) -> Result<Snapshot> {
     let n = lead.len();
     let mut stmts = lead;
     stmts.extend([
@@ -86,15 +122,61 @@ pub async fn snapshot_with(
                               AND e.state_key = ?1 AND e.stream > ?2 AND e.membership != 'join')
                     OR COALESCE((SELECT e.membership FROM events e WHERE e.room_id = m.room_id AND e.type = 'm.room.member'
                                    AND e.state_key = ?1 AND e.stream <= ?2 ORDER BY e.stream DESC LIMIT 1), '') != 'join')",
-            params![user, since],
+            params![user, since.rooms],
+        )?);
+    }
+    let news = since.zip(window);
+    if let Some((since, window)) = news {
+        // The new events of the joined rooms, materialised first so the window function
+        // reads only them. Of the two branches, the one-row gate before each `CROSS JOIN`
+        // (evaluated once, an index seek that finds nothing when idle) lets one run: near the
+        // head, from the stream index (`+room_id` keeps SQLite off the room index, which would
+        // scan every event); further behind, room by room.
+        const NEAR_GATE: &str = "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream = ?2 + ?4)";
+        const FAR_GATE: &str = "SELECT 1 WHERE EXISTS (SELECT 1 FROM events WHERE stream = ?2 + ?4)";
+        const JOINED: &str = "SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join'";
+        stmts.push(db.stmt(
+            &format!(
+                "WITH n AS MATERIALIZED (
+                   SELECT {EVENT_COLUMNS} FROM ({NEAR_GATE}) CROSS JOIN events WHERE stream > ?2 AND +room_id IN ({JOINED})
+                   UNION ALL
+                   SELECT {EVENT_COLUMNS} FROM ({FAR_GATE}) CROSS JOIN events WHERE room_id IN ({JOINED}) AND stream > ?2)
+                 SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY stream DESC) AS rn FROM n)
+                 WHERE rn <= ?3 ORDER BY stream ASC"
+            ),
+            params![user, since.rooms, window, NEAR],
+        )?);
+        stmts.push(db.stmt(
+            "SELECT DISTINCT room_id FROM state_resets INDEXED BY state_resets_stream WHERE stream > ?2
+               AND room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join')",
+            params![user, since.rooms],
+        )?);
+        stmts.push(super::unread_counts_gated_stmt(db, user, since.rooms, since.receipts)?);
+        stmts.push(db.stmt(
+            &format!(
+                "SELECT 1 AS m FROM ({FAR_GATE})
+                 UNION ALL
+                 SELECT 1 FROM ({NEAR_GATE}) CROSS JOIN events WHERE stream > ?2 AND type = 'm.room.member'
+                   AND +room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1)
+                 LIMIT 1"
+            ),
+            // ?3 unused: the gates name the distance ?4.
+            params![user, since.rooms, 0, NEAR],
         )?);
     }
     let mut rows = db.batch_rows(stmts).await?;
     let rest = rows.split_off(n.min(rows.len()));
-    let token = positions_of(rest.first());
+    let now = positions_of(rest.first());
     let members = rest.get(1).map(|r| r.iter().filter_map(|v| serde_json::from_value::<MembershipRow>(v.clone()).ok()).collect()).unwrap_or_default();
     let newly_joined = rest.get(2).map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
-    Ok((token, members, newly_joined, rows))
+    let news = news.map(|(since, _)| RoomNews {
+        windows: rest.get(3).map(|r| r.iter().filter_map(|v| serde_json::from_value::<EventRow>(v.clone()).ok()).collect()).unwrap_or_default(),
+        resets: rest.get(4).map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default(),
+        // The gate of the statement, from the same snapshot's positions.
+        unread: (now.rooms > since.rooms || now.receipts > since.receipts).then(|| rest.get(5).map(|r| super::unread_of(r)).unwrap_or_default()),
+        member_events: rest.get(6).is_none_or(|r| !r.is_empty()),
+    });
+    Ok(Snapshot { now, members, newly_joined, news, lead: rows })
 }
 
 /// Rooms the user has any membership in that have events in `(after, up_to]`, each with
