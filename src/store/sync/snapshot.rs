@@ -127,54 +127,63 @@ pub async fn snapshot_with(
     }
     let news = since.zip(window);
     if let Some((since, window)) = news {
-        // The new events of the joined rooms, materialised first so the window function
-        // reads only them. Of the two branches, the one-row gate before each `CROSS JOIN`
-        // (evaluated once, an index seek that finds nothing when idle) lets one run: near the
-        // head, from the stream index (`+room_id` keeps SQLite off the room index, which would
-        // scan every event); further behind, room by room.
+        // One statement behind one gate (an index seek that finds nothing when idle, so an
+        // idle poll reads one row here), rows told apart by `kind`:
+        // - `w`: the new events of the joined rooms, materialised first so the window function
+        //   reads only them. Of the two branches, the one-row gate before each `CROSS JOIN`
+        //   (evaluated once) lets one run: near the head, from the stream index (`+room_id`
+        //   keeps SQLite off the room index, which would scan every event); further behind,
+        //   room by room. Unordered (an ORDER BY would cost an idle poll rows too).
+        // - `r`: joined rooms with state resets (a reset is recorded at the position of the
+        //   event that caused it, so there is one only when there are new events);
+        // - `m`: a row when some member event is new in a room the user has any membership in
+        //   (always, far behind).
         const NEAR_GATE: &str = "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream = ?2 + ?4)";
         const FAR_GATE: &str = "SELECT 1 WHERE EXISTS (SELECT 1 FROM events WHERE stream = ?2 + ?4)";
         const JOINED: &str = "SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join'";
+        let pad = |keep: &str| EVENT_COLUMNS.split(',').map(|c| if c.trim() == keep { keep } else { "NULL" }).collect::<Vec<_>>().join(", ");
+        let (resets_cols, member_cols) = (pad("room_id"), pad(""));
         stmts.push(db.stmt(
             &format!(
                 "WITH n AS MATERIALIZED (
                    SELECT {EVENT_COLUMNS} FROM ({NEAR_GATE}) CROSS JOIN events WHERE stream > ?2 AND +room_id IN ({JOINED})
                    UNION ALL
                    SELECT {EVENT_COLUMNS} FROM ({FAR_GATE}) CROSS JOIN events WHERE room_id IN ({JOINED}) AND stream > ?2)
-                 SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY stream DESC) AS rn FROM n)
-                 WHERE rn <= ?3 ORDER BY stream ASC"
+                 SELECT x.* FROM (SELECT 1 WHERE EXISTS (SELECT 1 FROM events WHERE stream > ?2)) CROSS JOIN (
+                   SELECT * FROM (SELECT 'w' AS kind, *, ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY stream DESC) AS rn FROM n) WHERE rn <= ?3
+                   UNION ALL
+                   SELECT 'r', {resets_cols}, NULL FROM (SELECT DISTINCT room_id FROM state_resets INDEXED BY state_resets_stream
+                     WHERE stream > ?2 AND room_id IN ({JOINED}))
+                   UNION ALL
+                   SELECT 'm', {member_cols}, NULL FROM (
+                     SELECT 1 FROM ({FAR_GATE})
+                     UNION ALL
+                     SELECT 1 FROM ({NEAR_GATE}) CROSS JOIN events WHERE stream > ?2 AND type = 'm.room.member'
+                       AND +room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1)
+                     LIMIT 1)
+                 ) x"
             ),
             params![user, since.rooms, window, NEAR],
         )?);
-        stmts.push(db.stmt(
-            "SELECT DISTINCT room_id FROM state_resets INDEXED BY state_resets_stream WHERE stream > ?2
-               AND room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join')",
-            params![user, since.rooms],
-        )?);
         stmts.push(super::unread_counts_gated_stmt(db, user, since.rooms, since.receipts)?);
-        stmts.push(db.stmt(
-            &format!(
-                "SELECT 1 AS m FROM ({FAR_GATE})
-                 UNION ALL
-                 SELECT 1 FROM ({NEAR_GATE}) CROSS JOIN events WHERE stream > ?2 AND type = 'm.room.member'
-                   AND +room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1)
-                 LIMIT 1"
-            ),
-            // ?3 unused: the gates name the distance ?4.
-            params![user, since.rooms, 0, NEAR],
-        )?);
     }
     let mut rows = db.batch_rows(stmts).await?;
     let rest = rows.split_off(n.min(rows.len()));
     let now = positions_of(rest.first());
     let members = rest.get(1).map(|r| r.iter().filter_map(|v| serde_json::from_value::<MembershipRow>(v.clone()).ok()).collect()).unwrap_or_default();
     let newly_joined = rest.get(2).map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
-    let news = news.map(|(since, _)| RoomNews {
-        windows: rest.get(3).map(|r| r.iter().filter_map(|v| serde_json::from_value::<EventRow>(v.clone()).ok()).collect()).unwrap_or_default(),
-        resets: rest.get(4).map(|r| r.iter().filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default(),
-        // The gate of the statement, from the same snapshot's positions.
-        unread: (now.rooms > since.rooms || now.receipts > since.receipts).then(|| rest.get(5).map(|r| super::unread_of(r)).unwrap_or_default()),
-        member_events: rest.get(6).is_none_or(|r| !r.is_empty()),
+    let news = news.map(|(since, _)| {
+        let rows = rest.get(3).map(Vec::as_slice).unwrap_or_default();
+        let kind = |k: &'static str| rows.iter().filter(move |v| v["kind"].as_str() == Some(k));
+        let mut windows: Vec<EventRow> = kind("w").filter_map(|v| serde_json::from_value::<EventRow>(v.clone()).ok()).collect();
+        windows.sort_by_key(|e| e.pos());
+        RoomNews {
+            windows,
+            resets: kind("r").filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect(),
+            // The gate of the statement, from the same snapshot's positions.
+            unread: (now.rooms > since.rooms || now.receipts > since.receipts).then(|| rest.get(4).map(|r| super::unread_of(r)).unwrap_or_default()),
+            member_events: kind("m").next().is_some(),
+        }
     });
     Ok(Snapshot { now, members, newly_joined, news, lead: rows })
 }
