@@ -54,7 +54,10 @@ pub struct DeviceHints {
 ///
 /// The first D1 round trip is the snapshot batch, which also carries the caller's token check
 /// (a token from the isolate's cache, [`crate::api::auth::confirm_stmt`]) and the presence row
-/// `set_presence` needs: an incremental sync with nothing new makes that one round trip.
+/// `set_presence` needs: an incremental sync with nothing new makes that one round trip. So
+/// does one whose news are new events in rooms joined before the token (the woken pass of a
+/// long poll, typically): the batch also carries those rooms' timeline windows, state resets
+/// and unread counts ([`sstore::RoomNews`]).
 pub async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<SyncResponse> {
     let snap = open(ctx, me, p).await?;
     compute_from(ctx, me, p, snap).await
