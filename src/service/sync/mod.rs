@@ -78,7 +78,8 @@ async fn open(ctx: &Ctx, me: &Authed, p: &Params) -> Result<sstore::Snapshot> {
     if p.set_presence.is_some() {
         lead.push(sstore::get_presence_stmt(&ctx.db, user)?);
     }
-    let snap = sstore::snapshot_with(&ctx.db, user, p.since.as_ref(), window, lead).await?;
+    let lazy = p.filter.lazy_load_members();
+    let snap = sstore::snapshot_with(&ctx.db, user, p.since.as_ref(), window, lazy, lead).await?;
     let mut lead_rows = snap.lead.iter();
     if confirms {
         crate::api::auth::confirm_rows(me, lead_rows.next())?;
@@ -86,7 +87,7 @@ async fn open(ctx: &Ctx, me: &Authed, p: &Params) -> Result<sstore::Snapshot> {
     if let Some(s) = &p.set_presence {
         let old = sstore::presence_of(lead_rows.next());
         if presence::set_by_sync_over(ctx, user, s, old).await? {
-            return sstore::snapshot_with(&ctx.db, user, p.since.as_ref(), window, vec![]).await;
+            return sstore::snapshot_with(&ctx.db, user, p.since.as_ref(), window, lazy, vec![]).await;
         }
     }
     Ok(snap)

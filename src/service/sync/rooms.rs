@@ -116,6 +116,10 @@ pub async fn plan(
     let news = news.filter(|_| !initial);
     let unread = news.as_ref().and_then(|n| n.unread.clone());
     let mut carried: Option<HashMap<String, Vec<EventRow>>> = None;
+    // Lazy-loaded members the snapshot carried, by (room, user), and the position they are
+    // as of per room (just before its window's first event).
+    let mut lazy_carried: HashMap<(String, String), EventRow> = HashMap::new();
+    let mut lazy_at: HashMap<String, u64> = HashMap::new();
     let (active, reset_rooms): (HashSet<String>, HashSet<String>) = if initial || now.rooms <= since.rooms {
         (HashSet::new(), HashSet::new())
     } else if let Some(n) = news {
@@ -123,7 +127,14 @@ pub async fn plan(
         let resets: HashSet<String> = n.resets.into_iter().collect();
         let mut windows: HashMap<String, Vec<EventRow>> = HashMap::new();
         for row in n.windows {
+            let first = lazy_at.entry(row.room_id.clone()).or_insert(row.stream());
+            *first = (*first).min(row.stream());
             windows.entry(row.room_id.clone()).or_default().push(row);
+        }
+        for row in n.lazy_members {
+            if let Some(k) = row.state_key.clone() {
+                lazy_carried.insert((row.room_id.clone(), k), row);
+            }
         }
         let active = windows.keys().cloned().chain(resets.iter().cloned()).collect();
         carried = Some(windows);
@@ -200,7 +211,10 @@ pub async fn plan(
             Some(c) => {
                 by_room.insert(room_id.clone(), c.remove(room_id).unwrap_or_default());
             }
-            None => ranges.push(range.clone()),
+            None => {
+                lazy_at.remove(room_id);
+                ranges.push(range.clone());
+            }
         }
     }
     let tf = &f.room.timeline;
@@ -307,6 +321,7 @@ pub async fn plan(
     // Lazy-loaded members: only the member events of the timeline's senders (and the user).
     if f.lazy_load_members() {
         let mut missing = Vec::new();
+        let mut found = Vec::new();
         for (room_id, r) in rooms.iter_mut() {
             if r.range.is_none() {
                 continue;
@@ -325,11 +340,18 @@ pub async fn plan(
             for s in senders {
                 let in_timeline = r.timeline.iter().any(|e| e.kind == "m.room.member" && e.state_key.as_deref() == Some(s.as_str()));
                 if !have.contains(&s) && (!in_timeline || p.state_after) {
-                    missing.push((room_id.clone(), s, at));
+                    // The snapshot read the window's senders as of just before the window:
+                    // that is this read when the timeline is the whole window.
+                    if !p.state_after && lazy_at.get(room_id).is_some_and(|first| first.saturating_sub(1) == at) {
+                        found.extend(lazy_carried.remove(&(room_id.clone(), s)));
+                    } else {
+                        missing.push((room_id.clone(), s, at));
+                    }
                 }
             }
         }
-        for row in sstore::members_at(&ctx.db, &missing).await? {
+        found.extend(sstore::members_at(&ctx.db, &missing).await?);
+        for row in found {
             if let Some(r) = rooms.get_mut(&row.room_id) {
                 if !r.timeline.iter().any(|e| e.event_id == row.event_id) || p.state_after {
                     r.state.push(row);

@@ -72,6 +72,9 @@ pub struct RoomNews {
     /// membership in (false: none is; device lists then need no read when their own stream
     /// did not move). Always true far behind the head, where it is not looked up.
     pub member_events: bool,
+    /// With lazy-loaded members: per room of `windows`, the member event of each sender of
+    /// its window as of just before the window's first event.
+    pub lazy_members: Vec<EventRow>,
 }
 
 /// A sync's snapshot ([`snapshot_with`]).
@@ -104,6 +107,7 @@ pub async fn snapshot_with(
     user: &str,
     since: Option<&SyncToken>,
     window: Option<u32>,
+    lazy_members: bool,
     lead: Vec<worker::D1PreparedStatement>,
 ) -> Result<Snapshot> {
     let n = lead.len();
@@ -137,21 +141,38 @@ pub async fn snapshot_with(
         // - `r`: joined rooms with state resets (a reset is recorded at the position of the
         //   event that caused it, so there is one only when there are new events);
         // - `m`: a row when some member event is new in a room the user has any membership in
-        //   (always, far behind).
+        //   (always, far behind);
+        // - `l` (lazy-loaded members): the member event of each sender of a room's window as of
+        //   just before the window's first event, what `members_at` reads for a timeline that
+        //   is the whole window.
         const NEAR_GATE: &str = "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM events WHERE stream = ?2 + ?4)";
         const FAR_GATE: &str = "SELECT 1 WHERE EXISTS (SELECT 1 FROM events WHERE stream = ?2 + ?4)";
         const JOINED: &str = "SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join'";
         let pad = |keep: &str| EVENT_COLUMNS.split(',').map(|c| if c.trim() == keep { keep } else { "NULL" }).collect::<Vec<_>>().join(", ");
         let (resets_cols, member_cols) = (pad("room_id"), pad(""));
+        let lazy = match lazy_members {
+            true => format!(
+                "
+                   SELECT 'l', {EVENT_COLUMNS}, NULL FROM (
+                     SELECT {EVENT_COLUMNS}, MAX(stream) AS last FROM events JOIN (
+                       SELECT room_id AS rid, sender AS uid, (SELECT MIN(w2.stream) FROM w w2 WHERE w2.room_id = w.room_id) - 1 AS hi
+                       FROM w GROUP BY room_id, sender) t
+                       ON room_id = t.rid AND type = 'm.room.member' AND state_key = t.uid AND stream <= t.hi
+                     GROUP BY room_id, state_key)
+                   UNION ALL"
+            ),
+            false => String::new(),
+        };
         stmts.push(db.stmt(
             &format!(
                 "WITH n AS MATERIALIZED (
                    SELECT {EVENT_COLUMNS} FROM ({NEAR_GATE}) CROSS JOIN events WHERE stream > ?2 AND +room_id IN ({JOINED})
                    UNION ALL
                    SELECT {EVENT_COLUMNS} FROM ({FAR_GATE}) CROSS JOIN events WHERE room_id IN ({JOINED}) AND stream > ?2)
+                 , w AS (SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY stream DESC) AS rn FROM n) WHERE rn <= ?3)
                  SELECT x.* FROM (SELECT 1 WHERE EXISTS (SELECT 1 FROM events WHERE stream > ?2)) CROSS JOIN (
-                   SELECT * FROM (SELECT 'w' AS kind, *, ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY stream DESC) AS rn FROM n) WHERE rn <= ?3
-                   UNION ALL
+                   SELECT 'w' AS kind, * FROM w
+                   UNION ALL{lazy}
                    SELECT 'r', {resets_cols}, NULL FROM (SELECT DISTINCT room_id FROM state_resets INDEXED BY state_resets_stream
                      WHERE stream > ?2 AND room_id IN ({JOINED}))
                    UNION ALL
@@ -177,8 +198,10 @@ pub async fn snapshot_with(
         let kind = |k: &'static str| rows.iter().filter(move |v| v["kind"].as_str() == Some(k));
         let mut windows: Vec<EventRow> = kind("w").filter_map(|v| serde_json::from_value::<EventRow>(v.clone()).ok()).collect();
         windows.sort_by_key(|e| e.pos());
+        let lazy_members = kind("l").filter_map(|v| serde_json::from_value::<EventRow>(v.clone()).ok()).collect();
         RoomNews {
             windows,
+            lazy_members,
             resets: kind("r").filter_map(|v| v["room_id"].as_str().map(str::to_owned)).collect(),
             // The gate of the statement, from the same snapshot's positions.
             unread: (now.rooms > since.rooms || now.receipts > since.receipts).then(|| rest.get(4).map(|r| super::unread_of(r)).unwrap_or_default()),

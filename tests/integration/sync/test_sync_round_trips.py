@@ -117,3 +117,30 @@ def test_a_room_joined_since_the_token_still_comes_whole(dev):
     state = joined(body, fresh)["state"]["events"] + joined(body, fresh)["timeline"]["events"]
     assert any(e["type"] == "m.room.create" for e in state)
     assert any(e["type"] == "m.room.name" and e["content"]["name"] == "fresh" for e in state)
+
+
+def test_lazy_loaded_members_come_in_the_same_round_trip(dev, pair):
+    """With lazy-loaded members, the senders' member events (as of the timeline's start) come
+    from the snapshot too when the timeline is the whole window; a limited one reads them
+    (as before: as of its own start)."""
+    base = dev.base
+    a, b, room = pair
+    lazy = json.dumps({"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 5}}})
+    since = settle(base, b["access_token"])
+    sent = [send_text(base, a["access_token"], room, f"m{i}") for i in range(2)]
+    body, trips = sync_trips(base, b["access_token"], since, filter=lazy)
+    r = joined(body, room)
+    assert sync_timeline_ids(body, room) == sent
+    members = [e for e in r["state"]["events"] if e["type"] == "m.room.member"]
+    assert [(e["state_key"], e["content"]["membership"]) for e in members] == [(a["user_id"], "join")], members
+    # The snapshot, then the room summary (read whenever member events come, as they always
+    # do with lazy loading); the member events no longer need a round trip between the two.
+    assert trips == 2, trips
+
+    # Limited: the member events as of the (later) timeline start, read on their own.
+    more = [send_text(base, a["access_token"], room, f"n{i}") for i in range(7)]
+    body, _ = sync_trips(base, b["access_token"], body["next_batch"], filter=lazy)
+    r = joined(body, room)
+    assert sync_timeline_ids(body, room) == more[2:] and r["timeline"]["limited"] is True
+    members = [e for e in r["state"]["events"] if e["type"] == "m.room.member"]
+    assert [(e["state_key"], e["content"]["membership"]) for e in members] == [(a["user_id"], "join")], members
