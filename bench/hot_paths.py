@@ -15,7 +15,8 @@ Servers, all on 127.0.0.1, each with a fresh state directory:
 
 Rows (p50 in ms unless said):
 - message delivery: B long-polls `/sync`, A sends; send start → B's `/sync` returns it
-  (bench/sync_latency.py's `measure`);
+  (bench/sync_latency.py's `measure`); its D1 trips are those of the woken long poll (both
+  passes: the idle one, then the one the wake-up starts), from `woken_sync_trips`;
 - 20 senders, events/s: 20 users each send `--per-sender` messages into ONE room at once
   (bench/send_throughput.py's `events_per_second(base, senders, per_sender)` when that module
   exists, else the minimal one here); higher is better;
@@ -240,6 +241,41 @@ def events_per_second(base: str, senders: int, per_sender: int) -> float:
     return minimal_events_per_second(base, senders, per_sender)
 
 
+def woken_sync_trips(base: str, n: int = 5) -> list[int]:
+    """D1 round trips of `n` long polls each woken by one new message (the response's
+    `X-Stratus-D1-Round-Trips`)."""
+    s = requests.Session()
+    a = register(base, f"tripa{uuid.uuid4().hex[:8]}")
+    b = register(base, f"tripb{uuid.uuid4().hex[:8]}")
+    ha = {"Authorization": f"Bearer {a['access_token']}"}
+    hb = {"Authorization": f"Bearer {b['access_token']}"}
+    room = s.post(f"{base}/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=ha, timeout=30).json()["room_id"]
+    s.post(f"{base}/_matrix/client/v3/join/{room}", json={}, headers=hb, timeout=30).raise_for_status()
+    sb = requests.Session()
+    since = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0"}, headers=hb, timeout=60).json()["next_batch"]
+    since = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0", "since": since}, headers=hb, timeout=60).json()["next_batch"]
+    out: list[int] = []
+    for _ in range(n):
+        got: dict = {}
+
+        def poll() -> None:
+            got["r"] = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "30000", "since": since, "set_presence": "offline"},
+                              headers=hb, timeout=60)
+
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(0.3)
+        s.put(f"{base}/_matrix/client/v3/rooms/{room}/send/m.room.message/{uuid.uuid4().hex}", json={"msgtype": "m.text", "body": "t"},
+              headers=ha, timeout=30).raise_for_status()
+        t.join(60)
+        r = got["r"]
+        since = r.json()["next_batch"]
+        rt = r.headers.get("X-Stratus-D1-Round-Trips")
+        if rt is not None:
+            out.append(int(rt.split(",")[0]))
+    return out
+
+
 def fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None or x != x else f"{x:.{digits}f}"
 
@@ -300,6 +336,8 @@ def main() -> None:
             print(f"delivery and throughput: {srv.name}", flush=True)
             try:
                 srv.samples["message delivery"] = delivery(srv.base, args.messages)
+                if srv.name != "Synapse":
+                    srv.trips["message delivery"] = woken_sync_trips(srv.base)
                 srv.samples["20 senders, events/s"] = [events_per_second(srv.base, args.senders, args.per_sender)]
             except Exception as e:  # one server's failure leaves the rest of the table
                 print(f"  {srv.name}: {e!r}", flush=True)

@@ -22,7 +22,7 @@ use crate::core::sync::{KeyCounts, SyncResponse};
 use crate::core::sync_token::SyncToken;
 use crate::ctx::Ctx;
 use crate::error::Result;
-use crate::store::sync::{self as sstore, MembershipRow};
+use crate::store::sync as sstore;
 
 /// A sync's parameters.
 pub struct Params {
@@ -54,18 +54,23 @@ pub struct DeviceHints {
 ///
 /// The first D1 round trip is the snapshot batch, which also carries the caller's token check
 /// (a token from the isolate's cache, [`crate::api::auth::confirm_stmt`]) and the presence row
-/// `set_presence` needs: an incremental sync with nothing new makes that one round trip.
+/// `set_presence` needs: an incremental sync with nothing new makes that one round trip. So
+/// does one whose news are new events in rooms joined before the token (the woken pass of a
+/// long poll, typically): the batch also carries those rooms' timeline windows, state resets
+/// and unread counts ([`sstore::RoomNews`]).
 pub async fn compute(ctx: &Ctx, me: &Authed, p: &Params) -> Result<SyncResponse> {
-    let (now, memberships, newly_joined) = open(ctx, me, p).await?;
-    compute_from(ctx, me, p, now, memberships, newly_joined).await
+    let snap = open(ctx, me, p).await?;
+    compute_from(ctx, me, p, snap).await
 }
 
 /// The snapshot, with the token check and `set_presence` folded into its batch. Nothing is
 /// written before the token is confirmed. A presence change moves the presence stream after
 /// the snapshot, so the snapshot is read again then (rare: only when the presence changes).
-async fn open(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(SyncToken, Vec<MembershipRow>, Vec<String>)> {
+async fn open(ctx: &Ctx, me: &Authed, p: &Params) -> Result<sstore::Snapshot> {
     let user = me.user_id.as_str();
-    let since_rooms = p.since.map(|s| s.rooms);
+    // The rooms' news ride in the snapshot for an incremental sync (not with `full_state`,
+    // where every room is read whole).
+    let window = Some(rooms::timeline_window(&p.filter)).filter(|_| p.since.is_some() && !p.full_state);
     let mut lead = Vec::new();
     let confirm = crate::api::auth::confirm_stmt(ctx, me)?;
     let confirms = confirm.is_some();
@@ -73,28 +78,24 @@ async fn open(ctx: &Ctx, me: &Authed, p: &Params) -> Result<(SyncToken, Vec<Memb
     if p.set_presence.is_some() {
         lead.push(sstore::get_presence_stmt(&ctx.db, user)?);
     }
-    let (now, memberships, newly_joined, lead_rows) = sstore::snapshot_with(&ctx.db, user, since_rooms, lead).await?;
-    let mut lead_rows = lead_rows.iter();
+    let lazy = p.filter.lazy_load_members();
+    let snap = sstore::snapshot_with(&ctx.db, user, p.since.as_ref(), window, lazy, lead).await?;
+    let mut lead_rows = snap.lead.iter();
     if confirms {
         crate::api::auth::confirm_rows(me, lead_rows.next())?;
     }
     if let Some(s) = &p.set_presence {
         let old = sstore::presence_of(lead_rows.next());
         if presence::set_by_sync_over(ctx, user, s, old).await? {
-            return sstore::snapshot(&ctx.db, user, since_rooms).await;
+            return sstore::snapshot_with(&ctx.db, user, p.since.as_ref(), window, lazy, vec![]).await;
         }
     }
-    Ok((now, memberships, newly_joined))
+    Ok(snap)
 }
 
-async fn compute_from(
-    ctx: &Ctx,
-    me: &Authed,
-    p: &Params,
-    mut now: SyncToken,
-    memberships: Vec<MembershipRow>,
-    newly_joined: Vec<String>,
-) -> Result<SyncResponse> {
+async fn compute_from(ctx: &Ctx, me: &Authed, p: &Params, snap: sstore::Snapshot) -> Result<SyncResponse> {
+    let sstore::Snapshot { mut now, members: memberships, newly_joined, news, .. } = snap;
+    let member_events = news.as_ref().is_none_or(|n| n.member_events);
     let user = me.user_id.as_str();
     let since = p.since.as_ref();
     let f = &p.filter;
@@ -105,12 +106,12 @@ async fn compute_from(
     let device_lists = async {
         // Whose keys to re-query (not in an initial sync: the client queries all).
         match since {
-            Some(s) => device_lists::between(ctx, user, s, &now).await,
+            Some(s) => device_lists::between_known(ctx, user, s, &now, member_events).await,
             None => Ok(Default::default()),
         }
     };
     let (mut plan, ephemeral, ad, presence, (to_device, td_pos, keys), device_lists) = futures_util::try_join!(
-        rooms::plan(ctx, me, p, &now, &memberships, newly_joined),
+        rooms::plan(ctx, me, p, &now, &memberships, newly_joined, news),
         ephemeral::since(ctx, user, f, since, &now, &memberships),
         account_data::since(ctx, &me.user_id, f, since, &now),
         presence::since(ctx, user, f, since, &now),

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::Params;
 use crate::api::auth::Authed;
-use crate::core::filter::apply_event_fields;
+use crate::core::filter::{apply_event_fields, Filter};
 use crate::core::room::resets::{start_state, Candidate, StateKey};
 use crate::core::room::visibility::HistoryVisibility;
 use crate::core::sync::{
@@ -30,7 +30,7 @@ use crate::ctx::Ctx;
 use crate::error::Result;
 use crate::service::events::{filter_visible, to_client, Reader};
 use crate::store::rooms::EventRow;
-use crate::store::sync::{self as sstore, MembershipRow, Range, StateRange};
+use crate::store::sync::{self as sstore, MembershipRow, Range, RoomNews, StateRange};
 
 /// Per room: what the response will hold.
 #[derive(Default)]
@@ -55,6 +55,21 @@ pub struct Plan {
     knocks: Vec<String>,
     /// The room stream position of the sync (`prev_batch` of rooms with no timeline).
     now_rooms: u64,
+    /// The unread counts, when the snapshot carried them.
+    unread: Option<Vec<(String, String, u64, u64)>>,
+}
+
+/// How many events a sync reads per room: the timeline limit and one more to learn
+/// `limited`; with a type/sender filter, further back so filtered-out events do not empty it.
+pub fn timeline_window(f: &Filter) -> u32 {
+    let limit = f.timeline_limit();
+    let tf = &f.room.timeline;
+    let narrowed = tf.types.is_some() || !tf.not_types.is_empty() || tf.senders.is_some() || !tf.not_senders.is_empty() || tf.contains_url.is_some();
+    if narrowed {
+        (limit * 10).min(500) + 1
+    } else {
+        limit + 1
+    }
 }
 
 /// The content of a stored event's JSON (`null` when unreadable).
@@ -77,7 +92,18 @@ fn hidden_prefix_into_state(state: &mut Vec<EventRow>, all: &[EventRow], kept: &
 /// in an initial sync or with `full_state`) with full state and recent history; other joined
 /// rooms with the events since the token; leaves and bans that happened since; invites and
 /// knocks (their stripped state comes in [`finish`]).
-pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, memberships: &[MembershipRow], newly_joined: Vec<String>) -> Result<Plan> {
+///
+/// With `news` (an incremental sync's snapshot carried them), the rooms joined before the
+/// token take their timelines, resets and unread counts from it and read nothing more here.
+pub async fn plan(
+    ctx: &Ctx,
+    me: &Authed,
+    p: &Params,
+    now: &SyncToken,
+    memberships: &[MembershipRow],
+    newly_joined: Vec<String>,
+    news: Option<RoomNews>,
+) -> Result<Plan> {
     let user = me.user_id.as_str();
     let newly_joined: HashSet<String> = newly_joined.into_iter().collect();
     let initial = p.since.is_none();
@@ -87,8 +113,32 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
 
     // A stream whose position has not moved since the token is not read at all.
     // Rooms where state resolution also reset state since the token (federated rooms).
+    let news = news.filter(|_| !initial);
+    let unread = news.as_ref().and_then(|n| n.unread.clone());
+    let mut carried: Option<HashMap<String, Vec<EventRow>>> = None;
+    // Lazy-loaded members the snapshot carried, by (room, user), and the position they are
+    // as of per room (just before its window's first event).
+    let mut lazy_carried: HashMap<(String, String), EventRow> = HashMap::new();
+    let mut lazy_at: HashMap<String, u64> = HashMap::new();
     let (active, reset_rooms): (HashSet<String>, HashSet<String>) = if initial || now.rooms <= since.rooms {
         (HashSet::new(), HashSet::new())
+    } else if let Some(n) = news {
+        // The snapshot's windows are the joined rooms with events in `(since, now]`.
+        let resets: HashSet<String> = n.resets.into_iter().collect();
+        let mut windows: HashMap<String, Vec<EventRow>> = HashMap::new();
+        for row in n.windows {
+            let first = lazy_at.entry(row.room_id.clone()).or_insert(row.stream());
+            *first = (*first).min(row.stream());
+            windows.entry(row.room_id.clone()).or_default().push(row);
+        }
+        for row in n.lazy_members {
+            if let Some(k) = row.state_key.clone() {
+                lazy_carried.insert((row.room_id.clone(), k), row);
+            }
+        }
+        let active = windows.keys().cloned().chain(resets.iter().cloned()).collect();
+        carried = Some(windows);
+        (active, resets)
     } else {
         let rows = sstore::rooms_with_events(&ctx.db, user, since.rooms, now.rooms).await?;
         (rows.iter().map(|(r, _)| r.clone()).collect(), rows.into_iter().filter(|(_, x)| *x).map(|(r, _)| r).collect())
@@ -151,13 +201,24 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
         invites.clear();
     }
 
-    // Timelines: the last `limit` events of each room, plus one to learn `limited`.
-    let ranges: Vec<Range> = rooms.values().filter_map(|r| r.range.clone()).collect();
-    // With a type/sender filter, look further back so filtered-out events do not empty it.
-    let tf = &f.room.timeline;
-    let narrowed = tf.types.is_some() || !tf.not_types.is_empty() || tf.senders.is_some() || !tf.not_senders.is_empty() || tf.contains_url.is_some();
-    let window = if narrowed { (limit * 10).min(500) + 1 } else { limit + 1 };
+    // Timelines: the last `limit` events of each room, plus one to learn `limited` (those of
+    // rooms joined before the token, from the snapshot when it carried them).
     let mut by_room: HashMap<String, Vec<EventRow>> = HashMap::new();
+    let mut ranges: Vec<Range> = Vec::new();
+    for (room_id, r) in rooms.iter() {
+        let Some(range) = &r.range else { continue };
+        match carried.as_mut().filter(|_| r.membership == "join" && !r.full) {
+            Some(c) => {
+                by_room.insert(room_id.clone(), c.remove(room_id).unwrap_or_default());
+            }
+            None => {
+                lazy_at.remove(room_id);
+                ranges.push(range.clone());
+            }
+        }
+    }
+    let tf = &f.room.timeline;
+    let window = timeline_window(f);
     for row in sstore::timeline_windows(&ctx.db, &ranges, window).await? {
         by_room.entry(row.room_id.clone()).or_default().push(row);
     }
@@ -260,6 +321,7 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
     // Lazy-loaded members: only the member events of the timeline's senders (and the user).
     if f.lazy_load_members() {
         let mut missing = Vec::new();
+        let mut found = Vec::new();
         for (room_id, r) in rooms.iter_mut() {
             if r.range.is_none() {
                 continue;
@@ -278,11 +340,18 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
             for s in senders {
                 let in_timeline = r.timeline.iter().any(|e| e.kind == "m.room.member" && e.state_key.as_deref() == Some(s.as_str()));
                 if !have.contains(&s) && (!in_timeline || p.state_after) {
-                    missing.push((room_id.clone(), s, at));
+                    // The snapshot read the window's senders as of just before the window:
+                    // that is this read when the timeline is the whole window.
+                    if !p.state_after && lazy_at.get(room_id).is_some_and(|first| first.saturating_sub(1) == at) {
+                        found.extend(lazy_carried.remove(&(room_id.clone(), s)));
+                    } else {
+                        missing.push((room_id.clone(), s, at));
+                    }
                 }
             }
         }
-        for row in sstore::members_at(&ctx.db, &missing).await? {
+        found.extend(sstore::members_at(&ctx.db, &missing).await?);
+        for row in found {
             if let Some(r) = rooms.get_mut(&row.room_id) {
                 if !r.timeline.iter().any(|e| e.event_id == row.event_id) || p.state_after {
                     r.state.push(row);
@@ -291,7 +360,7 @@ pub async fn plan(ctx: &Ctx, me: &Authed, p: &Params, now: &SyncToken, membershi
         }
     }
 
-    Ok(Plan { rooms, invites, knocks, now_rooms: now.rooms })
+    Ok(Plan { rooms, invites, knocks, now_rooms: now.rooms, unread })
 }
 
 impl Plan {
@@ -333,7 +402,7 @@ impl Plan {
 pub async fn finish(ctx: &Ctx, me: &Authed, p: &Params, plan: Plan) -> Result<Rooms> {
     let user = me.user_id.as_str();
     let f = &p.filter;
-    let Plan { rooms, invites, knocks, .. } = plan;
+    let Plan { rooms, invites, knocks, unread, .. } = plan;
 
     // Unread counts (push actions after the user's read receipts, one query for all rooms),
     // the summaries and the events' serialisation (its redactions query) are independent:
@@ -344,9 +413,10 @@ pub async fn finish(ctx: &Ctx, me: &Authed, p: &Params, plan: Plan) -> Result<Ro
     let reader = Reader { user_id: &me.user_id, device_id: Some(&me.device_id) };
     let all_rows: Vec<EventRow> = rooms.values().flat_map(|r| r.timeline.iter().chain(r.state.iter()).cloned()).collect();
     let unread_rows = async {
-        match any_joined {
-            true => sstore::unread_counts(&ctx.db, user).await,
-            false => Ok(Vec::new()),
+        match (unread, any_joined) {
+            (Some(rows), _) => Ok(rows),
+            (None, true) => sstore::unread_counts(&ctx.db, user).await,
+            (None, false) => Ok(Vec::new()),
         }
     };
     let summary_rows = async {

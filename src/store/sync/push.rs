@@ -11,27 +11,42 @@ use crate::store::db::Db;
 
 // ---- unread counts and notifications ----
 
+/// The unread counts of every joined room: `(room_id, thread_id, notifications, highlights)`.
+const UNREAD_SELECT: &str = "SELECT p.room_id AS room_id, p.thread_id AS thread_id, COUNT(*) AS n, SUM(p.highlight) AS h";
+const UNREAD_SQL: &str = "push_actions p
+     JOIN memberships m ON m.room_id = p.room_id AND m.user_id = ?1 AND m.membership = 'join'
+     WHERE p.user_id = ?1
+       AND p.stream > m.stream
+       AND p.stream > COALESCE((SELECT MAX(r.event_stream) FROM receipts r
+           WHERE r.room_id = p.room_id AND r.user_id = ?1 AND r.receipt_type IN ('m.read', 'm.read.private')
+             AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)";
+
 /// `(room_id, thread_id, notifications, highlights)` after the user's read receipts, for
 /// every joined room with any. A read receipt (unthreaded, or of the event's thread) covers
 /// everything up to its event; nothing from before the user's join counts (their invite).
 pub async fn unread_counts(db: &Db, user: &str) -> Result<Vec<(String, String, u64, u64)>> {
-    let rows: Vec<Value> = db
-        .all(
-            "SELECT p.room_id AS room_id, p.thread_id AS thread_id, COUNT(*) AS n, SUM(p.highlight) AS h FROM push_actions p
-             JOIN memberships m ON m.room_id = p.room_id AND m.user_id = ?1 AND m.membership = 'join'
-             WHERE p.user_id = ?1
-               AND p.stream > m.stream
-               AND p.stream > COALESCE((SELECT MAX(r.event_stream) FROM receipts r
-                   WHERE r.room_id = p.room_id AND r.user_id = ?1 AND r.receipt_type IN ('m.read', 'm.read.private')
-                     AND (r.thread_id = '' OR r.thread_id = p.thread_id)), 0)
-             GROUP BY p.room_id, p.thread_id",
-            params![user],
-        )
-        .await?;
-    Ok(rows
-        .iter()
+    let rows: Vec<Value> = db.all(&format!("{UNREAD_SELECT} FROM {UNREAD_SQL} GROUP BY p.room_id, p.thread_id"), params![user]).await?;
+    Ok(unread_of(&rows))
+}
+
+/// [`unread_counts`] as a statement for a snapshot batch, gated on the room or receipt stream
+/// having moved past `(rooms, receipts)` (a one-row gate joined first, evaluated once: two
+/// index seeks that find nothing when idle, so an idle poll reads no push action). The
+/// caller knows from the batch's positions whether it ran ([`unread_of`] reads its rows).
+pub(crate) fn unread_counts_gated_stmt(db: &Db, user: &str, rooms: u64, receipts: u64) -> Result<worker::D1PreparedStatement> {
+    db.stmt(
+        &format!(
+            "{UNREAD_SELECT} FROM (SELECT 1 WHERE EXISTS (SELECT 1 FROM events WHERE stream > ?2) OR EXISTS (SELECT 1 FROM receipts WHERE stream > ?3))
+               CROSS JOIN {UNREAD_SQL} GROUP BY p.room_id, p.thread_id"
+        ),
+        params![user, rooms, receipts],
+    )
+}
+
+pub(crate) fn unread_of(rows: &[Value]) -> Vec<(String, String, u64, u64)> {
+    rows.iter()
         .map(|r| (r["room_id"].as_str().unwrap_or("").to_owned(), r["thread_id"].as_str().unwrap_or("main").to_owned(), num(&r["n"]), num(&r["h"])))
-        .collect())
+        .collect()
 }
 
 /// [`unread_counts`] for the given rooms only (a sliding sync window: the cost follows the
