@@ -17,6 +17,9 @@ harness of tests/integration/federation: Synapse from bench/synapse_local.py, St
                           # bench/direct.mjs (the same workerd and local bindings without wrangler
                           # dev's proxy, ~3 ms a request here, which a deployed Worker does not
                           # have), or both side by side ("stratus_direct" legs)
+        [--sim-ms N]      # every Stratus D1 round trip and Durable Object call delayed N ms
+                          # (DEV_SIMULATED_LATENCY_MS): a preview of production, where D1 is
+                          # not in the Worker's process
 
 The samples go round-robin over the pairs (one sample of each pair in turn), so that the load
 of a shared machine falls on all of them alike; `--compare` thereby measures two builds in
@@ -58,6 +61,7 @@ LOGS_DIR: Path | None = None
 OLD = "_old"  # label suffix of the servers of the --compare build
 DIRECT = "_direct"  # label suffix of the servers run by bench/direct.mjs (--runtime both)
 RUNTIME = "wrangler"
+SIM_MS = 0
 
 
 def trust(cert: Cert, d: Path) -> None:
@@ -104,8 +108,9 @@ def start(label: str, cert: Cert, stops: list) -> HS:
     key = f"ed25519 bench_{label} {base64.b64encode(os.urandom(32)).decode().rstrip('=')}"
     direct = RUNTIME == "direct" or label.endswith(DIRECT)
     os.environ["STRATUS_RUNTIME"] = "direct" if direct else "wrangler"  # read by start_worker
+    sim = {"DEV_SIMULATED_LATENCY_MS": str(SIM_MS)} if SIM_MS else {}
     server = conftest.start_worker(
-        {"LOGIN_FAILURES_IP_MAX": "100000", "SERVER_NAME": name, "PUBLIC_BASEURL": f"https://{name}", "SIGNING_KEY": key},
+        {"LOGIN_FAILURES_IP_MAX": "100000", "SERVER_NAME": name, "PUBLIC_BASEURL": f"https://{name}", "SIGNING_KEY": key, **sim},
         {"NODE_EXTRA_CA_CERTS": str(cert.ca)},
         https={"key": str(cert.key), "cert": str(cert.cert), "ca": str(cert.ca)},
         port=port,
@@ -179,9 +184,10 @@ def main() -> None:
     ap.add_argument("--logs", type=Path, help="copy each Stratus server's wrangler log into this directory at the end")
     ap.add_argument("--runtime", choices=["wrangler", "direct", "both"], default="wrangler",
                     help="serve Stratus under wrangler dev, under bench/direct.mjs (no dev proxy), or both side by side")
+    ap.add_argument("--sim-ms", type=int, default=0, help="DEV_SIMULATED_LATENCY_MS of every Stratus server (0: none)")
     args = ap.parse_args()
-    global BUILD_DIR, COMPARE_DIR, LOGS_DIR, RUNTIME
-    BUILD_DIR, COMPARE_DIR, LOGS_DIR, RUNTIME = args.build, args.compare, args.logs, args.runtime
+    global BUILD_DIR, COMPARE_DIR, LOGS_DIR, RUNTIME, SIM_MS
+    BUILD_DIR, COMPARE_DIR, LOGS_DIR, RUNTIME, SIM_MS = args.build, args.compare, args.logs, args.runtime, args.sim_ms
     if RUNTIME == "both" and COMPARE_DIR is not None:
         raise SystemExit("--runtime both and --compare: one at a time")
     pairs = [p.split("-") for p in args.pairs.split(",") if p]
