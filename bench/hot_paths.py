@@ -4,6 +4,7 @@ the floor (a do-nothing Worker under the same `wrangler dev`) and a simulated-pr
 Stratus (every D1 round trip and Durable Object call delayed 5 ms).
 
     make build && .venv/bin/python bench/hot_paths.py            # about 5 minutes
+    STRATUS_RUNTIME=direct .venv/bin/python bench/hot_paths.py   # Stratus and the floor without wrangler dev's proxy (bench/direct.mjs)
     .venv/bin/python bench/hot_paths.py --samples 100 --messages 50
     .venv/bin/python bench/hot_paths.py --repo ../other-checkout     # another build, e.g. "before"
 
@@ -87,7 +88,10 @@ def start_floor() -> tuple[str, callable]:
 
     port = conftest.free_port()
     state = Path(tempfile.mkdtemp(prefix="stratus-floor-"))
-    cmd = [str(conftest.WRANGLER), "dev", "--config", str(REPO / "bench" / "floor" / "wrangler.toml"), "--ip", "127.0.0.1",
+    # STRATUS_RUNTIME=direct (as for Stratus, through the harness): bench/direct.mjs, no dev proxy.
+    direct = os.environ.get("STRATUS_RUNTIME") == "direct"
+    runner = [str(conftest.NODE_BIN / "node"), str(REPO / "bench" / "direct.mjs")] if direct else [str(conftest.WRANGLER), "dev"]
+    cmd = [*runner, "--config", str(REPO / "bench" / "floor" / "wrangler.toml"), "--ip", "127.0.0.1",
            "--port", str(port), "--inspector-port", str(conftest.free_port()), "--persist-to", str(state / "persist"),
            "--show-interactive-dev-session=false"]
     log = open(state / "wrangler.log", "ab")
