@@ -55,7 +55,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from request_latency import start_stratus  # noqa: E402
 from synapse_local import NO_RATE_LIMITS, start_synapse as start_synapse_at  # noqa: E402
-from sync_latency import measure as delivery, pct, register  # noqa: E402
+from sync_latency import measure as delivery, pair_in_room, pct, register  # noqa: E402
 
 MIB = 1024 * 1024
 ROWS = ["message delivery", "20 senders, events/s", "incremental sync", "messages", "whoami", "media upload 1 MiB", "send"]
@@ -248,16 +248,7 @@ def events_per_second(base: str, senders: int, per_sender: int) -> float:
 def woken_sync_trips(base: str, n: int = 5) -> list[int]:
     """D1 round trips of `n` long polls each woken by one new message (the response's
     `X-Stratus-D1-Round-Trips`)."""
-    s = requests.Session()
-    a = register(base, f"tripa{uuid.uuid4().hex[:8]}")
-    b = register(base, f"tripb{uuid.uuid4().hex[:8]}")
-    ha = {"Authorization": f"Bearer {a['access_token']}"}
-    hb = {"Authorization": f"Bearer {b['access_token']}"}
-    room = s.post(f"{base}/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=ha, timeout=30).json()["room_id"]
-    s.post(f"{base}/_matrix/client/v3/join/{room}", json={}, headers=hb, timeout=30).raise_for_status()
-    sb = requests.Session()
-    since = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0"}, headers=hb, timeout=60).json()["next_batch"]
-    since = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0", "since": since}, headers=hb, timeout=60).json()["next_batch"]
+    s, ha, hb, room, sb, since = pair_in_room(base, "trip")
     out: list[int] = []
     for _ in range(n):
         got: dict = {}

@@ -69,10 +69,12 @@ def timed_arrival(poll: Callable[[str], tuple[dict, str]], since: str, arrived: 
     return ms, result.get("since", since)
 
 
-def measure(base: str, n: int) -> list[float]:
+def pair_in_room(base: str, prefix: str = "bench"):
+    """Two new users, A and B, in a new public room of A's, B synced up to now: A's session,
+    A's and B's headers, the room, B's session and B's sync position."""
     s = requests.Session()
-    a = register(base, f"bencha{uuid.uuid4().hex[:8]}")
-    b = register(base, f"benchb{uuid.uuid4().hex[:8]}")
+    a = register(base, f"{prefix}a{uuid.uuid4().hex[:8]}")
+    b = register(base, f"{prefix}b{uuid.uuid4().hex[:8]}")
     ha = {"Authorization": f"Bearer {a['access_token']}"}
     hb = {"Authorization": f"Bearer {b['access_token']}"}
     room = s.post(f"{base}/_matrix/client/v3/createRoom", json={"preset": "public_chat"}, headers=ha, timeout=30).json()["room_id"]
@@ -81,6 +83,11 @@ def measure(base: str, n: int) -> list[float]:
     since = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0"}, headers=hb, timeout=60).json()["next_batch"]
     # Drain anything pending.
     since = sb.get(f"{base}/_matrix/client/v3/sync", params={"timeout": "0", "since": since}, headers=hb, timeout=60).json()["next_batch"]
+    return s, ha, hb, room, sb, since
+
+
+def measure(base: str, n: int) -> list[float]:
+    s, ha, hb, room, sb, since = pair_in_room(base)
     latencies = []
 
     def poll(cur: str) -> tuple[dict, str]:
