@@ -201,8 +201,7 @@ impl Room {
             RoomRequest::Ingest { room_id, origin, pdus } => RoomResponse::Ingested { results: self.ingest(room_id, origin, pdus).await? },
             RoomRequest::JoinRemote { room_id, room_version, origin, join_event, state, auth_chain } => {
                 let _writer = self.writer.lock().await;
-                self.forget();
-                self.acl.borrow_mut().take();
+                self.forget_all();
                 let ctx = self.ctx()?;
                 let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
                 let origin = ServerName::parse(&origin).map_err(|_| crate::err!(InvalidParam, "Invalid server name"))?;
@@ -211,8 +210,7 @@ impl Room {
             }
             RoomRequest::Backfill { room_id, from, limit } => {
                 let _writer = self.writer.lock().await;
-                self.forget();
-                self.acl.borrow_mut().take();
+                self.forget_all();
                 let ctx = self.ctx()?;
                 let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
                 let from: Vec<ruma::OwnedEventId> = from.iter().filter_map(|e| ruma::EventId::parse(e).ok()).collect();
@@ -220,8 +218,7 @@ impl Room {
             }
             RoomRequest::Purge { room_id } => {
                 let _writer = self.writer.lock().await;
-                self.forget();
-                self.acl.borrow_mut().take();
+                self.forget_all();
                 RoomResponse::Purged { rows: crate::store::admin::purge_step(&self.db()?, &room_id).await? }
             }
             RoomRequest::Typing { room_id, user_id, typing, timeout } => {
@@ -240,6 +237,13 @@ impl Room {
     fn forget(&self) {
         self.cache.borrow_mut().take();
         self.push.borrow_mut().take();
+    }
+
+    /// [`Self::forget`], and the cached server ACL too: a write that brings state from
+    /// elsewhere (a remote join, backfill) or removes the room (purge).
+    fn forget_all(&self) {
+        self.forget();
+        self.acl.borrow_mut().take();
     }
 
     /// Queues the request; whoever gets the writer lock next appends everything queued as

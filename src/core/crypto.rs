@@ -156,7 +156,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::PasswordHash;
+    use super::*;
 
     #[test]
     fn a_hash_of_another_cost_is_rehashed_on_login() {
@@ -165,8 +165,6 @@ mod tests {
         assert!(PasswordHash::needs_rehash(&h, 10_000));
         assert!(!PasswordHash::needs_rehash("not a hash", 10_000));
     }
-
-    use super::*;
 
     #[test]
     fn password_round_trip_and_parameters_in_string() {
