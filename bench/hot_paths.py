@@ -88,10 +88,8 @@ def start_floor() -> tuple[str, callable]:
 
     port = conftest.free_port()
     state = Path(tempfile.mkdtemp(prefix="stratus-floor-"))
-    # STRATUS_RUNTIME=direct (as for Stratus, through the harness): bench/direct.mjs, no dev proxy.
-    direct = os.environ.get("STRATUS_RUNTIME") == "direct"
-    runner = [str(conftest.NODE_BIN / "node"), str(REPO / "bench" / "direct.mjs")] if direct else [str(conftest.WRANGLER), "dev"]
-    cmd = [*runner, "--config", str(REPO / "bench" / "floor" / "wrangler.toml"), "--ip", "127.0.0.1",
+    # The harness's runner: with STRATUS_RUNTIME=direct, bench/direct.mjs (no dev proxy), as for Stratus.
+    cmd = [*conftest.runner(), "--config", str(REPO / "bench" / "floor" / "wrangler.toml"), "--ip", "127.0.0.1",
            "--port", str(port), "--inspector-port", str(conftest.free_port()), "--persist-to", str(state / "persist"),
            "--show-interactive-dev-session=false"]
     log = open(state / "wrangler.log", "ab")

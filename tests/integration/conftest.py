@@ -154,6 +154,16 @@ def _snapshot_config(state_dir: Path) -> Path:
     return config_path
 
 
+def runner() -> list[str]:
+    """The command that serves a Worker: `wrangler dev`, or with STRATUS_RUNTIME=direct
+    bench/direct.mjs (the same workerd and local bindings without wrangler dev's proxy; for the
+    benchmarks, which then show what is ours and what the dev proxy's). It takes wrangler
+    dev's arguments. The tests themselves run under `wrangler dev`."""
+    if os.environ.get("STRATUS_RUNTIME") == "direct":
+        return [str(NODE_BIN / "node"), str(REPO / "bench" / "direct.mjs")]
+    return [str(WRANGLER), "dev"]
+
+
 def start_worker(
     extra_vars: dict[str, str] | None = None,
     process_env: dict[str, str] | None = None,
@@ -216,12 +226,8 @@ def start_worker(
         server.stop()
         pytest.fail(f"wrangler d1 migrations apply failed:\n{tail}")
 
-    # STRATUS_RUNTIME=direct: the same workerd and local bindings without wrangler dev's proxy
-    # (bench/direct.mjs; for the benchmarks, which then show what is ours and what the dev
-    # proxy's). The tests themselves run under `wrangler dev`.
-    direct = os.environ.get("STRATUS_RUNTIME") == "direct"
     cmd = [
-        *([str(NODE_BIN / "node"), str(REPO / "bench" / "direct.mjs")] if direct else [str(WRANGLER), "dev"]),
+        *runner(),
         "--ip", "127.0.0.1",
         "--port", str(port),
         "--inspector-port", str(free_port()),
