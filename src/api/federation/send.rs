@@ -1,6 +1,6 @@
 //! Transactions from other servers (spec: server-server-api, "Transactions").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ruma::{OwnedRoomId, RoomId, ServerName};
 use serde_json::{json, Map, Value};
@@ -81,12 +81,14 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
 /// not know is refused here (no Durable Object for an arbitrary room ID), and a denied
 /// origin is answered without the object.
 async fn pdus_to_rooms(ctx: &Ctx, origin: &ServerName, txn_id: &str, by_room: BTreeMap<OwnedRoomId, Vec<Value>>) -> Result<Map<String, Value>> {
-    let unseen: Vec<&str> = by_room.keys().filter(|r| !room::is_known(r)).map(|r| r.as_str()).collect();
-    let read = graph::room_acls(&ctx.db, &unseen).await?;
+    // Asked once, so that a room remembered meanwhile (by a concurrent transaction) still
+    // finds the row read for it.
+    let unseen: BTreeSet<String> = by_room.keys().filter(|r| !room::is_known(r)).map(|r| r.to_string()).collect();
+    let read = graph::room_acls(&ctx.db, &unseen.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     let mut results = Map::new();
     for (room_id, pdus) in by_room {
         let outcome = match read.get(room_id.as_str()) {
-            _ if room::is_known(&room_id) => room::ingest(ctx, &room_id, origin, pdus).await,
+            _ if !unseen.contains(room_id.as_str()) => room::ingest(ctx, &room_id, origin, pdus).await,
             None => Err(err!(NotFound, "Unknown room")),
             Some(TxnRoom { acl, room_version }) => {
                 room::remember(&room_id);

@@ -13,11 +13,12 @@
 // room. E2EE: `decrypted` once Bob's device decrypts Alice's message in the encrypted room
 // Alice created. Last `done` (exit 0) or `error` (exit 1, with the sliding sync exchanges so
 // far). Every wait is bounded (45 s a step). Logs go to stderr (MATRIX_JS_LOG=debug for the
-// SDK's).
+// SDK's); SLIDING_TRACE=FILE appends every sliding sync exchange, whole, to FILE.
 
+import * as fs from "node:fs";
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
-import { SlidingSync, MSC3575_STATE_KEY_ME, MSC3575_STATE_KEY_LAZY, MSC3575_WILDCARD } from "matrix-js-sdk/lib/sliding-sync.js";
+import { SlidingSync, SlidingSyncEvent, MSC3575_STATE_KEY_ME, MSC3575_STATE_KEY_LAZY, MSC3575_WILDCARD } from "matrix-js-sdk/lib/sliding-sync.js";
 
 const STEP_MS = 45_000;
 const LIST = "room_list";
@@ -45,21 +46,29 @@ function emit(obj) {
     process.stdout.write(JSON.stringify(obj) + "\n");
 }
 
-// The sliding sync requests and responses (clipped), for the error report.
+// The sliding sync requests and responses (clipped), for the error report; with
+// SLIDING_TRACE=FILE each one is also appended whole to FILE (with the SDK's lifecycle).
 const exchanges = [];
+function trace(obj) {
+    if (process.env.SLIDING_TRACE) fs.appendFileSync(process.env.SLIDING_TRACE, JSON.stringify({ at: new Date().toISOString(), ...obj }) + "\n");
+}
 async function recordingFetch(input, init) {
     const url = new URL(input instanceof Request ? input.url : String(input));
+    const sent = new Date().toISOString();
     const res = await fetch(input, init);
     if (url.pathname.includes("simplified_msc3575")) {
-        let response;
-        try {
-            response = (await res.clone().text()).slice(0, 4000);
-        } catch (e) {
-            response = `(unreadable: ${e})`;
-        }
-        const request = init && typeof init.body === "string" ? init.body.slice(0, 4000) : null;
-        exchanges.push({ query: url.search, status: res.status, request, response });
-        if (exchanges.length > 6) exchanges.splice(1, 1); // keep the first and the latest
+        const request = init && typeof init.body === "string" ? init.body : null;
+        // The copy is read on the side, never awaited here: a request the SDK aborts (a
+        // subscription change resends) while its body streams in could leave the copy's read
+        // unsettled, and the SDK's sync loop waiting on this function for ever.
+        res.clone()
+            .text()
+            .catch((e) => `(unreadable: ${e})`)
+            .then((response) => {
+                exchanges.push({ query: url.search, status: res.status, request: request?.slice(0, 4000) ?? null, response: response.slice(0, 4000) });
+                if (exchanges.length > 6) exchanges.splice(1, 1); // keep the first and the latest
+                trace({ sent, query: url.search, status: res.status, request, response });
+            });
     }
     return res;
 }
@@ -126,6 +135,9 @@ async function startDevice(homeserver, user, password) {
     const subscription = { timeline_limit: 50, required_state: [[MSC3575_WILDCARD, MSC3575_WILDCARD]] };
     const slidingSync = new SlidingSync(homeserver, lists, subscription, client, 20_000);
 
+    if (process.env.SLIDING_TRACE) {
+        slidingSync.on(SlidingSyncEvent.Lifecycle, (state, resp, err) => trace({ user: login.user_id, lifecycle: state, pos: resp?.pos, error: err ? String(err) : null }));
+    }
     const device = { client, slidingSync, userId: login.user_id, deviceId: login.device_id, live: [], syncError: null };
     client.on(sdk.ClientEvent.Sync, (s, _prev, data) => {
         if (s === "ERROR") device.syncError = String(data?.error ?? "sync error");
