@@ -129,9 +129,12 @@ pub enum RoomResponse {
         event_ids: Vec<String>,
         d1_round_trips: u32,
     },
-    /// What became of each ingested PDU (`error` absent: accepted or soft-failed).
+    /// What became of each ingested PDU (`error` absent: accepted or soft-failed), and the
+    /// D1 round trips the object made for them.
     Ingested {
         results: Vec<PduResult>,
+        #[serde(default)]
+        d1_round_trips: u32,
     },
     Done,
     /// Rows a purge step deleted (0: nothing of the room was left).

@@ -79,6 +79,11 @@ pub struct Room {
     /// whenever a write may change the ACL (a state event or a redaction of ours, an ingest
     /// that moved the ACL or redacted, a join, backfill or purge). Not dropped by [`Self::forget`].
     acl: RefCell<Option<graph::TxnRoom>>,
+    /// The room's row as the last ingest's writes left it (`ingest::Ingest::take_row`): the
+    /// next ingest starts from it instead of reading it, and a PDU on the room's one
+    /// extremity is then checked without a read. Dropped by every other write (a local
+    /// append, whose cache then gives the head instead; [`Self::forget`]).
+    ingest_row: RefCell<Option<rooms::RoomRow>>,
 }
 
 /// An append's answer: its event IDs and the group's D1 round trips.
@@ -165,6 +170,7 @@ impl DurableObject for Room {
             fanout: Arc::new(Mutex::new(())),
             push: RefCell::new(None),
             acl: RefCell::new(None),
+            ingest_row: RefCell::new(None),
         }
     }
 
@@ -198,7 +204,10 @@ impl Room {
                 let (event_ids, d1_round_trips) = self.append(room_id, events, txn, confirm_token).await?;
                 RoomResponse::Sent { event_ids, d1_round_trips }
             }
-            RoomRequest::Ingest { room_id, origin, pdus } => RoomResponse::Ingested { results: self.ingest(room_id, origin, pdus).await? },
+            RoomRequest::Ingest { room_id, origin, pdus } => {
+                let (results, d1_round_trips) = self.ingest(room_id, origin, pdus).await?;
+                RoomResponse::Ingested { results, d1_round_trips }
+            }
             RoomRequest::JoinRemote { room_id, room_version, origin, join_event, state, auth_chain } => {
                 let _writer = self.writer.lock().await;
                 self.forget_all();
@@ -237,6 +246,7 @@ impl Room {
     fn forget(&self) {
         self.cache.borrow_mut().take();
         self.push.borrow_mut().take();
+        self.ingest_row.borrow_mut().take();
     }
 
     /// [`Self::forget`], and the cached server ACL too: a write that brings state from
@@ -279,6 +289,8 @@ impl Room {
     /// written after the wake-ups and the answers wait for them (send-then-sync sees the
     /// unread counts either way).
     async fn commit(&self, writer: MutexGuard<'_, ()>, room_id: &RoomId, mut items: Vec<Waiting>) {
+        // The head moves (the append cache follows it).
+        self.ingest_row.borrow_mut().take();
         if items.iter().flat_map(|w| &w.q.news).any(|n| n.state_key.is_some() || n.kind == "m.room.redaction") {
             // May change the room's server ACL (or redact it).
             self.acl.borrow_mut().take();
@@ -540,8 +552,9 @@ impl Room {
         crate::ctx::Ctx::new(self.env.clone(), None)
     }
 
-    /// PDUs from another server, under the writer lock (the room's single writer).
-    async fn ingest(&self, room_id: String, origin: String, pdus: Vec<serde_json::Value>) -> crate::Result<Vec<PduResult>> {
+    /// PDUs from another server, under the writer lock (the room's single writer); their
+    /// outcomes and the D1 round trips made for them.
+    async fn ingest(&self, room_id: String, origin: String, pdus: Vec<serde_json::Value>) -> crate::Result<(Vec<PduResult>, u32)> {
         let _writer = self.writer.lock().await;
         let ctx = self.ctx()?;
         let room_id = RoomId::parse(&room_id).map_err(|_| crate::err!(InvalidParam, "Invalid room ID"))?;
@@ -549,6 +562,13 @@ impl Room {
         // Taken before `forget`: it stays valid while the room's state does (the ingest
         // drops it when an event changes that state, and hands back the one valid after).
         let push = self.push.borrow().clone();
+        // The room's head as this object's last write left it: an ingest's row, else the
+        // append cache's (valid under the writer lock whenever it is there).
+        let row = self
+            .ingest_row
+            .borrow_mut()
+            .take()
+            .or_else(|| self.cache.borrow().as_ref().filter(|c| c.room_id() == Some(&*room_id)).and_then(RoomCache::head_row));
         self.forget();
         // The server ACL first (cached; else read beside the ingest's own first reads).
         let cached = self.acl.borrow().clone();
@@ -564,10 +584,12 @@ impl Room {
         };
         let Some(room) = room else { return Err(crate::err!(NotFound, "Unknown room")) };
         if let Some(refused) = acl::refusals(room.acl.as_ref(), &room.room_version, &origin, &pdus) {
-            return Ok(refused.into_iter().map(|(event_id, why)| PduResult { event_id, accepted: false, error: Some(why) }).collect());
+            let results = refused.into_iter().map(|(event_id, why)| PduResult { event_id, accepted: false, error: Some(why) }).collect();
+            return Ok((results, ctx.db.round_trips()));
         }
         let mut ingest = started?;
         ingest.accepted.with_push(push);
+        ingest.with_row(row);
         let outcomes = ingest.pdus(&pdus).await;
         if ingest.acl_may_change {
             self.acl.borrow_mut().take();
@@ -575,6 +597,7 @@ impl Room {
         // Not after a failed write (whether it was written is not known).
         if !outcomes.iter().any(|(_, o)| matches!(o, ingest::Outcome::Deferred(_))) {
             *self.push.borrow_mut() = ingest.accepted.push();
+            *self.ingest_row.borrow_mut() = ingest.take_row();
         }
         ingest::fan_out(&ctx, &ingest.accepted).await;
         let mut deferred = false;
@@ -600,7 +623,7 @@ impl Room {
         if deferred {
             self.schedule_alarm().await?;
         }
-        Ok(results)
+        Ok((results, ctx.db.round_trips()))
     }
 
     /// The retry schedule of deferred PDUs: the outbound queue's (`FEDERATION_RETRY_*`).

@@ -376,6 +376,20 @@ impl RoomCache {
         self.head.room_id.as_deref()
     }
 
+    /// The head columns of the room's row as the appends through this cache left them (for
+    /// an ingest that follows, `ingest::Ingest::with_row`; `is_public` is not kept: 0).
+    pub fn head_row(&self) -> Option<rooms::RoomRow> {
+        let h = &self.head;
+        Some(rooms::RoomRow {
+            room_version: h.version.clone(),
+            is_public: 0,
+            head_event: h.extremities.last().map(|e| e.to_string()),
+            extremities: Some(serde_json::to_string(&h.extremities.iter().map(|e| e.as_str()).collect::<Vec<_>>()).ok()?),
+            head_depth: h.depth as f64,
+            state_group: h.group.clone(),
+        })
+    }
+
     fn remember(&mut self, q: &Queued, pdus: &[Pdu]) {
         if let (Some(t), Some(first)) = (&q.txn, pdus.first()) {
             self.txn_seq += 1;

@@ -65,6 +65,17 @@ pub fn set_head_stmt(
     )
 }
 
+/// Statement failing its batch when `event_id` is stored already (in the timeline, as an
+/// outlier or soft-failed, or rejected): the guard of an event written without reading
+/// whether it is known first (`json` of a non-JSON string is an error).
+pub fn unknown_event_guard_stmt(db: &Db, event_id: &str) -> Result<D1PreparedStatement> {
+    db.stmt(
+        "SELECT json(CASE WHEN EXISTS (SELECT 1 FROM events WHERE event_id = ?1) OR EXISTS (SELECT 1 FROM outliers WHERE event_id = ?1)
+           OR EXISTS (SELECT 1 FROM rejected_events WHERE event_id = ?1) THEN 'known event' ELSE '1' END) AS ok",
+        params![event_id],
+    )
+}
+
 /// Statement creating the row of a room we join over federation (if it is not there yet).
 pub fn insert_room_if_missing_stmt(db: &Db, room_id: &str, version: &str, creator: &str) -> Result<D1PreparedStatement> {
     db.stmt(

@@ -34,7 +34,7 @@ async fn accept_membership(ctx: &Ctx, req: &Request, origin: &ServerName, room_i
     if pdu.state_key.as_deref() != Some(pdu.sender.as_str()) || pdu.sender.server_name() != origin {
         return Err(err!(Forbidden, "The event must be the origin's user's own membership"));
     }
-    let results = room::ingest(ctx, &room_id, origin, vec![body]).await?;
+    let (results, _) = room::ingest(ctx, &room_id, origin, vec![body]).await?;
     match results.into_iter().find(|r| r.event_id == event_id) {
         Some(r) if r.accepted => {
             if let Err(e) = sender::send_on_behalf(&ctx.env, &ctx.db, &ctx.config, &pdu, origin.as_str()).await {

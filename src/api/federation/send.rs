@@ -60,7 +60,7 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
         wake(ctx, origin);
         return Ok(Response::ok(done));
     }
-    let results = results?;
+    let (results, room_trips) = results?;
     // After the PDUs, which it would only slow down.
     wake(ctx, origin);
     edu::receive(ctx, origin, &edus).await;
@@ -72,20 +72,29 @@ pub async fn send_transaction_route(ctx: &Ctx, req: &Request, origin: &ServerNam
     if !edus.is_empty() || refused {
         graph::put_txn_response(&ctx.db, origin.as_str(), txn_id, &answer).await?;
     }
-    Ok(Response::ok(answer))
+    // The rooms' objects' round trips count as the request's (its log line says so too).
+    let mut resp = Response::ok(answer);
+    resp.headers.push(("X-Stratus-D1-Round-Trips".into(), (ctx.db.round_trips() + room_trips).to_string()));
+    Ok(resp)
 }
 
 /// Hands each room's PDUs to its `Room` object, which checks the origin against the room's
 /// server ACL (spec: "Server Access Control Lists"); the outcome of each PDU by event ID. A
 /// room this isolate has not seen is read first (one batch for all of them): a room we do
 /// not know is refused here (no Durable Object for an arbitrary room ID), and a denied
-/// origin is answered without the object.
-async fn pdus_to_rooms(ctx: &Ctx, origin: &ServerName, txn_id: &str, by_room: BTreeMap<OwnedRoomId, Vec<Value>>) -> Result<Map<String, Value>> {
+/// origin is answered without the object. Also returns the D1 round trips the objects made.
+async fn pdus_to_rooms(
+    ctx: &Ctx,
+    origin: &ServerName,
+    txn_id: &str,
+    by_room: BTreeMap<OwnedRoomId, Vec<Value>>,
+) -> Result<(Map<String, Value>, u32)> {
     // Asked once, so that a room remembered meanwhile (by a concurrent transaction) still
     // finds the row read for it.
     let unseen: BTreeSet<String> = by_room.keys().filter(|r| !room::is_known(r)).map(|r| r.to_string()).collect();
     let read = graph::room_acls(&ctx.db, &unseen.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     let mut results = Map::new();
+    let mut trips = 0;
     for (room_id, pdus) in by_room {
         let outcome = match read.get(room_id.as_str()) {
             _ if !unseen.contains(room_id.as_str()) => room::ingest(ctx, &room_id, origin, pdus).await,
@@ -104,7 +113,8 @@ async fn pdus_to_rooms(ctx: &Ctx, origin: &ServerName, txn_id: &str, by_room: BT
             }
         };
         match outcome {
-            Ok(list) => {
+            Ok((list, room_trips)) => {
+                trips += room_trips;
                 for r in list {
                     results.insert(r.event_id, r.error.map(|e| json!({ "error": e })).unwrap_or_else(|| json!({})));
                 }
@@ -112,7 +122,7 @@ async fn pdus_to_rooms(ctx: &Ctx, origin: &ServerName, txn_id: &str, by_room: BT
             Err(e) => worker::console_warn!("transaction {txn_id} from {origin}: room {room_id}: {e}"),
         }
     }
-    Ok(results)
+    Ok((results, trips))
 }
 
 /// The origin is up: whatever we queued for it goes now, not at the end of its backoff (in

@@ -201,6 +201,21 @@ impl<'a> Ingest<'a> {
         Ok(ingest)
     }
 
+    /// Starts from the room's row as its writer (the `Room` object) knows it, unread:
+    /// the row left by the previous ingest's writes ([`Self::take_row`]), valid while no
+    /// other write moved the room's head.
+    pub fn with_row(&mut self, row: Option<rooms::RoomRow>) {
+        if self.row.is_none() {
+            self.row = row;
+        }
+    }
+
+    /// The room's row after this ingest's writes, when it is known (read, or as the last
+    /// write left it); `None` once a write's outcome is unknown.
+    pub fn take_row(&mut self) -> Option<rooms::RoomRow> {
+        self.row.take()
+    }
+
     /// The create event's ID where the room ID is derived from it (room v12).
     fn create_event_id(&self) -> Option<OwnedEventId> {
         if !self.rules.authorization.room_create_event_id_as_room_id {
@@ -498,9 +513,46 @@ impl<'a> Ingest<'a> {
     }
 
     /// [`Self::timeline_event`], with the state before the event given (a join's state from
-    /// the resident server) instead of derived from its `prev_events`.
+    /// the resident server) instead of derived from its `prev_events`. An event that names
+    /// the room's one extremity (the usual next message) is first tried without the reads:
+    /// see [`Self::head_group_for`].
     async fn timeline_event_at(&mut self, pdu: Pdu, depth: u32, given_before: Option<StateMap>) -> Result<Outcome> {
+        if given_before.is_none() {
+            if let Some(group) = self.head_group_for(&pdu) {
+                match self.checked_and_stored(pdu.clone(), depth, None, Some(group)).await {
+                    Ok(Some(outcome)) => return Ok(outcome),
+                    Ok(None) => {}
+                    Err(e) => worker::console_warn!("ingest of {} on the room's head: {e}; again with its reads", pdu.event_id),
+                }
+                // Whatever failed, the row is read again with the event's first reads.
+                self.row = None;
+            }
+        }
+        self.checked_and_stored(pdu, depth, given_before, None).await?.ok_or_else(|| Error::internal("ingest: no outcome"))
+    }
+
+    /// The group of the state after the room's one forward extremity when `pdu` names it
+    /// (and nothing else) as its prev event and every auth event of `pdu` is in memory: the
+    /// state before `pdu` is then that group, read from the row this ingest holds (the
+    /// room's writer's, see [`Self::with_row`]) instead of from D1. With one extremity the
+    /// current state is the state after it (the group every write of the head records).
+    fn head_group_for(&self, pdu: &Pdu) -> Option<String> {
+        let row = self.row.as_ref()?;
+        let group = row.state_group.clone()?;
+        let ext = graph::parse_extremities(row.extremities.as_deref(), row.head_event.as_deref());
+        let named = ext.len() == 1 && pdu.prev_events == ext;
+        let cached = pdu.auth_events.iter().all(|e| self.events.contains_key(e) || EVENTS.with(|c| c.borrow().contains_key(e)));
+        (named && cached).then_some(group)
+    }
+
+    /// The checks and the storage of one timeline event. `head` is the state group of the
+    /// room's one extremity when `pdu` extends it ([`Self::head_group_for`]): whether the
+    /// event is known is then not read first but guarded by its write batch, and anything
+    /// but an accepted write gives `None` without writing: the caller starts again with
+    /// the reads (a known event is answered as before, a refusal recorded once).
+    async fn checked_and_stored(&mut self, pdu: Pdu, depth: u32, given_before: Option<StateMap>, head: Option<String>) -> Result<Option<Outcome>> {
         let id_str = pdu.event_id.to_string();
+        let on_head = head.is_some();
         // What the checks read first, at once: whether the event is known, its auth events,
         // the states after its prev_events (not when the state before it is given) and the
         // room's row if the ingest has none (nothing before the soft-failure check moves it
@@ -510,40 +562,59 @@ impl<'a> Ingest<'a> {
         let prev_ids: &[OwnedEventId] = if given_before.is_none() { &pdu.prev_events } else { &[] };
         let need_row = self.row.is_none();
         let prev_strs: Vec<&str> = prev_ids.iter().map(|e| e.as_str()).collect();
-        let (reads, auth) = futures_util::future::join(graph::pdu_reads(db, &id_str, &prev_strs, need_row.then_some(self.room_id.as_str())), async {
+        let auth_read = async {
             match lacking.is_empty() {
                 true => Ok(BTreeMap::new()),
                 false => get_pdus(db, &lacking).await,
             }
-        })
-        .await;
+        };
+        let (reads, auth) = match (&head, pdu.prev_events.first()) {
+            (Some(group), Some(prev)) => {
+                let state_after = BTreeMap::from([(prev.to_string(), group.clone())]);
+                (Ok(graph::PduReads { known: false, state_after, room: None }), auth_read.await)
+            }
+            _ => futures_util::future::join(graph::pdu_reads(db, &id_str, &prev_strs, need_row.then_some(self.room_id.as_str())), auth_read).await,
+        };
         let graph::PduReads { known, state_after, room: row } = reads?;
         if let Some(row) = row {
             self.row.get_or_insert(row);
         }
         if known {
-            return Ok(match graph::rejected(&self.ctx.db, &[id_str.as_str()]).await?.is_empty() {
+            return Ok(Some(match graph::rejected(&self.ctx.db, &[id_str.as_str()]).await?.is_empty() {
                 true => Outcome::Accepted,
                 false => Outcome::Rejected("rejected earlier".into()),
-            });
+            }));
         }
         if depth > 5 {
             return Err(err!(Unknown, "Gap too deep"));
         }
         self.events.extend(auth?);
+        if on_head && pdu.auth_events.iter().any(|e| !self.events.contains_key(e)) {
+            return Ok(None);
+        }
         let prevs = group_maps(db, state_after).await?;
-        let pdu = self.verified(pdu).await?;
+        let pdu = match self.verified(pdu).await {
+            Ok(p) => p,
+            Err(_) if on_head => return Ok(None),
+            Err(e) => return Err(e),
+        };
         // Auth events known and the event allowed by them. An auth event that was rejected
         // rejects this one for good; one that could not be fetched (the origin failed) only
         // fails this attempt: the event may come again, e.g. through a later gap fill.
         if let Err(e) = self.ensure_auth_events(&pdu, depth).await {
-            if e.kind() != crate::error::ErrorKind::Forbidden {
-                return Ok(Outcome::Deferred(e.to_string()));
+            if on_head {
+                return Ok(None);
             }
-            return self.rejected(&pdu, &e).await;
+            if e.kind() != crate::error::ErrorKind::Forbidden {
+                return Ok(Some(Outcome::Deferred(e.to_string())));
+            }
+            return self.rejected(&pdu, &e).await.map(Some);
         }
         if let Err(e) = self.allowed(&pdu, &self.auth_state(&pdu)) {
-            return self.rejected(&pdu, &e).await;
+            return match on_head {
+                true => Ok(None),
+                false => self.rejected(&pdu, &e).await.map(Some),
+            };
         }
 
         // The state before it: resolution over its prev_events' states.
@@ -566,7 +637,10 @@ impl<'a> Ingest<'a> {
         };
         self.load_auth_state(&pdu, &before).await?;
         if let Err(e) = self.allowed(&pdu, &before) {
-            return self.rejected(&pdu, &e).await;
+            return match on_head {
+                true => Ok(None),
+                false => self.rejected(&pdu, &e).await.map(Some),
+            };
         }
 
         // Soft failure: allowed at its place in the graph, but not by the current state.
@@ -589,14 +663,19 @@ impl<'a> Ingest<'a> {
         // A room we are only now joining has no current state to compare with.
         let soft_failed = row.state_group.is_some() && !extends_current && self.allowed(&pdu, &current).is_err();
 
-        let mut stmts = Vec::new();
+        // On the head the event's being unknown is this batch's first statement (it fails
+        // the batch otherwise: a soft-failed, outlier or rejected event of the same ID).
+        let mut stmts = match on_head {
+            true => vec![graph::unknown_event_guard_stmt(&self.ctx.db, &id_str)?],
+            false => Vec::new(),
+        };
         let room = self.room_id.to_string();
-        let before_group = match before_group {
-            Some(g) => g,
+        let (before_group, before_new) = match before_group {
+            Some(g) => (g, false),
             None => {
                 let g = format!("pre:{}", pdu.event_id);
                 stmts.push(rooms::insert_state_group(&self.ctx.db, &g, &room, None, &entries(&before), 0)?);
-                g
+                (g, true)
             }
         };
         let after = apply_event(&before, &pdu);
@@ -605,7 +684,8 @@ impl<'a> Ingest<'a> {
             Some(k) => {
                 let g = pdu.event_id.to_string();
                 let len = rooms::state_group_len(&self.ctx.db, &before_group).await?;
-                if len + 1 >= SNAPSHOT_EVERY || stmts.len() == 1 {
+                // A group made in this batch is not in D1 yet to chain on.
+                if len + 1 >= SNAPSHOT_EVERY || before_new {
                     stmts.push(rooms::insert_state_group(&self.ctx.db, &g, &room, None, &entries(&after), 0)?);
                 } else {
                     let entry = StateEntry(pdu.kind.to_string(), k.clone(), pdu.event_id.clone());
@@ -619,7 +699,9 @@ impl<'a> Ingest<'a> {
             stmts.push(graph::insert_outlier_stmt(&self.ctx.db, &pdu, Some(&after_group), true)?);
             self.ctx.db.batch(stmts).await?;
             self.events.insert(pdu.event_id.clone(), pdu);
-            return Ok(Outcome::SoftFailed);
+            // The head did not move.
+            self.row = Some(row);
+            return Ok(Some(Outcome::SoftFailed));
         }
 
         // Into the timeline; the extremities and the current state move.
@@ -670,6 +752,14 @@ impl<'a> Ingest<'a> {
         }
         let latest = pdu.event_id.to_string();
         stmts.push(graph::set_head_stmt(&self.ctx.db, &room, &ext, pdu.depth, Some(&new_group), &latest)?);
+        // The row as that statement leaves it, for the next event once the batch is written.
+        let row_after = rooms::RoomRow {
+            head_event: Some(latest.clone()),
+            extremities: Some(serde_json::to_string(&ext.iter().map(|e| e.as_str()).collect::<Vec<_>>())?),
+            head_depth: row.head_depth.max(pdu.depth as f64),
+            state_group: Some(new_group.clone()),
+            ..row.clone()
+        };
         // A message that leaves the current state as it was, with the room's push context
         // known: its push actions are computed now and written in its batch (guarded by the
         // members' push-rules version), as the `Room` object's local sends do, so nothing is
@@ -689,13 +779,18 @@ impl<'a> Ingest<'a> {
                             self.accepted.recorded.insert(pdu.event_id.clone());
                             self.accepted.ready.borrow_mut().extend(pushes);
                             self.accepted.pdus.push(pdu);
-                            return Ok(Outcome::Accepted);
+                            self.row = Some(row_after);
+                            return Ok(Some(Outcome::Accepted));
                         }
                         // The push-rules guard (or anything else): nothing was written; again
-                        // below, reading the fan-out's inputs afresh.
+                        // below, reading the fan-out's inputs afresh (on the head: from the
+                        // start, the event may be known).
                         Err(e) => {
                             worker::console_warn!("ingest of {} with its push actions: {e}", pdu.event_id);
                             self.accepted.push.borrow_mut().take();
+                            if on_head {
+                                return Ok(None);
+                            }
                         }
                     }
                 }
@@ -710,9 +805,10 @@ impl<'a> Ingest<'a> {
         let rows = self.ctx.db.batch_rows(stmts).await?;
         self.events.insert(pdu.event_id.clone(), pdu.clone());
         self.accepted.pdus.push(pdu);
+        self.row = Some(row_after);
         let inputs = fanout::inputs_from(rows.get(writes..).unwrap_or_default());
         *self.accepted.push.borrow_mut() = Some(Rc::new(PushContext::new(&self.ctx.config, &self.room_id, inputs)));
-        Ok(Outcome::Accepted)
+        Ok(Some(Outcome::Accepted))
     }
 
     /// The push actions of `pdu` from `pc` and the push-rules guard, for its write batch, and

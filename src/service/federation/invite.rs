@@ -61,7 +61,7 @@ pub async fn invite_remote(ctx: &Ctx, room_id: &RoomId, target: &UserId, ev: New
     if !theirs || !matches!(keys::verify_event(ctx, &rules, &back.json).await?, Verified::All) {
         return Err(err!(Unknown, "The invitee's server did not sign the invite"));
     }
-    let results = room::ingest(ctx, room_id, ctx.config.server_name.as_ref(), vec![signed]).await?;
+    let (results, _) = room::ingest(ctx, room_id, ctx.config.server_name.as_ref(), vec![signed]).await?;
     match results.into_iter().next() {
         Some(r) if r.accepted => Ok(()),
         Some(r) => Err(err!(Forbidden, "{}", r.error.unwrap_or_else(|| "The invite is not allowed".into()))),

@@ -38,11 +38,12 @@ pub fn remember(room_id: &RoomId) {
     });
 }
 
-/// Runs the checks on receipt for PDUs of one room and stores them.
-pub async fn ingest(ctx: &Ctx, room_id: &RoomId, origin: &ServerName, pdus: Vec<Value>) -> Result<Vec<PduResult>> {
+/// Runs the checks on receipt for PDUs of one room and stores them; their outcomes and the
+/// D1 round trips the room's object made for them.
+pub async fn ingest(ctx: &Ctx, room_id: &RoomId, origin: &ServerName, pdus: Vec<Value>) -> Result<(Vec<PduResult>, u32)> {
     let request = RoomRequest::Ingest { room_id: room_id.to_string(), origin: origin.to_string(), pdus };
     match call::<RoomProto>(&ctx.env, room_id.as_str(), &request).await? {
-        RoomResponse::Ingested { results } => Ok(results),
+        RoomResponse::Ingested { results, d1_round_trips } => Ok((results, d1_round_trips)),
         _ => Err(unexpected::<RoomProto>()),
     }
 }

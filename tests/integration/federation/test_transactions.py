@@ -89,3 +89,59 @@ def test_repeated_transaction_gets_its_first_answer(stratus_fed, stratus_fed2):
     wait_for_message(a, room, f"alone {t}")
     assert len([m for m in messages(a, room) if m.get("content", {}).get("body") == f"alone {t}"]) == 1
     assert len([m for m in messages(a, room) if m.get("content", {}).get("body") == f"once {t}"]) == 1
+
+
+def test_pdus_on_the_rooms_head(stratus_fed, stratus_fed2):
+    """PDUs that each name the room's one extremity (the next message, as a peer sends it)
+    are checked without reading the room first (2 D1 round trips for the transaction: its
+    earlier answer, read beside, and the write), after an ingest or a local send; repeated,
+    refused or interleaved with local sends they are answered as any PDU: a chain of three,
+    each sent twice, is stored once and in order; a non-member's PDU on the head is refused
+    both times and never shown; a real peer's message after them still lands."""
+    local, remote = stratus_fed, stratus_fed2
+    a, b, room = joined_pair(local, remote)
+    t = secrets.token_hex(4)
+    # The room's head now comes from an ingest (b's message), as a peer's next PDU finds it.
+    send_text(b, room, f"head {t}")
+    wait_for_message(a, room, f"head {t}")
+    ctx = room_context(a, room)
+    stand_in = StandIn(remote)
+    latest = stand_in.request(local, "GET", f"/_matrix/federation/v1/event/{ctx['prev_events'][0]}")
+    assert latest.status_code == 200, describe(latest)
+    depth = max(p.get("depth", 0) for p in latest.json().get("pdus", [{}])) + 1
+
+    def on(prev: str, sender: str, body: str, d: int) -> dict:
+        c = dict(ctx, prev_events=[prev])
+        return stand_in.sign_pdu(build_pdu(c, room, sender, "m.room.message", {"msgtype": "m.text", "body": body}, depth=d))
+
+    outsider = on(ctx["prev_events"][0], f"@outsider-{t}:{remote.server_name}", f"outsider {t}", depth)
+    for attempt in range(2):
+        r = stand_in.send_pdus(local, [outsider])
+        assert r.status_code == 200, describe(r)
+        assert "error" in r.json().get("pdus", {}).get(event_id_of(outsider), {}), (attempt, r.json())
+    chain, prev, trips = [], ctx["prev_events"][0], []
+    for i in range(3):
+        pdu = on(prev, b.user_id, f"chain {i} {t}", depth + i)
+        chain.append(pdu)
+        prev = event_id_of(pdu)
+        r = stand_in.send_pdus(local, [pdu])
+        assert r.status_code == 200 and r.json() == {"pdus": {prev: {}}}, describe(r)
+        trips.append(int(r.headers.get("X-Stratus-D1-Round-Trips", "-1")))
+    # Each on the one before: the transaction's answer read beside the room object's one
+    # write (the object's caches warm after the first).
+    assert trips[1:] == [2, 2], trips
+    for pdu in reversed(chain):
+        r = stand_in.send_pdus(local, [pdu])
+        assert r.status_code == 200 and r.json() == {"pdus": {event_id_of(pdu): {}}}, describe(r)
+    wait_for_message(a, room, f"chain 2 {t}")
+    # On a local send: the object's append cache gives the head.
+    after_local = on(send_text(a, room, f"local {t}"), b.user_id, f"after local {t}", depth + 4)
+    r = stand_in.send_pdus(local, [after_local])
+    assert r.status_code == 200 and r.json() == {"pdus": {event_id_of(after_local): {}}}, describe(r)
+    assert r.headers.get("X-Stratus-D1-Round-Trips") == "2", dict(r.headers)
+    send_text(b, room, f"peer {t}")
+    wait_for_message(a, room, f"peer {t}")
+    bodies = [m.get("content", {}).get("body") for m in reversed(messages(a, room)) if m.get("type") == "m.room.message"]
+    mine = [x for x in bodies if x and x.endswith(t)]
+    expected = [f"head {t}", f"chain 0 {t}", f"chain 1 {t}", f"chain 2 {t}", f"local {t}", f"after local {t}", f"peer {t}"]
+    assert mine == expected, mine
