@@ -384,7 +384,7 @@ impl RoomCache {
             room_version: h.version.clone(),
             is_public: 0,
             head_event: h.extremities.last().map(|e| e.to_string()),
-            extremities: Some(serde_json::to_string(&h.extremities.iter().map(|e| e.as_str()).collect::<Vec<_>>()).ok()?),
+            extremities: Some(crate::store::graph::extremities_column(&h.extremities).ok()?),
             head_depth: h.depth as f64,
             state_group: h.group.clone(),
         })

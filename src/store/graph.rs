@@ -48,6 +48,12 @@ pub fn parse_extremities(column: Option<&str>, head: Option<&str>) -> Vec<OwnedE
     ids.iter().filter_map(|s| EventId::parse(s).ok()).collect()
 }
 
+/// The `extremities` column's value for `extremities` (a JSON array of event IDs; read back
+/// by [`parse_extremities`]).
+pub fn extremities_column(extremities: &[OwnedEventId]) -> Result<String> {
+    Ok(serde_json::to_string(&extremities.iter().map(|e| e.as_str()).collect::<Vec<_>>())?)
+}
+
 /// Statement moving the room's head: the extremities, the greatest depth, the group of the
 /// current state and the latest timeline event.
 pub fn set_head_stmt(
@@ -58,7 +64,7 @@ pub fn set_head_stmt(
     group: Option<&str>,
     latest: &str,
 ) -> Result<D1PreparedStatement> {
-    let ext = serde_json::to_string(&extremities.iter().map(|e| e.as_str()).collect::<Vec<_>>())?;
+    let ext = extremities_column(extremities)?;
     db.stmt(
         "UPDATE rooms SET extremities = ?, head_depth = MAX(head_depth, ?), state_group = ?, head_event = ? WHERE room_id = ?",
         params![ext, depth, group, latest, room_id],

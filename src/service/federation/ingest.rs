@@ -755,7 +755,7 @@ impl<'a> Ingest<'a> {
         // The row as that statement leaves it, for the next event once the batch is written.
         let row_after = rooms::RoomRow {
             head_event: Some(latest.clone()),
-            extremities: Some(serde_json::to_string(&ext.iter().map(|e| e.as_str()).collect::<Vec<_>>())?),
+            extremities: Some(graph::extremities_column(&ext)?),
             head_depth: row.head_depth.max(pdu.depth as f64),
             state_group: Some(new_group.clone()),
             ..row.clone()
