@@ -417,10 +417,15 @@ impl<'a> Ingest<'a> {
         PowerLevels::new(&self.rules, get("m.room.create"), get("m.room.power_levels")).is_ok_and(|l| l.can_redact_others(&pdu.sender))
     }
 
-    /// Records `pdu` as rejected for `why`; the outcome to report.
-    async fn rejected(&self, pdu: &Pdu, why: &Error) -> Result<Outcome> {
+    /// Records `pdu` as rejected for `why`; the outcome to report. Tried on the room's head
+    /// (`on_head`, see [`Self::checked_and_stored`]) nothing is recorded: `None` has the
+    /// caller start again with the reads (the event may be known already).
+    async fn rejected(&self, pdu: &Pdu, why: &Error, on_head: bool) -> Result<Option<Outcome>> {
+        if on_head {
+            return Ok(None);
+        }
         self.record_rejected(pdu, &why.to_string()).await?;
-        Ok(Outcome::Rejected(why.to_string()))
+        Ok(Some(Outcome::Rejected(why.to_string())))
     }
 
     /// The state its auth events describe (plus the create event, which v12 leaves out).
@@ -602,19 +607,13 @@ impl<'a> Ingest<'a> {
         // rejects this one for good; one that could not be fetched (the origin failed) only
         // fails this attempt: the event may come again, e.g. through a later gap fill.
         if let Err(e) = self.ensure_auth_events(&pdu, depth).await {
-            if on_head {
-                return Ok(None);
-            }
-            if e.kind() != crate::error::ErrorKind::Forbidden {
+            if e.kind() != crate::error::ErrorKind::Forbidden && !on_head {
                 return Ok(Some(Outcome::Deferred(e.to_string())));
             }
-            return self.rejected(&pdu, &e).await.map(Some);
+            return self.rejected(&pdu, &e, on_head).await;
         }
         if let Err(e) = self.allowed(&pdu, &self.auth_state(&pdu)) {
-            return match on_head {
-                true => Ok(None),
-                false => self.rejected(&pdu, &e).await.map(Some),
-            };
+            return self.rejected(&pdu, &e, on_head).await;
         }
 
         // The state before it: resolution over its prev_events' states.
@@ -637,10 +636,7 @@ impl<'a> Ingest<'a> {
         };
         self.load_auth_state(&pdu, &before).await?;
         if let Err(e) = self.allowed(&pdu, &before) {
-            return match on_head {
-                true => Ok(None),
-                false => self.rejected(&pdu, &e).await.map(Some),
-            };
+            return self.rejected(&pdu, &e, on_head).await;
         }
 
         // Soft failure: allowed at its place in the graph, but not by the current state.
